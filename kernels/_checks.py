@@ -1,0 +1,28 @@
+"""Input checks shared by the public kernel functions: one sentence that names the argument."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def shape_text(dims: str, sizes: Sequence[int | None]) -> str:
+    """`shape_text("B T H", (2, 37, None))` -> `"[B=2, T=37, H]"`; a `None` size is free."""
+    return "[" + ", ".join(d if s is None else f"{d}={s}" for d, s in zip(dims.split(), sizes)) + "]"
+
+
+def check_shape(op: str, name: str, tensor: torch.Tensor, dims: str, sizes: Sequence[int | None]) -> None:
+    """Raise `ValueError` unless `tensor` has one dimension per letter of `dims`, of the given sizes."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(tensor).__name__}")
+    shape = tuple(tensor.shape)
+    if len(shape) != len(sizes) or any(s is not None and s != n for s, n in zip(sizes, shape)):
+        raise ValueError(
+            f"{op}: {name} must have shape {shape_text(dims, sizes)}, got {list(shape)}"
+        )
+
+
+def check_chunk_size(op: str, chunk_size: int) -> None:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"{op}: chunk_size must be a positive integer, got {chunk_size!r}")

@@ -1,0 +1,67 @@
+"""Mamba-2 SSD: the public function and its dispatch. See `reference.py` for the recurrence."""
+
+from __future__ import annotations
+
+import torch
+
+from kernels._backend import resolve_backend
+from kernels._checks import check_chunk_size, check_shape
+from kernels.ssd.reference import ssd_chunked, ssd_step
+
+__all__ = ["ssd", "ssd_step"]
+
+
+def ssd(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    *,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    initial_state: torch.Tensor | None = None,
+    return_final_state: bool = False,
+    chunk_size: int | None = None,
+    backend: str | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Mamba-2 state-space dual layer: h_t = exp(dt_t A) h_{t-1} + dt_t x_t ⊗ B_t, y_t = h_t C_t + D x_t.
+
+    Args:
+        x: `[B, T, H, P]` fp32 or bf16.
+        dt: `[B, T, H]` step sizes, positive (already through softplus).
+        A: `[H]` negative decay rates.
+        B, C: `[B, T, G, N]`, G dividing H; head h reads group h // (H // G).
+        D: `[H]` skip connection, optional.
+        z: `[B, T, H, P]` gate, optional: y ← y · silu(z).
+        initial_state: `[B, H, P, N]`, optional (zeros).
+        return_final_state: also return the state after the last token.
+        chunk_size: tokens per chunk, default 64; any T works.
+        backend: None (Triton for CUDA tensors, else the reference), "reference" or "triton".
+
+    Returns:
+        y `[B, T, H, P]` in the dtype of x, or `(y, final_state [B, H, P, N] fp32)`.
+    """
+    check_shape("ssd", "x", x, "B T H P", (None,) * 4)
+    b, T, H, P = x.shape
+    check_shape("ssd", "dt", dt, "B T H", (b, T, H))
+    check_shape("ssd", "A", A, "H", (H,))
+    check_shape("ssd", "B", B, "B T G N", (b, T, None, None))
+    G, N = B.shape[2:]
+    check_shape("ssd", "C", C, "B T G N", (b, T, G, N))
+    if H % G != 0:
+        raise ValueError(f"ssd: the H={H} heads must split evenly into the G={G} groups of B and C")
+    if D is not None:
+        check_shape("ssd", "D", D, "H", (H,))
+    if z is not None:
+        check_shape("ssd", "z", z, "B T H P", (b, T, H, P))
+    if initial_state is not None:
+        check_shape("ssd", "initial_state", initial_state, "B H P N", (b, H, P, N))
+    chunk_size = 64 if chunk_size is None else chunk_size
+    check_chunk_size("ssd", chunk_size)
+
+    resolve_backend(backend, x, op="ssd", has_triton=False)
+    y, final_state = ssd_chunked(
+        x, dt, A, B, C, D=D, z=z, initial_state=initial_state, chunk_size=chunk_size
+    )
+    return (y, final_state) if return_final_state else y

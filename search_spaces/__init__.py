@@ -1,0 +1,31 @@
+"""The architecture language: `ArchConfig`, its pattern notation, presets and the analytic cost model.
+
+Imports nothing heavy (no torch): `nas --help` and the cost model stay instant.
+"""
+
+from search_spaces.arch import (
+    ArchConfig,
+    AttentionOptions,
+    ConfigError,
+    Mamba1Options,
+    Mamba2Options,
+    MLPOptions,
+    MLSTMOptions,
+    MoEOptions,
+)
+from search_spaces.pattern import SYMBOLS, PatternError, abbreviate, parse_pattern
+
+__all__ = [
+    "SYMBOLS",
+    "ArchConfig",
+    "AttentionOptions",
+    "ConfigError",
+    "MLPOptions",
+    "MLSTMOptions",
+    "Mamba1Options",
+    "Mamba2Options",
+    "MoEOptions",
+    "PatternError",
+    "abbreviate",
+    "parse_pattern",
+]

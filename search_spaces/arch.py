@@ -1,0 +1,374 @@
+"""`ArchConfig`: a hybrid language model written down as a layer pattern plus per-family options.
+
+    pattern: "M-M-M*-M-"      # one symbol per pre-norm residual sublayer (see `pattern.py`)
+    d_model: 512
+    vocab_size: 256
+    attention: {heads: 8, kv_heads: 2, pos: nope}
+    mamba2: {d_state: 128, head_dim: 64}
+    mlp: {ratio: 4.0}
+
+A family's options are filled with defaults when its symbol is in the pattern and may not be given when
+it is not. Widths are derived from `d_model` (ratios and factors), so one config scales by changing
+`d_model` alone. Configs are frozen, reject unknown keys, and round-trip exactly through YAML and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from search_spaces.pattern import FAMILIES, SYMBOLS, PatternError, count, parse_pattern
+
+__all__ = [
+    "ArchConfig",
+    "AttentionOptions",
+    "ConfigError",
+    "MLPOptions",
+    "MLSTMOptions",
+    "Mamba1Options",
+    "Mamba2Options",
+    "MoEOptions",
+    "explain_validation_error",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration a user wrote that cannot be used; the message is one sentence saying why."""
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AttentionOptions(_Options):
+    """Causal grouped-query attention."""
+
+    heads: int = Field(8, gt=0)
+    kv_heads: int | None = Field(None, gt=0, description="None: as many as heads (multi-head attention)")
+    head_dim: int | None = Field(None, gt=0, description="None: d_model // heads")
+    pos: Literal["rope", "nope"] = "rope"
+    rope_theta: float = Field(10_000.0, gt=0)
+    rope_fraction: float = Field(1.0, gt=0, le=1, description="share of each head's dims that RoPE rotates")
+
+    def dims(self, d_model: int) -> tuple[int, int, int]:
+        """(heads, kv_heads, head_dim) at this width."""
+        return self.heads, self.kv_heads or self.heads, self.head_dim or d_model // self.heads
+
+
+class Mamba2Options(_Options):
+    """Mamba-2 (SSD): scalar decay per head, B/C shared within groups."""
+
+    d_state: int = Field(128, gt=0)
+    head_dim: int = Field(64, gt=0)
+    expand: int = Field(2, gt=0)
+    n_groups: int = Field(1, gt=0)
+    d_conv: int = Field(4, gt=0)
+    chunk_size: int = Field(256, gt=0)
+
+    def d_inner(self, d_model: int) -> int:
+        return self.expand * d_model
+
+    def n_heads(self, d_model: int) -> int:
+        return self.d_inner(d_model) // self.head_dim
+
+
+class Mamba1Options(_Options):
+    """Mamba-1: selective scan with a diagonal state per channel."""
+
+    d_state: int = Field(16, gt=0)
+    expand: int = Field(2, gt=0)
+    d_conv: int = Field(4, gt=0)
+    dt_rank: int | None = Field(None, gt=0, description="None: ceil(d_model / 16)")
+
+    def d_inner(self, d_model: int) -> int:
+        return self.expand * d_model
+
+    def rank(self, d_model: int) -> int:
+        return self.dt_rank or math.ceil(d_model / 16)
+
+
+class MLSTMOptions(_Options):
+    """xLSTM's mLSTM layer: matrix memory, exponential input gate, sigmoid forget gate."""
+
+    heads: int = Field(4, gt=0)
+    qk_dim_factor: float = Field(0.5, gt=0)
+    v_dim_factor: float = Field(1.0, gt=0)
+
+    def qk_dim(self, d_model: int) -> int:
+        return round(self.qk_dim_factor * d_model)
+
+    def v_dim(self, d_model: int) -> int:
+        return round(self.v_dim_factor * d_model)
+
+
+Activation = Literal["swiglu", "relu2", "gelu"]  # gated SiLU; squared ReLU; GeLU (the last two not gated)
+
+
+class MLPOptions(_Options):
+    """Dense MLP; hidden width round(ratio * d_model)."""
+
+    ratio: float = Field(4.0, gt=0)
+    activation: Activation = "swiglu"
+
+    def d_ff(self, d_model: int) -> int:
+        return max(1, round(self.ratio * d_model))
+
+
+class MoEOptions(_Options):
+    """Top-k routed experts with no dropped tokens, an optional always-on shared expert."""
+
+    experts: int = Field(8, gt=0)
+    top_k: int = Field(2, gt=0)
+    ratio: float = Field(4.0, gt=0, description="expert hidden width / d_model")
+    shared_expert: bool = False
+    shared_ratio: float | None = Field(None, gt=0, description="None: the experts' ratio")
+    activation: Activation = "swiglu"
+    aux_loss_weight: float = Field(0.01, ge=0)
+
+    def d_ff(self, d_model: int) -> int:
+        return max(1, round(self.ratio * d_model))
+
+    def d_ff_shared(self, d_model: int) -> int:
+        return max(1, round((self.shared_ratio or self.ratio) * d_model)) if self.shared_expert else 0
+
+
+OPTION_TYPES: dict[str, type[_Options]] = {
+    "attention": AttentionOptions,
+    "mamba2": Mamba2Options,
+    "mamba1": Mamba1Options,
+    "mlstm": MLSTMOptions,
+    "mlp": MLPOptions,
+    "moe": MoEOptions,
+}
+
+
+def _divisors(n: int) -> str:
+    ds = [d for d in range(1, n + 1) if n % d == 0]
+    return ", ".join(map(str, ds if len(ds) <= 12 else [*ds[:6], "…", *ds[-3:]]))
+
+
+class ArchConfig(BaseModel):
+    """A hybrid LM: the layer pattern, the width and each family's options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pattern: str
+    d_model: int = Field(gt=0)
+    vocab_size: int = Field(256, gt=0)
+    tie_embeddings: bool = True
+    norm_eps: float = Field(1e-5, gt=0)
+    attention: AttentionOptions | None = None
+    mamba2: Mamba2Options | None = None
+    mamba1: Mamba1Options | None = None
+    mlstm: MLSTMOptions | None = None
+    mlp: MLPOptions | None = None
+    moe: MoEOptions | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _parse(cls, v: str) -> str:
+        return parse_pattern(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_families(cls, data: Any) -> Any:
+        """Give every family in the pattern its default options; refuse options of absent families."""
+        if not isinstance(data, dict) or not isinstance(data.get("pattern"), str):
+            return data
+        try:
+            pattern = parse_pattern(data["pattern"])
+        except PatternError:
+            return data  # the field validator reports it
+        data = dict(data)
+        for family, symbol in FAMILIES.items():
+            present = symbol in pattern
+            if present and data.get(family) is None:
+                data[family] = {}
+            elif not present and data.get(family) is not None:
+                raise ValueError(
+                    f"{family} options are given but the pattern has no '{symbol}' ({SYMBOLS[symbol][1]}) "
+                    f"sublayer; remove the {family} block or add '{symbol}' to the pattern"
+                )
+        return data
+
+    @model_validator(mode="after")
+    def _check_widths(self) -> ArchConfig:
+        d = self.d_model
+        if (a := self.attention) is not None:
+            if a.head_dim is None and d % a.heads:
+                raise ValueError(
+                    f"attention.heads={a.heads} does not divide d_model={d}; "
+                    f"choose heads among {_divisors(d)} or set attention.head_dim"
+                )
+            heads, kv, _ = a.dims(d)
+            if heads % kv:
+                raise ValueError(
+                    f"attention.kv_heads={kv} does not divide attention.heads={heads}; "
+                    f"choose kv_heads among {_divisors(heads)}"
+                )
+        if (m2 := self.mamba2) is not None:
+            inner = m2.d_inner(d)
+            if inner % m2.head_dim:
+                raise ValueError(
+                    f"mamba2.head_dim={m2.head_dim} does not divide the inner width expand×d_model={inner}; "
+                    f"choose head_dim among {_divisors(inner)}"
+                )
+            if m2.n_heads(d) % m2.n_groups:
+                raise ValueError(
+                    f"mamba2.n_groups={m2.n_groups} does not divide the {m2.n_heads(d)} Mamba-2 heads; "
+                    f"choose n_groups among {_divisors(m2.n_heads(d))}"
+                )
+        if (x := self.mlstm) is not None:
+            for name, width in (("qk", x.qk_dim(d)), ("v", x.v_dim(d))):
+                factor = getattr(x, f"{name}_dim_factor")
+                if width < 1 or abs(factor * d - width) > 1e-9 or width % x.heads:
+                    raise ValueError(
+                        f"mlstm.{name}_dim_factor={factor} gives a {name} width of {factor * d:g} at "
+                        f"d_model={d}, which must be a whole number divisible by mlstm.heads={x.heads}"
+                    )
+        if (e := self.moe) is not None and e.top_k > e.experts:
+            raise ValueError(
+                f"moe.top_k={e.top_k} is more than moe.experts={e.experts}; a token cannot be routed to "
+                "more experts than exist"
+            )
+        return self
+
+    # ----- what the pattern holds -----------------------------------------------------------------
+    @property
+    def layers(self) -> list[str]:
+        """Family name of each sublayer, in order."""
+        return [SYMBOLS[ch][0] for ch in self.pattern]
+
+    @property
+    def n_sublayers(self) -> int:
+        return len(self.pattern)
+
+    def count(self, family: str) -> int:
+        return count(self.pattern)[family]
+
+    @property
+    def families(self) -> list[str]:
+        """Families present, in the order of first appearance."""
+        return list(dict.fromkeys(self.layers))
+
+    # ----- serialisation --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ArchConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"an architecture must be a mapping of keys (pattern, d_model, ...), got {type(data).__name__}"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ConfigError(explain_validation_error(err, cls)) from None
+
+    @classmethod
+    def from_yaml(cls, text: str) -> ArchConfig:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"the architecture is not valid YAML: {_yaml_problem(err)}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"the architecture is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ArchConfig:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise ConfigError(f"cannot read the architecture file {path}: {err.strerror}") from None
+        return cls.from_json(text) if path.suffix == ".json" else cls.from_yaml(text)
+
+    def replace(self, **changes: Any) -> ArchConfig:
+        """A new config with `changes` applied; family options merge key by key.
+
+        Families that leave the pattern lose their options; families that enter it get defaults.
+
+            cfg.replace(pattern="M-M*-", attention={"pos": "nope"})
+        """
+        data = self.to_dict()
+        for key, value in changes.items():
+            if key in OPTION_TYPES and isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        try:
+            pattern = parse_pattern(data["pattern"])
+        except PatternError as err:
+            raise ConfigError(str(err)) from None
+        for family, symbol in FAMILIES.items():
+            if symbol not in pattern and family not in changes:
+                data.pop(family, None)
+        return ArchConfig.from_dict(data)
+
+
+# ----- error messages ---------------------------------------------------------------------------------
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at `loc` (for listing its allowed keys)."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        inner = [t for t in getattr(field.annotation, "__args__", (field.annotation,)) if isinstance(t, type)]
+        nested = [t for t in inner if issubclass(t, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def explain_validation_error(err: ValidationError, model: type[BaseModel], what: str = "") -> str:
+    """One sentence for a pydantic error: the field, what is wrong, what is allowed."""
+    errors = err.errors()
+    e = errors[0]
+    loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    where = ".".join(str(p) for p in loc)
+    prefix = f"{what}: " if what else ""
+    kind = e["type"]
+    if kind == "extra_forbidden":
+        owner = _model_at(model, loc[:-1])
+        allowed = ", ".join(owner.model_fields) if owner else ""
+        msg = f"unknown key '{where}'" + (f"; allowed keys here are {allowed}" if allowed else "")
+    elif kind == "missing":
+        msg = f"'{where}' is required but missing"
+    elif kind in ("value_error", "assertion_error"):
+        cause = e.get("ctx", {}).get("error")
+        msg = str(cause) if cause is not None else e["msg"]
+        if where and where.split(".")[-1] not in msg:
+            msg = f"{where}: {msg}"
+    elif kind == "literal_error":
+        msg = f"'{where}' is {e['input']!r}; {e['msg'].lower()}"
+    else:
+        msg = f"'{where}' is {e['input']!r}: {e['msg'][0].lower()}{e['msg'][1:]}"
+    if len(errors) > 1:
+        msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return prefix + msg
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem

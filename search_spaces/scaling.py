@@ -1,0 +1,112 @@
+"""The one rule that resizes an architecture while keeping its layout.
+
+`scale(cfg, params)` returns a config of about `params` total parameters that keeps:
+- the layer pattern symbol for symbol: depth, the attention : SSM ratio, where attention sits, where
+  the MoE layers sit;
+- every width ratio: MLP and expert ratios, Mamba expand factors, mLSTM q/k/v factors;
+- the number of experts, top-k and the shared expert; RoPE or NoPE; conv widths; the GQA ratio
+  (as far as whole heads allow).
+
+- every state size (Mamba-1 and Mamba-2 `d_state`): it sets how much a recurrent layer can remember,
+  which is what a hybrid search is about, not a width.
+
+Only `d_model` is chosen: the candidate width whose model lands closest to `params` (in log scale),
+candidates being multiples of 16 up to 128, of 32 up to 512 and of 64 beyond (so that per-head widths
+of 32 and 64 divide them).
+Widths follow from it. When shrinking by s = d_model′ / d_model, each per-head width (attention head
+dim, Mamba-2 head dim, mLSTM head dims) shrinks by s too, to a power of two but never below 32 (or the
+largest power of two that divides a narrower width), and Mamba-2 groups shrink by s but never below
+one; head counts are what the widths then hold. Growing keeps every per-head width as published and
+adds heads.
+"""
+
+from __future__ import annotations
+
+import math
+
+from search_spaces.arch import ArchConfig
+from search_spaces.cost import param_counts
+
+__all__ = ["resize", "scale"]
+
+MIN_HEAD = 32  # per-head widths never shrink below this
+
+
+def _pow2_floor(x: float) -> int:
+    return 1 << max(0, math.floor(math.log2(max(1.0, x))))
+
+
+def _per_head(width: int, head: int, s: float) -> int:
+    """The per-head width at scale s: head·s (at least MIN_HEAD, at most head), a power of two dividing `width`."""
+    target = head if s >= 1 else min(head, max(MIN_HEAD, head * s))
+    h = _pow2_floor(target) if target != head else head
+    while h > 1 and width % h:
+        h //= 2
+    return max(1, h)
+
+
+def _divisor_at_most(n: int, at_most: float) -> int:
+    return max(d for d in range(1, n + 1) if n % d == 0 and d <= max(1, at_most))
+
+
+def resize(cfg: ArchConfig, d_model: int, vocab_size: int | None = None) -> ArchConfig:
+    """`cfg` at width `d_model` by the rule above."""
+    s = d_model / cfg.d_model
+    shrink = min(1.0, s)
+    changes: dict = {"d_model": d_model, "vocab_size": vocab_size or cfg.vocab_size}
+    if (a := cfg.attention) is not None:
+        heads, kv, hd = a.dims(cfg.d_model)
+        hd2 = _per_head(d_model, hd, s)
+        heads2 = d_model // hd2
+        changes["attention"] = {
+            "heads": heads2,
+            "kv_heads": _divisor_at_most(heads2, round(heads2 * kv / heads)),
+            "head_dim": None,
+        }
+    if (m2 := cfg.mamba2) is not None:
+        inner = m2.expand * d_model
+        p = _per_head(inner, m2.head_dim, s)
+        changes["mamba2"] = {
+            "head_dim": p,
+            "n_groups": _divisor_at_most(inner // p, round(m2.n_groups * shrink)),
+        }
+    if (m1 := cfg.mamba1) is not None:
+        changes["mamba1"] = {"dt_rank": None if m1.dt_rank is None else max(1, round(m1.dt_rank * s))}
+    if (x := cfg.mlstm) is not None:
+        qk, v = round(x.qk_dim_factor * d_model), round(x.v_dim_factor * d_model)
+        hk = _per_head(qk, x.qk_dim(cfg.d_model) // x.heads, s)
+        heads = max(1, qk // hk)
+        while heads > 1 and (qk % heads or v % heads):
+            heads -= 1
+        changes["mlstm"] = {"heads": heads}
+    return cfg.replace(**changes)
+
+
+def _widths():
+    d = 0
+    while True:
+        d += 16 if d < 128 else 32 if d < 512 else 64
+        yield d
+
+
+def scale(cfg: ArchConfig, params: float, vocab_size: int | None = None) -> ArchConfig:
+    """`cfg` resized to about `params` total parameters (see the module docstring for the rule)."""
+    if params <= 0:
+        raise ValueError(f"the target size must be a positive number of parameters, got {params:g}")
+    best, best_err = None, math.inf
+    for d in _widths():
+        try:
+            candidate = resize(cfg, d, vocab_size)
+        except ValueError:
+            continue  # a width the family constraints cannot hold (e.g. a fractional mLSTM head)
+        n = param_counts(candidate).total
+        err = abs(math.log(n / params))
+        if err < best_err:
+            best, best_err = candidate, err
+        elif n > params:
+            break  # params grow with d_model: past the target and getting worse
+        if d > 1_000_000:
+            break
+    if best is None:
+        raise ValueError(f"no width of this layout reaches about {params:g} parameters")
+    return best

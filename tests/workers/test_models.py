@@ -1,0 +1,158 @@
+import random
+
+import pytest
+import torch
+from archgen import random_arch
+
+from search_spaces import ArchConfig
+from search_spaces.cost import param_counts
+from search_spaces.presets import PRESETS, preset
+from workers.models import build_model
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def active_params(model, cfg: ArchConfig) -> int:
+    """Parameters a token touches: all but the experts its router did not pick."""
+    total = model.num_params()
+    for block in model.blocks:
+        if block.family == "moe":
+            per_expert = sum(p.numel() for p in block.sublayer.experts[0].parameters())
+            total -= (cfg.moe.experts - cfg.moe.top_k) * per_expert
+    return total
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_param_count_equals_the_built_model(seed):
+    cfg = random_arch(random.Random(seed))
+    model = build_model(cfg)
+    pc = param_counts(cfg)
+    assert model.num_params() == pc.total
+    assert active_params(model, cfg) == pc.active
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_at_proxy_size_trains_on_cpu(name):
+    torch.manual_seed(0)
+    cfg = preset(name, 1e6, vocab_size=256)
+    model = build_model(cfg)
+    assert model.num_params() == param_counts(cfg).total
+    idx = torch.randint(0, 256, (2, 33))
+    out = model(idx[:, :-1], idx[:, 1:])
+    assert out.logits.shape == (2, 32, 256)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    if cfg.moe is not None:
+        assert out.aux_loss > 0
+
+
+MIXED = [
+    ArchConfig(pattern="*-*-", d_model=64, attention={"heads": 4, "kv_heads": 2}),
+    ArchConfig(pattern="*-", d_model=64, attention={"heads": 4, "pos": "nope"}),
+    ArchConfig(pattern="M-M-", d_model=64, mamba2={"d_state": 16, "head_dim": 16, "n_groups": 2, "chunk_size": 8}),
+    ArchConfig(pattern="m-m-", d_model=64, mamba1={"d_state": 8}),
+    ArchConfig(pattern="X-X-", d_model=64, mlstm={"heads": 2}),
+    ArchConfig(
+        pattern="M*EmXE-",
+        d_model=64,
+        attention={"heads": 4, "kv_heads": 1, "rope_fraction": 0.5},
+        mamba2={"d_state": 16, "head_dim": 16, "chunk_size": 8},
+        moe={"experts": 4, "top_k": 2, "shared_expert": True},
+    ),
+]
+IDS = ["attention", "attention-nope", "mamba2", "mamba1", "mlstm", "mixed-moe"]
+
+
+@pytest.mark.parametrize("cfg", MIXED, ids=IDS)
+def test_step_decoding_reproduces_the_parallel_logits(cfg):
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    _perturb(model)
+    idx = torch.randint(0, cfg.vocab_size, (2, 21))
+    with torch.no_grad():
+        full = model(idx).logits
+    cache = model.init_cache(2, idx.shape[1])
+    stepped = torch.stack([model.step(idx[:, t], cache) for t in range(idx.shape[1])], dim=1)
+    assert rel_err(stepped, full) < 1e-4
+
+
+@pytest.mark.parametrize("cfg", MIXED, ids=IDS)
+def test_prefill_then_step_and_split_prefill(cfg):
+    torch.manual_seed(1)
+    model = build_model(cfg).eval()
+    _perturb(model)
+    idx = torch.randint(0, cfg.vocab_size, (2, 19))
+    with torch.no_grad():
+        full = model(idx).logits
+    cache = model.init_cache(2, 19)
+    first = model.prefill(idx[:, :7], cache)
+    second = model.prefill(idx[:, 7:13], cache)
+    rest = torch.stack([model.step(idx[:, t], cache) for t in range(13, 19)], dim=1)
+    assert rel_err(torch.cat([first, second, rest], dim=1), full) < 1e-4
+
+
+@pytest.mark.parametrize("cfg", MIXED, ids=IDS)
+def test_causal(cfg):
+    torch.manual_seed(2)
+    model = build_model(cfg).eval()
+    idx = torch.randint(0, cfg.vocab_size, (1, 16))
+    changed = idx.clone()
+    changed[0, 10] = (idx[0, 10] + 1) % cfg.vocab_size
+    with torch.no_grad():
+        a, b = model(idx).logits, model(changed).logits
+    torch.testing.assert_close(a[:, :10], b[:, :10])
+    assert not torch.allclose(a[:, 10:], b[:, 10:])
+
+
+def test_rope_and_nope_differ_only_in_position_handling():
+    torch.manual_seed(3)
+    rope = build_model(ArchConfig(pattern="*", d_model=32, attention={"heads": 2}))
+    nope = build_model(ArchConfig(pattern="*", d_model=32, attention={"heads": 2, "pos": "nope"}))
+    nope.load_state_dict(rope.state_dict())
+    idx = torch.randint(0, 256, (1, 8))
+    with torch.no_grad():
+        assert not torch.allclose(rope(idx).logits, nope(idx).logits)
+        # with one token there is no position to encode
+        torch.testing.assert_close(rope(idx[:, :1]).logits, nope(idx[:, :1]).logits)
+
+
+def test_moe_routes_every_token_and_balances():
+    torch.manual_seed(4)
+    cfg = ArchConfig(pattern="E", d_model=32, moe={"experts": 4, "top_k": 2})
+    model = build_model(cfg)
+    moe = model.blocks[0].sublayer
+    x = torch.randn(3, 50, 32)
+    y = moe(x)
+    # no dropped tokens: equal to running each token through its two experts by hand
+    probs = torch.softmax(moe.router(x), -1)
+    w, e = probs.topk(2, -1)
+    w = w / w.sum(-1, keepdim=True)
+    ref = sum(
+        torch.stack([moe.experts[int(e[b, t, j])](x[b, t]) for b in range(3) for t in range(50)]).view(3, 50, 32)
+        * w[..., j : j + 1]
+        for j in range(2)
+    )
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-6)
+    # Switch loss is E·Σ f·P: 1 when routing is uniform, larger when skewed
+    assert 0.9 < moe.aux_loss.item() < 1.5
+    with torch.no_grad():
+        moe.router.weight.zero_()
+        moe.router.weight[0] = 1.0
+    moe(x.abs())  # every token's top choice is expert 0
+    assert moe.aux_loss.item() > 1.9
+    # the LM adds the weighted aux loss to the cross-entropy it returns
+    idx, tgt = torch.randint(0, 256, (2, 8)), torch.randint(0, 256, (2, 8))
+    out = model(idx, tgt)
+    ce = torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), tgt.flatten())
+    torch.testing.assert_close(out.loss, ce + cfg.moe.aux_loss_weight * out.aux_loss)
+
+
+def _perturb(model):
+    """Move parameters off their structured init so decode checks exercise every path (gates, D, biases)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))

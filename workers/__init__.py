@@ -1,0 +1,1 @@
+"""What runs inside a trial: the proxy model, its data, its training and its scoring."""

@@ -1,0 +1,25 @@
+"""Causal depthwise convolution over time, with a carried state for chunked and step-by-step use."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CausalConv1d(nn.Module):
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        self.width = width
+        self.conv = nn.Conv1d(channels, channels, width, groups=channels, bias=True)
+
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        return torch.zeros(batch, self.width - 1, self.conv.in_channels, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, T, C], state [B, width-1, C] (the inputs before x) -> (y [B, T, C], new state)."""
+        if state is None:
+            state = self.init_state(x.shape[0], x.device, x.dtype)
+        xp = torch.cat([state.to(x.dtype), x], dim=1)  # [B, width-1+T, C]
+        y = F.conv1d(xp.transpose(1, 2), self.conv.weight, self.conv.bias, groups=self.conv.groups)
+        return y.transpose(1, 2), xp[:, xp.shape[1] - (self.width - 1) :]

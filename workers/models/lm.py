@@ -1,0 +1,127 @@
+"""The proxy language model: embedding, pre-norm residual sublayers in pattern order, RMSNorm, head.
+
+    model = HybridLM(ArchConfig(pattern="M-M*-", d_model=128))
+    out = model(idx, targets)                 # parallel path: logits, loss (+ MoE aux), aux_loss
+    cache = model.init_cache(batch, max_len)
+    logits = model.prefill(prompt, cache)     # parallel path, filling the cache
+    logits = model.step(token, cache)         # one token with the cache (decode)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_spaces import ArchConfig
+from workers.models.attention import Attention
+from workers.models.mamba1 import Mamba1
+from workers.models.mamba2 import Mamba2
+from workers.models.mlp import DenseMLP, MoE
+from workers.models.mlstm import MLSTM
+from workers.models.norm import RMSNorm
+
+SUBLAYERS: dict[str, Any] = {
+    "attention": lambda cfg: Attention(cfg.d_model, cfg.attention),
+    "mamba2": lambda cfg: Mamba2(cfg.d_model, cfg.mamba2, cfg.norm_eps),
+    "mamba1": lambda cfg: Mamba1(cfg.d_model, cfg.mamba1),
+    "mlstm": lambda cfg: MLSTM(cfg.d_model, cfg.mlstm, cfg.norm_eps),
+    "mlp": lambda cfg: DenseMLP(cfg.d_model, cfg.mlp),
+    "moe": lambda cfg: MoE(cfg.d_model, cfg.moe),
+}
+# init is left to these modules: their parameters encode decay rates and gate biases
+_OWN_INIT = ("dt_proj", "igate", "fgate")
+_RESIDUAL_OUT = ("out_proj", "down_proj")
+
+
+class LMOutput(NamedTuple):
+    logits: torch.Tensor  # [B, T, V]
+    loss: torch.Tensor | None  # cross-entropy + weighted MoE aux loss
+    aux_loss: torch.Tensor  # sum of the MoE load-balancing losses (unweighted)
+
+
+class Block(nn.Module):
+    """x + sublayer(norm(x))."""
+
+    def __init__(self, family: str, cfg: ArchConfig):
+        super().__init__()
+        self.family = family
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.sublayer = SUBLAYERS[family](cfg)
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> torch.Tensor:
+        return x + self.sublayer(self.norm(x), state)
+
+    def step(self, x: torch.Tensor, state: Any) -> torch.Tensor:
+        return x + self.sublayer.step(self.norm(x), state)
+
+
+class HybridLM(nn.Module):
+    def __init__(self, cfg: ArchConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(family, cfg) for family in cfg.layers)
+        self.norm_f = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self._init_weights()
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self.aux_weight = cfg.moe.aux_loss_weight if cfg.moe is not None else 0.0
+
+    def _init_weights(self) -> None:
+        std = 0.02
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear) and not name.endswith(_OWN_INIT):
+                scale = 1 / math.sqrt(2 * len(self.blocks)) if name.endswith(_RESIDUAL_OUT) else 1.0
+                nn.init.normal_(module.weight, std=std * scale)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=std)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _moe_aux(self) -> torch.Tensor:
+        aux = [b.sublayer.aux_loss for b in self.blocks if b.family == "moe"]
+        return torch.stack(aux).sum() if aux else torch.zeros((), device=self.embed.weight.device)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> LMOutput:
+        """idx [B, T] token ids; targets [B, T] with -100 where a position is not scored."""
+        x = self.embed(idx)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.lm_head(self.norm_f(x))
+        aux = self._moe_aux()
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+            loss = loss + self.aux_weight * aux
+        return LMOutput(logits, loss, aux)
+
+    # ----- inference with a cache -----------------------------------------------------------------
+    def init_cache(self, batch: int, max_len: int) -> list[Any]:
+        p = self.embed.weight
+        return [b.sublayer.init_state(batch, max_len, p.device, p.dtype) for b in self.blocks]
+
+    @torch.no_grad()
+    def prefill(self, idx: torch.Tensor, cache: list[Any]) -> torch.Tensor:
+        """Run the parallel path over idx [B, T], continuing from and updating `cache`."""
+        x = self.embed(idx)
+        for block, state in zip(self.blocks, cache):
+            x = block(x, state)
+        return self.lm_head(self.norm_f(x))
+
+    @torch.no_grad()
+    def step(self, token: torch.Tensor, cache: list[Any]) -> torch.Tensor:
+        """token [B] -> next-token logits [B, V], updating `cache` (the step path, one token)."""
+        x = self.embed(token)
+        for block, state in zip(self.blocks, cache):
+            x = block.step(x, state)
+        return self.lm_head(self.norm_f(x))
+
+
+def build_model(cfg: ArchConfig) -> HybridLM:
+    return HybridLM(cfg)

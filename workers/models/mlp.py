@@ -1,0 +1,80 @@
+"""Feed-forward sublayers: the dense MLP (SwiGLU, squared ReLU or GeLU) and the top-k routed MoE."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_spaces import MLPOptions, MoEOptions
+
+
+class MLP(nn.Module):
+    def __init__(self, d_model: int, d_ff: int, activation: str = "swiglu"):
+        super().__init__()
+        self.activation = activation
+        if activation == "swiglu":
+            self.gate_proj = nn.Linear(d_model, d_ff, bias=False)
+        self.up_proj = nn.Linear(d_model, d_ff, bias=False)
+        self.down_proj = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, state: None = None) -> torch.Tensor:
+        if self.activation == "swiglu":
+            h = F.silu(self.gate_proj(x)) * self.up_proj(x)
+        elif self.activation == "relu2":  # squared ReLU (Primer; Nemotron-H)
+            h = F.relu(self.up_proj(x)).square()
+        else:
+            h = F.gelu(self.up_proj(x))
+        return self.down_proj(h)
+
+    def init_state(self, *args) -> None:
+        return None
+
+    def step(self, x: torch.Tensor, state: None = None) -> torch.Tensor:
+        return self(x)
+
+
+class DenseMLP(MLP):
+    def __init__(self, d_model: int, opts: MLPOptions):
+        super().__init__(d_model, opts.d_ff(d_model), opts.activation)
+
+
+class MoE(nn.Module):
+    """Softmax router, top-k experts with renormalised weights, no capacity limit (no dropped tokens).
+
+    After each forward, `aux_loss` holds the Switch-Transformer load-balancing loss
+    E · Σ_e f_e · P_e (f_e: share of routed slots, P_e: mean router probability), 1 when balanced.
+    """
+
+    def __init__(self, d_model: int, opts: MoEOptions):
+        super().__init__()
+        self.top_k, self.n_experts = opts.top_k, opts.experts
+        self.router = nn.Linear(d_model, opts.experts, bias=False)
+        self.experts = nn.ModuleList(MLP(d_model, opts.d_ff(d_model), opts.activation) for _ in range(opts.experts))
+        self.shared = MLP(d_model, opts.d_ff_shared(d_model), opts.activation) if opts.shared_expert else None
+        self.aux_loss = torch.zeros(())
+
+    def forward(self, x: torch.Tensor, state: None = None) -> torch.Tensor:
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])  # [N, d]
+        probs = torch.softmax(self.router(x).float(), dim=-1)  # [N, E]
+        weights, chosen = probs.topk(self.top_k, dim=-1)  # [N, k]
+        weights = (weights / weights.sum(-1, keepdim=True)).to(x.dtype)
+        out = torch.zeros_like(x)
+        for e, expert in enumerate(self.experts):
+            token, slot = (chosen == e).nonzero(as_tuple=True)
+            if token.numel():
+                out.index_add_(0, token, expert(x[token]) * weights[token, slot, None])
+        if self.shared is not None:
+            out = out + self.shared(x)
+        load = torch.zeros(self.n_experts, device=x.device).index_add_(
+            0, chosen.flatten(), torch.ones(chosen.numel(), device=x.device)
+        ) / chosen.numel()
+        self.aux_loss = self.n_experts * (load * probs.mean(0)).sum()
+        return out.view(shape)
+
+    def init_state(self, *args) -> None:
+        return None
+
+    def step(self, x: torch.Tensor, state: None = None) -> torch.Tensor:
+        return self(x)
