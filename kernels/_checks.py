@@ -23,6 +23,11 @@ def check_shape(op: str, name: str, tensor: torch.Tensor, dims: str, sizes: Sequ
         )
 
 
+def check_tokens(op: str, name: str, T: int) -> None:
+    if T < 1:
+        raise ValueError(f"{op}: {name} must hold at least one token (T ≥ 1), got T={T}")
+
+
 def check_chunk_size(op: str, chunk_size: int) -> None:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"{op}: chunk_size must be a positive integer, got {chunk_size!r}")

@@ -185,6 +185,48 @@ def cost(
     out.print(f"training: {fmt.count(train_flops_per_token(cfg, seq_len))} FLOPs/token at sequence length {seq_len}")
 
 
+ProfileArg = Annotated[str, typer.Option("--profile", help="a proxy profile name (cpu-tiny, gpu-small, ...) or YAML path")]
+
+
+@app.command("eval")
+@friendly
+def eval_(
+    preset: PresetArg = None,
+    arch: ArchArg = None,
+    pattern: PatternArg = None,
+    d_model: DModelArg = None,
+    profile: ProfileArg = "cpu-tiny",
+    params: ParamsArg = None,
+    seed: Annotated[int | None, typer.Option(help="override the profile's seed")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: the profile's)")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the TrialResult here")] = None,
+) -> None:
+    """Train the proxy of one architecture and print its scorecard (quality, throughput, memory).
+
+    A preset is scaled to the profile's proxy size; --arch and --pattern are used as given unless
+    --params says otherwise.
+    """
+    from nas.evaluation import print_scorecard, run_eval
+
+    from workers.profile import load_profile
+
+    prof = load_profile(profile)
+    if preset is not None and params is None:
+        params = str(prof.params)
+    vocab = (prof.lm.vocab_size or 256) if preset is not None else None
+    cfg = resolve_arch(preset, arch, pattern, d_model, params, vocab_size=vocab)
+    result = run_eval(cfg, prof, seed=seed, device=device, console=out)
+    print_scorecard(result, out)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = json_out.with_suffix(json_out.suffix + ".tmp")
+        tmp.write_text(result.model_dump_json(indent=2))
+        tmp.replace(json_out)
+        out.print(f"wrote {json_out}")
+    if result.status != "ok":
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kernels._backend import resolve_backend
-from kernels._checks import check_chunk_size, check_shape
+from kernels._checks import check_chunk_size, check_shape, check_tokens
 from kernels.mlstm.reference import State, mlstm_chunked, mlstm_step
 
 __all__ = ["State", "mlstm", "mlstm_step"]
@@ -39,6 +39,7 @@ def mlstm(
     """
     check_shape("mlstm", "q", q, "B T H K", (None,) * 4)
     b, T, H, K = q.shape
+    check_tokens("mlstm", "q", T)
     check_shape("mlstm", "k", k, "B T H K", (b, T, H, K))
     check_shape("mlstm", "v", v, "B T H V", (b, T, H, None))
     V = v.shape[-1]

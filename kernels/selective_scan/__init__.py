@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from kernels._backend import resolve_backend
-from kernels._checks import check_shape, shape_text
-from kernels.selective_scan.reference import selective_scan_chunked, selective_scan_step
+from kernels._checks import check_shape, check_tokens, shape_text
+from kernels.selective_scan.reference import selective_scan_blocked, selective_scan_step
 
 __all__ = ["selective_scan", "selective_scan_step"]
 
@@ -43,24 +43,23 @@ def selective_scan(
     op = "selective_scan"
     check_shape(op, "u", u, "B T Dc", (None,) * 3)
     b, T, Dc = u.shape
+    check_tokens(op, "u", T)
     check_shape(op, "delta", delta, "B T Dc", (b, T, Dc))
     check_shape(op, "A", A, "Dc N", (Dc, None))
     N = A.shape[1]
-    if not isinstance(B, torch.Tensor) or B.ndim not in (3, 4):
+    if not isinstance(B, torch.Tensor) or not (
+        B.shape == (b, T, N) or (B.ndim == 4 and B.shape[:2] == (b, T) and B.shape[3] == N)
+    ):
         got = list(B.shape) if isinstance(B, torch.Tensor) else type(B).__name__
         raise ValueError(
             f"{op}: B must have shape {shape_text('B T N', (b, T, N))} "
             f"or {shape_text('B T G N', (b, T, None, N))}, got {got}"
         )
-    if B.ndim == 3:
-        check_shape(op, "B", B, "B T N", (b, T, N))
-        check_shape(op, "C", C, "B T N", (b, T, N))
-    else:
-        check_shape(op, "B", B, "B T G N", (b, T, None, N))
-        G = B.shape[2]
-        check_shape(op, "C", C, "B T G N", (b, T, G, N))
-        if Dc % G != 0:
-            raise ValueError(f"{op}: the Dc={Dc} channels must split evenly into the G={G} groups of B and C")
+    grouped = B.ndim == 4
+    check_shape(op, "C", C, "B T G N" if grouped else "B T N", tuple(B.shape))
+    G = B.shape[2] if grouped else 1
+    if Dc % G != 0:
+        raise ValueError(f"{op}: the Dc={Dc} channels must split evenly into the G={G} groups of B and C")
     if D is not None:
         check_shape(op, "D", D, "Dc", (Dc,))
     if z is not None:
@@ -69,5 +68,5 @@ def selective_scan(
         check_shape(op, "initial_state", initial_state, "B Dc N", (b, Dc, N))
 
     resolve_backend(backend, u, op=op, has_triton=False)
-    y, final_state = selective_scan_chunked(u, delta, A, B, C, D=D, z=z, initial_state=initial_state)
+    y, final_state = selective_scan_blocked(u, delta, A, B, C, D=D, z=z, initial_state=initial_state)
     return (y, final_state) if return_final_state else y

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kernels._backend import resolve_backend
-from kernels._checks import check_chunk_size, check_shape
+from kernels._checks import check_chunk_size, check_shape, check_tokens
 from kernels.ssd.reference import ssd_chunked, ssd_step
 
 __all__ = ["ssd", "ssd_step"]
@@ -44,6 +44,7 @@ def ssd(
     """
     check_shape("ssd", "x", x, "B T H P", (None,) * 4)
     b, T, H, P = x.shape
+    check_tokens("ssd", "x", T)
     check_shape("ssd", "dt", dt, "B T H", (b, T, H))
     check_shape("ssd", "A", A, "H", (H,))
     check_shape("ssd", "B", B, "B T G N", (b, T, None, None))

@@ -1,0 +1,106 @@
+"""Scoring a trained proxy: validation loss, task accuracy, prefill and decode throughput, memory."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from search_spaces.cost import cache_bytes
+from workers.data.corpus import Corpus
+from workers.models import HybridLM
+from workers.result import Throughput
+from workers.train import autocast
+
+__all__ = ["lm_val_loss", "peak_memory", "task_scores", "throughput"]
+
+
+@torch.no_grad()
+def lm_val_loss(model: HybridLM, corpus: Corpus, tokens: int, batch_size: int, seq_len: int,
+                device: torch.device) -> float:
+    """Mean next-token cross-entropy (nats) over the first `tokens` validation tokens."""
+    model.eval()
+    total, n = 0.0, 0
+    for x, y in corpus.val_batches(tokens, batch_size, seq_len):
+        with autocast(device):
+            logits = model(x.to(device)).logits
+        total += F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), reduction="sum").item()
+        n += y.numel()
+    return total / n
+
+
+@torch.no_grad()
+def task_scores(model: HybridLM, batches, device: torch.device) -> tuple[float, float]:
+    """(accuracy, loss) over scored positions (targets != -100) of `batches`."""
+    model.eval()
+    correct = scored = 0
+    loss_sum = 0.0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        with autocast(device):
+            logits = model(x).logits.float()
+        mask = y != -100
+        correct += (logits.argmax(-1)[mask] == y[mask]).sum().item()
+        scored += mask.sum().item()
+        loss_sum += F.cross_entropy(logits[mask], y[mask], reduction="sum").item()
+    return correct / max(1, scored), loss_sum / max(1, scored)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def throughput(model: HybridLM, contexts: list[int], batch_size: int, decode_tokens: int, repeats: int,
+               device: torch.device) -> list[Throughput]:
+    """Prefill tokens/s over a prompt of T tokens, then decode tokens/s for tokens T+1.. (step path, cache).
+
+    The median of `repeats` runs, after one warm-up run at the smallest context.
+    """
+    model.eval()
+    vocab = model.cfg.vocab_size
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    warm = True
+    for T in sorted(contexts):
+        prefill, decode = [], []
+        for _ in range(repeats + (1 if warm else 0)):
+            prompt = torch.randint(0, vocab, (batch_size, T), generator=gen).to(device)
+            cache = model.init_cache(batch_size, T + decode_tokens)
+            _sync(device)
+            t0 = time.perf_counter()
+            with autocast(device):
+                logits = model.prefill(prompt, cache)
+            _sync(device)
+            t1 = time.perf_counter()
+            token = logits[:, -1].argmax(-1)
+            with autocast(device):
+                for _ in range(decode_tokens):
+                    token = model.step(token, cache).argmax(-1)
+            _sync(device)
+            t2 = time.perf_counter()
+            if warm:
+                warm = False
+                continue
+            prefill.append(batch_size * T / (t1 - t0))
+            decode.append(batch_size * decode_tokens / (t2 - t1))
+        out.append(Throughput(
+            context=T,
+            prefill_tokens_per_s=statistics.median(prefill),
+            decode_tokens_per_s=statistics.median(decode),
+            kv_state_bytes=cache_bytes(model.cfg, T).total,
+        ))
+    return out
+
+
+def peak_memory(device: torch.device) -> tuple[int, str]:
+    """Peak bytes allocated on the GPU since the last reset, or the process's peak resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device), "cuda_allocated"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss * (1 if sys.platform == "darwin" else 1024), "cpu_rss"
