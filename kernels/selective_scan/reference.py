@@ -15,8 +15,10 @@ The state is diagonal per (channel, state) pair, so there is no cheap quadratic 
 parallel scan over [B, T, Dc, N] moves far more memory than the recurrence needs. `selective_scan_blocked`,
 the training path, walks time in blocks of L tokens: per block it forms the decays and inputs at once
 ([B, L, Dc, N], small enough to stay in cache), runs the recurrence with one fused multiply-add per token,
-and reads out y with one contraction; its backward (written by hand) walks the blocks in reverse the same
-way, so the Python loop costs one small op per token each way. On a 2-core CPU (B=8, T=256, Dc=256, N=16)
+and reads out y with one contraction. It keeps only the state entering each block; its backward (written
+by hand) walks the blocks in reverse, recomputes each block's states from there, and takes the gradients
+block by block, so nothing of size [B, T, Dc, N] is ever held and the Python loop costs one small op per
+token each way. On a 2-core CPU (B=8, T=256, Dc=256, N=16)
 forward + backward takes about a quarter of the log-depth parallel scan's time.
 `selective_scan_recurrent` walks one token at a time through autograd and is what the tests trust;
 `selective_scan_step` is one token, for decoding. All compute in fp32 and return y in the dtype of u.
@@ -59,56 +61,61 @@ class _BlockedScan(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, h0, L):
         b, T, Dc = u.shape
         G = B.shape[2]
-        H = u.new_empty(b, T, Dc, A.shape[1])  # every state, for the backward
         y = u.new_empty(b, T, Dc)
+        starts = []  # the state entering each block: the backward recomputes the block's states from it
         h = h0
         for s in range(0, T, L):
             t = slice(s, min(s + L, T))
-            a, bx = _decay_and_input(u[:, t], delta[:, t], A, B[:, t])  # [B, l, Dc, N]
-            for i in range(a.shape[1]):
-                h = torch.addcmul(bx[:, i], a[:, i], h, out=H[:, s + i])
+            starts.append(h)
+            hs = _block_states(u[:, t], delta[:, t], A, B[:, t], h)[2]  # [B, l, Dc, N]
             # y_t = C_t · h_t within each group: [B, l, G, Dc/G, N] · [B, l, G, N]
-            y[:, t] = torch.einsum("blgcn,blgn->blgc", H[:, t].unflatten(2, (G, -1)), C[:, t]).flatten(2)
-        ctx.save_for_backward(u, delta, A, B, C, h0, H)
+            y[:, t] = torch.einsum("blgcn,blgn->blgc", hs.unflatten(2, (G, -1)), C[:, t]).flatten(2)
+            h = hs[:, -1]
+        ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts, dim=1))
         ctx.L = L
         return y, h.clone()
 
     @staticmethod
     def backward(ctx, dy, dh_last):
-        u, delta, A, B, C, h0, H = ctx.saved_tensors
+        u, delta, A, B, C, starts = ctx.saved_tensors
         L = ctx.L
         b, T, Dc = u.shape
         G = B.shape[2]
         d_u, d_delta, dB, dC = (torch.empty_like(x) for x in (u, delta, B, C))
         dA = torch.zeros_like(A)
-        g = dh_last if dh_last is not None else torch.zeros_like(h0)  # dL/dh_t, future included
-        a_next = torch.ones_like(h0)  # a_{t+1}: carries g to h_t (past the last token: dL/dh_T as given)
-        for s in reversed(range(0, T, L)):
+        g = dh_last if dh_last is not None else torch.zeros_like(starts[:, 0])  # dL/dh_t, future included
+        a_next = torch.ones_like(g)  # a_{t+1}: carries g to h_t (past the last token: dL/dh_T as given)
+        for k, s in reversed(list(enumerate(range(0, T, L)))):
             t = slice(s, min(s + L, T))
-            a, _ = _decay_and_input(u[:, t], delta[:, t], A, B[:, t])
+            a, _, hs = _block_states(u[:, t], delta[:, t], A, B[:, t], starts[:, k])
             # direct gradient of each h_t through y_t: dy_t ⊗ C_t per group
             gh = (dy[:, t].unflatten(2, (G, -1))[..., None] * C[:, t, :, None, :]).flatten(2, 3)  # [B, l, Dc, N]
             for i in reversed(range(a.shape[1])):
                 g, a_next = gh[:, i].addcmul_(a_next, g), a[:, i]
-            h_prev = torch.cat([(H[:, s - 1] if s > 0 else h0)[:, None], H[:, s : t.stop - 1]], dim=1)
+            h_prev = torch.cat([starts[:, k, None], hs[:, :-1]], dim=1)
             ga = gh * h_prev * a  # dL/d(Δ_t A)
             dA += torch.einsum("bldn,bld->dn", ga, delta[:, t])
             gb = torch.einsum("blgcn,blgn->blgc", gh.unflatten(2, (G, -1)), B[:, t]).flatten(2)  # dL/d(Δu)_t
             du_t = delta[:, t] * u[:, t]
             dB[:, t] = torch.einsum("blgcn,blgc->blgn", gh.unflatten(2, (G, -1)), du_t.unflatten(2, (G, -1)))
-            dC[:, t] = torch.einsum("blgcn,blgc->blgn", H[:, t].unflatten(2, (G, -1)), dy[:, t].unflatten(2, (G, -1)))
+            dC[:, t] = torch.einsum("blgcn,blgc->blgn", hs.unflatten(2, (G, -1)), dy[:, t].unflatten(2, (G, -1)))
             d_delta[:, t] = (ga * A).sum(-1) + gb * u[:, t]
             d_u[:, t] = gb * delta[:, t]
-        dh0 = g * a_next
-        return d_u, d_delta, dA, dB, dC, dh0, None
+        return d_u, d_delta, dA, dB, dC, g * a_next, None
 
 
-def _decay_and_input(u: Tensor, delta: Tensor, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
-    """a = exp(Δ A) and b = Δ u B for a block: u/delta [B, l, Dc], B [B, l, G, N] -> [B, l, Dc, N] each."""
+def _block_states(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Decays a = exp(Δ A), inputs b = Δ u B and states h_t of one block, each [B, l, Dc, N].
+
+    u/delta [B, l, Dc], B [B, l, G, N], h [B, Dc, N] the state entering the block.
+    """
     a = torch.exp(delta[..., None] * A)
     G = B.shape[2]
     bx = ((delta * u).unflatten(2, (G, -1))[..., None] * B[:, :, :, None, :]).flatten(2, 3)
-    return a, bx
+    hs = torch.empty_like(bx)
+    for i in range(a.shape[1]):
+        h = torch.addcmul(bx[:, i], a[:, i], h, out=hs[:, i])
+    return a, bx, hs
 
 
 def selective_scan_recurrent(

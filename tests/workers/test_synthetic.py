@@ -56,7 +56,7 @@ def oracle_mqar(task: Task, x: torch.Tensor) -> torch.Tensor:
     ctx = 2 * task.config.num_kv_pairs
     pred = torch.full_like(x, IGNORE_INDEX)
     for b, row in enumerate(x.tolist()):
-        value_of = dict(zip(row[0:ctx:2], row[1:ctx:2]))
+        value_of = dict(zip(row[0:ctx:2], row[1:ctx:2], strict=True))
         for t in range(ctx, len(row), 2):
             if row[t] in value_of:
                 pred[b, t] = value_of[row[t]]
@@ -142,7 +142,7 @@ def oracle_compression(task: Task, x: torch.Tensor) -> torch.Tensor:
 def learn_memorization(task: Task, stream_batches) -> dict[int, int]:
     value_of = {}
     for x, y in stream_batches:
-        for key, value in zip(x[:, 0::2].flatten().tolist(), y[:, 1::2].flatten().tolist()):
+        for key, value in zip(x[:, 0::2].flatten().tolist(), y[:, 1::2].flatten().tolist(), strict=True):
             assert value_of.setdefault(key, value) == value, "the key→value map changed between batches"
     return value_of
 
@@ -195,7 +195,7 @@ def test_batches_are_deterministic_given_the_generator(name, settings):
     g = gen(11)
     first, second = task.batch(8, g), task.batch(8, g)
     again = task.batch(8, gen(11))
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0], second[0])
     assert not torch.equal(first[0], task.batch(8, gen(12))[0])
 
@@ -205,7 +205,7 @@ def test_train_and_eval_streams_are_deterministic_and_differ(name):
     task = make_task(name)
     train, evaluation = task.split(seed=5)
     train2, evaluation2 = task.split(seed=5)
-    tx, ty = train.batch(8)
+    tx, _ = train.batch(8)
     ex, ey = evaluation.batch(8)
     assert torch.equal(tx, train2.batch(8)[0]) and torch.equal(ex, evaluation2.batch(8)[0])
     assert not torch.equal(tx, ex)
@@ -260,13 +260,13 @@ def test_mqar_pairs_and_queries():
         assert len(pos) == N and ((pos >= 2 * N) & ((pos - 2 * N) % 2 == 0)).all()
         # every key is asked once, and answered with its own value
         assert sorted(x[b, pos].tolist()) == sorted(keys[b].tolist())
-        value_of = dict(zip(keys[b].tolist(), values[b].tolist()))
+        value_of = dict(zip(keys[b].tolist(), values[b].tolist(), strict=True))
         assert [value_of[k] for k in x[b, pos].tolist()] == y[b, pos].tolist()
 
 
 def test_mqar_power_law_puts_queries_close_to_the_pairs():
     def mean_gap(power_a):
-        x, y = make_task("mqar", seq_len=256, power_a=power_a).batch(256, gen(4))
+        _, y = make_task("mqar", seq_len=256, power_a=power_a).batch(256, gen(4))
         return ((y != IGNORE_INDEX).nonzero()[:, 1].float() - 8).mean().item() / 2
 
     assert mean_gap(0.01) < 0.5 * mean_gap(1.0)
@@ -306,7 +306,8 @@ def test_mad_recall_tasks_train_on_every_next_token(name):
 @pytest.mark.parametrize("name", sorted(set(PUBLISHED) - FULL_LM_TARGETS))
 def test_other_tasks_train_on_their_scored_positions(name):
     task = make_task(name)
-    assert all(torch.equal(a, b) for a, b in zip(task.batch(8, gen(7), train=True), task.batch(8, gen(7))))
+    trained, scored = task.batch(8, gen(7), train=True), task.batch(8, gen(7))
+    assert all(torch.equal(a, b) for a, b in zip(trained, scored, strict=True))
 
 
 def test_fuzzy_recall_keys_vary_in_length_in_training_only():

@@ -8,21 +8,23 @@
 A model reads `inputs` causally and is scored where `targets` is not -100 (`IGNORE_INDEX`): the logits at
 position t are compared with `targets[:, t]`. Token ids lie in `[0, task.vocab_size)`.
 
-| name | source | defaults |
+| name | defaults | published in |
 |---|---|---|
-| `mqar` | Zoology, `zoology/data/associative_recall.py` (`multiquery_ar`) | vocab 8192, seq_len 64, 4 pairs, power_a 0.01 |
-| `in_context_recall` | MAD, `configs/tasks/in-context-recall.yml` | vocab 16, seq_len 128 |
-| `fuzzy_in_context_recall` | MAD, `configs/tasks/fuzzy-in-context-recall.yml` | vocab 16, seq_len 128, motifs 3 / 3 |
-| `noisy_in_context_recall` | MAD, `configs/tasks/noisy-in-context-recall.yml` | vocab 32 (16 noise), seq_len 128, 20 % noise |
-| `selective_copying` | MAD, `configs/tasks/selective-copying.yml` | vocab 16, seq_len 256, 16 tokens to copy |
-| `compression` | MAD, `configs/tasks/compression.yml` | vocab 16, seq_len 32 |
-| `memorization` | MAD, `configs/tasks/memorization.yml` | vocab 256, seq_len 32 |
+| `mqar` | vocab 8192, seq_len 64, 4 pairs, power_a 0.01 | Zoology `zoology/data/associative_recall.py` |
+| `in_context_recall` | vocab 16, seq_len 128 | MAD `configs/tasks/in-context-recall.yml` |
+| `fuzzy_in_context_recall` | vocab 16, seq_len 128, motifs of 1-3 | MAD `…/fuzzy-in-context-recall.yml` |
+| `noisy_in_context_recall` | vocab 32, seq_len 128, 20 % noise | MAD `…/noisy-in-context-recall.yml` |
+| `selective_copying` | vocab 16, seq_len 256, 16 tokens to copy | MAD `configs/tasks/selective-copying.yml` |
+| `compression` | vocab 16, seq_len 32 | MAD `configs/tasks/compression.yml` |
+| `memorization` | vocab 256, seq_len 32 | MAD `configs/tasks/memorization.yml` |
 
-The MAD instances are those of `mad/data/instances.py` (athms/mad-lab) with the benchmark's
-`multi_query: True`; each settings class says where its sequences differ from the published ones.
-`seq_len` is the published setting; `Task.seq_len` is the length the model reads, which differs for
-in-context recall (MAD drops one token in the autoregressive shift) and for compression (adapted to a
-causal model).
+Zoology is HazyResearch/zoology (`multiquery_ar`); MAD is athms/mad-lab, whose instances are those of
+`mad/data/instances.py` with the benchmark's `multi_query: True`. Each settings class says where its
+sequences differ from the published ones.
+
+A setting `seq_len` is the published one; `Task.seq_len` is the length the model reads, which differs
+for in-context recall (MAD drops one token in the autoregressive shift) and for compression (adapted to
+a causal model).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from search_spaces.arch import ConfigError, explain_validation_error
 __all__ = ["IGNORE_INDEX", "TASKS", "Stream", "Task", "TaskSettings", "accuracy", "make_task"]
 
 IGNORE_INDEX = -100
-# torch seeds its CPU generator with the low 32 bits only; the eval seed stays in that range, far from small seeds
+# torch seeds a CPU generator with the low 32 bits only: eval seeds stay in that range, far from small seeds
 _EVAL_SEED_SHIFT = 0x9E37_79B9
 
 
@@ -214,8 +216,8 @@ class NoisyInContextRecallSettings(TaskSettings):
             raise ValueError(f"seq_len must be even (key-value pairs), got {self.seq_len}")
         if self.vocab_size - self.noise_vocab_size < 2:
             raise ValueError(
-                f"noise_vocab_size={self.noise_vocab_size} leaves no keys and values in vocab_size={self.vocab_size}; "
-                f"use at most {self.vocab_size - 2}"
+                f"noise_vocab_size={self.noise_vocab_size} leaves no keys and values in "
+                f"vocab_size={self.vocab_size}; use at most {self.vocab_size - 2}"
             )
         return self
 
@@ -266,12 +268,14 @@ class FuzzyInContextRecallSettings(TaskSettings):
             )
         if (n_keys + 1) ** self.k_motif_size >= 2**62:
             raise ValueError(
-                f"k_motif_size={self.k_motif_size} gives too many distinct keys at vocab_size={self.vocab_size}"
+                f"k_motif_size={self.k_motif_size} gives too many distinct keys at "
+                f"vocab_size={self.vocab_size}"
             )
         width = self.k_motif_size + self.v_motif_size
         if self.seq_len <= 3 * width:
             raise ValueError(
-                f"seq_len must be greater than 3 × (k_motif_size + v_motif_size) = {3 * width}, got {self.seq_len}"
+                f"seq_len must be greater than 3 × (k_motif_size + v_motif_size) = {3 * width}, "
+                f"got {self.seq_len}"
             )
         return self
 
@@ -379,8 +383,9 @@ class SelectiveCopyingSettings(TaskSettings):
     def _fits(self) -> SelectiveCopyingSettings:
         if self.seq_len <= 2 * self.num_tokens_to_copy + 1:
             raise ValueError(
-                f"num_tokens_to_copy={self.num_tokens_to_copy} is too many for seq_len={self.seq_len}; selective "
-                f"copying needs seq_len > 2 × num_tokens_to_copy + 1, so at most {(self.seq_len - 2) // 2}"
+                f"num_tokens_to_copy={self.num_tokens_to_copy} is too many for seq_len={self.seq_len}; "
+                f"selective copying needs seq_len > 2 × num_tokens_to_copy + 1, "
+                f"so at most {(self.seq_len - 2) // 2}"
             )
         return self
 
@@ -555,7 +560,8 @@ def accuracy(logits: Tensor, targets: Tensor) -> float:
     """Share of scored positions (targets != -100) where argmax(logits [B, T, V]) equals targets [B, T]."""
     if logits.shape[:-1] != targets.shape:
         raise ValueError(
-            f"logits {tuple(logits.shape)} do not match targets {tuple(targets.shape)} as [B, T, V] and [B, T]"
+            f"logits {tuple(logits.shape)} do not match targets {tuple(targets.shape)} "
+            "as [B, T, V] and [B, T]"
         )
     scored = targets != IGNORE_INDEX
     if not scored.any():
