@@ -238,6 +238,20 @@ class ArchConfig(BaseModel):
             )
         return self
 
+    @classmethod
+    def compose(cls, pattern: str, d_model: int, **options: Any) -> ArchConfig:
+        """Build a config from options for any families, keeping only those the pattern uses.
+
+        For programs that sweep patterns over one set of family options (search spaces, ablations);
+        a user's file is checked strictly instead.
+        """
+        try:
+            layers = parse_pattern(pattern)
+        except PatternError as e:
+            raise ConfigError(str(e)) from None
+        kept = {k: v for k, v in options.items() if k not in FAMILIES or FAMILIES[k] in layers}
+        return cls.from_dict({"pattern": pattern, "d_model": d_model, **kept})
+
     # ----- what the pattern holds -----------------------------------------------------------------
     @property
     def layers(self) -> list[str]:

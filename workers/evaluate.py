@@ -150,7 +150,7 @@ def evaluate(
         for spec, task in tasks:
             model = fresh_model()
             train_gen = torch.Generator().manual_seed(seed)
-            stats = train(model, lambda n, task=task, g=train_gen: task.batch(n, g), task=spec.name,
+            stats = train(model, lambda n, task=task, g=train_gen: task.batch(n, g, train=True), task=spec.name,
                           tokens=spec.tokens or syn.tokens_per_task, batch_size=syn.batch_size,
                           seq_len=task.seq_len, optim=syn.optim, micro_batch_size=syn.micro_batch_size, **common)
             eval_gen = torch.Generator().manual_seed(task.eval_seed(seed))

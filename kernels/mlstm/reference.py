@@ -44,7 +44,7 @@ def mlstm_chunked(
     """Chunked mLSTM. Returns `(h [B, T, H, V], (C, n, m))`, the state fp32."""
     b, T, H, K = q.shape
     V = v.shape[-1]
-    L = chunk_size
+    L = min(chunk_size, T)  # a short sequence is one chunk, not one padded to the chunk size
     pad = -T % L
     c = (T + pad) // L
 

@@ -39,7 +39,7 @@ def ssd_chunked(
     """Chunked SSD. Returns `(y [B, T, H, P], final_state [B, H, P, N] fp32)`."""
     b, T, H, P = x.shape
     N = B.shape[-1]
-    L = chunk_size
+    L = min(chunk_size, T)  # a short sequence is one chunk, not one padded to the chunk size
     pad = -T % L
     c = (T + pad) // L
 
