@@ -7,7 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nas import _format as fmt
-from search_spaces import ArchConfig
+from search_spaces import ArchConfig, abbreviate
 
 __all__ = ["print_scorecard", "run_eval"]
 
@@ -38,7 +38,7 @@ def run_eval(cfg: ArchConfig, profile, *, seed: int | None = None, device: str |
 
 
 def print_scorecard(r, console: Console) -> None:
-    t = Table(title=f"{r.pattern}  ·  profile {r.profile}  ·  {r.device}", show_header=True)
+    t = Table(title=f"{abbreviate(r.pattern, 40)}  ·  profile {r.profile}  ·  {r.device}", show_header=True)
     t.add_column("metric")
     t.add_column("value", justify="right")
     t.add_row("status", "[green]ok" if r.status == "ok" else f"[red]{r.status}")
