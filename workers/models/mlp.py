@@ -64,9 +64,10 @@ class MoE(nn.Module):
         for e, expert in enumerate(self.experts):
             token, slot = (chosen == e).nonzero(as_tuple=True)
             if token.numel():
-                out.index_add_(0, token, expert(x[token]) * weights[token, slot, None])
+                # under autocast the expert answers in bf16; the residual stream stays in its own dtype
+                out.index_add_(0, token, (expert(x[token]) * weights[token, slot, None]).to(out.dtype))
         if self.shared is not None:
-            out = out + self.shared(x)
+            out = out + self.shared(x).to(out.dtype)
         load = torch.zeros(self.n_experts, device=x.device).index_add_(
             0, chosen.flatten(), torch.ones(chosen.numel(), device=x.device)
         ) / chosen.numel()

@@ -1,0 +1,106 @@
+"""Does the proxy score measure what matters? Four families at one parameter count, one profile.
+
+    python benchmarks/proxy_evidence.py --profile cpu-tiny            # ~3 min on 2 CPU cores
+    python benchmarks/proxy_evidence.py --profile gpu-small           # on one H200
+    python benchmarks/proxy_evidence.py --profile cpu-tiny --smoke    # seconds (CI)
+
+Pure attention, pure Mamba-2, pure mLSTM and a 1:7 Mamba-2 : attention hybrid, each eight (mixer, MLP)
+layers, widened to the profile's parameter count by the presets' scaling rule, trained and scored by
+`workers.evaluate` exactly as a study's trial is. Writes `docs/proxy-evidence/<profile>.{md,json}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from nas import _format as fmt
+from search_spaces import ArchConfig
+from search_spaces.scaling import scale
+from workers.evaluate import evaluate
+from workers.profile import load_profile
+
+_OPTIONS = {
+    "attention": {"heads": 8, "kv_heads": 8, "pos": "rope"},
+    "mamba2": {"d_state": 64, "head_dim": 64, "expand": 2, "chunk_size": 64},
+    "mlstm": {"heads": 4},
+}
+FAMILIES = {
+    "attention": "*-" * 8,
+    "mamba2": "M-" * 8,
+    "mlstm": "X-" * 8,
+    "hybrid 1:7": "M-M-M-M-*-M-M-M-",
+}
+
+
+def arch(pattern: str, params: float) -> ArchConfig:
+    return scale(ArchConfig.compose(pattern, 512, **_OPTIONS), params, vocab_size=256)
+
+
+def render(profile, rows: list[dict], budget: float, seconds: float, device: str) -> str:
+    tasks = sorted({t for r in rows for t in r["tasks"]})
+    contexts = sorted({t["context"] for r in rows for t in r["throughput"]})
+    head = ["family", "pattern", "d_model", "params", "LM loss", "bpb", *tasks, "mean acc", "train tok/s"]
+    head += [f"decode tok/s @{fmt.context(c)}" for c in contexts]
+    head += [f"KV+state @{fmt.context(c)}" for c in contexts]
+    lines = [
+        f"## profile `{profile.name}`" + (f" at {budget:g}× its token budgets" if budget != 1 else ""),
+        "",
+        f"`python benchmarks/proxy_evidence.py --profile {profile.name}"
+        + (f" --budget {budget:g}" if budget != 1 else "")
+        + f"` on {device}; {seconds / 60:.1f} min in all.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * 2 + "---:|" * (len(head) - 2),
+    ]
+    for r in rows:
+        tp = {t["context"]: t for t in r["throughput"]}
+        cells = [r["family"], f"`{r['pattern']}`", str(r["arch"]["d_model"]), fmt.count(r["params"])]
+        if r["status"] != "ok":
+            cells += [f"failed: {r['failure']['reason']}"] + [""] * (len(head) - 5)
+        else:
+            cells += [f"{r['lm']['val_loss']:.3f}", f"{r['lm']['bits_per_byte']:.3f}"]
+            cells += [f"{r['tasks'][t]['accuracy']:.3f}" if t in r["tasks"] else "" for t in tasks]
+            cells += [f"{r['synthetic_accuracy']:.3f}", fmt.count(r["lm"]["train_tokens_per_s"])]
+            cells += [fmt.count(tp[c]["decode_tokens_per_s"]) for c in contexts]
+            cells += [fmt.nbytes(tp[c]["kv_state_bytes"]) for c in contexts]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="cpu-tiny")
+    ap.add_argument("--budget", type=float, default=1.0, help="scale every token budget of the profile")
+    ap.add_argument("--smoke", action="store_true", help="tiny budgets and sizes; writes nothing")
+    ap.add_argument("--out", type=Path, default=Path("docs/proxy-evidence"))
+    args = ap.parse_args()
+    profile = load_profile(args.profile)
+    budget = 0.02 if args.smoke else args.budget
+    params = 5e4 if args.smoke else profile.params
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    rows = []
+    t0 = time.perf_counter()
+    for family, pattern in FAMILIES.items():
+        cfg = arch(pattern, params)
+        r = evaluate(cfg, profile, budget=budget)
+        row = {"family": family, **json.loads(r.model_dump_json())}
+        rows.append(row)
+        acc = f"{r.synthetic_accuracy:.3f}" if r.synthetic_accuracy is not None else "-"
+        print(f"{family:12s} d={cfg.d_model:4d} {fmt.count(r.params):>6s} {r.status:6s} "
+              f"lm={r.lm.val_loss if r.lm else float('nan'):.3f} acc={acc} {r.wall_seconds:.0f}s", flush=True)
+    md = render(profile, rows, budget, time.perf_counter() - t0, device)
+    print(md)
+    if not args.smoke:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{profile.name}.md").write_text(md)
+        (args.out / f"{profile.name}.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
