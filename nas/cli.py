@@ -227,6 +227,153 @@ def eval_(
         raise typer.Exit(1)
 
 
+SpecArg = Annotated[Path, typer.Argument(help="a study spec (YAML)")]
+StorageArg = Annotated[str | None, typer.Option("--storage", help="Optuna storage URL (default: the embedded SQLite)")]
+
+
+@app.command()
+@friendly
+def run(
+    spec: SpecArg,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="an existing Ray cluster (default: start one)")] = None,
+    no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not record to MLflow")] = False,
+) -> None:
+    """Run a study (or resume it: finished trials are kept, those in flight are run again)."""
+    from nas.spec import load_spec
+
+    study_spec = load_spec(spec)
+    _run(study_spec, ray_address, track=not no_tracking)
+
+
+def _run(study_spec, ray_address: str | None, track: bool = True) -> None:
+    from nas.study import run_study
+
+    out.print(f"[bold]{study_spec.name}[/]: {study_spec.kind} on {study_spec.space if isinstance(study_spec.space, str) else 'an inline space'}"
+              f", profile {study_spec.profile if isinstance(study_spec.profile, str) else 'inline'}, "
+              f"objectives {', '.join(f'{m} ({d[:3]})' for m, d in zip(study_spec.metrics, study_spec.directions))}")
+    out.print(f"storage {study_spec.storage_url}" + (f" · tracking {study_spec.tracking_url}" if track else ""))
+    summary = run_study(study_spec, ray_address=ray_address, console=out, track=track)
+    _print_summary(summary)
+    if study_spec.kind == "ablation":
+        _print_report(study_spec.name, study_spec.storage_url)
+    else:
+        _print_pareto(study_spec.name, study_spec.storage_url)
+
+
+def _print_summary(s) -> None:
+    c = s.counts
+    out.print(f"[bold]{s.name}[/]: {c['complete']} complete, {c['failed']} failed, {c['infeasible']} infeasible"
+              + (f", {c['pruned']} pruned" if c["pruned"] else "")
+              + (f", {c['running']} unfinished" if c["running"] else "")
+              + f" in {s.elapsed_seconds / 60:.1f} min" + (f" (stopped: {s.stop_reason})" if s.stop_reason not in (None, "budget") else ""))
+
+
+def _print_pareto(name: str, storage: str | None) -> None:
+    from nas.spec import StudySpec
+    from nas.study import _open, pareto_trials
+
+    study = _open(name, storage)
+    spec = StudySpec.model_validate(study.user_attrs["spec"])
+    rows = pareto_trials(study)
+    table = Table(title=f"Pareto set of {name} ({len(rows)} trial{'s' if len(rows) != 1 else ''})")
+    table.add_column("trial", justify="right")
+    table.add_column("pattern", no_wrap=True)
+    for m, d in zip(spec.metrics, spec.directions):
+        table.add_column(f"{m} {'↑' if d == 'maximize' else '↓'}", justify="right")
+    table.add_column("params", justify="right")
+    for r in rows:
+        table.add_row(str(r["trial"]), r["pattern"], *(f"{r[m]:.4g}" for m in spec.metrics),
+                      fmt.count(r["params"]) if r["params"] else "")
+    out.print(table)
+
+
+def _print_report(name: str, storage: str | None) -> None:
+    from nas.ablation import ablation_report
+
+    rows = ablation_report(name, storage)
+    table = Table(title=f"Ablation {name}: mean ± 95% CI, and the difference from the base's level")
+    for col in ("factor", "level", "metric", "runs", "mean ± CI", "vs base ± CI"):
+        table.add_column(col, justify="right" if col in ("runs", "mean ± CI", "vs base ± CI") else "left")
+    for r in rows:
+        diff = "base" if r.is_base else ("" if r.diff is None else f"{r.diff:+.4g} ± {r.diff_ci:.2g}")
+        table.add_row(r.factor, str(r.level), r.metric, str(r.n), f"{r.mean:.4g} ± {r.ci:.2g}", diff)
+    out.print(table)
+
+
+@app.command()
+@friendly
+def status(
+    study: Annotated[str | None, typer.Argument(help="one study's trials (default: every study)")] = None,
+    storage: StorageArg = None,
+) -> None:
+    """Studies and their progress; with a name, that study's trials."""
+    from nas.study import study_summaries, study_trials
+
+    if study is None:
+        table = Table(title="Studies")
+        for col in ("study", "kind", "complete", "running", "failed", "infeasible", "budget", "best", "elapsed"):
+            table.add_column(col, justify="left" if col in ("study", "kind", "best") else "right")
+        for s in study_summaries(storage):
+            c = s.counts
+            best = "  ".join(f"{m}={v:.4g}" for m, v in s.best.items())
+            table.add_row(s.name, s.kind, str(c["complete"]), str(c["running"] + c["paused"]), str(c["failed"]),
+                          str(c["infeasible"]), str(s.budget_trials or "-"), best, f"{s.elapsed_seconds / 60:.1f} min")
+        out.print(table)
+        return
+    rows = study_trials(study, storage)
+    table = Table(title=f"Trials of {study}")
+    for col in ("trial", "state", "pattern", "values", "note"):
+        table.add_column(col, justify="right" if col == "trial" else "left", no_wrap=col == "pattern")
+    for r in rows:
+        values = "  ".join(f"{v:.4g}" for v in r.values) if r.values else ""
+        note = (r.failure or {}).get("reason", "") if r.state == "FAIL" else ("Pareto" if r.pareto else "")
+        if r.state == "RUNNING" and r.progress:
+            note = f"{r.progress['task']} {r.progress['step']}/{r.progress['steps']}"
+        table.add_row(str(r.number), r.state.lower(), r.pattern or "", values, note)
+    out.print(table)
+
+
+@app.command()
+@friendly
+def pareto(study: Annotated[str, typer.Argument(help="the study")], storage: StorageArg = None) -> None:
+    """The Pareto set of a study's complete trials."""
+    _print_pareto(study, storage)
+
+
+@app.command()
+@friendly
+def report(study: Annotated[str, typer.Argument(help="an ablation study")], storage: StorageArg = None) -> None:
+    """An ablation's effects: per factor level, each objective's mean and 95% CI, and the change from the base."""
+    _print_report(study, storage)
+
+
+@app.command()
+@friendly
+def delete(study: Annotated[str, typer.Argument(help="the study")], storage: StorageArg = None) -> None:
+    """Delete a study and its trials from the Optuna storage (its MLflow runs stay)."""
+    from nas.study import delete_study
+
+    delete_study(study, storage)
+    out.print(f"deleted {study}")
+
+
+@app.command()
+@friendly
+def demo(
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="an existing Ray cluster")] = None,
+) -> None:
+    """Run the bundled demo study on the embedded default (SQLite, a local Ray, local MLflow)."""
+    from nas.spec import load_spec
+
+    spec = load_spec(Path(__file__).parent / "studies" / "demo.yaml")
+    _run(spec, ray_address)
+    out.print("\nOpen the dashboard:  [bold]nas dashboard[/]   ·   the same table again:  [bold]nas pareto demo[/]")
+
+
+from nas.export import export_command  # noqa: E402
+app.command("export")(export_command)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -7,11 +7,11 @@
 | `lm_loss` | validation cross-entropy (nats per token) | lower |
 | `bpb` | validation bits per byte (byte-level corpora) | lower |
 | `synthetic_accuracy` | mean accuracy over the profile's synthetic tasks | higher |
-| `acc_<task>` | accuracy on one synthetic task | higher |
+| `acc.<task>` | accuracy on one synthetic task | higher |
 | `train_tps` | training tokens/s of the LM run | higher |
-| `prefill_tps@<T>`, `decode_tps@<T>` | tokens/s at context T (step path with cache for decode) | higher |
+| `prefill_tps.<T>`, `decode_tps.<T>` | tokens/s at context T (step path with cache for decode) | higher |
 | `prefill_tps`, `decode_tps` | the same at the profile's largest context | higher |
-| `kv_state_bytes@<T>`, `kv_state_bytes` | analytic KV cache + recurrent state per sequence | lower |
+| `kv_state_bytes.<T>`, `kv_state_bytes` | analytic KV cache + recurrent state per sequence | lower |
 | `params`, `active_params` | parameter counts | lower |
 | `peak_memory` | peak bytes allocated (GPU) or resident (CPU) while training | lower |
 | `wall_seconds` | the whole evaluation | lower |
@@ -25,7 +25,9 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = ["METRICS", "Failure", "LMScore", "TaskScore", "Throughput", "TrialResult", "metric_direction"]
 
-# metric name (or prefix before '@' / '_<task>') -> direction of improvement
+# A name is a base metric, optionally qualified after a dot by a context length or a task
+# (`decode_tps.16384`, `acc.mqar`): names valid in Optuna, MLflow and a YAML spec alike.
+# base metric -> direction of improvement
 METRICS: dict[str, Literal["minimize", "maximize"]] = {
     "lm_loss": "minimize",
     "bpb": "minimize",
@@ -44,10 +46,7 @@ METRICS: dict[str, Literal["minimize", "maximize"]] = {
 
 def metric_direction(name: str) -> Literal["minimize", "maximize"]:
     """The direction in which `name` improves; KeyError for a name no TrialResult produces."""
-    base = name.split("@")[0]
-    if base.startswith("acc_"):
-        base = "acc"
-    return METRICS[base]
+    return METRICS[name.split(".", 1)[0]]
 
 
 class _Model(BaseModel):
@@ -121,13 +120,13 @@ class TrialResult(_Model):
             if self.lm.bits_per_byte is not None:
                 m["bpb"] = self.lm.bits_per_byte
         for name, t in self.tasks.items():
-            m[f"acc_{name}"] = t.accuracy
+            m[f"acc.{name}"] = t.accuracy
         if self.synthetic_accuracy is not None:
             m["synthetic_accuracy"] = self.synthetic_accuracy
         for t in self.throughput:
-            m[f"prefill_tps@{t.context}"] = t.prefill_tokens_per_s
-            m[f"decode_tps@{t.context}"] = t.decode_tokens_per_s
-            m[f"kv_state_bytes@{t.context}"] = float(t.kv_state_bytes)
+            m[f"prefill_tps.{t.context}"] = t.prefill_tokens_per_s
+            m[f"decode_tps.{t.context}"] = t.decode_tokens_per_s
+            m[f"kv_state_bytes.{t.context}"] = float(t.kv_state_bytes)
         if self.throughput:
             last = max(self.throughput, key=lambda t: t.context)
             m["prefill_tps"] = last.prefill_tokens_per_s

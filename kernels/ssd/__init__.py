@@ -61,8 +61,14 @@ def ssd(
     chunk_size = 64 if chunk_size is None else chunk_size
     check_chunk_size("ssd", chunk_size)
 
-    resolve_backend(backend, x, op="ssd", has_triton=False)
-    y, final_state = ssd_chunked(
-        x, dt, A, B, C, D=D, z=z, initial_state=initial_state, chunk_size=chunk_size
-    )
+    if resolve_backend(backend, x, op="ssd") == "triton":
+        from kernels.ssd.triton import ssd_triton
+
+        y, final_state = ssd_triton(
+            x, dt, A, B, C, D=D, z=z, initial_state=initial_state, chunk_size=chunk_size
+        )
+    else:
+        y, final_state = ssd_chunked(
+            x, dt, A, B, C, D=D, z=z, initial_state=initial_state, chunk_size=chunk_size
+        )
     return (y, final_state) if return_final_state else y

@@ -34,11 +34,11 @@ def test_a_trial_measures_quality_throughput_and_memory():
     again = TrialResult.model_validate(json.loads(r.model_dump_json()))
     assert again == r
     m = r.metrics()
-    for name in ("lm_loss", "bpb", "synthetic_accuracy", "acc_mqar", "train_tps", "decode_tps", "decode_tps@48",
-                 "prefill_tps@16", "kv_state_bytes", "params", "active_params", "peak_memory", "wall_seconds"):
+    for name in ("lm_loss", "bpb", "synthetic_accuracy", "acc.mqar", "train_tps", "decode_tps", "decode_tps.48",
+                 "prefill_tps.16", "kv_state_bytes", "params", "active_params", "peak_memory", "wall_seconds"):
         assert name in m, name
         metric_direction(name)
-    assert m["decode_tps"] == m["decode_tps@48"]
+    assert m["decode_tps"] == m["decode_tps.48"]
 
 
 def test_the_same_seed_gives_the_same_quality():

@@ -1,0 +1,73 @@
+"""Helpers shared by the Triton kernels of every op: dot precision, autotuning, block sizes.
+
+Imported only by the `triton.py` files, so importing `kernels` never imports triton.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+# How a kernel multiplies its tiles (`MODE`, a constexpr of every kernel that calls `dot`):
+DOT_FP32 = 0  # fp32 inputs: tf32x3 on the GPU (fp32 accuracy on tensor cores), exact under the interpreter
+DOT_BF16 = 1  # bf16/fp16 inputs: bf16 operands, fp32 accumulation
+DOT_BF16_EMULATED = 2  # the same rounding under the interpreter, whose tl.dot cannot multiply bf16 tiles
+
+
+def interpreting() -> bool:
+    """Whether the kernels run under the Triton interpreter (decided when a kernel module is imported)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def dot_mode(dtype: torch.dtype) -> int:
+    if dtype == torch.float32:
+        return DOT_FP32
+    return DOT_BF16_EMULATED if interpreting() else DOT_BF16
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the per-chunk states kept between kernels: fp32 for fp32 inputs, bf16 otherwise."""
+    return torch.float32 if dtype == torch.float32 else torch.bfloat16
+
+
+def block(n: int, least: int = 16) -> int:
+    """A power-of-two tile covering n (tl.dot needs every tile dimension ≥ 16)."""
+    return max(least, triton.next_power_of_2(n))
+
+
+def autotune(configs: list[triton.Config], key: list[str]):
+    """`triton.autotune` on the GPU; under the interpreter the kernel as it is.
+
+    The configs may only set `num_warps`/`num_stages` (block sizes are chosen on the host), so the
+    interpreter, which ignores both and has no timer to tune with, runs every kernel unchanged.
+    """
+    if interpreting():
+        return lambda fn: fn
+    return triton.autotune(configs=configs, key=key)
+
+
+def warps(*pairs: tuple[int, int]) -> list[triton.Config]:
+    """`warps((4, 2), (8, 2))` -> configs with those (num_warps, num_stages)."""
+    return [triton.Config({}, num_warps=w, num_stages=s) for w, s in pairs]
+
+
+@triton.jit
+def dot(a, b, MODE: tl.constexpr):
+    """a @ b with fp32 accumulation; the operands rounded to bf16 unless MODE is DOT_FP32."""
+    if MODE == 1:
+        out = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    elif MODE == 2:
+        out = tl.dot(a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
+    else:
+        out = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="tf32x3")
+    return out
+
+
+@triton.jit
+def silu_parts(z):
+    """(silu(z), silu'(z)) in fp32."""
+    sig = tl.sigmoid(z)
+    return z * sig, sig * (1.0 + z * (1.0 - sig))

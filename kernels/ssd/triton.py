@@ -1,0 +1,441 @@
+"""Mamba-2 SSD in Triton: chunked forward and backward kernels, and the autograd Function.
+
+The chunked form of `reference.ssd_chunked`, in the style of flash-linear-attention's `chunk_simple_gla`
+(SSD is simple GLA with q = C, k = B, v = dt·x and the scalar gate dt·A). Per batch b, head h and chunk c
+of L tokens, with g_l = Σ_{j≤l} dt_j A the log decay from the chunk start and S_c [N, P] the state
+entering the chunk (the transpose of the public [P, N] state):
+
+    forward   cumsum   g [B, H, T']                                   (T' = chunks × L)
+              states   S_{c+1} = exp(g_L) S_c + (B ⊙ exp(g_L - g) dt)ᵀ x      walks the chunks in order
+              output   y = exp(g) ⊙ C S_c + (C Bᵀ ⊙ exp(g_l - g_s)[s≤l] ⊙ dt_s) x + D x,  y ← y·silu(z)
+    backward  dstates  dS_c = exp(g_L) dS_{c+1} + (C ⊙ exp(g))ᵀ dy              walks the chunks in reverse
+              dx       dx, ddt, dz, and the partial sums of dA and dD, per head
+              dbc      dB, dC, per group: the heads of a group summed inside the program
+
+The states walk fuses Mamba-2's chunk-state and state-passing stages: it keeps S in registers, so the
+per-chunk states are written once (in the input dtype for bf16 inputs) instead of a round trip in fp32.
+All accumulation is fp32 (tl.dot with bf16 operands for bf16 inputs). The last chunk may be partial and
+`chunk_size` need not be a power of two: tiles are padded and masked (padded tokens have dt = 0).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._triton import autotune, block, dot, dot_mode, silu_parts, state_dtype, warps
+
+Tensor = torch.Tensor
+
+
+@triton.jit
+def ssd_fwd_kernel_cumsum(dt_ptr, A_ptr, g_ptr, T, H, L, NC, BL: tl.constexpr, BH: tl.constexpr):
+    """g[b, h, c·L + l] = Σ_{j≤l} dt_j A_h within chunk c. Grid (chunks, B)."""
+    c, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    l = tl.arange(0, BL)
+    h = tl.arange(0, BH)
+    t = c * L + l
+    mask = ((l < L) & (t < T))[:, None] & (h < H)[None, :]
+    dt = tl.load(dt_ptr + (b * T + t[:, None]) * H + h[None, :], mask=mask, other=0.0).to(tl.float32)
+    A = tl.load(A_ptr + h, mask=h < H, other=0.0).to(tl.float32)
+    g = tl.cumsum(dt * A[None, :], axis=0)  # [BL, BH]
+    tl.store(g_ptr + (b * H + h[None, :]) * NC * L + t[:, None], g, mask=(l < L)[:, None] & (h < H)[None, :])
+
+
+@autotune(warps((4, 2), (4, 3), (8, 2)), key=["N", "P", "BL"])
+@triton.jit
+def ssd_fwd_kernel_states(
+    x_ptr, dt_ptr, B_ptr, g_ptr, init_ptr, states_ptr, final_ptr,
+    T, H, G, P, N, L, NC,
+    HAS_INIT: tl.constexpr, BL: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr,
+):
+    """The state entering each chunk, S [N, P], walking the chunks in order. Grid (N/BN, P/BP, B·H)."""
+    i_n, i_p, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, h = (bh // H).to(tl.int64), bh % H
+    grp = h // (H // G)
+    n = i_n * BN + tl.arange(0, BN)
+    p = i_p * BP + tl.arange(0, BP)
+    l = tl.arange(0, BL)
+    mask_np = (n < N)[:, None] & (p < P)[None, :]
+    if HAS_INIT:  # the public state is [B, H, P, N]
+        S = tl.load(init_ptr + ((b * H + h) * P + p[None, :]) * N + n[:, None], mask=mask_np, other=0.0)
+    else:
+        S = tl.zeros([BN, BP], dtype=tl.float32)
+    for c in range(NC):
+        off_s = (((b * NC + c) * H + h) * N + n[:, None]) * P + p[None, :]
+        tl.store(states_ptr + off_s, S.to(states_ptr.dtype.element_ty), mask=mask_np)
+        t = c * L + l
+        mask_t = (l < L) & (t < T)
+        g = tl.load(g_ptr + (b * H + h) * NC * L + c * L + l, mask=l < L, other=0.0)  # [BL]
+        g_last = tl.load(g_ptr + (b * H + h) * NC * L + c * L + L - 1)
+        dt = tl.load(dt_ptr + (b * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + ((b * T + t[:, None]) * H + h) * P + p[None, :],
+                    mask=mask_t[:, None] & (p < P)[None, :], other=0.0)  # [BL, BP]
+        Bm = tl.load(B_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :],
+                     mask=mask_t[:, None] & (n < N)[None, :], other=0.0).to(tl.float32)  # [BL, BN]
+        w = tl.exp(g_last - g) * dt  # [BL] weight of each token's write in the chunk-end state
+        S = S * tl.exp(g_last) + dot(tl.trans(Bm * w[:, None]), x, MODE)
+    tl.store(final_ptr + ((b * H + h) * P + p[None, :]) * N + n[:, None], S, mask=mask_np)
+
+
+@autotune(warps((4, 2), (4, 3), (8, 2)), key=["N", "P", "BL"])
+@triton.jit
+def ssd_fwd_kernel_output(
+    x_ptr, dt_ptr, B_ptr, C_ptr, D_ptr, z_ptr, g_ptr, states_ptr, y_ptr,
+    T, H, G, P, N, L, NC,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+    BL: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr,
+):
+    """y of one chunk: the entering state read by C plus the masked quadratic form. Grid (P/BP, chunks, B·H)."""
+    i_p, c, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, h = (bh // H).to(tl.int64), bh % H
+    grp = h // (H // G)
+    p = i_p * BP + tl.arange(0, BP)
+    l = tl.arange(0, BL)
+    t = c * L + l
+    mask_t = (l < L) & (t < T)
+    mask_tp = mask_t[:, None] & (p < P)[None, :]
+    g = tl.load(g_ptr + (b * H + h) * NC * L + c * L + l, mask=l < L, other=0.0)
+    dt = tl.load(dt_ptr + (b * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
+
+    y = tl.zeros([BL, BP], dtype=tl.float32)
+    cb = tl.zeros([BL, BL], dtype=tl.float32)
+    for n0 in range(0, N, BN):
+        n = n0 + tl.arange(0, BN)
+        mask_tn = mask_t[:, None] & (n < N)[None, :]
+        Cm = tl.load(C_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
+        Bm = tl.load(B_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
+        S = tl.load(states_ptr + (((b * NC + c) * H + h) * N + n[:, None]) * P + p[None, :],
+                    mask=(n < N)[:, None] & (p < P)[None, :], other=0.0)  # [BN, BP]
+        y += dot(Cm, S, MODE)
+        cb += dot(Cm, tl.trans(Bm), MODE)  # [BL, BL] C_l · B_s
+    y = y * tl.exp(g)[:, None]
+    causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
+    decay = tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))  # [BL, BL]
+    x = tl.load(x_ptr + ((b * T + t[:, None]) * H + h) * P + p[None, :], mask=mask_tp, other=0.0)
+    y += dot(cb * decay * dt[None, :], x, MODE)
+    if HAS_D:
+        y += tl.load(D_ptr + h).to(tl.float32) * x.to(tl.float32)
+    if HAS_Z:
+        z = tl.load(z_ptr + ((b * T + t[:, None]) * H + h) * P + p[None, :], mask=mask_tp, other=0.0)
+        y = y * silu_parts(z.to(tl.float32))[0]
+    tl.store(y_ptr + ((b * T + t[:, None]) * H + h) * P + p[None, :], y.to(y_ptr.dtype.element_ty), mask=mask_tp)
+
+
+@autotune(warps((4, 2), (4, 3), (8, 2)), key=["N", "P", "BL"])
+@triton.jit
+def ssd_bwd_kernel_dstates(
+    dy_ptr, z_ptr, C_ptr, g_ptr, dfinal_ptr, dstates_ptr, dinit_ptr,
+    T, H, G, P, N, L, NC,
+    HAS_Z: tl.constexpr, HAS_DFINAL: tl.constexpr,
+    BL: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr,
+):
+    """dS_c, the gradient of the state at the end of chunk c, walking the chunks in reverse.
+
+    Writes dS_{c+1} to dstates[:, c] and the gradient of the initial state. Grid (N/BN, P/BP, B·H).
+    """
+    i_n, i_p, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, h = (bh // H).to(tl.int64), bh % H
+    grp = h // (H // G)
+    n = i_n * BN + tl.arange(0, BN)
+    p = i_p * BP + tl.arange(0, BP)
+    l = tl.arange(0, BL)
+    mask_np = (n < N)[:, None] & (p < P)[None, :]
+    if HAS_DFINAL:
+        dS = tl.load(dfinal_ptr + ((b * H + h) * P + p[None, :]) * N + n[:, None], mask=mask_np, other=0.0)
+    else:
+        dS = tl.zeros([BN, BP], dtype=tl.float32)
+    for i in range(NC):
+        c = NC - 1 - i
+        off_s = (((b * NC + c) * H + h) * N + n[:, None]) * P + p[None, :]
+        tl.store(dstates_ptr + off_s, dS.to(dstates_ptr.dtype.element_ty), mask=mask_np)
+        t = c * L + l
+        mask_t = (l < L) & (t < T)
+        mask_tp = mask_t[:, None] & (p < P)[None, :]
+        g = tl.load(g_ptr + (b * H + h) * NC * L + c * L + l, mask=l < L, other=0.0)
+        g_last = tl.load(g_ptr + (b * H + h) * NC * L + c * L + L - 1)
+        Cm = tl.load(C_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :],
+                     mask=mask_t[:, None] & (n < N)[None, :], other=0.0).to(tl.float32)  # [BL, BN]
+        dy = tl.load(dy_ptr + ((b * T + t[:, None]) * H + h) * P + p[None, :], mask=mask_tp, other=0.0)
+        dy = dy.to(tl.float32)
+        if HAS_Z:
+            z = tl.load(z_ptr + ((b * T + t[:, None]) * H + h) * P + p[None, :], mask=mask_tp, other=0.0)
+            dy = dy * silu_parts(z.to(tl.float32))[0]
+        dS = dS * tl.exp(g_last) + dot(tl.trans(Cm * tl.exp(g)[:, None]), dy, MODE)
+    tl.store(dinit_ptr + ((b * H + h) * P + p[None, :]) * N + n[:, None], dS, mask=mask_np)
+
+
+@autotune(warps((4, 2), (8, 2), (8, 3)), key=["N", "P", "BL"])
+@triton.jit
+def ssd_bwd_kernel_dx(
+    x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr,
+    dx_ptr, ddt_ptr, dz_ptr, dA_ptr, dD_ptr,
+    T, H, G, P, N, L, NC,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+    BL: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr,
+):
+    """dx, ddt and dz of one chunk and head, and its share of dA and dD. Grid (chunks, B·H).
+
+    With v = dt·x, dv = (C Bᵀ ⊙ decay)ᵀ dy + exp(g_L - g) ⊙ B dS_{c+1}. The gradient of the log decays,
+    dg_l = C_l·dC_l - B_l·dB_l (plus the chunk-end terms at l = L-1), is formed from the same products
+    without dB and dC themselves, and becomes d(dt·A) by a reverse cumulative sum.
+    """
+    c, bh = tl.program_id(0), tl.program_id(1)
+    b, h = (bh // H).to(tl.int64), bh % H
+    grp = h // (H // G)
+    p = tl.arange(0, BP)
+    l = tl.arange(0, BL)
+    t = c * L + l
+    mask_t = (l < L) & (t < T)
+    mask_tp = mask_t[:, None] & (p < P)[None, :]
+    off_tp = ((b * T + t[:, None]) * H + h) * P + p[None, :]
+    g = tl.load(g_ptr + (b * H + h) * NC * L + c * L + l, mask=l < L, other=0.0)
+    g_last = tl.load(g_ptr + (b * H + h) * NC * L + c * L + L - 1)
+    dt = tl.load(dt_ptr + (b * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
+    dout = tl.load(dy_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
+    if HAS_Z:
+        z = tl.load(z_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
+        silu_z, dsilu_z = silu_parts(z)
+        dy = dout * silu_z
+    else:
+        dy = dout
+
+    cb = tl.zeros([BL, BL], dtype=tl.float32)
+    y_in = tl.zeros([BL, BP], dtype=tl.float32)  # C S_c
+    b_ds = tl.zeros([BL, BP], dtype=tl.float32)  # B dS_{c+1}
+    s_ds = 0.0  # Σ S_c ⊙ dS_{c+1}
+    for n0 in range(0, N, BN):
+        n = n0 + tl.arange(0, BN)
+        mask_tn = mask_t[:, None] & (n < N)[None, :]
+        mask_np = (n < N)[:, None] & (p < P)[None, :]
+        Cm = tl.load(C_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
+        Bm = tl.load(B_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
+        off_s = (((b * NC + c) * H + h) * N + n[:, None]) * P + p[None, :]
+        S = tl.load(states_ptr + off_s, mask=mask_np, other=0.0).to(tl.float32)  # [BN, BP]
+        dS = tl.load(dstates_ptr + off_s, mask=mask_np, other=0.0).to(tl.float32)
+        cb += dot(Cm, tl.trans(Bm), MODE)
+        y_in += dot(Cm, S, MODE)
+        b_ds += dot(Bm, dS, MODE)
+        s_ds += tl.sum(tl.sum(S * dS, axis=1), axis=0)
+
+    causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
+    cbm = cb * tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))  # [BL, BL]
+    v = x * dt[:, None]
+    w_end = tl.exp(g_last - g)  # [BL]
+    y_in = y_in * tl.exp(g)[:, None]
+    b_ds = b_ds * w_end[:, None]
+
+    dv = dot(tl.trans(cbm), dy, MODE) + b_ds  # [BL, BP]
+    dx = dv * dt[:, None]
+    if HAS_D:
+        D = tl.load(D_ptr + h).to(tl.float32)
+        dx += D * dy
+        tl.store(dD_ptr + (b * NC + c) * H + h, tl.sum(tl.sum(dy * x, axis=1), axis=0))
+    if HAS_Z:
+        y = y_in + dot(cbm, v, MODE)
+        if HAS_D:
+            y += D * x
+        tl.store(dz_ptr + off_tp, (dout * y * dsilu_z).to(dz_ptr.dtype.element_ty), mask=mask_tp)
+
+    # dg_l: the entering state's read, the quadratic form (rows +, columns -), the chunk-end state
+    W = cbm * dot(dy, tl.trans(v), MODE)  # [BL, BL]
+    z_end = tl.sum(v * b_ds, axis=1)  # [BL]
+    dg = tl.sum(dy * y_in, axis=1) + tl.sum(W, axis=1) - tl.sum(W, axis=0) - z_end
+    dg += tl.where(l == L - 1, tl.sum(z_end, axis=0) + tl.exp(g_last) * s_ds, 0.0)
+    da = tl.cumsum(dg, axis=0, reverse=True)  # d(dt_l A): g_l = Σ_{j≤l} dt_j A
+    A = tl.load(A_ptr + h).to(tl.float32)
+    ddt = da * A + tl.sum(dv * x, axis=1)
+    tl.store(dx_ptr + off_tp, dx.to(dx_ptr.dtype.element_ty), mask=mask_tp)
+    tl.store(ddt_ptr + (b * T + t) * H + h, ddt.to(ddt_ptr.dtype.element_ty), mask=mask_t)
+    tl.store(dA_ptr + (b * NC + c) * H + h, tl.sum(da * dt, axis=0))
+
+
+@autotune(warps((4, 2), (8, 2), (8, 3)), key=["N", "P", "BL"])
+@triton.jit
+def ssd_bwd_kernel_dbc(
+    x_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr, dB_ptr, dC_ptr,
+    T, H, G, P, N, L, NC,
+    HAS_Z: tl.constexpr, BL: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr,
+):
+    """dB and dC of one chunk and group, summed over the group's heads. Grid (N/BN, chunks, B·G).
+
+    Per head, M = (dy vᵀ ⊙ decay) [L, L]; dC = Σ_h exp(g) dy S_cᵀ + (Σ_h M) B and
+    dB = Σ_h exp(g_L - g) v dS_{c+1}ᵀ + (Σ_h M)ᵀ C: B and C are shared by the group, so M is summed first.
+    """
+    i_n, c, bg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, grp = (bg // G).to(tl.int64), bg % G
+    HG = H // G
+    n = i_n * BN + tl.arange(0, BN)
+    p = tl.arange(0, BP)
+    l = tl.arange(0, BL)
+    t = c * L + l
+    mask_t = (l < L) & (t < T)
+    mask_tp = mask_t[:, None] & (p < P)[None, :]
+    mask_tn = mask_t[:, None] & (n < N)[None, :]
+    mask_np = (n < N)[:, None] & (p < P)[None, :]
+    causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
+
+    msum = tl.zeros([BL, BL], dtype=tl.float32)
+    dC = tl.zeros([BL, BN], dtype=tl.float32)
+    dB = tl.zeros([BL, BN], dtype=tl.float32)
+    for hh in range(HG):
+        h = grp * HG + hh
+        off_tp = ((b * T + t[:, None]) * H + h) * P + p[None, :]
+        g = tl.load(g_ptr + (b * H + h) * NC * L + c * L + l, mask=l < L, other=0.0)
+        g_last = tl.load(g_ptr + (b * H + h) * NC * L + c * L + L - 1)
+        dt = tl.load(dt_ptr + (b * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
+        v = tl.load(x_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32) * dt[:, None]
+        dy = tl.load(dy_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
+        if HAS_Z:
+            z = tl.load(z_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
+            dy = dy * silu_parts(z)[0]
+        decay = tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))
+        msum += dot(dy, tl.trans(v), MODE) * decay
+        off_s = (((b * NC + c) * H + h) * N + n[:, None]) * P + p[None, :]
+        S = tl.load(states_ptr + off_s, mask=mask_np, other=0.0)  # [BN, BP]
+        dS = tl.load(dstates_ptr + off_s, mask=mask_np, other=0.0)
+        dC += dot(dy * tl.exp(g)[:, None], tl.trans(S), MODE)
+        dB += dot(v * tl.exp(g_last - g)[:, None], tl.trans(dS), MODE)
+    off_tn = ((b * T + t[:, None]) * G + grp) * N + n[None, :]
+    Cm = tl.load(C_ptr + off_tn, mask=mask_tn, other=0.0)
+    Bm = tl.load(B_ptr + off_tn, mask=mask_tn, other=0.0)
+    dC += dot(msum, Bm, MODE)
+    dB += dot(tl.trans(msum), Cm, MODE)
+    tl.store(dC_ptr + off_tn, dC.to(dC_ptr.dtype.element_ty), mask=mask_tn)
+    tl.store(dB_ptr + off_tn, dB.to(dB_ptr.dtype.element_ty), mask=mask_tn)
+
+
+def _tiles(N: int, P: int, L: int) -> dict[str, int]:
+    return {"BL": block(L), "BN": min(64, block(N)), "BP": min(64, block(P))}
+
+
+def ssd_fwd(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    initial_state: Tensor | None,
+    chunk_size: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Returns `(y [B, T, H, P], final_state [B, H, P, N] fp32, g [B, H, T'], states [B, c, H, N, P])`."""
+    b, T, H, P = x.shape
+    G, N = B.shape[2:]
+    L = chunk_size
+    nc = triton.cdiv(T, L)
+    tiles, mode = _tiles(N, P, L), dot_mode(x.dtype)
+    dims = (T, H, G, P, N, L, nc)
+
+    g = torch.empty(b, H, nc * L, device=x.device, dtype=torch.float32)
+    ssd_fwd_kernel_cumsum[(nc, b)](dt, A, g, T, H, L, nc, BL=tiles["BL"], BH=block(H, 1))
+
+    states = torch.empty(b, nc, H, N, P, device=x.device, dtype=state_dtype(x.dtype))
+    final = torch.empty(b, H, P, N, device=x.device, dtype=torch.float32)
+    grid = (triton.cdiv(N, tiles["BN"]), triton.cdiv(P, tiles["BP"]), b * H)
+    ssd_fwd_kernel_states[grid](
+        x, dt, B, g, initial_state, states, final, *dims,
+        HAS_INIT=initial_state is not None, MODE=mode, **tiles,
+    )
+
+    y = torch.empty_like(x)
+    grid = (triton.cdiv(P, tiles["BP"]), nc, b * H)
+    ssd_fwd_kernel_output[grid](
+        x, dt, B, C, D, z, g, states, y, *dims,
+        HAS_D=D is not None, HAS_Z=z is not None, MODE=mode, **tiles,
+    )
+    return y, final, g, states
+
+
+def ssd_bwd(
+    dy: Tensor,
+    dfinal: Tensor | None,
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    g: Tensor,
+    states: Tensor,
+    chunk_size: int,
+) -> tuple[Tensor, ...]:
+    """Returns `(dx, ddt, dA, dB, dC, dD or None, dz or None, d initial_state)`."""
+    b, T, H, P = x.shape
+    G, N = B.shape[2:]
+    L = chunk_size
+    nc = triton.cdiv(T, L)
+    tiles, mode = _tiles(N, P, L), dot_mode(x.dtype)
+    dims = (T, H, G, P, N, L, nc)
+    has_z = z is not None
+
+    dstates = torch.empty_like(states)
+    dinit = torch.empty(b, H, P, N, device=x.device, dtype=torch.float32)
+    grid = (triton.cdiv(N, tiles["BN"]), triton.cdiv(P, tiles["BP"]), b * H)
+    ssd_bwd_kernel_dstates[grid](
+        dy, z, C, g, dfinal, dstates, dinit, *dims,
+        HAS_Z=has_z, HAS_DFINAL=dfinal is not None, MODE=mode, **tiles,
+    )
+
+    dx, ddt = torch.empty_like(x), torch.empty_like(dt)
+    dz = torch.empty_like(z) if has_z else None
+    dA_part = torch.empty(b, nc, H, device=x.device, dtype=torch.float32)
+    dD_part = torch.empty(b, nc, H, device=x.device, dtype=torch.float32) if D is not None else None
+    ssd_bwd_kernel_dx[(nc, b * H)](
+        x, dt, A, B, C, D, z, dy, g, states, dstates, dx, ddt, dz, dA_part, dD_part, *dims,
+        HAS_D=D is not None, HAS_Z=has_z, MODE=mode, BL=tiles["BL"], BN=tiles["BN"], BP=block(P),
+    )
+
+    dB, dC = torch.empty_like(B), torch.empty_like(C)
+    grid = (triton.cdiv(N, tiles["BN"]), nc, b * G)
+    ssd_bwd_kernel_dbc[grid](
+        x, dt, B, C, z, dy, g, states, dstates, dB, dC, *dims,
+        HAS_Z=has_z, MODE=mode, BL=tiles["BL"], BN=tiles["BN"], BP=block(P),
+    )
+    dA = dA_part.sum((0, 1)).to(A.dtype)
+    dD = dD_part.sum((0, 1)).to(D.dtype) if D is not None else None
+    return dx, ddt, dA, dB, dC, dD, dz, dinit
+
+
+class SSDFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, dt, A, B, C, D, z, initial_state, chunk_size):
+        x, dt, A, B, C = (t.contiguous() for t in (x, dt, A, B, C))
+        D = D.contiguous() if D is not None else None
+        z = z.contiguous() if z is not None else None
+        init = initial_state.float().contiguous() if initial_state is not None else None
+        y, final, g, states = ssd_fwd(x, dt, A, B, C, D, z, init, chunk_size)
+        ctx.save_for_backward(x, dt, A, B, C, D, z, g, states)
+        ctx.chunk_size = chunk_size
+        ctx.init_dtype = initial_state.dtype if initial_state is not None else None
+        return y, final
+
+    @staticmethod
+    def backward(ctx, dy, dfinal):
+        x, dt, A, B, C, D, z, g, states = ctx.saved_tensors
+        dfinal = dfinal.contiguous() if dfinal is not None else None
+        dx, ddt, dA, dB, dC, dD, dz, dinit = ssd_bwd(
+            dy.contiguous(), dfinal, x, dt, A, B, C, D, z, g, states, ctx.chunk_size
+        )
+        dinit = dinit.to(ctx.init_dtype) if ctx.init_dtype is not None else None
+        return dx, ddt, dA, dB, dC, dD, dz, dinit, None
+
+
+def ssd_triton(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    *,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    initial_state: Tensor | None = None,
+    chunk_size: int = 64,
+) -> tuple[Tensor, Tensor]:
+    """The Triton SSD; arguments and results as `reference.ssd_chunked` (inputs already checked)."""
+    return SSDFunction.apply(x, dt, A, B, C, D, z, initial_state, chunk_size)

@@ -1,0 +1,235 @@
+"""Study specs: what to search (or ablate), for which objectives, under which budget. YAML; strict.
+
+    name: ratio-study
+    kind: search
+    space: hybrid-ratio
+    objectives:
+      - {metric: synthetic_accuracy, direction: maximize}
+      - {metric: decode_tps, direction: maximize}
+    constraints: {params: {budget: 2.0e+5, tolerance: 0.3}}
+    budget: {trials: 16}
+    profile: cpu-tiny
+    concurrency: 2
+
+`load_spec` checks everything a study will need (space, profile, metrics, preset, factors) before a
+study exists, and says what is wrong in one sentence.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from search_spaces.arch import ConfigError, explain_validation_error
+from search_spaces.space import SearchSpace, load_space
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "DEFAULT_TRACKING",
+    "AblationSpec",
+    "Objective",
+    "StudySpec",
+    "load_spec",
+    "spec_from_text",
+]
+
+HOME = Path(os.environ.get("NAS_HOME", ".nas"))
+DEFAULT_STORAGE = os.environ.get("NAS_STORAGE") or f"sqlite:///{HOME / 'studies.db'}"
+DEFAULT_TRACKING = os.environ.get("NAS_TRACKING") or f"sqlite:///{HOME / 'mlflow.db'}"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Objective(_Strict):
+    metric: str
+    direction: Literal["maximize", "minimize"] | None = None  # None: the metric's own (accuracy: maximize)
+
+
+class ParamsConstraint(_Strict):
+    budget: float = Field(gt=0, description="total parameters; the width is solved to land on it")
+    tolerance: float = Field(0.25, ge=0, description="relative: 0.25 accepts ±25%")
+
+
+class MemoryConstraint(_Strict):
+    context: int = Field(gt=0)
+    max_bytes: float = Field(gt=0, description="KV cache + recurrent state per sequence at that context")
+
+
+class Constraints(_Strict):
+    params: ParamsConstraint | None = None
+    memory: MemoryConstraint | None = None
+
+
+class Budget(_Strict):
+    trials: int | None = Field(None, gt=0, description="trials trained to a result (infeasible ones not counted)")
+    hours: float | None = Field(None, gt=0, description="wall-clock hours, summed over resumed runs")
+
+    @model_validator(mode="after")
+    def _some(self) -> Budget:
+        if self.trials is None and self.hours is None:
+            raise ValueError("budget needs trials, hours or both, e.g. budget: {trials: 16}")
+        return self
+
+
+class Resources(_Strict):
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0, description="a fraction shares one GPU between trials")
+
+
+class EarlyStopping(_Strict):
+    """Successive halving over the token budget, promoting by non-dominated rank, then crowding (MO-ASHA)."""
+
+    enabled: bool = False
+    rungs: list[float] = Field([1 / 9, 1 / 3, 1.0], min_length=2)
+    eta: int = Field(3, ge=2)
+
+    @field_validator("rungs")
+    @classmethod
+    def _increasing(cls, rungs: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(rungs, rungs[1:])) or rungs[0] <= 0 or rungs[-1] != 1.0:
+            raise ValueError("early_stopping.rungs must increase from a positive fraction to 1.0, e.g. [0.11, 0.33, 1.0]")
+        return rungs
+
+
+class AblationSpec(_Strict):
+    base: str | dict[str, Any] = Field(description="a preset name, an ArchConfig YAML path, or an inline ArchConfig")
+    factors: dict[str, list[Any]] = Field(min_length=1)
+    seeds: int = Field(3, ge=1)
+
+
+class StudySpec(_Strict):
+    name: str
+    kind: Literal["search", "ablation"] = "search"
+    description: str = ""
+    space: str | dict[str, Any] | None = None
+    ablation: AblationSpec | None = None
+    objectives: list[Objective] = Field(
+        default_factory=lambda: [Objective(metric="synthetic_accuracy"), Objective(metric="decode_tps")],
+        min_length=1, max_length=3,
+    )
+    constraints: Constraints = Constraints()
+    sampler: Literal["auto", "nsga2", "tpe", "gp", "random", "grid"] = "auto"
+    budget: Budget = Budget(trials=16)
+    profile: str | dict[str, Any] = "cpu-tiny"
+    seeds: int = Field(1, ge=1, description="seeds per trial; objectives are their mean")
+    seed: int = Field(0, description="the sampler's seed")
+    resources: Resources = Resources()
+    concurrency: int = Field(1, ge=1)
+    early_stopping: EarlyStopping = EarlyStopping()
+    storage: str | None = None
+    tracking: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
+            raise ValueError(f"study name {name!r} must be letters, digits, '.', '_' or '-' (at most 100)")
+        return name
+
+    @model_validator(mode="after")
+    def _kind(self) -> StudySpec:
+        if self.kind == "search" and self.space is None:
+            raise ValueError("a search study needs a space: a name (hybrid-ratio, full, ...) or an inline space")
+        if self.kind == "ablation" and self.ablation is None:
+            raise ValueError("an ablation study needs an ablation section with base, factors and seeds")
+        if self.kind == "ablation" and self.early_stopping.enabled:
+            raise ValueError("early stopping would cut ablation cells short; disable it for kind: ablation")
+        return self
+
+    # ----- resolved views -------------------------------------------------------------------------
+    @property
+    def storage_url(self) -> str:
+        return self.storage or DEFAULT_STORAGE
+
+    @property
+    def tracking_url(self) -> str:
+        return self.tracking or DEFAULT_TRACKING
+
+    @property
+    def directions(self) -> list[str]:
+        from workers.result import metric_direction
+
+        return [o.direction or metric_direction(o.metric) for o in self.objectives]
+
+    @property
+    def metrics(self) -> list[str]:
+        return [o.metric for o in self.objectives]
+
+    def search_space(self) -> SearchSpace:
+        return load_space(self.space)  # type: ignore[arg-type]
+
+    def sampler_name(self) -> str:
+        if self.sampler != "auto":
+            return self.sampler
+        return "grid" if self.kind == "ablation" else "nsga2" if len(self.objectives) > 1 else "tpe"
+
+
+def _check_metric(name: str, profile) -> None:
+    from workers.result import METRICS
+
+    base, _, qualifier = name.partition(".")
+    if base not in METRICS:
+        raise ConfigError(f"unknown metric {name!r}; use one of {', '.join(METRICS)} "
+                          "(qualified as decode_tps.4096 or acc.mqar where it applies)")
+    contexts = [str(c) for c in profile.throughput.contexts]
+    tasks = [t.name for t in profile.synthetic.tasks]
+    if base in ("prefill_tps", "decode_tps", "kv_state_bytes") and qualifier and qualifier not in contexts:
+        raise ConfigError(f"metric {name!r} names context {qualifier}, which profile {profile.name!r} does not "
+                          f"measure; use one of {', '.join(contexts)}")
+    if base == "acc" and qualifier not in tasks:
+        raise ConfigError(f"metric {name!r} needs one of profile {profile.name!r}'s tasks: acc.{' / acc.'.join(tasks)}")
+    if base in ("synthetic_accuracy", "acc") and not tasks:
+        raise ConfigError(f"metric {name!r} needs synthetic tasks, and profile {profile.name!r} has none")
+
+
+def validate(spec: StudySpec) -> StudySpec:
+    """Everything a study needs exists and fits together; raises ConfigError with one sentence otherwise."""
+    from nas.ablation import ablation_archs
+    from workers.profile import load_profile
+
+    profile = load_profile(spec.profile)
+    for o in spec.objectives:
+        _check_metric(o.metric, profile)
+    if len(set(spec.metrics)) != len(spec.metrics):
+        raise ConfigError("objectives name the same metric twice; each objective needs its own metric")
+    if spec.kind == "search":
+        space = spec.search_space()
+        if spec.sampler_name() == "grid":
+            space.grid()
+    else:
+        ablation_archs(spec, profile)
+    if spec.resources.gpus > 1 and spec.resources.gpus != int(spec.resources.gpus):
+        raise ConfigError("resources.gpus above 1 must be a whole number of GPUs")
+    return spec
+
+
+def spec_from_text(text: str, where: str = "the spec") -> StudySpec:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where} is not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping with name, kind, space, objectives, ...")
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(explain_validation_error(e, StudySpec, where)) from None
+    return validate(spec)
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read the study spec {path}: {e.strerror}") from None
+    return spec_from_text(text, f"study spec {path.name}")

@@ -1,0 +1,273 @@
+"""Search spaces: named dimensions, sampled by an Optuna-style trial and built into an `ArchConfig`.
+
+A space is data (`search_spaces/spaces/*.yaml`, or inline in a study spec):
+
+    name: hybrid-ratio
+    base: {d_model: 128, attention: {heads: 4}, mamba2: {d_state: 64, head_dim: 32}, mlp: {ratio: 4.0}}
+    dimensions:
+      layers: 8                                   # a fixed value
+      attn_ratio: ["0", "1:7", "1:3", "all"]      # a list: one of these
+      placement: [even, middle, late]
+      ssm: [mamba1, mamba2, mlstm]
+      mamba2.d_state: {low: 16, high: 128, log: true}   # an int range; floats work the same way
+
+The model has `layers` layers, each a mixer (attention or the SSM family) and a feed-forward (MLP or
+MoE). Structural dimensions lay out the pattern:
+
+| dimension | values | meaning |
+|---|---|---|
+| `layers` | int | mixer layers (each with its feed-forward) |
+| `attn_ratio` | `"0"`, `"a:s"`, `"all"` | attention : SSM layers; a:s gives round(layers·a/(a+s)) attention layers, at least one |
+| `placement` | `even`, `middle`, `late`, `early` | where the attention layers sit: spread evenly, a block in the middle, the last ones, the first ones |
+| `ssm` | `mamba1`, `mamba2`, `mlstm` | the family of the non-attention mixers |
+| `ffn` | `mlp`, `none` | whether non-MoE layers have a dense MLP |
+| `moe` | `none`, `every`, `every_k`, `after_attention` | which feed-forwards are MoE |
+| `moe_every` | int k | with `every_k`: layers k-1, 2k-1, … (Jamba: k = 2) |
+| `pos` | `rope`, `nope` | attention's positional encoding |
+| `d_state`, `expand` | int | the chosen SSM family's state size and expansion (Mamba-1 and -2) |
+| `d_model` | int | the width, when the study does not solve it from a parameter budget |
+
+Any other dimension is a dotted path into the config's options (`mamba2.d_state`, `moe.experts`,
+`mlp.ratio`, `attention.heads`). Every dimension is suggested on every trial (a fixed space, which
+NSGA-II and grid search need); one that does not apply (placement with no attention) is ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from search_spaces.arch import OPTION_TYPES, ArchConfig, ConfigError, explain_validation_error
+
+__all__ = ["SPACE_DIR", "Range", "SearchSpace", "layout", "load_space", "space_names"]
+
+SPACE_DIR = Path(__file__).parent / "spaces"
+SSM_SYMBOL = {"mamba1": "m", "mamba2": "M", "mlstm": "X"}
+STRUCTURAL = {
+    "layers": None,
+    "attn_ratio": None,
+    "placement": ("even", "middle", "late", "early"),
+    "ssm": tuple(SSM_SYMBOL),
+    "ffn": ("mlp", "none"),
+    "moe": ("none", "every", "every_k", "after_attention"),
+    "moe_every": None,
+    "pos": ("rope", "nope"),
+    "d_state": None,
+    "expand": None,
+    "d_model": None,
+}
+DEFAULTS: dict[str, Any] = {
+    "layers": 8, "attn_ratio": "1:7", "placement": "even", "ssm": "mamba2", "ffn": "mlp", "moe": "none",
+    "moe_every": 2,
+}
+
+
+class Trial(Protocol):
+    """What a space needs of an Optuna trial."""
+
+    def suggest_categorical(self, name: str, choices: list) -> Any: ...
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int: ...
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float: ...
+
+
+class Range(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    low: float
+    high: float
+    step: float | None = None
+    log: bool = False
+
+    def is_int(self) -> bool:
+        return all(float(v).is_integer() for v in (self.low, self.high, self.step or 1))
+
+
+def _attention_count(ratio: str, layers: int) -> int:
+    ratio = str(ratio).strip()
+    if ratio == "0":
+        return 0
+    if ratio == "all":
+        return layers
+    try:
+        a, s = (float(x) for x in ratio.split(":"))
+    except ValueError:
+        raise ConfigError(f"attn_ratio {ratio!r} is not '0', 'all' or 'a:s' like '1:7'") from None
+    if a < 0 or s < 0 or a + s == 0:
+        raise ConfigError(f"attn_ratio {ratio!r} needs non-negative parts, not both zero")
+    return min(layers, max(1, round(layers * a / (a + s))))
+
+
+def _positions(n: int, layers: int, placement: str) -> list[int]:
+    if n == 0:
+        return []
+    if placement == "even":
+        return [int((i + 0.5) * layers / n) for i in range(n)]
+    if placement == "middle":
+        start = (layers - n) // 2
+        return list(range(start, start + n))
+    if placement == "late":
+        return list(range(layers - n, layers))
+    if placement == "early":
+        return list(range(n))
+    raise ConfigError(f"placement {placement!r} is not one of {', '.join(STRUCTURAL['placement'])}")
+
+
+def layout(layers: int, attn_ratio: str, placement: str, ssm: str, ffn: str = "mlp", moe: str = "none",
+           moe_every: int = 2) -> str:
+    """The layer pattern of a structural choice, e.g. layout(8, "1:7", "even", "mamba2") == 'M-M-M-M-*-M-M-M-'."""
+    if ssm not in SSM_SYMBOL:
+        raise ConfigError(f"ssm {ssm!r} is not one of {', '.join(SSM_SYMBOL)}")
+    if layers < 1:
+        raise ConfigError(f"layers must be at least 1, got {layers}")
+    attn = set(_positions(_attention_count(attn_ratio, layers), layers, placement))
+    out = []
+    for i in range(layers):
+        out.append("*" if i in attn else SSM_SYMBOL[ssm])
+        if moe == "every" or (moe == "every_k" and i % moe_every == moe_every - 1) or (
+            moe == "after_attention" and i in attn
+        ):
+            out.append("E")
+        elif moe not in STRUCTURAL["moe"]:
+            raise ConfigError(f"moe {moe!r} is not one of {', '.join(STRUCTURAL['moe'])}")
+        elif ffn == "mlp":
+            out.append("-")
+    return "".join(out)
+
+
+class SearchSpace(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    base: dict[str, Any] = Field(default_factory=dict, description="ArchConfig fields and every family's options")
+    dimensions: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("dimensions")
+    @classmethod
+    def _known(cls, dims: dict[str, Any]) -> dict[str, Any]:
+        for name, value in dims.items():
+            family, _, key = name.partition(".")
+            if name in STRUCTURAL:
+                allowed = STRUCTURAL[name]
+                values = value if isinstance(value, list) else [] if isinstance(value, dict) else [value]
+                bad = [v for v in values if allowed is not None and v not in allowed]
+                if bad:
+                    raise ValueError(f"dimension {name!r} has {bad[0]!r}; allowed: {', '.join(allowed)}")
+            elif family in OPTION_TYPES and key in OPTION_TYPES[family].model_fields:
+                pass
+            else:
+                known = ", ".join([*STRUCTURAL, "or a dotted option like mamba2.d_state"])
+                raise ValueError(f"unknown dimension {name!r}; use {known}")
+            if isinstance(value, dict):
+                Range.model_validate(value)
+            elif isinstance(value, list) and not value:
+                raise ValueError(f"dimension {name!r} has an empty list of choices")
+        return dims
+
+    # ----- sampling --------------------------------------------------------------------------------
+    def suggest(self, trial: Trial) -> dict[str, Any]:
+        """Every dimension's value for this trial (fixed ones as given)."""
+        values = {}
+        for name, dim in self.dimensions.items():
+            if isinstance(dim, list):
+                values[name] = trial.suggest_categorical(name, dim)
+            elif isinstance(dim, dict):
+                r = Range.model_validate(dim)
+                if r.is_int():
+                    values[name] = trial.suggest_int(name, int(r.low), int(r.high), step=int(r.step or 1), log=r.log)
+                else:
+                    values[name] = trial.suggest_float(name, r.low, r.high, step=r.step, log=r.log)
+            else:
+                values[name] = dim
+        return values
+
+    def grid(self) -> dict[str, list]:
+        """The full grid of the space's choices, for grid search; a continuous range has none."""
+        grid = {}
+        for name, dim in self.dimensions.items():
+            if isinstance(dim, dict):
+                r = Range.model_validate(dim)
+                if not (r.is_int() and not r.log):
+                    raise ConfigError(f"grid search needs a list or an integer range with a step for {name!r}")
+                grid[name] = list(range(int(r.low), int(r.high) + 1, int(r.step or 1)))
+            else:
+                grid[name] = dim if isinstance(dim, list) else [dim]
+        return grid
+
+    def build(self, values: dict[str, Any]) -> ArchConfig:
+        """The architecture of one point of the space (`suggest`'s output, or any mapping of dimensions)."""
+        v = {**DEFAULTS, **{k: x for k, x in values.items() if k in STRUCTURAL}}
+        pattern = layout(int(v["layers"]), v["attn_ratio"], v["placement"], v["ssm"], v["ffn"], v["moe"],
+                         int(v["moe_every"]))
+        options: dict[str, Any] = {k: (dict(x) if isinstance(x, dict) else x) for k, x in self.base.items()}
+        options.setdefault("d_model", 128)
+        if "d_model" in v:
+            options["d_model"] = int(v["d_model"])
+        if "pos" in v:
+            options["attention"] = {**options.get("attention", {}), "pos": v["pos"]}
+        for key in ("d_state", "expand"):
+            if key in v and v["ssm"] in ("mamba1", "mamba2"):
+                options[v["ssm"]] = {**options.get(v["ssm"], {}), key: int(v[key])}
+        for name, x in values.items():
+            family, _, key = name.partition(".")
+            if key:
+                options[family] = {**options.get(family, {}), key: x}
+        return ArchConfig.compose(pattern, options.pop("d_model"), **options)
+
+
+def space_names() -> list[str]:
+    return sorted(p.stem for p in SPACE_DIR.glob("*.yaml"))
+
+
+def load_space(spec: str | Path | dict | SearchSpace) -> SearchSpace:
+    """A space by name (`hybrid-ratio`), by YAML path, or inline as a mapping."""
+    if isinstance(spec, SearchSpace):
+        return spec
+    if isinstance(spec, dict):
+        data, where = spec, "the inline search space"
+    else:
+        path = Path(spec)
+        if not path.suffix:
+            path = SPACE_DIR / f"{spec}.yaml"
+            if not path.exists():
+                raise ConfigError(f"unknown search space {str(spec)!r}; choose one of {', '.join(space_names())} "
+                                  "or give a YAML path")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot read the search space {path}: {e}") from None
+        where = f"search space {path.name}"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping with name, base and dimensions")
+    try:
+        space = SearchSpace.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(explain_validation_error(e, SearchSpace, where)) from None
+    # every corner must build: a typo in base shows now, not in trial 37
+    for values in _corners(space):
+        space.build(values)
+    return space
+
+
+def _corners(space: SearchSpace):
+    """The first and the last value of every dimension, each combined with the others' first."""
+    first = {}
+    for name, dim in space.dimensions.items():
+        if isinstance(dim, list):
+            first[name] = dim[0]
+        elif isinstance(dim, dict):
+            r = Range.model_validate(dim)
+            first[name] = int(r.low) if r.is_int() else r.low
+        else:
+            first[name] = dim
+    yield first
+    for name, dim in space.dimensions.items():
+        if isinstance(dim, list) and len(dim) > 1:
+            yield {**first, name: dim[-1]}
+        elif isinstance(dim, dict):
+            r = Range.model_validate(dim)
+            yield {**first, name: int(r.high) if r.is_int() else r.high}
