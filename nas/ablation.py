@@ -26,7 +26,7 @@ from search_spaces import ArchConfig
 from search_spaces.arch import OPTION_TYPES, ConfigError
 from search_spaces.pattern import FAMILIES
 
-__all__ = ["FactorLevel", "ablation_arch", "ablation_grid", "ablation_report", "ablation_size", "base_arch"]
+__all__ = ["FactorLevel", "ablation_arch", "ablation_grid", "ablation_report", "base_arch"]
 
 SSM = {"mamba1": "m", "mamba2": "M", "mlstm": "X"}
 SPECIAL = ("pos", "ssm")
@@ -84,10 +84,6 @@ def ablation_arch(spec, profile, values: dict[str, Any]) -> ArchConfig:
 
 def ablation_grid(spec) -> dict[str, list]:
     return {**{f: list(levels) for f, levels in spec.ablation.factors.items()}, "seed": list(range(spec.ablation.seeds))}
-
-
-def ablation_size(spec) -> int:
-    return math.prod(len(v) for v in ablation_grid(spec).values())
 
 
 def suggest_cell(spec, trial) -> dict[str, Any]:

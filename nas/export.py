@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMATS",
     "HF_CLASSES",
-    "TrainingSettings",
+    "TrainingSettings",  # noqa: F822 - defined on first use (module __getattr__)
     "arch_of_trial",
     "default_training",
     "export",
@@ -73,7 +73,7 @@ _HOLDS: dict[str, set[str]] = {
     "nemotron_h": {"mamba2", "attention", "mlp", "moe"},
 }
 MEGATRON_SYMBOLS = "M*-E"
-PATTERN_FLAG = "--hybrid-override-pattern"  # Megatron-LM releases since 2026 call it --hybrid-layer-pattern
+PATTERN_FLAG = "--hybrid-override-pattern"  # newer Megatron-LM releases call it --hybrid-layer-pattern
 NEW_PATTERN_FLAG = "--hybrid-layer-pattern"
 
 
@@ -124,7 +124,7 @@ def _attention(cfg: ArchConfig, *, rope: bool | None, partial: bool = False) -> 
     if a is None:
         return {}
     if rope is False and a.pos == "rope":
-        raise _Cannot("its attention has no position embedding (NoPE), and attention.pos is rope")
+        raise _Cannot("it has no RoPE (its attention is NoPE), and attention.pos is rope")
     if rope is True and a.pos == "nope":
         raise _Cannot("its attention always applies RoPE, and attention.pos is nope")
     if a.pos == "rope" and not partial and a.rope_fraction != 1:
@@ -173,7 +173,7 @@ def _common(cfg: ArchConfig, model_type: str, eps_key: str = "rms_norm_eps") -> 
 
 
 def _periodic(flags: list[bool]) -> tuple[int, int] | None:
-    """(period, offset) with flags[i] == (i % period == offset) for every i, the shortest period; None if none."""
+    """The shortest (period, offset) with flags[i] == (i % period == offset) for every i; None if none."""
     n, hits = len(flags), [i for i, f in enumerate(flags) if f]
     if not hits:
         return n + 1, n  # no layer matches i % (n+1) == n
@@ -234,8 +234,6 @@ def _xlstm_ffn(d: int, d_ff: int) -> tuple[float, int]:
 def _hf_xlstm(cfg: ArchConfig) -> dict[str, Any]:
     _only(cfg, "X-", "mLSTM blocks and their MLPs")
     pairs = _pairs(cfg, "X", "-")
-    if not pairs:
-        raise _Cannot("it needs mLSTM blocks")
     _activation(cfg.mlp, "mlp", ("swiglu",), "feed-forward is SwiGLU")
     x, d = cfg.mlstm, cfg.d_model
     qk, v = x.qk_dim(d), x.v_dim(d)
@@ -244,6 +242,8 @@ def _hf_xlstm(cfg: ArchConfig) -> dict[str, Any]:
             f"it rounds the mLSTM q/k and v widths up to multiples of 64, and they are {qk} and {v} "
             f"at d_model={d}"
         )
+    if cfg.tie_embeddings:
+        raise _Cannot("its output head is never tied to the embedding, and tie_embeddings is true")
     factor, multiple = _xlstm_ffn(d, cfg.mlp.d_ff(d))
     return {
         **_common(cfg, "xlstm", "norm_eps"),
@@ -290,10 +290,10 @@ def _hf_jamba(cfg: ArchConfig) -> dict[str, Any]:
     attn = _attention(cfg, rope=False)
     period = _periodic([a == "*" for a, _ in pairs])
     if period is None:
-        raise _Cannot("it places attention every k-th layer from an offset, and this pattern's attention is not periodic")
+        raise _Cannot("it places attention every k-th layer from an offset, and this pattern does not")
     moe_period = _periodic([f == "E" for _, f in pairs])
     if moe_period is None:
-        raise _Cannot("it places MoE every k-th layer from an offset, and this pattern's MoE layers are not periodic")
+        raise _Cannot("it places MoE every k-th layer from an offset, and this pattern does not")
     out: dict[str, Any] = {
         **_common(cfg, "jamba"),
         "num_hidden_layers": len(pairs),
@@ -319,7 +319,8 @@ def _hf_jamba(cfg: ArchConfig) -> dict[str, Any]:
             )
         # Jamba's router keeps the top-k softmax weights as they are; ours renormalises them to sum to 1
         out.update(num_experts=e.experts, num_experts_per_tok=e.top_k, router_aux_loss_coef=e.aux_loss_weight,
-                   expert_layer_period=moe_period[0], expert_layer_offset=moe_period[1], intermediate_size=e.d_ff(d))
+                   expert_layer_period=moe_period[0], expert_layer_offset=moe_period[1],
+                   intermediate_size=e.d_ff(d))
     else:
         out.update(num_experts=1, num_experts_per_tok=1, expert_layer_period=1, expert_layer_offset=0,
                    intermediate_size=cfg.mlp.d_ff(d))
@@ -352,7 +353,7 @@ def _hf_granite(cfg: ArchConfig) -> dict[str, Any]:
     _only(cfg, "M*-E", "Mamba-2, attention, MLP and MoE layers")
     pairs = _pairs(cfg, "M*", "-E")
     if len({f for _, f in pairs}) > 1:
-        raise _Cannot("it has one kind of feed-forward in every layer, and this pattern mixes dense MLP and MoE")
+        raise _Cannot("it has the same feed-forward in every layer, and this pattern mixes dense MLP and MoE")
     d = cfg.d_model
     _activation(cfg.mlp, "mlp", ("swiglu",), "MLP is SwiGLU")
     _activation(cfg.moe, "moe", ("swiglu",), "experts are SwiGLU")
@@ -382,7 +383,8 @@ def _hf_granite(cfg: ArchConfig) -> dict[str, Any]:
                    shared_intermediate_size=e.d_ff_shared(d), router_aux_loss_coef=e.aux_loss_weight)
     else:
         # with no experts the shared MLP is the layer's dense MLP
-        out.update(num_local_experts=0, intermediate_size=cfg.mlp.d_ff(d), shared_intermediate_size=cfg.mlp.d_ff(d))
+        d_ff = cfg.mlp.d_ff(d)
+        out.update(num_local_experts=0, intermediate_size=d_ff, shared_intermediate_size=d_ff)
     return out
 
 
@@ -420,6 +422,8 @@ def _hf_nemotron_h(cfg: ArchConfig) -> dict[str, Any]:
         out.update(n_routed_experts=e.experts, num_experts_per_tok=e.top_k, moe_intermediate_size=e.d_ff(d),
                    n_shared_experts=1, moe_shared_expert_intermediate_size=e.d_ff_shared(d), n_group=1,
                    topk_group=1, norm_topk_prob=True, routed_scaling_factor=1.0)
+    if cfg.tie_embeddings:
+        raise _Cannot("its output head is never tied to the embedding, and tie_embeddings is true")
     return out
 
 
@@ -479,7 +483,8 @@ def _no_class(cfg: ArchConfig) -> str:
         reasons: dict[str, list[str]] = {}
         for t in near:
             reasons.setdefault(_try(cfg, t)[1], []).append(t)
-        what = "this architecture (" + "; ".join(f"{' and '.join(ts)}: {r}" for r, ts in reasons.items()) + ")"
+        why = "; ".join(f"{' and '.join(ts)}: {r}" for r, ts in reasons.items())
+        what = f"this architecture ({why})"
     return f"no Hugging Face class can express {what}; export it with {_other_formats(cfg, 'hf')}"
 
 
@@ -515,11 +520,13 @@ def megatron_args(cfg: ArchConfig, pattern_flag: str = PATTERN_FLAG) -> list[str
     for sym, fam in (("m", "Mamba-1"), ("X", "mLSTM")):
         if sym in cfg.pattern:
             raise _error(
-                f"Megatron-LM's hybrid models have no {fam} layer (their pattern symbols are M * - E); "
+                f"Megatron-LM's hybrid models have no {fam} layer (their symbols are "
+                f"{' '.join(MEGATRON_SYMBOLS)}); "
                 f"export it with {_other_formats(cfg, 'megatron')}"
             )
     d = cfg.d_model
-    pattern = [f"{pattern_flag}={cfg.pattern}"] if cfg.pattern.startswith("-") else [pattern_flag, cfg.pattern]
+    p = cfg.pattern
+    pattern = [f"{pattern_flag}={p}"] if p.startswith("-") else [pattern_flag, p]
     args = ["--num-layers", str(cfg.n_sublayers), *pattern, "--hidden-size", str(d)]
 
     ffns = [(f, o) for f, o in (("mlp", cfg.mlp), ("moe", cfg.moe)) if o is not None]
@@ -527,8 +534,8 @@ def megatron_args(cfg: ArchConfig, pattern_flag: str = PATTERN_FLAG) -> list[str
     if len(acts) > 1:
         raise _error(
             "Megatron-LM uses one activation for MLP and MoE layers, and mlp.activation is "
-            f"{cfg.mlp.activation} while moe.activation is {cfg.moe.activation}; make them equal or export it "
-            f"with {_other_formats(cfg, 'megatron')}"
+            f"{cfg.mlp.activation} while moe.activation is {cfg.moe.activation}; make them equal or export "
+            f"it with {_other_formats(cfg, 'megatron')}"
         )
     if cfg.mlp is not None:
         args += ["--ffn-hidden-size", str(cfg.mlp.d_ff(d))]
@@ -545,8 +552,8 @@ def megatron_args(cfg: ArchConfig, pattern_flag: str = PATTERN_FLAG) -> list[str
         if a.pos == "rope":
             if not float(a.rope_theta).is_integer():
                 raise _error(
-                    f"Megatron-LM takes a whole-number RoPE base, and attention.rope_theta is {a.rope_theta:g}; "
-                    f"export it with {_other_formats(cfg, 'megatron')}"
+                    "Megatron-LM takes a whole-number RoPE base, and attention.rope_theta is "
+                    f"{a.rope_theta:g}; export it with {_other_formats(cfg, 'megatron')}"
                 )
             args += ["--position-embedding-type", "rope", "--rotary-base", _num(a.rope_theta),
                      "--rotary-percent", _num(a.rope_fraction)]
@@ -575,7 +582,8 @@ def megatron_args(cfg: ArchConfig, pattern_flag: str = PATTERN_FLAG) -> list[str
                  "--moe-ffn-hidden-size", str(e.d_ff(d))]
         if e.shared_expert:
             args += ["--moe-shared-expert-intermediate-size", str(e.d_ff_shared(d))]
-        args += ["--moe-router-load-balancing-type", "aux_loss", "--moe-aux-loss-coeff", _num(e.aux_loss_weight)]
+        args += ["--moe-router-load-balancing-type", "aux_loss",
+                 "--moe-aux-loss-coeff", _num(e.aux_loss_weight)]
 
     args += ["--normalization", "RMSNorm", "--norm-epsilon", _num(cfg.norm_eps), "--disable-bias-linear",
              "--attention-dropout", "0.0", "--hidden-dropout", "0.0"]
@@ -591,10 +599,10 @@ def _megatron_sh(cfg: ArchConfig, args: list[str]) -> str:
         "# Megatron-LM model arguments written by `nas export` (hybrid-nas).",
         f"# pattern: {cfg.pattern}",
         "# Use:   source megatron_args.sh",
-        '#        torchrun ... pretrain_mamba.py "${MEGATRON_ARGS[@]}" <data, parallelism, optimiser arguments>',
+        '#        torchrun ... pretrain_mamba.py "${MEGATRON_ARGS[@]}" <data, parallelism, optimiser args>',
         f"# Releases that call the pattern {NEW_PATTERN_FLAG}:",
         f"#        MEGATRON_PATTERN_FLAG={NEW_PATTERN_FLAG} source megatron_args.sh",
-        "# megatron_args.txt holds the same list, one argument per line (mapfile -t ARGS < megatron_args.txt).",
+        "# megatron_args.txt holds the same list, one argument a line: mapfile -t ARGS < megatron_args.txt",
         "MEGATRON_ARGS=(",
     ]
     flag = f'"${{MEGATRON_PATTERN_FLAG:-{PATTERN_FLAG}}}"'
@@ -622,7 +630,7 @@ _MODELS: dict[str, type] = {}
 
 
 def _models() -> dict[str, type]:
-    """TrainingOptim and TrainingSettings, defined on first use so that importing this module skips pydantic."""
+    """TrainingOptim and TrainingSettings, defined on first use: importing this module skips pydantic."""
     if _MODELS:
         return _MODELS
     from pydantic import BaseModel, ConfigDict, Field
@@ -631,7 +639,7 @@ def _models() -> dict[str, type]:
         model_config = ConfigDict(extra="forbid", frozen=True)
 
     class TrainingOptim(_Strict):
-        """AdamW, linear warmup, cosine decay to min_lr_ratio·lr, global-norm clipping (as the proxies train)."""
+        """AdamW, linear warmup, cosine decay to min_lr_ratio·lr, global-norm clipping (as proxies train)."""
 
         lr: float = Field(3e-4, gt=0)
         min_lr_ratio: float = Field(0.1, ge=0, le=1)
@@ -696,7 +704,7 @@ def _training(cfg: ArchConfig, overrides: dict[str, Any] | None) -> dict[str, An
 
 
 def load_exported_yaml(path: str | Path) -> tuple[ArchConfig, dict[str, Any]]:
-    """(architecture, training hyper-parameters) of a `--format yaml` export: its directory or its arch.yaml."""
+    """(architecture, training hyper-parameters) of a `--format yaml` export: its directory or arch.yaml."""
     import yaml
 
     from search_spaces.arch import ArchConfig
@@ -719,19 +727,22 @@ def load_exported_yaml(path: str | Path) -> tuple[ArchConfig, dict[str, Any]]:
 # ----- rendering and writing -----------------------------------------------------------------------------
 _HF_NOTES: dict[str, list[tuple[str, str]]] = {
     # (family that must be present, or "" for always; the note)
-    "mamba": [("", "the class keeps the residual stream in fp32 (`residual_in_fp32`); ours keeps the model dtype")],
+    "mamba": [("", "the class keeps the residual stream in fp32 (`residual_in_fp32`); ours keeps the "
+                   "model's dtype")],
     "mamba2": [],
     "xlstm": [("", "the class soft-caps gate pre-activations at 15 and logits at 30 (xLSTM-7B's recipe); "
-                   "ours caps neither, and the class cannot switch the caps off")],
+                   "ours caps neither, and the class cannot switch the caps off"),
+              ("", "the class normalises each mLSTM head's output with LayerNorm, ours with RMSNorm")],
     "llama": [],
     "jamba": [("mamba1", "Jamba's Mamba-1 layers RMS-normalise Δ, B and C before the scan; ours do not"),
-              ("moe", "Jamba keeps the top-k router weights as they are; ours renormalises them to sum to 1")],
+              ("moe", "Jamba keeps the top-k router weights as they are; ours renormalises them to 1")],
     "bamba": [("attention", "Bamba's attention layers take `head_dim` from the config only in recent "
                             "transformers releases; older ones use hidden_size / heads")],
     "granitemoehybrid": [("", "embedding, residual and logit multipliers are set to 1 and "
                               "`attention_multiplier` to 1/sqrt(head_dim), which is what our model does"),
-                         ("moe", "each layer's shared MLP carries the shared expert (width 0 when there is none)")],
-    "nemotron_h": [("moe", "Nemotron-H routes by sigmoid scores, ours by softmax (both renormalise the top k)")],
+                         ("moe", "each layer's shared MLP is the shared expert (width 0 if there is none)")],
+    "nemotron_h": [("moe", "Nemotron-H routes by sigmoid scores, ours by softmax (both renormalise the "
+                           "top k)")],
 }
 
 
@@ -795,18 +806,19 @@ def _render(
         config = hf_config(cfg, target)
         cls = HF_CLASSES[config["model_type"]]
         files = {"config.json": json.dumps(config, indent=2) + "\n", "README.md": _hf_readme(cfg, config)}
-        return files, f"transformers {cls}: AutoConfig.from_pretrained(DIR), then AutoModelForCausalLM.from_config"
+        return files, f'load it with transformers: AutoConfig.from_pretrained("DIR") gives the config that ' \
+            f"AutoModelForCausalLM.from_config builds into {cls}"
     if fmt == "megatron":
         args = megatron_args(cfg)
         files = {"megatron_args.txt": "\n".join(args) + "\n", "megatron_args.sh": _megatron_sh(cfg, args)}
-        return files, 'Megatron-LM hybrid model: source DIR/megatron_args.sh, then pass "${MEGATRON_ARGS[@]}"'
+        return files, 'pass it to Megatron-LM: source DIR/megatron_args.sh, then "${MEGATRON_ARGS[@]}"'
     train = _training(cfg, training)
     files = {
         "arch.yaml": f"# hybrid-nas architecture{size}, written by `nas export`\n{cfg.to_yaml()}",
         "training.yaml": "# hyper-parameters of the full-size run, written by `nas export`\n"
         + yaml.safe_dump(train, sort_keys=False, default_flow_style=None),
     }
-    return files, "hybrid-nas: DIR/arch.yaml works with `nas ... --arch`; load_exported_yaml(DIR) reads both"
+    return files, 'read it back with load_exported_yaml("DIR"); DIR/arch.yaml works with `nas cost --arch`'
 
 
 def render(cfg: ArchConfig, fmt: Format, **kwargs: Any) -> dict[str, str]:
@@ -860,6 +872,9 @@ def export(
 
 
 # ----- studies -------------------------------------------------------------------------------------------
+_NO_STUDIES = "studies are not available in this installation; export with --preset or --arch"
+
+
 def arch_of_trial(study: str, trial: int | None, storage: str | None = None) -> list[tuple[int, ArchConfig]]:
     """[(trial number, architecture)] of one trial, or of the study's Pareto front when trial is None."""
     from nas.cli import UsageError
@@ -868,12 +883,12 @@ def arch_of_trial(study: str, trial: int | None, storage: str | None = None) -> 
         from nas import study as studies
     except ModuleNotFoundError as err:
         if err.name == "nas.study":
-            raise UsageError("studies are not available in this installation; export with --preset or --arch") from None
+            raise UsageError(_NO_STUDIES) from None
         raise UsageError(
             f"studies need the package {err.name}, which is not installed; pip install 'hybrid-nas[service]'"
         ) from None
     if not hasattr(studies, "trial_archs"):
-        raise UsageError("studies are not available in this installation; export with --preset or --arch")
+        raise UsageError(_NO_STUDIES)
     found = studies.trial_archs(study, storage=storage, pareto=trial is None, trial=trial)
     if not found:
         what = f"no trial {trial}" if trial is not None else "no finished trial on its Pareto front"
@@ -904,22 +919,22 @@ def export_study(
 def export_command(
     preset: Annotated[str | None, typer.Option("--preset", help="a preset name (see `nas presets`)")] = None,
     arch: Annotated[Path | None, typer.Option("--arch", help="an ArchConfig YAML or JSON file")] = None,
-    study: Annotated[str | None, typer.Option("--study", help="a study name, with --trial N or --pareto")] = None,
-    trial: Annotated[int | None, typer.Option("--trial", help="with --study: this trial's architecture")] = None,
-    pareto: Annotated[bool, typer.Option("--pareto", help="with --study: every trial on the Pareto front")] = False,
-    storage: Annotated[str | None, typer.Option("--storage", help="with --study: the Optuna storage URL")] = None,
+    study: Annotated[str | None, typer.Option("--study", help="a study, with --trial N or --pareto")] = None,
+    trial: Annotated[int | None, typer.Option("--trial", help="with --study: this trial")] = None,
+    pareto: Annotated[bool, typer.Option("--pareto", help="with --study: its whole Pareto front")] = False,
+    storage: Annotated[str | None, typer.Option("--storage", help="with --study: Optuna storage URL")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="hf, megatron or yaml")] = None,
     target: Annotated[
         str | None, typer.Option("--target", help="with --format hf: force a model type (jamba, bamba, ...)")
     ] = None,
     scale_to: Annotated[
-        str | None, typer.Option("--scale-to", help="resize to this many parameters (2e6, 1.5B) by the presets' rule")
+        str | None, typer.Option("--scale-to", help="resize to this many parameters (2e6, 1.5B), layout kept")
     ] = None,
-    vocab_size: Annotated[int | None, typer.Option("--vocab-size", help="replace the vocabulary size")] = None,
+    vocab_size: Annotated[int | None, typer.Option("--vocab-size", help="replace the vocabulary")] = None,
     training: Annotated[
-        Path | None, typer.Option("--training", help="with --format yaml: a YAML of training hyper-parameters")
+        Path | None, typer.Option("--training", help="with --format yaml: YAML of training settings")
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="the directory to write (created if missing)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="the directory to write (made if needed)")] = None,
 ) -> None:
     """Export an architecture as a training config: a transformers config.json, Megatron-LM arguments or YAML.
 
@@ -929,9 +944,9 @@ def export_command(
     import yaml
 
     from nas import _format as fmt_numbers
-    from search_spaces.arch import ConfigError
     from nas.cli import UsageError, fail, resolve_arch
     from nas.cli import out as console
+    from search_spaces.arch import ConfigError
 
     try:
         if fmt is None:
@@ -941,7 +956,8 @@ def export_command(
         given = [n for n, v in (("--preset", preset), ("--arch", arch), ("--study", study)) if v is not None]
         if len(given) != 1:
             raise UsageError(
-                "name exactly one architecture: --arch FILE, --preset NAME, --study S --trial N or --study S --pareto"
+                "name exactly one architecture: --arch FILE, --preset NAME, --study S --trial N or "
+                "--study S --pareto"
                 + (f" (got {' and '.join(given)})" if given else "")
             )
         if study is None and (trial is not None or pareto):
@@ -963,20 +979,25 @@ def export_command(
             except yaml.YAMLError as e:
                 raise UsageError(f"the training settings {training} are not valid YAML: {e}") from None
             if not isinstance(settings, dict):
-                raise UsageError(f"the training settings {training} must be a mapping of keys (seq_len, tokens, ...)")
+                raise UsageError(f"the training settings {training} must be a mapping (seq_len, tokens, ...)")
         kwargs = {"scale_to": size, "training": settings, "target": target, "vocab_size": vocab_size}
 
-        if study is not None:
-            written = export_study(study, fmt, out, trial=trial, storage=storage, **kwargs)
-            cfg = None
+        if study is None:
+            archs = [(None, resolve_arch(preset=preset, arch=arch))]
         else:
-            cfg = resolve_arch(preset=preset, arch=arch)
-            files, how = _render(cfg, fmt, **kwargs)
-            written = _write(out, files)
+            archs = arch_of_trial(study, trial, storage)
+        files: dict[str, str] = {}
+        hows: list[str] = []
+        for number, cfg in archs:
+            rendered, how = _render(cfg, fmt, **kwargs)
+            where = out if trial is not None or number is None else out / f"trial-{number}"
+            files.update({str((where / n).relative_to(out)): text for n, text in rendered.items()})
+            hows.append(how.replace("DIR", str(where)))
+        written = _write(out, files)
     except (ConfigError, UsageError) as e:
         fail(str(e))
         return
-    names = sorted({str(p.relative_to(out)) for p in written})
+    names = sorted(str(p.relative_to(out)) for p in written)
     console.print(f"wrote {out}: {', '.join(names)}", markup=False, soft_wrap=True)
-    if cfg is not None:
-        console.print(how.replace("DIR", str(out)), markup=False, soft_wrap=True)
+    for how in hows:
+        console.print(how, markup=False, soft_wrap=True)

@@ -62,17 +62,27 @@ def _storage(url: str):
     return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 
 
+def _grid(spec: StudySpec) -> dict[str, list]:
+    if spec.kind == "ablation":
+        from nas.ablation import ablation_grid
+
+        return ablation_grid(spec)
+    return spec.search_space().grid()
+
+
+def grid_points(spec: StudySpec) -> list[dict[str, Any]]:
+    """Every point of a grid study (an ablation's cells × seeds), in order."""
+    import itertools
+
+    grid = _grid(spec)
+    return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+
+
 def _sampler(spec: StudySpec):
     optuna = _optuna()
     name = spec.sampler_name()
-    if name == "grid":
-        if spec.kind == "ablation":
-            from nas.ablation import ablation_grid
-
-            grid = ablation_grid(spec)
-        else:
-            grid = spec.search_space().grid()
-        return optuna.samplers.GridSampler(grid, seed=spec.seed)
+    if name == "grid":  # the points are enqueued when the study is created; see load_study
+        return optuna.samplers.RandomSampler(seed=spec.seed)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=max(4, min(50, 2 * spec.concurrency + 2)))
     if name == "tpe":
@@ -102,6 +112,11 @@ def load_study(spec: StudySpec, *, create: bool = True):
                                     sampler=_sampler(spec))
         study.set_user_attr("spec", spec.model_dump(mode="json"))
         study.set_user_attr("created", time.time())
+        if spec.sampler_name() == "grid":
+            # Optuna's GridSampler stops the study from inside tell, which ask-and-tell cannot take:
+            # the grid goes in as enqueued trials instead, each asked once
+            for point in grid_points(spec):
+                study.enqueue_trial(point, skip_if_exists=False)
         return study
     stored = study.user_attrs.get("spec")
     if stored is not None and _spec_key(StudySpec.model_validate(stored)) != _spec_key(spec):
@@ -213,11 +228,9 @@ class _Runner:
                    and (t.user_attrs.get("failure") or {}).get("kind") != "infeasible")
 
     def _budget_left(self) -> bool:
-        trials = self.spec.budget.trials
-        if self.spec.kind == "ablation":
-            from nas.ablation import ablation_size
-
-            trials = ablation_size(self.spec)
+        trials = _trial_budget(self.spec)
+        if self.spec.sampler_name() == "grid" and not self._trials(states=(self._state("WAITING"),)):
+            return False  # every grid point has been asked
         return trials is None or self._trained() < trials
 
     def _out_of_time(self) -> bool:
@@ -312,13 +325,22 @@ class _Runner:
             self.ui.started(number, arch["pattern"], rung, len(self.rungs))
 
     def _resume(self) -> None:
-        """Resubmit the jobs a previous driver left in flight; fail trials it left half-made."""
+        """Pick up what a previous driver left: finish what it recorded, resubmit what it had in flight."""
+        last = len(self.rungs) - 1
         for t in self._trials(states=(self._state("RUNNING"),)):
-            rung = t.user_attrs.get("job_rung")
-            if "arch" not in t.user_attrs:
+            a = t.user_attrs
+            if "failure" in a:  # stopped between recording a failure and telling it
+                self.study.tell(t.number, state=self._state("FAIL"))
+            elif "arch" not in a:
                 self._tell_fail(t.number, {"kind": "error", "reason": "the driver stopped before the trial started"})
-            elif rung is not None:
-                self._submit(t.number, t._trial_id, t.user_attrs["arch"], rung, t.params)
+            elif a.get("rung_done") == last and str(last) in a.get("rung_results", {}):
+                self._complete(t.number, t._trial_id, a["arch"], a.get("metrics", {}), a.get("result"),
+                               a["rung_results"][str(last)])
+            elif a.get("job_rung") is not None:
+                self._submit(t.number, t._trial_id, a["arch"], a["job_rung"], t.params)
+            elif "rung_done" not in a:
+                self._submit(t.number, t._trial_id, a["arch"], 0, t.params)
+            # else: paused by early stopping at a lower rung, waiting for promotion
 
     # ----- results ---------------------------------------------------------------------------------
     def _finish(self, outcome: JobOutcome) -> None:
@@ -326,7 +348,6 @@ class _Runner:
         if slot is None:
             return
         self.jobs = {jid: s for jid, s in self.jobs.items() if s is not slot}
-        self.storage.set_trial_user_attr(slot.trial_id, "job_rung", None)
         if outcome.error is not None:
             if outcome.error == "cancelled":
                 return
@@ -348,20 +369,32 @@ class _Runner:
                             arch=outcome.job.arch, results=results)
             return
         values = [metrics[m] for m in self.spec.metrics]
+        # record the rung before saying the job is over: a driver killed in between resubmits the job
+        # (the rung runs again) rather than losing it
         rung_results = {**self._trial(slot.trial).user_attrs.get("rung_results", {}), str(slot.rung): values}
         self.storage.set_trial_user_attr(slot.trial_id, "rung_results", rung_results)
-        self.storage.set_trial_user_attr(slot.trial_id, "rung_done", slot.rung)
         self.storage.set_trial_user_attr(slot.trial_id, "tokens", _tokens(results))
         if slot.rung < len(self.rungs) - 1:
+            self.storage.set_trial_user_attr(slot.trial_id, "rung_done", slot.rung)
+            self.storage.set_trial_user_attr(slot.trial_id, "job_rung", None)
             if self.ui is not None:
                 self.ui.finished(slot.trial, f"rung {slot.rung + 1}/{len(self.rungs)} done")
             return  # paused: promoted later, or pruned when the study ends
         self.storage.set_trial_user_attr(slot.trial_id, "metrics", metrics)
         self.storage.set_trial_user_attr(slot.trial_id, "result", results[0])
-        run_id = self._log(slot.trial, outcome.job.arch, metrics, results, "COMPLETE")
-        self.study.tell(slot.trial, values)
+        self.storage.set_trial_user_attr(slot.trial_id, "rung_done", slot.rung)
+        self._complete(slot.trial, slot.trial_id, outcome.job.arch, metrics, results, values)
+
+    def _complete(self, number: int, trial_id: int, arch: dict, metrics: dict, results, values: list[float]) -> None:
+        """Record the trial in MLflow (once) and tell Optuna its values."""
+        if "mlflow_run_id" not in self._trial(number).user_attrs:
+            if results is not None and not isinstance(results, list):
+                results = [results]
+            self._log(number, arch, metrics, results or [], "COMPLETE")
+        self.storage.set_trial_user_attr(trial_id, "job_rung", None)
+        self.study.tell(number, values)
         if self.ui is not None:
-            self.ui.finished(slot.trial, "done", values)
+            self.ui.finished(number, "done", values)
 
     def _tell_fail(self, number: int, failure: dict[str, Any], arch: dict | None = None,
                    results: list | None = None) -> None:
@@ -455,6 +488,13 @@ class _Runner:
             if vals:
                 best[m] = max(vals) if d == "maximize" else min(vals)
         return best
+
+
+def _trial_budget(spec: StudySpec) -> int | None:
+    if spec.sampler_name() == "grid":
+        n = len(grid_points(spec))
+        return n if spec.kind == "ablation" or spec.budget.trials is None else min(n, spec.budget.trials)
+    return spec.budget.trials
 
 
 def _rank(trials, values, directions):
@@ -561,11 +601,7 @@ def _summary(study) -> StudySummary:
         vals = [t.values[i] for t in done]
         if vals:
             best[m] = max(vals) if d == "maximize" else min(vals)
-    budget = spec.budget.trials
-    if spec.kind == "ablation":
-        from nas.ablation import ablation_size
-
-        budget = ablation_size(spec)
+    budget = _trial_budget(spec)
     return StudySummary(spec.name, spec.kind, spec.metrics, spec.directions, counts,
                         float(study.user_attrs.get("elapsed_seconds", 0.0)), budget, best,
                         created=study.user_attrs.get("created"))
@@ -700,11 +736,7 @@ class _Display:
             console=console,
             transient=False,
         )
-        total = spec.budget.trials
-        if spec.kind == "ablation":
-            from nas.ablation import ablation_size
-
-            total = ablation_size(spec)
+        total = _trial_budget(spec)
         self.overall = self.progress.add_task(f"[bold]{spec.name}", total=total, info="")
         self.rows: dict[int, int] = {}
         self.progress.start()

@@ -70,6 +70,10 @@ class Tracker:
                   results: list[dict[str, Any]], state: str, failure: dict | None = None) -> str:
         from mlflow.entities import Metric, Param, RunTag
 
+        # a driver killed while recording left a partial run for this trial: replace it
+        for old in self.client.search_runs([self.experiment_id],
+                                           f"tags.`nas.trial` = '{trial}' and tags.`nas.study` = '{self.study}'"):
+            self.client.delete_run(old.info.run_id)
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{trial}",

@@ -357,7 +357,8 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
 def explain_validation_error(err: ValidationError, model: type[BaseModel], what: str = "") -> str:
     """One sentence for a pydantic error: the field, what is wrong, what is allowed."""
     errors = err.errors()
-    e = errors[0]
+    # a misspelt key explains the "missing" error of the key it meant: report it first
+    e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
     loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     where = ".".join(str(p) for p in loc)
     prefix = f"{what}: " if what else ""

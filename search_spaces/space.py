@@ -163,7 +163,11 @@ class SearchSpace(BaseModel):
                 known = ", ".join([*STRUCTURAL, "or a dotted option like mamba2.d_state"])
                 raise ValueError(f"unknown dimension {name!r}; use {known}")
             if isinstance(value, dict):
-                Range.model_validate(value)
+                try:
+                    Range.model_validate(value)
+                except ValidationError as e:
+                    raise ValueError(f"dimension {name!r}: {explain_validation_error(e, Range)} "
+                                     "(a range is {low, high, step, log})") from None
             elif isinstance(value, list) and not value:
                 raise ValueError(f"dimension {name!r} has an empty list of choices")
         return dims

@@ -58,6 +58,10 @@ def mlstm(
     chunk_size = 64 if chunk_size is None else chunk_size
     check_chunk_size("mlstm", chunk_size)
 
-    resolve_backend(backend, q, op="mlstm", has_triton=False)
-    h, final_state = mlstm_chunked(q, k, v, i, f, initial_state=initial_state, chunk_size=chunk_size)
+    if resolve_backend(backend, q, op="mlstm") == "triton":
+        from kernels.mlstm.triton import mlstm_triton
+
+        h, final_state = mlstm_triton(q, k, v, i, f, initial_state=initial_state, chunk_size=chunk_size)
+    else:
+        h, final_state = mlstm_chunked(q, k, v, i, f, initial_state=initial_state, chunk_size=chunk_size)
     return (h, final_state) if return_final_state else h

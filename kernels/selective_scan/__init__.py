@@ -67,6 +67,10 @@ def selective_scan(
     if initial_state is not None:
         check_shape(op, "initial_state", initial_state, "B Dc N", (b, Dc, N))
 
-    resolve_backend(backend, u, op=op, has_triton=False)
-    y, final_state = selective_scan_blocked(u, delta, A, B, C, D=D, z=z, initial_state=initial_state)
+    if resolve_backend(backend, u, op=op) == "triton":
+        from kernels.selective_scan.triton import selective_scan_triton
+
+        y, final_state = selective_scan_triton(u, delta, A, B, C, D=D, z=z, initial_state=initial_state)
+    else:
+        y, final_state = selective_scan_blocked(u, delta, A, B, C, D=D, z=z, initial_state=initial_state)
     return (y, final_state) if return_final_state else y

@@ -1,0 +1,280 @@
+"""Mamba-1 selective scan in Triton: a fused forward and backward kernel, and the autograd Function.
+
+As in mamba_ssm's CUDA kernel, each program owns a block of BD channels of one sequence and keeps their
+[BD, N] state in registers while it walks time: per block of BT tokens it forms the decays
+a = exp(Δ A) and inputs Δ u B as [BT, BD, N] tiles, scans them with `tl.associative_scan`, reads
+y = C·h out, and carries the last state on. Nothing of size [B, T, Dc, N] is ever written: the
+forward stores only the state entering each block of BT tokens (fp32), and the backward walks the
+blocks in reverse, recomputes each block's states from there, and scans the state gradient backwards:
+
+    g_t = C_t dy_t + a_{t+1} g_{t+1},   d(ΔA)_t = g_t ⊙ (h_t - Δ_t u_t B_t)  (= g_t ⊙ a_t h_{t-1})
+
+dB and dC sum over the channels of a group: each program writes its block's share ([B, T, Dc/BD, N]
+fp32) and the host adds them up; dA and dD likewise per sequence. A block of channels never spans two
+groups (BD divides Dc / G).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._triton import autotune, block, interpreting, silu_parts, warps
+
+Tensor = torch.Tensor
+
+BLOCK_T = 16  # tokens per scanned block, and the spacing of the states the forward saves
+BLOCK_D = 32  # channels per program
+# `tl.associative_scan` on the GPU; its closed form under the interpreter (see `_scan`). A test sets it
+# to True to run the scan itself under the interpreter on a tiny shape.
+FORCE_ASSOCIATIVE_SCAN = False
+
+
+def use_associative_scan() -> bool:
+    return FORCE_ASSOCIATIVE_SCAN or not interpreting()
+
+
+@triton.jit
+def _linear_combine(a1, b1, a2, b2):
+    """(a1, b1) then (a2, b2) for h ← a h + b."""
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _scan(log_a, b, BT: tl.constexpr, REVERSE: tl.constexpr, USE_SCAN: tl.constexpr):
+    """h_t = a_t h_{t-1} + b_t along axis 0 of [BT, BD, BN] from h = 0 (REVERSE: h_t = a_t h_{t+1} + b_t).
+
+    Returns (Π a over the scanned prefix, h). USE_SCAN: `tl.associative_scan`, the GPU path. Otherwise
+    the same sums in closed form, Σ_s exp(Σ log a between s and t) b_s over a [BT, BT, BD, BN] tile:
+    the interpreter runs a custom-combine scan one scalar at a time, far too slowly for the tests.
+    """
+    if USE_SCAN:
+        a_cum, h = tl.associative_scan((tl.exp(log_a), b), 0, _linear_combine, reverse=REVERSE)
+    else:
+        if REVERSE:
+            cum = tl.cumsum(log_a, axis=0, reverse=True)  # Σ_{j≥t} log a_j
+            s_on_t = tl.arange(0, BT)[None, :] >= tl.arange(0, BT)[:, None]
+            w = tl.exp(tl.where(s_on_t[:, :, None, None], cum[:, None] - cum[None, :], float("-inf")))
+        else:
+            cum = tl.cumsum(log_a, axis=0)  # Σ_{j≤t} log a_j
+            s_on_t = tl.arange(0, BT)[None, :] <= tl.arange(0, BT)[:, None]
+            w = tl.exp(tl.where(s_on_t[:, :, None, None], cum[:, None] - cum[None, :], float("-inf")))
+        h = tl.sum(w * b[None, :, :, :], axis=1)  # [BT, BD, BN]
+        a_cum = tl.exp(cum)
+    return a_cum, h
+
+
+@autotune(warps((4, 2), (8, 2)), key=["N", "BD"])
+@triton.jit
+def selective_scan_fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, init_ptr, y_ptr, saved_ptr, final_ptr,
+    T, Dc, G, N, NT,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_INIT: tl.constexpr,
+    BT: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, USE_SCAN: tl.constexpr,
+):
+    """y and the final state of BD channels of one sequence. Grid (Dc/BD, B)."""
+    i_d, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    d = i_d * BD + tl.arange(0, BD)
+    n = tl.arange(0, BN)
+    rows = tl.arange(0, BT)
+    grp = (i_d * BD) // (Dc // G)
+    mask_dn = (d < Dc)[:, None] & (n < N)[None, :]
+    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=mask_dn, other=0.0).to(tl.float32)  # [BD, BN]
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=d < Dc, other=0.0).to(tl.float32)
+    if HAS_INIT:
+        h = tl.load(init_ptr + (b * Dc + d[:, None]) * N + n[None, :], mask=mask_dn, other=0.0)
+    else:
+        h = tl.zeros([BD, BN], dtype=tl.float32)
+    for blk in range(NT):
+        tl.store(saved_ptr + ((b * NT + blk) * Dc + d[:, None]) * N + n[None, :], h, mask=mask_dn)
+        t = blk * BT + rows
+        mask_td = (t < T)[:, None] & (d < Dc)[None, :]
+        mask_tn = (t < T)[:, None] & (n < N)[None, :]
+        off_td = (b * T + t[:, None]) * Dc + d[None, :]
+        u = tl.load(u_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)  # [BT, BD]
+        delta = tl.load(delta_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
+        off_tn = ((b * T + t[:, None]) * G + grp) * N + n[None, :]
+        Bt = tl.load(B_ptr + off_tn, mask=mask_tn, other=0.0).to(tl.float32)  # [BT, BN]
+        Ct = tl.load(C_ptr + off_tn, mask=mask_tn, other=0.0).to(tl.float32)
+        bx = (delta * u)[:, :, None] * Bt[:, None, :]  # [BT, BD, BN]
+        a_cum, b_cum = _scan(delta[:, :, None] * A[None, :, :], bx, BT, False, USE_SCAN)
+        hs = a_cum * h[None, :, :] + b_cum  # the state after each token
+        y = tl.sum(hs * Ct[:, None, :], axis=2)  # [BT, BD]
+        if HAS_D:
+            y += Dv[None, :] * u
+        if HAS_Z:
+            z = tl.load(z_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
+            y = y * silu_parts(z)[0]
+        tl.store(y_ptr + off_td, y.to(y_ptr.dtype.element_ty), mask=mask_td)
+        h = tl.sum(tl.where(rows[:, None, None] == BT - 1, hs, 0.0), axis=0)  # padded tokens keep h
+    tl.store(final_ptr + (b * Dc + d[:, None]) * N + n[None, :], h, mask=mask_dn)
+
+
+@autotune(warps((4, 2), (8, 2)), key=["N", "BD"])
+@triton.jit
+def selective_scan_bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, saved_ptr, dfinal_ptr,
+    du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dinit_ptr,
+    T, Dc, G, N, NT,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DFINAL: tl.constexpr,
+    BT: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, USE_SCAN: tl.constexpr,
+):
+    """All gradients of BD channels of one sequence, walking the blocks in reverse. Grid (Dc/BD, B).
+
+    dB/dC [B, T, Dc/BD, N] and dA [B, Dc, N], dD [B, Dc] are this program's shares.
+    """
+    i_d, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    ND = tl.num_programs(0)
+    d = i_d * BD + tl.arange(0, BD)
+    n = tl.arange(0, BN)
+    rows = tl.arange(0, BT)
+    grp = (i_d * BD) // (Dc // G)
+    mask_dn = (d < Dc)[:, None] & (n < N)[None, :]
+    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=d < Dc, other=0.0).to(tl.float32)
+    if HAS_DFINAL:
+        g_next = tl.load(dfinal_ptr + (b * Dc + d[:, None]) * N + n[None, :], mask=mask_dn, other=0.0)
+    else:
+        g_next = tl.zeros([BD, BN], dtype=tl.float32)  # dL/dh at the block's last token, from later ones
+    dA = tl.zeros([BD, BN], dtype=tl.float32)
+    dD = tl.zeros([BD], dtype=tl.float32)
+    for i in range(NT):
+        blk = NT - 1 - i
+        h0 = tl.load(saved_ptr + ((b * NT + blk) * Dc + d[:, None]) * N + n[None, :], mask=mask_dn, other=0.0)
+        t = blk * BT + rows
+        mask_td = (t < T)[:, None] & (d < Dc)[None, :]
+        mask_tn = (t < T)[:, None] & (n < N)[None, :]
+        off_td = (b * T + t[:, None]) * Dc + d[None, :]
+        u = tl.load(u_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
+        delta = tl.load(delta_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
+        # Δ of the next token: a_{t+1} carries g_{t+1} back to h_t (1 past the end of the sequence)
+        mask_next = (t + 1 < T)[:, None] & (d < Dc)[None, :]
+        delta_next = tl.load(delta_ptr + off_td + Dc, mask=mask_next, other=0.0).to(tl.float32)
+        off_tn = ((b * T + t[:, None]) * G + grp) * N + n[None, :]
+        Bt = tl.load(B_ptr + off_tn, mask=mask_tn, other=0.0).to(tl.float32)
+        Ct = tl.load(C_ptr + off_tn, mask=mask_tn, other=0.0).to(tl.float32)
+        dout = tl.load(dy_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
+
+        du_in = delta * u
+        bx = du_in[:, :, None] * Bt[:, None, :]  # [BT, BD, BN]
+        a_cum, b_cum = _scan(delta[:, :, None] * A[None, :, :], bx, BT, False, USE_SCAN)
+        hs = a_cum * h0[None, :, :] + b_cum
+        if HAS_Z:
+            z = tl.load(z_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
+            silu_z, dsilu_z = silu_parts(z)
+            y = tl.sum(hs * Ct[:, None, :], axis=2)
+            if HAS_D:
+                y += Dv[None, :] * u
+            tl.store(dz_ptr + off_td, (dout * y * dsilu_z).to(dz_ptr.dtype.element_ty), mask=mask_td)
+            dy = dout * silu_z
+        else:
+            dy = dout
+
+        gy = dy[:, :, None] * Ct[:, None, :] + tl.where(rows[:, None, None] == BT - 1, g_next[None, :, :], 0.0)
+        _, gh = _scan(delta_next[:, :, None] * A[None, :, :], gy, BT, True, USE_SCAN)  # dL/dh_t
+        ga = gh * (hs - bx)  # dL/d(Δ_t A)
+        dA += tl.sum(ga * delta[:, :, None], axis=0)
+        gb = tl.sum(gh * Bt[:, None, :], axis=2)  # [BT, BD] dL/d(Δ u)
+        ddelta = tl.sum(ga * A[None, :, :], axis=2) + gb * u
+        du = gb * delta
+        if HAS_D:
+            du += Dv[None, :] * dy
+            dD += tl.sum(dy * u, axis=0)
+        tl.store(du_ptr + off_td, du.to(du_ptr.dtype.element_ty), mask=mask_td)
+        tl.store(ddelta_ptr + off_td, ddelta.to(ddelta_ptr.dtype.element_ty), mask=mask_td)
+        off_part = ((b * T + t[:, None]) * ND + i_d) * N + n[None, :]
+        tl.store(dB_ptr + off_part, tl.sum(gh * du_in[:, :, None], axis=1), mask=mask_tn)
+        tl.store(dC_ptr + off_part, tl.sum(hs * dy[:, :, None], axis=1), mask=mask_tn)
+        a = tl.exp(delta[:, :, None] * A[None, :, :])
+        g_next = tl.sum(tl.where(rows[:, None, None] == 0, a * gh, 0.0), axis=0)  # a_t g_t at the block's first token
+    tl.store(dinit_ptr + (b * Dc + d[:, None]) * N + n[None, :], g_next, mask=mask_dn)
+    tl.store(dA_ptr + (b * Dc + d[:, None]) * N + n[None, :], dA, mask=mask_dn)
+    if HAS_D:
+        tl.store(dD_ptr + b * Dc + d, dD, mask=d < Dc)
+
+
+def _channel_block(Dc: int, G: int) -> int:
+    """The largest power of two ≤ BLOCK_D that divides the channels of one group."""
+    per_group, bd = Dc // G, BLOCK_D
+    while per_group % bd:
+        bd //= 2
+    return bd
+
+
+def selective_scan_fwd(u, delta, A, B, C, D, z, initial_state):
+    """B/C [B, T, G, N]. Returns `(y [B, T, Dc], final_state [B, Dc, N] fp32, saved states)`."""
+    b, T, Dc = u.shape
+    G, N = B.shape[2:]
+    BD, NT = _channel_block(Dc, G), triton.cdiv(T, BLOCK_T)
+    y = torch.empty_like(u)
+    saved = torch.empty(b, NT, Dc, N, device=u.device, dtype=torch.float32)
+    final = torch.empty(b, Dc, N, device=u.device, dtype=torch.float32)
+    selective_scan_fwd_kernel[(triton.cdiv(Dc, BD), b)](
+        u, delta, A, B, C, D, z, initial_state, y, saved, final, T, Dc, G, N, NT,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_INIT=initial_state is not None,
+        BT=BLOCK_T, BD=BD, BN=block(N, 1), USE_SCAN=use_associative_scan(),
+    )
+    return y, final, saved
+
+
+def selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved):
+    """Returns `(du, ddelta, dA, dB, dC, dD or None, dz or None, d initial_state)`; dB/dC [B, T, G, N]."""
+    b, T, Dc = u.shape
+    G, N = B.shape[2:]
+    BD, NT = _channel_block(Dc, G), triton.cdiv(T, BLOCK_T)
+    nd = triton.cdiv(Dc, BD)
+    dev, fp32 = u.device, torch.float32
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else None
+    dB_part = torch.empty(b, T, nd, N, device=dev, dtype=fp32)
+    dC_part = torch.empty(b, T, nd, N, device=dev, dtype=fp32)
+    dA_part = torch.empty(b, Dc, N, device=dev, dtype=fp32)
+    dD_part = torch.empty(b, Dc, device=dev, dtype=fp32) if D is not None else None
+    dinit = torch.empty(b, Dc, N, device=dev, dtype=fp32)
+    selective_scan_bwd_kernel[(nd, b)](
+        u, delta, A, B, C, D, z, dy, saved, dfinal, du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dinit,
+        T, Dc, G, N, NT,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_DFINAL=dfinal is not None,
+        BT=BLOCK_T, BD=BD, BN=block(N, 1), USE_SCAN=use_associative_scan(),
+    )
+    dB = dB_part.view(b, T, G, nd // G, N).sum(3).to(B.dtype)
+    dC = dC_part.view(b, T, G, nd // G, N).sum(3).to(C.dtype)
+    dA = dA_part.sum(0).to(A.dtype)
+    dD = dD_part.sum(0).to(D.dtype) if D is not None else None
+    return du, ddelta, dA, dB, dC, dD, dz, dinit
+
+
+class SelectiveScanFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, initial_state):
+        grouped = B.ndim == 4
+        u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
+        B4, C4 = (t.contiguous() if grouped else t.unsqueeze(2).contiguous() for t in (B, C))
+        D = D.contiguous() if D is not None else None
+        z = z.contiguous() if z is not None else None
+        init = initial_state.float().contiguous() if initial_state is not None else None
+        y, final, saved = selective_scan_fwd(u, delta, A, B4, C4, D, z, init)
+        ctx.save_for_backward(u, delta, A, B4, C4, D, z, saved)
+        ctx.grouped = grouped
+        ctx.init_dtype = initial_state.dtype if initial_state is not None else None
+        ctx.set_materialize_grads(False)
+        return y, final
+
+    @staticmethod
+    def backward(ctx, dy, dfinal):
+        u, delta, A, B4, C4, D, z, saved = ctx.saved_tensors
+        dy = torch.zeros_like(u) if dy is None else dy.contiguous()
+        dfinal = dfinal.float().contiguous() if dfinal is not None else None
+        du, ddelta, dA, dB, dC, dD, dz, dinit = selective_scan_bwd(dy, dfinal, u, delta, A, B4, C4, D, z, saved)
+        if not ctx.grouped:
+            dB, dC = dB.squeeze(2), dC.squeeze(2)
+        dinit = dinit.to(ctx.init_dtype) if ctx.init_dtype is not None else None
+        return du, ddelta, dA, dB, dC, dD, dz, dinit
+
+
+def selective_scan_triton(u, delta, A, B, C, *, D=None, z=None, initial_state=None):
+    """The Triton selective scan; arguments and results as `reference.selective_scan_blocked`."""
+    return SelectiveScanFunction.apply(u, delta, A, B, C, D, z, initial_state)

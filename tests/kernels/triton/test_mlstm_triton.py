@@ -1,0 +1,88 @@
+"""xLSTM mLSTM, Triton kernels under the interpreter: outputs, final state and every gradient vs the recurrence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from kernel_inputs import as_reference_inputs, compare_with_reference, mlstm_inputs, tolerance  # noqa: E402
+
+from kernels.mlstm import mlstm  # noqa: E402
+from kernels.mlstm.reference import mlstm_recurrent  # noqa: E402
+from kernels.testing import assert_close  # noqa: E402
+
+CASES = [  # (B, T, H, K, V, chunk_size), options
+    ((2, 37, 3, 16, 8, 16), "empty"),
+    ((2, 37, 3, 16, 8, 16), "state"),
+    ((2, 1, 2, 8, 16, 64), "state"),  # one token
+    ((1, 257, 2, 16, 32, 64), "empty"),  # five chunks, the last one token long
+    ((1, 257, 2, 16, 32, 64), "state"),
+    ((1, 64, 2, 8, 8, 16), "state"),  # exactly four chunks
+    ((1, 45, 2, 16, 80, 20), "state"),  # a chunk size that is no power of two; V over two blocks
+]
+STATE = ("C0", "n0", "m0")
+
+
+def case_id(case: tuple) -> str:
+    (B, T, H, K, V, L), options = case
+    return f"B{B}-T{T}-H{H}-K{K}-V{V}-L{L}-{options}"
+
+
+def split(inputs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], tuple | None]:
+    state = tuple(inputs[name] for name in STATE) if "C0" in inputs else None
+    return {name: t for name, t in inputs.items() if name not in STATE}, state
+
+
+def run(inputs: dict[str, torch.Tensor], chunk_size: int, dtype: torch.dtype) -> None:
+    args, state0 = split(inputs)
+    h, state = mlstm(**args, initial_state=state0, return_final_state=True, chunk_size=chunk_size, backend="triton")
+    assert h.dtype == dtype and all(s.dtype == torch.float32 for s in state)
+    ref_inputs = as_reference_inputs(inputs)
+    ref_args, ref_state0 = split(ref_inputs)
+    ref_h, ref_state = mlstm_recurrent(**ref_args, initial_state=ref_state0)
+    compare_with_reference(
+        (h, *state), (ref_h, *ref_state), ("h", "final C", "final n", "final m"), inputs, ref_inputs, tolerance(dtype)
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_mlstm_triton(case: tuple) -> None:
+    (*dims, chunk_size), options = case
+    run(mlstm_inputs(*dims, options), chunk_size, torch.float32)
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[4]], ids=case_id)
+def test_mlstm_triton_bf16(case: tuple) -> None:
+    (*dims, chunk_size), options = case
+    run(mlstm_inputs(*dims, options, dtype=torch.bfloat16), chunk_size, torch.bfloat16)
+
+
+def test_mlstm_triton_lower_bound() -> None:
+    """Tokens where exp(-m) bounds the denominator (tiny q), and gates that swing m: gradients still match."""
+    inputs = mlstm_inputs(2, 37, 2, 8, 16, "state")
+    with torch.no_grad():
+        inputs["q"][:, ::3] *= 1e-3
+        inputs["i"][:, 5::7] += 6.0
+        inputs["f"][:, 10:20] -= 8.0
+    run(inputs, 16, torch.float32)
+
+
+def test_mlstm_triton_split_sequence() -> None:
+    """The second half started from the first half's final state continues the whole sequence."""
+    inputs, state0 = split({name: t.detach() for name, t in mlstm_inputs(2, 37, 2, 8, 16, "state").items()})
+    h, state = mlstm(**inputs, initial_state=state0, return_final_state=True, chunk_size=16, backend="triton")
+    first = {name: t[:, :20] for name, t in inputs.items()}
+    second = {name: t[:, 20:] for name, t in inputs.items()}
+    h1, state1 = mlstm(**first, initial_state=state0, return_final_state=True, chunk_size=16, backend="triton")
+    h2, state2 = mlstm(**second, initial_state=state1, return_final_state=True, chunk_size=16, backend="triton")
+    assert_close("h", torch.cat([h1, h2], dim=1), h, 1e-4)
+    for name, s, whole in zip("Cnm", state2, state):
+        assert_close(f"final_state {name}", s, whole, 1e-4)
+
+
+def test_mlstm_triton_is_the_default_only_on_cuda() -> None:
+    inputs, _ = split({name: t.detach() for name, t in mlstm_inputs(1, 5, 2, 8, 16, "empty").items()})
+    assert torch.equal(mlstm(**inputs), mlstm(**inputs, backend="reference"))  # CPU tensors: the reference
+    assert_close("h", mlstm(**inputs, backend="triton"), mlstm(**inputs), 1e-4)

@@ -1,0 +1,84 @@
+"""Mamba-1 selective scan, Triton kernels under the interpreter: outputs, final state, every gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from kernel_inputs import (  # noqa: E402
+    as_reference_inputs,
+    compare_with_reference,
+    selective_scan_inputs,
+    tolerance,
+)
+
+import kernels.selective_scan.triton as scan_kernels  # noqa: E402
+from kernels.selective_scan import selective_scan  # noqa: E402
+from kernels.selective_scan.reference import selective_scan_recurrent  # noqa: E402
+from kernels.testing import assert_close  # noqa: E402
+
+CASES = [  # (B, T, Dc, N, G or None: B and C are [B, T, N]), options
+    *(((2, 37, 32, 8, 2), options) for options in ("plain", "D", "z", "state", "D-z-state")),
+    ((2, 1, 16, 8, None), "D-z-state"),  # one token
+    ((1, 257, 32, 8, 4), "plain"),  # seventeen blocks of 16, the last one token long
+    ((1, 257, 32, 8, 4), "D-z-state"),
+    ((1, 48, 96, 16, None), "D-z-state"),  # three full blocks of channels and of tokens
+    ((1, 20, 6, 3, 2), "D-z-state"),  # three channels per group, a state of three
+]
+
+
+def case_id(case: tuple) -> str:
+    (B, T, Dc, N, G), options = case
+    return f"B{B}-T{T}-D{Dc}-N{N}" + ("" if G is None else f"-G{G}") + f"-{options}"
+
+
+def run(inputs: dict[str, torch.Tensor], dtype: torch.dtype) -> None:
+    y, state = selective_scan(**inputs, return_final_state=True, backend="triton")
+    assert y.dtype == dtype and state.dtype == torch.float32
+    ref_inputs = as_reference_inputs(inputs)
+    ref_y, ref_state = selective_scan_recurrent(**ref_inputs)
+    compare_with_reference((y, state), (ref_y, ref_state), ("y", "final_state"), inputs, ref_inputs, tolerance(dtype))
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_selective_scan_triton(case: tuple) -> None:
+    dims, options = case
+    run(selective_scan_inputs(*dims, options), torch.float32)
+
+
+@pytest.mark.parametrize("case", [CASES[4], CASES[7]], ids=case_id)
+def test_selective_scan_triton_bf16(case: tuple) -> None:
+    dims, options = case
+    run(selective_scan_inputs(*dims, options, dtype=torch.bfloat16), torch.bfloat16)
+
+
+def test_selective_scan_triton_associative_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU path's `tl.associative_scan` (slow under the interpreter, hence the tiny shape)."""
+    monkeypatch.setattr(scan_kernels, "FORCE_ASSOCIATIVE_SCAN", True)
+    run(selective_scan_inputs(1, 20, 4, 2, 2, "D-z-state"), torch.float32)
+
+
+def test_selective_scan_triton_split_sequence() -> None:
+    """The second half started from the first half's final state continues the whole sequence."""
+    inputs = {name: t.detach() for name, t in selective_scan_inputs(2, 150, 32, 8, 2, "D-z-state").items()}
+    per_token = ("u", "delta", "B", "C", "z")
+
+    def part(t: slice) -> dict[str, torch.Tensor]:
+        return {k: v[:, t] if k in per_token else v for k, v in inputs.items() if k != "initial_state"}
+
+    y, state = selective_scan(**inputs, return_final_state=True, backend="triton")
+    y1, state1 = selective_scan(
+        **part(slice(None, 70)), initial_state=inputs["initial_state"], return_final_state=True, backend="triton"
+    )
+    y2, state2 = selective_scan(**part(slice(70, None)), initial_state=state1, return_final_state=True,
+                                backend="triton")
+    assert_close("y", torch.cat([y1, y2], dim=1), y, 1e-4)
+    assert_close("final_state", state2, state, 1e-4)
+
+
+def test_selective_scan_triton_is_the_default_only_on_cuda() -> None:
+    inputs = {name: t.detach() for name, t in selective_scan_inputs(1, 5, 16, 4, None, "plain").items()}
+    assert torch.equal(selective_scan(**inputs), selective_scan(**inputs, backend="reference"))
+    assert_close("y", selective_scan(**inputs, backend="triton"), selective_scan(**inputs), 1e-4)

@@ -1,0 +1,71 @@
+"""Mamba-2 SSD, Triton kernels under the interpreter: outputs, final state and every gradient vs the recurrence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from kernel_inputs import as_reference_inputs, compare_with_reference, ssd_inputs, tolerance  # noqa: E402
+
+from kernels.ssd import ssd  # noqa: E402
+from kernels.ssd.reference import ssd_recurrent  # noqa: E402
+from kernels.testing import assert_close  # noqa: E402
+
+CASES = [  # (B, T, H, P, N, G, chunk_size), options
+    *(((2, 37, 4, 16, 8, 2, 16), options) for options in ("plain", "D", "z", "state", "D-z-state")),
+    ((2, 1, 4, 8, 8, 2, 64), "D-z-state"),  # one token
+    ((1, 257, 4, 8, 8, 4, 64), "plain"),  # five chunks, the last one token long
+    ((1, 257, 4, 8, 8, 4, 64), "D-z-state"),
+    ((1, 64, 2, 8, 4, 1, 16), "D-z-state"),  # exactly four chunks
+    ((1, 45, 2, 16, 16, 1, 20), "D-z-state"),  # a chunk size that is no power of two
+]
+
+
+def case_id(case: tuple) -> str:
+    (B, T, H, P, N, G, L), options = case
+    return f"B{B}-T{T}-H{H}-P{P}-N{N}-G{G}-L{L}-{options}"
+
+
+def run(inputs: dict[str, torch.Tensor], chunk_size: int, dtype: torch.dtype) -> None:
+    y, state = ssd(**inputs, return_final_state=True, chunk_size=chunk_size, backend="triton")
+    assert y.dtype == dtype and state.dtype == torch.float32
+    ref_inputs = as_reference_inputs(inputs)
+    ref_y, ref_state = ssd_recurrent(**ref_inputs)
+    compare_with_reference((y, state), (ref_y, ref_state), ("y", "final_state"), inputs, ref_inputs, tolerance(dtype))
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_ssd_triton(case: tuple) -> None:
+    (*dims, chunk_size), options = case
+    run(ssd_inputs(*dims, options), chunk_size, torch.float32)
+
+
+@pytest.mark.parametrize("case", [CASES[4], CASES[7]], ids=case_id)
+def test_ssd_triton_bf16(case: tuple) -> None:
+    (*dims, chunk_size), options = case
+    run(ssd_inputs(*dims, options, dtype=torch.bfloat16), chunk_size, torch.bfloat16)
+
+
+def test_ssd_triton_split_sequence() -> None:
+    """The second half started from the first half's final state continues the whole sequence."""
+    inputs = {name: t.detach() for name, t in ssd_inputs(2, 37, 4, 8, 8, 2, "D-z-state").items()}
+    per_token = ("x", "dt", "B", "C", "z")
+
+    def part(t: slice) -> dict[str, torch.Tensor]:
+        return {k: v[:, t] if k in per_token else v for k, v in inputs.items() if k != "initial_state"}
+
+    y, state = ssd(**inputs, return_final_state=True, chunk_size=16, backend="triton")
+    y1, state1 = ssd(**part(slice(None, 20)), initial_state=inputs["initial_state"], return_final_state=True,
+                     chunk_size=16, backend="triton")
+    y2, state2 = ssd(**part(slice(20, None)), initial_state=state1, return_final_state=True, chunk_size=16,
+                     backend="triton")
+    assert_close("y", torch.cat([y1, y2], dim=1), y, 1e-4)
+    assert_close("final_state", state2, state, 1e-4)
+
+
+def test_ssd_triton_is_the_default_only_on_cuda() -> None:
+    inputs = {name: t.detach() for name, t in ssd_inputs(1, 5, 2, 8, 4, 1, "plain").items()}
+    assert torch.equal(ssd(**inputs), ssd(**inputs, backend="reference"))  # CPU tensors: the reference
+    assert_close("y", ssd(**inputs, backend="triton"), ssd(**inputs), 1e-4)

@@ -1,0 +1,36 @@
+"""Small studies for tests: the micro profile, an inline space of four tiny architectures."""
+
+import copy
+
+from profiles import MICRO
+
+from nas.spec import StudySpec, validate
+
+SPACE = {
+    "name": "tiny",
+    "base": {"d_model": 32, "attention": {"heads": 2}, "mamba2": {"d_state": 8, "head_dim": 16, "chunk_size": 16},
+             "mlstm": {"heads": 1}},
+    "dimensions": {"layers": 2, "attn_ratio": ["0", "1:1", "all"], "ssm": ["mamba2", "mlstm"]},
+}
+
+
+def micro_profile(**lm):
+    p = copy.deepcopy(MICRO)
+    p["synthetic"]["tasks"] = p["synthetic"]["tasks"][:1]
+    p["lm"].update(lm)
+    return p
+
+
+def make_spec(urls, **kw) -> StudySpec:
+    data = {
+        "name": "t",
+        "space": SPACE,
+        "objectives": [{"metric": "synthetic_accuracy"}, {"metric": "decode_tps"}],
+        "budget": {"trials": 4},
+        "profile": micro_profile(),
+        "concurrency": 2,
+        "sampler": "random",
+        **urls,
+    }
+    data.update(kw)
+    return validate(StudySpec.model_validate(data))

@@ -1,0 +1,210 @@
+"""Studies against real parts: Optuna on SQLite, a local Ray instance, an MLflow store."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from studyutil import SPACE, make_spec, micro_profile
+
+from nas.ablation import ablation_report
+from nas.executor import RayExecutor
+from nas.spec import StudySpec
+from nas.study import pareto_trials, run_study, study_summaries, study_trials, trial_archs
+from search_spaces import ArchConfig, ConfigError
+
+pytestmark = pytest.mark.slow
+
+
+def trials(spec):
+    return optuna.load_study(study_name=spec.name, storage=spec.storage_url).get_trials()
+
+
+def mlflow_runs(spec):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(spec.tracking_url)
+    exp = client.get_experiment_by_name(f"nas/{spec.name}")
+    return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_a_search_study_trains_tells_and_records(ray_cluster, urls):
+    spec = make_spec(urls)
+    summary = run_study(spec, executor=RayExecutor(), show_progress=False)
+    assert summary.counts["complete"] == 4 and summary.stop_reason == "budget"
+    ts = trials(spec)
+    assert len(ts) == 4 and all(t.state.name == "COMPLETE" for t in ts)
+    for t in ts:
+        arch = ArchConfig.from_dict(t.user_attrs["arch"])
+        assert t.values == [t.user_attrs["metrics"]["synthetic_accuracy"], t.user_attrs["metrics"]["decode_tps"]]
+        assert arch.pattern == t.user_attrs["pattern"] and t.user_attrs["result"]["status"] == "ok"
+    client, runs = mlflow_runs(spec)
+    parent = [r for r in runs if r.data.tags.get("nas.kind") == "study"]
+    children = {r.data.tags["nas.trial"]: r for r in runs if "nas.trial" in r.data.tags}
+    assert len(parent) == 1 and sorted(children) == ["0", "1", "2", "3"]
+    pid = parent[0].info.run_id
+    assert {a.path for a in client.list_artifacts(pid)} == {"spec.yaml", "pareto.json"}
+    for t in ts:
+        run = children[str(t.number)]
+        assert t.user_attrs["mlflow_run_id"] == run.info.run_id  # both ways
+        assert run.data.tags["mlflow.parentRunId"] == pid and run.data.tags["nas.pattern"] == t.user_attrs["pattern"]
+        assert run.data.params["pattern"] == t.user_attrs["pattern"] and "d_model" in run.data.params
+        assert run.data.metrics["synthetic_accuracy"] == t.values[0] and "lm_loss" in run.data.metrics
+        assert len(client.get_metric_history(run.info.run_id, "train_loss.lm")) >= 2
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"arch.yaml", "results.json"}
+    front = pareto_trials(spec.name, spec.storage_url)
+    assert front and {r["trial"] for r in front} <= {t.number for t in ts}
+    assert [n for n, _ in trial_archs(spec.name, spec.storage_url, pareto=True)] == sorted(r["trial"] for r in front) or front
+    (s,) = study_summaries(spec.storage_url)
+    assert s.name == "t" and s.counts["complete"] == 4 and s.best
+
+
+class CountingExecutor(RayExecutor):
+    def __init__(self):
+        super().__init__()
+        self.submitted = []
+
+    def submit(self, job):
+        self.submitted.append(job.trial)
+        return super().submit(job)
+
+
+def test_infeasible_architectures_are_told_with_the_reason_and_never_trained(ray_cluster, urls):
+    # attention's KV cache at 64K tokens breaks the memory limit; pure SSMs fit
+    spec = make_spec(urls, constraints={"memory": {"context": 65536, "max_bytes": 1e6}}, budget={"trials": 3},
+                     sampler="random")
+    ex = CountingExecutor()
+    run_study(spec, executor=ex, show_progress=False)
+    ts = trials(spec)
+    infeasible = [t for t in ts if (t.user_attrs.get("failure") or {}).get("kind") == "infeasible"]
+    assert infeasible and all(t.state.name == "FAIL" for t in infeasible)
+    assert all("*" in t.user_attrs["pattern"] and "above the limit" in t.user_attrs["failure"]["reason"]
+               for t in infeasible)
+    assert not set(ex.submitted) & {t.number for t in infeasible}
+    assert sum(t.state.name == "COMPLETE" for t in ts) == 3
+
+
+def test_resume_after_the_driver_is_killed(tmp_path, urls):
+    spec_data = {"name": "resume", "space": SPACE, "budget": {"trials": 6}, "concurrency": 1, "sampler": "random",
+                 "profile": micro_profile(tokens=12 * 4 * 32), **urls}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec_data))
+    spec = StudySpec.model_validate(spec_data)
+    cmd = [sys.executable, "-m", "nas.cli", "run", str(path)]
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    before = []
+    t0 = time.time()
+    while time.time() - t0 < 240:
+        time.sleep(1)
+        try:
+            before = [t for t in trials(spec) if t.state.name == "COMPLETE"]
+        except KeyError:
+            continue
+        if len(before) >= 2:
+            break
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+    driver.wait()
+    assert len(before) >= 2, "the study did not get going"
+    snapshot = {t.number: (t.values, t.datetime_complete) for t in trials(spec) if t.state.name == "COMPLETE"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    after = trials(spec)
+    complete = {t.number: (t.values, t.datetime_complete) for t in after if t.state.name == "COMPLETE"}
+    assert len(complete) == 6
+    for number, kept in snapshot.items():  # nothing finished was lost or run again
+        assert complete[number] == kept
+    _, runs = mlflow_runs(spec)
+    logged = [r.data.tags["nas.trial"] for r in runs if "nas.trial" in r.data.tags]
+    assert len(logged) == len(set(logged)) == 6
+
+
+class KillingExecutor(RayExecutor):
+    """Kills the worker process of trial 0 the first `times` times it reports progress."""
+
+    def __init__(self, times):
+        super().__init__()
+        self.times, self.killed = times, set()
+
+    def progress(self):
+        reports = super().progress()
+        for r in reports:
+            if r["trial"] == 0 and len(self.killed) < self.times and r["pid"] not in self.killed:
+                self.killed.add(r["pid"])
+                os.kill(r["pid"], signal.SIGKILL)
+        return reports
+
+
+@pytest.mark.parametrize("kills", [1, 2])
+def test_a_worker_killed_mid_trial_is_retried_once(ray_cluster, urls, kills):
+    spec = make_spec(urls, name=f"kill{kills}", budget={"trials": 2}, concurrency=1,
+                     profile=micro_profile(tokens=400 * 4 * 32))
+    ex = KillingExecutor(kills)
+    run_study(spec, executor=ex, show_progress=False)
+    t0 = next(t for t in trials(spec) if t.number == 0)
+    assert len(ex.killed) == kills
+    if kills == 1:
+        assert t0.state.name == "COMPLETE"
+    else:
+        assert t0.state.name == "FAIL" and t0.user_attrs["failure"]["kind"] == "worker_died"
+        assert "died twice" in t0.user_attrs["failure"]["reason"]
+    assert next(t for t in trials(spec) if t.number == 1).state.name == "COMPLETE"
+
+
+def test_early_stopping_prunes_by_nondominated_rank(ray_cluster, urls):
+    spec = make_spec(urls, name="asha", budget={"trials": 6}, concurrency=1,
+                     early_stopping={"enabled": True, "rungs": [0.5, 1.0], "eta": 2})
+    run_study(spec, executor=RayExecutor(), show_progress=False)
+    ts = trials(spec)
+    complete = [t for t in ts if t.state.name == "COMPLETE"]
+    pruned = [t for t in ts if t.state.name == "PRUNED"]
+    assert complete and pruned and len(complete) + len(pruned) == 6
+    for t in complete:
+        assert set(t.user_attrs["rung_results"]) == {"0", "1"} and t.user_attrs["rung_done"] == 1
+    for t in pruned:
+        assert set(t.user_attrs["rung_results"]) == {"0"}
+    # a promoted trial cost more tokens than a pruned one
+    assert min(t.user_attrs["tokens"] for t in complete) > max(t.user_attrs["tokens"] for t in pruned)
+
+
+def test_an_ablation_reports_means_and_intervals(ray_cluster, urls):
+    spec = make_spec(
+        urls, name="abl", kind="ablation", space=None, budget={"trials": 1}, sampler="auto",
+        objectives=[{"metric": "lm_loss"}],
+        ablation={"base": {"pattern": "M-*-", "d_model": 32, "attention": {"heads": 2},
+                           "mamba2": {"d_state": 8, "head_dim": 16}},
+                  "factors": {"pos": ["rope", "nope"], "ssm": ["mamba2", "mlstm"]}, "seeds": 2},
+    )
+    run_study(spec, executor=RayExecutor(), show_progress=False)
+    ts = trials(spec)
+    assert len(ts) == 8 and all(t.state.name == "COMPLETE" for t in ts)
+    cells = {(t.params["pos"], t.params["ssm"], t.params["seed"]) for t in ts}
+    assert len(cells) == 8
+    mlstm = next(t for t in ts if t.params["ssm"] == "mlstm")
+    assert "X" in mlstm.user_attrs["pattern"] and "M" not in mlstm.user_attrs["pattern"]
+    rows = ablation_report(spec.name, spec.storage_url)
+    assert {(r.factor, r.level) for r in rows} == {("pos", "rope"), ("pos", "nope"), ("ssm", "mamba2"), ("ssm", "mlstm")}
+    for r in rows:
+        assert r.n == 4 and r.ci > 0
+        assert r.is_base == (r.level in ("rope", "mamba2"))
+        assert (r.diff is None) == r.is_base
+    nope = next(r for r in rows if r.level == "nope")
+    rope = next(r for r in rows if r.level == "rope")
+    assert nope.diff == pytest.approx(nope.mean - rope.mean)
+
+
+def test_a_changed_spec_does_not_resume_the_old_study(ray_cluster, urls):
+    spec = make_spec(urls, name="same", budget={"trials": 1})
+    run_study(spec, executor=RayExecutor(), show_progress=False, track=False)
+    other = make_spec(urls, name="same", objectives=[{"metric": "lm_loss"}])
+    with pytest.raises(ConfigError, match="already exists with a different"):
+        run_study(other, executor=RayExecutor(), show_progress=False, track=False)
+    more = make_spec(urls, name="same", budget={"trials": 2})  # a larger budget resumes
+    s = run_study(more, executor=RayExecutor(), show_progress=False, track=False)
+    assert s.counts["complete"] == 2
+    rows = study_trials("same", spec.storage_url)
+    assert [r.number for r in rows] == [0, 1] and json.dumps(rows[0].arch)

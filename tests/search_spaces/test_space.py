@@ -1,0 +1,77 @@
+import optuna
+import pytest
+
+from search_spaces import ConfigError
+from search_spaces.space import layout, load_space, space_names
+
+
+def attn_positions(pattern: str) -> list[int]:
+    mixers = [s for s in pattern if s in "*MmX"]
+    return [i for i, s in enumerate(mixers) if s == "*"]
+
+
+@pytest.mark.parametrize(
+    ("ratio", "layers", "n"),
+    [("0", 8, 0), ("1:7", 8, 1), ("1:3", 8, 2), ("1:1", 8, 4), ("all", 8, 8), ("1:15", 16, 1), ("1:9", 20, 2),
+     ("1:15", 8, 1), ("1:5", 12, 2)],
+)
+def test_attention_ratio(ratio, layers, n):
+    assert len(attn_positions(layout(layers, ratio, "even", "mamba2"))) == n
+
+
+def test_placement_and_families():
+    assert layout(8, "1:7", "even", "mamba2") == "M-M-M-M-*-M-M-M-"
+    assert attn_positions(layout(8, "1:3", "even", "mamba1")) == [2, 6]
+    assert attn_positions(layout(8, "1:3", "late", "mamba2")) == [6, 7]
+    assert attn_positions(layout(8, "1:3", "middle", "mlstm")) == [3, 4]
+    assert attn_positions(layout(8, "1:3", "early", "mlstm")) == [0, 1]
+    assert set(layout(4, "0", "even", "mlstm")) == {"X", "-"}
+
+
+def test_moe_placement():
+    assert layout(4, "0", "even", "mamba2", moe="every") == "MEMEMEME"
+    assert layout(8, "1:7", "even", "mamba1", moe="every_k", moe_every=2) == "m-mEm-mE*-mEm-mE"  # Jamba's layout
+    assert layout(8, "1:3", "even", "mamba2", moe="after_attention") == "M-M-*EM-M-M-*EM-"
+    assert layout(4, "0", "even", "mamba2", ffn="none") == "MMMM"
+
+
+def test_bundled_spaces_load_and_sample():
+    assert {"hybrid-ratio", "moe-placement", "positional", "full"} <= set(space_names())
+    for name in space_names():
+        space = load_space(name)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(20):
+            cfg = space.build(space.suggest(study.ask()))
+            assert cfg.pattern
+    ratio = load_space("hybrid-ratio")
+    assert ratio.dimensions["attn_ratio"] == ["0", "1:15", "1:9", "1:7", "1:5", "1:3", "1:1", "all"]
+    assert set(ratio.grid()) == {"layers", "attn_ratio", "placement", "ssm"}
+
+
+def test_dotted_and_shorthand_dimensions():
+    space = load_space({"name": "s", "base": {"d_model": 64, "mamba2": {"head_dim": 32}},
+                        "dimensions": {"ssm": "mamba2", "attn_ratio": "1:1", "layers": 2, "d_state": 16,
+                                       "attention.heads": 4, "pos": "nope", "mlp.ratio": 2.0}})
+    cfg = space.build(space.suggest(optuna.create_study().ask()))
+    assert cfg.mamba2.d_state == 16 and cfg.attention.heads == 4 and cfg.attention.pos == "nope"
+    assert cfg.mlp.ratio == 2.0
+
+
+@pytest.mark.parametrize(
+    ("space", "words"),
+    [
+        ({"name": "s", "dimensions": {"ratio": ["1:7"]}}, ["unknown dimension 'ratio'"]),
+        ({"name": "s", "dimensions": {"ssm": ["mamba3"]}}, ["'mamba3'", "mamba1, mamba2, mlstm"]),
+        ({"name": "s", "dimensions": {"placement": []}}, ["empty"]),
+        ({"name": "s", "dimensions": {"layers": {"low": 2, "hi": 4}}}, ["dimension 'layers'", "unknown key 'hi'"]),
+        ({"name": "s", "base": {"attention": {"heads": 3}}, "dimensions": {"attn_ratio": "all"}}, ["heads=3"]),
+        ({"name": "s", "dimensions": {"attn_ratio": ["1-7"]}}, ["'1-7'"]),
+    ],
+)
+def test_bad_spaces_fail_at_load_with_one_sentence(space, words):
+    with pytest.raises(ConfigError) as e:
+        load_space(space)
+    for w in words:
+        assert w in str(e.value)
+    with pytest.raises(ConfigError, match="unknown search space 'ratio'; choose one of full"):
+        load_space("ratio")
