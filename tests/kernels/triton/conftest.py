@@ -1,10 +1,11 @@
 """The Triton kernels on the CPU, under the Triton interpreter, which is how CI tests them.
 
-`TRITON_INTERPRET=1` must hold when a kernel module is imported (its `@triton.jit` decides then
-whether it compiles for a GPU or interprets), so it is set here, when pytest collects this folder and
-before its test modules import the kernels; importing triton itself earlier does not matter. A kernel
-module that some other test imported earlier, decorated for the GPU, is imported again. The variable
-holds while the tests of this folder run and is put back as it was after each module.
+`TRITON_INTERPRET=1` must hold when a `@triton.jit` function is defined (it decides then whether it
+compiles for a GPU or interprets): ours, and those of triton's own standard library (tl.cumsum,
+tl.sigmoid, ...), defined when triton is first imported. So it is set here, when pytest collects this
+folder, before its test modules import the kernels. Whatever was defined earlier for the GPU, because
+another test imported triton or a kernel module first in the same process, is defined again. The
+variable holds while the tests of this folder run and is put back as it was after each module.
 """
 
 from __future__ import annotations
@@ -18,10 +19,26 @@ import pytest
 _BEFORE = os.environ.get("TRITON_INTERPRET")
 os.environ["TRITON_INTERPRET"] = "1"
 
-_KERNEL_MODULES = ("kernels._triton", "kernels.ssd.triton", "kernels.mlstm.triton", "kernels.selective_scan.triton")
-for _name in _KERNEL_MODULES:
-    if _name in sys.modules:
-        importlib.reload(sys.modules[_name])
+
+
+def _redefine_for_the_interpreter() -> None:
+    if "triton" in sys.modules:
+        import triton.language as tl
+        import triton.language.standard as standard
+        from triton.runtime.interpreter import InterpretedFunction
+
+        if not isinstance(standard.cumsum, InterpretedFunction):
+            before = dict(vars(standard))
+            importlib.reload(standard)
+            for name, value in vars(standard).items():
+                if name in vars(tl) and vars(tl)[name] is before.get(name):
+                    setattr(tl, name, value)
+    for name in ("kernels._triton", "kernels.ssd.triton", "kernels.mlstm.triton", "kernels.selective_scan.triton"):
+        if name in sys.modules:
+            importlib.reload(sys.modules[name])
+
+
+_redefine_for_the_interpreter()
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -1,0 +1,96 @@
+"""`nas run / status / pareto / report` and bad specs, through the command line."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from studyutil import SPACE, micro_profile
+
+pytestmark = pytest.mark.slow
+
+
+def nas(*args, cwd=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd)
+
+
+def write(tmp_path, name="cli", **kw):
+    data = {"name": name, "space": SPACE, "budget": {"trials": 3}, "concurrency": 2, "profile": micro_profile(),
+            "storage": f"sqlite:///{tmp_path / 'studies.db'}", "tracking": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    data.update(kw)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path, data["storage"]
+
+
+def test_run_status_pareto(tmp_path):
+    path, storage = write(tmp_path)
+    r = nas("run", str(path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Pareto set of cli" in r.stdout and "3 complete" in r.stdout
+    s = nas("status", "--storage", storage)
+    assert s.returncode == 0 and "cli" in s.stdout and "search" in s.stdout
+    t = nas("status", "cli", "--storage", storage)
+    assert t.returncode == 0 and t.stdout.count("complete") >= 3
+    p = nas("pareto", "cli", "--storage", storage)
+    assert p.returncode == 0 and "synthetic_accuracy ↑" in p.stdout and "decode_tps ↑" in p.stdout
+
+
+def test_ablation_through_the_cli(tmp_path):
+    path, storage = write(
+        tmp_path, name="abl", kind="ablation", space=None, objectives=[{"metric": "lm_loss"}],
+        ablation={"base": "mamba2-hybrid-8b", "factors": {"pos": ["nope", "rope"]}, "seeds": 2},
+        profile={**micro_profile(), "params": 1e5},
+    )
+    r = nas("run", str(path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "mean ± CI" in r.stdout and "base" in r.stdout
+    rep = nas("report", "abl", "--storage", storage)
+    assert rep.returncode == 0 and "nope" in rep.stdout and "rope" in rep.stdout
+
+
+BAD = [
+    ({"space": "ratios"}, "unknown search space 'ratios'"),
+    ({"objectives": [{"metric": "accuracy"}]}, "unknown metric 'accuracy'"),
+    ({"objectives": [{"metric": "decode_tps.4096"}]}, "does not measure"),
+    ({"objectives": [{"metric": "acc.mqar"}, {"metric": "acc.mqar"}]}, "same metric twice"),
+    ({"kind": "ablation", "ablation": {"base": "jamba9", "factors": {"pos": ["rope"]}}}, "unknown preset 'jamba9'"),
+    ({"kind": "ablation", "ablation": {"base": "mamba2", "factors": {"pos": ["rope"]}}}, "factor pos needs attention"),
+    ({"budgett": {"trials": 2}}, "unknown key 'budgett'"),
+    ({"budget": {}}, "budget needs trials, hours or both"),
+    ({"sampler": "cmaes"}, "'sampler'"),
+    ({"name": "a b"}, "study name 'a b'"),
+    ({"profile": "cpu-huge"}, "unknown profile 'cpu-huge'"),
+    ({"space": {**SPACE, "dimensions": {"layers": {"low": 2, "high": 4, "log": True}}}, "sampler": "grid"},
+     "grid search needs"),
+]
+
+
+@pytest.mark.parametrize(("change", "words"), BAD, ids=[w.split("'")[0].strip()[:20] or w for _, w in BAD])
+def test_a_bad_spec_is_one_sentence_exit_2_and_no_study(tmp_path, change, words):
+    path, storage = write(tmp_path, **change)
+    r = nas("run", str(path), timeout=120)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    msg = r.stderr.strip()
+    assert msg.startswith("error:") and words in msg and "Traceback" not in msg, msg
+    assert not (tmp_path / "studies.db").exists()  # no study, not even a database
+
+
+def test_malformed_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nspace: [unclosed\n")
+    r = nas("run", str(bad), timeout=120)
+    assert r.returncode == 2 and "not valid YAML" in r.stderr
+    r = nas("run", str(tmp_path / "nope.yaml"), timeout=120)
+    assert r.returncode == 2 and "cannot read the study spec" in r.stderr
+    r = nas("pareto", "ghost", "--storage", f"sqlite:///{tmp_path / 's.db'}", timeout=120)
+    assert r.returncode == 2 and "no study named 'ghost'" in r.stderr
+
+
+def test_demo_spec_is_valid():
+    from nas.spec import load_spec
+
+    spec = load_spec(Path(__file__).parents[2] / "nas" / "studies" / "demo.yaml")
+    assert spec.name == "demo" and spec.profile == "cpu-tiny" and spec.sampler_name() == "nsga2"
