@@ -13,8 +13,12 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
+
+# the project's `kernels` package, not this folder's kernels.py (a script's folder comes first)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 

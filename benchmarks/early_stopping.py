@@ -15,9 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# the project's `kernels` package, not this folder's kernels.py (a script's folder comes first)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nas.pareto import hypervolume
 from nas.spec import StudySpec, validate

@@ -205,7 +205,7 @@ def ssd_bwd_kernel_dx(
     cb = tl.zeros([BL, BL], dtype=tl.float32)
     y_in = tl.zeros([BL, BP], dtype=tl.float32)  # C S_c
     b_ds = tl.zeros([BL, BP], dtype=tl.float32)  # B dS_{c+1}
-    s_ds = 0.0  # Σ S_c ⊙ dS_{c+1}
+    s_ds = tl.sum(tl.zeros([BN], dtype=tl.float32), axis=0)  # Σ S_c ⊙ dS_{c+1}
     for n0 in range(0, N, BN):
         n = n0 + tl.arange(0, BN)
         mask_tn = mask_t[:, None] & (n < N)[None, :]

@@ -13,16 +13,19 @@ from search_spaces import AttentionOptions
 
 @dataclass
 class KVCache:
-    k: torch.Tensor  # [B, T_max, KV, hd]
-    v: torch.Tensor  # [B, T_max, KV, hd]
-    pos: int = 0  # tokens written so far
+    k: torch.Tensor  # [B, KV, T_max, hd]: a decode step's scores are one batched GEMM against it
+    v: torch.Tensor  # [B, KV, T_max, hd]
+    pos: torch.Tensor  # [1] long, on the device: tokens written so far (a CUDA graph reads it there)
 
 
-def rope(x: torch.Tensor, start: int, theta: float, rotary_dim: int) -> torch.Tensor:
-    """Rotate the first `rotary_dim` dims of x [B, T, H, hd], as halves (x1, x2), by position·θ^(−2i/rotary_dim)."""
+def rope(x: torch.Tensor, start: int | torch.Tensor, theta: float, rotary_dim: int) -> torch.Tensor:
+    """Rotate the first `rotary_dim` dims of x [B, T, H, hd], as halves (x1, x2), by position·θ^(−2i/rotary_dim).
+
+    `start` (the position of x[:, 0]) may be a device tensor, so that a captured decode step reads it there.
+    """
     T = x.shape[1]
     inv_freq = theta ** (-torch.arange(0, rotary_dim // 2, device=x.device, dtype=torch.float32) * 2 / rotary_dim)
-    angles = torch.arange(start, start + T, device=x.device, dtype=torch.float32)[:, None] * inv_freq
+    angles = (torch.arange(T, device=x.device, dtype=torch.float32) + start)[:, None] * inv_freq
     cos, sin = angles.cos()[None, :, None, :], angles.sin()[None, :, None, :]  # [1, T, 1, rotary_dim/2]
     x1, x2, rest = x.float().split([rotary_dim // 2, rotary_dim // 2, x.shape[-1] - rotary_dim], dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos, rest], dim=-1).to(x.dtype)
@@ -40,34 +43,49 @@ class Attention(nn.Module):
         self.out_proj = nn.Linear(self.heads * self.head_dim, d_model, bias=False)
 
     def init_state(self, batch: int, max_len: int, device: torch.device, dtype: torch.dtype) -> KVCache:
-        shape = (batch, max_len, self.kv_heads, self.head_dim)
-        return KVCache(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
+        shape = (batch, self.kv_heads, max_len, self.head_dim)
+        zeros = lambda: torch.zeros(shape, device=device, dtype=dtype)  # noqa: E731
+        return KVCache(zeros(), zeros(), torch.zeros(1, dtype=torch.long, device=device))
 
-    def forward(self, x: torch.Tensor, state: KVCache | None = None) -> torch.Tensor:
+    def _qkv(self, x: torch.Tensor, start):
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.heads, self.head_dim)
         k = self.k_proj(x).view(B, T, self.kv_heads, self.head_dim)
         v = self.v_proj(x).view(B, T, self.kv_heads, self.head_dim)
-        start = state.pos if state is not None else 0
         if self.pos == "rope":
             q, k = (rope(t, start, self.theta, self.rotary_dim) for t in (q, k))
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, heads, T, hd]
+
+    def forward(self, x: torch.Tensor, state: KVCache | None = None) -> torch.Tensor:
+        """The parallel path; with a cache, x continues it (prefill) and is written into it."""
+        B, T, _ = x.shape
+        start = int(state.pos) if state is not None else 0
+        q, k, v = self._qkv(x, start)
         if state is not None:
-            state.k[:, start : start + T] = k
-            state.v[:, start : start + T] = v
-            state.pos = start + T
-            k, v = state.k[:, : start + T], state.v[:, : start + T]
-        # [B, H, T, hd]; a query at position start+t sees keys 0..start+t
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+            state.k[:, :, start : start + T] = k
+            state.v[:, :, start : start + T] = v
+            state.pos.fill_(start + T)
+            k, v = state.k[:, :, : start + T], state.v[:, :, : start + T]
+        # a query at position start+t sees keys 0..start+t
         gqa = self.kv_heads != self.heads
         if start == 0:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-        elif T == 1:  # one new query sees every cached key
-            y = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
         else:
             mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, -1))
 
     def step(self, x: torch.Tensor, state: KVCache) -> torch.Tensor:
-        """One token x [B, d] at position state.pos."""
-        return self.forward(x[:, None], state)[:, 0]
+        """One token x [B, d] at position state.pos: no host syncs, so a CUDA graph can replay it."""
+        B = x.shape[0]
+        q, k, v = self._qkv(x[:, None], state.pos)  # [B, heads, 1, hd]
+        state.k.index_copy_(2, state.pos, k)
+        state.v.index_copy_(2, state.pos, v)
+        groups = self.heads // self.kv_heads
+        qg = q.view(B, self.kv_heads, groups, self.head_dim)  # query heads sharing one kv head
+        scores = torch.matmul(qg, state.k.transpose(2, 3)) / self.head_dim**0.5  # [B, KV, G, T_max]
+        visible = torch.arange(state.k.shape[2], device=x.device) <= state.pos
+        p = torch.softmax(scores.float().masked_fill(~visible, float("-inf")), dim=-1).to(state.v.dtype)
+        y = torch.matmul(p, state.v)  # [B, KV, G, hd]
+        state.pos += 1
+        return self.out_proj(y.reshape(B, -1).to(x.dtype))

@@ -123,5 +123,52 @@ class HybridLM(nn.Module):
         return self.lm_head(self.norm_f(x))
 
 
+class GraphDecoder:
+    """Greedy decoding with the step path captured once as a CUDA graph and replayed per token.
+
+    Eager decoding of a small proxy is bound by kernel launches (hundreds per token), which hides what
+    decoding costs; a replayed graph launches them all at once, so attention's reads of its KV cache
+    and an SSM's fixed-size state update are what the clock sees. The cache is updated in place, so
+    the graph keeps pointing at it.
+
+        decoder = GraphDecoder(model, cache, first_token)   # after model.prefill(prompt, cache)
+        decoder.advance(n)                                  # n more tokens; decoder.token holds the last
+    """
+
+    def __init__(self, model: HybridLM, cache: list[Any], token: torch.Tensor, warmup: int = 2):
+        self.token = token.clone()
+        snapshot = [_snapshot(state) for state in cache]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):  # allocations and lazy inits happen outside the capture
+            for _ in range(warmup):
+                self.token.copy_(model.step(self.token, cache).argmax(-1))
+        torch.cuda.current_stream().wait_stream(stream)
+        for state, saved in zip(cache, snapshot):
+            _restore(state, saved)
+        self.token.copy_(token)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = model.step(self.token, cache)
+            self.token.copy_(self.logits.argmax(-1))
+
+    def advance(self, n: int) -> torch.Tensor:
+        for _ in range(n):
+            self.graph.replay()
+        return self.token
+
+
+def _snapshot(state: Any) -> dict[str, torch.Tensor] | None:
+    if state is None:
+        return None
+    return {k: v.clone() for k, v in vars(state).items()}
+
+
+def _restore(state: Any, saved: dict[str, torch.Tensor] | None) -> None:
+    if state is not None:
+        for k, v in saved.items():
+            getattr(state, k).copy_(v)
+
+
 def build_model(cfg: ArchConfig) -> HybridLM:
     return HybridLM(cfg)

@@ -64,13 +64,16 @@ class Mamba1(nn.Module):
             return_final_state=state is not None,
         )
         if state is not None:
-            y, state.ssm = y
-            state.conv = conv_state
+            y, ssm = y
+            state.ssm.copy_(ssm)
+            state.conv.copy_(conv_state)
         return self.out_proj(y)
 
     def step(self, u: torch.Tensor, state: Mamba1State) -> torch.Tensor:
-        x, z, delta, B, C, state.conv = self._split(u[:, None], state.conv)
-        y, state.ssm = selective_scan_step(
+        x, z, delta, B, C, conv = self._split(u[:, None], state.conv)
+        y, ssm = selective_scan_step(
             x[:, 0], delta[:, 0], -torch.exp(self.A_log.float()), B[:, 0], C[:, 0], state.ssm, D=self.D, z=z[:, 0]
         )
+        state.conv.copy_(conv)  # in place: a captured decode step keeps its buffers
+        state.ssm.copy_(ssm)
         return self.out_proj(y)

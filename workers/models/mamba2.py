@@ -66,15 +66,17 @@ class Mamba2(nn.Module):
             chunk_size=self.chunk_size,
         )
         if state is not None:
-            y, state.ssm = y
-            state.conv = conv_state
+            y, ssm = y
+            state.ssm.copy_(ssm)
+            state.conv.copy_(conv_state)
         return self.out_proj(self.norm(y.reshape(b, T, self.d_inner), z))
 
     def step(self, u: torch.Tensor, state: Mamba2State) -> torch.Tensor:
         """One token u [B, d]."""
         b = u.shape[0]
-        z, x, B, C, dt, state.conv = self._split(u[:, None], state.conv)
-        y, state.ssm = ssd_step(
+        z, x, B, C, dt, conv = self._split(u[:, None], state.conv)
+        state.conv.copy_(conv)  # in place: a captured decode step keeps its buffers
+        y, ssm = ssd_step(
             x.view(b, self.n_heads, self.head_dim),
             dt.view(b, self.n_heads),
             -torch.exp(self.A_log.float()),
@@ -83,4 +85,5 @@ class Mamba2(nn.Module):
             state.ssm,
             D=self.D,
         )
+        state.ssm.copy_(ssm)
         return self.out_proj(self.norm(y.reshape(b, self.d_inner), z[:, 0]))

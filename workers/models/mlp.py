@@ -78,4 +78,23 @@ class MoE(nn.Module):
         return None
 
     def step(self, x: torch.Tensor, state: None = None) -> torch.Tensor:
-        return self(x)
+        """One token per row, x [B, d]: the chosen experts' weights are gathered, not looked up on the host,
+        so a CUDA graph can replay it."""
+        probs = torch.softmax(self.router(x).float(), dim=-1)  # [B, E]
+        weights, chosen = probs.topk(self.top_k, dim=-1)  # [B, k]
+        weights = (weights / weights.sum(-1, keepdim=True)).to(x.dtype)
+        experts = self.experts
+        up = torch.stack([e.up_proj.weight for e in experts])[chosen]  # [B, k, ff, d]
+        h = torch.einsum("bd,bkfd->bkf", x, up)
+        if experts[0].activation == "swiglu":
+            gate = torch.stack([e.gate_proj.weight for e in experts])[chosen]
+            h = F.silu(torch.einsum("bd,bkfd->bkf", x, gate)) * h
+        elif experts[0].activation == "relu2":
+            h = F.relu(h).square()
+        else:
+            h = F.gelu(h)
+        down = torch.stack([e.down_proj.weight for e in experts])[chosen]  # [B, k, d, ff]
+        out = torch.einsum("bkf,bkdf,bk->bd", h, down, weights)
+        if self.shared is not None:
+            out = out + self.shared(x)
+        return out

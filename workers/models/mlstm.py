@@ -63,10 +63,16 @@ class MLSTM(nn.Module):
         init = (state.C, state.n, state.m) if state is not None else None
         h = mlstm(q, k, v, i, f, initial_state=init, return_final_state=state is not None)
         if state is not None:
-            h, (state.C, state.n, state.m) = h
+            h, (C, n, m) = h
+            state.C.copy_(C)
+            state.n.copy_(n)
+            state.m.copy_(m)
         return self._out(x, h)
 
     def step(self, x: torch.Tensor, state: MLSTMState) -> torch.Tensor:
         q, k, v, i, f = self._project(x)
-        h, (state.C, state.n, state.m) = mlstm_step(q, k, v, i, f, (state.C, state.n, state.m))
+        h, (C, n, m) = mlstm_step(q, k, v, i, f, (state.C, state.n, state.m))
+        state.C.copy_(C)  # in place: a captured decode step keeps its buffers
+        state.n.copy_(n)
+        state.m.copy_(m)
         return self._out(x, h)
