@@ -38,20 +38,38 @@ def block(n: int, least: int = 16) -> int:
     return max(least, triton.next_power_of_2(n))
 
 
-def autotune(configs: list[triton.Config], key: list[str]):
-    """`triton.autotune` on the GPU; under the interpreter the kernel as it is.
+def autotune(configs: list[triton.Config], key: list[str], interpret: dict[str, int] | None = None):
+    """`triton.autotune` on the GPU. Under the interpreter, which has no timer to tune with, the kernel
+    as it is, launched with the meta-parameters `interpret` (the block sizes the configs would set).
 
-    The configs may only set `num_warps`/`num_stages` (block sizes are chosen on the host), so the
-    interpreter, which ignores both and has no timer to tune with, runs every kernel unchanged.
+    Only kernels whose outputs do not depend on their tiling tune their block sizes.
     """
-    if interpreting():
-        return lambda fn: fn
-    return triton.autotune(configs=configs, key=key)
+    if not interpreting():
+        return triton.autotune(configs=configs, key=key)
+    return lambda fn: _WithMeta(fn, interpret) if interpret else fn
+
+
+class _WithMeta:
+    """`kernel[grid](...)` with fixed meta-parameters added, as an autotuned kernel would get them."""
+
+    def __init__(self, fn, meta: dict[str, int]):
+        self.fn, self.meta = fn, meta
+
+    def __getitem__(self, grid):
+        launch = self.fn[grid]
+        return lambda *args, **kwargs: launch(*args, **self.meta, **kwargs)
 
 
 def warps(*pairs: tuple[int, int]) -> list[triton.Config]:
     """`warps((4, 2), (8, 2))` -> configs with those (num_warps, num_stages)."""
     return [triton.Config({}, num_warps=w, num_stages=s) for w, s in pairs]
+
+
+def tiles(names: tuple[str, ...], sizes: list[tuple[int, ...]], *pairs: tuple[int, int]) -> list:
+    """Every block-size tuple in `sizes` (named `names`) with every (num_warps, num_stages) in `pairs`."""
+    return [
+        triton.Config(dict(zip(names, size)), num_warps=w, num_stages=st) for size in sizes for w, st in pairs
+    ]
 
 
 @triton.jit
@@ -60,7 +78,8 @@ def dot(a, b, MODE: tl.constexpr):
     if MODE == 1:
         out = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
     elif MODE == 2:
-        out = tl.dot(a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
+        a, b = a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32)
+        out = tl.dot(a, b, input_precision="ieee")
     else:
         out = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="tf32x3")
     return out

@@ -73,7 +73,8 @@ def throughput(model: HybridLM, contexts: list[int], batch_size: int, decode_tok
         prefill, decode = [], []
         for _ in range(repeats + (1 if warm else 0)):
             prompt = torch.randint(0, vocab, (batch_size, T), generator=gen).to(device)
-            cache = model.init_cache(batch_size, T + decode_tokens)
+            cache = model.init_cache(batch_size, T + decode_tokens,
+                                     torch.bfloat16 if device.type == "cuda" else None)  # as autocast computes
             _sync(device)
             t0 = time.perf_counter()
             with autocast(device):

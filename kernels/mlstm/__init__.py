@@ -58,7 +58,7 @@ def mlstm(
     chunk_size = 64 if chunk_size is None else chunk_size
     check_chunk_size("mlstm", chunk_size)
 
-    if resolve_backend(backend, q, op="mlstm") == "triton":
+    if resolve_backend(backend, q, op="mlstm", has_triton=True) == "triton":
         from kernels.mlstm.triton import mlstm_triton
 
         h, final_state = mlstm_triton(q, k, v, i, f, initial_state=initial_state, chunk_size=chunk_size)

@@ -27,9 +27,10 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, block, dot, dot_mode, state_dtype, warps
+from kernels._triton import autotune, block, dot, dot_mode, state_dtype, tiles, warps
 
 Tensor = torch.Tensor
+MAX_CHUNK = 128
 
 
 @triton.jit
@@ -44,7 +45,12 @@ def _chunk_gates(i_ptr, f_ptr, b, h, c, T, H, L, BL: tl.constexpr):
     return tl.cumsum(log_f, axis=0), ig
 
 
-@autotune(warps((4, 2), (4, 3), (8, 2)), key=["K", "V", "BL"])
+# the sequential walk tunes its split of the state; the per-chunk kernels their block of V
+STATE_TILES = tiles(("BK", "BV"), [(64, 64), (64, 32), (32, 64), (128, 64)], (4, 2), (8, 2))
+V_TILES = tiles(("BV",), [(64,), (128,)], (4, 2), (8, 2))
+
+
+@autotune(STATE_TILES, key=["K", "V", "BL"], interpret={"BK": 32, "BV": 32})
 @triton.jit
 def mlstm_fwd_kernel_states(
     k_ptr, v_ptr, i_ptr, f_ptr, C0_ptr, n0_ptr, m0_ptr,
@@ -101,7 +107,7 @@ def mlstm_fwd_kernel_states(
             tl.store(mf_ptr + b * H + h, m)
 
 
-@autotune(warps((4, 2), (4, 3), (8, 2)), key=["K", "V", "BL"])
+@autotune(V_TILES, key=["K", "V", "BL"], interpret={"BV": 32})
 @triton.jit
 def mlstm_fwd_kernel_output(
     q_ptr, k_ptr, v_ptr, i_ptr, f_ptr, states_ptr, nstates_ptr, mstates_ptr, h_ptr, mtok_ptr, den_ptr,
@@ -154,7 +160,9 @@ def mlstm_fwd_kernel_output(
 def mlstm_bwd_kernel_prep(
     h_ptr, dh_ptr, mtok_ptr, den_ptr, rn_ptr, dden_ptr, T, H, V, L, NC, BL: tl.constexpr, BV: tl.constexpr
 ):
-    """Per token: 1/N_l and dden_l = -sign(den_l)(dh_l·h_l)/N_l (0 where exp(-m_l) is the larger). Grid (chunks, B·H)."""
+    """Per token: 1/N_l and dden_l = -sign(den_l)(dh_l·h_l)/N_l (0 where exp(-m_l) is the larger).
+
+    Grid (chunks, B·H)."""
     c, bh = tl.program_id(0), tl.program_id(1)
     b, h = (bh // H).to(tl.int64), bh % H
     l = tl.arange(0, BL)
@@ -209,7 +217,7 @@ def mlstm_bwd_kernel_dstates(
         tl.store(dstates_ptr + off_s, dC.to(dstates_ptr.dtype.element_ty), mask=mask_kv)
         if i_v == 0:
             tl.store(dnstates_ptr + ((b * H + h) * NC + c) * K + kk, dn, mask=kk < K)
-        bc, ig = _chunk_gates(i_ptr, f_ptr, b, h, c, T, H, L, BL)
+        bc, _ = _chunk_gates(i_ptr, f_ptr, b, h, c, T, H, L, BL)
         b_last = tl.min(bc, axis=0)
         m_c = tl.load(mstates_ptr + (b * H + h) * (NC + 1) + c)
         m_next = tl.load(mstates_ptr + (b * H + h) * (NC + 1) + c + 1)
@@ -257,7 +265,7 @@ def _chunk_decays(i_ptr, f_ptr, mtok_ptr, mstates_ptr, b, h, c, T, H, L, NC, BL:
     return p_log, alpha, w, mask_t
 
 
-@autotune(warps((4, 2), (4, 3), (8, 2)), key=["K", "V", "BL"])
+@autotune(V_TILES, key=["K", "V", "BL"], interpret={"BV": 32})
 @triton.jit
 def mlstm_bwd_kernel_dv(
     q_ptr, k_ptr, dh_ptr, i_ptr, f_ptr, mtok_ptr, rn_ptr, mstates_ptr, dstates_ptr, dv_ptr,
@@ -270,7 +278,7 @@ def mlstm_bwd_kernel_dv(
     vv = i_v * BV + tl.arange(0, BV)
     l = tl.arange(0, BL)
     t = c * L + l
-    p_log, alpha, w, mask_t = _chunk_decays(i_ptr, f_ptr, mtok_ptr, mstates_ptr, b, h, c, T, H, L, NC, BL)
+    p_log, _, w, mask_t = _chunk_decays(i_ptr, f_ptr, mtok_ptr, mstates_ptr, b, h, c, T, H, L, NC, BL)
     qk = tl.zeros([BL, BL], dtype=tl.float32)
     kg = tl.zeros([BL, BV], dtype=tl.float32)
     for k0 in range(0, K, BK):
@@ -348,12 +356,13 @@ def mlstm_bwd_kernel_dqk(
     tl.store(dq_ptr + off_tk, (dq * scale).to(dq_ptr.dtype.element_ty), mask=mask_tk)
     tl.store(dk_ptr + off_tk, dk.to(dk_ptr.dtype.element_ty), mask=mask_tk)
 
-    bc, ig = _chunk_gates(i_ptr, f_ptr, b, h, c, T, H, L, BL)
+    bc, _ = _chunk_gates(i_ptr, f_ptr, b, h, c, T, H, L, BL)
     b_last = tl.min(bc, axis=0)
     m_c = tl.load(mstates_ptr + (b * H + h) * (NC + 1) + c)
     m_next = tl.load(mstates_ptr + (b * H + h) * (NC + 1) + c + 1)
     beta = tl.exp(b_last + m_c - m_next)
-    last = beta * (tl.sum(gc, axis=0) + tl.sum(gn * nc_, axis=0)) + tl.sum(tl.sum(kt * w[:, None] * dk_state, 1), 0)
+    writes = tl.sum(tl.sum(kt * w[:, None] * dk_state, axis=1), axis=0)  # Σ_s w_s k_s·(G v_s + Gn)
+    last = beta * (tl.sum(gc, axis=0) + tl.sum(gn * nc_, axis=0)) + writes
     part = (i_k * tl.num_programs(2) + bh) * NC * L + t
     tl.store(qdq_ptr + part, tl.sum(dq * qt, axis=1), mask=l < L)
     tl.store(kdk_ptr + part, tl.sum(dk * kt, axis=1), mask=l < L)
@@ -409,7 +418,7 @@ def mlstm_fwd(q, k, v, i, f, C0, n0, m0, chunk_size):
     V = v.shape[-1]
     L = chunk_size
     nc = triton.cdiv(T, L)
-    tiles, mode = _tiles(K, V, L), dot_mode(q.dtype)
+    blocks, mode = _tiles(K, V, L), dot_mode(q.dtype)
     dims = (T, H, K, V, L, nc)
     dev, fp32 = q.device, torch.float32
 
@@ -419,18 +428,19 @@ def mlstm_fwd(q, k, v, i, f, C0, n0, m0, chunk_size):
     Cf = torch.empty(b, H, K, V, device=dev, dtype=fp32)
     nf = torch.empty(b, H, K, device=dev, dtype=fp32)
     mf = torch.empty(b, H, device=dev, dtype=fp32)
-    grid = (triton.cdiv(K, tiles["BK"]), triton.cdiv(V, tiles["BV"]), b * H)
+    grid = lambda meta: (triton.cdiv(K, meta["BK"]), triton.cdiv(V, meta["BV"]), b * H)  # noqa: E731
     mlstm_fwd_kernel_states[grid](
         k, v, i, f, C0, n0, m0, states, nstates, mstates, Cf, nf, mf, *dims,
-        HAS_INIT=C0 is not None, MODE=mode, **tiles,
+        HAS_INIT=C0 is not None, MODE=mode, BL=blocks["BL"],
     )
 
     h = torch.empty(b, T, H, V, device=dev, dtype=q.dtype)
     mtok = torch.empty(b, H, nc * L, device=dev, dtype=fp32)
     den = torch.empty(b, H, nc * L, device=dev, dtype=fp32)
-    grid = (triton.cdiv(V, tiles["BV"]), nc, b * H)
+    grid = lambda meta: (triton.cdiv(V, meta["BV"]), nc, b * H)  # noqa: E731
     mlstm_fwd_kernel_output[grid](
-        q, k, v, i, f, states, nstates, mstates, h, mtok, den, K**-0.5, *dims, MODE=mode, **tiles
+        q, k, v, i, f, states, nstates, mstates, h, mtok, den, K**-0.5, *dims, MODE=mode,
+        BL=blocks["BL"], BK=blocks["BK"],
     )
     return h, (Cf, nf, mf), (states, nstates, mstates, mtok, den)
 
@@ -442,7 +452,7 @@ def mlstm_bwd(dh, dCf, dnf, dmf, q, k, v, i, f, h, final, saved, m0, chunk_size,
     V = v.shape[-1]
     L = chunk_size
     nc = triton.cdiv(T, L)
-    tiles, mode = _tiles(K, V, L), dot_mode(q.dtype)
+    blocks, mode = _tiles(K, V, L), dot_mode(q.dtype)
     dims = (T, H, K, V, L, nc)
     dev, fp32 = q.device, torch.float32
     scale = K**-0.5
@@ -453,22 +463,27 @@ def mlstm_bwd(dh, dCf, dnf, dmf, q, k, v, i, f, h, final, saved, m0, chunk_size,
 
     rn = torch.empty(b, H, nc * L, device=dev, dtype=fp32)
     dden = torch.empty(b, H, nc * L, device=dev, dtype=fp32)
-    mlstm_bwd_kernel_prep[(nc, b * H)](h, dh, mtok, den, rn, dden, T, H, V, L, nc, BL=tiles["BL"], BV=tiles["BV"])
+    mlstm_bwd_kernel_prep[(nc, b * H)](
+        h, dh, mtok, den, rn, dden, T, H, V, L, nc, BL=blocks["BL"], BV=blocks["BV"]
+    )
 
-    n_k, n_v = triton.cdiv(K, tiles["BK"]), triton.cdiv(V, tiles["BV"])
+    n_k, n_v = triton.cdiv(K, blocks["BK"]), triton.cdiv(V, blocks["BV"])
     dstates = torch.empty(b, H, nc, K, V, device=dev, dtype=states.dtype)
     dnstates = torch.empty(b, H, nc, K, device=dev, dtype=fp32)
     dC0 = torch.empty(b, H, K, V, device=dev, dtype=fp32)
     dn0 = torch.empty(b, H, K, device=dev, dtype=fp32)
     dm0_part = torch.empty(n_k * n_v, b * H, device=dev, dtype=fp32)
     mlstm_bwd_kernel_dstates[(n_k, n_v, b * H)](
-        q, dh, i, f, mtok, rn, dden, states, nstates, mstates, dCf, dnf, dstates, dnstates, dC0, dn0, dm0_part,
-        scale, *dims, HAS_DFINAL=has_dfinal, MODE=mode, **tiles,
+        q, dh, i, f, mtok, rn, dden, states, nstates, mstates, dCf, dnf,
+        dstates, dnstates, dC0, dn0, dm0_part,
+        scale, *dims, HAS_DFINAL=has_dfinal, MODE=mode, **blocks,
     )
 
     dv = torch.empty_like(v)
-    mlstm_bwd_kernel_dv[(n_v, nc, b * H)](
-        q, k, dh, i, f, mtok, rn, mstates, dstates, dv, scale, *dims, MODE=mode, **tiles
+    grid = lambda meta: (triton.cdiv(V, meta["BV"]), nc, b * H)  # noqa: E731
+    mlstm_bwd_kernel_dv[grid](
+        q, k, dh, i, f, mtok, rn, mstates, dstates, dv, scale, *dims,
+        MODE=mode, BL=blocks["BL"], BK=blocks["BK"],
     )
 
     dq, dk = torch.empty_like(q), torch.empty_like(k)
@@ -477,7 +492,7 @@ def mlstm_bwd(dh, dCf, dnf, dmf, q, k, v, i, f, h, final, saved, m0, chunk_size,
     dlast = torch.empty(n_k, b * H, nc, device=dev, dtype=fp32)
     mlstm_bwd_kernel_dqk[(n_k, nc, b * H)](
         q, k, v, dh, i, f, mtok, rn, dden, states, nstates, mstates, dstates, dnstates,
-        dq, dk, qdq, kdk, dlast, scale, *dims, MODE=mode, **tiles,
+        dq, dk, qdq, kdk, dlast, scale, *dims, MODE=mode, **blocks,
     )
 
     # the final m's cotangent, less what it does through C_T and n_T, along the arg-max path of m_T
@@ -491,7 +506,7 @@ def mlstm_bwd(dh, dCf, dnf, dmf, q, k, v, i, f, h, final, saved, m0, chunk_size,
     di, df = torch.empty_like(i), torch.empty_like(f)
     mlstm_bwd_kernel_gates[(nc, b * H)](
         f, qdq, kdk, dlast, route, dm, di, df, T, H, L, nc, n_k, b * H, HAS_ROUTE=route is not None,
-        BL=tiles["BL"],
+        BL=blocks["BL"],
     )
     if not has_init:
         return dq, dk, dv, di, df, None, None, None
@@ -506,7 +521,7 @@ def _argmax_path(i: Tensor, f: Tensor, m0: Tensor | None) -> Tensor:
 
     F is the cumulative logσ(f), in fp64 so that the comparison is as exact as the recurrence's.
     """
-    b, T, H = i.shape
+    b, _, H = i.shape
     F_cum = F.logsigmoid(f.double()).cumsum(1)  # [B, T, H]
     best, pos = (i.double() - F_cum).max(1)  # [B, H]
     m0 = torch.zeros_like(best) if m0 is None else m0.double()
@@ -539,8 +554,15 @@ class MLSTMFunction(torch.autograd.Function):
         return (*grads, None)
 
 
+# dynamo does not trace into the kernels: a graph break around them under torch.compile
+@torch.compiler.disable
 def mlstm_triton(q, k, v, i, f, *, initial_state=None, chunk_size: int = 64):
-    """The Triton mLSTM; arguments and results as `reference.mlstm_chunked` (inputs already checked)."""
+    """The Triton mLSTM; arguments and results as `reference.mlstm_chunked` (inputs already checked).
+
+    The result does not depend on the chunk size, so a chunk is at most MAX_CHUNK tokens (the tiles
+    of a longer one do not fit in registers) and at most T (a short sequence is one small chunk).
+    """
+    chunk_size = min(chunk_size, MAX_CHUNK, q.shape[1])
     C0, n0, m0 = initial_state if initial_state is not None else (None, None, None)
     h, C, n, m = MLSTMFunction.apply(q, k, v, i, f, C0, n0, m0, chunk_size)
     return h, (C, n, m)

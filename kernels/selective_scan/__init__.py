@@ -67,7 +67,7 @@ def selective_scan(
     if initial_state is not None:
         check_shape(op, "initial_state", initial_state, "B Dc N", (b, Dc, N))
 
-    if resolve_backend(backend, u, op=op) == "triton":
+    if resolve_backend(backend, u, op=op, has_triton=True) == "triton":
         from kernels.selective_scan.triton import selective_scan_triton
 
         y, final_state = selective_scan_triton(u, delta, A, B, C, D=D, z=z, initial_state=initial_state)

@@ -70,10 +70,11 @@ def _scan(log_a, b, BT: tl.constexpr, REVERSE: tl.constexpr, USE_SCAN: tl.conste
 def selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, init_ptr, y_ptr, saved_ptr, final_ptr,
     T, Dc, G, N, NT,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_INIT: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_INIT: tl.constexpr, SAVE: tl.constexpr,
     BT: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, USE_SCAN: tl.constexpr,
 ):
-    """y and the final state of BD channels of one sequence. Grid (Dc/BD, B)."""
+    """y and the final state of BD channels of one sequence, and (SAVE) the state entering each block
+    for the backward. Grid (Dc/BD, B)."""
     i_d, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     d = i_d * BD + tl.arange(0, BD)
     n = tl.arange(0, BN)
@@ -88,7 +89,8 @@ def selective_scan_fwd_kernel(
     else:
         h = tl.zeros([BD, BN], dtype=tl.float32)
     for blk in range(NT):
-        tl.store(saved_ptr + ((b * NT + blk) * Dc + d[:, None]) * N + n[None, :], h, mask=mask_dn)
+        if SAVE:
+            tl.store(saved_ptr + ((b * NT + blk) * Dc + d[:, None]) * N + n[None, :], h, mask=mask_dn)
         t = blk * BT + rows
         mask_td = (t < T)[:, None] & (d < Dc)[None, :]
         mask_tn = (t < T)[:, None] & (n < N)[None, :]
@@ -173,7 +175,8 @@ def selective_scan_bwd_kernel(
         else:
             dy = dout
 
-        gy = dy[:, :, None] * Ct[:, None, :] + tl.where(rows[:, None, None] == BT - 1, g_next[None, :, :], 0.0)
+        is_last = rows[:, None, None] == BT - 1
+        gy = dy[:, :, None] * Ct[:, None, :] + tl.where(is_last, g_next[None, :, :], 0.0)
         _, gh = _scan(delta_next[:, :, None] * A[None, :, :], gy, BT, True, USE_SCAN)  # dL/dh_t
         ga = gh * (hs - bx)  # dL/d(Δ_t A)
         dA += tl.sum(ga * delta[:, :, None], axis=0)
@@ -189,7 +192,8 @@ def selective_scan_bwd_kernel(
         tl.store(dB_ptr + off_part, tl.sum(gh * du_in[:, :, None], axis=1), mask=mask_tn)
         tl.store(dC_ptr + off_part, tl.sum(hs * dy[:, :, None], axis=1), mask=mask_tn)
         a = tl.exp(delta[:, :, None] * A[None, :, :])
-        g_next = tl.sum(tl.where(rows[:, None, None] == 0, a * gh, 0.0), axis=0)  # a_t g_t at the block's first token
+        # a_t g_t at the block's first token: dL/dh at the last token of the block before
+        g_next = tl.sum(tl.where(rows[:, None, None] == 0, a * gh, 0.0), axis=0)
     tl.store(dinit_ptr + (b * Dc + d[:, None]) * N + n[None, :], g_next, mask=mask_dn)
     tl.store(dA_ptr + (b * Dc + d[:, None]) * N + n[None, :], dA, mask=mask_dn)
     if HAS_D:
@@ -204,27 +208,31 @@ def _channel_block(Dc: int, G: int) -> int:
     return bd
 
 
-def selective_scan_fwd(u, delta, A, B, C, D, z, initial_state):
-    """B/C [B, T, G, N]. Returns `(y [B, T, Dc], final_state [B, Dc, N] fp32, saved states)`."""
+def selective_scan_fwd(u, delta, A, B, C, D, z, initial_state, save: bool = True):
+    """B/C [B, T, G, N]. Returns `(y [B, T, Dc], final_state [B, Dc, N] fp32, saved states or None)`.
+
+    The saved states [B, T/BLOCK_T, Dc, N] fp32 are what the backward starts each block from."""
     b, T, Dc = u.shape
     G, N = B.shape[2:]
     BD, NT = _channel_block(Dc, G), triton.cdiv(T, BLOCK_T)
     y = torch.empty_like(u)
-    saved = torch.empty(b, NT, Dc, N, device=u.device, dtype=torch.float32)
+    saved = torch.empty(b, NT, Dc, N, device=u.device, dtype=torch.float32) if save else None
     final = torch.empty(b, Dc, N, device=u.device, dtype=torch.float32)
     selective_scan_fwd_kernel[(triton.cdiv(Dc, BD), b)](
         u, delta, A, B, C, D, z, initial_state, y, saved, final, T, Dc, G, N, NT,
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_INIT=initial_state is not None,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_INIT=initial_state is not None, SAVE=save,
         BT=BLOCK_T, BD=BD, BN=block(N, 1), USE_SCAN=use_associative_scan(),
     )
     return y, final, saved
 
 
-def selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved):
-    """Returns `(du, ddelta, dA, dB, dC, dD or None, dz or None, d initial_state)`; dB/dC [B, T, G, N]."""
+def selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved, block_t: int = BLOCK_T):
+    """Returns `(du, ddelta, dA, dB, dC, dD or None, dz or None, d initial_state)`; dB/dC [B, T, G, N].
+
+    `block_t`: the forward's block, the spacing of the saved states."""
     b, T, Dc = u.shape
     G, N = B.shape[2:]
-    BD, NT = _channel_block(Dc, G), triton.cdiv(T, BLOCK_T)
+    BT, BD, NT = block_t, _channel_block(Dc, G), saved.shape[1]
     nd = triton.cdiv(Dc, BD)
     dev, fp32 = u.device, torch.float32
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
@@ -238,7 +246,7 @@ def selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved):
         u, delta, A, B, C, D, z, dy, saved, dfinal, du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dinit,
         T, Dc, G, N, NT,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DFINAL=dfinal is not None,
-        BT=BLOCK_T, BD=BD, BN=block(N, 1), USE_SCAN=use_associative_scan(),
+        BT=BT, BD=BD, BN=block(N, 1), USE_SCAN=use_associative_scan(),
     )
     dB = dB_part.view(b, T, G, nd // G, N).sum(3).to(B.dtype)
     dC = dC_part.view(b, T, G, nd // G, N).sum(3).to(C.dtype)
@@ -256,9 +264,9 @@ class SelectiveScanFunction(torch.autograd.Function):
         D = D.contiguous() if D is not None else None
         z = z.contiguous() if z is not None else None
         init = initial_state.float().contiguous() if initial_state is not None else None
-        y, final, saved = selective_scan_fwd(u, delta, A, B4, C4, D, z, init)
+        y, final, saved = selective_scan_fwd(u, delta, A, B4, C4, D, z, init, save=any(ctx.needs_input_grad))
         ctx.save_for_backward(u, delta, A, B4, C4, D, z, saved)
-        ctx.grouped = grouped
+        ctx.grouped, ctx.block_t = grouped, BLOCK_T
         ctx.init_dtype = initial_state.dtype if initial_state is not None else None
         ctx.set_materialize_grads(False)
         return y, final
@@ -268,13 +276,17 @@ class SelectiveScanFunction(torch.autograd.Function):
         u, delta, A, B4, C4, D, z, saved = ctx.saved_tensors
         dy = torch.zeros_like(u) if dy is None else dy.contiguous()
         dfinal = dfinal.float().contiguous() if dfinal is not None else None
-        du, ddelta, dA, dB, dC, dD, dz, dinit = selective_scan_bwd(dy, dfinal, u, delta, A, B4, C4, D, z, saved)
+        du, ddelta, dA, dB, dC, dD, dz, dinit = selective_scan_bwd(
+            dy, dfinal, u, delta, A, B4, C4, D, z, saved, ctx.block_t
+        )
         if not ctx.grouped:
             dB, dC = dB.squeeze(2), dC.squeeze(2)
         dinit = dinit.to(ctx.init_dtype) if ctx.init_dtype is not None else None
         return du, ddelta, dA, dB, dC, dD, dz, dinit
 
 
+# dynamo does not trace into the kernels: a graph break around them under torch.compile
+@torch.compiler.disable
 def selective_scan_triton(u, delta, A, B, C, *, D=None, z=None, initial_state=None):
     """The Triton selective scan; arguments and results as `reference.selective_scan_blocked`."""
     return SelectiveScanFunction.apply(u, delta, A, B, C, D, z, initial_state)

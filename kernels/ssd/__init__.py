@@ -61,7 +61,7 @@ def ssd(
     chunk_size = 64 if chunk_size is None else chunk_size
     check_chunk_size("ssd", chunk_size)
 
-    if resolve_backend(backend, x, op="ssd") == "triton":
+    if resolve_backend(backend, x, op="ssd", has_triton=True) == "triton":
         from kernels.ssd.triton import ssd_triton
 
         y, final_state = ssd_triton(

@@ -24,9 +24,10 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, block, dot, dot_mode, silu_parts, state_dtype, warps
+from kernels._triton import autotune, block, dot, dot_mode, silu_parts, state_dtype, tiles, warps
 
 Tensor = torch.Tensor
+MAX_CHUNK = 128
 
 
 @triton.jit
@@ -43,7 +44,12 @@ def ssd_fwd_kernel_cumsum(dt_ptr, A_ptr, g_ptr, T, H, L, NC, BL: tl.constexpr, B
     tl.store(g_ptr + (b * H + h[None, :]) * NC * L + t[:, None], g, mask=(l < L)[:, None] & (h < H)[None, :])
 
 
-@autotune(warps((4, 2), (4, 3), (8, 2)), key=["N", "P", "BL"])
+# the sequential walks tune their split of the state: more programs, or fewer redundant loads
+STATE_TILES = tiles(("BN", "BP"), [(64, 64), (32, 64), (32, 32)], (4, 2), (4, 3))
+STATE_TILES_INTERPRETED = {"BN": 32, "BP": 32}
+
+
+@autotune(STATE_TILES, key=["N", "P", "BL"], interpret=STATE_TILES_INTERPRETED)
 @triton.jit
 def ssd_fwd_kernel_states(
     x_ptr, dt_ptr, B_ptr, g_ptr, init_ptr, states_ptr, final_ptr,
@@ -87,7 +93,9 @@ def ssd_fwd_kernel_output(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     BL: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr,
 ):
-    """y of one chunk: the entering state read by C plus the masked quadratic form. Grid (P/BP, chunks, B·H)."""
+    """y of one chunk: the entering state read by C, plus the masked quadratic form.
+
+    Grid (P/BP, chunks, B·H)."""
     i_p, c, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, h = (bh // H).to(tl.int64), bh % H
     grp = h // (H // G)
@@ -120,10 +128,11 @@ def ssd_fwd_kernel_output(
     if HAS_Z:
         z = tl.load(z_ptr + ((b * T + t[:, None]) * H + h) * P + p[None, :], mask=mask_tp, other=0.0)
         y = y * silu_parts(z.to(tl.float32))[0]
-    tl.store(y_ptr + ((b * T + t[:, None]) * H + h) * P + p[None, :], y.to(y_ptr.dtype.element_ty), mask=mask_tp)
+    off_tp = ((b * T + t[:, None]) * H + h) * P + p[None, :]
+    tl.store(y_ptr + off_tp, y.to(y_ptr.dtype.element_ty), mask=mask_tp)
 
 
-@autotune(warps((4, 2), (4, 3), (8, 2)), key=["N", "P", "BL"])
+@autotune(STATE_TILES, key=["N", "P", "BL"], interpret=STATE_TILES_INTERPRETED)
 @triton.jit
 def ssd_bwd_kernel_dstates(
     dy_ptr, z_ptr, C_ptr, g_ptr, dfinal_ptr, dstates_ptr, dinit_ptr,
@@ -311,6 +320,10 @@ def _tiles(N: int, P: int, L: int) -> dict[str, int]:
     return {"BL": block(L), "BN": min(64, block(N)), "BP": min(64, block(P))}
 
 
+def _state_grid(N: int, P: int, programs: int):
+    return lambda meta: (triton.cdiv(N, meta["BN"]), triton.cdiv(P, meta["BP"]), programs)
+
+
 def ssd_fwd(
     x: Tensor,
     dt: Tensor,
@@ -327,25 +340,24 @@ def ssd_fwd(
     G, N = B.shape[2:]
     L = chunk_size
     nc = triton.cdiv(T, L)
-    tiles, mode = _tiles(N, P, L), dot_mode(x.dtype)
+    blocks, mode = _tiles(N, P, L), dot_mode(x.dtype)
     dims = (T, H, G, P, N, L, nc)
 
     g = torch.empty(b, H, nc * L, device=x.device, dtype=torch.float32)
-    ssd_fwd_kernel_cumsum[(nc, b)](dt, A, g, T, H, L, nc, BL=tiles["BL"], BH=block(H, 1))
+    ssd_fwd_kernel_cumsum[(nc, b)](dt, A, g, T, H, L, nc, BL=blocks["BL"], BH=block(H, 1))
 
     states = torch.empty(b, nc, H, N, P, device=x.device, dtype=state_dtype(x.dtype))
     final = torch.empty(b, H, P, N, device=x.device, dtype=torch.float32)
-    grid = (triton.cdiv(N, tiles["BN"]), triton.cdiv(P, tiles["BP"]), b * H)
-    ssd_fwd_kernel_states[grid](
+    ssd_fwd_kernel_states[_state_grid(N, P, b * H)](
         x, dt, B, g, initial_state, states, final, *dims,
-        HAS_INIT=initial_state is not None, MODE=mode, **tiles,
+        HAS_INIT=initial_state is not None, MODE=mode, BL=blocks["BL"],
     )
 
     y = torch.empty_like(x)
-    grid = (triton.cdiv(P, tiles["BP"]), nc, b * H)
+    grid = (triton.cdiv(P, blocks["BP"]), nc, b * H)
     ssd_fwd_kernel_output[grid](
         x, dt, B, C, D, z, g, states, y, *dims,
-        HAS_D=D is not None, HAS_Z=z is not None, MODE=mode, **tiles,
+        HAS_D=D is not None, HAS_Z=z is not None, MODE=mode, **blocks,
     )
     return y, final, g, states
 
@@ -369,16 +381,15 @@ def ssd_bwd(
     G, N = B.shape[2:]
     L = chunk_size
     nc = triton.cdiv(T, L)
-    tiles, mode = _tiles(N, P, L), dot_mode(x.dtype)
+    blocks, mode = _tiles(N, P, L), dot_mode(x.dtype)
     dims = (T, H, G, P, N, L, nc)
     has_z = z is not None
 
     dstates = torch.empty_like(states)
     dinit = torch.empty(b, H, P, N, device=x.device, dtype=torch.float32)
-    grid = (triton.cdiv(N, tiles["BN"]), triton.cdiv(P, tiles["BP"]), b * H)
-    ssd_bwd_kernel_dstates[grid](
+    ssd_bwd_kernel_dstates[_state_grid(N, P, b * H)](
         dy, z, C, g, dfinal, dstates, dinit, *dims,
-        HAS_Z=has_z, HAS_DFINAL=dfinal is not None, MODE=mode, **tiles,
+        HAS_Z=has_z, HAS_DFINAL=dfinal is not None, MODE=mode, BL=blocks["BL"],
     )
 
     dx, ddt = torch.empty_like(x), torch.empty_like(dt)
@@ -387,14 +398,14 @@ def ssd_bwd(
     dD_part = torch.empty(b, nc, H, device=x.device, dtype=torch.float32) if D is not None else None
     ssd_bwd_kernel_dx[(nc, b * H)](
         x, dt, A, B, C, D, z, dy, g, states, dstates, dx, ddt, dz, dA_part, dD_part, *dims,
-        HAS_D=D is not None, HAS_Z=has_z, MODE=mode, BL=tiles["BL"], BN=tiles["BN"], BP=block(P),
+        HAS_D=D is not None, HAS_Z=has_z, MODE=mode, BL=blocks["BL"], BN=blocks["BN"], BP=block(P),
     )
 
     dB, dC = torch.empty_like(B), torch.empty_like(C)
-    grid = (triton.cdiv(N, tiles["BN"]), nc, b * G)
+    grid = (triton.cdiv(N, blocks["BN"]), nc, b * G)
     ssd_bwd_kernel_dbc[grid](
         x, dt, B, C, z, dy, g, states, dstates, dB, dC, *dims,
-        HAS_Z=has_z, MODE=mode, BL=tiles["BL"], BN=tiles["BN"], BP=block(P),
+        HAS_Z=has_z, MODE=mode, BL=blocks["BL"], BN=blocks["BN"], BP=block(P),
     )
     dA = dA_part.sum((0, 1)).to(A.dtype)
     dD = dD_part.sum((0, 1)).to(D.dtype) if D is not None else None
@@ -425,6 +436,8 @@ class SSDFunction(torch.autograd.Function):
         return dx, ddt, dA, dB, dC, dD, dz, dinit, None
 
 
+# dynamo does not trace into the kernels: a graph break around them under torch.compile
+@torch.compiler.disable
 def ssd_triton(
     x: Tensor,
     dt: Tensor,
@@ -437,5 +450,10 @@ def ssd_triton(
     initial_state: Tensor | None = None,
     chunk_size: int = 64,
 ) -> tuple[Tensor, Tensor]:
-    """The Triton SSD; arguments and results as `reference.ssd_chunked` (inputs already checked)."""
+    """The Triton SSD; arguments and results as `reference.ssd_chunked` (inputs already checked).
+
+    The result does not depend on the chunk size, so a chunk is at most MAX_CHUNK tokens (the tiles
+    of a longer one do not fit in registers) and at most T (a short sequence is one small chunk).
+    """
+    chunk_size = min(chunk_size, MAX_CHUNK, x.shape[1])
     return SSDFunction.apply(x, dt, A, B, C, D, z, initial_state, chunk_size)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from kernels.mlstm import mlstm, mlstm_step
 from kernels.mlstm.reference import mlstm_recurrent

@@ -79,8 +79,8 @@ class Attention(nn.Module):
         """One token x [B, d] at position state.pos: no host syncs, so a CUDA graph can replay it."""
         B = x.shape[0]
         q, k, v = self._qkv(x[:, None], state.pos)  # [B, heads, 1, hd]
-        state.k.index_copy_(2, state.pos, k)
-        state.v.index_copy_(2, state.pos, v)
+        state.k.index_copy_(2, state.pos, k.to(state.k.dtype))
+        state.v.index_copy_(2, state.pos, v.to(state.v.dtype))
         groups = self.heads // self.kv_heads
         qg = q.view(B, self.kv_heads, groups, self.head_dim)  # query heads sharing one kv head
         scores = torch.matmul(qg, state.k.transpose(2, 3)) / self.head_dim**0.5  # [B, KV, G, T_max]

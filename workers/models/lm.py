@@ -102,9 +102,10 @@ class HybridLM(nn.Module):
         return LMOutput(logits, loss, aux)
 
     # ----- inference with a cache -----------------------------------------------------------------
-    def init_cache(self, batch: int, max_len: int) -> list[Any]:
+    def init_cache(self, batch: int, max_len: int, dtype: torch.dtype | None = None) -> list[Any]:
+        """Per-sublayer decode state; `dtype` for the KV cache and conv inputs (recurrent states stay fp32)."""
         p = self.embed.weight
-        return [b.sublayer.init_state(batch, max_len, p.device, p.dtype) for b in self.blocks]
+        return [b.sublayer.init_state(batch, max_len, p.device, dtype or p.dtype) for b in self.blocks]
 
     @torch.no_grad()
     def prefill(self, idx: torch.Tensor, cache: list[Any]) -> torch.Tensor:

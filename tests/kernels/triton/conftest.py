@@ -33,7 +33,8 @@ def _redefine_for_the_interpreter() -> None:
             for name, value in vars(standard).items():
                 if name in vars(tl) and vars(tl)[name] is before.get(name):
                     setattr(tl, name, value)
-    for name in ("kernels._triton", "kernels.ssd.triton", "kernels.mlstm.triton", "kernels.selective_scan.triton"):
+    ops = ("ssd", "mlstm", "selective_scan")
+    for name in ("kernels._triton", *(f"kernels.{op}.triton" for op in ops)):
         if name in sys.modules:
             importlib.reload(sys.modules[name])
 

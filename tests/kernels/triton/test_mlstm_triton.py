@@ -1,4 +1,4 @@
-"""xLSTM mLSTM, Triton kernels under the interpreter: outputs, final state and every gradient vs the recurrence."""
+"""xLSTM mLSTM, Triton kernels under the interpreter: outputs, final state, gradients vs the recurrence."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import torch
 
 pytest.importorskip("triton")
 
-from kernel_inputs import as_reference_inputs, compare_with_reference, mlstm_inputs, tolerance  # noqa: E402
+from kernel_inputs import as_reference_inputs, compare_with_reference, mlstm_inputs, tolerance
 
-from kernels.mlstm import mlstm  # noqa: E402
-from kernels.mlstm.reference import mlstm_recurrent  # noqa: E402
-from kernels.testing import assert_close  # noqa: E402
+from kernels.mlstm import mlstm
+from kernels.mlstm.reference import mlstm_recurrent
+from kernels.testing import assert_close
 
 CASES = [  # (B, T, H, K, V, chunk_size), options
     ((2, 37, 3, 16, 8, 16), "empty"),
@@ -20,9 +20,10 @@ CASES = [  # (B, T, H, K, V, chunk_size), options
     ((1, 257, 2, 16, 32, 64), "empty"),  # five chunks, the last one token long
     ((1, 257, 2, 16, 32, 64), "state"),
     ((1, 64, 2, 8, 8, 16), "state"),  # exactly four chunks
-    ((1, 45, 2, 16, 80, 20), "state"),  # a chunk size that is no power of two; V over two blocks
+    ((1, 45, 2, 72, 80, 20), "state"),  # a chunk size that is no power of two; K and V over several blocks
 ]
 STATE = ("C0", "n0", "m0")
+TRITON = {"backend": "triton"}
 
 
 def case_id(case: tuple) -> str:
@@ -37,13 +38,16 @@ def split(inputs: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], tup
 
 def run(inputs: dict[str, torch.Tensor], chunk_size: int, dtype: torch.dtype) -> None:
     args, state0 = split(inputs)
-    h, state = mlstm(**args, initial_state=state0, return_final_state=True, chunk_size=chunk_size, backend="triton")
+    h, state = mlstm(
+        **args, initial_state=state0, return_final_state=True, chunk_size=chunk_size, backend="triton"
+    )
     assert h.dtype == dtype and all(s.dtype == torch.float32 for s in state)
     ref_inputs = as_reference_inputs(inputs)
     ref_args, ref_state0 = split(ref_inputs)
     ref_h, ref_state = mlstm_recurrent(**ref_args, initial_state=ref_state0)
     compare_with_reference(
-        (h, *state), (ref_h, *ref_state), ("h", "final C", "final n", "final m"), inputs, ref_inputs, tolerance(dtype)
+        (h, *state), (ref_h, *ref_state), ("h", "final C", "final n", "final m"),
+        inputs, ref_inputs, tolerance(dtype),
     )
 
 
@@ -75,8 +79,8 @@ def test_mlstm_triton_split_sequence() -> None:
     h, state = mlstm(**inputs, initial_state=state0, return_final_state=True, chunk_size=16, backend="triton")
     first = {name: t[:, :20] for name, t in inputs.items()}
     second = {name: t[:, 20:] for name, t in inputs.items()}
-    h1, state1 = mlstm(**first, initial_state=state0, return_final_state=True, chunk_size=16, backend="triton")
-    h2, state2 = mlstm(**second, initial_state=state1, return_final_state=True, chunk_size=16, backend="triton")
+    h1, state1 = mlstm(**first, initial_state=state0, return_final_state=True, chunk_size=16, **TRITON)
+    h2, state2 = mlstm(**second, initial_state=state1, return_final_state=True, chunk_size=16, **TRITON)
     assert_close("h", torch.cat([h1, h2], dim=1), h, 1e-4)
     for name, s, whole in zip("Cnm", state2, state):
         assert_close(f"final_state {name}", s, whole, 1e-4)

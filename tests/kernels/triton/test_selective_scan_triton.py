@@ -7,17 +7,17 @@ import torch
 
 pytest.importorskip("triton")
 
-from kernel_inputs import (  # noqa: E402
+from kernel_inputs import (
     as_reference_inputs,
     compare_with_reference,
     selective_scan_inputs,
     tolerance,
 )
 
-import kernels.selective_scan.triton as scan_kernels  # noqa: E402
-from kernels.selective_scan import selective_scan  # noqa: E402
-from kernels.selective_scan.reference import selective_scan_recurrent  # noqa: E402
-from kernels.testing import assert_close  # noqa: E402
+import kernels.selective_scan.triton as scan_kernels
+from kernels.selective_scan import selective_scan
+from kernels.selective_scan.reference import selective_scan_recurrent
+from kernels.testing import assert_close
 
 CASES = [  # (B, T, Dc, N, G or None: B and C are [B, T, N]), options
     *(((2, 37, 32, 8, 2), options) for options in ("plain", "D", "z", "state", "D-z-state")),
@@ -39,7 +39,9 @@ def run(inputs: dict[str, torch.Tensor], dtype: torch.dtype) -> None:
     assert y.dtype == dtype and state.dtype == torch.float32
     ref_inputs = as_reference_inputs(inputs)
     ref_y, ref_state = selective_scan_recurrent(**ref_inputs)
-    compare_with_reference((y, state), (ref_y, ref_state), ("y", "final_state"), inputs, ref_inputs, tolerance(dtype))
+    compare_with_reference(
+        (y, state), (ref_y, ref_state), ("y", "final_state"), inputs, ref_inputs, tolerance(dtype)
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
@@ -70,7 +72,8 @@ def test_selective_scan_triton_split_sequence() -> None:
 
     y, state = selective_scan(**inputs, return_final_state=True, backend="triton")
     y1, state1 = selective_scan(
-        **part(slice(None, 70)), initial_state=inputs["initial_state"], return_final_state=True, backend="triton"
+        **part(slice(None, 70)), initial_state=inputs["initial_state"], return_final_state=True,
+        backend="triton",
     )
     y2, state2 = selective_scan(**part(slice(70, None)), initial_state=state1, return_final_state=True,
                                 backend="triton")
