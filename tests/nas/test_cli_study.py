@@ -94,3 +94,36 @@ def test_demo_spec_is_valid():
 
     spec = load_spec(Path(__file__).parents[2] / "nas" / "studies" / "demo.yaml")
     assert spec.name == "demo" and spec.profile == "cpu-tiny" and spec.sampler_name() == "nsga2"
+
+
+def test_export_the_pareto_front_of_a_real_study(tmp_path):
+    import json as _json
+
+    from studyutil import make_spec
+
+    from nas.executor import InlineExecutor
+    from nas.export import load_exported_yaml
+    from nas.study import pareto_trials, run_study, study_trials
+
+    urls = {"storage": f"sqlite:///{tmp_path / 'studies.db'}", "tracking": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    space = {**SPACE, "dimensions": {"layers": 2, "attn_ratio": ["0", "1:1", "all"], "ssm": "mamba2"}}
+    spec = make_spec(urls, name="winners", space=space, budget={"trials": 3}, concurrency=1)
+    run_study(spec, executor=InlineExecutor(), show_progress=False, track=False)
+    front = {r["trial"] for r in pareto_trials("winners", urls["storage"])}
+    out = tmp_path / "front"
+    r = nas("export", "--study", "winners", "--pareto", "--format", "hf", "--storage", urls["storage"], "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert {d.name for d in out.iterdir()} == {f"trial-{n}" for n in front}
+    from transformers import AutoConfig
+
+    for d in out.iterdir():
+        assert AutoConfig.from_pretrained(d).model_type in ("mamba2", "bamba", "granitemoehybrid", "nemotron_h", "llama")
+    first = study_trials("winners", urls["storage"])[0]
+    r = nas("export", "--study", "winners", "--trial", str(first.number), "--format", "yaml",
+            "--storage", urls["storage"], "--out", str(tmp_path / "one"))
+    assert r.returncode == 0, r.stderr
+    assert load_exported_yaml(tmp_path / "one")[0].to_dict() == first.arch
+    r = nas("export", "--study", "winners", "--trial", "99", "--format", "yaml", "--storage", urls["storage"],
+            "--out", str(tmp_path / "none"))
+    assert r.returncode == 2 and "no trial 99" in r.stderr and not (tmp_path / "none").exists()
+    assert _json.dumps(first.arch)

@@ -487,30 +487,3 @@ def test_the_exporter_loads_neither_torch_nor_transformers():
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     assert r.stdout.strip() == "[]", r.stderr
-
-
-def test_a_study_front_exports_one_directory_per_trial(tmp_path, monkeypatch):
-    """The study runner is stubbed: what is tested is the export of the architectures it hands over."""
-    import types
-
-    from typer.testing import CliRunner
-
-    import nas
-    from nas.cli import app
-
-    front = [(3, preset("bamba", 2e6, vocab_size=256)), (7, preset("nemotron-h-8b", 2e6, vocab_size=256))]
-    def trial_archs(name, storage=None, pareto=False, trial=None):
-        return [t for t in front if pareto or t[0] == trial]
-
-    fake = types.SimpleNamespace(trial_archs=trial_archs)
-    monkeypatch.setitem(sys.modules, "nas.study", fake)
-    monkeypatch.setattr(nas, "study", fake, raising=False)
-    r = CliRunner().invoke(app, ["export", "--study", "s", "--pareto", "--format", "hf",
-                                 "--out", str(tmp_path)])
-    assert r.exit_code == 0, r.output
-    types_ = {d.name: json.loads((d / "config.json").read_text())["model_type"] for d in tmp_path.iterdir()}
-    assert types_ == {"trial-3": "bamba", "trial-7": "nemotron_h"}
-    r = CliRunner().invoke(app, ["export", "--study", "s", "--trial", "7", "--format", "yaml", "--out",
-                                 str(tmp_path / "t7")])
-    assert r.exit_code == 0, r.output
-    assert load_exported_yaml(tmp_path / "t7")[0] == front[1][1]
