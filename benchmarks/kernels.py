@@ -638,17 +638,21 @@ def main(argv: list[str] | None = None) -> int:
         args.mlstm_chunk_sizes = args.mlstm_chunk_sizes[:1]
         args.scan_blocks = args.scan_blocks[:1]
     tables: list[Table] = []
-    if "ssd" in ops:
-        tables += ssd_tables(SMOKE["ssd"] if smoke else SSD_SHAPES, args, smoke)
-    if "mlstm" in ops:
-        tables += mlstm_tables(SMOKE["mlstm"] if smoke else MLSTM_SHAPES, args, smoke)
-    if "selective_scan" in ops:
-        tables += scan_tables(SMOKE["selective_scan"] if smoke else SCAN_SHAPES, args, smoke)
-    report = render(tables, args, smoke)
-    print(report)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report + "\n")
+    runs = {
+        "ssd": lambda: ssd_tables(SMOKE["ssd"] if smoke else SSD_SHAPES, args, smoke),
+        "mlstm": lambda: mlstm_tables(SMOKE["mlstm"] if smoke else MLSTM_SHAPES, args, smoke),
+        "selective_scan": lambda: scan_tables(SMOKE["selective_scan"] if smoke else SCAN_SHAPES, args, smoke),
+    }
+    for op in ("ssd", "mlstm", "selective_scan"):
+        if op not in ops:
+            continue
+        done = runs[op]()
+        tables += done
+        # each op's table as soon as it is measured: a run cut short keeps what it finished
+        print(render(done, args, smoke), flush=True)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(render(tables, args, smoke) + "\n")
     refused = [r for t in tables for r in t.rows if r.note.startswith("refused")]
     return 1 if refused else 0
 
