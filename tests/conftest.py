@@ -1,5 +1,1 @@
-import sys
-from pathlib import Path
-
-# tests import their helpers (archgen) as top-level modules
-sys.path.insert(0, str(Path(__file__).parent))
+"""Shared test helpers live in tests/ (archgen.py, profiles.py); pyproject's pythonpath puts them on sys.path."""

@@ -69,7 +69,7 @@ class _BlockedScan(torch.autograd.Function):
             starts.append(h)
             hs = _block_states(u[:, t], delta[:, t], A, B[:, t], h)[2]  # [B, l, Dc, N]
             # y_t = C_t · h_t within each group: [B, l, G, Dc/G, N] · [B, l, G, N]
-            y[:, t] = torch.einsum("blgcn,blgn->blgc", hs.unflatten(2, (G, -1)), C[:, t]).flatten(2)
+            y[:, t] = _read(hs, C[:, t])
             h = hs[:, -1]
         ctx.save_for_backward(u, delta, A, B, C, torch.stack(starts, dim=1))
         ctx.L = L
@@ -95,13 +95,26 @@ class _BlockedScan(torch.autograd.Function):
             h_prev = torch.cat([starts[:, k, None], hs[:, :-1]], dim=1)
             ga = gh * h_prev * a  # dL/d(Δ_t A)
             dA += torch.einsum("bldn,bld->dn", ga, delta[:, t])
-            gb = torch.einsum("blgcn,blgn->blgc", gh.unflatten(2, (G, -1)), B[:, t]).flatten(2)  # dL/d(Δu)_t
+            gb = _read(gh, B[:, t])  # dL/d(Δu)_t
             du_t = delta[:, t] * u[:, t]
-            dB[:, t] = torch.einsum("blgcn,blgc->blgn", gh.unflatten(2, (G, -1)), du_t.unflatten(2, (G, -1)))
-            dC[:, t] = torch.einsum("blgcn,blgc->blgn", hs.unflatten(2, (G, -1)), dy[:, t].unflatten(2, (G, -1)))
+            dB[:, t] = _weigh(gh, du_t, G)
+            dC[:, t] = _weigh(hs, dy[:, t], G)
             d_delta[:, t] = (ga * A).sum(-1) + gb * u[:, t]
             d_u[:, t] = gb * delta[:, t]
         return d_u, d_delta, dA, dB, dC, g * a_next, None
+
+
+# Small contractions as broadcast multiply-and-sum: as batched GEMMs they would be thousands of tiny
+# [Dc/G, N] @ [N] products, which the CPU runs far slower than one pass over the block.
+def _read(h: Tensor, C: Tensor) -> Tensor:
+    """y[b, l, c] = Σ_n h[b, l, c, n] · C[b, l, group(c), n]: h [B, l, Dc, N], C [B, l, G, N] -> [B, l, Dc]."""
+    G = C.shape[2]
+    return (h.unflatten(2, (G, -1)) * C[:, :, :, None, :]).sum(-1).flatten(2)
+
+
+def _weigh(h: Tensor, w: Tensor, G: int) -> Tensor:
+    """out[b, l, g, n] = Σ_{c in g} h[b, l, c, n] · w[b, l, c]: h [B, l, Dc, N], w [B, l, Dc] -> [B, l, G, N]."""
+    return (h * w[..., None]).unflatten(2, (G, -1)).sum(3)
 
 
 def _block_states(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
