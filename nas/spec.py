@@ -22,10 +22,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from search_spaces.arch import ConfigError, explain_validation_error
+from search_spaces.loading import parse_mapping
 from search_spaces.space import SearchSpace, load_space
 
 __all__ = [
@@ -211,14 +211,7 @@ def validate(spec: StudySpec) -> StudySpec:
 
 
 def spec_from_text(text: str, where: str = "the spec") -> StudySpec:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{where} is not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping with name, kind, space, objectives, ...")
+    data = parse_mapping(text, where, "name, kind, space, objectives, ...")
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as e:

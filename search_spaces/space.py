@@ -37,10 +37,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from search_spaces.arch import OPTION_TYPES, ArchConfig, ConfigError, explain_validation_error
+from search_spaces.loading import load_named, names_in
 
 __all__ = ["SPACE_DIR", "Range", "SearchSpace", "layout", "load_space", "space_names"]
 
@@ -224,34 +224,13 @@ class SearchSpace(BaseModel):
 
 
 def space_names() -> list[str]:
-    return sorted(p.stem for p in SPACE_DIR.glob("*.yaml"))
+    return names_in(SPACE_DIR)
 
 
 def load_space(spec: str | Path | dict | SearchSpace) -> SearchSpace:
-    """A space by name (`hybrid-ratio`), by YAML path, or inline as a mapping."""
-    if isinstance(spec, SearchSpace):
-        return spec
-    if isinstance(spec, dict):
-        data, where = spec, "the inline search space"
-    else:
-        path = Path(spec)
-        if not path.suffix:
-            path = SPACE_DIR / f"{spec}.yaml"
-            if not path.exists():
-                raise ConfigError(f"unknown search space {str(spec)!r}; choose one of {', '.join(space_names())} "
-                                  "or give a YAML path")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"cannot read the search space {path}: {e}") from None
-        where = f"search space {path.name}"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping with name, base and dimensions")
-    try:
-        space = SearchSpace.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(explain_validation_error(e, SearchSpace, where)) from None
-    # every corner must build: a typo in base shows now, not in trial 37
+    """A space by name (`hybrid-ratio`), by YAML path, or inline as a mapping; every corner of it must build."""
+    space = load_named(spec, SearchSpace, SPACE_DIR, "search space", "name, base, dimensions")
+    # a typo in base shows now, not in trial 37
     for values in _corners(space):
         space.build(values)
     return space

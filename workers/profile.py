@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from search_spaces.arch import ConfigError, explain_validation_error
+from search_spaces.loading import load_named, names_in
 
 __all__ = ["PROFILE_DIR", "LMSettings", "ProxyProfile", "SyntheticSettings", "load_profile", "profile_names"]
 
@@ -105,31 +104,9 @@ class ProxyProfile(_Strict):
 
 
 def profile_names() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+    return names_in(PROFILE_DIR)
 
 
 def load_profile(spec: str | Path | dict | ProxyProfile) -> ProxyProfile:
     """A profile by name (`cpu-tiny`), by YAML path, or from a mapping."""
-    if isinstance(spec, ProxyProfile):
-        return spec
-    if isinstance(spec, dict):
-        data, where = spec, "profile"
-    else:
-        path = Path(spec)
-        if not path.suffix:
-            path = PROFILE_DIR / f"{spec}.yaml"
-            if not path.exists():
-                raise ConfigError(f"unknown profile {str(spec)!r}; choose one of {', '.join(profile_names())} or give a YAML path")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as e:
-            raise ConfigError(f"cannot read the profile {path}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"the profile {path} is not valid YAML: {e}") from None
-        where = f"profile {path.name}"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping of keys (name, params, lm, ...)")
-    try:
-        return ProxyProfile.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(explain_validation_error(e, ProxyProfile, where)) from None
+    return load_named(spec, ProxyProfile, PROFILE_DIR, "profile", "name, params, lm, synthetic, throughput")
