@@ -135,7 +135,8 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
             if address is None:
-                kwargs.update(num_cpus=num_cpus, num_gpus=num_gpus)
+                # "local": a new instance for this run, never whatever `ray start` left running on the machine
+                kwargs.update(address="local", num_cpus=num_cpus, num_gpus=num_gpus)
             else:
                 kwargs["address"] = address
             ray.init(**kwargs)
