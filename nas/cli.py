@@ -374,6 +374,246 @@ from nas.export import export_command  # noqa: E402
 app.command("export")(export_command)
 
 
+# ----- service mode: the study queue and its scheduler (nas/queue.py, nas/scheduler.py) -----------------
+def _when(t) -> str:
+    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S") if t is not None else ""
+
+
+def _queued_row(s) -> str:
+    return f"study {s.id} ({s.name}): {s.label}"
+
+
+@app.command()
+@friendly
+def submit(
+    spec: SpecArg,
+    priority: Annotated[int, typer.Option("--priority", help="higher runs first")] = 0,
+    by: Annotated[str | None, typer.Option("--by", help="who submits it (default: your user name)")] = None,
+) -> None:
+    """Submit a study to the service's queue (NAS_DATABASE_URL); a scheduler (`nas serve`) runs it."""
+    from nas import queue
+    from nas.spec import load_spec
+
+    study_spec = load_spec(spec)
+    study_id = queue.submit(study_spec, priority=priority, submitted_by=by)
+    out.print(f"submitted study {study_id} ({study_spec.name}) with priority {priority}; "
+              f"follow it with `nas show {study_id}`")
+
+
+@app.command("list")
+@friendly
+def list_() -> None:
+    """The service's queue: every submitted study, newest first."""
+    from nas import queue
+
+    table = Table(title="Queue")
+    for col in ("id", "study", "status", "priority", "by", "submitted", "started", "finished", "scheduler"):
+        table.add_column(col, justify="right" if col in ("id", "priority") else "left",
+                         no_wrap=col != "study")
+    for s in queue.list_studies():
+        table.add_row(str(s.id), s.name, s.label, str(s.priority), s.submitted_by or "",
+                      _when(s.submitted_at), _when(s.started_at), _when(s.finished_at),
+                      s.scheduler if s.status == "running" else "")
+    out.print(table)
+
+
+@app.command()
+@friendly
+def show(study: Annotated[str, typer.Argument(help="a queue id, or a study name (its newest one)")]) -> None:
+    """One submitted study: its status, its trials so far and its event log."""
+    from nas import queue
+
+    s = queue.get_study(study)
+    out.print(f"[bold]{_queued_row(s)}[/]  priority {s.priority}, submitted by {s.submitted_by} at "
+              f"{_when(s.submitted_at)}")
+    if s.started_at:
+        finished = f", finished {_when(s.finished_at)}" if s.finished_at else ""
+        running = s.status == "running"
+        owner = f", scheduler {s.scheduler} (heartbeat {_when(s.heartbeat_at)})" if running else ""
+        out.print(f"started {_when(s.started_at)}{finished}{owner}"
+                  + (f", {s.attempts} runs" if s.attempts > 1 else ""))
+    if s.error:
+        out.print(f"[red]error:[/] {s.error}", soft_wrap=True)
+    out.print(f"Optuna study {s.optuna_study_name}"
+              + (f" · MLflow experiment {s.mlflow_experiment_id}" if s.mlflow_experiment_id else ""))
+    if s.started_at:
+        try:  # its trials, from the service's Optuna storage
+            from nas.study import _open, _summary
+
+            storage, _ = queue.service_urls(queue.database_url())
+            c = _summary(_open(s.optuna_study_name, storage)).counts
+            out.print(f"trials: {c['complete']} complete, {c['running'] + c['paused']} unfinished, "
+                      f"{c['failed']} failed, {c['infeasible']} infeasible"
+                      + (f", {c['pruned']} pruned" if c["pruned"] else ""))
+        except Exception as e:
+            out.print(f"[dim]trials: not readable here ({type(e).__name__})[/]")
+    table = Table(title="Events")
+    for col in ("time", "event", "scheduler", "message"):
+        table.add_column(col, no_wrap=col != "message")
+    for e in queue.events(s.id):
+        table.add_row(_when(e.time), e.kind, e.scheduler or "", (e.message.splitlines() or [""])[0])
+    out.print(table)
+
+
+QueueIdArg = Annotated[str, typer.Argument(help="a queue id, or a study name (its newest submission)")]
+
+
+@app.command()
+@friendly
+def cancel(study: QueueIdArg) -> None:
+    """Cancel a study: queued or paused at once; running within seconds (its trials in flight are failed)."""
+    from nas import queue
+
+    out.print(_queued_row(queue.cancel(study)))
+
+
+@app.command()
+@friendly
+def pause(study: QueueIdArg) -> None:
+    """Pause a study: its trials in flight stop and wait for `nas resume`, which continues them."""
+    from nas import queue
+
+    out.print(_queued_row(queue.pause(study)))
+
+
+@app.command()
+@friendly
+def resume(study: QueueIdArg) -> None:
+    """Queue a paused (or failed, or cancelled) study again; it goes on where its trials left off."""
+    from nas import queue
+
+    out.print(_queued_row(queue.resume(study)))
+
+
+@app.command()
+@friendly
+def serve(
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="the Ray cluster (default: NAS_RAY_ADDRESS, else a local Ray instance)",
+    )] = None,
+    stale_after: Annotated[float, typer.Option(
+        "--stale-after", min=1.0, help="seconds without a heartbeat before a running study is taken over",
+    )] = 30.0,
+    heartbeat: Annotated[float | None, typer.Option(
+        "--heartbeat", min=0.1, help="seconds between heartbeats (default: --stale-after / 4, at most 5)",
+    )] = None,
+    poll: Annotated[float, typer.Option(
+        "--poll", min=0.1, help="seconds between looks at an empty queue",
+    )] = 2.0,
+    exit_when_idle: Annotated[bool, typer.Option(
+        "--exit-when-idle", help="stop when the queue is empty",
+    )] = False,
+    max_studies: Annotated[int | None, typer.Option(
+        "--max-studies", min=1, help="stop after this many studies",
+    )] = None,
+) -> None:
+    """Run the queue: claim studies by priority, one at a time, and run them on the Ray cluster.
+
+    Start several schedulers (here or on other hosts, against one database) to run several studies at once.
+    """
+    from nas import queue
+    from nas.db import service_config
+    from nas.scheduler import Scheduler
+
+    url = queue.database_url()
+    if url is None:
+        raise UsageError("nas serve needs the queue's database: set NAS_DATABASE_URL (e.g. "
+                         "postgresql+psycopg://nas:PASSWORD@127.0.0.1:5432/nas) or database_url in "
+                         "~/.config/hybrid-nas/config.toml")
+    address = ray_address or service_config().ray_address
+    Scheduler(url, ray_address=address, stale_after=stale_after, heartbeat_every=heartbeat, poll_every=poll,
+              console=out).serve(exit_when_idle=exit_when_idle, max_studies=max_studies)
+
+
+db_app = typer.Typer(help="The queue's database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+@friendly
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="the revision to migrate to")] = "head",
+    sql: Annotated[bool, typer.Option("--sql", help="print the SQL instead of running it")] = False,
+) -> None:
+    """Create or migrate the queue's tables (schedulers and `nas submit` do this on first use)."""
+    from nas import db, queue
+
+    url = queue.database_url()
+    if url is None:
+        raise UsageError("no queue database is configured: set NAS_DATABASE_URL or database_url in the "
+                         "config file")
+    if sql:
+        from alembic import command
+
+        command.upgrade(db._alembic_config(url), revision, sql=True)
+        return
+    db.upgrade(url, revision, force=True)
+    out.print(f"{db.mask_url(db.normalize_url(url))} is at revision {db.current_revision(url)}")
+
+
+@db_app.command("current")
+@friendly
+def db_current() -> None:
+    """The queue database's schema revision, and the newest one this version of nas knows."""
+    from nas import db, queue
+
+    url = queue.database_url()
+    if url is None:
+        raise UsageError("no queue database is configured: set NAS_DATABASE_URL or database_url in the "
+                         "config file")
+    try:
+        rev = db.current_revision(url)
+    except Exception as e:
+        raise db.unreachable(url, e) from None
+    out.print(f"revision {rev or 'none (run `nas db upgrade`)'}; newest {db.head_revision()}")
+
+
+@app.command()
+@friendly
+def dashboard(
+    host: Annotated[str, typer.Option("--host", help="address to serve on (default: this machine only)")] = (
+        "127.0.0.1"),
+    port: Annotated[int, typer.Option("--port", help="port to serve on")] = 8501,
+    storage: StorageArg = None,
+    tracking: Annotated[
+        str | None, typer.Option("--tracking", help="MLflow tracking URL (default: the embedded store)")
+    ] = None,
+) -> None:
+    """Serve the dashboard: live studies, Pareto fronts, ablations, submitting specs and exporting trials."""
+    import importlib.util
+    import os
+    import socket
+
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("plotly") is None:
+        raise UsageError("the dashboard needs streamlit and plotly; pip install 'hybrid-nas[dashboard]'")
+    found = importlib.util.find_spec("dashboard")  # located, not imported: `nas` never imports the dashboard
+    folder = Path(found.origin).parent if found and found.origin else Path(__file__).parents[1] / "dashboard"
+    if not 0 < port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535, not {port}")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise UsageError(
+                f"cannot serve on {host}:{port} ({e.strerror}); choose another --port or --host") from None
+    env = dict(os.environ)
+    if storage:
+        env["NAS_STORAGE"] = storage
+    if tracking:
+        env["NAS_TRACKING"] = tracking
+    from nas.spec import DEFAULT_STORAGE
+
+    out.print(f"dashboard on http://{host}:{port} · storage {env.get('NAS_STORAGE') or DEFAULT_STORAGE} "
+              "· Ctrl-C stops it", soft_wrap=True)
+    sys.stdout.flush()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(folder / "app.py"), "--server.address", host,
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none", "--server.runOnSave", "false",
+           "--client.toolbarMode", "viewer"]
+    os.execve(sys.executable, cmd, env)  # Streamlit takes this process over: signals reach it
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -10,13 +10,18 @@ last call; `cancel` stops a job; `shutdown` releases everything.
 from __future__ import annotations
 
 import abc
+import logging
 import os
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["Executor", "InlineExecutor", "Job", "JobOutcome", "RayExecutor", "run_job"]
+__all__ = ["Executor", "InlineExecutor", "Job", "JobOutcome", "RayExecutor", "run_job", "token_auth_for"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,7 @@ class RayExecutor(Executor):
                 kwargs.update(address="local", num_cpus=num_cpus, num_gpus=num_gpus)
             else:
                 kwargs["address"] = address
+                token_auth_for(address)
             ray.init(**kwargs)
         self._sink = _progress_sink(ray).remote()
         self._remote = ray.remote(max_retries=1)(_ray_job)
@@ -197,6 +203,24 @@ class RayExecutor(Executor):
 
     def slots(self) -> int | None:
         return None
+
+
+def token_auth_for(address: str) -> None:
+    """Ray enables token authentication by itself only for the local cluster it finds; joining a cluster by
+    its address needs RAY_AUTH_MODE=token when a token is at hand (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+    ~/.ray/auth_token, which `ray start` writes and shares with the same user's processes)."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
+            (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+        if "ray" in sys.modules:  # Ray caches its settings at import: have it read them again
+            try:
+                from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+                _enable_token_auth()
+            except ImportError:
+                log.warning("this Ray has no token-auth refresh; set RAY_AUTH_MODE=token before starting")
 
 
 def _ray_job(job: Job, sink) -> list[str]:
