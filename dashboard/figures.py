@@ -1,0 +1,407 @@
+"""The dashboard's plotly figures, built from `nas.reader` frames; no Streamlit here.
+
+pareto_figure(trials, "synthetic_accuracy", "decode_tps", directions={...})   # the front, others greyed
+strip_figure([(12, "M-M*-M-M-"), (40, "M*M*-")])                            # one row per architecture
+curves_figure({12: {"lm": [(step, tokens, loss), ...]}}, "lm")
+importance_figure({"attn_ratio": 0.6, "ssm": 0.3})
+ablation_figure(report, "lm_loss")
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from search_spaces.pattern import SYMBOLS
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+
+__all__ = [
+    "FAMILY_COLORS",
+    "SYMBOL_COLORS",
+    "ablation_figure",
+    "axis_label",
+    "curves_figure",
+    "importance_figure",
+    "pareto_figure",
+    "strip_figure",
+]
+
+# one colour per sublayer symbol, the same in every figure
+SYMBOL_COLORS: dict[str, str] = {
+    "*": "#d62728",  # attention
+    "M": "#1f77b4",  # Mamba-2
+    "m": "#17becf",  # Mamba-1
+    "X": "#9467bd",  # mLSTM
+    "-": "#c7c7c7",  # dense MLP
+    "E": "#ff7f0e",  # MoE
+}
+FAMILY_COLORS: dict[str, str] = {
+    "Mamba-2": SYMBOL_COLORS["M"],
+    "Mamba-1": SYMBOL_COLORS["m"],
+    "mLSTM": SYMBOL_COLORS["X"],
+    "none": SYMBOL_COLORS["*"],
+    "mixed": "#8c564b",
+    "unknown": "#7f7f7f",
+}
+FAMILY_LABELS = {"none": "attention only", "mixed": "mixed SSMs"}
+DOMINATED = "#b8b8b8"
+# up to this many dominated trials carry their parameters and metrics in the hover too (beyond, the page
+# would send megabytes of hover text: they show their pattern and the two values)
+FULL_HOVER = 2000
+# metrics worth a line in a trial's hover (besides the axes), in this order
+HOVER_METRICS = (
+    "params",
+    "synthetic_accuracy",
+    "lm_loss",
+    "decode_tps",
+    "prefill_tps",
+    "kv_state_bytes",
+    "train_tps",
+)
+
+
+def axis_label(metric: str, directions: dict[str, str]) -> str:
+    d = directions.get(metric)
+    return f"{metric} {'↑' if d == 'maximize' else '↓' if d == 'minimize' else ''}".strip()
+
+
+def _num(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float):
+        a = abs(v)
+        if a >= 1e6:
+            return f"{v:.3g}"
+        return f"{v:,.0f}" if a >= 1000 else f"{v:.4g}"
+    return str(v)
+
+
+def _hover_lines(df: pd.DataFrame, params: list[str], metrics: list[str]) -> list[str]:
+    """Per trial: its search parameters and a few metrics, as hover lines ('<br>'-separated)."""
+    pcols = [df[f"p.{p}"].tolist() for p in params]
+    mcols = [df[f"m.{m}"].tolist() for m in metrics]
+    out = []
+    for i in range(len(df)):
+        ps = ", ".join(f"{p}={c[i]}" for p, c in zip(params, pcols, strict=False) if c[i] is not None)
+        ms = " · ".join(f"{m} {_num(c[i])}" for m, c in zip(metrics, mcols, strict=False) if not _isnan(c[i]))
+        out.append("<br>".join(x for x in (ps, ms) if x))
+    return out
+
+
+def _isnan(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _log_axis(values) -> bool:
+    """Log scale for a positive metric spread over more than two decades (throughputs, bytes)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return bool(len(v) and v.min() > 0 and v.max() / v.min() > 100)
+
+
+def pareto_figure(
+    trials: pd.DataFrame,
+    x: str,
+    y: str,
+    *,
+    directions: dict[str, str],
+    color: str = "family",
+    objectives: list[str] | None = None,
+    uirevision: str = "study",
+) -> go.Figure:
+    """Every complete trial at (x, y): the study's Pareto front coloured, the dominated ones grey.
+
+    `trials` is `nas.reader.study_frame`'s frame (complete rows); x and y name objective columns or
+    `m.<metric>` columns. `color` is "family" (SSM family) or "attn_ratio" (attention's share).
+    The front is over all of the study's objectives, so with three objectives some front points look
+    dominated in a two-axis view.
+    """
+    import numpy as np
+    import plotly.graph_objects as go
+
+    objectives = objectives or []
+    params = sorted(c[2:] for c in trials.columns if c.startswith("p."))
+    shown = {x.removeprefix("m."), y.removeprefix("m.")}
+    metrics = [m for m in HOVER_METRICS if f"m.{m}" in trials.columns and m not in shown]
+    fig = go.Figure()
+    xl, yl = axis_label(x.removeprefix("m."), directions), axis_label(y.removeprefix("m."), directions)
+    template = (
+        f"<b>trial %{{customdata[0]}}</b>  %{{customdata[1]}}<br>{xl}: %{{x:.4g}}<br>{yl}: %{{y:.4g}}"
+        "<br>%{customdata[2]}<extra></extra>"
+    )
+
+    def custom(part: pd.DataFrame):
+        # an object array, not a list of tuples: plotly validates a list element by element (10x slower)
+        data = np.empty((len(part), 3), dtype=object)
+        data[:, 0] = part["number"].to_numpy()
+        data[:, 1] = part["pattern"].fillna("").to_numpy(dtype=object)
+        data[:, 2] = _hover_lines(part, params, metrics)
+        return data
+
+    dominated = trials[~trials["pareto"]]
+    front = trials[trials["pareto"]]
+    if len(dominated):
+        grey = {"x": dominated[x].to_numpy(), "y": dominated[y].to_numpy(), "mode": "markers",
+                "name": f"dominated ({len(dominated):,})",
+                "marker": {"color": DOMINATED, "size": 5, "opacity": 0.45}}
+        if len(dominated) <= FULL_HOVER:
+            grey.update(customdata=custom(dominated), hovertemplate=template)
+        else:  # thousands of points: the number (a binary array) and the pattern only, to keep the page light
+            grey.update(customdata=dominated["number"].to_numpy(),
+                        text=dominated["pattern"].fillna("").to_numpy(dtype=object),
+                        hovertemplate=f"trial %{{customdata}}  %{{text}}<br>{xl}: %{{x:.4g}}"
+                        f"<br>{yl}: %{{y:.4g}}<extra></extra>")
+        fig.add_trace(go.Scattergl(**grey))
+    if len(front) and len(objectives) == 2 and {x, y} == set(objectives):
+        line = front.sort_values(x)
+        fig.add_trace(
+            go.Scatter(
+                x=line[x],
+                y=line[y],
+                mode="lines",
+                line={
+                    "color": "#555",
+                    "width": 1,
+                    "dash": "dot",
+                    "shape": "hv" if directions.get(y) == "maximize" else "vh",
+                },
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+    if color == "attn_ratio":
+        fig.add_trace(
+            go.Scatter(
+                x=front[x],
+                y=front[y],
+                mode="markers",
+                name=f"Pareto front ({len(front)})",
+                marker={
+                    "color": front["attn_ratio"],
+                    "cmin": 0,
+                    "cmax": 1,
+                    "colorscale": "Viridis",
+                    "size": 11,
+                    "line": {"color": "#222", "width": 1},
+                    "colorbar": {"title": {"text": "attention<br>share"}, "thickness": 14},
+                },
+                customdata=custom(front),
+                hovertemplate=template,
+            )
+        )
+    else:
+        for fam, part in front.groupby("family", sort=True):
+            fig.add_trace(
+                go.Scatter(
+                    x=part[x],
+                    y=part[y],
+                    mode="markers",
+                    name=f"{FAMILY_LABELS.get(fam, fam)} ({len(part)})",
+                    legendgroup="front",
+                    legendgrouptitle={"text": "Pareto front by SSM family"},
+                    marker={
+                        "color": FAMILY_COLORS.get(fam, "#7f7f7f"),
+                        "size": 11,
+                        "line": {"color": "#222", "width": 1},
+                    },
+                    customdata=custom(part),
+                    hovertemplate=template,
+                )
+            )
+    fig.update_layout(
+        xaxis_title=xl,
+        yaxis_title=yl,
+        height=480,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "v", "x": 1.02, "y": 1},
+        uirevision=uirevision,
+        hovermode="closest",
+    )
+    if _log_axis(trials[x]):
+        fig.update_xaxes(type="log")
+    if _log_axis(trials[y]):
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def strip_figure(rows: list[tuple[int, str]], *, title: str | None = None) -> go.Figure:
+    """One row per architecture, one coloured cell per sublayer, a legend by symbol."""
+    import plotly.graph_objects as go
+
+    symbols = list(SYMBOL_COLORS)
+    width = max((len(p) for _, p in rows), default=1)
+    z, text = [], []
+    for number, pattern in rows:
+        z.append(
+            [symbols.index(ch) if ch in SYMBOL_COLORS else None for ch in pattern]
+            + [None] * (width - len(pattern))
+        )
+        text.append(
+            [f"trial {number} · sublayer {i}: {SYMBOLS[ch][1]} ({ch})" for i, ch in enumerate(pattern)]
+            + [""] * (width - len(pattern))
+        )
+    n = len(symbols)
+    # a stepwise scale: code k covers [k/n, (k+1)/n] in one flat colour
+    scale = []
+    for k, s in enumerate(symbols):
+        scale += [[k / n, SYMBOL_COLORS[s]], [(k + 1) / n, SYMBOL_COLORS[s]]]
+    labels = [f"trial {number}" for number, _ in rows]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(range(width)),
+            y=labels,
+            text=text,
+            hoverinfo="text",
+            colorscale=scale,
+            zmin=-0.5,
+            zmax=n - 0.5,
+            showscale=False,
+            xgap=1,
+            ygap=3,
+        )
+    )
+    present = {ch for _, p in rows for ch in p}
+    for s in symbols:
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=f"{s}  {SYMBOLS[s][1]}",
+                showlegend=True,
+                marker={
+                    "symbol": "square",
+                    "size": 13,
+                    "color": SYMBOL_COLORS[s],
+                    "opacity": 1.0 if s in present else 0.35,
+                },
+            )
+        )
+    fig.update_layout(
+        height=90 + 26 * max(1, len(rows)),
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        title=title,
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
+        xaxis={"title": "sublayer", "showgrid": False, "zeroline": False, "dtick": 4 if width > 24 else 1},
+        yaxis={"autorange": "reversed", "showgrid": False, "type": "category"},
+        plot_bgcolor="white",
+    )
+    return fig
+
+
+def curves_figure(
+    curves: dict[int, dict[str, list]], task: str, *, labels: dict[int, str] | None = None, x: str = "tokens"
+) -> go.Figure:
+    """Training loss of `task` against tokens (or steps), one line per trial."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for number, by_task in curves.items():
+        points = by_task.get(task) or []
+        if not points:
+            continue
+        xs = [p[1] if x == "tokens" else p[0] for p in points]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=[p[2] for p in points],
+                mode="lines",
+                name=(labels or {}).get(number, f"trial {number}"),
+            )
+        )
+    fig.update_layout(
+        height=380,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_title=x,
+        yaxis_title=f"training loss ({task})",
+        legend={"x": 1.02, "y": 1},
+        hovermode="x unified",
+    )
+    return fig
+
+
+def importance_figure(importances: dict[str, float]) -> go.Figure:
+    import plotly.graph_objects as go
+
+    items = sorted(importances.items(), key=lambda kv: kv[1])
+    fig = go.Figure(
+        go.Bar(
+            x=[v for _, v in items],
+            y=[k for k, _ in items],
+            orientation="h",
+            marker_color="#1f77b4",
+            hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=80 + 28 * len(items),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis_title="importance (sums to 1)",
+    )
+    return fig
+
+
+def ablation_figure(report: pd.DataFrame, metric: str, *, what: str = "diff") -> go.Figure:
+    """One panel per factor: each level's difference from the base level (or its mean), with 95% CIs.
+
+    `report` has the columns of `nas.ablation.FactorLevel`; an interval that is infinite (one run)
+    is drawn without a bar and said so in the hover.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = report[report["metric"] == metric]
+    factors = list(dict.fromkeys(rows["factor"]))
+    fig = make_subplots(
+        rows=1, cols=max(1, len(factors)), shared_yaxes=True, subplot_titles=factors, horizontal_spacing=0.04
+    )
+    for i, factor in enumerate(factors, start=1):
+        part = rows[rows["factor"] == factor]
+        levels = [str(v) for v in part["level"]]
+        if what == "diff":
+            ys = [
+                0.0 if b else (math.nan if d is None else d)
+                for b, d in zip(part["is_base"], part["diff"], strict=False)
+            ]
+            errs = [
+                0.0 if b else (math.nan if c is None else c)
+                for b, c in zip(part["is_base"], part["diff_ci"], strict=False)
+            ]
+        else:
+            ys, errs = part["mean"].tolist(), part["ci"].tolist()
+        bars = [e if e is not None and math.isfinite(e) else 0.0 for e in errs]
+        notes = [
+            ("base level" if b else "")
+            + ("" if e is not None and math.isfinite(e) else " (one run: no interval)")
+            for b, e in zip(part["is_base"], errs, strict=False)
+        ]
+        colors = ["#555" if b else "#1f77b4" for b in part["is_base"]]
+        fig.add_trace(
+            go.Scatter(
+                x=levels,
+                y=ys,
+                mode="markers",
+                marker={"size": 12, "color": colors, "symbol": "diamond"},
+                error_y={"type": "data", "array": bars, "visible": True, "thickness": 2, "width": 8},
+                customdata=list(zip(part["n"], notes, strict=False)),
+                showlegend=False,
+                hovertemplate=f"{factor} = %{{x}}<br>{'Δ vs base' if what == 'diff' else 'mean'} %{{y:.4g}} "
+                "± %{error_y.array:.3g}<br>runs %{customdata[0]} %{customdata[1]}<extra></extra>",
+            ),
+            row=1,
+            col=i,
+        )
+        if what == "diff":
+            fig.add_hline(y=0, line={"color": "#999", "dash": "dot", "width": 1}, row=1, col=i)
+        fig.update_xaxes(type="category", row=1, col=i)
+    fig.update_yaxes(
+        title_text=f"{metric}: {'difference from the base level' if what == 'diff' else 'mean'}", row=1, col=1
+    )
+    fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig

@@ -1,0 +1,32 @@
+"""Helpers for the dashboard's tests: open a page in AppTest, read what it shows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+APP = Path(__file__).parents[2] / "dashboard" / "app.py"
+
+
+def page(at, path: str, **query):
+    """Run the app on its default page (registering the navigation), then on `path` with ?query."""
+    at.query_params.update({k: str(v) for k, v in query.items()})
+    at.run()
+    if path != "views/studies.py":
+        at.switch_page(path)
+        at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def figures(at) -> list[dict]:
+    """Every plotly figure on the page, as plotly JSON."""
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def texts(at) -> str:
+    """Everything written as text on the page (markdown, captions, infos, errors, successes...)."""
+    parts = []
+    for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)

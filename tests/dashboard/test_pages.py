@@ -1,0 +1,388 @@
+"""Every page in Streamlit's AppTest: an empty database, finished, failed, running and ablation studies,
+service mode with a queue, submitting and exporting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pytest
+import yaml
+from dashutil import APP, figures, page, texts
+from streamlit.testing.v1 import AppTest
+
+import nas
+from search_spaces.arch import ConfigError
+
+PAGES = ["views/studies.py", "views/study.py", "views/ablation.py", "views/submit.py", "views/export.py"]
+
+
+def studies_table(at):
+    (table,) = [d.value for d in at.dataframe if "study" in d.value.columns]
+    return table.set_index("study")
+
+
+# ----- an empty database --------------------------------------------------------------------------
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.split("/")[1][:-3])
+def test_every_page_opens_on_an_empty_database(path, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'nothing' / 'studies.db'}"
+    monkeypatch.setenv("NAS_STORAGE", url)
+    monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
+    at = page(AppTest.from_file(str(APP), default_timeout=60), path)
+    shown = texts(at)
+    if path == "views/submit.py":
+        assert (
+            at.text_area[0].value.startswith("# A study spec") and "name: my-study" in at.text_area[0].value
+        )
+    elif path == "views/ablation.py":
+        assert "No ablation studies yet" in shown
+    else:
+        assert "No studies yet" in shown
+    assert not (tmp_path / "nothing").exists()  # reading never creates the database
+
+
+# ----- Studies ------------------------------------------------------------------------------------
+def test_studies_lists_every_study_with_status_progress_and_best(app):
+    at = page(app, "views/studies.py")
+    table = studies_table(at)
+    assert set(table.index) == {"search", "failing", "diverging", "live", "abl"}
+    assert table.loc["search", "status"] == "done" and table.loc["search", "finished"] == 4
+    assert table.loc["search", "progress"] == pytest.approx(1.0)
+    assert (
+        "synthetic_accuracy" in table.loc["search", "best so far"]
+        and "↑" in table.loc["search", "best so far"]
+    )
+    assert table.loc["failing", "failed"] == 1 and table.loc["failing", "infeasible"] >= 1
+    assert table.loc["diverging", "failed"] == 2 and table.loc["diverging", "best so far"] == ""
+    live = table.loc["live"]
+    assert live["status"] == "running" and live["running"] == 2 and live["queued"] == 2 and live["ETA"]
+    assert live["progress"] == pytest.approx(2 / 6)
+    assert table.loc["abl", "kind"] == "ablation"
+    assert [link.label for link in at.get("page_link")] == ["search", "failing", "diverging", "live", "abl"]
+
+
+def test_a_selected_study_offers_its_pages(app):
+    at = page(app, "views/studies.py")
+    at.session_state["studies_table"] = {"selection": {"rows": [4], "columns": [], "cells": []}}
+    at.run()
+    labels = [b.label for b in at.button]
+    assert "Open the Study page" in labels and "Ablation report" in labels and "Export a trial" in labels
+
+
+@dataclass
+class Queued:
+    id: int
+    name: str
+    status: str
+    priority: int = 0
+    submitted_by: str | None = "ada"
+    submitted_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    scheduler: str | None = None
+    error: str | None = None
+    optuna_study_name: str = ""
+    mlflow_experiment_id: str | None = None
+    spec: dict = field(default_factory=dict)
+    requested: str | None = None
+    attempts: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.status} (pausing)" if self.requested == "pause" else self.status
+
+
+def fake_queue(storage: str, tracking: str, entries: list[Queued]):
+    """`nas.queue`'s API in memory: what the dashboard calls, recorded."""
+    q = types.ModuleType("nas.queue")
+    q.calls = []
+    q.database_url = lambda: "postgresql+psycopg://nas@db.example/nas"
+    q.service_urls = lambda url=None: (storage, tracking)
+    q.list_studies = lambda url=None: list(entries)
+
+    def submit(spec, *, priority=0, submitted_by=None, url=None):
+        q.calls.append(("submit", spec.name, priority, submitted_by))
+        return 7
+
+    q.submit = submit
+    for verb in ("pause", "resume", "cancel"):
+        setattr(q, verb, lambda qid, url=None, verb=verb: q.calls.append((verb, qid)))
+    return q
+
+
+@pytest.fixture
+def service(studies, monkeypatch, app):
+    entries = [
+        Queued(3, "search", "done", optuna_study_name="search", spec={"kind": "search"}),
+        Queued(5, "live", "running", priority=2, requested="pause", optuna_study_name="live"),
+        Queued(
+            6, "next-up", "queued", priority=1, optuna_study_name="next-up", spec={"budget": {"trials": 12}}
+        ),
+        Queued(4, "broken", "failed", error="the scheduler lost its database", optuna_study_name="broken"),
+    ]
+    q = fake_queue(studies["storage"], studies["tracking"], entries)
+    monkeypatch.setitem(sys.modules, "nas.queue", q)
+    monkeypatch.setattr(nas, "queue", q, raising=False)
+    monkeypatch.delenv("NAS_STORAGE")  # in service mode the storage is the queue's
+    return q
+
+
+def test_service_mode_merges_the_queue_with_the_studies_by_name(service, app):
+    at = page(app, "views/studies.py")
+    table = studies_table(at)
+    assert {"next-up", "broken", "search", "live"} <= set(table.index)
+    assert table.loc["next-up", "status"] == "queued" and table.loc["next-up", "queued"] == 12
+    assert table.loc["live", "status"] == "running (pausing)" and table.loc["live", "priority"] == 2
+    assert table.loc["search", "queue id"] == 3 and table.loc["search", "submitted by"] == "ada"
+    assert "the scheduler lost its database" in texts(at)
+    assert "service mode" in "\n".join(c.value for c in at.sidebar.caption)
+
+
+def test_service_mode_pauses_through_the_queue(service, app):
+    at = page(app, "views/studies.py")
+    rows = list(studies_table(at).index)
+    at.session_state["studies_table"] = {
+        "selection": {"rows": [rows.index("next-up")], "columns": [], "cells": []}
+    }
+    at.run()
+    next(b for b in at.button if b.label == "Pause").click().run()
+    assert ("pause", 6) in service.calls
+
+
+# ----- Study --------------------------------------------------------------------------------------
+def test_study_shows_the_front_the_strips_and_the_trials(app, studies):
+    from nas.study import pareto_trials
+
+    at = page(app, "views/study.py", study="search")
+    front, strips = figures(at)[:2]
+    names = [t.get("name", "") for t in front["data"]]
+    pareto = {r["trial"] for r in pareto_trials("search", studies["storage"])}
+    assert any(n.startswith("dominated") for n in names) == (len(pareto) < 4)
+    assert (
+        sum(
+            len(t["x"]) if isinstance(t["x"], list) else 1
+            for t in front["data"]
+            if "Pareto" in str(t.get("legendgrouptitle", "")) or "front" in t.get("name", "")
+        )
+        >= 1
+    )
+    heat = strips["data"][0]
+    assert heat["type"] == "heatmap" and sorted(heat["y"]) == sorted(f"trial {n}" for n in pareto)
+    legend = [t["name"] for t in strips["data"][1:]]
+    assert legend == ["*  attention", "M  Mamba-2", "m  Mamba-1", "X  mLSTM", "-  dense MLP", "E  MoE"]
+    table = at.dataframe[0].value
+    assert sorted(table["trial"]) == [0, 1, 2, 3] and set(table["trial"][table["Pareto"]]) == pareto
+    assert "mlflow ui --backend-store-uri" in texts(
+        at
+    )  # a local store: the command, and run ids in the table
+    assert table["MLflow run"].str.len().min() == 32
+
+
+def test_study_axes_and_colouring(app):
+    at = page(app, "views/study.py", study="search")
+    at.selectbox(key="pareto_x").set_value("params")
+    at.selectbox(key="pareto_y").set_value("lm_loss")
+    at.button_group(key="pareto_color").set_value("attention share")
+    at.run()
+    front = figures(at)[0]
+    assert (
+        front["layout"]["xaxis"]["title"]["text"] == "params ↓"
+        and "lm_loss" in front["layout"]["yaxis"]["title"]["text"]
+    )
+    assert any("colorscale" in t.get("marker", {}) for t in front["data"])
+
+
+def test_study_links_trials_to_an_mlflow_server(app, studies, monkeypatch):
+    q = fake_queue(studies["storage"], "http://mlflow.example:5000", [])
+    monkeypatch.setitem(sys.modules, "nas.queue", q)
+    monkeypatch.setattr(nas, "queue", q, raising=False)
+    at = page(app, "views/study.py", study="search")
+    links = at.dataframe[0].value["MLflow"].tolist()
+    assert all(
+        link.startswith("http://mlflow.example:5000/#/experiments/") and "/runs/" in link for link in links
+    )
+
+
+def test_study_with_failed_trials(app):
+    at = page(app, "views/study.py", study="failing")
+    table = at.dataframe[0].value
+    reasons = " ".join(table["failure"])
+    assert "became nan at step 3" in reasons and "above the limit" in reasons
+    assert any(e.label.startswith("Why trials failed") for e in at.expander)
+    at = page(app, "views/study.py", study="diverging")
+    assert "No complete trial yet" in texts(at) and len(at.dataframe[0].value) == 2
+
+
+def test_study_still_running(app):
+    at = page(app, "views/study.py", study="live", tab="Running")
+    assert "status **running**" in texts(at)
+    run = at.dataframe[0].value
+    assert run["status"].tolist() == ["running", "running"] and run["step"].tolist() == ["2/8", "3/8"]
+    assert run["progress"].tolist() == pytest.approx([2 / 8, 3 / 8])
+    assert "2 trials in flight" in texts(at)
+
+
+def test_learning_curves_of_the_pareto_trials(app):
+    at = page(app, "views/study.py", study="search", tab="Learning curves")
+    curves = figures(at)[-1]
+    assert curves["data"] and all(len(t["y"]) >= 2 for t in curves["data"])
+    assert at.multiselect(key="curve_trials").value
+
+
+def test_parameter_importances(app):
+    at = page(app, "views/study.py", study="search", tab="Parameter importances")
+    assert "PED-ANOVA" in texts(at) or "Importances need" in texts(at) or "same parameters" in texts(at)
+    at = page(app, "views/study.py", study="diverging", tab="Parameter importances")
+    assert "at least 4 complete trials" in texts(at)
+
+
+# ----- Ablation -----------------------------------------------------------------------------------
+def test_ablation_effects_with_intervals(app):
+    at = page(app, "views/ablation.py", study="abl")
+    (fig,) = figures(at)
+    assert fig["data"][0]["error_y"]["visible"] and fig["layout"]["annotations"][0]["text"] == "pos"
+    table = at.dataframe[0].value
+    assert set(table["level"]) == {"nope", "rope"} and set(table["metric"]) == {"lm_loss"}
+    assert "base" in set(table["vs base ± 95% CI"]) and all("±" in v for v in table["mean ± 95% CI"])
+    at.button_group(key="ablation_what").set_value("level means").run()
+    assert "mean" in figures(at)[0]["layout"]["yaxis"]["title"]["text"]
+
+
+# ----- Submit -------------------------------------------------------------------------------------
+BAD = "name: bad\nspace: hybrid-ratio\nbudgett: {trials: 2}\n"
+
+
+def test_submit_validates_with_the_clis_message(app, tmp_path):
+    from nas.spec import spec_from_text
+
+    at = page(app, "views/submit.py")
+    at.text_area[0].set_value(BAD)
+    at.button[0].click().run()
+    with pytest.raises(ConfigError) as err:
+        spec_from_text(BAD, "the spec")
+    assert [e.value for e in at.error] == [f"error: {err.value}"]
+    # an uploaded file is named in the message exactly as `nas run FILE` names it
+    (tmp_path / "bad.yaml").write_text(BAD)
+    cli = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "run", str(tmp_path / "bad.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 2
+    at.file_uploader[0].upload("bad.yaml", BAD.encode(), "application/yaml")
+    at.run()
+    at.button[0].click().run()
+    assert " ".join(cli.stderr.split()) == " ".join(at.error[0].value.split())
+
+
+def tiny_spec(studies, name: str) -> str:
+    from studyutil import SPACE, micro_profile
+
+    return yaml.safe_dump(
+        {
+            "name": name,
+            "space": SPACE,
+            "budget": {"trials": 2},
+            "profile": micro_profile(),
+            "objectives": [{"metric": "synthetic_accuracy"}, {"metric": "decode_tps"}],
+        }
+    )
+
+
+class FakePopen:
+    started: typing.ClassVar[list] = []
+
+    def __init__(self, cmd, **kw):
+        self.cmd, self.kw, self.pid = cmd, kw, 424242
+        FakePopen.started.append(self)
+
+    def poll(self):
+        return None
+
+
+def test_submit_starts_a_local_run_that_the_studies_page_lists(app, studies, monkeypatch, tmp_path):
+    from dashboard import common
+
+    monkeypatch.setattr(common.subprocess, "Popen", FakePopen)
+    FakePopen.started.clear()
+    at = page(app, "views/submit.py")
+    at.text_area[0].set_value(tiny_spec(studies, "fresh"))
+    next(b for b in at.button if b.label == "Start").click().run()
+    assert not at.error, [e.value for e in at.error]
+    (proc,) = FakePopen.started
+    spec_file = tmp_path / "home" / "submitted" / "fresh.yaml"
+    assert proc.cmd[1:] == ["-m", "nas.cli", "run", str(spec_file)] and proc.kw["start_new_session"]
+    assert proc.kw["env"]["NAS_STORAGE"] == studies["storage"] and "name: fresh" in spec_file.read_text()
+    assert "process 424242" in at.success[0].value and "fresh.log" in at.success[0].value
+    # a second start of the same study while it runs is refused
+    next(b for b in at.button if b.label == "Start").click().run()
+    assert "already running from this dashboard" in at.error[0].value
+    at.switch_page("views/studies.py").run()
+    assert studies_table(at).loc["fresh", "status"] == "starting"
+
+
+def test_submit_refuses_a_spec_that_clashes_with_a_stored_study(app, studies):
+    at = page(app, "views/submit.py")
+    spec = yaml.safe_load(tiny_spec(studies, "search"))
+    spec["objectives"] = [{"metric": "lm_loss"}]
+    at.text_area[0].set_value(yaml.safe_dump(spec))
+    at.button[0].click().run()
+    assert "already exists with a different" in at.error[0].value
+
+
+def test_submit_queues_in_service_mode(service, app, studies):
+    at = page(app, "views/submit.py")
+    at.text_area[0].set_value(tiny_spec(studies, "queued-one"))
+    at.number_input[0].set_value(3)
+    next(b for b in at.button if b.label == "Submit to the queue").click().run()
+    assert ("submit", "queued-one", 3, service.calls[0][3]) == service.calls[0]
+    assert "Queued **queued-one** as #7" in at.success[0].value
+
+
+# ----- Export -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "fmt,files",
+    [
+        ("hf", ["config.json", "README.md"]),
+        ("megatron", ["megatron_args.txt", "megatron_args.sh"]),
+        ("yaml", ["arch.yaml", "training.yaml"]),
+    ],
+)
+def test_export_a_trial_in_each_format(app, studies, fmt, files):
+    from nas.export import render
+    from nas.study import trial_archs
+
+    at = page(app, "views/export.py", study="search")
+    number = at.selectbox(key="trial").value
+    ((_, cfg),) = trial_archs("search", studies["storage"], trial=number)
+    at.radio(key="format").set_value(fmt).run()
+    assert [e.label for e in at.expander] == files
+    expected = render(cfg, fmt)
+    assert [c.value.rstrip() for c in at.code] == [expected[f].rstrip() for f in files]
+    assert len(at.download_button) == len(files) + 1
+
+
+def test_export_says_what_is_wrong_in_one_sentence(app):
+    at = page(app, "views/export.py", study="search")
+    at.text_input(key="scale_to").set_value("lots").run()
+    assert at.error[0].value.startswith("error: scale to: 'lots' is not a number of parameters")
+    at.text_input(key="scale_to").set_value("1.5B").run()
+    assert not at.error and "1.5B" in texts(at)
+
+
+def test_a_link_to_a_study_opens_that_study_whatever_was_shown_before(app):
+    at = page(app, "views/study.py", study="failing")
+    at.switch_page("views/studies.py").run()
+    at.query_params["study"] = "abl"
+    at.switch_page("views/study.py").run()
+    assert at.selectbox(key="study").value == "abl"
+    at.switch_page("views/studies.py").run()
+    at.query_params["study"] = "abl"
+    at.switch_page("views/study.py").run()
+    assert at.selectbox(key="study").value == "abl"
