@@ -32,7 +32,9 @@ FAMILIES = {
     "mamba2": ArchConfig(pattern="M-" * 4, d_model=256, mamba2={"d_state": 64, "head_dim": 32, "chunk_size": 64}),
     "mamba1": ArchConfig(pattern="m-" * 4, d_model=256),
     "mlstm": ArchConfig(pattern="X-" * 4, d_model=256, mlstm={"heads": 4}),
-    "hybrid 1:3 (M2)": ArchConfig(pattern="M-M-M-*-", d_model=256, mamba2={"d_state": 64, "head_dim": 32, "chunk_size": 64}),
+    "hybrid 1:3 (M2)": ArchConfig(
+        pattern="M-M-M-*-", d_model=256, mamba2={"d_state": 64, "head_dim": 32, "chunk_size": 64}
+    ),
 }
 
 
@@ -69,7 +71,8 @@ def main() -> None:
         cfg = scale(base, args.params, vocab_size=256)
         dt = bench(cfg, args.batch, args.seq_len, args.steps, warmup=1 if args.smoke else 3)
         rows.append((name, cfg.pattern, cfg.d_model, param_counts(cfg).total, 1 / dt, args.batch * args.seq_len / dt))
-        print(f"{name:16s} {cfg.pattern:10s} d={cfg.d_model:4d} {rows[-1][3] / 1e6:5.2f}M  {1 / dt:6.2f} steps/s  {rows[-1][5]:8.0f} tok/s", flush=True)
+        size = f"d={cfg.d_model:4d} {rows[-1][3] / 1e6:5.2f}M"
+        print(f"{name:16s} {cfg.pattern:10s} {size}  {1 / dt:6.2f} steps/s  {rows[-1][5]:8.0f} tok/s", flush=True)
     if args.smoke:
         return
     lines = [

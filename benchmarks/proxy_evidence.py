@@ -15,7 +15,6 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 # the project's `kernels` package, not this folder's kernels.py (a script's folder comes first)
@@ -83,13 +82,20 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=1.0, help="scale every token budget of the profile")
     ap.add_argument("--smoke", action="store_true", help="tiny budgets and sizes; writes nothing")
     ap.add_argument("--out", type=Path, default=Path("docs/proxy-evidence"))
-    ap.add_argument("--families", default=",".join(FAMILIES),
-                    help="a comma-separated subset; rows of earlier runs in the JSON are kept")
+    ap.add_argument(
+        "--families",
+        default=",".join(FAMILIES),
+        help="a comma-separated subset; rows of earlier runs in the JSON are kept",
+    )
     args = ap.parse_args()
     profile = load_profile(args.profile)
     budget = 0.02 if args.smoke else args.budget
     params = 5e4 if args.smoke else profile.params
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    )
     json_path = args.out / f"{profile.name}.json"
     rows = json.loads(json_path.read_text()) if json_path.exists() and not args.smoke else []
     chosen = args.families.split(",")
@@ -97,15 +103,17 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown family {sorted(unknown)[0]!r}; choose from {', '.join(FAMILIES)}")
     rows = [r for r in rows if r["family"] not in chosen]
-    t0 = time.perf_counter()
     for family in chosen:
         cfg = arch(FAMILIES[family], params)
         r = evaluate(cfg, profile, budget=budget)
         row = {"family": family, **json.loads(r.model_dump_json())}
         rows.append(row)
         acc = f"{r.synthetic_accuracy:.3f}" if r.synthetic_accuracy is not None else "-"
-        print(f"{family:12s} d={cfg.d_model:4d} {fmt.count(r.params):>6s} {r.status:6s} "
-              f"lm={r.lm.val_loss if r.lm else float('nan'):.3f} acc={acc} {r.wall_seconds:.0f}s", flush=True)
+        print(
+            f"{family:12s} d={cfg.d_model:4d} {fmt.count(r.params):>6s} {r.status:6s} "
+            f"lm={r.lm.val_loss if r.lm else float('nan'):.3f} acc={acc} {r.wall_seconds:.0f}s",
+            flush=True,
+        )
     rows.sort(key=lambda r: list(FAMILIES).index(r["family"]))
     md = render(profile, rows, budget, sum(r["wall_seconds"] for r in rows), device)
     print(md)

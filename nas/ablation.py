@@ -83,7 +83,10 @@ def ablation_arch(spec, profile, values: dict[str, Any]) -> ArchConfig:
 
 
 def ablation_grid(spec) -> dict[str, list]:
-    return {**{f: list(levels) for f, levels in spec.ablation.factors.items()}, "seed": list(range(spec.ablation.seeds))}
+    return {
+        **{f: list(levels) for f, levels in spec.ablation.factors.items()},
+        "seed": list(range(spec.ablation.seeds)),
+    }
 
 
 def suggest_cell(spec, trial) -> dict[str, Any]:

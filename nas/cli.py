@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -179,13 +180,20 @@ def cost(
     mem.add_column("total", justify="right")
     for t in CONTEXTS:
         cb = cache_bytes(cfg, t)
-        mem.add_row(fmt.context(t), fmt.count(decode_flops_per_token(cfg, t)), fmt.nbytes(cb.kv),
-                    fmt.nbytes(cb.state), fmt.nbytes(cb.total))
+        mem.add_row(
+            fmt.context(t),
+            fmt.count(decode_flops_per_token(cfg, t)),
+            fmt.nbytes(cb.kv),
+            fmt.nbytes(cb.state),
+            fmt.nbytes(cb.total),
+        )
     out.print(mem)
     out.print(f"training: {fmt.count(train_flops_per_token(cfg, seq_len))} FLOPs/token at sequence length {seq_len}")
 
 
-ProfileArg = Annotated[str, typer.Option("--profile", help="a proxy profile name (cpu-tiny, gpu-small, ...) or YAML path")]
+ProfileArg = Annotated[
+    str, typer.Option("--profile", help="a proxy profile name (cpu-tiny, gpu-small, ...) or YAML path")
+]
 
 
 @app.command("eval")
@@ -207,7 +215,6 @@ def eval_(
     --params says otherwise.
     """
     from nas.evaluation import print_scorecard, run_eval
-
     from workers.profile import load_profile
 
     prof = load_profile(profile)
@@ -235,7 +242,9 @@ StorageArg = Annotated[str | None, typer.Option("--storage", help="Optuna storag
 @friendly
 def run(
     spec: SpecArg,
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help="an existing Ray cluster (default: start one)")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="an existing Ray cluster (default: start one)")
+    ] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not record to MLflow")] = False,
 ) -> None:
     """Run a study (or resume it: finished trials are kept, those in flight are run again)."""
@@ -248,9 +257,10 @@ def run(
 def _run(study_spec, ray_address: str | None, track: bool = True) -> None:
     from nas.study import run_study
 
-    out.print(f"[bold]{study_spec.name}[/]: {study_spec.kind} on {study_spec.space if isinstance(study_spec.space, str) else 'an inline space'}"
-              f", profile {study_spec.profile if isinstance(study_spec.profile, str) else 'inline'}, "
-              f"objectives {', '.join(f'{m} ({d[:3]})' for m, d in zip(study_spec.metrics, study_spec.directions))}")
+    space = study_spec.space if isinstance(study_spec.space, str) else "an inline space"
+    profile = study_spec.profile if isinstance(study_spec.profile, str) else "inline"
+    objectives = ", ".join(f"{m} ({d[:3]})" for m, d in zip(study_spec.metrics, study_spec.directions))
+    out.print(f"[bold]{study_spec.name}[/]: {study_spec.kind} on {space}, profile {profile}, objectives {objectives}")
     out.print(f"storage {study_spec.storage_url}" + (f" · tracking {study_spec.tracking_url}" if track else ""))
     summary = run_study(study_spec, ray_address=ray_address, console=out, track=track)
     _print_summary(summary)
@@ -262,10 +272,13 @@ def _run(study_spec, ray_address: str | None, track: bool = True) -> None:
 
 def _print_summary(s) -> None:
     c = s.counts
-    out.print(f"[bold]{s.name}[/]: {c['complete']} complete, {c['failed']} failed, {c['infeasible']} infeasible"
-              + (f", {c['pruned']} pruned" if c["pruned"] else "")
-              + (f", {c['running']} unfinished" if c["running"] else "")
-              + f" in {s.elapsed_seconds / 60:.1f} min" + (f" (stopped: {s.stop_reason})" if s.stop_reason not in (None, "budget") else ""))
+    out.print(
+        f"[bold]{s.name}[/]: {c['complete']} complete, {c['failed']} failed, {c['infeasible']} infeasible"
+        + (f", {c['pruned']} pruned" if c["pruned"] else "")
+        + (f", {c['running']} unfinished" if c["running"] else "")
+        + f" in {s.elapsed_seconds / 60:.1f} min"
+        + (f" (stopped: {s.stop_reason})" if s.stop_reason not in (None, "budget") else "")
+    )
 
 
 def _print_pareto(name: str, storage: str | None) -> None:
@@ -282,8 +295,12 @@ def _print_pareto(name: str, storage: str | None) -> None:
         table.add_column(f"{m} {'↑' if d == 'maximize' else '↓'}", justify="right")
     table.add_column("params", justify="right")
     for r in rows:
-        table.add_row(str(r["trial"]), r["pattern"], *(f"{r[m]:.4g}" for m in spec.metrics),
-                      fmt.count(r["params"]) if r["params"] else "")
+        table.add_row(
+            str(r["trial"]),
+            r["pattern"],
+            *(f"{r[m]:.4g}" for m in spec.metrics),
+            fmt.count(r["params"]) if r["params"] else "",
+        )
     out.print(table)
 
 
@@ -316,8 +333,17 @@ def status(
         for s in study_summaries(storage):
             c = s.counts
             best = "  ".join(f"{m}={v:.4g}" for m, v in s.best.items())
-            table.add_row(s.name, s.kind, str(c["complete"]), str(c["running"] + c["paused"]), str(c["failed"]),
-                          str(c["infeasible"]), str(s.budget_trials or "-"), best, f"{s.elapsed_seconds / 60:.1f} min")
+            table.add_row(
+                s.name,
+                s.kind,
+                str(c["complete"]),
+                str(c["running"] + c["paused"]),
+                str(c["failed"]),
+                str(c["infeasible"]),
+                str(s.budget_trials or "-"),
+                best,
+                f"{s.elapsed_seconds / 60:.1f} min",
+            )
         out.print(table)
         return
     rows = study_trials(study, storage)
@@ -371,6 +397,7 @@ def demo(
 
 
 from nas.export import export_command  # noqa: E402
+
 app.command("export")(export_command)
 
 
@@ -396,8 +423,9 @@ def submit(
 
     study_spec = load_spec(spec)
     study_id = queue.submit(study_spec, priority=priority, submitted_by=by)
-    out.print(f"submitted study {study_id} ({study_spec.name}) with priority {priority}; "
-              f"follow it with `nas show {study_id}`")
+    out.print(
+        f"submitted study {study_id} ({study_spec.name}) with priority {priority}; follow it with `nas show {study_id}`"
+    )
 
 
 @app.command("list")
@@ -408,12 +436,19 @@ def list_() -> None:
 
     table = Table(title="Queue")
     for col in ("id", "study", "status", "priority", "by", "submitted", "started", "finished", "scheduler"):
-        table.add_column(col, justify="right" if col in ("id", "priority") else "left",
-                         no_wrap=col != "study")
+        table.add_column(col, justify="right" if col in ("id", "priority") else "left", no_wrap=col != "study")
     for s in queue.list_studies():
-        table.add_row(str(s.id), s.name, s.label, str(s.priority), s.submitted_by or "",
-                      _when(s.submitted_at), _when(s.started_at), _when(s.finished_at),
-                      s.scheduler if s.status == "running" else "")
+        table.add_row(
+            str(s.id),
+            s.name,
+            s.label,
+            str(s.priority),
+            s.submitted_by or "",
+            _when(s.submitted_at),
+            _when(s.started_at),
+            _when(s.finished_at),
+            s.scheduler if s.status == "running" else "",
+        )
     out.print(table)
 
 
@@ -424,27 +459,33 @@ def show(study: Annotated[str, typer.Argument(help="a queue id, or a study name 
     from nas import queue
 
     s = queue.get_study(study)
-    out.print(f"[bold]{_queued_row(s)}[/]  priority {s.priority}, submitted by {s.submitted_by} at "
-              f"{_when(s.submitted_at)}")
+    out.print(
+        f"[bold]{_queued_row(s)}[/]  priority {s.priority}, submitted by {s.submitted_by} at {_when(s.submitted_at)}"
+    )
     if s.started_at:
         finished = f", finished {_when(s.finished_at)}" if s.finished_at else ""
         running = s.status == "running"
         owner = f", scheduler {s.scheduler} (heartbeat {_when(s.heartbeat_at)})" if running else ""
-        out.print(f"started {_when(s.started_at)}{finished}{owner}"
-                  + (f", {s.attempts} runs" if s.attempts > 1 else ""))
+        out.print(
+            f"started {_when(s.started_at)}{finished}{owner}" + (f", {s.attempts} runs" if s.attempts > 1 else "")
+        )
     if s.error:
         out.print(f"[red]error:[/] {s.error}", soft_wrap=True)
-    out.print(f"Optuna study {s.optuna_study_name}"
-              + (f" · MLflow experiment {s.mlflow_experiment_id}" if s.mlflow_experiment_id else ""))
+    out.print(
+        f"Optuna study {s.optuna_study_name}"
+        + (f" · MLflow experiment {s.mlflow_experiment_id}" if s.mlflow_experiment_id else "")
+    )
     if s.started_at:
         try:  # its trials, from the service's Optuna storage
             from nas.study import _open, _summary
 
             storage, _ = queue.service_urls(queue.database_url())
             c = _summary(_open(s.optuna_study_name, storage)).counts
-            out.print(f"trials: {c['complete']} complete, {c['running'] + c['paused']} unfinished, "
-                      f"{c['failed']} failed, {c['infeasible']} infeasible"
-                      + (f", {c['pruned']} pruned" if c["pruned"] else ""))
+            out.print(
+                f"trials: {c['complete']} complete, {c['running'] + c['paused']} unfinished, "
+                f"{c['failed']} failed, {c['infeasible']} infeasible"
+                + (f", {c['pruned']} pruned" if c["pruned"] else "")
+            )
         except Exception as e:
             out.print(f"[dim]trials: not readable here ({type(e).__name__})[/]")
     table = Table(title="Events")
@@ -488,24 +529,52 @@ def resume(study: QueueIdArg) -> None:
 @app.command()
 @friendly
 def serve(
-    ray_address: Annotated[str | None, typer.Option(
-        "--ray-address", help="the Ray cluster (default: NAS_RAY_ADDRESS, else a local Ray instance)",
-    )] = None,
-    stale_after: Annotated[float, typer.Option(
-        "--stale-after", min=1.0, help="seconds without a heartbeat before a running study is taken over",
-    )] = 30.0,
-    heartbeat: Annotated[float | None, typer.Option(
-        "--heartbeat", min=0.1, help="seconds between heartbeats (default: --stale-after / 4, at most 5)",
-    )] = None,
-    poll: Annotated[float, typer.Option(
-        "--poll", min=0.1, help="seconds between looks at an empty queue",
-    )] = 2.0,
-    exit_when_idle: Annotated[bool, typer.Option(
-        "--exit-when-idle", help="stop when the queue is empty",
-    )] = False,
-    max_studies: Annotated[int | None, typer.Option(
-        "--max-studies", min=1, help="stop after this many studies",
-    )] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="the Ray cluster (default: NAS_RAY_ADDRESS, else a local Ray instance)",
+        ),
+    ] = None,
+    stale_after: Annotated[
+        float,
+        typer.Option(
+            "--stale-after",
+            min=1.0,
+            help="seconds without a heartbeat before a running study is taken over",
+        ),
+    ] = 30.0,
+    heartbeat: Annotated[
+        float | None,
+        typer.Option(
+            "--heartbeat",
+            min=0.1,
+            help="seconds between heartbeats (default: --stale-after / 4, at most 5)",
+        ),
+    ] = None,
+    poll: Annotated[
+        float,
+        typer.Option(
+            "--poll",
+            min=0.1,
+            help="seconds between looks at an empty queue",
+        ),
+    ] = 2.0,
+    exit_when_idle: Annotated[
+        bool,
+        typer.Option(
+            "--exit-when-idle",
+            help="stop when the queue is empty",
+        ),
+    ] = False,
+    max_studies: Annotated[
+        int | None,
+        typer.Option(
+            "--max-studies",
+            min=1,
+            help="stop after this many studies",
+        ),
+    ] = None,
 ) -> None:
     """Run the queue: claim studies by priority, one at a time, and run them on the Ray cluster.
 
@@ -517,12 +586,15 @@ def serve(
 
     url = queue.database_url()
     if url is None:
-        raise UsageError("nas serve needs the queue's database: set NAS_DATABASE_URL (e.g. "
-                         "postgresql+psycopg://nas:PASSWORD@127.0.0.1:5432/nas) or database_url in "
-                         "~/.config/hybrid-nas/config.toml")
+        raise UsageError(
+            "nas serve needs the queue's database: set NAS_DATABASE_URL (e.g. "
+            "postgresql+psycopg://nas:PASSWORD@127.0.0.1:5432/nas) or database_url in "
+            "~/.config/hybrid-nas/config.toml"
+        )
     address = ray_address or service_config().ray_address
-    Scheduler(url, ray_address=address, stale_after=stale_after, heartbeat_every=heartbeat, poll_every=poll,
-              console=out).serve(exit_when_idle=exit_when_idle, max_studies=max_studies)
+    Scheduler(
+        url, ray_address=address, stale_after=stale_after, heartbeat_every=heartbeat, poll_every=poll, console=out
+    ).serve(exit_when_idle=exit_when_idle, max_studies=max_studies)
 
 
 db_app = typer.Typer(help="The queue's database schema (Alembic migrations).", no_args_is_help=True)
@@ -540,8 +612,7 @@ def db_upgrade(
 
     url = queue.database_url()
     if url is None:
-        raise UsageError("no queue database is configured: set NAS_DATABASE_URL or database_url in the "
-                         "config file")
+        raise UsageError("no queue database is configured: set NAS_DATABASE_URL or database_url in the config file")
     if sql:
         from alembic import command
 
@@ -559,8 +630,7 @@ def db_current() -> None:
 
     url = queue.database_url()
     if url is None:
-        raise UsageError("no queue database is configured: set NAS_DATABASE_URL or database_url in the "
-                         "config file")
+        raise UsageError("no queue database is configured: set NAS_DATABASE_URL or database_url in the config file")
     try:
         rev = db.current_revision(url)
     except Exception as e:
@@ -572,7 +642,8 @@ def db_current() -> None:
 @friendly
 def dashboard(
     host: Annotated[str, typer.Option("--host", help="address to serve on (default: this machine only)")] = (
-        "127.0.0.1"),
+        "127.0.0.1"
+    ),
     port: Annotated[int, typer.Option("--port", help="port to serve on")] = 8501,
     storage: StorageArg = None,
     tracking: Annotated[
@@ -595,8 +666,7 @@ def dashboard(
         try:
             probe.bind((host, port))
         except OSError as e:
-            raise UsageError(
-                f"cannot serve on {host}:{port} ({e.strerror}); choose another --port or --host") from None
+            raise UsageError(f"cannot serve on {host}:{port} ({e.strerror}); choose another --port or --host") from None
     env = dict(os.environ)
     if storage:
         env["NAS_STORAGE"] = storage
@@ -604,13 +674,32 @@ def dashboard(
         env["NAS_TRACKING"] = tracking
     from nas.spec import DEFAULT_STORAGE
 
-    out.print(f"dashboard on http://{host}:{port} · storage {env.get('NAS_STORAGE') or DEFAULT_STORAGE} "
-              "· Ctrl-C stops it", soft_wrap=True)
+    out.print(
+        f"dashboard on http://{host}:{port} · storage {env.get('NAS_STORAGE') or DEFAULT_STORAGE} · Ctrl-C stops it",
+        soft_wrap=True,
+    )
     sys.stdout.flush()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(folder / "app.py"), "--server.address", host,
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none", "--server.runOnSave", "false",
-           "--client.toolbarMode", "viewer"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(folder / "app.py"),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--server.runOnSave",
+        "false",
+        "--client.toolbarMode",
+        "viewer",
+    ]
     os.execve(sys.executable, cmd, env)  # Streamlit takes this process over: signals reach it
 
 

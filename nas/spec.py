@@ -17,6 +17,7 @@ study exists, and says what is wrong in one sentence.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from pathlib import Path
@@ -93,8 +94,10 @@ class EarlyStopping(_Strict):
     @field_validator("rungs")
     @classmethod
     def _increasing(cls, rungs: list[float]) -> list[float]:
-        if any(b <= a for a, b in zip(rungs, rungs[1:])) or rungs[0] <= 0 or rungs[-1] != 1.0:
-            raise ValueError("early_stopping.rungs must increase from a positive fraction to 1.0, e.g. [0.11, 0.33, 1.0]")
+        if any(b <= a for a, b in itertools.pairwise(rungs)) or rungs[0] <= 0 or rungs[-1] != 1.0:
+            raise ValueError(
+                "early_stopping.rungs must increase from a positive fraction to 1.0, e.g. [0.11, 0.33, 1.0]"
+            )
         return rungs
 
 
@@ -112,7 +115,8 @@ class StudySpec(_Strict):
     ablation: AblationSpec | None = None
     objectives: list[Objective] = Field(
         default_factory=lambda: [Objective(metric="synthetic_accuracy"), Objective(metric="decode_tps")],
-        min_length=1, max_length=3,
+        min_length=1,
+        max_length=3,
     )
     constraints: Constraints = Constraints()
     sampler: Literal["auto", "nsga2", "tpe", "gp", "random", "grid"] = "auto"
@@ -176,13 +180,17 @@ def _check_metric(name: str, profile) -> None:
 
     base, _, qualifier = name.partition(".")
     if base not in METRICS:
-        raise ConfigError(f"unknown metric {name!r}; use one of {', '.join(METRICS)} "
-                          "(qualified as decode_tps.4096 or acc.mqar where it applies)")
+        raise ConfigError(
+            f"unknown metric {name!r}; use one of {', '.join(METRICS)} "
+            "(qualified as decode_tps.4096 or acc.mqar where it applies)"
+        )
     contexts = [str(c) for c in profile.throughput.contexts]
     tasks = [t.name for t in profile.synthetic.tasks]
     if base in ("prefill_tps", "decode_tps", "kv_state_bytes") and qualifier and qualifier not in contexts:
-        raise ConfigError(f"metric {name!r} names context {qualifier}, which profile {profile.name!r} does not "
-                          f"measure; use one of {', '.join(contexts)}")
+        raise ConfigError(
+            f"metric {name!r} names context {qualifier}, which profile {profile.name!r} does not "
+            f"measure; use one of {', '.join(contexts)}"
+        )
     if base == "acc" and qualifier not in tasks:
         raise ConfigError(f"metric {name!r} needs one of profile {profile.name!r}'s tasks: acc.{' / acc.'.join(tasks)}")
     if base in ("synthetic_accuracy", "acc") and not tasks:

@@ -95,8 +95,10 @@ def _sampler(spec: StudySpec):
 def _spec_key(spec: StudySpec) -> dict[str, Any]:
     """What must not change when a study is resumed: what is searched and how it is scored."""
     d = spec.model_dump(mode="json")
-    return {k: d[k] for k in ("kind", "space", "ablation", "objectives", "constraints", "profile", "seeds",
-                              "early_stopping")}
+    return {
+        k: d[k]
+        for k in ("kind", "space", "ablation", "objectives", "constraints", "profile", "seeds", "early_stopping")
+    }
 
 
 def load_study(spec: StudySpec, *, create: bool = True):
@@ -108,8 +110,9 @@ def load_study(spec: StudySpec, *, create: bool = True):
     except KeyError:
         if not create:
             raise ConfigError(f"no study named {spec.name!r} in {spec.storage_url}") from None
-        study = optuna.create_study(study_name=spec.name, storage=storage, directions=spec.directions,
-                                    sampler=_sampler(spec))
+        study = optuna.create_study(
+            study_name=spec.name, storage=storage, directions=spec.directions, sampler=_sampler(spec)
+        )
         study.set_user_attr("spec", spec.model_dump(mode="json"))
         study.set_user_attr("created", time.time())
         if spec.sampler_name() == "grid":
@@ -135,8 +138,18 @@ class _Slot:
 
 
 class _Runner:
-    def __init__(self, spec: StudySpec, study, executor: Executor, tracker, profile, console, show_progress: bool,
-                 should_stop: Callable[[], str | None] | None, heartbeat: Callable[[], None] | None):
+    def __init__(
+        self,
+        spec: StudySpec,
+        study,
+        executor: Executor,
+        tracker,
+        profile,
+        console,
+        show_progress: bool,
+        should_stop: Callable[[], str | None] | None,
+        heartbeat: Callable[[], None] | None,
+    ):
         self.spec, self.study, self.executor, self.tracker = spec, study, executor, tracker
         self.profile = profile
         self.storage = study._storage
@@ -160,8 +173,10 @@ class _Runner:
         if tracker is not None:
             import yaml
 
-            self.parent_run = tracker.parent_run(study.user_attrs.get("mlflow_parent_run_id"),
-                                                 yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+            self.parent_run = tracker.parent_run(
+                study.user_attrs.get("mlflow_parent_run_id"),
+                yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
+            )
             study.set_user_attr("mlflow_parent_run_id", self.parent_run)
             study.set_user_attr("mlflow_experiment_id", tracker.experiment_id)
 
@@ -200,8 +215,11 @@ class _Runner:
         if stop_reason == "budget":
             self._close_paused()
         if self.tracker is not None and stop_reason in ("budget", "hours", STOP_CANCEL):
-            self.tracker.finish(self.parent_run, pareto_trials(self.study),
-                                status="FINISHED" if stop_reason != STOP_CANCEL else "KILLED")
+            self.tracker.finish(
+                self.parent_run,
+                pareto_trials(self.study),
+                status="FINISHED" if stop_reason != STOP_CANCEL else "KILLED",
+            )
         return stop_reason
 
     def _trials(self, states=None):
@@ -224,8 +242,11 @@ class _Runner:
 
     def _trained(self) -> int:
         """Trials that count against the budget: every one that got (or is getting) a job."""
-        return sum(1 for t in self._trials() if "arch" in t.user_attrs
-                   and (t.user_attrs.get("failure") or {}).get("kind") != "infeasible")
+        return sum(
+            1
+            for t in self._trials()
+            if "arch" in t.user_attrs and (t.user_attrs.get("failure") or {}).get("kind") != "infeasible"
+        )
 
     def _budget_left(self) -> bool:
         trials = _trial_budget(self.spec)
@@ -297,12 +318,16 @@ class _Runner:
         if c.params is not None:
             n = param_counts(arch).total
             if abs(n / c.params.budget - 1) > c.params.tolerance:
-                return (f"{n:,} parameters, outside the budget {c.params.budget:,.0f} ± {c.params.tolerance:.0%} "
-                        "(the nearest width of this layout)")
+                return (
+                    f"{n:,} parameters, outside the budget {c.params.budget:,.0f} ± {c.params.tolerance:.0%} "
+                    "(the nearest width of this layout)"
+                )
         if c.memory is not None:
             b = cache_bytes(arch, c.memory.context).total
             if b > c.memory.max_bytes:
-                return f"KV+state of {b:,} bytes at context {c.memory.context}, above the limit {c.memory.max_bytes:,.0f}"
+                return (
+                    f"KV+state of {b:,} bytes at context {c.memory.context}, above the limit {c.memory.max_bytes:,.0f}"
+                )
         return None
 
     def _seeds(self, params: dict[str, Any]) -> tuple[int, ...]:
@@ -314,8 +339,15 @@ class _Runner:
         return tuple(base + i for i in range(self.spec.seeds))
 
     def _submit(self, number: int, trial_id: int, arch: dict, rung: int, params: dict[str, Any]) -> None:
-        job = Job(trial=number, arch=arch, profile=self.profile.model_dump(mode="json"), seeds=self._seeds(params),
-                  budget=self.rungs[rung], cpus=self.spec.resources.cpus, gpus=self.spec.resources.gpus)
+        job = Job(
+            trial=number,
+            arch=arch,
+            profile=self.profile.model_dump(mode="json"),
+            seeds=self._seeds(params),
+            budget=self.rungs[rung],
+            cpus=self.spec.resources.cpus,
+            gpus=self.spec.resources.gpus,
+        )
         self.storage.set_trial_user_attr(trial_id, "arch", arch)
         self.storage.set_trial_user_attr(trial_id, "pattern", arch["pattern"])
         self.storage.set_trial_user_attr(trial_id, "job_rung", rung)
@@ -334,8 +366,14 @@ class _Runner:
             elif "arch" not in a:
                 self._tell_fail(t.number, {"kind": "error", "reason": "the driver stopped before the trial started"})
             elif a.get("rung_done") == last and str(last) in a.get("rung_results", {}):
-                self._complete(t.number, t._trial_id, a["arch"], a.get("metrics", {}), a.get("result"),
-                               a["rung_results"][str(last)])
+                self._complete(
+                    t.number,
+                    t._trial_id,
+                    a["arch"],
+                    a.get("metrics", {}),
+                    a.get("result"),
+                    a["rung_results"][str(last)],
+                )
             elif a.get("job_rung") is not None:
                 self._submit(t.number, t._trial_id, a["arch"], a["job_rung"], t.params)
             elif "rung_done" not in a:
@@ -365,8 +403,12 @@ class _Runner:
         metrics = _mean([TrialResult.model_validate(r).metrics() for r in results])
         missing = [m for m in self.spec.metrics if m not in metrics]
         if missing:
-            self._tell_fail(slot.trial, {"kind": "error", "reason": f"the result has no {', '.join(missing)}"},
-                            arch=outcome.job.arch, results=results)
+            self._tell_fail(
+                slot.trial,
+                {"kind": "error", "reason": f"the result has no {', '.join(missing)}"},
+                arch=outcome.job.arch,
+                results=results,
+            )
             return
         values = [metrics[m] for m in self.spec.metrics]
         # record the rung before saying the job is over: a driver killed in between resubmits the job
@@ -396,8 +438,9 @@ class _Runner:
         if self.ui is not None:
             self.ui.finished(number, "done", values)
 
-    def _tell_fail(self, number: int, failure: dict[str, Any], arch: dict | None = None,
-                   results: list | None = None) -> None:
+    def _tell_fail(
+        self, number: int, failure: dict[str, Any], arch: dict | None = None, results: list | None = None
+    ) -> None:
         t = self._trial(number)
         self.storage.set_trial_user_attr(t._trial_id, "failure", failure)
         if failure.get("kind") != "infeasible" and arch is not None:
@@ -418,8 +461,9 @@ class _Runner:
         return run_id
 
     def _trial(self, number: int):
-        return self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(
-            self.study._study_id, number))
+        return self.study._storage.get_trial(
+            self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+        )
 
     @staticmethod
     def _state(name: str):
@@ -440,8 +484,10 @@ class _Runner:
                 continue
             order = _rank(at_k, [t.user_attrs["rung_results"][str(k)] for t in at_k], self.directions)
             for t in order[:top]:
-                if t.number not in in_flight and t.user_attrs.get("rung_done") == k and any(
-                    r.number == t.number for r in running
+                if (
+                    t.number not in in_flight
+                    and t.user_attrs.get("rung_done") == k
+                    and any(r.number == t.number for r in running)
                 ):
                     return t, k + 1
         return None
@@ -602,9 +648,17 @@ def _summary(study) -> StudySummary:
         if vals:
             best[m] = max(vals) if d == "maximize" else min(vals)
     budget = _trial_budget(spec)
-    return StudySummary(spec.name, spec.kind, spec.metrics, spec.directions, counts,
-                        float(study.user_attrs.get("elapsed_seconds", 0.0)), budget, best,
-                        created=study.user_attrs.get("created"))
+    return StudySummary(
+        spec.name,
+        spec.kind,
+        spec.metrics,
+        spec.directions,
+        counts,
+        float(study.user_attrs.get("elapsed_seconds", 0.0)),
+        budget,
+        best,
+        created=study.user_attrs.get("created"),
+    )
 
 
 def _open(study_or_name, storage: str | None):
@@ -664,10 +718,28 @@ def study_trials(study_or_name, storage: str | None = None) -> list[TrialRow]:
     rows = []
     for t in trials:
         a = t.user_attrs
-        dur = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
-        rows.append(TrialRow(t.number, t.state.name, a.get("pattern"), list(t.values) if t.values else None,
-                             dict(t.params), a.get("arch"), a.get("metrics", {}), a.get("failure"),
-                             a.get("mlflow_run_id"), t.number in front, a.get("rung_done"), a.get("progress"), dur))
+        dur = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
+        rows.append(
+            TrialRow(
+                t.number,
+                t.state.name,
+                a.get("pattern"),
+                list(t.values) if t.values else None,
+                dict(t.params),
+                a.get("arch"),
+                a.get("metrics", {}),
+                a.get("failure"),
+                a.get("mlflow_run_id"),
+                t.number in front,
+                a.get("rung_done"),
+                a.get("progress"),
+                dur,
+            )
+        )
     return rows
 
 
@@ -679,23 +751,35 @@ def pareto_trials(study_or_name, storage: str | None = None) -> list[dict[str, A
     first = spec.metrics[0]
     d0 = spec.directions[0]
     rows.sort(key=lambda r: r.values[0], reverse=d0 == "maximize")
-    return [
-        {"trial": r.number, "pattern": r.pattern, **dict(zip(spec.metrics, r.values)),
-         "params": r.metrics.get("params"), "arch": r.arch, "mlflow_run_id": r.mlflow_run_id}
-        for r in rows
-    ] if first else []
+    return (
+        [
+            {
+                "trial": r.number,
+                "pattern": r.pattern,
+                **dict(zip(spec.metrics, r.values)),
+                "params": r.metrics.get("params"),
+                "arch": r.arch,
+                "mlflow_run_id": r.mlflow_run_id,
+            }
+            for r in rows
+        ]
+        if first
+        else []
+    )
 
 
-def trial_archs(study_name: str, storage: str | None = None, pareto: bool = False,
-                trial: int | None = None) -> list[tuple[int, ArchConfig]]:
+def trial_archs(
+    study_name: str, storage: str | None = None, pareto: bool = False, trial: int | None = None
+) -> list[tuple[int, ArchConfig]]:
     """Architectures of a study's trials: one trial by number, or the Pareto set."""
     rows = study_trials(study_name, storage)
     if trial is not None:
         match = [r for r in rows if r.number == trial]
         if not match or match[0].arch is None:
             numbers = [r.number for r in rows if r.arch is not None]
-            raise ConfigError(f"study {study_name!r} has no trial {trial} with an architecture; "
-                              f"trials with one: {_ranges(numbers)}")
+            raise ConfigError(
+                f"study {study_name!r} has no trial {trial} with an architecture; trials with one: {_ranges(numbers)}"
+            )
         return [(trial, ArchConfig.from_dict(match[0].arch))]
     if pareto:
         front = [r for r in rows if r.pareto]
@@ -751,8 +835,9 @@ class _Display:
 
     def update(self, number: int, r: dict) -> None:
         if number in self.rows:
-            self.progress.update(self.rows[number], total=r["steps"], completed=r["step"],
-                                 info=f"{r['task']} loss {r['loss']:.3f}")
+            self.progress.update(
+                self.rows[number], total=r["steps"], completed=r["step"], info=f"{r['task']} loss {r['loss']:.3f}"
+            )
 
     def finished(self, number: int, what: str, values=None) -> None:
         if number in self.rows:
@@ -772,9 +857,13 @@ class _Display:
         eta = ""
         if rate and total:
             eta = f"  ETA {_hms(rate * max(0, total - done) / max(1, self.spec.concurrency))}"
-        info = (f"done {counts['complete']}  running {counts['running']}  failed {counts['failed']}"
-                f"  infeasible {counts['infeasible']}" + (f"  pruned {counts['pruned']}" if counts["pruned"] else "")
-                + "".join(f"  best {m} {v:.4g}" for m, v in best.items()) + eta)
+        info = (
+            f"done {counts['complete']}  running {counts['running']}  failed {counts['failed']}"
+            f"  infeasible {counts['infeasible']}"
+            + (f"  pruned {counts['pruned']}" if counts["pruned"] else "")
+            + "".join(f"  best {m} {v:.4g}" for m, v in best.items())
+            + eta
+        )
         self.progress.update(self.overall, completed=done, info=info)
 
     def close(self) -> None:
@@ -783,4 +872,8 @@ class _Display:
 
 def _hms(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+    return (
+        f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else f"{seconds // 60}:{seconds % 60:02d}"
+    )

@@ -61,24 +61,39 @@ class Tracker:
                     return run_id
             except Exception:  # the tracking store was reset: start a new parent
                 log.warning("parent run %s not found; starting a new one", run_id)
-        run = self.client.create_run(self.experiment_id, run_name=self.study,
-                                     tags={"nas.study": self.study, "nas.kind": "study"})
+        run = self.client.create_run(
+            self.experiment_id, run_name=self.study, tags={"nas.study": self.study, "nas.kind": "study"}
+        )
         self.client.log_text(run.info.run_id, spec_yaml, "spec.yaml")
         return run.info.run_id
 
-    def log_trial(self, parent: str, trial: int, arch: dict[str, Any], metrics: dict[str, float],
-                  results: list[dict[str, Any]], state: str, failure: dict | None = None) -> str:
+    def log_trial(
+        self,
+        parent: str,
+        trial: int,
+        arch: dict[str, Any],
+        metrics: dict[str, float],
+        results: list[dict[str, Any]],
+        state: str,
+        failure: dict | None = None,
+    ) -> str:
         from mlflow.entities import Metric, Param, RunTag
 
         # a driver killed while recording left a partial run for this trial: replace it
-        for old in self.client.search_runs([self.experiment_id],
-                                           f"tags.`nas.trial` = '{trial}' and tags.`nas.study` = '{self.study}'"):
+        for old in self.client.search_runs(
+            [self.experiment_id], f"tags.`nas.trial` = '{trial}' and tags.`nas.study` = '{self.study}'"
+        ):
             self.client.delete_run(old.info.run_id)
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{trial}",
-            tags={"mlflow.parentRunId": parent, "nas.study": self.study, "nas.trial": str(trial),
-                  "nas.pattern": arch["pattern"], "nas.state": state},
+            tags={
+                "mlflow.parentRunId": parent,
+                "nas.study": self.study,
+                "nas.trial": str(trial),
+                "nas.pattern": arch["pattern"],
+                "nas.state": state,
+            },
         )
         rid = run.info.run_id
         params = [Param(k, str(v)[:500]) for k, v in flatten(arch).items()]
@@ -103,7 +118,9 @@ class Tracker:
         self.client.log_text(rid, yaml.safe_dump(arch, sort_keys=False), "arch.yaml")
         if results:
             self.client.log_text(rid, json.dumps(results, indent=1), "results.json")
-        self.client.set_terminated(rid, status="FINISHED" if state == "COMPLETE" else "FAILED" if state == "FAIL" else "KILLED")
+        self.client.set_terminated(
+            rid, status="FINISHED" if state == "COMPLETE" else "FAILED" if state == "FAIL" else "KILLED"
+        )
         return rid
 
     def finish(self, parent: str, pareto: list[dict[str, Any]], status: str = "FINISHED") -> None:

@@ -17,8 +17,8 @@ MoE). Structural dimensions lay out the pattern:
 | dimension | values | meaning |
 |---|---|---|
 | `layers` | int | mixer layers (each with its feed-forward) |
-| `attn_ratio` | `"0"`, `"a:s"`, `"all"` | attention : SSM layers; a:s gives round(layers·a/(a+s)) attention layers, at least one |
-| `placement` | `even`, `middle`, `late`, `early` | where the attention layers sit: spread evenly, a block in the middle, the last ones, the first ones |
+| `attn_ratio` | `"0"`, `"a:s"`, `"all"` | attention : SSM; a:s gives round(layers·a/(a+s)) attention layers, ≥ 1 |
+| `placement` | `even`, `middle`, `late`, `early` | attention spread evenly, a block in the middle, last, first |
 | `ssm` | `mamba1`, `mamba2`, `mlstm` | the family of the non-attention mixers |
 | `ffn` | `mlp`, `none` | whether non-MoE layers have a dense MLP |
 | `moe` | `none`, `every`, `every_k`, `after_attention` | which feed-forwards are MoE |

@@ -40,8 +40,10 @@ def resolve_device(profile: ProxyProfile, device: str | torch.device | None = No
     if want == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if want.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"profile {profile.name!r} asks for device {want!r} but this machine has no CUDA GPU; "
-                          "use device: auto or cpu")
+        raise ConfigError(
+            f"profile {profile.name!r} asks for device {want!r} but this machine has no CUDA GPU; "
+            "use device: auto or cpu"
+        )
     return torch.device(want)
 
 
@@ -53,10 +55,16 @@ def versions() -> dict[str, str | None]:
             return None
 
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
-            timeout=5,
-        ).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=Path(__file__).parent,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {
@@ -70,8 +78,10 @@ def versions() -> dict[str, str | None]:
 
 def _check_vocab(arch: ArchConfig, vocab: int, what: str) -> None:
     if arch.vocab_size < vocab:
-        raise ConfigError(f"the architecture's vocab_size={arch.vocab_size} is smaller than the {what}'s {vocab} tokens; "
-                          f"set vocab_size: {vocab} (or more)")
+        raise ConfigError(
+            f"the architecture's vocab_size={arch.vocab_size} is smaller than the {what}'s {vocab} tokens; "
+            f"set vocab_size: {vocab} (or more)"
+        )
 
 
 def evaluate(
@@ -126,42 +136,76 @@ def evaluate(
         model = build_model(arch).to(dev)
         return torch.compile(model) if profile.compile else model
 
-    common = dict(device=dev, min_micro_batch_size=profile.min_micro_batch_size, progress=progress,
-                  progress_every=profile.progress_every)
+    common = dict(
+        device=dev,
+        min_micro_batch_size=profile.min_micro_batch_size,
+        progress=progress,
+        progress_every=profile.progress_every,
+    )
     try:
         # ---- language modelling, then the trained model's throughput
         model = fresh_model()
         gen = torch.Generator().manual_seed(seed)
-        stats = train(model, lambda n: corpus.batch(n, lm_cfg.seq_len, gen), task="lm", tokens=lm_cfg.tokens,
-                      batch_size=lm_cfg.batch_size, seq_len=lm_cfg.seq_len, optim=lm_cfg.optim,
-                      micro_batch_size=lm_cfg.micro_batch_size, **common)
+        stats = train(
+            model,
+            lambda n: corpus.batch(n, lm_cfg.seq_len, gen),
+            task="lm",
+            tokens=lm_cfg.tokens,
+            batch_size=lm_cfg.batch_size,
+            seq_len=lm_cfg.seq_len,
+            optim=lm_cfg.optim,
+            micro_batch_size=lm_cfg.micro_batch_size,
+            **common,
+        )
         val_loss = lm_val_loss(model, corpus, lm_cfg.eval_tokens, stats.micro_batch_size, lm_cfg.seq_len, dev)
         result["lm"] = LMScore(
             val_loss=val_loss,
             bits_per_byte=val_loss / torch.log(torch.tensor(2.0)).item() if corpus.bytes_per_token == 1.0 else None,
-            tokens=stats.tokens, steps=stats.steps, seconds=stats.seconds,
-            train_tokens_per_s=stats.tokens_per_s, curve=stats.curve,
+            tokens=stats.tokens,
+            steps=stats.steps,
+            seconds=stats.seconds,
+            train_tokens_per_s=stats.tokens_per_s,
+            curve=stats.curve,
         )
         tp = profile.throughput
-        result["throughput"] = throughput(getattr(model, "_orig_mod", model), tp.contexts, tp.batch_size,
-                                          tp.decode_tokens, tp.repeats, dev)
+        result["throughput"] = throughput(
+            getattr(model, "_orig_mod", model), tp.contexts, tp.batch_size, tp.decode_tokens, tp.repeats, dev
+        )
         del model
         # ---- each synthetic task on a fresh model
         for spec, task in tasks:
             model = fresh_model()
             train_gen = torch.Generator().manual_seed(seed)
-            stats = train(model, lambda n, task=task, g=train_gen: task.batch(n, g, train=True), task=spec.name,
-                          tokens=spec.tokens or syn.tokens_per_task, batch_size=syn.batch_size,
-                          seq_len=task.seq_len, optim=syn.optim, micro_batch_size=syn.micro_batch_size, **common)
+            stats = train(
+                model,
+                lambda n, task=task, g=train_gen: task.batch(n, g, train=True),
+                task=spec.name,
+                tokens=spec.tokens or syn.tokens_per_task,
+                batch_size=syn.batch_size,
+                seq_len=task.seq_len,
+                optim=syn.optim,
+                micro_batch_size=syn.micro_batch_size,
+                **common,
+            )
             eval_gen = torch.Generator().manual_seed(task.eval_seed(seed))
             n_eval = syn.eval_examples
-            batches = (task.batch(min(stats.micro_batch_size, n_eval - i), eval_gen)
-                       for i in range(0, n_eval, stats.micro_batch_size))
+            batches = (
+                task.batch(min(stats.micro_batch_size, n_eval - i), eval_gen)
+                for i in range(0, n_eval, stats.micro_batch_size)
+            )
             acc, loss = task_scores(model, batches, dev)
-            result["tasks"] = {**result.get("tasks", {}), spec.name: TaskScore(
-                accuracy=acc, val_loss=loss, tokens=stats.tokens, steps=stats.steps, seconds=stats.seconds,
-                settings=task.settings(), curve=stats.curve,
-            )}
+            result["tasks"] = {
+                **result.get("tasks", {}),
+                spec.name: TaskScore(
+                    accuracy=acc,
+                    val_loss=loss,
+                    tokens=stats.tokens,
+                    steps=stats.steps,
+                    seconds=stats.seconds,
+                    settings=task.settings(),
+                    curve=stats.curve,
+                ),
+            }
             del model
         if tasks:
             result["synthetic_accuracy"] = sum(t.accuracy for t in result["tasks"].values()) / len(tasks)

@@ -45,7 +45,7 @@ def selective_scan_blocked(
     block_size: int = 16,
 ) -> tuple[Tensor, Tensor]:
     """Blocked sequential scan. Returns `(y [B, T, Dc], final_state [B, Dc, N] fp32)`."""
-    b, T, Dc = u.shape
+    b, _, Dc = u.shape
     N = A.shape[-1]
     state = u.new_zeros(b, Dc, N, dtype=torch.float32) if initial_state is None else initial_state.float()
     y, final = _BlockedScan.apply(
@@ -60,7 +60,6 @@ class _BlockedScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, h0, L):
         b, T, Dc = u.shape
-        G = B.shape[2]
         y = u.new_empty(b, T, Dc)
         starts = []  # the state entering each block: the backward recomputes the block's states from it
         h = h0
@@ -79,7 +78,7 @@ class _BlockedScan(torch.autograd.Function):
     def backward(ctx, dy, dh_last):
         u, delta, A, B, C, starts = ctx.saved_tensors
         L = ctx.L
-        b, T, Dc = u.shape
+        T = u.shape[1]
         G = B.shape[2]
         d_u, d_delta, dB, dC = (torch.empty_like(x) for x in (u, delta, B, C))
         dA = torch.zeros_like(A)

@@ -10,7 +10,9 @@ from workers.result import TrialResult
 
 
 def nas(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
 
 
 def test_eval_prints_a_scorecard_and_writes_the_result(tmp_path):
@@ -19,8 +21,16 @@ def test_eval_prints_a_scorecard_and_writes_the_result(tmp_path):
     out = tmp_path / "r" / "result.json"
     r = nas("eval", "--pattern", "M-*-", "--d-model", "32", "--profile", str(prof), "--json", str(out))
     assert r.returncode == 0, r.stderr
-    for words in ("LM validation loss", "bits per byte", "accuracy: mqar", "synthetic mean accuracy",
-                  "decode tokens/s @48", "peak memory", "lm", "in_context_recall"):
+    for words in (
+        "LM validation loss",
+        "bits per byte",
+        "accuracy: mqar",
+        "synthetic mean accuracy",
+        "decode tokens/s @48",
+        "peak memory",
+        "lm",
+        "in_context_recall",
+    ):
         assert words in r.stdout, words
     result = TrialResult.model_validate(json.loads(out.read_text()))
     assert result.status == "ok" and result.pattern == "M-*-" and result.profile == "micro"

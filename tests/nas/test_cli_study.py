@@ -12,13 +12,21 @@ pytestmark = pytest.mark.slow
 
 
 def nas(*args, cwd=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
 
 
 def write(tmp_path, name="cli", **kw):
-    data = {"name": name, "space": SPACE, "budget": {"trials": 3}, "concurrency": 2, "profile": micro_profile(),
-            "storage": f"sqlite:///{tmp_path / 'studies.db'}", "tracking": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    data = {
+        "name": name,
+        "space": SPACE,
+        "budget": {"trials": 3},
+        "concurrency": 2,
+        "profile": micro_profile(),
+        "storage": f"sqlite:///{tmp_path / 'studies.db'}",
+        "tracking": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
     data.update(kw)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -40,7 +48,11 @@ def test_run_status_pareto(tmp_path):
 
 def test_ablation_through_the_cli(tmp_path):
     path, storage = write(
-        tmp_path, name="abl", kind="ablation", space=None, objectives=[{"metric": "lm_loss"}],
+        tmp_path,
+        name="abl",
+        kind="ablation",
+        space=None,
+        objectives=[{"metric": "lm_loss"}],
         ablation={"base": "mamba2-hybrid-8b", "factors": {"pos": ["nope", "rope"]}, "seeds": 2},
         profile={**micro_profile(), "params": 1e5},
     )
@@ -63,14 +75,16 @@ BAD = [
     ({"sampler": "cmaes"}, "'sampler'"),
     ({"name": "a b"}, "study name 'a b'"),
     ({"profile": "cpu-huge"}, "unknown profile 'cpu-huge'"),
-    ({"space": {**SPACE, "dimensions": {"layers": {"low": 2, "high": 4, "log": True}}}, "sampler": "grid"},
-     "grid search needs"),
+    (
+        {"space": {**SPACE, "dimensions": {"layers": {"low": 2, "high": 4, "log": True}}}, "sampler": "grid"},
+        "grid search needs",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("change", "words"), BAD, ids=[w.split("'")[0].strip()[:20] or w for _, w in BAD])
 def test_a_bad_spec_is_one_sentence_exit_2_and_no_study(tmp_path, change, words):
-    path, storage = write(tmp_path, **change)
+    path, _ = write(tmp_path, **change)
     r = nas("run", str(path), timeout=120)
     assert r.returncode == 2, (r.stdout, r.stderr)
     msg = r.stderr.strip()
@@ -111,19 +125,49 @@ def test_export_the_pareto_front_of_a_real_study(tmp_path):
     run_study(spec, executor=InlineExecutor(), show_progress=False, track=False)
     front = {r["trial"] for r in pareto_trials("winners", urls["storage"])}
     out = tmp_path / "front"
-    r = nas("export", "--study", "winners", "--pareto", "--format", "hf", "--storage", urls["storage"], "--out", str(out))
+    r = nas(
+        "export", "--study", "winners", "--pareto", "--format", "hf", "--storage", urls["storage"], "--out", str(out)
+    )
     assert r.returncode == 0, r.stderr
     assert {d.name for d in out.iterdir()} == {f"trial-{n}" for n in front}
     from transformers import AutoConfig
 
     for d in out.iterdir():
-        assert AutoConfig.from_pretrained(d).model_type in ("mamba2", "bamba", "granitemoehybrid", "nemotron_h", "llama")
+        assert AutoConfig.from_pretrained(d).model_type in (
+            "mamba2",
+            "bamba",
+            "granitemoehybrid",
+            "nemotron_h",
+            "llama",
+        )
     first = study_trials("winners", urls["storage"])[0]
-    r = nas("export", "--study", "winners", "--trial", str(first.number), "--format", "yaml",
-            "--storage", urls["storage"], "--out", str(tmp_path / "one"))
+    r = nas(
+        "export",
+        "--study",
+        "winners",
+        "--trial",
+        str(first.number),
+        "--format",
+        "yaml",
+        "--storage",
+        urls["storage"],
+        "--out",
+        str(tmp_path / "one"),
+    )
     assert r.returncode == 0, r.stderr
     assert load_exported_yaml(tmp_path / "one")[0].to_dict() == first.arch
-    r = nas("export", "--study", "winners", "--trial", "99", "--format", "yaml", "--storage", urls["storage"],
-            "--out", str(tmp_path / "none"))
+    r = nas(
+        "export",
+        "--study",
+        "winners",
+        "--trial",
+        "99",
+        "--format",
+        "yaml",
+        "--storage",
+        urls["storage"],
+        "--out",
+        str(tmp_path / "none"),
+    )
     assert r.returncode == 2 and "no trial 99" in r.stderr and not (tmp_path / "none").exists()
     assert _json.dumps(first.arch)

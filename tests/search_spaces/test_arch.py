@@ -4,6 +4,7 @@ import random
 import pytest
 import yaml
 from archgen import random_arch
+from pydantic import ValidationError
 
 from search_spaces import ArchConfig, ConfigError, parse_pattern
 from search_spaces.pattern import PatternError, abbreviate
@@ -49,7 +50,10 @@ def test_bad_pattern_says_what_and_where(pattern, words):
         ({"pattern": "M", "d_model": 64, "mamba2": {"head_dim": 16, "n_groups": 3}}, ["n_groups=3", "8 Mamba-2 heads"]),
         ({"pattern": "M-", "d_model": 64, "moe": {"experts": 4}}, ["moe options", "no 'E'"]),
         ({"pattern": "M-", "d_model": 64, "attention": {"heads": 4}}, ["attention options", "no '*'"]),
-        ({"pattern": "*", "d_model": 64, "attention": {"head": 4}}, ["unknown key 'attention.head'", "heads, kv_heads"]),
+        (
+            {"pattern": "*", "d_model": 64, "attention": {"head": 4}},
+            ["unknown key 'attention.head'", "heads, kv_heads"],
+        ),
         ({"pattern": "*", "d_model": 64, "dmodel": 3}, ["unknown key 'dmodel'", "d_model"]),
         ({"pattern": "*", "d_model": 64, "attention": {"pos": "alibi"}}, ["attention.pos", "'rope' or 'nope'"]),
         ({"pattern": "X", "d_model": 64, "mlstm": {"heads": 3}}, ["mlstm", "heads=3"]),
@@ -70,7 +74,7 @@ def test_families_get_defaults_and_are_frozen():
     cfg = ArchConfig(pattern="M*-", d_model=64)
     assert cfg.mamba2 is not None and cfg.attention is not None and cfg.mlp is not None
     assert cfg.mamba1 is None and cfg.moe is None
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.d_model = 128  # type: ignore[misc]
 
 

@@ -56,7 +56,7 @@ def test_published_layouts():
 
 
 def test_unknown_preset_names_the_choices():
-    with pytest.raises(ConfigError, match="unknown preset 'jamba2'.*transformer\\+\\+, mamba"):
+    with pytest.raises(ConfigError, match=r"unknown preset 'jamba2'.*transformer\+\+, mamba"):
         preset("jamba2")
 
 

@@ -10,8 +10,13 @@ from workers.evaluate import evaluate
 from workers.profile import load_profile, profile_names
 from workers.result import TrialResult, metric_direction
 
-CFG = ArchConfig(pattern="M-*E", d_model=32, attention={"heads": 2}, mamba2={"head_dim": 16, "d_state": 8},
-                 moe={"experts": 2, "top_k": 1})
+CFG = ArchConfig(
+    pattern="M-*E",
+    d_model=32,
+    attention={"heads": 2},
+    mamba2={"head_dim": 16, "d_state": 8},
+    moe={"experts": 2, "top_k": 1},
+)
 
 
 def test_a_trial_measures_quality_throughput_and_memory():
@@ -20,7 +25,9 @@ def test_a_trial_measures_quality_throughput_and_memory():
     assert r.status == "ok" and r.failure is None
     assert {p.task for p in reports} == {"lm", "mqar", "in_context_recall"}
     assert r.params == param_counts(CFG).total and r.active_params == param_counts(CFG).active
-    assert r.lm.steps == 4 and r.lm.val_loss > 0 and r.lm.bits_per_byte == pytest.approx(r.lm.val_loss / 0.6931, rel=1e-3)
+    assert (
+        r.lm.steps == 4 and r.lm.val_loss > 0 and r.lm.bits_per_byte == pytest.approx(r.lm.val_loss / 0.6931, rel=1e-3)
+    )
     assert set(r.tasks) == {"mqar", "in_context_recall"}
     assert all(0 <= t.accuracy <= 1 and t.steps in (3, 4) for t in r.tasks.values())  # recall reads seq_len - 1
     assert r.synthetic_accuracy == pytest.approx(sum(t.accuracy for t in r.tasks.values()) / 2)
@@ -34,8 +41,21 @@ def test_a_trial_measures_quality_throughput_and_memory():
     again = TrialResult.model_validate(json.loads(r.model_dump_json()))
     assert again == r
     m = r.metrics()
-    for name in ("lm_loss", "bpb", "synthetic_accuracy", "acc.mqar", "train_tps", "decode_tps", "decode_tps.48",
-                 "prefill_tps.16", "kv_state_bytes", "params", "active_params", "peak_memory", "wall_seconds"):
+    for name in (
+        "lm_loss",
+        "bpb",
+        "synthetic_accuracy",
+        "acc.mqar",
+        "train_tps",
+        "decode_tps",
+        "decode_tps.48",
+        "prefill_tps.16",
+        "kv_state_bytes",
+        "params",
+        "active_params",
+        "peak_memory",
+        "wall_seconds",
+    ):
         assert name in m, name
         metric_direction(name)
     assert m["decode_tps"] == m["decode_tps.48"]

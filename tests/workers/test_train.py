@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -62,7 +63,7 @@ def test_warmup_then_cosine():
     o = Optim(lr=1.0, min_lr_ratio=0.1, warmup_fraction=0.1)
     lrs = [_lr(s, 100, o) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert lrs[-1] == pytest.approx(0.1, abs=0.01)
 
 
