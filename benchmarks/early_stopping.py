@@ -20,8 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-# the project's `kernels` package, not this folder's kernels.py (a script's folder comes first)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# the project's `kernels` package, not this folder's kernels.py: the repository first, and this folder off
+# the path altogether, since Ray's workers inherit the driver's path and would import kernels.py instead
+sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
+    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent
+]
 
 from nas.pareto import hypervolume
 from nas.spec import StudySpec, validate
@@ -62,6 +65,9 @@ def measure(s: StudySpec) -> dict:
     tokens = _tokens(s)
     complete = [r.values for r in rows if r.state == "COMPLETE"]
     hv = hypervolume(complete, s.directions, [0.0] * len(s.directions)) if complete else 0.0
+    failed = [r for r in rows if r.state == "FAIL"]
+    if failed:  # a benchmark of broken trials would measure nothing
+        raise SystemExit(f"{len(failed)} trial(s) of {s.name} failed, e.g. {failed[0].failure}")
     return {"tokens": tokens, "wall": wall, "complete": len(complete),
             "pruned": sum(r.state == "PRUNED" for r in rows), "hv": hv}
 
