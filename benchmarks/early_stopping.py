@@ -65,7 +65,7 @@ def measure(s: StudySpec) -> dict:
     tokens = _tokens(s)
     complete = [r.values for r in rows if r.state == "COMPLETE"]
     hv = hypervolume(complete, s.directions, [0.0] * len(s.directions)) if complete else 0.0
-    failed = [r for r in rows if r.state == "FAIL"]
+    failed = [r for r in rows if r.state == "FAIL" and (r.failure or {}).get("kind") != "infeasible"]
     if failed:  # a benchmark of broken trials would measure nothing
         raise SystemExit(f"{len(failed)} trial(s) of {s.name} failed, e.g. {failed[0].failure}")
     return {"tokens": tokens, "wall": wall, "complete": len(complete),
