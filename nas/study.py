@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,14 +53,35 @@ def _optuna():
     return optuna
 
 
-def _storage(url: str):
-    optuna = _optuna()
-    if url.startswith("sqlite:///"):
-        from pathlib import Path
+_storages: dict[str, Any] = {}
+_storages_lock = threading.Lock()
 
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    # heartbeats are ours (the queue's); Optuna's RDB storage is used as a plain database
-    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+def _storage(url: str):
+    """Optuna's RDB storage for `url`. A database server's storage is made once per process and shared, so
+    that polling a study does not open a new pool of connections each time; a SQLite file's is made anew
+    (a file has no connection limit, and a study file removed and made again must not be held open)."""
+    optuna = _optuna()
+    if url.startswith("sqlite"):
+        if url.startswith("sqlite:///"):
+            from pathlib import Path
+
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # heartbeats are ours (the queue's); Optuna's RDB storage is used as a plain database
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    with _storages_lock:
+        if url not in _storages:
+            _storages[url] = optuna.storages.RDBStorage(
+                url, engine_kwargs={"pool_pre_ping": True, "pool_size": 2, "max_overflow": 6})
+        return _storages[url]
+
+
+def close_storages(url_suffix: str = "") -> None:
+    """Close the pooled connections of this process's shared storages (those whose URL ends with
+    `url_suffix`; all by default), e.g. before dropping their database."""
+    with _storages_lock:
+        for url in [u for u in _storages if u.endswith(url_suffix)]:
+            _storages.pop(url).engine.dispose()
 
 
 def _grid(spec: StudySpec) -> dict[str, list]:
