@@ -299,13 +299,17 @@ class _Runner:
         if self.infeasible_in_a_row >= MAX_INFEASIBLE_IN_A_ROW:
             log.warning("stopping: %d proposals in a row broke the constraints", self.infeasible_in_a_row)
             return False
-        trial = self.study.ask()
+        self._start(self.study.ask())
+        return True
+
+    def _start(self, trial) -> None:
+        """Propose the trial's architecture and submit its first job, or tell it infeasible."""
         try:
             arch, params = self._propose(trial)
         except ConfigError as e:
             self._tell_fail(trial.number, {"kind": "infeasible", "reason": str(e)})
             self.infeasible_in_a_row += 1
-            return True
+            return
         reason = self._violation(arch)
         if reason is not None:
             self.storage.set_trial_user_attr(trial._trial_id, "pattern", arch.pattern)
@@ -313,10 +317,9 @@ class _Runner:
             self.infeasible_in_a_row += 1
             if self.ui is not None:
                 self.ui.note(f"trial {trial.number} {arch.pattern}: infeasible, {reason}")
-            return True
+            return
         self.infeasible_in_a_row = 0
         self._submit(trial.number, trial._trial_id, arch.to_dict(), 0, params)
-        return True
 
     def _propose(self, trial) -> tuple[ArchConfig, dict[str, Any]]:
         if self.spec.kind == "ablation":
@@ -385,8 +388,8 @@ class _Runner:
             a = t.user_attrs
             if "failure" in a:  # stopped between recording a failure and telling it
                 self.study.tell(t.number, state=self._state("FAIL"))
-            elif "arch" not in a:
-                self._tell_fail(t.number, {"kind": "error", "reason": "the driver stopped before the trial started"})
+            elif "arch" not in a:  # asked, but the driver stopped before starting it: start it now
+                self._start(_optuna().trial.Trial(self.study, t._trial_id))
             elif a.get("rung_done") == last and str(last) in a.get("rung_results", {}):
                 self._complete(
                     t.number,

@@ -220,7 +220,7 @@ def test_the_dashboard_in_a_browser(server, studies):
             shoot(page, "submit")
 
             page.goto(f"{base}/")
-            expect(page.get_by_text("from-browser").first).to_be_visible()
+            expect(page.get_by_text("Started from this dashboard", exact=False)).to_be_visible()
             end = time.time() + 90  # the background `nas run` creates the study in the storage
             while "from-browser" not in reader.study_names(server["storage"]) and time.time() < end:
                 time.sleep(0.5)

@@ -132,6 +132,19 @@ def test_resume_after_the_driver_is_killed(tmp_path, urls):
     assert len(logged) == len(set(logged)) == 6
 
 
+def test_a_trial_asked_by_a_driver_that_died_before_starting_it_is_started_on_resume(ray_cluster, urls):
+    from nas.study import load_study
+
+    spec = make_spec(urls, name="asked", budget={"trials": 2})
+    orphan = load_study(spec).ask()  # a driver killed between asking for a trial and submitting its job
+    assert "arch" not in orphan.user_attrs
+    summary = run_study(spec, executor=RayExecutor(), show_progress=False)
+    ts = trials(spec)
+    assert summary.counts["complete"] == 2 and summary.counts["failed"] == 0
+    assert [t.state.name for t in ts] == ["COMPLETE", "COMPLETE"]  # the orphan is trial 0, trained, not failed
+    assert ts[0].number == orphan.number and "arch" in ts[0].user_attrs
+
+
 class KillingExecutor(RayExecutor):
     """Kills the worker process of trial 0 the first `times` times it reports progress."""
 
