@@ -151,6 +151,42 @@ def test_moe_routes_every_token_and_balances():
     torch.testing.assert_close(out.loss, ce + cfg.moe.aux_loss_weight * out.aux_loss)
 
 
+@pytest.mark.parametrize("activation", ["swiglu", "relu2", "gelu"])
+def test_moe_batched_experts_equal_one_expert_at_a_time(activation, monkeypatch):
+    """The padded [E, capacity, d] batch and the per-expert loop: same output, same gradients."""
+    torch.manual_seed(5)
+    cfg = ArchConfig(pattern="E", d_model=32, moe={"experts": 8, "top_k": 2, "activation": activation})
+    moe = build_model(cfg).blocks[0].sublayer
+    x = torch.randn(120, 32, requires_grad=True)
+
+    def route():
+        w, chosen = torch.softmax(moe.router(x), -1).topk(2, -1)
+        return chosen, w / w.sum(-1, keepdim=True)
+
+    def run(fn):
+        moe.zero_grad()
+        x.grad = None
+        y = fn(x, *route())
+        y.square().sum().backward()
+        return y.detach(), x.grad.clone(), {n: p.grad.clone() for n, p in moe.named_parameters()}
+
+    def refuse(*args):
+        raise AssertionError("a balanced load should run as one batch")
+
+    each = run(moe._routed_each)
+    monkeypatch.setattr(moe, "_routed_each", refuse)
+    batched = run(moe._routed)
+    torch.testing.assert_close(batched[0], each[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(batched[1], each[1], rtol=1e-5, atol=1e-6)
+    for name, g in each[2].items():
+        torch.testing.assert_close(batched[2][name], g, rtol=1e-5, atol=1e-6, msg=name)
+    monkeypatch.undo()
+    chosen, w = route()
+    skewed = torch.zeros_like(chosen)  # every slot on expert 0 and 1: the padding would be 4x the work
+    skewed[:, 1] = 1
+    torch.testing.assert_close(moe._routed(x, skewed, w), moe._routed_each(x, skewed, w))
+
+
 def _perturb(model):
     """Move parameters off their structured init so decode checks exercise every path (gates, D, biases)."""
     with torch.no_grad():

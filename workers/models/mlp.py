@@ -60,12 +60,7 @@ class MoE(nn.Module):
         probs = torch.softmax(self.router(x).float(), dim=-1)  # [N, E]
         weights, chosen = probs.topk(self.top_k, dim=-1)  # [N, k]
         weights = (weights / weights.sum(-1, keepdim=True)).to(x.dtype)
-        out = torch.zeros_like(x)
-        for e, expert in enumerate(self.experts):
-            token, slot = (chosen == e).nonzero(as_tuple=True)
-            if token.numel():
-                # under autocast the expert answers in bf16; the residual stream stays in its own dtype
-                out.index_add_(0, token, (expert(x[token]) * weights[token, slot, None]).to(out.dtype))
+        out = self._routed(x, chosen, weights)
         if self.shared is not None:
             out = out + self.shared(x).to(out.dtype)
         load = torch.zeros(self.n_experts, device=x.device).index_add_(
@@ -73,6 +68,47 @@ class MoE(nn.Module):
         ) / chosen.numel()
         self.aux_loss = self.n_experts * (load * probs.mean(0)).sum()
         return out.view(shape)
+
+    def _routed(self, x: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Σ_j weights[n, j] · expert_{chosen[n, j]}(x[n]) for x [N, d], chosen and weights [N, k].
+
+        The routed slots are sorted by expert into one zero-padded [E, capacity, d] batch and every expert
+        runs as one batched matmul, whatever the number of experts. When the load is so uneven that the
+        padding would more than double the work, each expert runs on its own tokens instead.
+        """
+        n_slots = chosen.numel()
+        flat = chosen.flatten()  # the expert of each (token, slot)
+        counts = torch.bincount(flat, minlength=self.n_experts)
+        capacity = int(counts.max())
+        if self.n_experts * capacity > 2 * n_slots:
+            return self._routed_each(x, chosen, weights)
+        order = flat.argsort(stable=True)
+        expert = flat[order]
+        row = torch.arange(n_slots, device=x.device) - (counts.cumsum(0) - counts)[expert]
+        token = order // chosen.shape[1]
+        batch = x.new_zeros(self.n_experts, capacity, x.shape[1]).index_put((expert, row), x[token])
+        experts = self.experts
+        up = torch.stack([e.up_proj.weight for e in experts])  # [E, ff, d]
+        h = torch.bmm(batch, up.transpose(1, 2))
+        if experts[0].activation == "swiglu":
+            gate = torch.stack([e.gate_proj.weight for e in experts])
+            h = F.silu(torch.bmm(batch, gate.transpose(1, 2))) * h
+        elif experts[0].activation == "relu2":
+            h = F.relu(h).square()
+        else:
+            h = F.gelu(h)
+        down = torch.stack([e.down_proj.weight for e in experts])  # [E, d, ff]
+        y = torch.bmm(h, down.transpose(1, 2))[expert, row] * weights.flatten()[order, None]
+        # under autocast the experts answer in bf16; the residual stream stays in its own dtype
+        return torch.zeros_like(x).index_add_(0, token, y.to(x.dtype))
+
+    def _routed_each(self, x: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(x)
+        for e, expert in enumerate(self.experts):
+            token, slot = (chosen == e).nonzero(as_tuple=True)
+            if token.numel():
+                out.index_add_(0, token, (expert(x[token]) * weights[token, slot, None]).to(out.dtype))
+        return out
 
     def init_state(self, *args) -> None:
         return None
