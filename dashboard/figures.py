@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from search_spaces.pattern import SYMBOLS
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     import plotly.graph_objects as go
 
@@ -26,6 +27,7 @@ __all__ = [
     "curves_figure",
     "importance_figure",
     "pareto_figure",
+    "progress_figure",
     "strip_figure",
 ]
 
@@ -226,6 +228,30 @@ def pareto_figure(
         fig.update_xaxes(type="log")
     if _log_axis(trials[y]):
         fig.update_yaxes(type="log")
+    return fig
+
+
+def progress_figure(times: dict[str, np.ndarray], *, height: int = 240) -> go.Figure:
+    """Finished trials (complete, failed or pruned) against wall-clock time, one line per study."""
+    import numpy as np
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, t in times.items():
+        if not len(t):
+            continue
+        if len(t) > 2000:  # a long study: its curve at 2,000 evenly spaced counts is the same picture
+            keep = np.unique(np.linspace(0, len(t) - 1, 2000).astype(np.int64))
+            t, count = t[keep], keep + 1
+        else:
+            count = np.arange(1, len(t) + 1)
+        fig.add_trace(go.Scatter(x=pd.to_datetime(t, unit="s", utc=True), y=count, mode="lines", name=name,
+                                 line={"shape": "hv", "width": 2},
+                                 hovertemplate=f"{name}<br>%{{x|%H:%M:%S}}: %{{y}} trials<extra></extra>"))
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      yaxis={"title": "finished trials", "rangemode": "tozero"},
+                      xaxis={"title": None}, legend={"orientation": "v"})
     return fig
 
 

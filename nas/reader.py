@@ -35,6 +35,7 @@ __all__ = [
     "TRIAL_ATTRS",
     "StudyMeta",
     "attention_ratio",
+    "finish_times",
     "list_studies",
     "param_distributions",
     "pareto_front",
@@ -218,6 +219,24 @@ def study_names(url: str) -> list[str]:
     if not _has_tables(url):
         return []
     return [m.name for m in sorted(_studies(url).values(), key=lambda m: m.study_id)]
+
+
+def finish_times(url: str, names: list[str]) -> dict[str, np.ndarray]:
+    """Each named study's trial end times (complete, failed or pruned), epoch seconds, in order."""
+    if not names or not _has_tables(url):
+        return {}
+    ids = {m.study_id: m.name for m in _studies(url).values() if m.name in set(names)}
+    if not ids:
+        return {}
+    rows = _query(
+        url,
+        "SELECT study_id, datetime_complete FROM trials WHERE datetime_complete IS NOT NULL "
+        f"AND state IN ('COMPLETE', 'FAIL', 'PRUNED') AND study_id IN ({', '.join(str(int(i)) for i in ids)})",
+    )
+    out: dict[str, list[float]] = {ids[i]: [] for i in ids}
+    for sid, done in rows:
+        out[ids[sid]].append(_epoch(done))
+    return {name: np.sort(np.array(t, dtype=float)) for name, t in out.items()}
 
 
 def study_meta(url: str, name: str) -> StudyMeta | None:

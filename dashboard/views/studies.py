@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from dashboard import common
+from dashboard import common, figures
 
 STATUS_ICONS = {
     "running": ":material/play_circle:",
@@ -199,6 +199,9 @@ def body() -> None:
                 query_params={"study": row["name"]},
                 icon=":material/scatter_plot:",
             )
+    progress_chart(url, df)
+    if len(df):  # read ahead the studies a click is most likely to open: running ones, then the latest
+        common.prefetch(url, latest(df, common.PREFETCH))
     if picked:
         row = view.iloc[picked[0]].to_dict()
         st.subheader(row["name"])
@@ -225,6 +228,27 @@ def body() -> None:
                     f"· spec `{r.spec}` · log `{r.log}`"
                 )
                 st.code(common.log_tail(r.log, 12) or "(no output yet)", language=None)
+
+
+def latest(df, n: int) -> list[str]:
+    """The names of the n studies a user most likely looks at: running ones, then the most recently active."""
+    ahead = df.assign(_running=df["status"].eq("running")).sort_values(
+        ["_running", "last_activity"], ascending=False, na_position="last")
+    return ahead["name"].head(n).tolist()
+
+
+PROGRESS_STUDIES = 8
+
+
+def progress_chart(url: str, df) -> None:
+    """Finished trials over time for the most recently active studies."""
+    names = latest(df, PROGRESS_STUDIES) if len(df) else []
+    times = {n: t for n, t in common.finish_times(url, tuple(names)).items() if len(t)}
+    if not times:
+        return
+    st.plotly_chart(figures.progress_figure(times), key="progress", config={"displaylogo": False})
+    shown = f"the {len(times)} most recently active studies" if len(df) > PROGRESS_STUDIES else "each study"
+    st.caption(f"Finished trials (complete, failed or pruned) over time, {shown}.")
 
 
 def anything_running() -> bool:

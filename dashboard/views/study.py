@@ -158,7 +158,7 @@ def trials_tab(meta, df: pd.DataFrame) -> None:
     limit = c6.selectbox(
         "rows",
         [200, 1000, 5000, "all"],
-        index=1,
+        index=0,
         key="f_rows",
         help="the table sends these rows to the browser; filter or sort to reach the others",
     )

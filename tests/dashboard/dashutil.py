@@ -30,3 +30,14 @@ def texts(at) -> str:
     for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader"):
         parts += [str(e.value) for e in getattr(at, kind)]
     return "\n".join(parts)
+
+
+def values(array) -> list:
+    """A plotly JSON array as a list: plain, or binary (`{"dtype", "bdata"}`, as plotly sends numpy arrays)."""
+    if isinstance(array, dict) and "bdata" in array:
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)

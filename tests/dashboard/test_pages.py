@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 import yaml
-from dashutil import APP, figures, page, texts
+from dashutil import APP, figures, page, texts, values
 from streamlit.testing.v1 import AppTest
 
 import nas
@@ -63,6 +63,44 @@ def test_studies_lists_every_study_with_status_progress_and_best(app):
     assert live["progress"] == pytest.approx(2 / 6)
     assert table.loc["abl", "kind"] == "ablation"
     assert [link.label for link in at.get("page_link")] == ["search", "failing", "diverging", "live", "abl"]
+
+
+def test_studies_charts_finished_trials_over_time_and_reads_the_latest_ahead(app, studies, monkeypatch):
+    from dashboard import common
+    from nas import reader
+
+    asked = []
+    monkeypatch.setattr(common, "prefetch", lambda url, names: asked.append(names))
+    at = page(app, "views/studies.py")
+    (fig,) = figures(at)  # the progress chart
+    lines = {t["name"]: t for t in fig["data"]}
+    assert set(lines) == {"search", "failing", "diverging", "live", "abl"}
+    ends = reader.finish_times(studies["storage"], ["search", "live"])
+    assert len(ends["search"]) == 4 and len(ends["live"]) == 2 and list(ends["search"]) == sorted(ends["search"])
+    assert values(lines["search"]["y"]) == [1, 2, 3, 4] and values(lines["live"]["y"]) == [1, 2]
+    # the running study first, then the most recently active, are read ahead for the Study page
+    assert asked and asked[0][0] == "live" and len(asked[0]) == common.PREFETCH
+
+
+def test_reading_ahead_fills_the_study_pages_cache(studies, monkeypatch):
+    import time
+
+    from dashboard import common
+    from nas import reader
+
+    url = studies["storage"]
+    common._study_frame.clear()
+    common.prefetch(url, ["search", "live"])
+    deadline = time.time() + 60
+    time.sleep(0.05)
+    while common._prefetching.locked() and time.time() < deadline:
+        time.sleep(0.05)
+    calls = []
+    real = reader.study_frame
+    monkeypatch.setattr(reader, "study_frame", lambda *a: calls.append(a) or real(*a))
+    for name in ("search", "live", "abl"):
+        common._study_frame(url, name, reader.study_version(url, name))
+    assert calls == [(url, "abl")]  # read ahead: search and live; not abl
 
 
 def test_a_selected_study_offers_its_pages(app):
