@@ -78,9 +78,10 @@ def main() -> None:
     console = Console()
     command = "python benchmarks/cpu_tiny_trials.py" + "".join(f" {a}" for a in sys.argv[1:])
     runs, rows = read(args.out) if args.update else ([], {})
-    runs.append(f"`{command}` on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                f"Python {platform.python_version()}, torch {torch.__version__} (reference ops): "
-                + ", ".join(archs))
+    run = (f"`{command}` on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+           f"Python {platform.python_version()}, torch {torch.__version__} (reference ops): ")
+    runs.append(run)
+    measured: list[str] = []
     with Progress(console=console) as bar:
         task = bar.add_task("cpu-tiny trials", total=len(archs))
         for name, arch in archs.items():
@@ -93,6 +94,8 @@ def main() -> None:
             bar.advance(task)
             if not args.smoke:  # the table so far, so that a long run's finished rows are kept
                 rows[name] = row(name, arch, wall)
+                measured.append(name)
+                runs[-1] = run + ", ".join(measured)  # only what this run has measured so far
                 write(args.out, runs, rows)
     if not args.smoke:
         console.print(f"wrote {args.out}")
