@@ -47,11 +47,11 @@ def demo_archs() -> dict[str, ArchConfig]:
     space = spec.search_space()
     out = {}
     for ratio in space.dimensions["attn_ratio"]:
-        for ssm in space.dimensions["ssm"] if ratio != "all" else ["-"]:
-            values = {"layers": space.dimensions["layers"], "attn_ratio": ratio, "placement": "even",
-                      "ssm": space.dimensions["ssm"][0] if ssm == "-" else ssm}
-            out[f"demo {ratio} {ssm if ratio != 'all' else ''}".strip()] = scale(
-                space.build(values), spec.constraints.params.budget)
+        families = space.dimensions["ssm"][:1] if ratio == "all" else space.dimensions["ssm"]  # no SSM layer
+        for ssm in families:
+            values = {"layers": space.dimensions["layers"], "attn_ratio": ratio, "placement": "even", "ssm": ssm}
+            name = "demo all" if ratio == "all" else f"demo {ratio} {ssm}"
+            out[name] = scale(space.build(values), spec.constraints.params.budget)
     return out
 
 

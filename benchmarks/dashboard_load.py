@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -392,7 +393,7 @@ def main() -> None:
     if args.smoke:
         return
     cmd = "python benchmarks/dashboard_load.py" + (" --browser" if args.browser else "")
-    median = sorted(cold)[len(cold) // 2]
+    median = statistics.median_high(cold)
     lines = [
         "# Dashboard: opening the Study page of a 10,000-trial study",
         "",
@@ -412,16 +413,14 @@ def main() -> None:
         f"| Study page, warm: the same with the reads cached (same study version) | {warm:.2f} |",
     ]
     if browser is not None:
-        def med(xs: list[float]) -> float:
-            return sorted(xs)[len(xs) // 2]
-
         n = len(browser["click"])
+        click, tab = (statistics.median_high(browser[k]) for k in ("click", "new tab"))
         lines += [
             "| **headless Chromium: a click on the study on the Studies page** (as soon as its link shows) "
             f"until the Pareto front and the pattern strips are drawn; a fresh server each time, median of {n} "
-            f"({', '.join(f'{v:.2f}' for v in browser['click'])}) | **{med(browser['click']):.2f}** |",
+            f"({', '.join(f'{v:.2f}' for v in browser['click'])}) | **{click:.2f}** |",
             "| headless Chromium: the study's address in a new tab until both are drawn (Streamlit's and "
-            f"plotly's JavaScript loaded anew; data cached), median of {n} | {med(browser['new tab']):.2f} |",
+            f"plotly's JavaScript loaded anew; data cached), median of {n} | {tab:.2f} |",
         ]
     lines += [
         "",
