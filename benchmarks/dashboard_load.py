@@ -4,7 +4,7 @@
     python benchmarks/dashboard_load.py --smoke     # 500 trials, a few seconds (CI)
     python benchmarks/dashboard_load.py --browser   # also time headless Chromium until the plots are drawn
 
-The study is created by `nas.study.load_study` and its trials written straight into Optuna's tables
+The study is created by `nas.store.open_study` and its trials written straight into Optuna's tables
 (bulk inserts of the rows `Study.add_trials` would write) with the attributes a real one has: the spec,
 each trial's architecture, pattern, metrics, rung results,
 MLflow run id and a `result` of a few kB with its training curves; about 2% of the trials failed
@@ -86,7 +86,7 @@ def make_study(
 ) -> None:
     """A study of `trials` finished trials (plus `running` in flight) written straight into `storage`.
 
-    The study itself is created by `nas.study.load_study` (spec, directions, sampler); its trials go in
+    The study itself is created by `nas.store.open_study` (spec, directions, sampler); its trials go in
     as bulk inserts into Optuna's tables (`optuna/storages/_rdb/models.py`), the rows `Study.add_trials`
     would write, at a thousandth of its cost (it takes ~35 ms a trial through the ORM).
     """
@@ -97,8 +97,8 @@ def make_study(
     from optuna.storages._rdb import models
     from optuna.trial import TrialState
 
+    from nas import store
     from nas.spec import StudySpec
-    from nas.study import load_study
     from search_spaces.cost import cache_bytes, param_counts
     from search_spaces.scaling import scale
 
@@ -106,7 +106,9 @@ def make_study(
     if objectives is not None:
         data["objectives"] = objectives
     spec = StudySpec.model_validate(data)
-    study = load_study(spec)
+    handle = store.open_study(spec)
+    study = handle.study
+    study_id = handle.storage.get_study_id_from_name(spec.name)
     study.set_user_attr("elapsed_seconds", 3 * 3600.0)
     study.set_user_attr("mlflow_experiment_id", "1")
     space = spec.search_space()
@@ -228,7 +230,7 @@ def make_study(
                 {
                     "trial_id": tid,
                     "number": number,
-                    "study_id": study._study_id,
+                    "study_id": study_id,
                     "state": state,
                     "datetime_start": utc(start),
                     "datetime_complete": None if end is None else utc(end),
@@ -268,9 +270,9 @@ def time_apptest(storage: str, name: str, repeats: int) -> tuple[list[float], fl
     for _ in range(repeats):
         st.cache_data.clear()
         st.cache_resource.clear()
-        from nas import reader
+        from nas import store
 
-        reader._engines.clear()
+        store.close()
         at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
         at.query_params["study"] = name
         at.run()

@@ -27,8 +27,9 @@ sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
 ]
 
 from nas.pareto import hypervolume
+from nas.reader import study_trials
+from nas.runner import run_study
 from nas.spec import StudySpec, validate
-from nas.study import run_study, study_trials
 
 SMOKE_PROFILE = {
     "name": "smoke", "params": 2e5, "device": "cpu",
@@ -61,7 +62,7 @@ def measure(s: StudySpec) -> dict:
     t0 = time.perf_counter()
     run_study(s, show_progress=False, track=False)
     wall = time.perf_counter() - t0
-    rows = study_trials(s.name, s.storage_url)
+    rows = study_trials(s.storage_url, s.name)
     tokens = _tokens(s)
     complete = [r.values for r in rows if r.state == "COMPLETE"]
     hv = hypervolume(complete, s.directions, [0.0] * len(s.directions)) if complete else 0.0

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from nas import _format as fmt
+from nas import units as fmt
 from search_spaces import ArchConfig
 from search_spaces.scaling import scale
 from workers.evaluate import evaluate

@@ -1,7 +1,7 @@
 """The dashboard's entry point: `nas dashboard`, or `streamlit run dashboard/app.py`.
 
 The storage and tracking URLs come from NAS_STORAGE and NAS_TRACKING (else the embedded default under
-.nas/); service mode is on when `nas.queue` names a queue database.
+.nas/); service mode is on when NAS_DATABASE_URL (or the config file) names a queue database.
 """
 
 from __future__ import annotations

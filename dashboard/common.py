@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from nas import reader
+from nas import reader, units
+from nas.settings import mask_url, settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,38 +48,25 @@ def _service_urls() -> tuple[str, str] | None:
 
 def storage_url() -> str:
     """The Optuna storage: the service's (NAS_STORAGE, else the queue's database) or the embedded default."""
-    from nas.spec import DEFAULT_STORAGE
-
     service = _service_urls()
-    return service[0] if service else os.environ.get("NAS_STORAGE") or DEFAULT_STORAGE
+    return service[0] if service else settings().storage
 
 
 def tracking_url() -> str:
-    from nas.spec import DEFAULT_TRACKING
-
     service = _service_urls()
-    return service[1] if service else os.environ.get("NAS_TRACKING") or DEFAULT_TRACKING
+    return service[1] if service else settings().tracking
 
 
-def shown(url: str | None) -> str:
-    """A URL fit to show: its password replaced by ***."""
-    if not url:
-        return str(url)
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a database URL (an MLflow server's http address)
-        return url
+shown = mask_url  # a URL fit to show: its password replaced by ***
 
 
 def nas_home() -> Path:
-    return Path(os.environ.get("NAS_HOME", ".nas"))
+    return settings().home
 
 
 @dataclass
 class Mode:
-    """Embedded (local runs) or service (the queue); `queue` is the `nas.queue` module in service mode."""
+    """Embedded (local runs) or service (the queue); `queue` is `nas.service.queue` in service mode."""
 
     service: bool
     queue: Any = None
@@ -87,10 +75,12 @@ class Mode:
 
 
 def mode() -> Mode:
+    import importlib
+
     try:
-        from nas import queue
+        queue = importlib.import_module("nas.service.queue")  # through sys.modules, where tests put a fake one
     except ModuleNotFoundError as e:
-        if e.name in ("nas.queue",):
+        if e.name in ("nas.service.queue",):
             return Mode(False)
         return Mode(False, problem=f"the queue needs the package {e.name}, which is not installed")
     except Exception as e:  # a broken queue module must not take the dashboard down
@@ -243,9 +233,9 @@ def ablation(url: str, name: str, version: tuple) -> pd.DataFrame:
 
     import pandas as pd
 
-    from nas.ablation import ablation_report
+    from nas.report import ablation_report
 
-    rows = ablation_report(name, url)
+    rows = ablation_report(url, name)
     cols = ["factor", "level", "is_base", "metric", "n", "mean", "ci", "diff", "diff_ci"]
     return pd.DataFrame([dataclasses.asdict(r) for r in rows], columns=cols)
 
@@ -280,12 +270,10 @@ def hms(seconds: float | None) -> str:
 
 
 def num(v: Any) -> str:
-    from nas import _format
-
     if v is None or v != v:
         return "–"
     if isinstance(v, float) and abs(v) >= 1e4:
-        return _format.count(v)
+        return units.count(v)
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
@@ -381,7 +369,7 @@ def local_runs() -> list[LocalRun]:
 
 def start_local(spec, text: str) -> LocalRun:
     """Start `nas run` on the spec as a detached process; its output goes to .nas/submitted/<name>.log."""
-    from search_spaces.arch import ConfigError
+    from search_spaces.config import ConfigError
 
     running = next((r for r in local_runs() if r.name == spec.name and r.alive), None)
     if running is not None:

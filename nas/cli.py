@@ -1,6 +1,9 @@
-"""The `nas` command line.
+"""The `nas` command line: one command per user task, over the libraries of `nas`.
 
-Every command that reads user input turns a bad input into one sentence on stderr and exit code 2.
+Every command that reads user input turns a bad input (the project's `ConfigError`, or a `UsageError`
+of the command line itself) into one sentence on stderr and exit code 2. Each command imports the
+library it drives when it runs, so that `nas --help` stays instant; the libraries import each other
+at the top of their modules.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nas import _format as fmt
+from nas import units
 
 app = typer.Typer(
     help="hybrid-nas: search hybrid attention / state-space language models.",
@@ -45,7 +48,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from search_spaces import ConfigError
+        from search_spaces.config import ConfigError  # pydantic: loaded when a command runs, not for --help
 
         try:
             return fn(*args, **kwargs)
@@ -84,7 +87,7 @@ def resolve_arch(
         cfg = ArchConfig.from_dict({"pattern": pattern, "d_model": d_model})
     if params is not None:
         try:
-            target = fmt.parse_count(params)
+            target = units.parse_count(params)
             cfg = scale(cfg, target, vocab_size=vocab_size)
         except ValueError as e:
             raise UsageError(str(e)) from None
@@ -136,13 +139,13 @@ def presets(
     table.add_column("params", justify="right")
     table.add_column("active", justify="right")
     for t in CONTEXTS:
-        table.add_column(f"@{fmt.context(t)}", justify="right", no_wrap=True)
+        table.add_column(f"@{units.context(t)}", justify="right", no_wrap=True)
     for n in names:
         cfg = resolve_arch(preset=n, params=params, vocab_size=vocab_size)
         pc = param_counts(cfg)
-        mem = [fmt.nbytes(cache_bytes(cfg, t).total) for t in CONTEXTS]
+        mem = [units.nbytes(cache_bytes(cfg, t).total) for t in CONTEXTS]
         mix = " ".join(f"{sym}{cfg.pattern.count(sym)}" for sym in SYMBOLS if sym in cfg.pattern)
-        table.add_row(n, abbreviate(cfg.pattern, 24), mix, fmt.count(pc.total), fmt.count(pc.active), *mem)
+        table.add_row(n, abbreviate(cfg.pattern, 24), mix, units.count(pc.total), units.count(pc.active), *mem)
     out.print(table)
 
 
@@ -168,9 +171,9 @@ def cost(
     fam.add_column("sublayers", justify="right")
     fam.add_column("params", justify="right")
     for family, n in pc.per_family.items():
-        fam.add_row(family, str(cfg.count(family)), fmt.count(n))
-    fam.add_row("embedding" + ("" if cfg.tie_embeddings else " + head"), "", fmt.count(pc.embedding))
-    fam.add_row("[bold]total[/] (active)", "", f"{fmt.count(pc.total)} ({fmt.count(pc.active)})")
+        fam.add_row(family, str(cfg.count(family)), units.count(n))
+    fam.add_row("embedding" + ("" if cfg.tie_embeddings else " + head"), "", units.count(pc.embedding))
+    fam.add_row("[bold]total[/] (active)", "", f"{units.count(pc.total)} ({units.count(pc.active)})")
     out.print(fam)
     mem = Table(title="Per token and per sequence")
     mem.add_column("context", justify="right")
@@ -181,14 +184,14 @@ def cost(
     for t in CONTEXTS:
         cb = cache_bytes(cfg, t)
         mem.add_row(
-            fmt.context(t),
-            fmt.count(decode_flops_per_token(cfg, t)),
-            fmt.nbytes(cb.kv),
-            fmt.nbytes(cb.state),
-            fmt.nbytes(cb.total),
+            units.context(t),
+            units.count(decode_flops_per_token(cfg, t)),
+            units.nbytes(cb.kv),
+            units.nbytes(cb.state),
+            units.nbytes(cb.total),
         )
     out.print(mem)
-    out.print(f"training: {fmt.count(train_flops_per_token(cfg, seq_len))} FLOPs/token at sequence length {seq_len}")
+    out.print(f"training: {units.count(train_flops_per_token(cfg, seq_len))} FLOPs/token at sequence length {seq_len}")
 
 
 ProfileArg = Annotated[
@@ -214,7 +217,7 @@ def eval_(
     A preset is scaled to the profile's proxy size; --arch and --pattern are used as given unless
     --params says otherwise.
     """
-    from nas.evaluation import print_scorecard, run_eval
+    from nas.display import print_scorecard, run_eval
     from workers.profile import load_profile
 
     prof = load_profile(profile)
@@ -255,19 +258,23 @@ def run(
 
 
 def _run(study_spec, ray_address: str | None, track: bool = True) -> None:
-    from nas.study import run_study
+    from nas.runner import run_study
+    from nas.settings import mask_url
 
     space = study_spec.space if isinstance(study_spec.space, str) else "an inline space"
     profile = study_spec.profile if isinstance(study_spec.profile, str) else "inline"
     objectives = ", ".join(f"{m} ({d[:3]})" for m, d in zip(study_spec.metrics, study_spec.directions))
     out.print(f"[bold]{study_spec.name}[/]: {study_spec.kind} on {space}, profile {profile}, objectives {objectives}")
-    out.print(f"storage {study_spec.storage_url}" + (f" · tracking {study_spec.tracking_url}" if track else ""))
+    out.print(
+        f"storage {mask_url(study_spec.storage_url)}"
+        + (f" · tracking {mask_url(study_spec.tracking_url)}" if track else "")
+    )
     summary = run_study(study_spec, ray_address=ray_address, console=out, track=track)
     _print_summary(summary)
     if study_spec.kind == "ablation":
-        _print_report(study_spec.name, study_spec.storage_url)
+        _print_report(study_spec.storage_url, study_spec.name)
     else:
-        _print_pareto(study_spec.name, study_spec.storage_url)
+        _print_pareto(study_spec.storage_url, study_spec.name, study_spec.metrics, study_spec.directions)
 
 
 def _print_summary(s) -> None:
@@ -281,33 +288,30 @@ def _print_summary(s) -> None:
     )
 
 
-def _print_pareto(name: str, storage: str | None) -> None:
-    from nas.spec import StudySpec
-    from nas.study import _open, pareto_trials
+def _print_pareto(url: str, name: str, metrics: list[str], directions: list[str]) -> None:
+    from nas.reader import pareto_trials
 
-    study = _open(name, storage)
-    spec = StudySpec.model_validate(study.user_attrs["spec"])
-    rows = pareto_trials(study)
+    rows = pareto_trials(url, name)
     table = Table(title=f"Pareto set of {name} ({len(rows)} trial{'s' if len(rows) != 1 else ''})")
     table.add_column("trial", justify="right")
     table.add_column("pattern", no_wrap=True)
-    for m, d in zip(spec.metrics, spec.directions):
+    for m, d in zip(metrics, directions):
         table.add_column(f"{m} {'↑' if d == 'maximize' else '↓'}", justify="right")
     table.add_column("params", justify="right")
     for r in rows:
         table.add_row(
             str(r["trial"]),
             r["pattern"],
-            *(f"{r[m]:.4g}" for m in spec.metrics),
-            fmt.count(r["params"]) if r["params"] else "",
+            *(f"{r[m]:.4g}" for m in metrics),
+            units.count(r["params"]) if r["params"] else "",
         )
     out.print(table)
 
 
-def _print_report(name: str, storage: str | None) -> None:
-    from nas.ablation import ablation_report
+def _print_report(url: str, name: str) -> None:
+    from nas.report import ablation_report
 
-    rows = ablation_report(name, storage)
+    rows = ablation_report(url, name)
     table = Table(title=f"Ablation {name}: mean ± 95% CI, and the difference from the base's level")
     for col in ("factor", "level", "metric", "runs", "mean ± CI", "vs base ± CI"):
         table.add_column(col, justify="right" if col in ("runs", "mean ± CI", "vs base ± CI") else "left")
@@ -324,13 +328,15 @@ def status(
     storage: StorageArg = None,
 ) -> None:
     """Studies and their progress; with a name, that study's trials."""
-    from nas.study import study_summaries, study_trials
+    from nas.reader import study_summaries, study_trials
+    from nas.settings import settings
 
+    url = storage or settings().storage
     if study is None:
         table = Table(title="Studies")
         for col in ("study", "kind", "complete", "running", "failed", "infeasible", "budget", "best", "elapsed"):
             table.add_column(col, justify="left" if col in ("study", "kind", "best") else "right")
-        for s in study_summaries(storage):
+        for s in study_summaries(url):
             c = s.counts
             best = "  ".join(f"{m}={v:.4g}" for m, v in s.best.items())
             table.add_row(
@@ -346,7 +352,7 @@ def status(
             )
         out.print(table)
         return
-    rows = study_trials(study, storage)
+    rows = study_trials(url, study)
     table = Table(title=f"Trials of {study}")
     for col in ("trial", "state", "pattern", "values", "note"):
         table.add_column(col, justify="right" if col == "trial" else "left", no_wrap=col == "pattern")
@@ -363,21 +369,28 @@ def status(
 @friendly
 def pareto(study: Annotated[str, typer.Argument(help="the study")], storage: StorageArg = None) -> None:
     """The Pareto set of a study's complete trials."""
-    _print_pareto(study, storage)
+    from nas.reader import study_summary
+    from nas.settings import settings
+
+    url = storage or settings().storage
+    s = study_summary(url, study)
+    _print_pareto(url, study, s.metrics, s.directions)
 
 
 @app.command()
 @friendly
 def report(study: Annotated[str, typer.Argument(help="an ablation study")], storage: StorageArg = None) -> None:
     """An ablation's effects: per factor level, each objective's mean and 95% CI, and the change from the base."""
-    _print_report(study, storage)
+    from nas.settings import settings
+
+    _print_report(storage or settings().storage, study)
 
 
 @app.command()
 @friendly
 def delete(study: Annotated[str, typer.Argument(help="the study")], storage: StorageArg = None) -> None:
     """Delete a study and its trials from the Optuna storage (its MLflow runs stay)."""
-    from nas.study import delete_study
+    from nas.store import delete_study
 
     delete_study(study, storage)
     out.print(f"deleted {study}")
@@ -396,9 +409,91 @@ def demo(
     out.print("\nOpen the dashboard:  [bold]nas dashboard[/]   ·   the same table again:  [bold]nas pareto demo[/]")
 
 
-from nas.export import export_command  # noqa: E402
+@app.command("export")
+def export_(
+    preset: Annotated[str | None, typer.Option("--preset", help="a preset name (see `nas presets`)")] = None,
+    arch: Annotated[Path | None, typer.Option("--arch", help="an ArchConfig YAML or JSON file")] = None,
+    study: Annotated[str | None, typer.Option("--study", help="a study, with --trial N or --pareto")] = None,
+    trial: Annotated[int | None, typer.Option("--trial", help="with --study: this trial")] = None,
+    pareto: Annotated[bool, typer.Option("--pareto", help="with --study: its whole Pareto front")] = False,
+    storage: Annotated[str | None, typer.Option("--storage", help="with --study: Optuna storage URL")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="hf, megatron or yaml")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="with --format hf: force a model type (jamba, bamba, ...)")
+    ] = None,
+    scale_to: Annotated[
+        str | None, typer.Option("--scale-to", help="resize to this many parameters (2e6, 1.5B), layout kept")
+    ] = None,
+    vocab_size: Annotated[int | None, typer.Option("--vocab-size", help="replace the vocabulary")] = None,
+    training: Annotated[
+        Path | None, typer.Option("--training", help="with --format yaml: YAML of training settings")
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="the directory to write (made if needed)")] = None,
+) -> None:
+    """Export an architecture as a training config: a transformers config.json, Megatron-LM arguments or YAML.
 
-app.command("export")(export_command)
+    --format hf picks the transformers class that can express the layout (--target forces one); the
+    directory then loads with AutoConfig.from_pretrained. Nothing is written when the format cannot hold it.
+    """
+    import yaml
+
+    from nas.export import FORMATS, render_with_note, study_archs, write
+    from nas.settings import settings
+    from search_spaces.config import ConfigError
+
+    try:
+        if fmt is None:
+            raise UsageError(f"name the format with --format ({', '.join(FORMATS)})")
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        given = [n for n, v in (("--preset", preset), ("--arch", arch), ("--study", study)) if v is not None]
+        if len(given) != 1:
+            raise UsageError(
+                "name exactly one architecture: --arch FILE, --preset NAME, --study S --trial N or "
+                "--study S --pareto"
+                + (f" (got {' and '.join(given)})" if given else "")
+            )
+        if study is None and (trial is not None or pareto):
+            raise UsageError("--trial and --pareto choose trials of a study; add --study NAME")
+        if study is not None and (trial is None) == (not pareto):
+            raise UsageError("with --study, name one trial with --trial N or the whole front with --pareto")
+        if out_dir is None:
+            raise UsageError("name the directory to write with --out DIR")
+        try:
+            size = units.parse_count(scale_to) if scale_to is not None else None
+        except ValueError as e:
+            raise UsageError(f"--scale-to: {e}") from None
+        overrides = None
+        if training is not None:
+            try:
+                overrides = yaml.safe_load(training.read_text()) or {}
+            except OSError as e:
+                raise UsageError(f"cannot read the training settings {training}: {e.strerror}") from None
+            except yaml.YAMLError as e:
+                raise UsageError(f"the training settings {training} are not valid YAML: {e}") from None
+            if not isinstance(overrides, dict):
+                raise UsageError(f"the training settings {training} must be a mapping (seq_len, tokens, ...)")
+        kwargs = {"scale_to": size, "training": overrides, "target": target, "vocab_size": vocab_size}
+
+        if study is None:
+            archs = [(None, resolve_arch(preset=preset, arch=arch))]
+        else:
+            archs = study_archs(storage or settings().storage, study, trial)
+        files: dict[str, str] = {}
+        hows: list[str] = []
+        for number, cfg in archs:
+            rendered, how = render_with_note(cfg, fmt, **kwargs)
+            where = out_dir if trial is not None or number is None else out_dir / f"trial-{number}"
+            files.update({str((where / n).relative_to(out_dir)): text for n, text in rendered.items()})
+            hows.append(how.replace("DIR", str(where)))
+        written = write(out_dir, files)
+    except (ConfigError, UsageError) as e:
+        fail(str(e))
+        return
+    names = sorted(str(p.relative_to(out_dir)) for p in written)
+    out.print(f"wrote {out_dir}: {', '.join(names)}", markup=False, soft_wrap=True)
+    for how in hows:
+        out.print(how, markup=False, soft_wrap=True)
 
 
 # ----- service mode: the study queue and its scheduler (nas/queue.py, nas/scheduler.py) -----------------
@@ -418,7 +513,7 @@ def submit(
     by: Annotated[str | None, typer.Option("--by", help="who submits it (default: your user name)")] = None,
 ) -> None:
     """Submit a study to the service's queue (NAS_DATABASE_URL); a scheduler (`nas serve`) runs it."""
-    from nas import queue
+    from nas.service import queue
     from nas.spec import load_spec
 
     study_spec = load_spec(spec)
@@ -432,7 +527,7 @@ def submit(
 @friendly
 def list_() -> None:
     """The service's queue: every submitted study, newest first."""
-    from nas import queue
+    from nas.service import queue
 
     table = Table(title="Queue")
     for col in ("id", "study", "status", "priority", "by", "submitted", "started", "finished", "scheduler"):
@@ -456,7 +551,7 @@ def list_() -> None:
 @friendly
 def show(study: Annotated[str, typer.Argument(help="a queue id, or a study name (its newest one)")]) -> None:
     """One submitted study: its status, its trials so far and its event log."""
-    from nas import queue
+    from nas.service import queue
 
     s = queue.get_study(study)
     out.print(
@@ -477,10 +572,10 @@ def show(study: Annotated[str, typer.Argument(help="a queue id, or a study name 
     )
     if s.started_at:
         try:  # its trials, from the service's Optuna storage
-            from nas.study import _open, _summary
+            from nas.reader import study_summary
 
             storage, _ = queue.service_urls(queue.database_url())
-            c = _summary(_open(s.optuna_study_name, storage)).counts
+            c = study_summary(storage, s.optuna_study_name).counts
             out.print(
                 f"trials: {c['complete']} complete, {c['running'] + c['paused']} unfinished, "
                 f"{c['failed']} failed, {c['infeasible']} infeasible"
@@ -503,7 +598,7 @@ QueueIdArg = Annotated[str, typer.Argument(help="a queue id, or a study name (it
 @friendly
 def cancel(study: QueueIdArg) -> None:
     """Cancel a study: queued or paused at once; running within seconds (its trials in flight are failed)."""
-    from nas import queue
+    from nas.service import queue
 
     out.print(_queued_row(queue.cancel(study)))
 
@@ -512,7 +607,7 @@ def cancel(study: QueueIdArg) -> None:
 @friendly
 def pause(study: QueueIdArg) -> None:
     """Pause a study: its trials in flight stop and wait for `nas resume`, which continues them."""
-    from nas import queue
+    from nas.service import queue
 
     out.print(_queued_row(queue.pause(study)))
 
@@ -521,7 +616,7 @@ def pause(study: QueueIdArg) -> None:
 @friendly
 def resume(study: QueueIdArg) -> None:
     """Queue a paused (or failed, or cancelled) study again; it goes on where its trials left off."""
-    from nas import queue
+    from nas.service import queue
 
     out.print(_queued_row(queue.resume(study)))
 
@@ -580,9 +675,9 @@ def serve(
 
     Start several schedulers (here or on other hosts, against one database) to run several studies at once.
     """
-    from nas import queue
-    from nas.db import service_config
-    from nas.scheduler import Scheduler
+    from nas.service import queue
+    from nas.service.scheduler import Scheduler
+    from nas.settings import settings
 
     url = queue.database_url()
     if url is None:
@@ -591,7 +686,7 @@ def serve(
             "postgresql+psycopg://nas:PASSWORD@127.0.0.1:5432/nas) or database_url in "
             "~/.config/hybrid-nas/config.toml"
         )
-    address = ray_address or service_config().ray_address
+    address = ray_address or settings().ray_address
     Scheduler(
         url, ray_address=address, stale_after=stale_after, heartbeat_every=heartbeat, poll_every=poll, console=out
     ).serve(exit_when_idle=exit_when_idle, max_studies=max_studies)
@@ -608,27 +703,27 @@ def db_upgrade(
     sql: Annotated[bool, typer.Option("--sql", help="print the SQL instead of running it")] = False,
 ) -> None:
     """Create or migrate the queue's tables (schedulers and `nas submit` do this on first use)."""
-    from nas import db, queue
+    from nas.service import db
+    from nas.settings import mask_url, settings
 
-    url = queue.database_url()
+    url = settings().database_url
     if url is None:
         raise UsageError("no queue database is configured: set NAS_DATABASE_URL or database_url in the config file")
     if sql:
-        from alembic import command
-
-        command.upgrade(db._alembic_config(url), revision, sql=True)
+        db.upgrade_sql(url, revision)
         return
     db.upgrade(url, revision, force=True)
-    out.print(f"{db.mask_url(db.normalize_url(url))} is at revision {db.current_revision(url)}")
+    out.print(f"{mask_url(url)} is at revision {db.current_revision(url)}")
 
 
 @db_app.command("current")
 @friendly
 def db_current() -> None:
     """The queue database's schema revision, and the newest one this version of nas knows."""
-    from nas import db, queue
+    from nas.service import db
+    from nas.settings import settings
 
-    url = queue.database_url()
+    url = settings().database_url
     if url is None:
         raise UsageError("no queue database is configured: set NAS_DATABASE_URL or database_url in the config file")
     try:
@@ -655,6 +750,8 @@ def dashboard(
     import os
     import socket
 
+    from nas.settings import mask_url, settings
+
     if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("plotly") is None:
         raise UsageError("the dashboard needs streamlit and plotly; pip install 'hybrid-nas[dashboard]'")
     found = importlib.util.find_spec("dashboard")  # located, not imported: `nas` never imports the dashboard
@@ -672,10 +769,8 @@ def dashboard(
         env["NAS_STORAGE"] = storage
     if tracking:
         env["NAS_TRACKING"] = tracking
-    from nas.spec import DEFAULT_STORAGE
-
     out.print(
-        f"dashboard on http://{host}:{port} · storage {env.get('NAS_STORAGE') or DEFAULT_STORAGE} · Ctrl-C stops it",
+        f"dashboard on http://{host}:{port} · storage {mask_url(storage or settings().storage)} · Ctrl-C stops it",
         soft_wrap=True,
     )
     sys.stdout.flush()

@@ -1,7 +1,7 @@
 """Executors run trial jobs: `RayExecutor` on a local or remote Ray cluster, `InlineExecutor` in-process.
 
-A job evaluates one architecture at one budget for one or more seeds and returns their TrialResults
-as JSON. Both executors keep to one contract (tests/nas/test_executor.py runs it against each):
+A job evaluates one architecture at one budget for one or more seeds and returns their TrialResults.
+Both executors keep to one contract (tests/nas/test_executor.py runs it against each):
 `submit` returns a job id at once; `wait` returns the jobs that finished (a `JobOutcome` each, never an
 exception for a failed job); `progress` drains the reports the jobs' training loops sent since the
 last call; `cancel` stops a job; `shutdown` releases everything.
@@ -18,6 +18,9 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from search_spaces import ArchConfig
+from workers.result import TrialResult
 
 __all__ = ["Executor", "InlineExecutor", "Job", "JobOutcome", "RayExecutor", "run_job", "token_auth_for"]
 
@@ -38,15 +41,14 @@ class Job:
 @dataclass
 class JobOutcome:
     job: Job
-    results: list[str] = field(default_factory=list)  # TrialResult JSON, one per seed
+    results: list[TrialResult] = field(default_factory=list)  # one per seed
     error: str | None = None  # the job itself broke (not a diverged trial, which is a result)
     worker_died: bool = False
 
 
-def run_job(job: Job, report=None) -> list[str]:
+def run_job(job: Job, report=None) -> list[TrialResult]:
     """Evaluate a job's architecture for each of its seeds (what a worker runs)."""
-    from search_spaces import ArchConfig
-    from workers.evaluate import evaluate
+    from workers.evaluate import evaluate  # torch: loaded in the worker, not the driver
 
     arch = ArchConfig.from_dict(job.arch)
     results = []
@@ -55,7 +57,7 @@ def run_job(job: Job, report=None) -> list[str]:
             if report is not None:
                 report({"trial": job.trial, "seed": seed, "budget": job.budget, "pid": os.getpid(), **p.__dict__})
 
-        results.append(evaluate(arch, job.profile, seed=seed, budget=job.budget, progress=progress).model_dump_json())
+        results.append(evaluate(arch, job.profile, seed=seed, budget=job.budget, progress=progress))
     return results
 
 
@@ -223,7 +225,7 @@ def token_auth_for(address: str) -> None:
                 log.warning("this Ray has no token-auth refresh; set RAY_AUTH_MODE=token before starting")
 
 
-def _ray_job(job: Job, sink) -> list[str]:
+def _ray_job(job: Job, sink) -> list[TrialResult]:
     def report(p: dict[str, Any]) -> None:
         sink.report.remote(p)
 

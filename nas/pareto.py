@@ -1,7 +1,8 @@
-"""Multi-objective bookkeeping: non-dominated sorting, crowding distance, hypervolume.
+"""Multi-objective bookkeeping: the Pareto front, non-dominated ranks, crowding distance, hypervolume.
 
-Every function takes points as rows of objective values and the directions ("maximize" /
-"minimize") of the columns; internally everything is turned into minimisation.
+Every function takes points as rows of objective values and the directions ("maximize" / "minimize") of
+the columns; internally everything is turned into minimisation. This is the one dominance test of the
+project: the CLI, the runner's early stopping, the reader and the dashboard all use it.
 """
 
 from __future__ import annotations
@@ -13,41 +14,52 @@ import numpy as np
 __all__ = ["crowding_distance", "hypervolume", "nondominated_ranks", "pareto_mask"]
 
 
-def _as_min(points: Sequence[Sequence[float]], directions: Sequence[str]) -> np.ndarray:
+def _as_min(points: Sequence[Sequence[float]] | np.ndarray, directions: Sequence[str]) -> np.ndarray:
     p = np.asarray(points, dtype=float).reshape(len(points), len(directions))
     sign = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
     return p * sign
 
 
-def _dominates(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """[n, m] bool: row i dominates row j (no worse everywhere, better somewhere)."""
-    le = (a[:, None, :] <= b[None, :, :]).all(-1)
-    lt = (a[:, None, :] < b[None, :, :]).any(-1)
-    return le & lt
+def _front(p: np.ndarray) -> np.ndarray:
+    """Boolean mask of the non-dominated rows of `p` [n, m], all objectives minimised.
+
+    Rows are visited in lexicographic order: a row's dominators all come before it, so each row is checked
+    against the front found so far only (O(n·front) instead of the O(n²) dominance matrix, which does not
+    fit in memory at 10,000 trials). Equal rows do not dominate each other: both stay on the front.
+    """
+    n = len(p)
+    mask = np.zeros(n, dtype=bool)
+    if n == 0:
+        return mask
+    front = np.empty((0, p.shape[1]))
+    keep: list[int] = []
+    for i in np.lexsort(p.T[::-1]):
+        row = p[i]
+        if len(front) and bool(((front <= row).all(1) & (front < row).any(1)).any()):
+            continue
+        keep.append(i)
+        front = np.vstack([front, row])
+    mask[keep] = True
+    return mask
+
+
+def pareto_mask(points, directions) -> np.ndarray:
+    """Boolean mask of the points on the Pareto front."""
+    return _front(_as_min(points, directions))
 
 
 def nondominated_ranks(points, directions) -> np.ndarray:
     """Front index of each point: 0 for the Pareto front, 1 for the front once 0 is removed, ..."""
     p = _as_min(points, directions)
-    n = len(p)
-    ranks = np.full(n, -1)
-    if n == 0:
-        return ranks
-    dom = _dominates(p, p)  # dom[i, j]: i dominates j
-    count = dom.sum(0)  # how many dominate j
-    front = np.flatnonzero(count == 0)
+    ranks = np.full(len(p), -1)
+    left = np.arange(len(p))
     r = 0
-    while len(front):
-        ranks[front] = r
-        count = count - dom[front].sum(0)
-        count[ranks >= 0] = -1
-        front = np.flatnonzero(count == 0)
+    while len(left):
+        on = _front(p[left])
+        ranks[left[on]] = r
+        left = left[~on]
         r += 1
     return ranks
-
-
-def pareto_mask(points, directions) -> np.ndarray:
-    return nondominated_ranks(points, directions) == 0
 
 
 def crowding_distance(points, directions) -> np.ndarray:
@@ -73,7 +85,7 @@ def hypervolume(points, directions, reference) -> float:
     p = p[(p < ref).all(1)]
     if len(p) == 0:
         return 0.0
-    return _hv(p[pareto_mask(p, ["minimize"] * p.shape[1])], ref)
+    return _hv(p[_front(p)], ref)
 
 
 def _hv(p: np.ndarray, ref: np.ndarray) -> float:
@@ -88,5 +100,5 @@ def _hv(p: np.ndarray, ref: np.ndarray) -> float:
         depth = upper - p[i, -1]
         if depth > 0:
             front = p[: i + 1, :-1]
-            total += depth * _hv(front[pareto_mask(front, ["minimize"] * front.shape[1])], ref[:-1])
+            total += depth * _hv(front[_front(front)], ref[:-1])
     return total

@@ -27,6 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nas import record
+from nas.pareto import pareto_mask
+from nas.settings import mask_url
+from nas.store import engine
+from search_spaces import ArchConfig
+from search_spaces.config import ConfigError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -34,27 +41,38 @@ __all__ = [
     "ACTIVE_WINDOW",
     "TRIAL_ATTRS",
     "StudyMeta",
+    "StudySummary",
+    "TrialRow",
     "attention_ratio",
     "finish_times",
     "list_studies",
     "param_distributions",
-    "pareto_front",
+    "pareto_trials",
     "running_trials",
     "ssm_family",
     "storage_exists",
     "study_frame",
     "study_meta",
     "study_names",
+    "study_summaries",
+    "study_summary",
+    "study_trials",
     "study_version",
+    "trial_archs",
     "trial_attrs",
 ]
 
 # the trial attributes a page shows; `result` (every curve of every task) and `arch` stay in the database
-TRIAL_ATTRS = ("pattern", "metrics", "failure", "mlflow_run_id", "rung_done", "job_rung", "progress")
+TRIAL_ATTRS = (
+    record.PATTERN, record.METRICS, record.FAILURE, record.MLFLOW_RUN, record.RUNG_DONE, record.JOB_RUNG,
+    record.PROGRESS,
+)
+# what decides a trial's status beyond its state (`record.trial_status`)
+_STATUS_ATTRS = (record.FAILURE, record.JOB_RUNG, record.RUNG_DONE)
+_STUDY_ATTRS = (record.SPEC, record.CREATED, record.ELAPSED, record.MLFLOW_EXPERIMENT, record.MLFLOW_PARENT_RUN)
 # a study whose newest trial event (start, end, progress report) is older than this is not running
 ACTIVE_WINDOW = 15 * 60.0
 _FAMILY_NAMES = {"M": "Mamba-2", "m": "Mamba-1", "X": "mLSTM"}
-_engines: dict[str, Any] = {}
 
 
 # ----- connections --------------------------------------------------------------------------------
@@ -66,24 +84,10 @@ def storage_exists(url: str) -> bool:
     return True
 
 
-def _engine(url: str):
-    eng = _engines.get(url)
-    if eng is None:
-        import sqlalchemy
-
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {
-                "timeout": 30
-            }  # a study writing at the same moment holds the lock briefly
-        eng = _engines[url] = sqlalchemy.create_engine(url, **kwargs)
-    return eng
-
-
 def _query(url: str, sql: str, **params: Any) -> list:
     from sqlalchemy import text
 
-    with _engine(url).connect() as conn:
+    with engine(url).connect() as conn:
         result = conn.execute(text(sql), params)
         # the DBAPI cursor's plain tuples: a text() query has no result processing to skip, and pandas
         # probing SQLAlchemy's Row objects for attributes costs more than the read itself
@@ -95,7 +99,7 @@ def _has_tables(url: str) -> bool:
         return False
     from sqlalchemy import inspect
 
-    return inspect(_engine(url)).has_table("trials")
+    return inspect(engine(url)).has_table("trials")
 
 
 def _epoch(dt: Any) -> float | None:
@@ -105,6 +109,11 @@ def _epoch(dt: Any) -> float | None:
     if isinstance(dt, str):
         dt = datetime.fromisoformat(dt)
     return dt.replace(tzinfo=timezone.utc).timestamp()
+
+
+def _state(state: Any) -> str:
+    """A trial state as its name: PostgreSQL's enum hands back `TrialState.COMPLETE`, SQLite `COMPLETE`."""
+    return str(state).rsplit(".", 1)[-1]
 
 
 def _in(names: tuple[str, ...]) -> str:
@@ -129,33 +138,6 @@ def attention_ratio(pattern: str | None) -> float:
     return pattern.count("*") / mixers if mixers else math.nan
 
 
-# ----- the Pareto front ---------------------------------------------------------------------------
-def pareto_front(values: np.ndarray, directions: list[str]) -> np.ndarray:
-    """Boolean mask of the non-dominated rows of `values` [n, m]; the same set as `nas.pareto.pareto_mask`.
-
-    Rows are visited in lexicographic order of the minimised objectives: a row's dominators all come
-    before it, so each row is checked against the front found so far only (O(n·front) instead of
-    the O(n²) dominance matrix, which does not fit in memory at 10,000 trials).
-    """
-    p = np.asarray(values, dtype=float).reshape(len(values), len(directions))
-    p = p * np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
-    n = len(p)
-    mask = np.zeros(n, dtype=bool)
-    if n == 0:
-        return mask
-    order = np.lexsort(p.T[::-1])
-    front = np.empty((0, p.shape[1]))
-    keep: list[int] = []
-    for i in order:
-        row = p[i]
-        if len(front) and bool(((front <= row).all(1) & (front < row).any(1)).any()):
-            continue
-        keep.append(i)
-        front = np.vstack([front, row])
-    mask[keep] = True
-    return mask
-
-
 # ----- studies ------------------------------------------------------------------------------------
 @dataclass
 class StudyMeta:
@@ -174,10 +156,7 @@ class StudyMeta:
 
     @property
     def experiment_id(self) -> str | None:
-        return self.attrs.get("mlflow_experiment_id")
-
-
-_STUDY_ATTRS = ("spec", "created", "elapsed_seconds", "mlflow_experiment_id", "mlflow_parent_run_id")
+        return self.attrs.get(record.MLFLOW_EXPERIMENT)
 
 
 def _studies(url: str, name: str | None = None) -> dict[int, StudyMeta]:
@@ -202,10 +181,10 @@ def _studies(url: str, name: str | None = None) -> dict[int, StudyMeta]:
         url, f"SELECT study_id, objective, direction FROM study_directions WHERE 1=1 {only}"
     ):
         if sid in directions:
-            directions[sid][objective] = str(direction).rsplit(".", 1)[-1].lower()
+            directions[sid][objective] = _state(direction).lower()
     out = {}
     for sid, n in ids.items():
-        spec = attrs[sid].pop("spec", None)
+        spec = attrs[sid].pop(record.SPEC, None)
         if spec is None:
             continue  # not a hybrid-nas study (someone else's Optuna study in the same database)
         metrics = [o["metric"] for o in spec.get("objectives", [])]
@@ -245,29 +224,43 @@ def study_meta(url: str, name: str) -> StudyMeta | None:
     return next(iter(_studies(url, name).values()), None)
 
 
-def _budget(spec: dict[str, Any], trained: int, waiting: int) -> int | None:
-    trials = (spec.get("budget") or {}).get("trials")
-    sampler = spec.get("sampler", "auto")
-    if spec.get("kind") == "ablation" or sampler == "grid":
-        # every grid point is enqueued when the study is created: trained ones plus those still waiting
-        grid = trained + waiting
-        return grid if spec.get("kind") == "ablation" or trials is None else min(grid, trials)
-    return trials
+def _meta_or_error(url: str, name: str) -> StudyMeta:
+    meta = study_meta(url, name)
+    if meta is None:
+        names = study_names(url)
+        hint = f"; studies there: {', '.join(names)}" if names else " (it holds no studies yet)"
+        raise ConfigError(f"no study named {name!r} in {mask_url(url)}{hint}")
+    return meta
 
 
-def _status(
+def _status_attrs(url: str, states: tuple[str, ...], sid: int | None = None) -> dict[int, dict[str, Any]]:
+    """trial_id -> the attributes `record.trial_status` needs (and the latest progress report), for the
+    trials in `states` (of one study, or of all)."""
+    only = f"AND t.study_id = {int(sid)}" if sid is not None else ""
+    out: dict[int, dict[str, Any]] = {}
+    for tid, key, value in _query(
+        url,
+        "SELECT t.trial_id, a.key, a.value_json FROM trials t "
+        "JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+        f"WHERE t.state IN {_in(states)} AND a.key IN {_in((*_STATUS_ATTRS, record.PROGRESS))} {only}",
+    ):
+        out.setdefault(tid, {})[key] = json.loads(value)
+    return out
+
+
+def _study_status(
     c: dict[str, int], budget: int | None, hours: float | None, elapsed: float, last: float | None, now: float
 ) -> str:
     unfinished = c["running"] + c["paused"]
     if c["running"] and last is not None and now - last < ACTIVE_WINDOW:
         return "running"
     if unfinished:
-        return "stopped"  # a driver left trials in flight: `nas run` resumes them
-    total = c["complete"] + c["failed"] + c["infeasible"] + c["pruned"] + c["waiting"]
-    if total == 0:
+        return "stopped"  # a driver left trials in flight: `nas run` resumes it
+    if sum(c.values()) == 0:
         return "empty"
-    trained = c["complete"] + c["failed"] + c["pruned"]
-    if (budget is not None and trained >= budget and not c["waiting"]) or (hours and elapsed >= hours * 3600):
+    if (budget is not None and record.trained(c) >= budget and not c["waiting"]) or (
+        hours and elapsed >= hours * 3600
+    ):
         return "done"
     return "stopped"
 
@@ -281,27 +274,8 @@ def list_studies(url: str, now: float | None = None) -> pd.DataFrame:
     import pandas as pd
 
     columns = [
-        "name",
-        "kind",
-        "status",
-        "complete",
-        "running",
-        "paused",
-        "failed",
-        "infeasible",
-        "pruned",
-        "waiting",
-        "queued",
-        "budget",
-        "finished",
-        "best",
-        "elapsed",
-        "eta",
-        "created",
-        "last_activity",
-        "metrics",
-        "directions",
-        "description",
+        "name", "kind", "status", *record.STATUSES, "queued", "budget", "finished", "best", "elapsed", "eta",
+        "created", "last_activity", "metrics", "directions", "description",
     ]
     if not _has_tables(url):
         return pd.DataFrame(columns=columns)
@@ -309,16 +283,14 @@ def list_studies(url: str, now: float | None = None) -> pd.DataFrame:
     metas = _studies(url)
     if not metas:
         return pd.DataFrame(columns=columns)
-    counts = {
-        sid: dict.fromkeys(("complete", "running", "paused", "failed", "infeasible", "pruned", "waiting"), 0)
-        for sid in metas
-    }
+    counts = {sid: dict.fromkeys(record.STATUSES, 0) for sid in metas}
     last: dict[int, float] = {}
 
     def touch(sid: int, t: float | None) -> None:
         if t is not None and t > last.get(sid, 0):
             last[sid] = t
 
+    # a trial's state decides its status, except FAIL and RUNNING, whose attributes do (record.trial_status)
     for sid, state, n, start, end in _query(
         url,
         "SELECT study_id, state, count(*), max(datetime_start), max(datetime_complete) FROM trials "
@@ -326,42 +298,19 @@ def list_studies(url: str, now: float | None = None) -> pd.DataFrame:
     ):
         if sid not in counts:
             continue
-        state = str(state).rsplit(".", 1)[-1]
-        key = {
-            "COMPLETE": "complete",
-            "RUNNING": "running",
-            "FAIL": "failed",
-            "PRUNED": "pruned",
-            "WAITING": "waiting",
-        }[state]
-        counts[sid][key] += n
+        state = _state(state)
+        if state not in ("FAIL", "RUNNING"):
+            counts[sid][record.trial_status(state, {})] += n
         touch(sid, _epoch(start))
         touch(sid, _epoch(end))
-    for sid, value in _query(
-        url,
-        "SELECT t.study_id, a.value_json FROM trials t "
-        "JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
-        "WHERE t.state = 'FAIL' AND a.key = 'failure'",
+    attrs = _status_attrs(url, ("FAIL", "RUNNING"))
+    for sid, tid, state in _query(
+        url, "SELECT study_id, trial_id, state FROM trials WHERE state IN ('FAIL', 'RUNNING')"
     ):
-        if sid in counts and (json.loads(value) or {}).get("kind") == "infeasible":
-            counts[sid]["failed"] -= 1
-            counts[sid]["infeasible"] += 1
-    running: dict[int, dict[int, dict[str, Any]]] = {}
-    for sid, tid, key, value in _query(
-        url,
-        "SELECT t.study_id, t.trial_id, a.key, a.value_json FROM trials t "
-        "JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
-        "WHERE t.state = 'RUNNING' AND a.key IN ('job_rung', 'rung_done', 'progress')",
-    ):
-        running.setdefault(sid, {}).setdefault(tid, {})[key] = json.loads(value)
-    for sid, trials in running.items():
-        if sid not in counts:
-            continue
-        for a in trials.values():
-            if a.get("job_rung") is None and "rung_done" in a:
-                counts[sid]["running"] -= 1
-                counts[sid]["paused"] += 1
-            touch(sid, (a.get("progress") or {}).get("time"))
+        if sid in counts:
+            a = attrs.get(tid, {})
+            counts[sid][record.trial_status(_state(state), a)] += 1
+            touch(sid, (a.get(record.PROGRESS) or {}).get("time"))
     best: dict[int, dict[int, tuple[float, float]]] = {}
     for sid, objective, hi, lo in _query(
         url,
@@ -375,16 +324,17 @@ def list_studies(url: str, now: float | None = None) -> pd.DataFrame:
     for sid, meta in sorted(metas.items()):
         c = counts[sid]
         spec = meta.spec
-        trained = c["complete"] + c["failed"] + c["pruned"] + c["running"] + c["paused"]
-        budget = _budget(spec, trained, c["waiting"])
+        trained = record.trained(c)
+        # every grid point is enqueued when the study is created: the trained ones plus those waiting
+        budget = record.trial_budget(spec, grid_points=trained + c["waiting"])
         hours = (spec.get("budget") or {}).get("hours")
-        elapsed = float(meta.attrs.get("elapsed_seconds") or 0.0)
-        status = _status(c, budget, hours, elapsed, last.get(sid), now)
+        elapsed = float(meta.attrs.get(record.ELAPSED) or 0.0)
+        status = _study_status(c, budget, hours, elapsed, last.get(sid), now)
         b = {}
         for i, (m, d) in enumerate(zip(meta.metrics, meta.directions, strict=False)):
             if i in best.get(sid, {}) and best[sid][i][0] is not None:
                 b[m] = best[sid][i][0] if d == "maximize" else best[sid][i][1]
-        finished = c["complete"] + c["failed"] + c["pruned"]
+        finished = record.finished(c)
         eta = None
         if status == "running" and finished:
             left = [elapsed / finished * max(0, budget - finished)] if budget is not None else []
@@ -404,7 +354,7 @@ def list_studies(url: str, now: float | None = None) -> pd.DataFrame:
                 "best": b,
                 "elapsed": elapsed,
                 "eta": eta,
-                "created": meta.attrs.get("created"),
+                "created": meta.attrs.get(record.CREATED),
                 "last_activity": last.get(sid),
                 "metrics": meta.metrics,
                 "directions": meta.directions,
@@ -517,11 +467,7 @@ def study_frame(url: str, name: str) -> tuple[StudyMeta, pd.DataFrame]:
     """
     import pandas as pd
 
-    meta = study_meta(url, name)
-    if meta is None:
-        from search_spaces.arch import ConfigError
-
-        raise ConfigError(f"no study named {name!r} in {url}")
+    meta = _meta_or_error(url, name)
     sid = meta.study_id
     trials = pd.DataFrame(
         _query(
@@ -534,7 +480,7 @@ def study_frame(url: str, name: str) -> tuple[StudyMeta, pd.DataFrame]:
     )
     index = pd.Index(trials["trial_id"].to_numpy(dtype=np.int64))
     n, k = len(trials), len(meta.metrics)
-    states = trials["state"].astype(str).str.rsplit(".", n=1).str[-1].to_numpy(dtype=object)
+    states = np.array([_state(x) for x in trials["state"]], dtype=object)
 
     vals = np.full((n, k), np.nan)
     vrows = [
@@ -568,18 +514,15 @@ def study_frame(url: str, name: str) -> tuple[StudyMeta, pd.DataFrame]:
         loads = json.loads
         for p, (_, key, value) in zip(pos, arows, strict=False):
             attrs[key][p] = loads(value)
-    failures = [f or {} for f in attrs["failure"]]
-    has_job = [j is not None for j in attrs["job_rung"]]
-    rung_done = attrs["rung_done"]
-    status = []
-    for state, f, job, done in zip(states, failures, has_job, rung_done, strict=False):
-        if state == "FAIL":
-            status.append("infeasible" if f.get("kind") == "infeasible" else "failed")
-        elif state == "RUNNING":
-            status.append("paused" if not job and done is not None else "running")
-        else:
-            status.append(state.lower())
-    patterns = attrs["pattern"]
+    failures = [f or {} for f in attrs[record.FAILURE]]
+    rung_done = attrs[record.RUNG_DONE]
+    status = [
+        record.trial_status(state, {k: attrs[k][i] for k in _STATUS_ATTRS if attrs[k][i] is not None})
+        if state in ("FAIL", "RUNNING")
+        else record.trial_status(state, {})
+        for i, state in enumerate(states)
+    ]
+    patterns = attrs[record.PATTERN]
 
     def epoch(col: str) -> np.ndarray:
         t = pd.to_datetime(trials[col], utc=True, format="mixed")  # naive UTC in, NaT for None
@@ -600,16 +543,16 @@ def study_frame(url: str, name: str) -> tuple[StudyMeta, pd.DataFrame]:
     pareto = np.zeros(n, dtype=bool)
     complete = ~np.isnan(vals).any(1) if k else np.zeros(n, dtype=bool)
     if complete.any():
-        pareto[np.flatnonzero(complete)] = pareto_front(vals[complete], meta.directions)
+        pareto[np.flatnonzero(complete)] = pareto_mask(vals[complete], meta.directions)
     columns["pareto"] = pareto
     columns.update(_param_columns(url, sid, index))
-    metric_rows = [m or {} for m in attrs["metrics"]]
+    metric_rows = [m or {} for m in attrs[record.METRICS]]
     recorded = pd.DataFrame.from_records(metric_rows, index=range(n)) if n else pd.DataFrame()
     for mname in sorted(recorded.columns):
         columns[f"m.{mname}"] = recorded[mname].to_numpy(dtype=float)
     columns["failure_kind"] = np.array([f.get("kind") for f in failures], dtype=object)
     columns["failure_reason"] = np.array([f.get("reason") for f in failures], dtype=object)
-    columns["mlflow_run_id"] = np.array(attrs["mlflow_run_id"], dtype=object)
+    columns["mlflow_run_id"] = np.array(attrs[record.MLFLOW_RUN], dtype=object)
     columns["rung"] = np.array([np.nan if r is None else r for r in rung_done], dtype=float)
     columns["started"] = started
     columns["completed"] = completed
@@ -637,27 +580,26 @@ def running_trials(url: str, name: str) -> pd.DataFrame:
         url,
         "SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a JOIN trials t "
         "ON t.trial_id = a.trial_id WHERE t.study_id = :sid AND t.state = 'RUNNING' "
-        "AND a.key IN ('pattern', 'progress', 'job_rung', 'rung_done')",
+        f"AND a.key IN {_in((record.PATTERN, record.PROGRESS, record.JOB_RUNG, record.RUNG_DONE))}",
         sid=meta.study_id,
     ):
         attrs.setdefault(tid, {})[key] = json.loads(value)
     rows = []
     for tid, number, start in trials:
         a = attrs.get(tid, {})
-        p = a.get("progress") or {}
-        paused = a.get("job_rung") is None and "rung_done" in a
+        p = a.get(record.PROGRESS) or {}
         rows.append(
             {
                 "number": number,
-                "pattern": a.get("pattern"),
-                "status": "paused" if paused else "running",
+                "pattern": a.get(record.PATTERN),
+                "status": record.trial_status("RUNNING", a),
                 "started": _epoch(start),
                 "task": p.get("task"),
                 "step": p.get("step"),
                 "steps": p.get("steps"),
                 "loss": p.get("loss"),
                 "updated": p.get("time"),
-                "rung": a.get("job_rung"),
+                "rung": a.get(record.JOB_RUNG),
             }
         )
     return pd.DataFrame(rows, columns=columns)
@@ -677,3 +619,164 @@ def trial_attrs(url: str, name: str, number: int, keys: tuple[str, ...] | None =
         number=int(number),
     )
     return {key: json.loads(value) for key, value in rows}
+
+
+def _attrs_of(url: str, sid: int, keys: tuple[str, ...], numbers: list[int] | None = None) -> dict[int, dict]:
+    """trial number -> {key: value} of these attributes, for every trial of the study or those numbered."""
+    only = f"AND t.number IN ({', '.join(str(int(n)) for n in numbers)})" if numbers else ""
+    if numbers is not None and not numbers:
+        return {}
+    out: dict[int, dict] = {}
+    for number, key, value in _query(
+        url,
+        "SELECT t.number, a.key, a.value_json FROM trial_user_attributes a JOIN trials t "
+        f"ON t.trial_id = a.trial_id WHERE t.study_id = :sid AND a.key IN {_in(keys)} {only}",
+        sid=sid,
+    ):
+        out.setdefault(number, {})[key] = json.loads(value)
+    return out
+
+
+# ----- typed reads (the CLI, scripts, tests) ------------------------------------------------------
+@dataclass
+class StudySummary:
+    name: str
+    kind: str
+    metrics: list[str]
+    directions: list[str]
+    counts: dict[str, int]  # per `record.STATUSES`
+    elapsed_seconds: float
+    budget_trials: int | None
+    best: dict[str, float] = field(default_factory=dict)
+    stop_reason: str | None = None  # set by the run that returns it: budget, hours, pause, cancel, interrupted
+    created: float | None = None
+    status: str | None = None  # running, stopped, done or empty (`list_studies`)
+
+    @property
+    def finished(self) -> int:
+        return record.finished(self.counts)
+
+
+def _summary(row: dict[str, Any]) -> StudySummary:
+    return StudySummary(
+        name=row["name"],
+        kind=row["kind"],
+        metrics=list(row["metrics"]),
+        directions=list(row["directions"]),
+        counts={k: int(row[k]) for k in record.STATUSES},
+        elapsed_seconds=float(row["elapsed"]),
+        budget_trials=None if row["budget"] is None or row["budget"] != row["budget"] else int(row["budget"]),
+        best=dict(row["best"]),
+        created=row["created"],
+        status=row["status"],
+    )
+
+
+def study_summaries(url: str) -> list[StudySummary]:
+    """Every hybrid-nas study of the storage, oldest first."""
+    return [_summary(r) for r in list_studies(url).to_dict("records")]
+
+
+def study_summary(url: str, name: str) -> StudySummary:
+    _meta_or_error(url, name)
+    return next(s for s in study_summaries(url) if s.name == name)
+
+
+@dataclass
+class TrialRow:
+    number: int
+    state: str  # Optuna's: COMPLETE, RUNNING, FAIL, PRUNED, WAITING
+    status: str  # `record.trial_status`
+    pattern: str | None
+    values: list[float] | None  # the objectives, complete trials only
+    params: dict[str, Any]
+    arch: dict[str, Any] | None
+    metrics: dict[str, float]
+    failure: dict[str, Any] | None
+    mlflow_run_id: str | None
+    pareto: bool = False
+    rung: int | None = None
+    progress: dict[str, Any] | None = None
+    duration: float | None = None
+
+
+def _none(v: Any) -> Any:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+def study_trials(url: str, name: str) -> list[TrialRow]:
+    """Every trial of a study, in order, with its architecture and latest progress report."""
+    meta, df = study_frame(url, name)
+    extra = _attrs_of(url, meta.study_id, (record.ARCH, record.PROGRESS, record.METRICS, record.FAILURE))
+    params = [c for c in df.columns if c.startswith("p.")]
+    rows = []
+    for t in df.to_dict("records"):
+        a = extra.get(t["number"], {})
+        values = [t[m] for m in meta.metrics] if t["state"] == "COMPLETE" else None
+        rows.append(
+            TrialRow(
+                number=int(t["number"]),
+                state=t["state"],
+                status=t["status"],
+                pattern=t["pattern"],
+                values=values,
+                params={c[2:]: t[c] for c in params if _none(t[c]) is not None},
+                arch=a.get(record.ARCH),
+                metrics=a.get(record.METRICS) or {},
+                failure=a.get(record.FAILURE),
+                mlflow_run_id=t["mlflow_run_id"],
+                pareto=bool(t["pareto"]),
+                rung=None if _none(t["rung"]) is None else int(t["rung"]),
+                progress=a.get(record.PROGRESS),
+                duration=_none(t["duration"]),
+            )
+        )
+    return rows
+
+
+def pareto_trials(url: str, name: str) -> list[dict[str, Any]]:
+    """The Pareto set of the complete trials, best first on the first objective: trial, pattern, each
+    objective's value, params, arch and mlflow_run_id."""
+    meta, df = study_frame(url, name)
+    front = df[df["pareto"]]
+    if not len(front) or not meta.metrics:
+        return []
+    front = front.sort_values(meta.metrics[0], ascending=meta.directions[0] != "maximize", kind="stable")
+    archs = _attrs_of(url, meta.study_id, (record.ARCH,), [int(n) for n in front["number"]])
+    return [
+        {
+            "trial": int(t["number"]),
+            "pattern": t["pattern"],
+            **{m: float(t[m]) for m in meta.metrics},
+            "params": _none(t.get("m.params")),
+            "arch": archs.get(int(t["number"]), {}).get(record.ARCH),
+            "mlflow_run_id": t["mlflow_run_id"],
+        }
+        for t in front.to_dict("records")
+    ]
+
+
+def trial_archs(
+    url: str, name: str, *, pareto: bool = False, trial: int | None = None
+) -> list[tuple[int, ArchConfig]]:
+    """Architectures of a study's trials: one trial by number, the Pareto set, or every trial that has one."""
+    meta, df = study_frame(url, name)
+    archs = {n: a[record.ARCH] for n, a in _attrs_of(url, meta.study_id, (record.ARCH,)).items()}
+    if trial is not None:
+        if trial not in archs:
+            raise ConfigError(
+                f"study {name!r} has no trial {trial} with an architecture; trials with one: {_ranges(sorted(archs))}"
+            )
+        return [(trial, ArchConfig.from_dict(archs[trial]))]
+    if pareto:
+        front = [int(n) for n in df.loc[df["pareto"], "number"]]
+        if not front:
+            raise ConfigError(f"study {name!r} has no complete trial yet, so no Pareto set")
+        return [(n, ArchConfig.from_dict(archs[n])) for n in front]
+    return [(n, ArchConfig.from_dict(a)) for n, a in sorted(archs.items())]
+
+
+def _ranges(numbers: list[int]) -> str:
+    if not numbers:
+        return "none"
+    return f"{min(numbers)}–{max(numbers)}" if len(numbers) > 3 else ", ".join(map(str, numbers))

@@ -18,57 +18,50 @@ study exists, and says what is wrong in one sentence.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from search_spaces.arch import ConfigError, explain_validation_error
-from search_spaces.loading import parse_mapping
+from nas.ablation import ablation_archs, ablation_grid
+from nas.settings import settings
+from search_spaces.config import ConfigError, Strict, explain_validation_error, parse_mapping
 from search_spaces.space import SearchSpace, load_space
+from workers.profile import load_profile
+from workers.result import METRICS, metric_direction
 
 __all__ = [
-    "DEFAULT_STORAGE",
-    "DEFAULT_TRACKING",
     "AblationSpec",
     "Objective",
     "StudySpec",
     "load_spec",
     "spec_from_text",
+    "validate",
 ]
 
-HOME = Path(os.environ.get("NAS_HOME", ".nas"))
-DEFAULT_STORAGE = os.environ.get("NAS_STORAGE") or f"sqlite:///{HOME / 'studies.db'}"
-DEFAULT_TRACKING = os.environ.get("NAS_TRACKING") or f"sqlite:///{HOME / 'mlflow.db'}"
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Objective(_Strict):
+class Objective(Strict):
     metric: str
     direction: Literal["maximize", "minimize"] | None = None  # None: the metric's own (accuracy: maximize)
 
 
-class ParamsConstraint(_Strict):
+class ParamsConstraint(Strict):
     budget: float = Field(gt=0, description="total parameters; the width is solved to land on it")
     tolerance: float = Field(0.25, ge=0, description="relative: 0.25 accepts ±25%")
 
 
-class MemoryConstraint(_Strict):
+class MemoryConstraint(Strict):
     context: int = Field(gt=0)
     max_bytes: float = Field(gt=0, description="KV cache + recurrent state per sequence at that context")
 
 
-class Constraints(_Strict):
+class Constraints(Strict):
     params: ParamsConstraint | None = None
     memory: MemoryConstraint | None = None
 
 
-class Budget(_Strict):
+class Budget(Strict):
     trials: int | None = Field(None, gt=0, description="trials trained to a result (infeasible ones not counted)")
     hours: float | None = Field(None, gt=0, description="wall-clock hours, summed over resumed runs")
 
@@ -79,12 +72,12 @@ class Budget(_Strict):
         return self
 
 
-class Resources(_Strict):
+class Resources(Strict):
     cpus: float = Field(1.0, gt=0)
     gpus: float = Field(0.0, ge=0, description="a fraction shares one GPU between trials")
 
 
-class EarlyStopping(_Strict):
+class EarlyStopping(Strict):
     """Successive halving over the token budget, promoting by non-dominated rank, then crowding (MO-ASHA)."""
 
     enabled: bool = False
@@ -101,13 +94,13 @@ class EarlyStopping(_Strict):
         return rungs
 
 
-class AblationSpec(_Strict):
+class AblationSpec(Strict):
     base: str | dict[str, Any] = Field(description="a preset name, an ArchConfig YAML path, or an inline ArchConfig")
     factors: dict[str, list[Any]] = Field(min_length=1)
     seeds: int = Field(3, ge=1)
 
 
-class StudySpec(_Strict):
+class StudySpec(Strict):
     name: str
     kind: Literal["search", "ablation"] = "search"
     description: str = ""
@@ -150,16 +143,14 @@ class StudySpec(_Strict):
     # ----- resolved views -------------------------------------------------------------------------
     @property
     def storage_url(self) -> str:
-        return self.storage or DEFAULT_STORAGE
+        return self.storage or settings().storage
 
     @property
     def tracking_url(self) -> str:
-        return self.tracking or DEFAULT_TRACKING
+        return self.tracking or settings().tracking
 
     @property
     def directions(self) -> list[str]:
-        from workers.result import metric_direction
-
         return [o.direction or metric_direction(o.metric) for o in self.objectives]
 
     @property
@@ -174,10 +165,19 @@ class StudySpec(_Strict):
             return self.sampler
         return "grid" if self.kind == "ablation" else "nsga2" if len(self.objectives) > 1 else "tpe"
 
+    def grid(self) -> dict[str, list]:
+        """A grid study's dimensions and their levels (an ablation's factors and seeds)."""
+        if self.kind == "ablation":
+            return ablation_grid(self)
+        return self.search_space().grid()
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every point of a grid study (an ablation's cells × seeds), in order."""
+        grid = self.grid()
+        return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+
 
 def _check_metric(name: str, profile) -> None:
-    from workers.result import METRICS
-
     base, _, qualifier = name.partition(".")
     if base not in METRICS:
         raise ConfigError(
@@ -199,9 +199,6 @@ def _check_metric(name: str, profile) -> None:
 
 def validate(spec: StudySpec) -> StudySpec:
     """Everything a study needs exists and fits together; raises ConfigError with one sentence otherwise."""
-    from nas.ablation import ablation_archs
-    from workers.profile import load_profile
-
     profile = load_profile(spec.profile)
     for o in spec.objectives:
         _check_metric(o.metric, profile)

@@ -14,6 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from workers.result import TrialResult
+
 __all__ = ["Tracker", "flatten"]
 
 log = logging.getLogger(__name__)
@@ -73,7 +77,7 @@ class Tracker:
         trial: int,
         arch: dict[str, Any],
         metrics: dict[str, float],
-        results: list[dict[str, Any]],
+        results: list[TrialResult],
         state: str,
         failure: dict | None = None,
     ) -> str:
@@ -100,12 +104,9 @@ class Tracker:
         ts = 0
         points = [Metric(k, float(v), ts, 0) for k, v in metrics.items()]
         for r in results:
-            seed = r.get("seeds", {}).get("model", 0)
-            suffix = f".seed{seed}" if len(results) > 1 else ""
-            if r.get("lm"):
-                points += [Metric(f"train_loss.lm{suffix}", loss, ts, step) for step, _, loss in r["lm"]["curve"]]
-            for task, score in r.get("tasks", {}).items():
-                points += [Metric(f"train_loss.{task}{suffix}", loss, ts, step) for step, _, loss in score["curve"]]
+            suffix = f".seed{r.seeds.get('model', 0)}" if len(results) > 1 else ""
+            for task, curve in r.curves().items():
+                points += [Metric(f"train_loss.{task}{suffix}", loss, ts, step) for step, _, loss in curve]
         tags = []
         if failure:
             tags = [RunTag("nas.failure", json.dumps(failure)[:5000])]
@@ -113,11 +114,10 @@ class Tracker:
             self.client.log_batch(rid, metrics=points[i : i + 900], params=params if i == 0 else [], tags=tags)
         if not points:
             self.client.log_batch(rid, params=params, tags=tags)
-        import yaml
-
         self.client.log_text(rid, yaml.safe_dump(arch, sort_keys=False), "arch.yaml")
         if results:
-            self.client.log_text(rid, json.dumps(results, indent=1), "results.json")
+            dumped = [r.model_dump(mode="json") for r in results]
+            self.client.log_text(rid, json.dumps(dumped, indent=1), "results.json")
         self.client.set_terminated(
             rid, status="FINISHED" if state == "COMPLETE" else "FAILED" if state == "FAIL" else "KILLED"
         )

@@ -1,4 +1,5 @@
-"""The architecture language: `ArchConfig`, its pattern notation, presets and the analytic cost model.
+"""The architecture language: `ArchConfig`, its pattern notation, presets and the analytic cost model,
+search spaces, and the strict-config helpers every package shares (`config`: `ConfigError`, YAML loading).
 
 Imports nothing heavy (no torch): `nas --help` and the cost model stay instant.
 """
@@ -6,13 +7,13 @@ Imports nothing heavy (no torch): `nas --help` and the cost model stay instant.
 from search_spaces.arch import (
     ArchConfig,
     AttentionOptions,
-    ConfigError,
     Mamba1Options,
     Mamba2Options,
     MLPOptions,
     MLSTMOptions,
     MoEOptions,
 )
+from search_spaces.config import ConfigError
 from search_spaces.pattern import SYMBOLS, PatternError, abbreviate, parse_pattern
 
 __all__ = [

@@ -22,30 +22,21 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from search_spaces.config import ConfigError, Strict, explain_validation_error, yaml_problem
 from search_spaces.pattern import FAMILIES, SYMBOLS, PatternError, count, parse_pattern
 
 __all__ = [
     "ArchConfig",
     "AttentionOptions",
-    "ConfigError",
     "MLPOptions",
     "MLSTMOptions",
     "Mamba1Options",
     "Mamba2Options",
     "MoEOptions",
-    "explain_validation_error",
 ]
 
 
-class ConfigError(ValueError):
-    """A configuration a user wrote that cannot be used; the message is one sentence saying why."""
-
-
-class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AttentionOptions(_Options):
+class AttentionOptions(Strict):
     """Causal grouped-query attention."""
 
     heads: int = Field(8, gt=0)
@@ -60,7 +51,7 @@ class AttentionOptions(_Options):
         return self.heads, self.kv_heads or self.heads, self.head_dim or d_model // self.heads
 
 
-class Mamba2Options(_Options):
+class Mamba2Options(Strict):
     """Mamba-2 (SSD): scalar decay per head, B/C shared within groups."""
 
     d_state: int = Field(128, gt=0)
@@ -77,7 +68,7 @@ class Mamba2Options(_Options):
         return self.d_inner(d_model) // self.head_dim
 
 
-class Mamba1Options(_Options):
+class Mamba1Options(Strict):
     """Mamba-1: selective scan with a diagonal state per channel."""
 
     d_state: int = Field(16, gt=0)
@@ -92,7 +83,7 @@ class Mamba1Options(_Options):
         return self.dt_rank or math.ceil(d_model / 16)
 
 
-class MLSTMOptions(_Options):
+class MLSTMOptions(Strict):
     """xLSTM's mLSTM layer: matrix memory, exponential input gate, sigmoid forget gate."""
 
     heads: int = Field(4, gt=0)
@@ -109,7 +100,7 @@ class MLSTMOptions(_Options):
 Activation = Literal["swiglu", "relu2", "gelu"]  # gated SiLU; squared ReLU; GeLU (the last two not gated)
 
 
-class MLPOptions(_Options):
+class MLPOptions(Strict):
     """Dense MLP; hidden width round(ratio * d_model)."""
 
     ratio: float = Field(4.0, gt=0)
@@ -119,7 +110,7 @@ class MLPOptions(_Options):
         return max(1, round(self.ratio * d_model))
 
 
-class MoEOptions(_Options):
+class MoEOptions(Strict):
     """Top-k routed experts with no dropped tokens, an optional always-on shared expert."""
 
     experts: int = Field(8, gt=0)
@@ -137,7 +128,7 @@ class MoEOptions(_Options):
         return max(1, round((self.shared_ratio or self.ratio) * d_model)) if self.shared_expert else 0
 
 
-OPTION_TYPES: dict[str, type[_Options]] = {
+OPTION_TYPES: dict[str, type[Strict]] = {
     "attention": AttentionOptions,
     "mamba2": Mamba2Options,
     "mamba1": Mamba1Options,
@@ -296,7 +287,7 @@ class ArchConfig(BaseModel):
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ConfigError(f"the architecture is not valid YAML: {_yaml_problem(err)}") from None
+            raise ConfigError(f"the architecture is not valid YAML: {yaml_problem(err)}") from None
         return cls.from_dict(data)
 
     @classmethod
@@ -337,53 +328,3 @@ class ArchConfig(BaseModel):
             if symbol not in pattern and family not in changes:
                 data.pop(family, None)
         return ArchConfig.from_dict(data)
-
-
-# ----- error messages ---------------------------------------------------------------------------------
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model that holds the field at `loc` (for listing its allowed keys)."""
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return None
-        inner = [t for t in getattr(field.annotation, "__args__", (field.annotation,)) if isinstance(t, type)]
-        nested = [t for t in inner if issubclass(t, BaseModel)]
-        if not nested:
-            return None
-        model = nested[0]
-    return model
-
-
-def explain_validation_error(err: ValidationError, model: type[BaseModel], what: str = "") -> str:
-    """One sentence for a pydantic error: the field, what is wrong, what is allowed."""
-    errors = err.errors()
-    # a misspelt key explains the "missing" error of the key it meant: report it first
-    e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
-    loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    where = ".".join(str(p) for p in loc)
-    prefix = f"{what}: " if what else ""
-    kind = e["type"]
-    if kind == "extra_forbidden":
-        owner = _model_at(model, loc[:-1])
-        allowed = ", ".join(owner.model_fields) if owner else ""
-        msg = f"unknown key '{where}'" + (f"; allowed keys here are {allowed}" if allowed else "")
-    elif kind == "missing":
-        msg = f"'{where}' is required but missing"
-    elif kind in ("value_error", "assertion_error"):
-        cause = e.get("ctx", {}).get("error")
-        msg = str(cause) if cause is not None else e["msg"]
-        if where and where.split(".")[-1] not in msg:
-            msg = f"{where}: {msg}"
-    elif kind == "literal_error":
-        msg = f"'{where}' is {e['input']!r}; {e['msg'].lower()}"
-    else:
-        msg = f"'{where}' is {e['input']!r}: {e['msg'][0].lower()}{e['msg'][1:]}"
-    if len(errors) > 1:
-        msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return prefix + msg
-
-
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err)
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from search_spaces.arch import ArchConfig, ConfigError
+from search_spaces.arch import ArchConfig
+from search_spaces.config import ConfigError
 from search_spaces.scaling import scale
 
 __all__ = ["PRESETS", "Preset", "preset", "preset_names"]

@@ -39,8 +39,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from search_spaces.arch import OPTION_TYPES, ArchConfig, ConfigError, explain_validation_error
-from search_spaces.loading import load_named, names_in
+from search_spaces.arch import OPTION_TYPES, ArchConfig
+from search_spaces.config import ConfigError, explain_validation_error, load_named, names_in
 
 __all__ = ["SPACE_DIR", "Range", "SearchSpace", "layout", "load_space", "space_names"]
 

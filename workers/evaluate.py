@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from search_spaces import ArchConfig
-from search_spaces.arch import ConfigError
+from search_spaces.config import ConfigError
 from search_spaces.cost import param_counts
 from workers.data.corpus import CorpusError, load_corpus
 from workers.data.synthetic import make_task

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from search_spaces.loading import load_named, names_in
+from search_spaces.config import load_named, names_in
 
 __all__ = ["PROFILE_DIR", "LMSettings", "ProxyProfile", "SyntheticSettings", "load_profile", "profile_names"]
 

@@ -23,7 +23,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["METRICS", "Failure", "LMScore", "TaskScore", "Throughput", "TrialResult", "metric_direction"]
+__all__ = [
+    "METRICS",
+    "Failure",
+    "LMScore",
+    "TaskScore",
+    "Throughput",
+    "TrialResult",
+    "mean_metrics",
+    "metric_direction",
+]
 
 # A name is a base metric, optionally qualified after a dot by a context length or a task
 # (`decode_tps.16384`, `acc.mqar`): names valid in Optuna, MLflow and a YAML spec alike.
@@ -108,6 +117,17 @@ class TrialResult(_Model):
     corpus: dict[str, Any] = {}
     versions: dict[str, str | None] = {}
 
+    @property
+    def tokens(self) -> int:
+        """Tokens trained, language modelling and synthetic tasks together."""
+        return (self.lm.tokens if self.lm is not None else 0) + sum(t.tokens for t in self.tasks.values())
+
+    def curves(self) -> dict[str, list[tuple[int, int, float]]]:
+        """Training loss curves by task ("lm" first): (step, tokens, loss) each."""
+        out = {"lm": self.lm.curve} if self.lm is not None and self.lm.curve else {}
+        out.update({name: t.curve for name, t in self.tasks.items() if t.curve})
+        return out
+
     def metrics(self) -> dict[str, float]:
         m: dict[str, float] = {
             "params": float(self.params),
@@ -135,3 +155,10 @@ class TrialResult(_Model):
         if self.peak_memory_bytes is not None:
             m["peak_memory"] = float(self.peak_memory_bytes)
         return m
+
+
+def mean_metrics(results: list[TrialResult]) -> dict[str, float]:
+    """Each metric's mean over several seeds' results (the metrics every one of them has)."""
+    each = [r.metrics() for r in results]
+    keys = set.intersection(*(set(m) for m in each))
+    return {k: sum(m[k] for m in each) / len(each) for k in sorted(keys)}

@@ -63,7 +63,7 @@ st.query_params["trial"] = str(number)
 
 from nas.export import hf_targets, render  # noqa: E402
 from search_spaces import ArchConfig  # noqa: E402
-from search_spaces.arch import ConfigError  # noqa: E402
+from search_spaces.config import ConfigError  # noqa: E402
 
 arch = reader.trial_attrs(URL, name, number, ("arch",)).get("arch")
 if arch is None:
@@ -91,10 +91,10 @@ vocab = c3.number_input(
 kwargs: dict = {}
 try:
     if scale_to.strip():
-        from nas import _format
+        from nas import units
 
         try:
-            kwargs["scale_to"] = _format.parse_count(scale_to)
+            kwargs["scale_to"] = units.parse_count(scale_to)
         except ValueError as e:
             raise ConfigError(f"scale to: {e}") from None
     if vocab:

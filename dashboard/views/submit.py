@@ -42,16 +42,17 @@ def check(text: str, where: str):
 
 def existing(spec, url: str) -> str | None:
     """'resumes' for a compatible study of that name, None for a new one; ConfigError if it clashes."""
-    from nas.study import load_study
-    from search_spaces.arch import ConfigError
+    from nas import store
+    from search_spaces.config import ConfigError
 
-    probe = spec if spec.storage else spec.model_copy(update={"storage": url})
+    where = spec.storage or url
     try:
-        load_study(probe, create=False)
+        h = store.load(spec.name, where)
     except ConfigError as e:
         if "no study named" in str(e):
             return None
         raise
+    store.check_resumable(spec, store.stored_spec(h.study))
     return "resumes"
 
 
@@ -114,7 +115,7 @@ validate = b1.button("Validate", icon=":material/check:")
 go = b2.button("Submit to the queue" if m.service else "Start", type="primary", icon=":material/play_arrow:")
 
 if validate or go:
-    from search_spaces.arch import ConfigError
+    from search_spaces.config import ConfigError
 
     try:
         spec = check(text, where)

@@ -35,26 +35,24 @@ def _add_failed(spec, reason: str) -> None:
     """A trial that trained and diverged, recorded the way the runner records one."""
     import optuna
 
-    from nas.study import load_study
+    from nas import store
 
-    study = load_study(spec)
-    trial = study.ask()
+    h = store.open_study(spec)
+    trial = h.study.ask()
     arch = {"pattern": "*-*-", "d_model": 32, "attention": {"heads": 2}}
-    study._storage.set_trial_user_attr(trial._trial_id, "arch", arch)
-    study._storage.set_trial_user_attr(trial._trial_id, "pattern", "*-*-")
-    study._storage.set_trial_user_attr(
-        trial._trial_id, "failure", {"kind": "diverged", "reason": reason, "step": 3, "task": "lm"}
-    )
-    study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    h.set_trial_attr(trial.number, "arch", arch)
+    h.set_trial_attr(trial.number, "pattern", "*-*-")
+    h.set_trial_attr(trial.number, "failure", {"kind": "diverged", "reason": reason, "step": 3, "task": "lm"})
+    h.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
 def _add_running(spec, n: int) -> None:
     """Trials in flight: asked, given an architecture and a recent progress report, never told."""
-    from nas.study import load_study
+    from nas import store
 
-    study = load_study(spec)
+    h = store.open_study(spec)
     for i in range(n):
-        trial = study.ask()
+        trial = h.study.ask()
         spec.search_space().suggest(trial)
         pattern = ["M-*-", "X-X-"][i % 2]
         attrs = {
@@ -71,7 +69,7 @@ def _add_running(spec, n: int) -> None:
             },
         }
         for k, v in attrs.items():
-            study._storage.set_trial_user_attr(trial._trial_id, k, v)
+            h.set_trial_attr(trial.number, k, v)
 
 
 @pytest.fixture(scope="session")
@@ -81,8 +79,9 @@ def studies(tmp_path_factory):
     ablation of two positional encodings, 2 seeds). Returns the storage and tracking URLs."""
     from studyutil import make_spec, micro_profile
 
+    from nas import store
     from nas.executor import InlineExecutor
-    from nas.study import load_study, run_study
+    from nas.runner import run_study
 
     folder = tmp_path_factory.mktemp("studies")
     urls = _urls(folder)
@@ -112,8 +111,8 @@ def studies(tmp_path_factory):
         show_progress=False,
         track=False,
     )
-    study = load_study(live)
-    study.set_user_attr("spec", live.model_dump(mode="json"))  # its driver runs it with a budget of 6
+    # its driver runs it with a budget of 6
+    store.open_study(live).study.set_user_attr("spec", live.model_dump(mode="json"))
     _add_running(live, 2)
     abl = make_spec(
         urls,

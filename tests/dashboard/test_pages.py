@@ -16,7 +16,7 @@ from dashutil import APP, figures, page, texts, values
 from streamlit.testing.v1 import AppTest
 
 import nas
-from search_spaces.arch import ConfigError
+from search_spaces.config import ConfigError
 
 PAGES = ["views/studies.py", "views/study.py", "views/ablation.py", "views/submit.py", "views/export.py"]
 
@@ -136,8 +136,8 @@ class Queued:
 
 
 def fake_queue(storage: str, tracking: str, entries: list[Queued]):
-    """`nas.queue`'s API in memory: what the dashboard calls, recorded."""
-    q = types.ModuleType("nas.queue")
+    """`nas.service.queue`'s API in memory: what the dashboard calls, recorded."""
+    q = types.ModuleType("nas.service.queue")
     q.calls = []
     q.database_url = lambda: "postgresql+psycopg://nas@db.example/nas"
     q.service_urls = lambda url=None: (storage, tracking)
@@ -164,7 +164,7 @@ def service(studies, monkeypatch, app):
         Queued(4, "broken", "failed", error="the scheduler lost its database", optuna_study_name="broken"),
     ]
     q = fake_queue(studies["storage"], studies["tracking"], entries)
-    monkeypatch.setitem(sys.modules, "nas.queue", q)
+    monkeypatch.setitem(sys.modules, "nas.service.queue", q)
     monkeypatch.setattr(nas, "queue", q, raising=False)
     monkeypatch.delenv("NAS_STORAGE")  # in service mode the storage is the queue's
     return q
@@ -194,12 +194,12 @@ def test_service_mode_pauses_through_the_queue(service, app):
 
 # ----- Study --------------------------------------------------------------------------------------
 def test_study_shows_the_front_the_strips_and_the_trials(app, studies):
-    from nas.study import pareto_trials
+    from nas.reader import pareto_trials
 
     at = page(app, "views/study.py", study="search")
     front, strips = figures(at)[:2]
     names = [t.get("name", "") for t in front["data"]]
-    pareto = {r["trial"] for r in pareto_trials("search", studies["storage"])}
+    pareto = {r["trial"] for r in pareto_trials(studies["storage"], "search")}
     assert any(n.startswith("dominated") for n in names) == (len(pareto) < 4)
     assert (
         sum(
@@ -237,7 +237,7 @@ def test_study_axes_and_colouring(app):
 
 def test_study_links_trials_to_an_mlflow_server(app, studies, monkeypatch):
     q = fake_queue(studies["storage"], "http://mlflow.example:5000", [])
-    monkeypatch.setitem(sys.modules, "nas.queue", q)
+    monkeypatch.setitem(sys.modules, "nas.service.queue", q)
     monkeypatch.setattr(nas, "queue", q, raising=False)
     at = page(app, "views/study.py", study="search")
     links = at.dataframe[0].value["MLflow"].tolist()
@@ -394,11 +394,11 @@ def test_submit_queues_in_service_mode(service, app, studies):
 )
 def test_export_a_trial_in_each_format(app, studies, fmt, files):
     from nas.export import render
-    from nas.study import trial_archs
+    from nas.reader import trial_archs
 
     at = page(app, "views/export.py", study="search")
     number = at.selectbox(key="trial").value
-    ((_, cfg),) = trial_archs("search", studies["storage"], trial=number)
+    ((_, cfg),) = trial_archs(studies["storage"], "search", trial=number)
     at.radio(key="format").set_value(fmt).run()
     assert [e.label for e in at.expander] == files
     expected = render(cfg, fmt)

@@ -1,46 +1,49 @@
-"""`nas.reader` against Optuna's own view of the same studies, and its Pareto front against nas.pareto."""
+"""`nas.reader` (plain SQL over Optuna's tables) against Optuna's own view of the same studies."""
 
 from __future__ import annotations
 
 import math
 import time
+import types
 
-import numpy as np
 import optuna
 import pytest
 
-from nas import reader
+from nas import reader, record, store
 from nas.pareto import pareto_mask
-from nas.study import study_summaries, study_trials
+from nas.spec import StudySpec
 
 
-@pytest.mark.parametrize("n,m", [(1, 1), (2, 2), (37, 2), (257, 2), (200, 3), (64, 1)], ids=lambda v: str(v))
-@pytest.mark.parametrize("directions", ["max", "min", "mixed"])
-def test_the_front_is_nas_paretos_front(n, m, directions):
-    rng = np.random.default_rng(n * 10 + m)
-    # coarse values: ties and exact duplicates, which must both stay on the front
-    points = rng.integers(0, 6, size=(n, m)).astype(float)
-    dirs = {
-        "max": ["maximize"] * m,
-        "min": ["minimize"] * m,
-        "mixed": [("maximize", "minimize")[i % 2] for i in range(m)],
-    }[directions]
-    assert reader.pareto_front(points, dirs).tolist() == pareto_mask(points, dirs).tolist()
-
-
-def test_the_front_of_ten_thousand_points_takes_little_time():
-    rng = np.random.default_rng(0)
-    points = rng.normal(size=(10_000, 2))
-    t0 = time.perf_counter()
-    mask = reader.pareto_front(points, ["maximize", "maximize"])
-    assert time.perf_counter() - t0 < 2.0 and 1 <= mask.sum() < 100
+def optuna_view(url, name):
+    """The study's trials as Optuna itself hands them back, with the fields the reader reports."""
+    study = optuna.load_study(study_name=name, storage=url)
+    spec = StudySpec.model_validate(study.user_attrs["spec"])
+    ts = study.get_trials()
+    complete = [t for t in ts if t.state.name == "COMPLETE"]
+    front = set()
+    if complete:
+        front = {t.number for t, on in zip(complete, pareto_mask([t.values for t in complete], spec.directions)) if on}
+    return spec, {
+        t.number: types.SimpleNamespace(
+            state=t.state.name,
+            status=record.trial_status(t.state.name, t.user_attrs),
+            pattern=t.user_attrs.get("pattern"),
+            pareto=t.number in front,
+            mlflow_run_id=t.user_attrs.get("mlflow_run_id"),
+            values=t.values,
+            params=t.params,
+            metrics=t.user_attrs.get("metrics", {}),
+            failure=t.user_attrs.get("failure"),
+        )
+        for t in ts
+    }
 
 
 def test_trials_read_as_optuna_and_the_study_runner_see_them(studies):
     url = studies["storage"]
     for name in ("search", "failing", "live", "abl"):
         meta, df = reader.study_frame(url, name)
-        rows = {r.number: r for r in study_trials(name, url)}
+        _, rows = optuna_view(url, name)
         assert df["number"].tolist() == sorted(rows)
         for t in df.to_dict("records"):
             r = rows[t["number"]]
@@ -62,12 +65,22 @@ def test_trials_read_as_optuna_and_the_study_runner_see_them(studies):
 def test_the_study_list_agrees_with_the_runners_summaries(studies):
     url = studies["storage"]
     listed = reader.list_studies(url).set_index("name")
-    for s in study_summaries(url):
-        row = listed.loc[s.name]
+    for name in ("search", "failing", "diverging", "live", "abl"):
+        spec, trials = optuna_view(url, name)
+        counts = record.count_statuses(t.status for t in trials.values())
+        values = [t.values for t in trials.values() if t.state == "COMPLETE"]
+        best = {
+            m: (max if d == "maximize" else min)(v[i] for v in values)
+            for i, (m, d) in enumerate(zip(spec.metrics, spec.directions))
+        } if values else {}
+        grid = len(spec.grid_points()) if spec.sampler_name() == "grid" else None
+        row = listed.loc[name]
         for key in ("complete", "running", "failed", "infeasible", "pruned", "paused"):
-            assert row[key] == s.counts[key], (s.name, key)
-        assert row["best"] == pytest.approx(s.best)
-        assert row["budget"] == s.budget_trials
+            assert row[key] == counts[key], (name, key)
+        assert row["best"] == pytest.approx(best)
+        assert row["budget"] == record.trial_budget(spec, grid)
+        summary = reader.study_summary(url, name)
+        assert summary.counts == {k: row[k] for k in record.STATUSES} and summary.budget_trials == row["budget"]
     assert listed.loc["live", "status"] == "running" and listed.loc["live", "eta"] > 0
     assert listed.loc["search", "status"] == "done" and listed.loc["abl", "kind"] == "ablation"
 
@@ -75,21 +88,15 @@ def test_the_study_list_agrees_with_the_runners_summaries(studies):
 def test_the_version_moves_with_trials_and_not_with_progress_reports(studies, tmp_path):
     import shutil
 
-    from nas.spec import StudySpec
-    from nas.study import load_study
-
     path = tmp_path / "copy.db"
     shutil.copy(studies["storage"].removeprefix("sqlite:///"), path)
     url = f"sqlite:///{path}"
     before = reader.study_version(url, "live")
-    study = load_study(
-        StudySpec.model_validate(
-            optuna.load_study(study_name="live", storage=url).user_attrs["spec"]
-        ).model_copy(update={"storage": url})
-    )
+    h = store.load("live", url)
+    study = h.study
     running = [t for t in study.get_trials() if t.state.name == "RUNNING"]
-    study._storage.set_trial_user_attr(
-        running[0]._trial_id,
+    h.set_trial_attr(
+        running[0].number,
         "progress",
         {"task": "lm", "step": 7, "steps": 8, "loss": 3.0, "time": time.time()},
     )
@@ -169,6 +176,4 @@ def test_the_reads_on_postgresql(tmp_path):
         assert len(reader.running_trials(url, "pg")) == 2 and reader.study_version(url, "pg")
         assert reader.trial_attrs(url, "pg", 0, ("pattern",))["pattern"] == ts[0].user_attrs["pattern"]
     finally:
-        for key in [k for k in reader._engines if k == url]:
-            reader._engines.pop(key).dispose()
-        drop_database(url)
+        drop_database(url)  # closes this process's connections to it first

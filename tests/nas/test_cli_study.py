@@ -117,13 +117,14 @@ def test_export_the_pareto_front_of_a_real_study(tmp_path):
 
     from nas.executor import InlineExecutor
     from nas.export import load_exported_yaml
-    from nas.study import pareto_trials, run_study, study_trials
+    from nas.reader import pareto_trials, study_trials
+    from nas.runner import run_study
 
     urls = {"storage": f"sqlite:///{tmp_path / 'studies.db'}", "tracking": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     space = {**SPACE, "dimensions": {"layers": 2, "attn_ratio": ["0", "1:1", "all"], "ssm": "mamba2"}}
     spec = make_spec(urls, name="winners", space=space, budget={"trials": 3}, concurrency=1)
     run_study(spec, executor=InlineExecutor(), show_progress=False, track=False)
-    front = {r["trial"] for r in pareto_trials("winners", urls["storage"])}
+    front = {r["trial"] for r in pareto_trials(urls["storage"], "winners")}
     out = tmp_path / "front"
     r = nas(
         "export", "--study", "winners", "--pareto", "--format", "hf", "--storage", urls["storage"], "--out", str(out)
@@ -140,7 +141,7 @@ def test_export_the_pareto_front_of_a_real_study(tmp_path):
             "nemotron_h",
             "llama",
         )
-    first = study_trials("winners", urls["storage"])[0]
+    first = study_trials(urls["storage"], "winners")[0]
     r = nas(
         "export",
         "--study",

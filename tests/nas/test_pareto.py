@@ -63,3 +63,27 @@ def test_hypervolume_small_cases():
     for perm in itertools.permutations([[1, 2], [2, 1], [2.5, 2.5]]):
         assert hypervolume(list(perm), ["minimize"] * 2, [3, 3]) == 3
     assert hypervolume([[5, 5]], ["minimize"] * 2, [3, 3]) == 0
+
+
+@pytest.mark.parametrize("n,m", [(1, 1), (2, 2), (37, 2), (257, 2), (200, 3), (64, 1)], ids=lambda v: str(v))
+@pytest.mark.parametrize("directions", ["max", "min", "mixed"])
+def test_the_front_at_every_size_and_direction(n, m, directions):
+    rng = np.random.default_rng(n * 10 + m)
+    # coarse values: ties and exact duplicates, which must both stay on the front
+    points = rng.integers(0, 6, size=(n, m)).astype(float)
+    dirs = {
+        "max": ["maximize"] * m,
+        "min": ["minimize"] * m,
+        "mixed": [("maximize", "minimize")[i % 2] for i in range(m)],
+    }[directions]
+    assert pareto_mask(points, dirs).tolist() == brute_front(points, dirs)
+
+
+def test_the_front_of_ten_thousand_points_takes_little_time():
+    import time
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(10_000, 2))
+    t0 = time.perf_counter()
+    mask = pareto_mask(points, ["maximize", "maximize"])
+    assert time.perf_counter() - t0 < 2.0 and 1 <= mask.sum() < 100

@@ -12,10 +12,12 @@ import pytest
 import yaml
 from studyutil import SPACE, make_spec, micro_profile
 
-from nas.ablation import ablation_report
+from nas import store
 from nas.executor import RayExecutor
+from nas.reader import pareto_trials, study_summaries, study_trials, trial_archs
+from nas.report import ablation_report
+from nas.runner import run_study
 from nas.spec import StudySpec
-from nas.study import pareto_trials, run_study, study_summaries, study_trials, trial_archs
 from search_spaces import ArchConfig, ConfigError
 
 pytestmark = pytest.mark.slow
@@ -57,9 +59,9 @@ def test_a_search_study_trains_tells_and_records(ray_cluster, urls):
         assert run.data.metrics["synthetic_accuracy"] == t.values[0] and "lm_loss" in run.data.metrics
         assert len(client.get_metric_history(run.info.run_id, "train_loss.lm")) >= 2
         assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"arch.yaml", "results.json"}
-    front = pareto_trials(spec.name, spec.storage_url)
+    front = pareto_trials(spec.storage_url, spec.name)
     assert front and {r["trial"] for r in front} <= {t.number for t in ts}
-    assert {n for n, _ in trial_archs(spec.name, spec.storage_url, pareto=True)} == {r["trial"] for r in front}
+    assert {n for n, _ in trial_archs(spec.storage_url, spec.name, pareto=True)} == {r["trial"] for r in front}
     (s,) = study_summaries(spec.storage_url)
     assert s.name == "t" and s.counts["complete"] == 4 and s.best
 
@@ -133,10 +135,8 @@ def test_resume_after_the_driver_is_killed(tmp_path, urls):
 
 
 def test_a_trial_asked_by_a_driver_that_died_before_starting_it_is_started_on_resume(ray_cluster, urls):
-    from nas.study import load_study
-
     spec = make_spec(urls, name="asked", budget={"trials": 2})
-    orphan = load_study(spec).ask()  # a driver killed between asking for a trial and submitting its job
+    orphan = store.open_study(spec).study.ask()  # a driver killed between asking for a trial and submitting its job
     assert "arch" not in orphan.user_attrs
     summary = run_study(spec, executor=RayExecutor(), show_progress=False)
     ts = trials(spec)
@@ -226,7 +226,7 @@ def test_an_ablation_reports_means_and_intervals(ray_cluster, urls):
     assert len(cells) == 8
     mlstm = next(t for t in ts if t.params["ssm"] == "mlstm")
     assert "X" in mlstm.user_attrs["pattern"] and "M" not in mlstm.user_attrs["pattern"]
-    rows = ablation_report(spec.name, spec.storage_url)
+    rows = ablation_report(spec.storage_url, spec.name)
     assert {(r.factor, r.level) for r in rows} == {
         ("pos", "rope"),
         ("pos", "nope"),
@@ -251,5 +251,5 @@ def test_a_changed_spec_does_not_resume_the_old_study(ray_cluster, urls):
     more = make_spec(urls, name="same", budget={"trials": 2})  # a larger budget resumes
     s = run_study(more, executor=RayExecutor(), show_progress=False, track=False)
     assert s.counts["complete"] == 2
-    rows = study_trials("same", spec.storage_url)
+    rows = study_trials(spec.storage_url, "same")
     assert [r.number for r in rows] == [0, 1] and json.dumps(rows[0].arch)

@@ -72,14 +72,10 @@ def create_database(prefix: str = "nas_test") -> str:
 def drop_database(url: str) -> None:
     import psycopg
 
-    from nas import db
-    from nas.study import close_storages
+    from nas import store
 
     name = url.rsplit("/", 1)[1]
-    for key in [k for k in db._engines if k.endswith("/" + name)]:  # this process's pooled connections
-        db._engines.pop(key).dispose()
-        db._upgraded.discard(key)
-    close_storages("/" + name)
+    store.close("/" + name)  # this process's pooled connections
     with psycopg.connect(_libpq(ADMIN_URL), autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -23,7 +23,7 @@ def run_page(at, path: str):
 def test_submit_list_and_pause_through_the_dashboard(db_url, monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
-    from nas import queue
+    from nas.service import queue
 
     monkeypatch.setenv("NAS_DATABASE_URL", db_url)
     monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from serviceutil import nas, serve, spec_data, stop, wait_for
 
-from nas import queue
+from nas.service import queue
 
 pytestmark = pytest.mark.slow
 

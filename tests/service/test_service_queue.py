@@ -10,10 +10,12 @@ import pytest
 import sqlalchemy as sa
 from serviceutil import create_database, drop_database, nas, spec_data, spec_text
 
-from nas import db, queue
-from nas.db import EventRow, StudyRow
-from nas.scheduler import Claim, claim, finish
-from search_spaces.arch import ConfigError
+from nas import store
+from nas.service import db, queue
+from nas.service.db import EventRow, StudyRow
+from nas.service.scheduler import Claim, claim, finish
+from nas.settings import mask_url, settings
+from search_spaces.config import ConfigError
 
 
 @pytest.fixture
@@ -185,10 +187,9 @@ def test_a_malformed_submission_is_refused_and_leaves_no_row(url, text, words):
 def test_a_spec_that_would_not_resume_its_study_is_refused(url, monkeypatch):
     """A study of that name already in the storage with another search cannot take the name."""
     from nas.spec import StudySpec
-    from nas.study import load_study
 
     existing = StudySpec.model_validate({**spec_data("taken"), "storage": url})
-    load_study(existing)
+    store.open_study(existing)
     monkeypatch.setenv("NAS_DATABASE_URL", url)
     with pytest.raises(ConfigError, match=r"already exists in .* with a different"):
         queue.submit(spec_text("taken", objectives=[{"metric": "lm_loss"}]))
@@ -218,24 +219,24 @@ def test_settings_come_from_the_environment_over_the_config_file(tmp_path, monke
     cfg = tmp_path / "config.toml"
     cfg.write_text('database_url = "postgresql://u:secret@db:5432/nas"\ntracking_url = "http://mlflow:5000"\n')
     monkeypatch.setenv("NAS_CONFIG", str(cfg))
-    c = db.service_config()
-    assert (c.database_url, c.tracking_url, c.storage_url, c.study_storage) == (
+    c = settings()
+    assert (c.database_url, c.tracking_url, c.storage_url, c.service_storage) == (
         "postgresql://u:secret@db:5432/nas", "http://mlflow:5000", None, "postgresql://u:secret@db:5432/nas")
     assert queue.database_url() == "postgresql://u:secret@db:5432/nas"
     monkeypatch.setenv("NAS_DATABASE_URL", "postgresql+psycopg://v@other/nas")
     monkeypatch.setenv("NAS_STORAGE", "postgresql://u:secret@db:5432/optuna")
     assert queue.database_url() == "postgresql+psycopg://v@other/nas"
     assert queue.service_urls() == ("postgresql+psycopg://u:secret@db:5432/optuna", "http://mlflow:5000")
-    assert db.mask_url("postgresql+psycopg://u:secret@db:5432/nas") == "postgresql+psycopg://u:***@db:5432/nas"
+    assert mask_url("postgresql+psycopg://u:secret@db:5432/nas") == "postgresql+psycopg://u:***@db:5432/nas"
     cfg.write_text('database_url = "x"\nray_adress = "h:1"\n')
     with pytest.raises(ConfigError, match="unknown key 'ray_adress'"):
-        db.service_config()
+        settings()
     cfg.write_text("database_url = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        db.service_config()
+        settings()
     monkeypatch.setenv("NAS_CONFIG", str(tmp_path / "missing.toml"))
     with pytest.raises(ConfigError, match="does not exist"):
-        db.service_config()
+        settings()
 
 
 @pytest.mark.slow

@@ -12,8 +12,8 @@ import optuna
 import pytest
 from serviceutil import alive, serve, spec_text, stop, wait_for
 
-from nas import queue
-from nas.study import _storage
+from nas import store
+from nas.service import queue
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def service(env, db_url, ray_head, mlflow_server, tmp_path):
 
 
 def trials(db_url, name):
-    return optuna.load_study(study_name=name, storage=_storage(db_url)).get_trials()  # one pool, not one a poll
+    return optuna.load_study(study_name=name, storage=store.storage(db_url)).get_trials()  # one pool, not one a poll
 
 
 def complete(db_url, name):

@@ -36,7 +36,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import Tensor
 
-from search_spaces.arch import ConfigError, explain_validation_error
+from search_spaces.config import ConfigError, explain_validation_error
 
 __all__ = ["IGNORE_INDEX", "TASKS", "Stream", "Task", "TaskSettings", "accuracy", "make_task"]
 

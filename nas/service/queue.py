@@ -8,8 +8,8 @@
 A study's status: queued → running (a scheduler claimed it) → done / failed / cancelled, or paused
 (and queued again by `resume`). Pausing or cancelling a running study is a request that the scheduler
 running it carries out within a second or two: pause leaves its trials in flight for the resumed run,
-cancel stops them and fails them. `nas serve` (nas/scheduler.py) runs the queue. Every function takes the
-database URL, or reads it from the service settings (`database_url()`); without one there is no queue.
+cancel stops them and fails them. `nas serve` (`nas.service.scheduler`) runs the queue. Every function
+takes the database URL, or reads it from the settings (NAS_DATABASE_URL); without one there is no queue.
 """
 
 from __future__ import annotations
@@ -24,20 +24,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from nas.db import (
+from nas import record, store
+from nas.service.db import (
     ACTIVE,
     EventRow,
     QueueError,
     StudyRow,
     aware,
     db_now,
-    mask_url,
     seconds_ago,
-    service_config,
     session,
     unreachable,
 )
-from nas.spec import StudySpec
+from nas.settings import normalize_url, settings
+from nas.spec import StudySpec, spec_from_text, validate
+from search_spaces.config import ConfigError
 
 __all__ = [
     "DEFAULT_STALE_AFTER",
@@ -78,6 +79,13 @@ class QueuedStudy:
     requested: str | None = None  # "pause" / "cancel" asked of a running study, not yet carried out
     attempts: int = 0  # how many times a scheduler claimed it (more than 1: resumed or taken over)
 
+    @classmethod
+    def from_row(cls, row: StudyRow) -> QueuedStudy:
+        return cls(row.id, row.name, row.status, row.priority, row.submitted_by, aware(row.submitted_at),
+                   aware(row.started_at), aware(row.finished_at), aware(row.heartbeat_at), row.scheduler,
+                   row.error, row.optuna_study_name, row.mlflow_experiment_id, dict(row.spec),
+                   row.requested, row.attempts)
+
     @property
     def label(self) -> str:
         """The status as a person reads it: `running (cancelling)`."""
@@ -95,22 +103,19 @@ class QueueEvent:
 
 def database_url() -> str | None:
     """The queue's database: NAS_DATABASE_URL, else the config file's database_url; None in embedded mode."""
-    return service_config().database_url
+    return settings().database_url
 
 
 def service_urls(url: str | None = None) -> tuple[str, str]:
     """The Optuna storage and MLflow tracking URLs every study runs with in service mode, whatever its spec
     says (a scheduler's host may not even see the paths a spec names): NAS_STORAGE (or storage_url), else
     the queue's own database; NAS_TRACKING (or tracking_url), else the embedded MLflow store."""
-    from nas.db import normalize_url
-    from nas.spec import DEFAULT_TRACKING
-
-    cfg = service_config()
-    storage = cfg.storage_url or url or cfg.database_url
+    s = settings()
+    storage = s.storage_url or url or s.database_url
     if not storage:
         raise QueueError("service mode needs a database: set NAS_DATABASE_URL or database_url in the config "
                          "file")
-    return normalize_url(storage), normalize_url(cfg.tracking_url or DEFAULT_TRACKING)
+    return normalize_url(storage), normalize_url(s.tracking)
 
 
 def _url(url: str | None) -> str:
@@ -137,37 +142,25 @@ def _event(s, study_id: int, kind: str, message: str = "", scheduler: str | None
     s.add(EventRow(study_id=study_id, time=db_now(s), kind=kind, message=message, scheduler=scheduler))
 
 
-def _public(row: StudyRow) -> QueuedStudy:
-    return QueuedStudy(row.id, row.name, row.status, row.priority, row.submitted_by, aware(row.submitted_at),
-                       aware(row.started_at), aware(row.finished_at), aware(row.heartbeat_at), row.scheduler,
-                       row.error, row.optuna_study_name, row.mlflow_experiment_id, dict(row.spec),
-                       row.requested, row.attempts)
-
-
 def _check_resumable(spec: StudySpec, url: str) -> None:
     """A study of that name already in the service's Optuna storage must be the same search (it resumes)."""
     storage, _ = service_urls(url)
-    from nas.study import _optuna, _spec_key, _storage
-
-    optuna = _optuna()
     try:
-        existing = optuna.load_study(study_name=spec.name, storage=_storage(storage))
-    except KeyError:
+        existing = store.load(spec.name, storage)
+    except ConfigError:  # no such study yet
         return
     except Exception:  # the storage is unreachable from here; the scheduler will say so if it is for it too
         return
-    stored = existing.user_attrs.get("spec")
-    if stored is not None and _spec_key(StudySpec.model_validate(stored)) != _spec_key(spec):
-        raise QueueError(f"a study named {spec.name!r} already exists in {mask_url(storage)} with a "
-                         "different space, objectives, constraints or profile; give this spec another name")
+    try:
+        store.check_resumable(spec, store.stored_spec(existing.study), storage)
+    except ConfigError as e:
+        raise QueueError(str(e)) from None
 
 
 def submit(spec: StudySpec | str, *, priority: int = 0, submitted_by: str | None = None,
            url: str | None = None) -> int:
     """Queue a study (a StudySpec or its YAML text) and return its id. The spec is validated first: a bad
     one raises ConfigError with one sentence and leaves no row."""
-    from nas.spec import spec_from_text, validate
-
     url = _url(url)
     spec = spec_from_text(spec, "the submitted spec") if isinstance(spec, str) else validate(spec)
     if not isinstance(priority, int) or isinstance(priority, bool):
@@ -206,7 +199,7 @@ def _user() -> str:
 def list_studies(url: str | None = None) -> list[QueuedStudy]:
     """Every submission, newest first."""
     with _open(url) as s:
-        return [_public(r) for r in s.scalars(sa.select(StudyRow).order_by(StudyRow.id.desc()))]
+        return [QueuedStudy.from_row(r) for r in s.scalars(sa.select(StudyRow).order_by(StudyRow.id.desc()))]
 
 
 def _find(s, id_or_name: int | str, *, lock: bool = False) -> StudyRow:
@@ -230,7 +223,7 @@ def _find(s, id_or_name: int | str, *, lock: bool = False) -> StudyRow:
 def get_study(id_or_name: int | str, url: str | None = None) -> QueuedStudy:
     """One submission, by id or by name (a name means its newest submission)."""
     with _open(url) as s:
-        return _public(_find(s, id_or_name))
+        return QueuedStudy.from_row(_find(s, id_or_name))
 
 
 def events(id: int | str, url: str | None = None) -> list[QueueEvent]:
@@ -257,37 +250,35 @@ def cancel(id: int | str, url: str | None = None, *, stale_after: float = DEFAUL
             row.requested = "cancel"
             _event(s, row.id, "cancel-requested", f"asked of scheduler {row.scheduler} by {_user()}")
             s.commit()
-            return _public(row)
+            return QueuedStudy.from_row(row)
         was = row.status
         row.status, row.requested, row.finished_at = "cancelled", None, db_now(s)
         note = _fail_unfinished(row, _url(url)) if row.attempts else ""  # it ran before: trials may be left
         dead = f" (its scheduler {row.scheduler} had stopped)" if was == "running" else ""
         _event(s, row.id, "cancelled", f"by {_user()} while {was}{dead}{note}")
         s.commit()
-        return _public(row)
+        return QueuedStudy.from_row(row)
 
 
 def _fail_unfinished(row: StudyRow, url: str) -> str:
     """A study cancelled while no scheduler runs it (paused, handed back, or its scheduler dead): fail the
     trials its last run left in flight, as a scheduler does on cancel. Returns a note for the event log."""
     try:
-        from nas.study import _optuna, _storage
-
-        optuna = _optuna()
         storage_url, _ = service_urls(url)
-        study = optuna.load_study(study_name=row.optuna_study_name, storage=_storage(storage_url))
+        try:
+            h = store.load(row.optuna_study_name, storage_url)
+        except ConfigError:  # it never got as far as creating its study
+            return ""
+        fail = store.optuna_module().trial.TrialState.FAIL
         failed = 0
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            if t.user_attrs.get("job_rung") is None and "rung_done" in t.user_attrs:
+        for t in h.study.get_trials(deepcopy=False, states=(store.optuna_module().trial.TrialState.RUNNING,)):
+            if record.is_paused(t.user_attrs):
                 continue  # early stopping had parked it; a cancelled study keeps it as it was
-            study._storage.set_trial_user_attr(t._trial_id, "job_rung", None)
-            study._storage.set_trial_user_attr(t._trial_id, "failure",
-                                               {"kind": "error", "reason": "the study was cancelled"})
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            h.set_trial_attr(t.number, record.JOB_RUNG, None)
+            h.set_trial_attr(t.number, record.FAILURE, {"kind": "error", "reason": "the study was cancelled"})
+            h.study.tell(t.number, state=fail)
             failed += 1
         return f"; {failed} unfinished trial{'s' if failed != 1 else ''} failed" if failed else ""
-    except KeyError:
-        return ""
     except Exception as e:  # the row is cancelled all the same; say what was left
         return f"; its unfinished trials could not be failed ({type(e).__name__}: {e})"
 
@@ -309,7 +300,7 @@ def pause(id: int | str, url: str | None = None) -> QueuedStudy:
             raise QueueError(f"study {row.id} ({row.name}) is {row.status}; only a queued or running study "
                              "can be paused")
         s.commit()
-        return _public(row)
+        return QueuedStudy.from_row(row)
 
 
 def resume(id: int | str, url: str | None = None) -> QueuedStudy:
@@ -323,7 +314,7 @@ def resume(id: int | str, url: str | None = None) -> QueuedStudy:
             live = s.scalar(sa.select(StudyRow).where(StudyRow.name == row.name, StudyRow.status.in_(ACTIVE)))
             raise QueueError(f"another submission of {row.name!r} is {live.status if live else 'active'}"
                              + (f" as id {live.id}" if live else "") + "; cancel it first") from None
-        return _public(row)
+        return QueuedStudy.from_row(row)
 
 
 def _resume(s, row: StudyRow) -> None:

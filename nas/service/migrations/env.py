@@ -1,7 +1,7 @@
 """Alembic environment of the queue's tables (`nas_studies`, `nas_events`).
 
-`nas.db.upgrade` passes its connection in `config.attributes["connection"]`; the Alembic CLI
-(`alembic -x url=... upgrade head` with a script_location of nas/migrations) works too. The version
+`nas.service.db.upgrade` passes its connection in `config.attributes["connection"]`; the Alembic CLI
+(`alembic -x url=... upgrade head` with a script_location of nas/service/migrations) works too. The version
 table is `nas_alembic_version`, so Optuna's and MLflow's own `alembic_version` can share the database.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from nas.db import VERSION_TABLE, Base, normalize_url
+from nas.service.db import VERSION_TABLE, Base
+from nas.settings import normalize_url
 
 config = context.config
 target_metadata = Base.metadata

@@ -10,7 +10,7 @@ thread writes the heartbeat every `heartbeat_every` seconds. Once it finds the r
 scheduler (which took it over: this one was frozen, or cut off, for longer than `stale_after`), results
 that still arrive are dropped and the runner stops as on a pause: the trials are the new owner's.
 
-The runner (`nas.study.run_study`) asks `should_stop()` every half second; it reads the row's request at
+The runner (`nas.runner.run_study`) asks `should_stop()` every half second; it reads the row's request at
 most once a second: "cancel" cancels the Ray tasks of the trials in flight and fails them (the row ends
 `cancelled`), "pause" cancels the tasks but leaves the trials to the resumed run (`paused`). A study that
 finishes is `done`, one that raises is `failed` with the error; every transition goes to the event log.
@@ -32,9 +32,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from nas.db import EventRow, StudyRow, db_now, mask_url, normalize_url, seconds_ago, session
-from nas.executor import Executor, Job, JobOutcome, token_auth_for
-from nas.queue import DEFAULT_STALE_AFTER, QueuedStudy, _public, service_urls
+from nas.executor import Executor, Job, JobOutcome, RayExecutor, token_auth_for
+from nas.runner import run_study
+from nas.service.db import EventRow, QueueError, StudyRow, db_now, seconds_ago, session, upgrade
+from nas.service.queue import DEFAULT_STALE_AFTER, QueuedStudy, service_urls
+from nas.settings import mask_url, normalize_url
+from nas.spec import StudySpec, validate
+from nas.tracking import Tracker
+from search_spaces.config import ConfigError
 
 __all__ = ["Claim", "Scheduler", "claim", "finish", "scheduler_id"]
 
@@ -72,7 +77,7 @@ def claim(url: str, me: str, stale_after: float = DEFAULT_STALE_AFTER) -> Queued
         row.attempts += 1
         s.add(EventRow(study_id=row.id, time=now, kind=kind, message=message, scheduler=me))
         s.commit()
-        return _public(row)
+        return QueuedStudy.from_row(row)
 
 
 def finish(url: str, study_id: int, me: str, status: str, message: str = "",
@@ -229,8 +234,6 @@ class Scheduler:
         self.stale_after = stale_after
         self.heartbeat_every = heartbeat_every or max(0.5, min(5.0, stale_after / 4))
         if self.heartbeat_every >= stale_after:
-            from nas.db import QueueError
-
             raise QueueError(f"the heartbeat ({self.heartbeat_every:g} s) must come more often than a "
                              f"scheduler is presumed dead ({stale_after:g} s)")
         self.poll_every = poll_every
@@ -244,8 +247,6 @@ class Scheduler:
               stop: Callable[[], bool] | None = None) -> int:
         """Claim and run studies until interrupted (SIGINT / SIGTERM), or until the queue is empty with
         `exit_when_idle`, or after `max_studies`. Returns how many studies it ran."""
-        from nas.db import upgrade
-
         upgrade(self.url)
         self._connect_ray()
         self._say(f"scheduler {self.me} serving {mask_url(self.url)}"
@@ -304,10 +305,6 @@ class Scheduler:
         return True
 
     def _run(self, study: QueuedStudy, c: Claim) -> tuple[str, str, str | None]:
-        from nas.spec import StudySpec, validate
-        from nas.study import run_study
-        from search_spaces.arch import ConfigError
-
         try:
             spec = validate(StudySpec.model_validate(study.spec))
             storage, tracking = service_urls(self.url)
@@ -357,8 +354,6 @@ class Scheduler:
 
     def _experiment(self, study: QueuedStudy, spec) -> None:
         """The study's MLflow experiment, recorded on its row for links (the runner logs its runs there)."""
-        from nas.tracking import Tracker
-
         experiment = Tracker(spec.tracking_url, spec.name).experiment_id
         with session(self.url) as s:
             s.execute(sa.update(StudyRow).where(StudyRow.id == study.id, StudyRow.scheduler == self.me)
@@ -379,8 +374,6 @@ class Scheduler:
                 ray.init(address=self.ray_address, include_dashboard=False, log_to_driver=False,
                          configure_logging=False)
             except ConnectionError as e:
-                from nas.db import QueueError
-
                 raise QueueError(f"cannot join the Ray cluster at {self.ray_address}: {e}") from None
         elif not ray.is_initialized():
             # "local": a new instance even where `ray start` left its address in /tmp/ray (a cluster that
@@ -389,8 +382,6 @@ class Scheduler:
         self._ray_ready = True
 
     def _executor(self):
-        from nas.executor import RayExecutor
-
         self._connect_ray()
         return RayExecutor(self.ray_address)
 

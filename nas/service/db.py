@@ -1,26 +1,14 @@
-"""The service's database: where it is (settings), its tables (SQLAlchemy models), and their migrations.
+"""The queue's database: its tables (SQLAlchemy models), sessions, and their Alembic migrations.
 
-Settings come from the environment, else from a TOML file (`NAS_CONFIG`, else
-`~/.config/hybrid-nas/config.toml`), never from the repository:
-
-    database_url = "postgresql+psycopg://nas:SECRET@db.example:5432/nas"   # the queue; NAS_DATABASE_URL
-    storage_url  = "postgresql+psycopg://nas:SECRET@db.example:5432/nas"   # Optuna; NAS_STORAGE
-    tracking_url = "http://mlflow.example:5000"                            # MLflow; NAS_TRACKING
-    ray_address  = "ray-head.example:6380"                                  # NAS_RAY_ADDRESS
-
-No database URL means the embedded mode: studies run with `nas run`, and there is no queue.
-
-Two tables, created only by the Alembic migrations in `nas/migrations/` (`nas db upgrade`; `submit`
-and `nas serve` upgrade on first use): `nas_studies` (one row per submission) and `nas_events` (what
-happened to it). Their names, and Alembic's version table `nas_alembic_version`, leave Optuna's own
-tables alone, so the queue and the Optuna storage can share one database.
+Two tables, created only by the migrations in `nas/service/migrations/` (`nas db upgrade`; `submit` and
+`nas serve` upgrade on first use): `nas_studies` (one row per submission) and `nas_events` (what happened
+to it). Their names, and Alembic's version table `nas_alembic_version`, leave Optuna's own tables alone,
+so the queue and the Optuna storage can share one database. Where the database is comes from
+`nas.settings` (NAS_DATABASE_URL).
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -28,7 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from search_spaces.arch import ConfigError
+from nas import store
+from nas.settings import mask_url, normalize_url
+from search_spaces.config import ConfigError
 
 __all__ = [
     "ACTIVE",
@@ -37,110 +27,29 @@ __all__ = [
     "Base",
     "EventRow",
     "QueueError",
-    "ServiceConfig",
     "StudyRow",
-    "config_path",
+    "aware",
+    "current_revision",
     "db_now",
     "engine",
-    "mask_url",
-    "normalize_url",
-    "service_config",
+    "head_revision",
+    "seconds_ago",
     "session",
+    "unreachable",
     "upgrade",
+    "upgrade_sql",
 ]
 
 STATUSES = ("queued", "running", "paused", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running", "paused")  # at most one row per study name in these
 REQUESTS = ("pause", "cancel")
 VERSION_TABLE = "nas_alembic_version"
-CONFIG_KEYS = {"database_url": "NAS_DATABASE_URL", "storage_url": "NAS_STORAGE",
-               "tracking_url": "NAS_TRACKING", "ray_address": "NAS_RAY_ADDRESS"}
 # pg_advisory_xact_lock key: schedulers starting together migrate one after the other
 _MIGRATION_LOCK = 0x6E61735F71  # "nas_q"
 
 
 class QueueError(ConfigError):
     """A queue request that cannot be done (no such study, wrong state, no database): one sentence, exit 2."""
-
-
-# ----- settings ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ServiceConfig:
-    database_url: str | None = None
-    storage_url: str | None = None
-    tracking_url: str | None = None
-    ray_address: str | None = None
-    source: str | None = None  # the config file read, if any
-
-    @property
-    def study_storage(self) -> str | None:
-        """The Optuna storage of service mode: its own setting, else the queue's database."""
-        return self.storage_url or self.database_url
-
-
-def config_path() -> Path:
-    if os.environ.get("NAS_CONFIG"):
-        return Path(os.environ["NAS_CONFIG"]).expanduser()
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "hybrid-nas" / "config.toml"
-
-
-def _read_config_file(path: Path, required: bool) -> dict[str, str]:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        if required:
-            raise ConfigError(f"NAS_CONFIG names {path}, which does not exist") from None
-        return {}
-    except OSError as e:
-        raise ConfigError(f"cannot read the config file {path}: {e.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"the config file {path} is not valid TOML: {e}") from None
-    unknown = sorted(set(data) - set(CONFIG_KEYS))
-    if unknown:
-        raise ConfigError(f"the config file {path} has unknown key {unknown[0]!r}; "
-                          f"use {', '.join(CONFIG_KEYS)}")
-    bad = [k for k, v in data.items() if not isinstance(v, str)]
-    if bad:
-        raise ConfigError(f"{bad[0]} in the config file {path} must be a string (a URL in quotes)")
-    return data
-
-
-def service_config() -> ServiceConfig:
-    """The service's URLs: each environment variable wins over the config file's key."""
-    path = config_path()
-    data = _read_config_file(path, required=bool(os.environ.get("NAS_CONFIG")))
-    values = {key: os.environ.get(env) or data.get(key) or None for key, env in CONFIG_KEYS.items()}
-    return ServiceConfig(**values, source=str(path) if data else None)
-
-
-def normalize_url(url: str) -> str:
-    """`postgres://` and `postgresql://` mean psycopg 3 here (psycopg2 is not installed)."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
-
-
-def mask_url(url: str | None) -> str:
-    """A URL fit for logs and the event log: its password replaced by ***."""
-    if not url:
-        return str(url)
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not an SQLAlchemy URL (http://, a Ray address)
-        if "@" in url and "://" in url:
-            scheme, rest = url.split("://", 1)
-            creds, host = rest.rsplit("@", 1)
-            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
-        return url
 
 
 # ----- models ------------------------------------------------------------------------------------------
@@ -199,24 +108,15 @@ class EventRow(Base):
 
 
 # ----- connections and migrations ------------------------------------------------------------------------
-_engines: dict[str, sa.Engine] = {}
 _upgraded: set[str] = set()
-_lock = threading.Lock()
 
 
 def engine(url: str) -> sa.Engine:
-    url = normalize_url(url)
-    with _lock:
-        if url not in _engines:
-            try:
-                _engines[url] = sa.create_engine(url, pool_pre_ping=True, pool_size=3, max_overflow=5)
-            except TypeError:  # SQLite's pool takes no size
-                _engines[url] = sa.create_engine(url)
-            except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
-                raise QueueError(f"the queue database URL {mask_url(url)} is not one SQLAlchemy can use: "
-                                 f"{e}; write it as postgresql+psycopg://USER:PASSWORD@HOST:5432/DB"
-                                 ) from None
-        return _engines[url]
+    """The store's engine for the queue's database; a URL SQLAlchemy cannot use is a QueueError."""
+    try:
+        return store.engine(url)
+    except ConfigError as e:
+        raise QueueError(str(e).replace("the database URL", "the queue database URL")) from None
 
 
 def session(url: str) -> Session:
@@ -252,6 +152,13 @@ def upgrade(url: str, revision: str = "head", *, force: bool = False) -> None:
         raise unreachable(url, e) from None
     if revision == "head":
         _upgraded.add(url)
+
+
+def upgrade_sql(url: str, revision: str = "head") -> None:
+    """Print the SQL of the migrations to `revision` instead of running them."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(url), revision, sql=True)
 
 
 def current_revision(url: str) -> str | None:

@@ -1,6 +1,8 @@
-"""Numbers for people: 6.74B parameters, 2.0 GiB, 1.2M tokens/s."""
+"""Numbers for people: 6.74B parameters, 2.0 GiB, 1.2M tokens/s, 128K tokens of context."""
 
 from __future__ import annotations
+
+__all__ = ["context", "count", "nbytes", "parse_count"]
 
 
 def count(n: float) -> str:

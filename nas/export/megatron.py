@@ -1,0 +1,136 @@
+"""Megatron-LM arguments for hybrid models (`pretrain_mamba.py`'s `M*-E` patterns).
+
+`build` gives the model-shape arguments as a list (add data, parallelism, sequence length and optimiser
+arguments); `script` writes them as a bash array. An architecture Megatron-LM cannot build (Mamba-1,
+mLSTM, mismatched activations) is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from nas.export.unfit import Unfit
+from search_spaces import ArchConfig
+
+__all__ = ["MEGATRON_SYMBOLS", "NEW_PATTERN_FLAG", "PATTERN_FLAG", "build", "script"]
+
+MEGATRON_SYMBOLS = "M*-E"
+PATTERN_FLAG = "--hybrid-override-pattern"  # newer Megatron-LM releases call it --hybrid-layer-pattern
+NEW_PATTERN_FLAG = "--hybrid-layer-pattern"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def build(cfg: ArchConfig, pattern_flag: str = PATTERN_FLAG) -> list[str]:
+    """Megatron-LM's arguments for the hybrid model `cfg` (pretrain_mamba.py / the hybrid model builder).
+
+    Model shape only: add data, parallelism, sequence length and optimiser arguments. Valued flags come
+    as "--flag", "value" pairs, except a pattern that starts with '-' ("--flag=-M-M"), which argparse
+    would otherwise read as a flag.
+    """
+    for sym, fam in (("m", "Mamba-1"), ("X", "mLSTM")):
+        if sym in cfg.pattern:
+            raise Unfit(
+                f"Megatron-LM's hybrid models have no {fam} layer (their symbols are "
+                f"{' '.join(MEGATRON_SYMBOLS)})"
+            )
+    d = cfg.d_model
+    p = cfg.pattern
+    pattern = [f"{pattern_flag}={p}"] if p.startswith("-") else [pattern_flag, p]
+    args = ["--num-layers", str(cfg.n_sublayers), *pattern, "--hidden-size", str(d)]
+
+    ffns = [(f, o) for f, o in (("mlp", cfg.mlp), ("moe", cfg.moe)) if o is not None]
+    acts = {o.activation for _, o in ffns}
+    if len(acts) > 1:
+        raise Unfit(
+            "Megatron-LM uses one activation for MLP and MoE layers, and mlp.activation is "
+            f"{cfg.mlp.activation} while moe.activation is {cfg.moe.activation} (make them equal)"
+        )
+    if cfg.mlp is not None:
+        args += ["--ffn-hidden-size", str(cfg.mlp.d_ff(d))]
+    if acts:
+        # GeLU is Megatron-LM's default activation: it has no flag
+        args += {"swiglu": ["--swiglu"], "relu2": ["--squared-relu"], "gelu": []}[acts.pop()]
+
+    if (a := cfg.attention) is not None:
+        heads, kv, hd = a.dims(d)
+        args += ["--num-attention-heads", str(heads)]
+        if kv != heads:
+            args += ["--group-query-attention", "--num-query-groups", str(kv)]
+        args += ["--kv-channels", str(hd)]
+        if a.pos == "rope":
+            if not float(a.rope_theta).is_integer():
+                raise Unfit(
+                    "Megatron-LM takes a whole-number RoPE base, and attention.rope_theta is "
+                    f"{a.rope_theta:g}"
+                )
+            args += ["--position-embedding-type", "rope", "--rotary-base", _num(a.rope_theta),
+                     "--rotary-percent", _num(a.rope_fraction)]
+        else:
+            args += ["--position-embedding-type", "none"]
+    else:
+        # Megatron-LM requires a head count even with no attention layer; one head divides any width
+        args += ["--num-attention-heads", "1", "--position-embedding-type", "none"]
+
+    if (m := cfg.mamba2) is not None:
+        if m.d_conv != 4:
+            raise Unfit(
+                f"Megatron-LM's Mamba-2 layer has a convolution of width 4, and mamba2.d_conv is {m.d_conv}"
+            )
+        args += ["--mamba-state-dim", str(m.d_state), "--mamba-head-dim", str(m.head_dim),
+                 "--mamba-num-groups", str(m.n_groups)]
+        if m.expand != 2:
+            # the inner width is 2·hidden unless the head count says otherwise (newer releases)
+            args += ["--mamba-num-heads", str(m.n_heads(d))]
+        # chunk_size is the SSD kernel's block length, not an argument: the model computes the same function
+
+    if (e := cfg.moe) is not None:
+        # Megatron-LM's default routing (top-k of the logits, softmax over those k) equals ours
+        args += ["--num-experts", str(e.experts), "--moe-router-topk", str(e.top_k),
+                 "--moe-ffn-hidden-size", str(e.d_ff(d))]
+        if e.shared_expert:
+            args += ["--moe-shared-expert-intermediate-size", str(e.d_ff_shared(d))]
+        args += ["--moe-router-load-balancing-type", "aux_loss",
+                 "--moe-aux-loss-coeff", _num(e.aux_loss_weight)]
+
+    args += ["--normalization", "RMSNorm", "--norm-epsilon", _num(cfg.norm_eps), "--disable-bias-linear",
+             "--attention-dropout", "0.0", "--hidden-dropout", "0.0"]
+    if not cfg.tie_embeddings:
+        args.append("--untie-embeddings-and-output-weights")
+    # used by --tokenizer-type NullTokenizer; with a real tokenizer its vocabulary decides
+    args += ["--vocab-size", str(cfg.vocab_size)]
+    return args
+
+
+def script(cfg: ArchConfig, args: list[str]) -> str:
+    """megatron_args.sh: the arguments as a bash array, the pattern flag overridable for newer releases."""
+    lines = [
+        "# Megatron-LM model arguments written by `nas export` (hybrid-nas).",
+        f"# pattern: {cfg.pattern}",
+        "# Use:   source megatron_args.sh",
+        '#        torchrun ... pretrain_mamba.py "${MEGATRON_ARGS[@]}" <data, parallelism, optimiser args>',
+        f"# Releases that call the pattern {NEW_PATTERN_FLAG}:",
+        f"#        MEGATRON_PATTERN_FLAG={NEW_PATTERN_FLAG} source megatron_args.sh",
+        "# megatron_args.txt holds the same list, one argument a line: mapfile -t ARGS < megatron_args.txt",
+        "MEGATRON_ARGS=(",
+    ]
+    flag = f'"${{MEGATRON_PATTERN_FLAG:-{PATTERN_FLAG}}}"'
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == PATTERN_FLAG:
+            lines.append(f"  {flag} {shlex.quote(args[i + 1])}")
+            i += 2
+            continue
+        if a.startswith(PATTERN_FLAG + "="):
+            lines.append(f"  {flag}{shlex.quote(a[len(PATTERN_FLAG):])}")
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            lines.append(f"  {a} {shlex.quote(args[i + 1])}")
+            i += 1
+        else:
+            lines.append(f"  {a}")
+        i += 1
+    lines.append(")")
+    return "\n".join(lines) + "\n"

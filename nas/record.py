@@ -1,0 +1,127 @@
+"""The trial record: what a study keeps in its Optuna storage, and the rules read from it.
+
+A study is an Optuna study whose user attributes hold the spec and bookkeeping (`SPEC`, `CREATED`, ...);
+each trial's user attributes hold its architecture, the rungs it finished, the job in flight and, once
+finished, its metrics and result (`ARCH`, `RUNG_DONE`, `JOB_RUNG`, ...). Everything that reads or writes
+them (the runner, the reader, the queue, the CLI, the dashboard) uses these names and these rules:
+
+    status = trial_status("RUNNING", attrs)      # "paused": early stopping parked it at a lower rung
+    counts = count_statuses(statuses)            # {"complete": 3, "running": 1, ...}
+    budget = trial_budget(spec, grid_points=24)  # how many trials the study trains
+
+A trial's status, from its Optuna state and attributes:
+
+| status | Optuna state | meaning |
+|---|---|---|
+| complete | COMPLETE | trained to the full budget; its values are the objectives (the mean over seeds) |
+| running | RUNNING | a job is in flight (or was, when its driver stopped: `nas run` resumes it) |
+| paused | RUNNING | early stopping left it at a lower rung, waiting for a promotion |
+| failed | FAIL | diverged, out of memory, broke, or its worker died twice (`FAILURE` says which and why) |
+| infeasible | FAIL | its architecture broke the study's constraints; never trained |
+| pruned | PRUNED | stopped at a lower rung when the study ended |
+| waiting | WAITING | enqueued (a grid point) and not asked yet |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+__all__ = [
+    "ARCH",
+    "CREATED",
+    "ELAPSED",
+    "FAILURE",
+    "JOB_RUNG",
+    "METRICS",
+    "MLFLOW_EXPERIMENT",
+    "MLFLOW_PARENT_RUN",
+    "MLFLOW_RUN",
+    "PATTERN",
+    "PROGRESS",
+    "RESULT",
+    "RUNG_DONE",
+    "RUNG_RESULTS",
+    "SPEC",
+    "STATUSES",
+    "TOKENS",
+    "Status",
+    "count_statuses",
+    "failure_kind",
+    "finished",
+    "is_paused",
+    "trained",
+    "trial_budget",
+    "trial_status",
+]
+
+# ----- study attributes ---------------------------------------------------------------------------
+SPEC = "spec"  # the StudySpec, as JSON
+CREATED = "created"  # epoch seconds
+ELAPSED = "elapsed_seconds"  # wall-clock seconds, summed over resumed runs
+MLFLOW_PARENT_RUN = "mlflow_parent_run_id"
+MLFLOW_EXPERIMENT = "mlflow_experiment_id"
+
+# ----- trial attributes ---------------------------------------------------------------------------
+ARCH = "arch"  # the ArchConfig, as a dict (set when its first job starts)
+PATTERN = "pattern"
+JOB_RUNG = "job_rung"  # the rung of the job in flight; None when no job runs
+RUNG_DONE = "rung_done"  # the highest rung finished
+RUNG_RESULTS = "rung_results"  # {str(rung): objective values at that rung}
+TOKENS = "tokens"  # tokens trained by the latest rung
+METRICS = "metrics"  # every metric of the finished trial (the mean over seeds)
+RESULT = "result"  # the first seed's TrialResult, as JSON
+FAILURE = "failure"  # {"kind": ..., "reason": ...}
+MLFLOW_RUN = "mlflow_run_id"
+PROGRESS = "progress"  # the latest training report of the job in flight
+
+Status = Literal["complete", "running", "paused", "failed", "infeasible", "pruned", "waiting"]
+STATUSES: tuple[Status, ...] = ("complete", "running", "paused", "failed", "infeasible", "pruned", "waiting")
+
+
+def failure_kind(attrs: Mapping[str, Any]) -> str | None:
+    return (attrs.get(FAILURE) or {}).get("kind")
+
+
+def is_paused(attrs: Mapping[str, Any]) -> bool:
+    """A running trial with no job in flight that finished a lower rung: early stopping parked it."""
+    return attrs.get(JOB_RUNG) is None and RUNG_DONE in attrs
+
+
+def trial_status(state: str, attrs: Mapping[str, Any]) -> Status:
+    """The status of a trial in Optuna `state` (its name: COMPLETE, RUNNING, ...) with these attributes."""
+    state = state.rsplit(".", 1)[-1].upper()  # "TrialState.RUNNING" as some drivers hand it back
+    if state == "FAIL":
+        return "infeasible" if failure_kind(attrs) == "infeasible" else "failed"
+    if state == "RUNNING":
+        return "paused" if is_paused(attrs) else "running"
+    return {"COMPLETE": "complete", "PRUNED": "pruned", "WAITING": "waiting"}[state]
+
+
+def count_statuses(statuses: Iterable[str]) -> dict[str, int]:
+    counts = dict.fromkeys(STATUSES, 0)
+    for s in statuses:
+        counts[s] += 1
+    return counts
+
+
+def finished(counts: Mapping[str, int]) -> int:
+    """Trials that ended with a result or a failure of their own (infeasible ones never ran)."""
+    return counts["complete"] + counts["failed"] + counts["pruned"]
+
+
+def trained(counts: Mapping[str, int]) -> int:
+    """Trials that count against the budget: every one that got (or is getting) a job."""
+    return finished(counts) + counts["running"] + counts["paused"]
+
+
+def trial_budget(spec: Any, grid_points: int | None) -> int | None:
+    """How many trials the study trains: `budget.trials`; for a grid (every ablation) its number of points,
+    capped by `budget.trials` in a search. `spec` is a StudySpec or its stored JSON."""
+    if not isinstance(spec, Mapping):
+        spec = spec.model_dump(mode="json")
+    kind = spec.get("kind", "search")
+    trials = (spec.get("budget") or {}).get("trials")
+    if kind == "ablation" or spec.get("sampler") == "grid":
+        return grid_points if kind == "ablation" or trials is None else min(grid_points or 0, trials)
+    return trials
