@@ -11,7 +11,6 @@ after warm-up.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
+from _report import command, machine, write
 
 from search_spaces import ArchConfig
 from search_spaces.cost import param_counts
@@ -78,8 +78,7 @@ def main() -> None:
     lines = [
         "# CPU training speed of ~1M-parameter proxies (reference ops)",
         "",
-        f"`python benchmarks/cpu_proxy_speed.py` on {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}; batch {args.batch}, length {args.seq_len}, "
+        f"`{command()}` on {machine()}, {torch.get_num_threads()} threads; batch {args.batch}, length {args.seq_len}, "
         f"fp32, forward + backward + AdamW, median of {args.steps} steps.",
         "",
         "| family | pattern | d_model | params | steps/s | tokens/s |",
@@ -87,9 +86,7 @@ def main() -> None:
         *(f"| {n} | `{p}` | {d} | {c / 1e6:.2f}M | {s:.2f} | {t:,.0f} |" for n, p, d, c, s, t in rows),
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    write(args.out, lines)
 
 
 if __name__ == "__main__":

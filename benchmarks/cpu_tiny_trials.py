@@ -15,8 +15,6 @@ size costs about its depth's share more than a 16-sublayer proxy.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 # the project's packages, not this folder's kernels.py (a script's folder comes first)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch
+from _report import command, machine, write
 from rich.console import Console
 from rich.progress import Progress
 
@@ -76,10 +74,8 @@ def main() -> None:
         archs = {} if args.no_demo else demo_archs()
         archs |= {name: scale(preset(name), profile.params, vocab_size=256) for name in args.presets}
     console = Console()
-    command = "python benchmarks/cpu_tiny_trials.py" + "".join(f" {a}" for a in sys.argv[1:])
     runs, rows = read(args.out) if args.update else ([], {})
-    run = (f"`{command}` on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-           f"Python {platform.python_version()}, torch {torch.__version__} (reference ops): ")
+    run = f"`{command()}` on {machine()} (reference ops): "
     runs.append(run)
     measured: list[str] = []
     with Progress(console=console) as bar:
@@ -96,9 +92,7 @@ def main() -> None:
                 rows[name] = row(name, arch, wall)
                 measured.append(name)
                 runs[-1] = run + ", ".join(measured)  # only what this run has measured so far
-                write(args.out, runs, rows)
-    if not args.smoke:
-        console.print(f"wrote {args.out}")
+                write_table(args.out, runs, rows)
 
 
 def row(name: str, arch: ArchConfig, wall: float) -> str:
@@ -116,8 +110,8 @@ def read(out: Path) -> tuple[list[str], dict[str, str]]:
     return runs, rows
 
 
-def write(out: Path, runs: list[str], rows: dict[str, str]) -> None:
-    lines = [
+def write_table(out: Path, runs: list[str], rows: dict[str, str]) -> None:
+    write(out, [
         "# Wall time of whole cpu-tiny trials",
         "",
         "A trial: LM training and validation, the synthetic tasks, the prefill and decode timings; one seed "
@@ -130,9 +124,7 @@ def write(out: Path, runs: list[str], rows: dict[str, str]) -> None:
         "| architecture | sublayers | d_model | params | wall s |",
         "|---|---:|---:|---:|---:|",
         *rows.values(),
-    ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+    ])
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ Writes `docs/benchmarks/early_stopping.md`.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import command, machine, write  # beside this script, before this folder leaves the path
 
 # the project's `kernels` package, not this folder's kernels.py: the repository first, and this folder off
 # the path altogether, since Ray's workers inherit the driver's path and would import kernels.py instead
@@ -115,7 +115,7 @@ def main() -> None:
     lines = [
         "# Early stopping: compute saved against hypervolume",
         "",
-        f"`python benchmarks/early_stopping.py` on {platform.machine()} CPU ({os.cpu_count()} cores): the "
+        f"`{command()}` on {machine()}: the "
         f"`hybrid-ratio` space at 0.2M parameters, profile `cpu-tiny`, {trials} trials each way, random sampler "
         "with seed 7, 2 trials at a time; MO-ASHA with rungs 1/9, 1/3, 1 and eta 3. Hypervolume of the "
         "full-budget Pareto front (synthetic accuracy × decode tokens/s, both maximised) against the origin.",
@@ -129,9 +129,7 @@ def main() -> None:
         f"{asha['hv'] / full['hv']:.0%} of the hypervolume." if full["hv"] else "",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    write(args.out, lines)
 
 
 if __name__ == "__main__":

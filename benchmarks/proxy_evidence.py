@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
 # the project's `kernels` package, not this folder's kernels.py (a script's folder comes first)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch
+
+from _report import machine, write
 
 from nas import units as fmt
 from search_spaces import ArchConfig
@@ -91,11 +91,7 @@ def main() -> None:
     profile = load_profile(args.profile)
     budget = 0.02 if args.smoke else args.budget
     params = 5e4 if args.smoke else profile.params
-    device = (
-        torch.cuda.get_device_name()
-        if torch.cuda.is_available()
-        else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
-    )
+    device = machine(gpu=True)
     json_path = args.out / f"{profile.name}.json"
     rows = json.loads(json_path.read_text()) if json_path.exists() and not args.smoke else []
     chosen = args.families.split(",")
@@ -118,9 +114,8 @@ def main() -> None:
     md = render(profile, rows, budget, sum(r["wall_seconds"] for r in rows), device)
     print(md)
     if not args.smoke:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"{profile.name}.md").write_text(md)
-        (args.out / f"{profile.name}.json").write_text(json.dumps(rows, indent=1))
+        write(args.out / f"{profile.name}.md", md.splitlines())
+        write(args.out / f"{profile.name}.json", [json.dumps(rows, indent=1)])
 
 
 if __name__ == "__main__":

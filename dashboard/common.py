@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from nas import reader, units
+from nas import reader, record, units
+from nas.report import ablation_report
 from nas.settings import mask_url, settings
+from search_spaces.config import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -203,25 +205,18 @@ def importances(url: str, name: str, version: tuple, target: int | None) -> dict
 @st.cache_data(ttl=3600, max_entries=64, show_spinner=False)
 def curves(url: str, name: str, number: int, version: tuple, tracking: str) -> dict[str, list]:
     """task -> [(step, tokens, loss)] of one trial: its stored result, else its MLflow run's histories."""
-    a = reader.trial_attrs(url, name, number, ("result", "mlflow_run_id"))
-    result = a.get("result") or {}
-    out: dict[str, list] = {}
-    if (result.get("lm") or {}).get("curve"):
-        out["lm"] = result["lm"]["curve"]
-    for task, score in (result.get("tasks") or {}).items():
-        if score.get("curve"):
-            out[task] = score["curve"]
-    if out or not a.get("mlflow_run_id"):
+    out = reader.trial_curves(url, name, number)
+    run_id = reader.trial_attrs(url, name, number, (record.MLFLOW_RUN,)).get(record.MLFLOW_RUN)
+    if out or not run_id:
         return out
     try:  # a failed trial keeps no result in Optuna; its MLflow run has the curves up to the failure
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=tracking)
-        run = client.get_run(a["mlflow_run_id"])
-        for key in run.data.metrics:
+        for key in client.get_run(run_id).data.metrics:
             if key.startswith("train_loss."):
-                hist = client.get_metric_history(a["mlflow_run_id"], key)
-                out[key.removeprefix("train_loss.")] = [(m.step, None, m.value) for m in hist]
+                out[key.removeprefix("train_loss.")] = [(m.step, None, m.value) for m in
+                                                       client.get_metric_history(run_id, key)]
     except Exception:
         pass
     return out
@@ -232,8 +227,6 @@ def ablation(url: str, name: str, version: tuple) -> pd.DataFrame:
     import dataclasses
 
     import pandas as pd
-
-    from nas.report import ablation_report
 
     rows = ablation_report(url, name)
     cols = ["factor", "level", "is_base", "metric", "n", "mean", "ci", "diff", "diff_ci"]
@@ -369,8 +362,6 @@ def local_runs() -> list[LocalRun]:
 
 def start_local(spec, text: str) -> LocalRun:
     """Start `nas run` on the spec as a detached process; its output goes to .nas/submitted/<name>.log."""
-    from search_spaces.config import ConfigError
-
     running = next((r for r in local_runs() if r.name == spec.name and r.alive), None)
     if running is not None:
         raise ConfigError(

@@ -1,8 +1,35 @@
 """hybrid-nas: the service that searches hybrid attention / state-space language models.
 
-`nas` holds the study specs, the Optuna runner, the Ray executor, MLflow tracking, the queue, export
-and the `nas` command line. Heavy packages (ray, mlflow, optuna, torch) load inside the functions that
-need them.
+One home per thing; imports run one way, from the command line down to the settings:
+
+    cli ─► service/ (queue, scheduler, db + migrations) ─► runner (the ask/tell loop) ─► asha, display
+     │                                                       ├─► executor (Ray) ─► workers
+     ├─► export/ (hf, megatron, native)                       └─► tracking (MLflow)
+     └─► report (an ablation's effects)
+    each of them ─► reader (every read) ─► store (connections, open/resume) ─► spec ─► ablation, settings
+                 ─► record (trial attributes, status, budget) and pareto, which import nothing of nas
+
+| module | owns |
+|---|---|
+| `settings` | every `NAS_*` setting and the config file, read in one place; URL masking |
+| `spec` | `StudySpec`: what a study searches, for which objectives, under which budget; its grid |
+| `ablation` | an ablation's design: the base, its factors, the architecture of each cell |
+| `record` | what a study keeps in Optuna: attribute keys, a trial's status, the trial budget |
+| `pareto` | the one dominance test: Pareto front, ranks, crowding distance, hypervolume |
+| `store` | the one connection cache (Optuna storages, SQLAlchemy engines); opening and resuming a study |
+| `reader` | every read of a study, in plain SQL: lists, trial frames, summaries, Pareto sets, architectures |
+| `report` | an ablation's report: means, intervals, differences from the base |
+| `executor` | where trials run: a Ray cluster, or in-process |
+| `tracking` | MLflow: a parent run per study, a child run per trial |
+| `asha` | early stopping (MO-ASHA): which trial to promote |
+| `runner` | `run_study`: ask, train, tell, record; resumable |
+| `display` | what a terminal shows: a study's progress, an evaluation's scorecard |
+| `units` | numbers for people (6.74B, 2.0 GiB, 128K) |
+| `export/` | training configs: Hugging Face (`hf`), Megatron-LM (`megatron`), the project's YAML (`native`) |
+| `service/` | service mode: the queue's tables (`db`), submitting and steering studies (`queue`), `nas serve` |
+| `cli` | the `nas` command line; the only place that turns an error into an exit code |
+
+Heavy packages (ray, mlflow, optuna, torch) load inside the functions that need them.
 """
 
 __version__ = "0.1.0"

@@ -89,7 +89,7 @@ def hms(seconds: float) -> str:
 
 def run_eval(cfg: ArchConfig, profile, *, seed: int | None = None, device: str | None = None,
              console: Console | None = None):
-    from workers.evaluate import evaluate
+    from workers.evaluate import evaluate  # torch: loaded when an evaluation runs
 
     bars = Progress(
         TextColumn("[bold]{task.description:>22}"),

@@ -33,6 +33,7 @@ from nas.settings import mask_url
 from nas.store import engine
 from search_spaces import ArchConfig
 from search_spaces.config import ConfigError
+from workers.result import TrialResult
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,6 +61,7 @@ __all__ = [
     "study_version",
     "trial_archs",
     "trial_attrs",
+    "trial_curves",
 ]
 
 # the trial attributes a page shows; `result` (every curve of every task) and `arch` stay in the database
@@ -619,6 +621,12 @@ def trial_attrs(url: str, name: str, number: int, keys: tuple[str, ...] | None =
         number=int(number),
     )
     return {key: json.loads(value) for key, value in rows}
+
+
+def trial_curves(url: str, name: str, number: int) -> dict[str, list]:
+    """task -> [(step, tokens, loss)] of a complete trial's stored result ("lm" first); {} without one."""
+    result = trial_attrs(url, name, number, (record.RESULT,)).get(record.RESULT)
+    return TrialResult.model_validate(result).curves() if result else {}
 
 
 def _attrs_of(url: str, sid: int, keys: tuple[str, ...], numbers: list[int] | None = None) -> dict[int, dict]:

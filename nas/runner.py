@@ -22,9 +22,10 @@ from typing import Any
 from nas import asha, record, store
 from nas.ablation import ablation_arch, suggest_cell
 from nas.display import StudyDisplay
-from nas.executor import Executor, Job, JobOutcome
+from nas.executor import Executor, Job, JobOutcome, RayExecutor
 from nas.reader import StudySummary, pareto_trials, study_summary
 from nas.spec import StudySpec
+from nas.tracking import Tracker
 from search_spaces import ArchConfig
 from search_spaces.config import ConfigError
 from search_spaces.cost import cache_bytes, param_counts
@@ -407,15 +408,9 @@ def run_study(
     """Run (or resume) the study of `spec` until its budget is spent or `should_stop()` says pause/cancel."""
     profile = load_profile(spec.profile)
     handle = store.open_study(spec, sampler(spec))
-    tracker = None
-    if track:
-        from nas.tracking import Tracker
-
-        tracker = Tracker(spec.tracking_url, spec.name)
+    tracker = Tracker(spec.tracking_url, spec.name) if track else None
     own = executor is None
     if executor is None:
-        from nas.executor import RayExecutor
-
         executor = RayExecutor(ray_address)
     try:
         runner = _Runner(spec, handle, executor, tracker, profile, console, show_progress, should_stop, heartbeat)

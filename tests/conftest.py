@@ -1,1 +1,2 @@
-"""Shared test helpers live in tests/ (archgen.py, profiles.py); pyproject's pythonpath puts them on sys.path."""
+"""Shared test helpers live in tests/ (archgen.py, profiles.py, studyutil.py, dashutil.py); pyproject's pythonpath
+puts them on sys.path for every test folder."""

@@ -8,7 +8,7 @@ import zipfile
 import streamlit as st
 
 from dashboard import common
-from nas import reader
+from nas import reader, record
 
 FORMATS = {
     "hf": "Hugging Face config",
@@ -65,7 +65,7 @@ from nas.export import hf_targets, render  # noqa: E402
 from search_spaces import ArchConfig  # noqa: E402
 from search_spaces.config import ConfigError  # noqa: E402
 
-arch = reader.trial_attrs(URL, name, number, ("arch",)).get("arch")
+arch = reader.trial_attrs(URL, name, number, (record.ARCH,)).get(record.ARCH)
 if arch is None:
     st.info(f"Trial {number} has no architecture recorded.")
     st.stop()

@@ -4,13 +4,10 @@ SQLite storage, plus a study still running (trials in flight written through Opt
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-sys.path.append(str(Path(__file__).parents[1] / "nas"))  # studyutil: the tiny specs of the study tests
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -77,7 +74,7 @@ def studies(tmp_path_factory):
     """One storage with: `search` (4 complete, tracked in MLflow), `failing` (complete, infeasible and
     diverged trials), `diverging` (every trial failed), `live` (2 complete, 2 running) and `abl` (an
     ablation of two positional encodings, 2 seeds). Returns the storage and tracking URLs."""
-    from studyutil import make_spec, micro_profile
+    from studyutil import ablation_fields, make_spec, micro_profile
 
     from nas import store
     from nas.executor import InlineExecutor
@@ -117,11 +114,7 @@ def studies(tmp_path_factory):
     abl = make_spec(
         urls,
         name="abl",
-        kind="ablation",
-        space=None,
-        objectives=[{"metric": "lm_loss"}],
-        ablation={"base": "mamba2-hybrid-8b", "factors": {"pos": ["nope", "rope"]}, "seeds": 2},
-        profile={**micro_profile(), "params": 1e5},
+        **ablation_fields(),
         sampler="auto",
     )
     run_study(abl, executor=InlineExecutor(), show_progress=False, track=False)

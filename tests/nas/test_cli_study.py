@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from studyutil import SPACE, micro_profile
+from studyutil import SPACE, ablation_fields, micro_profile
 
 pytestmark = pytest.mark.slow
 
@@ -50,11 +50,7 @@ def test_ablation_through_the_cli(tmp_path):
     path, storage = write(
         tmp_path,
         name="abl",
-        kind="ablation",
-        space=None,
-        objectives=[{"metric": "lm_loss"}],
-        ablation={"base": "mamba2-hybrid-8b", "factors": {"pos": ["nope", "rope"]}, "seeds": 2},
-        profile={**micro_profile(), "params": 1e5},
+        **ablation_fields(),
     )
     r = nas("run", str(path))
     assert r.returncode == 0, r.stderr[-3000:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import signal
 import socket
@@ -16,25 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from profiles import MICRO
+from studyutil import SPACE, micro_profile
 
 ADMIN_URL = os.environ.get("NAS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).parent
 
-# four tiny architectures (as in tests/nas/studyutil.py)
-SPACE = {
-    "name": "tiny",
-    "base": {"d_model": 32, "attention": {"heads": 2}, "mlstm": {"heads": 1},
-             "mamba2": {"d_state": 8, "head_dim": 16, "chunk_size": 16}},
-    "dimensions": {"layers": 2, "attn_ratio": ["0", "1:1", "all"], "ssm": ["mamba2", "mlstm"]},
-}
 
 
 def spec_data(name: str, trials: int = 2, steps: int = 4, concurrency: int = 1, **kw: Any) -> dict[str, Any]:
     """A micro study; `steps` language-model steps per trial (4: about a second, 300: about fifteen)."""
-    profile = copy.deepcopy(MICRO)
-    profile["synthetic"]["tasks"] = profile["synthetic"]["tasks"][:1]
-    profile["lm"]["tokens"] = steps * 4 * 32
+    profile = micro_profile(tokens=steps * 4 * 32)
     return {"name": name, "space": SPACE, "budget": {"trials": trials}, "profile": profile,
             "sampler": "random", "concurrency": concurrency,
             "objectives": [{"metric": "synthetic_accuracy"}, {"metric": "decode_tps"}], **kw}

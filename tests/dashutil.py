@@ -1,11 +1,11 @@
-"""Helpers for the dashboard's tests: open a page in AppTest, read what it shows."""
+"""Helpers for the tests that drive the dashboard: open a page in AppTest, read what it shows."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-APP = Path(__file__).parents[2] / "dashboard" / "app.py"
+APP = Path(__file__).parents[1] / "dashboard" / "app.py"
 
 
 def page(at, path: str, **query):

@@ -1,4 +1,5 @@
-"""Small studies for tests: the micro profile, an inline space of four tiny architectures."""
+"""Small studies for every test folder: the micro profile, an inline space of four tiny architectures, and
+the two-encoding ablation of a preset."""
 
 import copy
 
@@ -19,6 +20,17 @@ def micro_profile(**lm):
     p["synthetic"]["tasks"] = p["synthetic"]["tasks"][:1]
     p["lm"].update(lm)
     return p
+
+
+def ablation_fields() -> dict:
+    """The spec fields of a small ablation: the 8B Mamba-2-Hybrid at proxy size, RoPE against NoPE, 2 seeds."""
+    return {
+        "kind": "ablation",
+        "space": None,
+        "objectives": [{"metric": "lm_loss"}],
+        "ablation": {"base": "mamba2-hybrid-8b", "factors": {"pos": ["nope", "rope"]}, "seeds": 2},
+        "profile": {**micro_profile(), "params": 1e5},
+    }
 
 
 def make_spec(urls, **kw) -> StudySpec:

@@ -1,0 +1,47 @@
+"""What every benchmark's report shares: the machine it ran on, the command that ran, and writing the table.
+
+    lines = [f"`{command()}` on {machine()}", "", "| ... |"]
+    write(args.out, lines)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+__all__ = ["command", "machine", "write"]
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(gpu: bool = False) -> str:
+    """`AMD EPYC 7B13, 2 cores, Python 3.11.7, torch 2.13.0` (+ the GPU's name with `gpu`, when there is one)."""
+    parts = [_cpu(), f"{os.cpu_count()} cores", f"Python {platform.python_version()}"]
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        parts.append(f"torch {torch.__version__}")
+        if gpu and torch.cuda.is_available():
+            parts.insert(0, torch.cuda.get_device_name())
+    return ", ".join(parts)
+
+
+def command() -> str:
+    """The command line that ran this script, as a reader would type it again."""
+    return " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+
+
+def write(path: Path, lines: list[str]) -> None:
+    """Write a report (its folder made if needed) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines).rstrip("\n") + "\n")
+    print(f"wrote {path}", flush=True)
