@@ -66,7 +66,7 @@ def _scan(log_a, b, BT: tl.constexpr, REVERSE: tl.constexpr, USE_SCAN: tl.conste
 
 
 @autotune(warps((4, 2), (8, 2)), key=["N", "BD"])
-@triton.jit
+@triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, init_ptr, y_ptr, saved_ptr, final_ptr,
     T, Dc, G, N, NT,
@@ -115,7 +115,7 @@ def selective_scan_fwd_kernel(
 
 
 @autotune(warps((4, 2), (8, 2)), key=["N", "BD"])
-@triton.jit
+@triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, saved_ptr, dfinal_ptr,
     du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dinit_ptr,
