@@ -12,6 +12,7 @@ transposed); transposing a loaded tile is fine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -38,6 +39,12 @@ def dot_mode(dtype: torch.dtype) -> int:
 def state_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype of the per-chunk states kept between kernels: fp32 for fp32 inputs, bf16 otherwise."""
     return torch.float32 if dtype == torch.float32 else torch.bfloat16
+
+
+def on_device(x: torch.Tensor):
+    """A context that makes x's GPU the current one: Triton launches on the current device, whatever
+    device the tensors are on, and another GPU's memory is an illegal address there."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
 def block(n: int, least: int = 16) -> int:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, block, dot, dot_mode, state_dtype, tiles, warps
+from kernels._triton import autotune, block, dot, dot_mode, on_device, state_dtype, tiles, warps
 
 Tensor = torch.Tensor
 MAX_CHUNK = 128
@@ -559,10 +559,11 @@ class MLSTMFunction(torch.autograd.Function):
         q, k, v, i, f, h, Cf, nf, mf, *saved, m0 = ctx.saved_tensors
         if dh is None:
             dh = torch.zeros_like(h)
-        grads = mlstm_bwd(
-            dh.contiguous(), dCf, dnf, dmf, q, k, v, i, f, h, (Cf, nf, mf), saved, m0, ctx.chunk_size,
-            ctx.has_init,
-        )
+        with on_device(q):
+            grads = mlstm_bwd(
+                dh.contiguous(), dCf, dnf, dmf, q, k, v, i, f, h, (Cf, nf, mf), saved, m0, ctx.chunk_size,
+                ctx.has_init,
+            )
         return (*grads, None)
 
 
@@ -576,7 +577,8 @@ def mlstm_triton(q, k, v, i, f, *, initial_state=None, chunk_size: int = 64):
     """
     chunk_size = min(chunk_size, MAX_CHUNK, q.shape[1])
     C0, n0, m0 = initial_state if initial_state is not None else (None, None, None)
-    h, C, n, m = MLSTMFunction.apply(q, k, v, i, f, C0, n0, m0, chunk_size)
+    with on_device(q):
+        h, C, n, m = MLSTMFunction.apply(q, k, v, i, f, C0, n0, m0, chunk_size)
     return h, (C, n, m)
 
 

@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, block, dot, dot_mode, silu_parts, state_dtype, tiles, warps
+from kernels._triton import autotune, block, dot, dot_mode, on_device, silu_parts, state_dtype, tiles, warps
 
 Tensor = torch.Tensor
 MAX_CHUNK = 128
@@ -434,9 +434,10 @@ class SSDFunction(torch.autograd.Function):
     def backward(ctx, dy, dfinal):
         x, dt, A, B, C, D, z, g, states = ctx.saved_tensors
         dfinal = dfinal.contiguous() if dfinal is not None else None
-        dx, ddt, dA, dB, dC, dD, dz, dinit = ssd_bwd(
-            dy.contiguous(), dfinal, x, dt, A, B, C, D, z, g, states, ctx.chunk_size
-        )
+        with on_device(x):
+            dx, ddt, dA, dB, dC, dD, dz, dinit = ssd_bwd(
+                dy.contiguous(), dfinal, x, dt, A, B, C, D, z, g, states, ctx.chunk_size
+            )
         dinit = dinit.to(ctx.init_dtype) if ctx.init_dtype is not None else None
         return dx, ddt, dA, dB, dC, dD, dz, dinit, None
 
@@ -461,4 +462,5 @@ def ssd_triton(
     of a longer one do not fit in registers) and at most T (a short sequence is one small chunk).
     """
     chunk_size = min(chunk_size, MAX_CHUNK, x.shape[1])
-    return SSDFunction.apply(x, dt, A, B, C, D, z, initial_state, chunk_size)
+    with on_device(x):
+        return SSDFunction.apply(x, dt, A, B, C, D, z, initial_state, chunk_size)

@@ -93,6 +93,18 @@ def compare_with_reference(
         assert_close(f"d{name}", grad, ref_grad, tol)
 
 
+def strided_view(t: torch.Tensor) -> torch.Tensor:
+    """The values of `t` in a view with gaps between its elements and (past 1-D) the strides of its first
+    two dimensions swapped: an input a kernel must not read as if it were contiguous."""
+    shape = list(t.shape)
+    if t.ndim > 1:
+        shape[0], shape[1] = shape[1], shape[0]
+    view = torch.zeros(*shape[:-1], 2 * shape[-1], dtype=t.dtype)[..., ::2]
+    if t.ndim > 1:
+        view = view.transpose(0, 1)
+    return view.copy_(t)
+
+
 def as_reference_inputs(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """fp32 leaves holding the same values, for the reference run."""
     return {name: t.detach().float().requires_grad_() for name, t in inputs.items()}
