@@ -1,4 +1,5 @@
-"""Inputs of the three recurrent ops for the Triton tests, and the comparison of a run with its reference."""
+"""Inputs of the three recurrent ops for the kernel tests (interpreter and GPU), and the comparison of a run with
+its reference."""
 
 from __future__ import annotations
 
