@@ -30,11 +30,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-# name -> (B, T, H, ...) on the CPU (interpreter), on the GPU, and for --smoke
+# op -> dims on the CPU (interpreter), on the GPU (the benchmark's, fewer sequences), and for --smoke
 SHAPES = {
-    "ssd": {"cpu": (1, 512, 4, 64, 64, 1), "gpu": (16, 2048, 16, 64, 64, 1), "smoke": (1, 37, 2, 16, 16, 1)},
-    "mlstm": {"cpu": (1, 512, 2, 128, 256), "gpu": (16, 2048, 4, 128, 256), "smoke": (1, 37, 2, 16, 32)},
-    "selective_scan": {"cpu": (1, 512, 64, 16), "gpu": (16, 2048, 2048, 16), "smoke": (1, 37, 32, 8)},
+    "ssd": {"cpu": (1, 512, 4, 64, 64, 1), "gpu": (4, 2048, 16, 64, 64, 1), "smoke": (1, 37, 2, 16, 16, 1)},
+    "mlstm": {"cpu": (1, 512, 2, 128, 256), "gpu": (4, 2048, 4, 128, 256), "smoke": (1, 37, 2, 16, 32)},
+    "selective_scan": {"cpu": (1, 512, 64, 16), "gpu": (4, 2048, 2048, 16), "smoke": (1, 37, 32, 8)},
 }
 
 
@@ -119,14 +119,15 @@ def variants(op: str, on_gpu: bool, smoke: bool) -> list[tuple[str, Callable[[ob
         return patch
 
     found = [("kernel", patched())]
-    if op != "selective_scan":  # it keeps no per-chunk states and multiplies no tiles
+    tiles = op != "selective_scan"  # the scan keeps no per-chunk states and multiplies no tiles
+    if tiles:
         found.append(("fp32 dots", patched(dot_mode=lambda dtype: kt.DOT_FP32)))
-        if not smoke:
-            found.append(("fp32 states", patched(state_dtype=lambda dtype: torch.float32)))
-            found.append(("fp32 both", patched(dot_mode=lambda dtype: kt.DOT_FP32,
-                                               state_dtype=lambda dtype: torch.float32)))
     if on_gpu:
         found += [(f"warps={w}", held_to_warps(w)) for w in (2, 4, 8)]
+    if tiles and not smoke:
+        fp32_dots, fp32_states = lambda dtype: kt.DOT_FP32, lambda dtype: torch.float32
+        found.append(("fp32 states", patched(state_dtype=fp32_states)))
+        found.append(("fp32 both", patched(dot_mode=fp32_dots, state_dtype=fp32_states)))
     return found
 
 

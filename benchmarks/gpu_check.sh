@@ -6,7 +6,8 @@
 #   1. tests/kernels/gpu: the small cases (pytest-xdist workers when the image has it) and, beside them in
 #      a process of their own, the large ones          -> gpu-tests.log, gpu-tests-{small,large}.xml
 #   2. the small cases once more under compute-sanitizer memcheck, one pytest process, every autotuning
-#      config run once (KERNELS_AUTOTUNE=once), SSD first (issue 11's case) -> sanitizer.log
+#      config run once (KERNELS_AUTOTUNE=once), no caching allocator, SSD first (issue 11's case)
+#                                                        -> sanitizer.log
 #   3. benchmarks/kernels.py with the anchors found in .anchors/ (or $MAMBA_SSM_SRC, $FLA_SRC)
 #                                                        -> bench.log, kernels_h200.md
 #   4. benchmarks/bf16_errors.py: where each op's bf16 error comes from -> bf16-errors.log
@@ -60,10 +61,11 @@ run_step "tests large" "$TESTS_S" "$OUT/gpu-tests-large.log" \
 wait "$small_pid"
 cat "$OUT/gpu-tests-small.log" "$OUT/gpu-tests-large.log" > "$OUT/gpu-tests.log"
 
-# 2. memcheck: every config once, no timing loops; T=1000 left out for time
+# 2. memcheck: every config once, no timing loops; T=1000 left out for time. Without torch's caching
+# allocator each tensor is its own allocation, so a read past its end is caught, not hidden in a pool.
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 if [ -n "$sanitizer" ]; then
-    KERNELS_AUTOTUNE=once run_step "sanitizer" "$SANITIZER_S" "$OUT/sanitizer.log" \
+    KERNELS_AUTOTUNE=once PYTORCH_NO_CUDA_MEMORY_CACHING=1 run_step "sanitizer" "$SANITIZER_S" "$OUT/sanitizer.log" \
         "$sanitizer" --tool memcheck --error-exitcode 1 --print-limit 20 \
         "$PY" -m pytest tests/kernels/gpu/test_ssd_gpu.py tests/kernels/gpu/test_mlstm_gpu.py \
         tests/kernels/gpu/test_selective_scan_gpu.py -k "small and not T1000" \
