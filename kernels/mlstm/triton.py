@@ -51,7 +51,7 @@ V_TILES = tiles(("BV",), [(64,), (128,)], (4, 2), (8, 2))
 
 
 @autotune(STATE_TILES, key=["K", "V", "BL"], interpret={"BK": 32, "BV": 32}, fit={"BK": "K", "BV": "V"})
-@triton.jit(do_not_specialize=["T", "NC"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_fwd_kernel_states(
     k_ptr, v_ptr, i_ptr, f_ptr, C0_ptr, n0_ptr, m0_ptr,
     states_ptr, nstates_ptr, mstates_ptr, Cf_ptr, nf_ptr, mf_ptr,
@@ -108,7 +108,7 @@ def mlstm_fwd_kernel_states(
 
 
 @autotune(V_TILES, key=["K", "V", "BL"], interpret={"BV": 32}, fit={"BV": "V"})
-@triton.jit(do_not_specialize=["T", "NC"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_fwd_kernel_output(
     q_ptr, k_ptr, v_ptr, i_ptr, f_ptr, states_ptr, nstates_ptr, mstates_ptr, h_ptr, mtok_ptr, den_ptr,
     scale, T, H, K, V, L, NC,
@@ -156,7 +156,7 @@ def mlstm_fwd_kernel_output(
         tl.store(den_ptr + (b * H + h) * NC * L + t, den, mask=l < L)
 
 
-@triton.jit(do_not_specialize=["T", "NC"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_bwd_kernel_prep(
     h_ptr, dh_ptr, mtok_ptr, den_ptr, rn_ptr, dden_ptr, T, H, V, L, NC, BL: tl.constexpr, BV: tl.constexpr
 ):
@@ -187,7 +187,7 @@ def mlstm_bwd_kernel_prep(
 
 
 @autotune(warps((4, 2), (4, 3), (8, 2)), key=["K", "V", "BL"])
-@triton.jit(do_not_specialize=["T", "NC"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_bwd_kernel_dstates(
     q_ptr, dh_ptr, i_ptr, f_ptr, mtok_ptr, rn_ptr, dden_ptr, states_ptr, nstates_ptr, mstates_ptr,
     dCf_ptr, dnf_ptr, dstates_ptr, dnstates_ptr, dC0_ptr, dn0_ptr, dm0_ptr,
@@ -273,7 +273,7 @@ def _chunk_decays(i_ptr, f_ptr, mtok_ptr, mstates_ptr, b, h, c, T, H, L, NC, BL:
 
 
 @autotune(V_TILES, key=["K", "V", "BL"], interpret={"BV": 32}, fit={"BV": "V"})
-@triton.jit(do_not_specialize=["T", "NC"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_bwd_kernel_dv(
     q_ptr, k_ptr, dh_ptr, i_ptr, f_ptr, mtok_ptr, rn_ptr, mstates_ptr, dstates_ptr, dv_ptr,
     scale, T, H, K, V, L, NC,
@@ -308,7 +308,7 @@ def mlstm_bwd_kernel_dv(
 
 
 @autotune(warps((4, 2), (4, 3), (8, 2)), key=["K", "V", "BL"])
-@triton.jit(do_not_specialize=["T", "NC"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_bwd_kernel_dqk(
     q_ptr, k_ptr, v_ptr, dh_ptr, i_ptr, f_ptr, mtok_ptr, rn_ptr, dden_ptr,
     states_ptr, nstates_ptr, mstates_ptr, dstates_ptr, dnstates_ptr,
@@ -381,7 +381,7 @@ def mlstm_bwd_kernel_dqk(
     tl.store(dlast_ptr + (i_k * tl.num_programs(2) + bh) * NC + c, last)
 
 
-@triton.jit(do_not_specialize=["T", "NC"])
+@triton.jit(do_not_specialize=["T", "L", "NC", "BH_TOTAL"])
 def mlstm_bwd_kernel_gates(
     f_ptr, qdq_ptr, kdk_ptr, dlast_ptr, route_ptr, dm_ptr, di_ptr, df_ptr,
     T, H, L, NC, NK, BH_TOTAL,

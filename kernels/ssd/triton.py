@@ -30,7 +30,7 @@ Tensor = torch.Tensor
 MAX_CHUNK = 128
 
 
-@triton.jit(do_not_specialize=["T", "NC"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_fwd_kernel_cumsum(dt_ptr, A_ptr, g_ptr, T, H, L, NC, BL: tl.constexpr, BH: tl.constexpr):
     """g[b, h, c·L + l] = Σ_{j≤l} dt_j A_h within chunk c. Grid (chunks, B)."""
     c, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
@@ -50,7 +50,7 @@ STATE_TILES_INTERPRETED = {"BN": 32, "BP": 32}
 
 
 @autotune(STATE_TILES, key=["N", "P", "BL"], interpret=STATE_TILES_INTERPRETED, fit={"BN": "N", "BP": "P"})
-@triton.jit(do_not_specialize=["T", "NC"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_fwd_kernel_states(
     x_ptr, dt_ptr, B_ptr, g_ptr, init_ptr, states_ptr, final_ptr,
     T, H, G, P, N, L, NC,
@@ -86,7 +86,7 @@ def ssd_fwd_kernel_states(
 
 
 @autotune(warps((4, 2), (4, 3), (8, 2)), key=["N", "P", "BL"])
-@triton.jit(do_not_specialize=["T", "NC"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_fwd_kernel_output(
     x_ptr, dt_ptr, B_ptr, C_ptr, D_ptr, z_ptr, g_ptr, states_ptr, y_ptr,
     T, H, G, P, N, L, NC,
@@ -133,7 +133,7 @@ def ssd_fwd_kernel_output(
 
 
 @autotune(STATE_TILES, key=["N", "P", "BL"], interpret=STATE_TILES_INTERPRETED, fit={"BN": "N", "BP": "P"})
-@triton.jit(do_not_specialize=["T", "NC"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dstates(
     dy_ptr, z_ptr, C_ptr, g_ptr, dfinal_ptr, dstates_ptr, dinit_ptr,
     T, H, G, P, N, L, NC,
@@ -176,7 +176,7 @@ def ssd_bwd_kernel_dstates(
 
 
 @autotune(warps((4, 2), (8, 2), (8, 3)), key=["N", "P", "BL"])
-@triton.jit(do_not_specialize=["T", "NC"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dx(
     x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr,
     dx_ptr, ddt_ptr, dz_ptr, dA_ptr, dD_ptr,
@@ -265,7 +265,7 @@ def ssd_bwd_kernel_dx(
 
 
 @autotune(warps((4, 2), (8, 2), (8, 3)), key=["N", "P", "BL"])
-@triton.jit(do_not_specialize=["T", "NC"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dbc(
     x_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr, dB_ptr, dC_ptr,
     T, H, G, P, N, L, NC,
