@@ -3,8 +3,8 @@
 #
 #   bash benchmarks/gpu_check.sh            # logs to $OUT (default ./gpu-check-out)
 #
-#   1. tests/kernels/gpu: the small cases (pytest-xdist workers when the image has it) and, beside them in
-#      a process of their own, the large ones          -> gpu-tests.log, gpu-tests-{small,large}.xml
+#   1. tests/kernels/gpu: the small cases and, beside them, the large ones (pytest-xdist workers when the
+#      image has it)                                     -> gpu-tests.log, gpu-tests-{small,large}.xml
 #   2. the small cases once more under compute-sanitizer memcheck, one pytest process, every autotuning
 #      config run once (KERNELS_AUTOTUNE=once), no caching allocator, SSD first (issue 11's case)
 #                                                        -> sanitizer.log
@@ -29,8 +29,9 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 
 has() { "$PY" -c "import $1" 2>/dev/null; }
-timeout_opt=(); has pytest_timeout && timeout_opt=(--timeout 200)
-xdist_opt=(); has xdist && xdist_opt=(-n 6)
+timeout_opt=(); has pytest_timeout && timeout_opt=(--timeout 240)
+small_workers=(); large_workers=()  # pytest-xdist: compiling the kernels is most of the time
+has xdist && small_workers=(-n 6) && large_workers=(-n 3)
 
 {
     nvidia-smi -L 2>&1 || true
@@ -50,14 +51,15 @@ run_step() {  # name, seconds, log, command...: one line "name<TAB>exit code<TAB
     echo "   $name: exit $code after $(( $(date +%s) - t0 )) s"
 }
 
-# 1. small and large tests side by side (the large ones hold tens of GB in fp64: one process)
+# 1. small and large tests side by side (a large one holds up to ~20 GB in fp64: three at a time at most)
 pytest_common=(-m gpu -p no:cacheprovider -rfE --durations=10 "${timeout_opt[@]}")
 run_step "tests small" "$TESTS_S" "$OUT/gpu-tests-small.log" \
-    "$PY" -m pytest tests/kernels/gpu -k small "${xdist_opt[@]}" "${pytest_common[@]}" \
+    "$PY" -m pytest tests/kernels/gpu -k small "${small_workers[@]}" "${pytest_common[@]}" \
     --junitxml="$OUT/gpu-tests-small.xml" &
 small_pid=$!
 run_step "tests large" "$TESTS_S" "$OUT/gpu-tests-large.log" \
-    "$PY" -m pytest tests/kernels/gpu -k large "${pytest_common[@]}" --junitxml="$OUT/gpu-tests-large.xml"
+    "$PY" -m pytest tests/kernels/gpu -k large "${large_workers[@]}" "${pytest_common[@]}" \
+    --junitxml="$OUT/gpu-tests-large.xml"
 wait "$small_pid"
 cat "$OUT/gpu-tests-small.log" "$OUT/gpu-tests-large.log" > "$OUT/gpu-tests.log"
 
