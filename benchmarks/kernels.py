@@ -649,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, check only (CPU: the interpreter)")
     parser.add_argument("--out", type=Path, help="write the markdown tables here")
-    parser.add_argument("--ops", default="ssd,mlstm,selective_scan", help="comma-separated subset")
+    parser.add_argument("--ops", default="ssd,mlstm,selective_scan", help="comma-separated subset, run in this order")
     parser.add_argument("--mamba-ssm-src", help="a state-spaces/mamba checkout (the folder with mamba_ssm/)")
     parser.add_argument("--fla-src", help="a checkout of flash-linear-attention (the folder holding fla/)")
     parser.add_argument("--ssd-chunk-sizes", default="64,128", help="chunk sizes to time our SSD at")
@@ -708,9 +708,7 @@ def main(argv: list[str] | None = None) -> int:
         "mlstm": lambda: mlstm_tables(SMOKE["mlstm"] if smoke else MLSTM_SHAPES, args, smoke),
         "selective_scan": lambda: scan_tables(SMOKE["selective_scan"] if smoke else SCAN_SHAPES, args, smoke),
     }
-    for op in ("ssd", "mlstm", "selective_scan"):
-        if op not in ops:
-            continue
+    for op in dict.fromkeys(ops):  # in the order given
         tables += runs[op]()  # each row printed as it is measured
         if args.out:  # after each op: a run cut short keeps what it finished
             args.out.parent.mkdir(parents=True, exist_ok=True)
