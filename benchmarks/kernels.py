@@ -5,16 +5,20 @@
         --mamba-ssm-src /path/to/mamba                # a checkout of state-spaces/mamba (optional)
 
 For every op and shape of issue 8 the kernel is first checked against the plain-PyTorch reference at
-that shape (outputs and every input gradient: fp32 within 1e-3, bf16 within 2e-2); a kernel that fails
-is not timed. Then forward and forward+backward are timed in bf16 with `triton.testing.do_bench`
+that shape, run in fp64 (outputs and every input gradient: fp32 within 1e-3, bf16 within 2e-2); a kernel
+that fails is not timed. Then forward and forward+backward are timed in bf16 with `triton.testing.do_bench`
 (median), beside what of the anchors can be imported here: mamba_ssm's Triton
 `mamba_chunk_scan_combined` (from `--mamba-ssm-src`, loaded without running the package's
 `__init__`) and CUDA `selective_scan_fn`, flash-linear-attention's `chunk_simple_gla`, NX-AI's
 `mlstm_kernels`, torch's `scaled_dot_product_attention`, and the compiled reference (`torch.compile`)
-of the selective scan. An anchor that cannot be imported or run reads "not available". Each time
-comes with its share of the HBM roofline: the bytes the op must move (inputs read, outputs written;
-for forward+backward also the gradients) ÷ time ÷ `--hbm-tbps` (4.8 TB/s, an H200). The published
-anchor times of the issue are printed beside the measured ones, and the tables go to `--out`.
+of the selective scan. Each anchor runs in a child process of its own, given `--anchor-timeout`
+seconds (`--compile-timeout` for the compiled reference, which is skipped beyond
+`--compile-max-tokens` tokens, where compiling its unrolled loop takes minutes): one that cannot be
+imported, fails, crashes or runs out of time reads "not available" and why, and never stops the run.
+Each time comes with its share of the HBM roofline: the bytes the op must move (inputs read, outputs
+written; for forward+backward also the gradients) ÷ time ÷ `--hbm-tbps` (4.8 TB/s, an H200). The
+published anchor times of the issue are printed beside the measured ones. Every row is printed as soon
+as it is measured; the tables go to `--out` after each op.
 """
 
 from __future__ import annotations
@@ -22,15 +26,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
 import types
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,10 +58,24 @@ class Row:
 
 @dataclass
 class Table:
+    """One op at one shape. `add` prints each row as it comes, so a run cut short shows what it measured."""
+
     op: str
     shape: str
     rows: list[Row] = field(default_factory=list)
     verdict: str = ""
+    tbps: float = 4.8
+
+    def start(self) -> None:
+        print("\n".join(["", *table_head(self)]), flush=True)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        print(row_line(row, self.tbps), flush=True)
+
+    def finish(self) -> None:
+        if self.verdict:
+            print("\n" + self.verdict.strip(), flush=True)
 
 
 # ------------------------------------------------------------------------------------------- shapes
@@ -101,12 +121,12 @@ def check(
     dtype,
     tol: float,
 ) -> tuple[bool, str]:
-    """Run `run` (the kernel, inputs `keys` in `dtype`) and `ref` (fp32, on the same values); compare
+    """Run `run` (the kernel, inputs `keys` in `dtype`) and `ref` (fp64, on the same values); compare
     the outputs and the gradient of every input under the same random cotangents."""
     import torch
 
     leaves = cast(inputs, keys, dtype)
-    ref_leaves = {k: v.detach().float().requires_grad_() for k, v in leaves.items()}
+    ref_leaves = {k: v.detach().double().requires_grad_() for k, v in leaves.items()}
     outs = run(leaves)
     ref_outs = ref(ref_leaves)
     worst, where = 0.0, ""
@@ -119,7 +139,7 @@ def check(
     gen = torch.Generator(device=outs[0].device).manual_seed(1)
     cot = [torch.randn(o.shape, device=o.device, generator=gen).to(o.dtype) for o in outs]
     grads = torch.autograd.grad(outs, list(leaves.values()), cot)
-    ref_grads = torch.autograd.grad(ref_outs, list(ref_leaves.values()), [c.float() for c in cot])
+    ref_grads = torch.autograd.grad(ref_outs, list(ref_leaves.values()), [c.double() for c in cot])
     for k, g, r in zip(leaves, grads, ref_grads):
         if not torch.isfinite(g).all():
             return False, f"{name}: d{k} has NaN/inf"
@@ -150,21 +170,21 @@ def measure_ours(
         for dtype, tol in ((torch.float32, 1e-3), (torch.bfloat16, 2e-2)):
             ok, msg = check(f"{label} {str(dtype)[6:]}", run, ref, base, keys, dtype, tol)
             if not ok:
-                table.rows.append(Row(label, note=f"refused: {msg}"))
+                table.add(Row(label, note=f"refused: {msg}"))
                 return
             table.verdict += msg + ". "
         if smoke:
-            table.rows.append(Row(label, note="checked"))
+            table.add(Row(label, note="checked"))
             return
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         leaves = cast(base, keys, torch.bfloat16)
         fwd_ms, fb_ms = time_fwd_bwd(lambda: run(leaves), list(leaves.values()))
-        table.rows.append(Row(label, fwd_ms, fb_ms, note(fb_ms), *nbytes))
+        table.add(Row(label, fwd_ms, fb_ms, note(fb_ms), *nbytes))
     except Exception as e:
         traceback.print_exc()
         msg = str(e).splitlines()[0][:160] if str(e) else ""
-        table.rows.append(Row(label, note=f"refused: raised {type(e).__name__}: {msg}"))
+        table.add(Row(label, note=f"refused: raised {type(e).__name__}: {msg}"))
 
 
 def bench(fn: Callable[[], object], grad_to_none=None) -> float | None:
@@ -197,15 +217,50 @@ def time_fwd_bwd(fwd: Callable[[], object], leaves: list) -> tuple[float | None,
     return fwd_ms, fwdbwd_ms
 
 
-def attempt(label: str, make: Callable[..., Row], *args) -> Row:
-    """`make(*args)`; an anchor that is missing or fails reads "not available", never stops the run."""
+def attempt(label: str, op: str, shape: str, anchor: str, args) -> Row:
+    """Run one anchor in a child process (`--anchor-worker`), given `--anchor-timeout` seconds: an anchor
+    that is missing, fails, crashes the GPU context or runs too long reads "not available" and why,
+    and never stops the run or poisons the processes that come after it."""
+    timeout = args.compile_timeout if anchor == "compiled" else args.anchor_timeout
+    worker = [sys.executable, __file__, "--anchor-worker", f"{op}:{shape}:{anchor}"]
+    for flag, value in (("--mamba-ssm-src", args.mamba_ssm_src), ("--fla-src", args.fla_src)):
+        if value:
+            worker += [flag, value]
+    t0 = time.perf_counter()
     try:
-        return make(*args)
-    except Exception as e:
+        done = subprocess.run(worker, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return Row(label, note=f"{NA} (took over {timeout:g} s: {flag_of(anchor)})")
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines or not lines[-1].startswith("{"):
         if VERBOSE:
-            traceback.print_exc()
-        msg = str(e).splitlines()[0][:100] if str(e) else ""
-        return Row(label, note=f"{NA} ({type(e).__name__}: {msg})")
+            print(done.stderr, file=sys.stderr, flush=True)
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1][:120]
+        return Row(label, note=f"{NA} ({last})")
+    row = Row(**json.loads(lines[-1]))
+    row.note = (row.note + "; " if row.note else "") + f"{time.perf_counter() - t0:.0f} s in its process"
+    return row
+
+
+def flag_of(anchor: str) -> str:
+    return "--compile-timeout" if anchor == "compiled" else "--anchor-timeout"
+
+
+def anchor_worker(spec: str, args) -> None:
+    """Child process: measure one anchor (`op:shape:anchor`) and print its row as one JSON line."""
+    op, shape, anchor = spec.split(":")
+    make = ANCHORS[op][anchor]
+    if op == "ssd":
+        dims = SSD_SHAPES[shape][0]
+        base = ssd_inputs(dims, "cuda")
+        row = make(base, args, ssd_bytes(*dims))
+    elif op == "mlstm":
+        dims = MLSTM_SHAPES[shape]
+        row = make(mlstm_inputs(dims, "cuda"), dims, mlstm_bytes(*dims))
+    else:
+        dims = SCAN_SHAPES[shape][0]
+        row = make(scan_inputs(dims, "cuda"), dims, args, scan_bytes(*dims))
+    print(json.dumps(asdict(row)), flush=True)
 
 
 def import_from_checkout(module: str, src: str | None):
@@ -237,6 +292,16 @@ def fmt_pct(nbytes: float, ms: float | None, tbps: float) -> str:
     if ms is None or not nbytes:
         return "—"
     return f"{100 * nbytes / (ms * 1e-3) / (tbps * 1e12):.0f}%"
+
+
+def table_head(t: Table) -> list[str]:
+    return [f"## {t.op} {t.shape}", "", "| implementation | fwd ms | fwd+bwd ms | fwd % HBM | fwd+bwd % HBM | notes |",
+            "|---|---:|---:|---:|---:|---|"]
+
+
+def row_line(r: Row, tbps: float) -> str:
+    return (f"| {r.impl} | {fmt_ms(r.fwd_ms)} | {fmt_ms(r.fwdbwd_ms)} | {fmt_pct(r.bytes_fwd, r.fwd_ms, tbps)} | "
+            f"{fmt_pct(r.bytes_fwdbwd, r.fwdbwd_ms, tbps)} | {r.note} |")
 
 
 # ---------------------------------------------------------------------------------------------- SSD
@@ -305,8 +370,9 @@ def ssd_tables(shapes: dict, args, smoke: bool) -> list[Table]:
 
     tables = []
     for name, (dims, published) in shapes.items():
-        table = Table("ssd", name)
+        table = Table("ssd", name, tbps=args.hbm_tbps)
         tables.append(table)
+        table.start()
         base, nbytes = ssd_inputs(dims, args.device), ssd_bytes(*dims)
 
         def ref(t: dict) -> tuple:
@@ -318,13 +384,14 @@ def ssd_tables(shapes: dict, args, smoke: bool) -> list[Table]:
 
             measure_ours(table, f"triton (ours), chunk {L}", run, ref, base, SSD_BF16, smoke, nbytes)
         if smoke:
+            table.finish()
             continue
-        table.rows.append(attempt("mamba_ssm mamba_chunk_scan_combined", mamba_ssd_row, base, args, nbytes))
-        table.rows.append(attempt("fla chunk_simple_gla", fla_ssd_row, base, args, nbytes))
+        table.add(attempt("mamba_ssm mamba_chunk_scan_combined", "ssd", name, "mamba", args))
+        table.add(attempt("fla chunk_simple_gla", "ssd", name, "fla", args))
         f, fb = published["mamba"]
         anchor = "the issue's H200 anchor"
-        table.rows.append(Row("published: mamba_chunk_scan_combined", f, fb, anchor, *nbytes))
-        table.rows.append(Row("published: fla chunk_simple_gla", published["fla_fwd"], None, anchor, *nbytes))
+        table.add(Row("published: mamba_chunk_scan_combined", f, fb, anchor, *nbytes))
+        table.add(Row("published: fla chunk_simple_gla", published["fla_fwd"], None, anchor, *nbytes))
         ours = [r for r in table.rows if r.impl.startswith("triton") and r.fwdbwd_ms]
         if ours:
             best_fb, best_f = min(r.fwdbwd_ms for r in ours), min(r.fwd_ms for r in ours)
@@ -334,6 +401,7 @@ def ssd_tables(shapes: dict, args, smoke: bool) -> list[Table]:
                 f"Target fwd ≤ fla ({published['fla_fwd']:.2f} ms): ours {best_f:.2f} ms "
                 f"({'met' if best_f <= published['fla_fwd'] else 'NOT met'})."
             )
+        table.finish()
     return tables
 
 
@@ -402,8 +470,9 @@ def mlstm_tables(shapes: dict, args, smoke: bool) -> list[Table]:
     tables = []
     for name, dims in shapes.items():
         B, T, H = dims[:3]
-        table = Table("mlstm", name)
+        table = Table("mlstm", name, tbps=args.hbm_tbps)
         tables.append(table)
+        table.start()
         base, nbytes = mlstm_inputs(dims, args.device), mlstm_bytes(*dims)
 
         def ref(t: dict) -> tuple:
@@ -418,17 +487,19 @@ def mlstm_tables(shapes: dict, args, smoke: bool) -> list[Table]:
             measure_ours(table, f"triton (ours), chunk {L}", run, ref, base, MLSTM_BF16, smoke, nbytes,
                          note=lambda ms, dims=dims: per_65536_tokens(ms, dims))
         if smoke:
+            table.finish()
             continue
-        table.rows.append(attempt("mlstm_kernels (TFLA)", tfla_row, base, dims, nbytes))
-        table.rows.append(attempt("torch sdpa", sdpa_row, base, dims, nbytes))
+        table.add(attempt("mlstm_kernels (TFLA)", "mlstm", name, "tfla", args))
+        table.add(attempt("torch sdpa", "mlstm", name, "sdpa", args))
         published_fb = TFLA_MS_PER_65536_TOKENS * (B * T) / 65536 * H / 16
         note = f"{TFLA_MS_PER_65536_TOKENS} ms per 65,536 tokens, scaled to these tokens × heads"
-        table.rows.append(Row("published: TFLA, H100, NH16 K128 V256", None, published_fb, note))
+        table.add(Row("published: TFLA, H100, NH16 K128 V256", None, published_fb, note))
         ours = [r for r in table.rows if r.impl.startswith("triton") and r.fwdbwd_ms]
         if ours:
             best = min(r.fwdbwd_ms for r in ours)
             table.verdict += (f"Target fwd+bwd ≤ TFLA's published rate ({published_fb:.2f} ms here): ours "
                               f"{best:.2f} ms ({'met' if best <= published_fb else 'NOT met'}).")
+        table.finish()
     return tables
 
 
@@ -461,7 +532,7 @@ def scan_inputs(dims: tuple[int, ...], dev: str) -> dict:
     }
 
 
-def mamba_scan_row(base: dict, args, nbytes: tuple[float, float]) -> Row:
+def mamba_scan_row(base: dict, dims: tuple[int, ...], args, nbytes: tuple[float, float]) -> Row:
     """mamba_ssm's CUDA kernel; its layout is channels first: u [B, Dc, T], B and C [B, N, T]."""
     mod = import_from_checkout("mamba_ssm.ops.selective_scan_interface", args.mamba_ssm_src)
     u, delta, z, Bm, Cm = time_last(base, ("u", "delta", "z", "B", "C"))
@@ -472,41 +543,20 @@ def mamba_scan_row(base: dict, args, nbytes: tuple[float, float]) -> Row:
     return Row("mamba_ssm selective_scan_fn (CUDA)", fwd_ms, fb_ms, "", *nbytes)
 
 
-def compiled_scan_row(dims: tuple[int, ...], args, nbytes: tuple[float, float]) -> Row:
-    """In a child process: compiling the reference unrolls its loop over time and may take long."""
-    import json
-    import subprocess
-
-    if not args.compile_reference:
-        raise RuntimeError("skipped (--no-compile-reference)")
-    worker = [sys.executable, __file__, "--compiled-reference-worker", ",".join(map(str, dims))]
-    try:
-        done = subprocess.run(worker, capture_output=True, text=True, timeout=args.compile_timeout)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"compiling took over {args.compile_timeout:.0f} s (--compile-timeout)") from None
-    if done.returncode != 0:
-        raise RuntimeError((done.stderr.strip().splitlines() or ["failed"])[-1])
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    return Row("reference, torch.compile", got["fwd_ms"], got["fwdbwd_ms"],
-               f"compiled in {got['compile_s']:.0f} s", *nbytes)
-
-
-def compiled_reference_worker(dims: tuple[int, ...]) -> None:
-    """Child process: compile the selective-scan reference, time it, print one JSON line."""
-    import json
-
+def compiled_scan_row(base: dict, dims: tuple[int, ...], args, nbytes: tuple[float, float]) -> Row:
+    """The selective-scan reference under torch.compile (in the anchor's child process)."""
     import torch
 
     from kernels.selective_scan.reference import selective_scan_blocked
 
     fn = torch.compile(selective_scan_blocked)
-    t = cast(scan_inputs(dims, "cuda"), SCAN_BF16, torch.bfloat16)
+    t = cast(base, SCAN_BF16, torch.bfloat16)
     t0 = time.perf_counter()
     fn(**t)[0].sum().backward()
     torch.cuda.synchronize()
     compile_s = time.perf_counter() - t0
     fwd_ms, fb_ms = time_fwd_bwd(lambda: fn(**t), list(t.values()))
-    print(json.dumps({"fwd_ms": fwd_ms, "fwdbwd_ms": fb_ms, "compile_s": compile_s}))
+    return Row("reference, torch.compile", fwd_ms, fb_ms, f"compiled in {compile_s:.0f} s", *nbytes)
 
 
 def scan_tables(shapes: dict, args, smoke: bool) -> list[Table]:
@@ -516,8 +566,9 @@ def scan_tables(shapes: dict, args, smoke: bool) -> list[Table]:
 
     tables = []
     for name, (dims, published) in shapes.items():
-        table = Table("selective_scan", name)
+        table = Table("selective_scan", name, tbps=args.hbm_tbps)
         tables.append(table)
+        table.start()
         base, nbytes = scan_inputs(dims, args.device), scan_bytes(*dims)
 
         def ref(t: dict) -> tuple:
@@ -531,11 +582,19 @@ def scan_tables(shapes: dict, args, smoke: bool) -> list[Table]:
             label = f"triton (ours), {block_t} tokens × {block_d} channels"
             measure_ours(table, label, run, ref, base, SCAN_BF16, smoke, nbytes)
         if smoke:
+            table.finish()
             continue
-        table.rows.append(attempt("mamba_ssm selective_scan_fn (CUDA)", mamba_scan_row, base, args, nbytes))
-        table.rows.append(attempt("reference, torch.compile", compiled_scan_row, dims, args, nbytes))
+        table.add(attempt("mamba_ssm selective_scan_fn (CUDA)", "selective_scan", name, "mamba", args))
+        tokens = dims[1]
+        if not args.compile_reference:
+            table.add(Row("reference, torch.compile", note="skipped (--no-compile-reference)"))
+        elif tokens > args.compile_max_tokens:
+            table.add(Row("reference, torch.compile", note=f"skipped: T={tokens} > --compile-max-tokens "
+                          f"{args.compile_max_tokens} (compiling unrolls its loop over the tokens)"))
+        else:
+            table.add(attempt("reference, torch.compile", "selective_scan", name, "compiled", args))
         f, fb = published["mamba_cuda"]
-        table.rows.append(Row("published: mamba_ssm selective_scan_fn", f, fb, "the issue's anchor", *nbytes))
+        table.add(Row("published: mamba_ssm selective_scan_fn", f, fb, "the issue's anchor", *nbytes))
         ours = [r for r in table.rows if r.impl.startswith("triton") and r.fwdbwd_ms]
         compiled = [r for r in table.rows if r.impl.startswith("reference") and r.fwdbwd_ms]
         if ours:
@@ -547,7 +606,16 @@ def scan_tables(shapes: dict, args, smoke: bool) -> list[Table]:
                 c = compiled[0]
                 table.verdict += (f"Speed-up over the compiled reference: {c.fwd_ms / o.fwd_ms:.0f}× fwd, "
                                   f"{c.fwdbwd_ms / o.fwdbwd_ms:.0f}× fwd+bwd (target ≥ 20×).")
+        table.finish()
     return tables
+
+
+# op -> anchor -> the function that measures it in `anchor_worker`'s child process
+ANCHORS = {
+    "ssd": {"mamba": mamba_ssd_row, "fla": fla_ssd_row},
+    "mlstm": {"tfla": tfla_row, "sdpa": sdpa_row},
+    "selective_scan": {"mamba": mamba_scan_row, "compiled": compiled_scan_row},
+}
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -569,15 +637,8 @@ def render(tables: list[Table], args, smoke: bool) -> str:
         "",
     ]
     for t in tables:
-        lines += [f"## {t.op} {t.shape}", ""]
-        lines += ["| implementation | fwd ms | fwd+bwd ms | fwd % HBM | fwd+bwd % HBM | notes |",
-                  "|---|---:|---:|---:|---:|---|"]
-        for r in t.rows:
-            lines.append(
-                f"| {r.impl} | {fmt_ms(r.fwd_ms)} | {fmt_ms(r.fwdbwd_ms)} | "
-                f"{fmt_pct(r.bytes_fwd, r.fwd_ms, args.hbm_tbps)} | "
-                f"{fmt_pct(r.bytes_fwdbwd, r.fwdbwd_ms, args.hbm_tbps)} | {r.note} |"
-            )
+        lines += table_head(t)
+        lines += [row_line(r, args.hbm_tbps) for r in t.rows]
         if t.verdict:
             lines += ["", t.verdict.strip()]
         lines.append("")
@@ -588,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, check only (CPU: the interpreter)")
     parser.add_argument("--out", type=Path, help="write the markdown tables here")
-    parser.add_argument("--ops", default="ssd,mlstm,selective_scan", help="comma-separated subset")
+    parser.add_argument("--ops", default="ssd,mlstm,selective_scan", help="comma-separated subset, run in this order")
     parser.add_argument("--mamba-ssm-src", help="a state-spaces/mamba checkout (the folder with mamba_ssm/)")
     parser.add_argument("--fla-src", help="a checkout of flash-linear-attention (the folder holding fla/)")
     parser.add_argument("--ssd-chunk-sizes", default="64,128", help="chunk sizes to time our SSD at")
@@ -597,13 +658,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="tokens×channels per block of our selective scan, to time each")
     parser.add_argument("--no-compile-reference", dest="compile_reference", action="store_false",
                         help="skip torch.compile of the selective-scan reference (it compiles for minutes)")
-    parser.add_argument("--compile-timeout", type=float, default=600, help="seconds for it to compile, run")
-    parser.add_argument("--compiled-reference-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--compile-timeout", type=float, default=180, help="seconds for it to compile and run")
+    parser.add_argument("--compile-max-tokens", type=int, default=1024,
+                        help="skip the compiled reference at longer sequences (its loop over tokens unrolls)")
+    parser.add_argument("--anchor-timeout", type=float, default=120,
+                        help="seconds for each other anchor (its own process: import, compile, check, time)")
+    parser.add_argument("--anchor-worker", help=argparse.SUPPRESS)
     parser.add_argument("--hbm-tbps", type=float, default=4.8, help="HBM TB/s for the roofline (H200: 4.8)")
     parser.add_argument("--verbose", action="store_true", help="print the traceback of an anchor that fails")
     args = parser.parse_args(argv)
-    if args.compiled_reference_worker:
-        compiled_reference_worker(tuple(int(x) for x in args.compiled_reference_worker.split(",")))
+    if args.anchor_worker:
+        anchor_worker(args.anchor_worker, args)
         return 0
     ops = [op.strip() for op in args.ops.split(",") if op.strip()]
     unknown = sorted(set(ops) - {"ssd", "mlstm", "selective_scan"})
@@ -643,14 +708,9 @@ def main(argv: list[str] | None = None) -> int:
         "mlstm": lambda: mlstm_tables(SMOKE["mlstm"] if smoke else MLSTM_SHAPES, args, smoke),
         "selective_scan": lambda: scan_tables(SMOKE["selective_scan"] if smoke else SCAN_SHAPES, args, smoke),
     }
-    for op in ("ssd", "mlstm", "selective_scan"):
-        if op not in ops:
-            continue
-        done = runs[op]()
-        tables += done
-        # each op's table as soon as it is measured: a run cut short keeps what it finished
-        print(render(done, args, smoke), flush=True)
-        if args.out:
+    for op in dict.fromkeys(ops):  # in the order given
+        tables += runs[op]()  # each row printed as it is measured
+        if args.out:  # after each op: a run cut short keeps what it finished
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(render(tables, args, smoke) + "\n")
     refused = [r for t in tables for r in t.rows if r.note.startswith("refused")]

@@ -31,3 +31,33 @@ def check_tokens(op: str, name: str, T: int) -> None:
 def check_chunk_size(op: str, chunk_size: int) -> None:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"{op}: chunk_size must be a positive integer, got {chunk_size!r}")
+
+
+def check_tensors(op: str, x_name: str, tensors: dict[str, torch.Tensor | None]) -> None:
+    """Raise unless every given tensor is floating point, on the device of the first one (`x_name`)
+    and without an empty dimension. A `None` (an optional input left out) is skipped."""
+    device = tensors[x_name].device
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if not t.is_floating_point():
+            raise TypeError(f"{op}: {name} must be a floating-point tensor, got {t.dtype}")
+        if t.device != device:
+            raise ValueError(
+                f"{op}: {name} is on {t.device} but {x_name} is on {device}; put every input on one device"
+            )
+        if t.numel() == 0:
+            raise ValueError(f"{op}: {name} must have no empty dimension, got {list(t.shape)}")
+
+
+TRITON_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def check_triton_dtypes(op: str, tensors: dict[str, torch.Tensor | None]) -> None:
+    """Raise `TypeError` unless every given tensor is fp32 or bf16, the dtypes the Triton kernels take."""
+    for name, t in tensors.items():
+        if t is not None and t.dtype not in TRITON_DTYPES:
+            raise TypeError(
+                f"{op}: backend='triton' takes float32 or bfloat16 tensors, but {name} is {t.dtype}; "
+                "cast it, or use backend='reference'"
+            )

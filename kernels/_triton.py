@@ -1,10 +1,18 @@
 """Helpers shared by the Triton kernels of every op: dot precision, autotuning, block sizes.
 
 Imported only by the `triton.py` files, so importing `kernels` never imports triton.
+
+One rule holds in every kernel: a `dot` never reads the transpose of another dot's result. On Hopper,
+Triton 3.4 to 3.7.0 miscompiles `dot(tl.trans(acc), b)` when `acc` is a dot accumulator (wrong values
+in bf16, flash-linear-attention issue 640; out-of-bounds shared memory in other kernels of that
+family), and torch 2.11 ships Triton 3.6. A kernel that needs both orientations forms the transposed
+product from loaded tiles instead (`dot(tl.trans(b), tl.trans(a))` of loads, or the result stored
+transposed); transposing a loaded tile is fine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -13,7 +21,7 @@ import triton.language as tl
 
 # How a kernel multiplies its tiles (`MODE`, a constexpr of every kernel that calls `dot`):
 DOT_FP32 = 0  # fp32 inputs: tf32x3 on the GPU (fp32 accuracy on tensor cores), exact under the interpreter
-DOT_BF16 = 1  # bf16/fp16 inputs: bf16 operands, fp32 accumulation
+DOT_BF16 = 1  # bf16 inputs: bf16 operands, fp32 accumulation
 DOT_BF16_EMULATED = 2  # the same rounding under the interpreter, whose tl.dot cannot multiply bf16 tiles
 
 
@@ -33,20 +41,58 @@ def state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype == torch.float32 else torch.bfloat16
 
 
+def on_device(x: torch.Tensor):
+    """A context that makes x's GPU the current one: Triton launches on the current device, whatever
+    device the tensors are on, and another GPU's memory is an illegal address there."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
 def block(n: int, least: int = 16) -> int:
     """A power-of-two tile covering n (tl.dot needs every tile dimension ≥ 16)."""
     return max(least, triton.next_power_of_2(n))
 
 
-def autotune(configs: list[triton.Config], key: list[str], interpret: dict[str, int] | None = None):
+def autotune(
+    configs: list[triton.Config],
+    key: list[str],
+    interpret: dict[str, int] | None = None,
+    fit: dict[str, str] | None = None,
+):
     """`triton.autotune` on the GPU. Under the interpreter, which has no timer to tune with, the kernel
     as it is, launched with the meta-parameters `interpret` (the block sizes the configs would set).
 
-    Only kernels whose outputs do not depend on their tiling tune their block sizes.
+    `fit` maps a tuned block size to the argument it tiles (`{"BN": "N"}`): a block is cut down to
+    `block(N)`, so a small N compiles one config instead of several that only pad more.
+    `KERNELS_AUTOTUNE=once` (read when a kernel module is imported) runs every config once, untimed,
+    and keeps the first: every config is exercised (under compute-sanitizer, say) without the timing
+    loops. Only kernels whose outputs do not depend on their tiling tune their block sizes, and every
+    kernel writes each output once, so running one again is harmless.
     """
-    if not interpreting():
-        return triton.autotune(configs=configs, key=key)
-    return lambda fn: _WithMeta(fn, interpret) if interpret else fn
+    if interpreting():
+        return lambda fn: _WithMeta(fn, interpret) if interpret else fn
+    extra = {}
+    if fit:
+        extra["prune_configs_by"] = {"early_config_prune": lambda cfgs, args, **kw: fit_blocks(cfgs, args, fit)}
+    if os.environ.get("KERNELS_AUTOTUNE") == "once":
+        extra["do_bench"] = _run_once
+    return triton.autotune(configs=configs, key=key, **extra)
+
+
+def fit_blocks(configs: list[triton.Config], args: dict, fit: dict[str, str]) -> list[triton.Config]:
+    """The configs with each block in `fit` at most `block(args[dim])`; duplicates dropped, order kept."""
+    out, seen = [], set()
+    for cfg in configs:
+        kwargs = {k: min(v, block(args[fit[k]])) if k in fit else v for k, v in cfg.kwargs.items()}
+        ident = (tuple(sorted(kwargs.items())), cfg.num_warps, cfg.num_stages)
+        if ident not in seen:
+            seen.add(ident)
+            out.append(triton.Config(kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages))
+    return out
+
+
+def _run_once(kernel_call, quantiles) -> list[float]:
+    kernel_call()
+    return [0.0] * len(quantiles)
 
 
 class _WithMeta:
@@ -78,11 +124,19 @@ def dot(a, b, MODE: tl.constexpr):
     if MODE == 1:
         out = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
     elif MODE == 2:
-        a, b = a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32)
-        out = tl.dot(a, b, input_precision="ieee")
+        out = tl.dot(round_bf16(a), round_bf16(b), input_precision="ieee")
     else:
         out = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="tf32x3")
     return out
+
+
+@triton.jit
+def round_bf16(x):
+    """x rounded to the nearest bf16 (ties to even), as fp32: what the GPU's conversion does. The
+    interpreter's own `.to(tl.bfloat16)` truncates, which would double the emulated rounding error."""
+    bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.to(tl.float32, bitcast=True)
 
 
 @triton.jit

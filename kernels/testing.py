@@ -16,9 +16,19 @@ def rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return diff / scale
 
 
-def assert_close(name: str, actual: torch.Tensor, expected: torch.Tensor, tol: float) -> None:
-    """Fail unless `actual` has the shape of `expected`, no NaN/inf, and a relative error ≤ `tol`."""
+def assert_close(
+    name: str, actual: torch.Tensor, expected: torch.Tensor, tol: float, zero_atol: float | None = None
+) -> None:
+    """Fail unless `actual` has the shape of `expected`, no NaN/inf, and a relative error ≤ `tol`.
+
+    `zero_atol`: where `expected` is exactly zero (a gradient that vanishes in the math), every element
+    of `actual` within `zero_atol` of zero instead; a relative error has no meaning there.
+    """
     assert actual.shape == expected.shape, f"{name}: shape {list(actual.shape)} != {list(expected.shape)}"
     assert torch.isfinite(actual).all(), f"{name}: has NaN or inf values (an unwritten or overflowed element)"
+    if zero_atol is not None and not expected.any():
+        worst = actual.detach().abs().max().item()
+        assert worst <= zero_atol, f"{name}: zero in the math, largest element {worst:.2e} > {zero_atol:.0e}"
+        return
     err = rel_error(actual, expected)
     assert err <= tol, f"{name}: relative error {err:.2e} > {tol:.0e}"

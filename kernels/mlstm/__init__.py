@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kernels._backend import resolve_backend
-from kernels._checks import check_chunk_size, check_shape, check_tokens
+from kernels._checks import check_chunk_size, check_shape, check_tensors, check_tokens, check_triton_dtypes
 from kernels.mlstm.reference import State, mlstm_chunked, mlstm_step
 
 __all__ = ["State", "mlstm", "mlstm_step"]
@@ -36,6 +36,10 @@ def mlstm(
 
     Returns:
         h `[B, T, H, V]` in the dtype of q, or `(h, (C, n, m))` with the final state in fp32.
+
+    Raises:
+        ValueError: a shape that does not fit, an empty dimension, inputs on different devices.
+        TypeError: a tensor that is not floating point; for the Triton kernels, one that is not fp32/bf16.
     """
     check_shape("mlstm", "q", q, "B T H K", (None,) * 4)
     b, T, H, K = q.shape
@@ -57,10 +61,15 @@ def mlstm(
         check_shape("mlstm", "initial_state m", m0, "B H", (b, H))
     chunk_size = 64 if chunk_size is None else chunk_size
     check_chunk_size("mlstm", chunk_size)
+    tensors = {"q": q, "k": k, "v": v, "i": i, "f": f}
+    if initial_state is not None:
+        tensors.update(zip(("initial_state C", "initial_state n", "initial_state m"), initial_state))
+    check_tensors("mlstm", "q", tensors)
 
     if resolve_backend(backend, q, op="mlstm", has_triton=True) == "triton":
         from kernels.mlstm.triton import mlstm_triton
 
+        check_triton_dtypes("mlstm", tensors)
         h, final_state = mlstm_triton(q, k, v, i, f, initial_state=initial_state, chunk_size=chunk_size)
     else:
         h, final_state = mlstm_chunked(q, k, v, i, f, initial_state=initial_state, chunk_size=chunk_size)

@@ -3,7 +3,7 @@
 Shapes (B batch, T time, H heads, K query/key dim, V value dim):
 
     q, k   [B, T, H, K]      v [B, T, H, V]      i, f [B, T, H] gate pre-activations
-    state  (C [B, H, K, V], n [B, H, K], m [B, H]), always fp32; the empty state is all zeros
+    state  (C [B, H, K, V], n [B, H, K], m [B, H]), fp32 (fp64 for fp64 inputs); the empty state is all zeros
 
 The stabilised recurrence of the xLSTM paper, with log forget gate logσ(f) and input gate exp(i):
 
@@ -19,13 +19,15 @@ inside the max of the denominator, where each form below computes it identically
 token j reaches token t with log weight D_tj = b_t - b_j + i_j and the entering state with b_t + m_prev;
 m_t is the row max of both. Only the chunk-end states run recurrently. `mlstm_recurrent` walks one
 token at a time and is what the tests trust; `mlstm_step` is one token, for decoding.
-All compute in fp32 and return h in the dtype of q.
+All compute in fp32 (fp64 for fp64 inputs, the tests' ground truth) and return h in the dtype of q.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from kernels._precision import compute_dtype
 
 Tensor = torch.Tensor
 State = tuple[Tensor, Tensor, Tensor]
@@ -44,18 +46,19 @@ def mlstm_chunked(
     """Chunked mLSTM. Returns `(h [B, T, H, V], (C, n, m))`, the state fp32."""
     b, T, H, K = q.shape
     V = v.shape[-1]
+    acc = compute_dtype(q)
     L = min(chunk_size, T)  # a short sequence is one chunk, not one padded to the chunk size
     pad = -T % L
     c = (T + pad) // L
 
     def chunked(t: Tensor, value: float = 0.0) -> Tensor:  # [B, T, H, ...] -> [B, H, c, L, ...]
-        t = F.pad(t.float(), (0, 0) * (t.ndim - 2) + (0, pad), value=value)
+        t = F.pad(t.to(acc), (0, 0) * (t.ndim - 2) + (0, pad), value=value)
         return t.reshape(b, c, L, H, *t.shape[3:]).movedim(3, 1)
 
     qc = chunked(q) * K**-0.5  # [B, H, c, L, K]
     kc, vc = chunked(k), chunked(v)  # [B, H, c, L, K], [B, H, c, L, V]
     # padded tokens neither forget (logσ(f) = 0) nor write (i = -inf), so the final state is untouched
-    log_f = chunked(F.logsigmoid(f.float()))  # [B, H, c, L]
+    log_f = chunked(F.logsigmoid(f.to(acc)))  # [B, H, c, L]
     ic = chunked(i, value=float("-inf"))  # [B, H, c, L]
     b_cum = log_f.cumsum(-1)  # [B, H, c, L]
     causal = torch.ones(L, L, dtype=torch.bool, device=q.device).tril()
@@ -70,7 +73,7 @@ def mlstm_chunked(
 
     # 2. across chunks, recurrently: the state entering each chunk
     C_s, n_s, m_s = empty_state(b, H, K, V, q.device) if initial_state is None else initial_state
-    C_s, n_s, m_s = C_s.float(), n_s.float(), m_s.float()
+    C_s, n_s, m_s = C_s.to(acc), n_s.to(acc), m_s.to(acc)
     entering = []
     for j in range(c):
         entering.append((C_s, n_s, m_s))
@@ -121,10 +124,11 @@ def mlstm_step(
     Returns `(h [B, H, V] in the dtype of q, (C [B, H, K, V], n [B, H, K], m [B, H]) fp32)`.
     """
     b, H, K = q.shape
+    acc = compute_dtype(q)
     C, n, m = empty_state(b, H, K, v.shape[-1], q.device) if state is None else state
-    C, n, m = C.float(), n.float(), m.float()
-    qf, kf, vf = q.float() * K**-0.5, k.float(), v.float()
-    log_f, i = F.logsigmoid(f.float()), i.float()
+    C, n, m = C.to(acc), n.to(acc), m.to(acc)
+    qf, kf, vf = q.to(acc) * K**-0.5, k.to(acc), v.to(acc)
+    log_f, i = F.logsigmoid(f.to(acc)), i.to(acc)
     m_new = torch.maximum(log_f + m, i)  # [B, H]
     f_gate, i_gate = torch.exp(log_f + m - m_new), torch.exp(i - m_new)  # [B, H]
     C = f_gate[..., None, None] * C + i_gate[..., None, None] * kf[..., :, None] * vf[..., None, :]

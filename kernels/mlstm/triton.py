@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, block, dot, dot_mode, state_dtype, tiles, warps
+from kernels._triton import autotune, block, dot, dot_mode, on_device, state_dtype, tiles, warps
 
 Tensor = torch.Tensor
 MAX_CHUNK = 128
@@ -50,8 +50,8 @@ STATE_TILES = tiles(("BK", "BV"), [(64, 64), (64, 32), (32, 64), (128, 64)], (4,
 V_TILES = tiles(("BV",), [(64,), (128,)], (4, 2), (8, 2))
 
 
-@autotune(STATE_TILES, key=["K", "V", "BL"], interpret={"BK": 32, "BV": 32})
-@triton.jit
+@autotune(STATE_TILES, key=["K", "V", "BL"], interpret={"BK": 32, "BV": 32}, fit={"BK": "K", "BV": "V"})
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_fwd_kernel_states(
     k_ptr, v_ptr, i_ptr, f_ptr, C0_ptr, n0_ptr, m0_ptr,
     states_ptr, nstates_ptr, mstates_ptr, Cf_ptr, nf_ptr, mf_ptr,
@@ -107,8 +107,8 @@ def mlstm_fwd_kernel_states(
             tl.store(mf_ptr + b * H + h, m)
 
 
-@autotune(V_TILES, key=["K", "V", "BL"], interpret={"BV": 32})
-@triton.jit
+@autotune(V_TILES, key=["K", "V", "BL"], interpret={"BV": 32}, fit={"BV": "V"})
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_fwd_kernel_output(
     q_ptr, k_ptr, v_ptr, i_ptr, f_ptr, states_ptr, nstates_ptr, mstates_ptr, h_ptr, mtok_ptr, den_ptr,
     scale, T, H, K, V, L, NC,
@@ -156,7 +156,7 @@ def mlstm_fwd_kernel_output(
         tl.store(den_ptr + (b * H + h) * NC * L + t, den, mask=l < L)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_bwd_kernel_prep(
     h_ptr, dh_ptr, mtok_ptr, den_ptr, rn_ptr, dden_ptr, T, H, V, L, NC, BL: tl.constexpr, BV: tl.constexpr
 ):
@@ -187,7 +187,7 @@ def mlstm_bwd_kernel_prep(
 
 
 @autotune(warps((4, 2), (4, 3), (8, 2)), key=["K", "V", "BL"])
-@triton.jit
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_bwd_kernel_dstates(
     q_ptr, dh_ptr, i_ptr, f_ptr, mtok_ptr, rn_ptr, dden_ptr, states_ptr, nstates_ptr, mstates_ptr,
     dCf_ptr, dnf_ptr, dstates_ptr, dnstates_ptr, dC0_ptr, dn0_ptr, dm0_ptr,
@@ -248,8 +248,11 @@ def mlstm_bwd_kernel_dstates(
 
 
 @triton.jit
-def _chunk_decays(i_ptr, f_ptr, mtok_ptr, mstates_ptr, b, h, c, T, H, L, NC, BL: tl.constexpr):
-    """(p_log [BL, BL] = D_ls - m_l on the causal part, else -inf; α_l; w_s; mask of real tokens)."""
+def _chunk_decays(i_ptr, f_ptr, mtok_ptr, mstates_ptr, b, h, c, T, H, L, NC, BL: tl.constexpr,
+                  TRANSPOSED: tl.constexpr):
+    """(p_log [BL, BL] = D_ls - m_l on the causal part, else -inf; α_l; w_s; mask of real tokens).
+
+    TRANSPOSED: p_log indexed [s, l] instead."""
     l = tl.arange(0, BL)
     t = c * L + l
     mask_t = (l < L) & (t < T)
@@ -258,28 +261,33 @@ def _chunk_decays(i_ptr, f_ptr, mtok_ptr, mstates_ptr, b, h, c, T, H, L, NC, BL:
     m_c = tl.load(mstates_ptr + (b * H + h) * (NC + 1) + c)
     m_next = tl.load(mstates_ptr + (b * H + h) * (NC + 1) + c + 1)
     m_l = tl.load(mtok_ptr + (b * H + h) * NC * L + t, mask=mask_t, other=0.0)
-    causal = (l[:, None] >= l[None, :]) & mask_t[:, None]
-    p_log = tl.where(causal, bc[:, None] - bc[None, :] + ig[None, :] - m_l[:, None], float("-inf"))
+    if TRANSPOSED:
+        causal = (l[None, :] >= l[:, None]) & mask_t[None, :]
+        p_log = tl.where(causal, bc[None, :] - bc[:, None] + ig[:, None] - m_l[None, :], float("-inf"))
+    else:
+        causal = (l[:, None] >= l[None, :]) & mask_t[:, None]
+        p_log = tl.where(causal, bc[:, None] - bc[None, :] + ig[None, :] - m_l[:, None], float("-inf"))
     alpha = tl.where(mask_t, tl.exp(bc + m_c - m_l), 0.0)
     w = tl.exp(b_last - bc + ig - m_next)
     return p_log, alpha, w, mask_t
 
 
-@autotune(V_TILES, key=["K", "V", "BL"], interpret={"BV": 32})
-@triton.jit
+@autotune(V_TILES, key=["K", "V", "BL"], interpret={"BV": 32}, fit={"BV": "V"})
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_bwd_kernel_dv(
     q_ptr, k_ptr, dh_ptr, i_ptr, f_ptr, mtok_ptr, rn_ptr, mstates_ptr, dstates_ptr, dv_ptr,
     scale, T, H, K, V, L, NC,
     BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
 ):
-    """dv = (q̂kᵀ ⊙ e^{D - m})ᵀ dh/N + w ⊙ k G_{c+1}. Grid (V/BV, chunks, B·H)."""
+    """dv = (q̂kᵀ ⊙ e^{D - m})ᵀ dh/N + w ⊙ k G_{c+1}, the first term from k q̂ᵀ [s, l] directly (no dot
+    reads a transposed accumulator: `kernels/_triton.py`). Grid (V/BV, chunks, B·H)."""
     i_v, c, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, h = (bh // H).to(tl.int64), bh % H
     vv = i_v * BV + tl.arange(0, BV)
     l = tl.arange(0, BL)
     t = c * L + l
-    p_log, _, w, mask_t = _chunk_decays(i_ptr, f_ptr, mtok_ptr, mstates_ptr, b, h, c, T, H, L, NC, BL)
-    qk = tl.zeros([BL, BL], dtype=tl.float32)
+    p_log_t, _, w, mask_t = _chunk_decays(i_ptr, f_ptr, mtok_ptr, mstates_ptr, b, h, c, T, H, L, NC, BL, True)
+    kq = tl.zeros([BL, BL], dtype=tl.float32)  # [s, l]
     kg = tl.zeros([BL, BV], dtype=tl.float32)
     for k0 in range(0, K, BK):
         kk = k0 + tl.arange(0, BK)
@@ -288,19 +296,19 @@ def mlstm_bwd_kernel_dv(
         kt = tl.load(k_ptr + ((b * T + t[:, None]) * H + h) * K + kk[None, :], mask=mask_tk, other=0.0)
         G = tl.load(dstates_ptr + (((b * H + h) * NC + c) * K + kk[:, None]) * V + vv[None, :],
                     mask=(kk < K)[:, None] & (vv < V)[None, :], other=0.0)
-        qk += dot(qt, tl.trans(kt), MODE)
+        kq += dot(kt, tl.trans(qt), MODE)
         kg += dot(kt, G, MODE)
     rn = tl.load(rn_ptr + (b * H + h) * NC * L + t, mask=mask_t, other=0.0)
     mask_tv = mask_t[:, None] & (vv < V)[None, :]
     off_tv = ((b * T + t[:, None]) * H + h) * V + vv[None, :]
     dnum = tl.load(dh_ptr + off_tv, mask=mask_tv, other=0.0).to(tl.float32) * rn[:, None]
-    ps = qk * scale * tl.exp(p_log)
-    dv = dot(tl.trans(ps), dnum, MODE) + w[:, None] * kg
+    ps_t = kq * scale * tl.exp(p_log_t)  # [s, l]
+    dv = dot(ps_t, dnum, MODE) + w[:, None] * kg
     tl.store(dv_ptr + off_tv, dv.to(dv_ptr.dtype.element_ty), mask=mask_tv)
 
 
 @autotune(warps((4, 2), (4, 3), (8, 2)), key=["K", "V", "BL"])
-@triton.jit
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_bwd_kernel_dqk(
     q_ptr, k_ptr, v_ptr, dh_ptr, i_ptr, f_ptr, mtok_ptr, rn_ptr, dden_ptr,
     states_ptr, nstates_ptr, mstates_ptr, dstates_ptr, dnstates_ptr,
@@ -313,19 +321,21 @@ def mlstm_bwd_kernel_dqk(
     With Pd = e^{D - m} ⊙ (dh/N vᵀ + dden): dq̂ = Pd k + α (dh/N C_cᵀ + dden n_cᵀ),
     dk = Pdᵀ q̂ + w (v G_{c+1}ᵀ + Gn_{c+1}); per token q·dq and k·dk, and the chunk-end term
     ⟨G_{c+1}, C_{c+1}⟩ + ⟨Gn_{c+1}, n_{c+1}⟩ from C_{c+1} = β C_c + (k ⊙ w)ᵀ v. Grid (K/BK, chunks, B·H).
+    dk is formed transposed ([K, L], q̂ᵀ Pd) and stored so: no dot reads the transpose of Pd, a dot
+    accumulator (`kernels/_triton.py`).
     """
     i_k, c, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, h = (bh // H).to(tl.int64), bh % H
     kk = i_k * BK + tl.arange(0, BK)
     l = tl.arange(0, BL)
     t = c * L + l
-    p_log, alpha, w, mask_t = _chunk_decays(i_ptr, f_ptr, mtok_ptr, mstates_ptr, b, h, c, T, H, L, NC, BL)
+    p_log, alpha, w, mask_t = _chunk_decays(i_ptr, f_ptr, mtok_ptr, mstates_ptr, b, h, c, T, H, L, NC, BL, False)
     rn = tl.load(rn_ptr + (b * H + h) * NC * L + t, mask=mask_t, other=0.0)
     dden = tl.load(dden_ptr + (b * H + h) * NC * L + t, mask=mask_t, other=0.0)
 
     dpv = tl.zeros([BL, BL], dtype=tl.float32)  # dh/N · v_s
     dq_in = tl.zeros([BL, BK], dtype=tl.float32)  # dh/N C_cᵀ
-    dk_st = tl.zeros([BL, BK], dtype=tl.float32)  # v G_{c+1}ᵀ
+    dk_st_t = tl.zeros([BK, BL], dtype=tl.float32)  # G_{c+1} vᵀ
     gc = tl.zeros([BK], dtype=tl.float32)  # Σ_v G_{c+1} ⊙ C_c, per k
     for v0 in range(0, V, BV):
         vv = v0 + tl.arange(0, BV)
@@ -340,7 +350,7 @@ def mlstm_bwd_kernel_dqk(
                     mask=mask_kv, other=0.0).to(tl.float32)
         dpv += dot(dnum, tl.trans(vt), MODE)
         dq_in += dot(dnum, tl.trans(Cc), MODE)
-        dk_st += dot(vt, tl.trans(G), MODE)
+        dk_st_t += dot(G, tl.trans(vt), MODE)
         gc += tl.sum(G * Cc, axis=1)
     nc_ = tl.load(nstates_ptr + ((b * H + h) * (NC + 1) + c) * K + kk, mask=kk < K, other=0.0)
     gn = tl.load(dnstates_ptr + ((b * H + h) * NC + c) * K + kk, mask=kk < K, other=0.0)
@@ -348,28 +358,30 @@ def mlstm_bwd_kernel_dqk(
     off_tk = ((b * T + t[:, None]) * H + h) * K + kk[None, :]
     qt = tl.load(q_ptr + off_tk, mask=mask_tk, other=0.0).to(tl.float32) * scale
     kt = tl.load(k_ptr + off_tk, mask=mask_tk, other=0.0).to(tl.float32)
+    kt_t = tl.trans(kt)  # [BK, BL]
 
     pd = tl.exp(p_log) * (dpv + dden[:, None])  # [BL, BL]
     dq = dot(pd, kt, MODE) + alpha[:, None] * (dq_in + dden[:, None] * nc_[None, :])
-    dk_state = dk_st + gn[None, :]  # [BL, BK]
-    dk = dot(tl.trans(pd), qt, MODE) + w[:, None] * dk_state
+    dk_state_t = dk_st_t + gn[:, None]  # [BK, BL]
+    dk_t = dot(tl.trans(qt), pd, MODE) + w[None, :] * dk_state_t
     tl.store(dq_ptr + off_tk, (dq * scale).to(dq_ptr.dtype.element_ty), mask=mask_tk)
-    tl.store(dk_ptr + off_tk, dk.to(dk_ptr.dtype.element_ty), mask=mask_tk)
+    off_kt = ((b * T + t[None, :]) * H + h) * K + kk[:, None]
+    tl.store(dk_ptr + off_kt, dk_t.to(dk_ptr.dtype.element_ty), mask=(kk < K)[:, None] & mask_t[None, :])
 
     bc, _ = _chunk_gates(i_ptr, f_ptr, b, h, c, T, H, L, BL)
     b_last = tl.min(bc, axis=0)
     m_c = tl.load(mstates_ptr + (b * H + h) * (NC + 1) + c)
     m_next = tl.load(mstates_ptr + (b * H + h) * (NC + 1) + c + 1)
     beta = tl.exp(b_last + m_c - m_next)
-    writes = tl.sum(tl.sum(kt * w[:, None] * dk_state, axis=1), axis=0)  # Σ_s w_s k_s·(G v_s + Gn)
+    writes = tl.sum(tl.sum(kt_t * w[None, :] * dk_state_t, axis=1), axis=0)  # Σ_s w_s k_s·(G v_s + Gn)
     last = beta * (tl.sum(gc, axis=0) + tl.sum(gn * nc_, axis=0)) + writes
     part = (i_k * tl.num_programs(2) + bh) * NC * L + t
     tl.store(qdq_ptr + part, tl.sum(dq * qt, axis=1), mask=l < L)
-    tl.store(kdk_ptr + part, tl.sum(dk * kt, axis=1), mask=l < L)
+    tl.store(kdk_ptr + part, tl.sum(dk_t * kt_t, axis=0), mask=l < L)
     tl.store(dlast_ptr + (i_k * tl.num_programs(2) + bh) * NC + c, last)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "L", "NC", "BH_TOTAL"])
 def mlstm_bwd_kernel_gates(
     f_ptr, qdq_ptr, kdk_ptr, dlast_ptr, route_ptr, dm_ptr, di_ptr, df_ptr,
     T, H, L, NC, NK, BH_TOTAL,
@@ -547,10 +559,11 @@ class MLSTMFunction(torch.autograd.Function):
         q, k, v, i, f, h, Cf, nf, mf, *saved, m0 = ctx.saved_tensors
         if dh is None:
             dh = torch.zeros_like(h)
-        grads = mlstm_bwd(
-            dh.contiguous(), dCf, dnf, dmf, q, k, v, i, f, h, (Cf, nf, mf), saved, m0, ctx.chunk_size,
-            ctx.has_init,
-        )
+        with on_device(q):
+            grads = mlstm_bwd(
+                dh.contiguous(), dCf, dnf, dmf, q, k, v, i, f, h, (Cf, nf, mf), saved, m0, ctx.chunk_size,
+                ctx.has_init,
+            )
         return (*grads, None)
 
 
@@ -564,7 +577,8 @@ def mlstm_triton(q, k, v, i, f, *, initial_state=None, chunk_size: int = 64):
     """
     chunk_size = min(chunk_size, MAX_CHUNK, q.shape[1])
     C0, n0, m0 = initial_state if initial_state is not None else (None, None, None)
-    h, C, n, m = MLSTMFunction.apply(q, k, v, i, f, C0, n0, m0, chunk_size)
+    with on_device(q):
+        h, C, n, m = MLSTMFunction.apply(q, k, v, i, f, C0, n0, m0, chunk_size)
     return h, (C, n, m)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kernels._backend import resolve_backend
-from kernels._checks import check_shape, check_tokens, shape_text
+from kernels._checks import check_shape, check_tensors, check_tokens, check_triton_dtypes, shape_text
 from kernels.selective_scan.reference import selective_scan_blocked, selective_scan_step
 
 __all__ = ["selective_scan", "selective_scan_step"]
@@ -39,6 +39,10 @@ def selective_scan(
 
     Returns:
         y `[B, T, Dc]` in the dtype of u, or `(y, final_state [B, Dc, N] fp32)`.
+
+    Raises:
+        ValueError: a shape that does not fit, an empty dimension, inputs on different devices.
+        TypeError: a tensor that is not floating point; for the Triton kernels, one that is not fp32/bf16.
     """
     op = "selective_scan"
     check_shape(op, "u", u, "B T Dc", (None,) * 3)
@@ -67,9 +71,13 @@ def selective_scan(
     if initial_state is not None:
         check_shape(op, "initial_state", initial_state, "B Dc N", (b, Dc, N))
 
+    tensors = {"u": u, "delta": delta, "A": A, "B": B, "C": C, "D": D, "z": z, "initial_state": initial_state}
+    check_tensors(op, "u", tensors)
+
     if resolve_backend(backend, u, op=op, has_triton=True) == "triton":
         from kernels.selective_scan.triton import selective_scan_triton
 
+        check_triton_dtypes(op, tensors)
         y, final_state = selective_scan_triton(u, delta, A, B, C, D=D, z=z, initial_state=initial_state)
     else:
         y, final_state = selective_scan_blocked(u, delta, A, B, C, D=D, z=z, initial_state=initial_state)

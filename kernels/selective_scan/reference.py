@@ -6,7 +6,7 @@ Shapes (B batch, T time, Dc channels, N state size, G groups of B/C with Dc % G 
     A             [Dc, N]       < 0
     B, C          [B, T, N] (one group) or [B, T, G, N]; channel d reads group d // (Dc // G)
     D             [Dc]
-    state         [B, Dc, N]    always fp32
+    state         [B, Dc, N]    fp32 (fp64 for fp64 inputs)
 
     h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t u_t B_t
     y_t = C_t · h_t + D u_t,    then y_t ← y_t · silu(z_t) when z is given
@@ -21,13 +21,16 @@ block by block, so nothing of size [B, T, Dc, N] is ever held and the Python loo
 token each way. On a 2-core CPU (B=8, T=256, Dc=256, N=16)
 forward + backward takes about a quarter of the log-depth parallel scan's time.
 `selective_scan_recurrent` walks one token at a time through autograd and is what the tests trust;
-`selective_scan_step` is one token, for decoding. All compute in fp32 and return y in the dtype of u.
+`selective_scan_step` is one token, for decoding. All compute in fp32 (fp64 for fp64 inputs, the tests'
+ground truth) and return y in the dtype of u.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from kernels._precision import compute_dtype
 
 Tensor = torch.Tensor
 
@@ -47,11 +50,12 @@ def selective_scan_blocked(
     """Blocked sequential scan. Returns `(y [B, T, Dc], final_state [B, Dc, N] fp32)`."""
     b, _, Dc = u.shape
     N = A.shape[-1]
-    state = u.new_zeros(b, Dc, N, dtype=torch.float32) if initial_state is None else initial_state.float()
+    acc = compute_dtype(u)
+    state = u.new_zeros(b, Dc, N, dtype=acc) if initial_state is None else initial_state.to(acc)
     y, final = _BlockedScan.apply(
-        u.float(), delta.float(), A.float(), _grouped(B).float(), _grouped(C).float(), state, block_size
+        u.to(acc), delta.to(acc), A.to(acc), _grouped(B).to(acc), _grouped(C).to(acc), state, block_size
     )
-    return _skip_and_gate(y, u.float(), D, z).to(u.dtype), final
+    return _skip_and_gate(y, u.to(acc), D, z).to(u.dtype), final
 
 
 class _BlockedScan(torch.autograd.Function):
@@ -169,16 +173,17 @@ def selective_scan_step(
     """
     b, Dc = u.shape
     N = A.shape[-1]
-    Bg, Cg = _grouped(B, time=False).float(), _grouped(C, time=False).float()  # [B, G, N]
+    acc = compute_dtype(u)
+    Bg, Cg = _grouped(B, time=False).to(acc), _grouped(C, time=False).to(acc)  # [B, G, N]
     G = Bg.shape[1]
     if state is None:
-        state = u.new_zeros(b, Dc, N, dtype=torch.float32)
-    delta = delta.float()
-    decay = torch.exp(delta[..., None] * A.float())  # [B, Dc, N]
-    bx = ((delta * u.float()).unflatten(1, (G, -1, 1)) * Bg[:, :, None, :]).flatten(1, 2)  # [B, Dc, N]
-    state = decay * state.float() + bx
+        state = u.new_zeros(b, Dc, N, dtype=acc)
+    delta = delta.to(acc)
+    decay = torch.exp(delta[..., None] * A.to(acc))  # [B, Dc, N]
+    bx = ((delta * u.to(acc)).unflatten(1, (G, -1, 1)) * Bg[:, :, None, :]).flatten(1, 2)  # [B, Dc, N]
+    state = decay * state.to(acc) + bx
     y = torch.einsum("bgrn,bgn->bgr", state.unflatten(1, (G, -1)), Cg).flatten(1)  # [B, Dc]
-    return _skip_and_gate(y, u.float(), D, z).to(u.dtype), state
+    return _skip_and_gate(y, u.to(acc), D, z).to(u.dtype), state
 
 
 def _grouped(BC: Tensor, time: bool = True) -> Tensor:
@@ -188,7 +193,7 @@ def _grouped(BC: Tensor, time: bool = True) -> Tensor:
 
 def _skip_and_gate(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None) -> Tensor:
     if D is not None:
-        y = y + D.float() * u  # D [Dc] against [..., Dc]
+        y = y + D.to(u.dtype) * u  # D [Dc] against [..., Dc]
     if z is not None:
-        y = y * F.silu(z.float())
+        y = y * F.silu(z.to(u.dtype))
     return y

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, block, interpreting, silu_parts, warps
+from kernels._triton import autotune, block, interpreting, on_device, silu_parts, warps
 
 Tensor = torch.Tensor
 
@@ -66,7 +66,7 @@ def _scan(log_a, b, BT: tl.constexpr, REVERSE: tl.constexpr, USE_SCAN: tl.conste
 
 
 @autotune(warps((4, 2), (8, 2)), key=["N", "BD"])
-@triton.jit
+@triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, init_ptr, y_ptr, saved_ptr, final_ptr,
     T, Dc, G, N, NT,
@@ -115,7 +115,7 @@ def selective_scan_fwd_kernel(
 
 
 @autotune(warps((4, 2), (8, 2)), key=["N", "BD"])
-@triton.jit
+@triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, saved_ptr, dfinal_ptr,
     du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dinit_ptr,
@@ -276,9 +276,10 @@ class SelectiveScanFunction(torch.autograd.Function):
         u, delta, A, B4, C4, D, z, saved = ctx.saved_tensors
         dy = torch.zeros_like(u) if dy is None else dy.contiguous()
         dfinal = dfinal.float().contiguous() if dfinal is not None else None
-        du, ddelta, dA, dB, dC, dD, dz, dinit = selective_scan_bwd(
-            dy, dfinal, u, delta, A, B4, C4, D, z, saved, ctx.block_t
-        )
+        with on_device(u):
+            du, ddelta, dA, dB, dC, dD, dz, dinit = selective_scan_bwd(
+                dy, dfinal, u, delta, A, B4, C4, D, z, saved, ctx.block_t
+            )
         if not ctx.grouped:
             dB, dC = dB.squeeze(2), dC.squeeze(2)
         dinit = dinit.to(ctx.init_dtype) if ctx.init_dtype is not None else None
@@ -289,4 +290,5 @@ class SelectiveScanFunction(torch.autograd.Function):
 @torch.compiler.disable
 def selective_scan_triton(u, delta, A, B, C, *, D=None, z=None, initial_state=None):
     """The Triton selective scan; arguments and results as `reference.selective_scan_blocked`."""
-    return SelectiveScanFunction.apply(u, delta, A, B, C, D, z, initial_state)
+    with on_device(u):
+        return SelectiveScanFunction.apply(u, delta, A, B, C, D, z, initial_state)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kernels._backend import resolve_backend
-from kernels._checks import check_chunk_size, check_shape, check_tokens
+from kernels._checks import check_chunk_size, check_shape, check_tensors, check_tokens, check_triton_dtypes
 from kernels.ssd.reference import ssd_chunked, ssd_step
 
 __all__ = ["ssd", "ssd_step"]
@@ -41,6 +41,10 @@ def ssd(
 
     Returns:
         y `[B, T, H, P]` in the dtype of x, or `(y, final_state [B, H, P, N] fp32)`.
+
+    Raises:
+        ValueError: a shape that does not fit, an empty dimension, inputs on different devices.
+        TypeError: a tensor that is not floating point; for the Triton kernels, one that is not fp32/bf16.
     """
     check_shape("ssd", "x", x, "B T H P", (None,) * 4)
     b, T, H, P = x.shape
@@ -60,10 +64,13 @@ def ssd(
         check_shape("ssd", "initial_state", initial_state, "B H P N", (b, H, P, N))
     chunk_size = 64 if chunk_size is None else chunk_size
     check_chunk_size("ssd", chunk_size)
+    tensors = {"x": x, "dt": dt, "A": A, "B": B, "C": C, "D": D, "z": z, "initial_state": initial_state}
+    check_tensors("ssd", "x", tensors)
 
     if resolve_backend(backend, x, op="ssd", has_triton=True) == "triton":
         from kernels.ssd.triton import ssd_triton
 
+        check_triton_dtypes("ssd", tensors)
         y, final_state = ssd_triton(
             x, dt, A, B, C, D=D, z=z, initial_state=initial_state, chunk_size=chunk_size
         )

@@ -24,13 +24,13 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, block, dot, dot_mode, silu_parts, state_dtype, tiles, warps
+from kernels._triton import autotune, block, dot, dot_mode, on_device, silu_parts, state_dtype, tiles, warps
 
 Tensor = torch.Tensor
 MAX_CHUNK = 128
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_fwd_kernel_cumsum(dt_ptr, A_ptr, g_ptr, T, H, L, NC, BL: tl.constexpr, BH: tl.constexpr):
     """g[b, h, c·L + l] = Σ_{j≤l} dt_j A_h within chunk c. Grid (chunks, B)."""
     c, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
@@ -49,8 +49,8 @@ STATE_TILES = tiles(("BN", "BP"), [(64, 64), (32, 64), (32, 32)], (4, 2), (4, 3)
 STATE_TILES_INTERPRETED = {"BN": 32, "BP": 32}
 
 
-@autotune(STATE_TILES, key=["N", "P", "BL"], interpret=STATE_TILES_INTERPRETED)
-@triton.jit
+@autotune(STATE_TILES, key=["N", "P", "BL"], interpret=STATE_TILES_INTERPRETED, fit={"BN": "N", "BP": "P"})
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_fwd_kernel_states(
     x_ptr, dt_ptr, B_ptr, g_ptr, init_ptr, states_ptr, final_ptr,
     T, H, G, P, N, L, NC,
@@ -86,7 +86,7 @@ def ssd_fwd_kernel_states(
 
 
 @autotune(warps((4, 2), (4, 3), (8, 2)), key=["N", "P", "BL"])
-@triton.jit
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_fwd_kernel_output(
     x_ptr, dt_ptr, B_ptr, C_ptr, D_ptr, z_ptr, g_ptr, states_ptr, y_ptr,
     T, H, G, P, N, L, NC,
@@ -132,8 +132,8 @@ def ssd_fwd_kernel_output(
     tl.store(y_ptr + off_tp, y.to(y_ptr.dtype.element_ty), mask=mask_tp)
 
 
-@autotune(STATE_TILES, key=["N", "P", "BL"], interpret=STATE_TILES_INTERPRETED)
-@triton.jit
+@autotune(STATE_TILES, key=["N", "P", "BL"], interpret=STATE_TILES_INTERPRETED, fit={"BN": "N", "BP": "P"})
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dstates(
     dy_ptr, z_ptr, C_ptr, g_ptr, dfinal_ptr, dstates_ptr, dinit_ptr,
     T, H, G, P, N, L, NC,
@@ -176,7 +176,7 @@ def ssd_bwd_kernel_dstates(
 
 
 @autotune(warps((4, 2), (8, 2), (8, 3)), key=["N", "P", "BL"])
-@triton.jit
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dx(
     x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr,
     dx_ptr, ddt_ptr, dz_ptr, dA_ptr, dD_ptr,
@@ -186,9 +186,11 @@ def ssd_bwd_kernel_dx(
 ):
     """dx, ddt and dz of one chunk and head, and its share of dA and dD. Grid (chunks, B·H).
 
-    With v = dt·x, dv = (C Bᵀ ⊙ decay)ᵀ dy + exp(g_L - g) ⊙ B dS_{c+1}. The gradient of the log decays,
-    dg_l = C_l·dC_l - B_l·dB_l (plus the chunk-end terms at l = L-1), is formed from the same products
-    without dB and dC themselves, and becomes d(dt·A) by a reverse cumulative sum.
+    With v = dt·x, dv = (C Bᵀ ⊙ decay)ᵀ dy + exp(g_L - g) ⊙ B dS_{c+1}, formed transposed ([P, L]) so
+    that no dot reads the transpose of the C Bᵀ accumulator (see `kernels/_triton.py`); dx is stored
+    from that orientation. The gradient of the log decays, dg_l = C_l·dC_l - B_l·dB_l (plus the
+    chunk-end terms at l = L-1), is formed from the same products without dB and dC themselves, and
+    becomes d(dt·A) by a reverse cumulative sum.
     """
     c, bh = tl.program_id(0), tl.program_id(1)
     b, h = (bh // H).to(tl.int64), bh % H
@@ -213,7 +215,7 @@ def ssd_bwd_kernel_dx(
 
     cb = tl.zeros([BL, BL], dtype=tl.float32)
     y_in = tl.zeros([BL, BP], dtype=tl.float32)  # C S_c
-    b_ds = tl.zeros([BL, BP], dtype=tl.float32)  # B dS_{c+1}
+    b_ds_t = tl.zeros([BP, BL], dtype=tl.float32)  # (B dS_{c+1})ᵀ
     s_ds = tl.sum(tl.zeros([BN], dtype=tl.float32), axis=0)  # Σ S_c ⊙ dS_{c+1}
     for n0 in range(0, N, BN):
         n = n0 + tl.arange(0, BN)
@@ -226,7 +228,7 @@ def ssd_bwd_kernel_dx(
         dS = tl.load(dstates_ptr + off_s, mask=mask_np, other=0.0).to(tl.float32)
         cb += dot(Cm, tl.trans(Bm), MODE)
         y_in += dot(Cm, S, MODE)
-        b_ds += dot(Bm, dS, MODE)
+        b_ds_t += dot(tl.trans(dS), tl.trans(Bm), MODE)
         s_ds += tl.sum(tl.sum(S * dS, axis=1), axis=0)
 
     causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
@@ -234,13 +236,13 @@ def ssd_bwd_kernel_dx(
     v = x * dt[:, None]
     w_end = tl.exp(g_last - g)  # [BL]
     y_in = y_in * tl.exp(g)[:, None]
-    b_ds = b_ds * w_end[:, None]
+    b_ds_t = b_ds_t * w_end[None, :]
 
-    dv = dot(tl.trans(cbm), dy, MODE) + b_ds  # [BL, BP]
-    dx = dv * dt[:, None]
+    dv_t = dot(tl.trans(dy), cbm, MODE) + b_ds_t  # [BP, BL]
+    dx_t = dv_t * dt[None, :]
     if HAS_D:
         D = tl.load(D_ptr + h).to(tl.float32)
-        dx += D * dy
+        dx_t += D * tl.trans(dy)
         tl.store(dD_ptr + (b * NC + c) * H + h, tl.sum(tl.sum(dy * x, axis=1), axis=0))
     if HAS_Z:
         y = y_in + dot(cbm, v, MODE)
@@ -250,19 +252,20 @@ def ssd_bwd_kernel_dx(
 
     # dg_l: the entering state's read, the quadratic form (rows +, columns -), the chunk-end state
     W = cbm * dot(dy, tl.trans(v), MODE)  # [BL, BL]
-    z_end = tl.sum(v * b_ds, axis=1)  # [BL]
+    z_end = tl.sum(tl.trans(v) * b_ds_t, axis=0)  # [BL]
     dg = tl.sum(dy * y_in, axis=1) + tl.sum(W, axis=1) - tl.sum(W, axis=0) - z_end
     dg += tl.where(l == L - 1, tl.sum(z_end, axis=0) + tl.exp(g_last) * s_ds, 0.0)
     da = tl.cumsum(dg, axis=0, reverse=True)  # d(dt_l A): g_l = Σ_{j≤l} dt_j A
     A = tl.load(A_ptr + h).to(tl.float32)
-    ddt = da * A + tl.sum(dv * x, axis=1)
-    tl.store(dx_ptr + off_tp, dx.to(dx_ptr.dtype.element_ty), mask=mask_tp)
+    ddt = da * A + tl.sum(dv_t * tl.trans(x), axis=0)
+    off_pt = ((b * T + t[None, :]) * H + h) * P + p[:, None]  # [BP, BL]
+    tl.store(dx_ptr + off_pt, dx_t.to(dx_ptr.dtype.element_ty), mask=(p < P)[:, None] & mask_t[None, :])
     tl.store(ddt_ptr + (b * T + t) * H + h, ddt.to(ddt_ptr.dtype.element_ty), mask=mask_t)
     tl.store(dA_ptr + (b * NC + c) * H + h, tl.sum(da * dt, axis=0))
 
 
 @autotune(warps((4, 2), (8, 2), (8, 3)), key=["N", "P", "BL"])
-@triton.jit
+@triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dbc(
     x_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr, dB_ptr, dC_ptr,
     T, H, G, P, N, L, NC,
@@ -272,6 +275,7 @@ def ssd_bwd_kernel_dbc(
 
     Per head, M = (dy vᵀ ⊙ decay) [L, L]; dC = Σ_h exp(g) dy S_cᵀ + (Σ_h M) B and
     dB = Σ_h exp(g_L - g) v dS_{c+1}ᵀ + (Σ_h M)ᵀ C: B and C are shared by the group, so M is summed first.
+    dB is formed transposed ([N, L]), Cᵀ (Σ_h M), so that no dot reads the transpose of M.
     """
     i_n, c, bg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, grp = (bg // G).to(tl.int64), bg % G
@@ -288,7 +292,7 @@ def ssd_bwd_kernel_dbc(
 
     msum = tl.zeros([BL, BL], dtype=tl.float32)
     dC = tl.zeros([BL, BN], dtype=tl.float32)
-    dB = tl.zeros([BL, BN], dtype=tl.float32)
+    dB_t = tl.zeros([BN, BL], dtype=tl.float32)
     for hh in range(HG):
         h = grp * HG + hh
         off_tp = ((b * T + t[:, None]) * H + h) * P + p[None, :]
@@ -306,14 +310,15 @@ def ssd_bwd_kernel_dbc(
         S = tl.load(states_ptr + off_s, mask=mask_np, other=0.0)  # [BN, BP]
         dS = tl.load(dstates_ptr + off_s, mask=mask_np, other=0.0)
         dC += dot(dy * tl.exp(g)[:, None], tl.trans(S), MODE)
-        dB += dot(v * tl.exp(g_last - g)[:, None], tl.trans(dS), MODE)
+        dB_t += dot(dS, tl.trans(v * tl.exp(g_last - g)[:, None]), MODE)
     off_tn = ((b * T + t[:, None]) * G + grp) * N + n[None, :]
     Cm = tl.load(C_ptr + off_tn, mask=mask_tn, other=0.0)
     Bm = tl.load(B_ptr + off_tn, mask=mask_tn, other=0.0)
     dC += dot(msum, Bm, MODE)
-    dB += dot(tl.trans(msum), Cm, MODE)
+    dB_t += dot(tl.trans(Cm), msum, MODE)
     tl.store(dC_ptr + off_tn, dC.to(dC_ptr.dtype.element_ty), mask=mask_tn)
-    tl.store(dB_ptr + off_tn, dB.to(dB_ptr.dtype.element_ty), mask=mask_tn)
+    off_nt = ((b * T + t[None, :]) * G + grp) * N + n[:, None]  # [BN, BL]
+    tl.store(dB_ptr + off_nt, dB_t.to(dB_ptr.dtype.element_ty), mask=(n < N)[:, None] & mask_t[None, :])
 
 
 def _tiles(N: int, P: int, L: int) -> dict[str, int]:
@@ -429,9 +434,10 @@ class SSDFunction(torch.autograd.Function):
     def backward(ctx, dy, dfinal):
         x, dt, A, B, C, D, z, g, states = ctx.saved_tensors
         dfinal = dfinal.contiguous() if dfinal is not None else None
-        dx, ddt, dA, dB, dC, dD, dz, dinit = ssd_bwd(
-            dy.contiguous(), dfinal, x, dt, A, B, C, D, z, g, states, ctx.chunk_size
-        )
+        with on_device(x):
+            dx, ddt, dA, dB, dC, dD, dz, dinit = ssd_bwd(
+                dy.contiguous(), dfinal, x, dt, A, B, C, D, z, g, states, ctx.chunk_size
+            )
         dinit = dinit.to(ctx.init_dtype) if ctx.init_dtype is not None else None
         return dx, ddt, dA, dB, dC, dD, dz, dinit, None
 
@@ -456,4 +462,5 @@ def ssd_triton(
     of a longer one do not fit in registers) and at most T (a short sequence is one small chunk).
     """
     chunk_size = min(chunk_size, MAX_CHUNK, x.shape[1])
-    return SSDFunction.apply(x, dt, A, B, C, D, z, initial_state, chunk_size)
+    with on_device(x):
+        return SSDFunction.apply(x, dt, A, B, C, D, z, initial_state, chunk_size)

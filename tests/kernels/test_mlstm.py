@@ -175,6 +175,42 @@ def test_mlstm_rejects_bad_inputs(name: str, replacement, message: str) -> None:
         mlstm(**{**inputs, **replacement(inputs)})
 
 
+REFUSALS = [  # name, replacement, error, message
+    (
+        "integer",
+        lambda i: {"i": i["i"].long()},
+        TypeError,
+        r"mlstm: i must be a floating-point tensor, got torch.int64",
+    ),
+    (
+        "device",
+        lambda i: {"v": i["v"].to("meta")},
+        ValueError,
+        r"mlstm: v is on meta but q is on cpu; put every input on one device",
+    ),
+    (
+        "state device",
+        lambda i: {"initial_state": (torch.zeros(2, 2, 8, 16, device="meta"), torch.zeros(2, 2, 8), torch.zeros(2, 2))},
+        ValueError,
+        r"mlstm: initial_state C is on meta but q is on cpu",
+    ),
+    (
+        "empty",
+        lambda i: {name: t[:, :, :0] for name, t in i.items()},
+        ValueError,
+        r"mlstm: q must have no empty dimension, got \[2, 5, 0, 8\]",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, replacement, error, message", REFUSALS, ids=[case[0] for case in REFUSALS])
+def test_mlstm_refuses(name: str, replacement, error: type, message: str) -> None:
+    """What no backend can run is refused with one sentence, before any kernel starts."""
+    inputs = {name: t.detach() for name, t in make_inputs(2, 5, 2, 8, 16).items()}
+    with pytest.raises(error, match=message):
+        mlstm(**{**inputs, **replacement(inputs)})
+
+
 def test_mlstm_backend_and_chunk_size(monkeypatch: pytest.MonkeyPatch) -> None:
     inputs = make_inputs(2, 5, 2, 8, 16)
     assert torch.equal(mlstm(**inputs, backend="reference"), mlstm(**inputs))

@@ -172,6 +172,36 @@ def test_selective_scan_rejects_bad_inputs(name: str, replacement, message: str)
         selective_scan(**{**inputs, **replacement(inputs)})
 
 
+REFUSALS = [  # name, replacement, error, message
+    (
+        "integer",
+        lambda i: {"delta": i["delta"].long()},
+        TypeError,
+        r"selective_scan: delta must be a floating-point tensor, got torch.int64",
+    ),
+    (
+        "device",
+        lambda i: {"initial_state": i["initial_state"].to("meta")},
+        ValueError,
+        r"selective_scan: initial_state is on meta but u is on cpu; put every input on one device",
+    ),
+    (
+        "empty",
+        lambda i: {name: t[:0] if t.ndim > 1 and name not in ("A",) else t for name, t in i.items()},
+        ValueError,
+        r"selective_scan: u must have no empty dimension, got \[0, 5, 16\]",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, replacement, error, message", REFUSALS, ids=[case[0] for case in REFUSALS])
+def test_selective_scan_refuses(name: str, replacement, error: type, message: str) -> None:
+    """What no backend can run is refused with one sentence, before any kernel starts."""
+    inputs = {name: t.detach() for name, t in make_inputs(2, 5, 16, 8, 2).items()}
+    with pytest.raises(error, match=message):
+        selective_scan(**{**inputs, **replacement(inputs)})
+
+
 def test_selective_scan_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     inputs = make_inputs(2, 5, 16, 8, 2)
     assert torch.equal(selective_scan(**inputs, backend="reference"), selective_scan(**inputs))

@@ -153,6 +153,31 @@ def test_ssd_rejects_bad_inputs(name: str, replacement, message: str) -> None:
         ssd(**{**inputs, **replacement(inputs)})
 
 
+REFUSALS = [  # name, replacement, error, message
+    ("integer", lambda i: {"x": i["x"].long()}, TypeError, r"ssd: x must be a floating-point tensor, got torch.int64"),
+    (
+        "device",
+        lambda i: {"C": i["C"].to("meta")},
+        ValueError,
+        r"ssd: C is on meta but x is on cpu; put every input on one device",
+    ),
+    (  # P = 0 throughout: the shapes agree, the size does not
+        "empty",
+        lambda i: {"x": i["x"][..., :0], "z": i["z"][..., :0], "initial_state": i["initial_state"][:, :, :0]},
+        ValueError,
+        r"ssd: x must have no empty dimension, got \[2, 5, 4, 0\]",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, replacement, error, message", REFUSALS, ids=[case[0] for case in REFUSALS])
+def test_ssd_refuses(name: str, replacement, error: type, message: str) -> None:
+    """What no backend can run is refused with one sentence, before any kernel starts."""
+    inputs = {name: t.detach() for name, t in make_inputs(2, 5, 4, 8, 8, 2).items()}
+    with pytest.raises(error, match=message):
+        ssd(**{**inputs, **replacement(inputs)})
+
+
 def test_ssd_backend_and_chunk_size(monkeypatch: pytest.MonkeyPatch) -> None:
     inputs = make_inputs(2, 5, 4, 8, 8, 2)
     assert torch.equal(ssd(**inputs, backend="reference"), ssd(**inputs))

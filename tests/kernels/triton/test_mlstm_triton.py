@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from kernel_inputs import as_reference_inputs, compare_with_reference, mlstm_inputs, tolerance
+from kernel_inputs import as_reference_inputs, compare_with_reference, mlstm_inputs, strided_view, tolerance
 
 from kernels.mlstm import mlstm
 from kernels.mlstm.reference import mlstm_recurrent
@@ -90,3 +90,21 @@ def test_mlstm_triton_is_the_default_only_on_cuda() -> None:
     inputs, _ = split({name: t.detach() for name, t in mlstm_inputs(1, 5, 2, 8, 16, "empty").items()})
     assert torch.equal(mlstm(**inputs), mlstm(**inputs, backend="reference"))  # CPU tensors: the reference
     assert_close("h", mlstm(**inputs, backend="triton"), mlstm(**inputs), 1e-4)
+
+
+def test_mlstm_triton_refuses_other_dtypes() -> None:
+    inputs, _ = split({name: t.detach() for name, t in mlstm_inputs(1, 5, 2, 8, 16, "empty").items()})
+    inputs["v"] = inputs["v"].half()
+    message = r"mlstm: backend='triton' takes float32 or bfloat16 tensors, but v is torch.float16; cast it, or use"
+    with pytest.raises(TypeError, match=message):
+        mlstm(**inputs, backend="triton")
+
+
+def test_mlstm_triton_strided_inputs() -> None:
+    """Views with gaps and permuted strides give exactly what their contiguous copies give."""
+    inputs, state0 = split({name: t.detach() for name, t in mlstm_inputs(2, 37, 2, 8, 16, "state").items()})
+    strided = {name: strided_view(t) for name, t in inputs.items()}
+    strided_state = tuple(strided_view(t) for t in state0)
+    h, state = mlstm(**strided, initial_state=strided_state, return_final_state=True, chunk_size=16, **TRITON)
+    ref_h, ref_state = mlstm(**inputs, initial_state=state0, return_final_state=True, chunk_size=16, **TRITON)
+    assert torch.equal(h, ref_h) and all(torch.equal(s, r) for s, r in zip(state, ref_state))

@@ -11,6 +11,7 @@ from kernel_inputs import (
     as_reference_inputs,
     compare_with_reference,
     selective_scan_inputs,
+    strided_view,
     tolerance,
 )
 
@@ -85,3 +86,20 @@ def test_selective_scan_triton_is_the_default_only_on_cuda() -> None:
     inputs = {name: t.detach() for name, t in selective_scan_inputs(1, 5, 16, 4, None, "plain").items()}
     assert torch.equal(selective_scan(**inputs), selective_scan(**inputs, backend="reference"))
     assert_close("y", selective_scan(**inputs, backend="triton"), selective_scan(**inputs), 1e-4)
+
+
+def test_selective_scan_triton_refuses_other_dtypes() -> None:
+    inputs = {name: t.detach() for name, t in selective_scan_inputs(1, 5, 16, 4, None, "plain").items()}
+    inputs["A"] = inputs["A"].double()
+    message = r"selective_scan: backend='triton' takes float32 or bfloat16 tensors, but A is torch.float64; cast"
+    with pytest.raises(TypeError, match=message):
+        selective_scan(**inputs, backend="triton")
+
+
+def test_selective_scan_triton_strided_inputs() -> None:
+    """Views with gaps and permuted strides give exactly what their contiguous copies give."""
+    inputs = {name: t.detach() for name, t in selective_scan_inputs(2, 37, 32, 8, 2, "D-z-state").items()}
+    strided = {name: strided_view(t) for name, t in inputs.items()}
+    y, state = selective_scan(**strided, return_final_state=True, backend="triton")
+    ref_y, ref_state = selective_scan(**inputs, return_final_state=True, backend="triton")
+    assert torch.equal(y, ref_y) and torch.equal(state, ref_state)

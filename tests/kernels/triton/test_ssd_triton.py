@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from kernel_inputs import as_reference_inputs, compare_with_reference, ssd_inputs, tolerance
+from kernel_inputs import as_reference_inputs, compare_with_reference, ssd_inputs, strided_view, tolerance
 
 from kernels.ssd import ssd
 from kernels.ssd.reference import ssd_recurrent
@@ -71,3 +71,22 @@ def test_ssd_triton_is_the_default_only_on_cuda() -> None:
     inputs = {name: t.detach() for name, t in ssd_inputs(1, 5, 2, 8, 4, 1, "plain").items()}
     assert torch.equal(ssd(**inputs), ssd(**inputs, backend="reference"))  # CPU tensors: the reference
     assert_close("y", ssd(**inputs, backend="triton"), ssd(**inputs), 1e-4)
+
+
+def test_ssd_triton_refuses_other_dtypes() -> None:
+    inputs = {name: t.detach() for name, t in ssd_inputs(1, 5, 2, 8, 4, 1, "D").items()}
+    inputs["D"] = inputs["D"].double()
+    message = r"ssd: backend='triton' takes float32 or bfloat16 tensors, but D is torch.float64; cast it, or use"
+    with pytest.raises(TypeError, match=message):
+        ssd(**inputs, backend="triton")
+    ssd(**inputs, backend="reference")  # the reference computes in whatever floating dtype it is given
+
+
+def test_ssd_triton_strided_inputs() -> None:
+    """Views with gaps and permuted strides give exactly what their contiguous copies give."""
+    inputs = {name: t.detach() for name, t in ssd_inputs(2, 37, 4, 8, 8, 2, "D-z-state").items()}
+    strided = {name: strided_view(t) for name, t in inputs.items()}
+    assert not any(t.is_contiguous() for t in strided.values())
+    y, state = ssd(**strided, return_final_state=True, chunk_size=16, backend="triton")
+    ref_y, ref_state = ssd(**inputs, return_final_state=True, chunk_size=16, backend="triton")
+    assert torch.equal(y, ref_y) and torch.equal(state, ref_state)

@@ -1,4 +1,5 @@
-"""Inputs of the three recurrent ops for the Triton tests, and the comparison of a run with its reference."""
+"""Inputs of the three recurrent ops for the kernel tests (interpreter and GPU), and the comparison of a run with
+its reference."""
 
 from __future__ import annotations
 
@@ -91,6 +92,18 @@ def compare_with_reference(
     for name, grad, ref_grad in zip(inputs, grads, ref_grads):
         assert grad.dtype == inputs[name].dtype, f"d{name}: dtype {grad.dtype} != {inputs[name].dtype}"
         assert_close(f"d{name}", grad, ref_grad, tol)
+
+
+def strided_view(t: torch.Tensor) -> torch.Tensor:
+    """The values of `t` in a view with gaps between its elements and (past 1-D) the strides of its first
+    two dimensions swapped: an input a kernel must not read as if it were contiguous."""
+    shape = list(t.shape)
+    if t.ndim > 1:
+        shape[0], shape[1] = shape[1], shape[0]
+    view = torch.zeros(*shape[:-1], 2 * shape[-1], dtype=t.dtype)[..., ::2]
+    if t.ndim > 1:
+        view = view.transpose(0, 1)
+    return view.copy_(t)
 
 
 def as_reference_inputs(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
