@@ -22,16 +22,16 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 TESTS_S=${TESTS_S:-220}
-SANITIZER_S=${SANITIZER_S:-110}
-BENCH_S=${BENCH_S:-160}
-BF16_S=${BF16_S:-40}
+SANITIZER_S=${SANITIZER_S:-120}
+BENCH_S=${BENCH_S:-190}
+BF16_S=${BF16_S:-0}
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
 has() { "$PY" -c "import $1" 2>/dev/null; }
 timeout_opt=(); has pytest_timeout && timeout_opt=(--timeout 240)
 small_workers=(); large_workers=()  # pytest-xdist: compiling the kernels is most of the time
-has xdist && small_workers=(-n 6) && large_workers=(-n 3)
+has xdist && small_workers=(-n 6) && large_workers=(-n 4)
 
 {
     nvidia-smi -L 2>&1 || true
@@ -65,6 +65,14 @@ cat "$OUT/gpu-tests-small.log" "$OUT/gpu-tests-large.log" > "$OUT/gpu-tests.log"
 
 # 2. memcheck: every config once, no timing loops; T=1000 left out for time. Without torch's caching
 # allocator each tensor is its own allocation, so a read past its end is caught, not hidden in a pool.
+# Beside it: issue 11's SSD fp32 case with every dot kernel held to 4 and to 8 warps (KERNELS_WARPS), each
+# in its own process (an illegal access ends the process's CUDA context), and the SSD bf16 error study.
+for w in 4 8; do
+    KERNELS_WARPS=$w run_step "ssd fp32 w$w" 120 "$OUT/ssd-fp32-w$w.log" \
+        "$PY" -m pytest tests/kernels/gpu/test_ssd_gpu.py -k "small and fp32 and T37" -m gpu -p no:cacheprovider \
+        -rfE -q "${timeout_opt[@]}" &
+done
+run_step "bf16 errors ssd" 120 "$OUT/bf16-errors-ssd.log" "$PY" benchmarks/bf16_errors.py --ops ssd &
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 if [ -n "$sanitizer" ]; then
     KERNELS_AUTOTUNE=once PYTORCH_NO_CUDA_MEMORY_CACHING=1 run_step "sanitizer" "$SANITIZER_S" "$OUT/sanitizer.log" \
@@ -76,6 +84,7 @@ else
     echo "compute-sanitizer not found (PATH, /usr/local/cuda*/bin)" | tee "$OUT/sanitizer.log"
     printf 'sanitizer\t127\t0\n' >> "$OUT/steps.tsv"
 fi
+wait
 
 # 3. the benchmark, with what anchors there are; mLSTM first (issue 11's refused rows), each row printed as
 # it is measured, so a step cut short keeps what it finished
@@ -85,15 +94,16 @@ fla_src=${FLA_SRC:-.anchors/fla_src}
 [ -d "$mamba_src/mamba_ssm" ] && anchors+=(--mamba-ssm-src "$mamba_src")
 [ -d "$fla_src/fla" ] && anchors+=(--fla-src "$fla_src")
 run_step "bench" "$BENCH_S" "$OUT/bench.log" \
-    "$PY" benchmarks/kernels.py --ops mlstm,ssd,selective_scan --out "$OUT/kernels_h200.md" "${anchors[@]}" \
-    --anchor-timeout 45 --compile-timeout 45
+    "$PY" benchmarks/kernels.py --ops "${BENCH_OPS:-ssd,mlstm,selective_scan}" --out "$OUT/kernels_h200.md" "${anchors[@]}" \
+    --anchor-timeout "${ANCHOR_S:-120}" --compile-timeout 45
 
-# 4. where the bf16 error comes from, at the benchmark's shapes (SSD and mLSTM)
-run_step "bf16 errors" "$BF16_S" "$OUT/bf16-errors.log" "$PY" benchmarks/bf16_errors.py --ops mlstm,ssd
+# 4. where the bf16 error comes from, at the benchmark's shapes (mLSTM; SSD ran beside the sanitizer)
+[ "$BF16_S" -gt 0 ] && run_step "bf16 errors" "$BF16_S" "$OUT/bf16-errors.log" "$PY" benchmarks/bf16_errors.py --ops mlstm
 
 # summary: one line a step
 result() {
     case $1 in
+        ssd*w*) grep -E "[0-9]+ (passed|failed|skipped|error)" "$OUT/ssd-fp32-${1#ssd fp32 }.log" | tail -1 | tr -d '=' ;;
         tests*) grep -E "[0-9]+ (passed|failed|skipped|error)" "$OUT/gpu-tests-${1#tests }.log" | tail -1 | tr -d '=' ;;
         sanitizer) grep -q "ERROR SUMMARY" "$OUT/sanitizer.log" || { tail -1 "$OUT/sanitizer.log"; return; }
             echo "$(grep -h "ERROR SUMMARY" "$OUT/sanitizer.log" | tail -1);" \
@@ -112,3 +122,6 @@ echo
 grep -hE "^(FAILED|ERROR) " "$OUT/gpu-tests.log" "$OUT/sanitizer.log" 2>/dev/null | cut -c1-220 | head -30
 grep -h "^| triton (ours)\|^## " "$OUT/bench.log" 2>/dev/null | cut -c1-160
 echo "total $(( $(date +%s) - start )) s; logs in $OUT"
+# every log in one archive (a run brings back few files), the table beside it
+tar -czf "$OUT/gpu-check-logs.tgz" -C "$OUT" --exclude gpu-check-logs.tgz --exclude kernels_h200.md . \
+    && find "$OUT" -maxdepth 1 -type f ! -name gpu-check-logs.tgz ! -name kernels_h200.md -delete

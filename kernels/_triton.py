@@ -52,11 +52,39 @@ def block(n: int, least: int = 16) -> int:
     return max(least, triton.next_power_of_2(n))
 
 
+def held_warps() -> int | None:
+    """The number of warps every kernel that multiplies tiles (`dot`) is held to; None: tuned freely.
+
+    `KERNELS_WARPS=W` (read when a kernel module is imported) holds them to W. Otherwise, on Hopper with
+    Triton 3.4 to 3.7.0, to 2: from 4 warps up Triton compiles such a kernel's products for the
+    warpgroup MMA unit, and that path gives wrong results there (measured on an H200 with Triton 3.6:
+    the mLSTM forward's h off by 0.16 relative at 4 warps, 0.08 at 8, 2e-3 at 2; flash-linear-attention
+    refuses the same Triton range on Hopper). With 2 warps the products run on the older MMA path.
+    """
+    if os.environ.get("KERNELS_WARPS"):
+        return int(os.environ["KERNELS_WARPS"])
+    if interpreting() or not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
+        return None
+    version = tuple(int(x) for x in triton.__version__.split("+")[0].split(".")[:3] if x.isdigit())
+    return 2 if (3, 4) <= version < (3, 7, 1) else None
+
+
+def _hold(configs: list[triton.Config], num_warps: int) -> list[triton.Config]:
+    out, seen = [], set()
+    for cfg in configs:
+        ident = (tuple(sorted(cfg.kwargs.items())), cfg.num_stages)
+        if ident not in seen:
+            seen.add(ident)
+            out.append(triton.Config(dict(cfg.kwargs), num_warps=num_warps, num_stages=cfg.num_stages))
+    return out
+
+
 def autotune(
     configs: list[triton.Config],
     key: list[str],
     interpret: dict[str, int] | None = None,
     fit: dict[str, str] | None = None,
+    dots: bool = True,
 ):
     """`triton.autotune` on the GPU. Under the interpreter, which has no timer to tune with, the kernel
     as it is, launched with the meta-parameters `interpret` (the block sizes the configs would set).
@@ -66,7 +94,8 @@ def autotune(
     `KERNELS_AUTOTUNE=once` (read when a kernel module is imported) runs every config once, untimed,
     and keeps the first: every config is exercised (under compute-sanitizer, say) without the timing
     loops. Only kernels whose outputs do not depend on their tiling tune their block sizes, and every
-    kernel writes each output once, so running one again is harmless.
+    kernel writes each output once, so running one again is harmless. A kernel with `dots` (tile
+    products) keeps only the warp count of `held_warps()`, where it holds one.
     """
     if interpreting():
         return lambda fn: _WithMeta(fn, interpret) if interpret else fn
@@ -75,7 +104,8 @@ def autotune(
         extra["prune_configs_by"] = {"early_config_prune": lambda cfgs, args, **kw: fit_blocks(cfgs, args, fit)}
     if os.environ.get("KERNELS_AUTOTUNE") == "once":
         extra["do_bench"] = _run_once
-    return triton.autotune(configs=configs, key=key, **extra)
+    held = held_warps() if dots else None
+    return triton.autotune(configs=_hold(configs, held) if held else configs, key=key, **extra)
 
 
 def fit_blocks(configs: list[triton.Config], args: dict, fit: dict[str, str]) -> list[triton.Config]:
