@@ -138,6 +138,8 @@ def held_to_warps(num_warps: int):
     def patch(module):
         tuned = [k for k in vars(module).values() if isinstance(k, Autotuner)]
         old = [(k, k.configs, dict(k.cache)) for k in tuned]
+        before = os.environ.get("KERNELS_WARPS")
+        os.environ["KERNELS_WARPS"] = str(num_warps)  # past the warp counts the kernels avoid on this Triton
         for k in tuned:
             same = [c for c in k.configs if c.num_warps == num_warps]
             k.configs = same or [_with_warps(k.configs[0], num_warps)]
@@ -146,6 +148,10 @@ def held_to_warps(num_warps: int):
         def undo():
             for k, configs, cache in old:
                 k.configs, k.cache = configs, cache
+            if before is None:
+                os.environ.pop("KERNELS_WARPS", None)
+            else:
+                os.environ["KERNELS_WARPS"] = before
 
         return undo
 

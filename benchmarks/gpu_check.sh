@@ -4,17 +4,18 @@
 #   bash benchmarks/gpu_check.sh            # logs to $OUT (default ./gpu-check-out)
 #
 #   1. tests/kernels/gpu: the small cases and, beside them, the large ones (pytest-xdist workers when the
-#      image has it)                                     -> gpu-tests.log, gpu-tests-{small,large}.xml
-#   2. the small cases once more under compute-sanitizer memcheck, one pytest process, every autotuning
-#      config run once (KERNELS_AUTOTUNE=once), no caching allocator, SSD first (issue 11's case)
-#                                                        -> sanitizer.log
-#   3. benchmarks/kernels.py with the anchors found in .anchors/ (or $MAMBA_SSM_SRC, $FLA_SRC)
+#      image has it)                                     -> gpu-tests-{small,large}.log and .xml
+#   2. the small cases SANITIZER_K selects once more under compute-sanitizer memcheck, one pytest process,
+#      every autotuning config run once (KERNELS_AUTOTUNE=once), no caching allocator -> sanitizer.log;
+#      beside it benchmarks/bf16_errors.py on BF16_OPS (where each op's bf16 error comes from, and how it
+#      moves with the warp count) -> bf16-errors.log; with WARPS_BISECT=1 also issue 11's SSD fp32 case at
+#      4 and at 8 warps -> ssd-fp32-w{4,8}.log
+#   3. benchmarks/kernels.py (BENCH_OPS) with the anchors found in .anchors/ (or $MAMBA_SSM_SRC, $FLA_SRC)
 #                                                        -> bench.log, kernels_h200.md
-#   4. benchmarks/bf16_errors.py: where each op's bf16 error comes from -> bf16-errors.log
 #
 # A step that fails or runs out of its time does not stop the next; the exit code of each is in the
 # table printed at the end (124: out of time). Step budgets in seconds: TESTS_S, SANITIZER_S, BENCH_S,
-# BF16_S.
+# BF16_S. Every log comes back in gpu-check-logs.tgz, the benchmark's table beside it.
 set -uo pipefail
 
 OUT=${OUT:-./gpu-check-out}
@@ -24,7 +25,7 @@ PY=${PYTHON:-python3}
 TESTS_S=${TESTS_S:-220}
 SANITIZER_S=${SANITIZER_S:-120}
 BENCH_S=${BENCH_S:-190}
-BF16_S=${BF16_S:-0}
+BF16_S=${BF16_S:-150}
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
@@ -63,22 +64,26 @@ run_step "tests large" "$TESTS_S" "$OUT/gpu-tests-large.log" \
 wait "$small_pid"
 cat "$OUT/gpu-tests-small.log" "$OUT/gpu-tests-large.log" > "$OUT/gpu-tests.log"
 
-# 2. memcheck: every config once, no timing loops; T=1000 left out for time. Without torch's caching
-# allocator each tensor is its own allocation, so a read past its end is caught, not hidden in a pool.
-# Beside it: issue 11's SSD fp32 case with every dot kernel held to 4 and to 8 warps (KERNELS_WARPS), each
-# in its own process (an illegal access ends the process's CUDA context), and the SSD bf16 error study.
-for w in 4 8; do
-    KERNELS_WARPS=$w run_step "ssd fp32 w$w" 120 "$OUT/ssd-fp32-w$w.log" \
-        "$PY" -m pytest tests/kernels/gpu/test_ssd_gpu.py -k "small and fp32 and T37" -m gpu -p no:cacheprovider \
-        -rfE -q "${timeout_opt[@]}" &
-done
-run_step "bf16 errors ssd" 120 "$OUT/bf16-errors-ssd.log" "$PY" benchmarks/bf16_errors.py --ops ssd &
+# 2. memcheck: every config once, no timing loops, on the small cases SANITIZER_K selects. Without torch's
+# caching allocator each tensor is its own allocation, so a read past its end is caught, not hidden in a
+# pool. Beside it, where the bf16 error comes from (BF16_OPS), and with WARPS_BISECT=1 issue 11's SSD fp32
+# case with every dot kernel held to 4 and to 8 warps, each in its own process (an illegal access ends the
+# process's CUDA context).
+if [ "${WARPS_BISECT:-0}" = 1 ]; then
+    for w in 4 8; do
+        KERNELS_WARPS=$w run_step "ssd fp32 w$w" 120 "$OUT/ssd-fp32-w$w.log" \
+            "$PY" -m pytest tests/kernels/gpu/test_ssd_gpu.py -k "small and fp32 and T37" -m gpu -p no:cacheprovider \
+            -rfE -q "${timeout_opt[@]}" &
+    done
+fi
+[ -n "${BF16_OPS:-mlstm}" ] && run_step "bf16 errors" "$BF16_S" "$OUT/bf16-errors.log" \
+    "$PY" benchmarks/bf16_errors.py --ops "${BF16_OPS:-mlstm}" &
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 if [ -n "$sanitizer" ]; then
     KERNELS_AUTOTUNE=once PYTORCH_NO_CUDA_MEMORY_CACHING=1 run_step "sanitizer" "$SANITIZER_S" "$OUT/sanitizer.log" \
         "$sanitizer" --tool memcheck --error-exitcode 1 --print-limit 20 \
         "$PY" -m pytest tests/kernels/gpu/test_ssd_gpu.py tests/kernels/gpu/test_mlstm_gpu.py \
-        tests/kernels/gpu/test_selective_scan_gpu.py -k "small and not T1000" \
+        tests/kernels/gpu/test_selective_scan_gpu.py -k "${SANITIZER_K:-small and not T1000}" \
         -m gpu -p no:cacheprovider -rfE "${timeout_opt[@]}"
 else
     echo "compute-sanitizer not found (PATH, /usr/local/cuda*/bin)" | tee "$OUT/sanitizer.log"
@@ -96,9 +101,6 @@ fla_src=${FLA_SRC:-.anchors/fla_src}
 run_step "bench" "$BENCH_S" "$OUT/bench.log" \
     "$PY" benchmarks/kernels.py --ops "${BENCH_OPS:-ssd,mlstm,selective_scan}" --out "$OUT/kernels_h200.md" "${anchors[@]}" \
     --anchor-timeout "${ANCHOR_S:-120}" --compile-timeout 45
-
-# 4. where the bf16 error comes from, at the benchmark's shapes (mLSTM; SSD ran beside the sanitizer)
-[ "$BF16_S" -gt 0 ] && run_step "bf16 errors" "$BF16_S" "$OUT/bf16-errors.log" "$PY" benchmarks/bf16_errors.py --ops mlstm
 
 # summary: one line a step
 result() {

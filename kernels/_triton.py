@@ -52,24 +52,15 @@ def block(n: int, least: int = 16) -> int:
     return max(least, triton.next_power_of_2(n))
 
 
-def held_warps() -> int | None:
-    """The number of warps every kernel that multiplies tiles (`dot`) is held to; None: tuned freely.
-
-    `KERNELS_WARPS=W` (read when a kernel module is imported) holds them to W. Otherwise, on Hopper with
-    Triton 3.4 to 3.7.0, to 2: from 4 warps up Triton compiles such a kernel's products for the
-    warpgroup MMA unit, and that path gives wrong results there (measured on an H200 with Triton 3.6:
-    the mLSTM forward's h off by 0.16 relative at 4 warps, 0.08 at 8, 2e-3 at 2; flash-linear-attention
-    refuses the same Triton range on Hopper). With 2 warps the products run on the older MMA path.
-    """
-    if os.environ.get("KERNELS_WARPS"):
-        return int(os.environ["KERNELS_WARPS"])
+def _miscompiling_triton() -> bool:
+    """Hopper with Triton 3.4 to 3.7.0, whose products of tiles go wrong at some warp counts (see `autotune`)."""
     if interpreting() or not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
-        return None
+        return False
     version = tuple(int(x) for x in triton.__version__.split("+")[0].split(".")[:3] if x.isdigit())
-    return 2 if (3, 4) <= version < (3, 7, 1) else None
+    return (3, 4) <= version < (3, 7, 1)
 
 
-def _hold(configs: list[triton.Config], num_warps: int) -> list[triton.Config]:
+def _with_warps(configs: list[triton.Config], num_warps: int) -> list[triton.Config]:
     out, seen = [], set()
     for cfg in configs:
         ident = (tuple(sorted(cfg.kwargs.items())), cfg.num_stages)
@@ -79,12 +70,19 @@ def _hold(configs: list[triton.Config], num_warps: int) -> list[triton.Config]:
     return out
 
 
+def _avoiding(configs: list[triton.Config], mode: int | None, avoid: dict[int, tuple[int, ...]]):
+    """The configs without the warp counts `avoid` names for this dot mode; all held to 2 warps if none is left."""
+    bad = avoid.get(mode, ())
+    kept = [c for c in configs if c.num_warps not in bad]
+    return kept or _with_warps(configs, 2)
+
+
 def autotune(
     configs: list[triton.Config],
     key: list[str],
     interpret: dict[str, int] | None = None,
     fit: dict[str, str] | None = None,
-    dots: bool = True,
+    avoid: dict[int, tuple[int, ...]] | None = None,
 ):
     """`triton.autotune` on the GPU. Under the interpreter, which has no timer to tune with, the kernel
     as it is, launched with the meta-parameters `interpret` (the block sizes the configs would set).
@@ -94,18 +92,36 @@ def autotune(
     `KERNELS_AUTOTUNE=once` (read when a kernel module is imported) runs every config once, untimed,
     and keeps the first: every config is exercised (under compute-sanitizer, say) without the timing
     loops. Only kernels whose outputs do not depend on their tiling tune their block sizes, and every
-    kernel writes each output once, so running one again is harmless. A kernel with `dots` (tile
-    products) keeps only the warp count of `held_warps()`, where it holds one.
+    kernel writes each output once, so running one again is harmless.
+
+    `avoid` ({dot mode: warp counts}) is what this kernel must not run with on Hopper under Triton 3.4 to
+    3.7.0, whose warpgroup-MMA code (4 warps and more) miscompiles some products of tiles. Measured on an
+    H200 with Triton 3.6 (`benchmarks/bf16_errors.py`, `benchmarks/gpu_check.sh`): the mLSTM in bf16 is off
+    by 0.16 relative at 4 warps and 0.08 at 8 (its h and every gradient but dv), 2e-3 at 2; the SSD in
+    fp32 (tf32x3 products) hits an illegal memory access at 8 warps and is right at 4; the SSD in bf16 is
+    right at 2, 4 and 8. flash-linear-attention refuses its gated backward on the same Triton range.
+    `KERNELS_WARPS=W` holds every tuned kernel to W warps (for such measurements).
     """
     if interpreting():
         return lambda fn: _WithMeta(fn, interpret) if interpret else fn
+    if os.environ.get("KERNELS_WARPS"):
+        configs = _with_warps(configs, int(os.environ["KERNELS_WARPS"]))
+    elif not (avoid and _miscompiling_triton()):
+        avoid = None
+
+    def prune(cfgs: list[triton.Config], args: dict, **meta) -> list[triton.Config]:
+        if fit:
+            cfgs = fit_blocks(cfgs, args, fit)
+        if avoid and not os.environ.get("KERNELS_WARPS"):  # a measurement of each warp count runs them all
+            cfgs = _avoiding(cfgs, meta.get("MODE"), avoid)
+        return cfgs
+
     extra = {}
-    if fit:
-        extra["prune_configs_by"] = {"early_config_prune": lambda cfgs, args, **kw: fit_blocks(cfgs, args, fit)}
+    if fit or avoid:
+        extra["prune_configs_by"] = {"early_config_prune": prune}
     if os.environ.get("KERNELS_AUTOTUNE") == "once":
         extra["do_bench"] = _run_once
-    held = held_warps() if dots else None
-    return triton.autotune(configs=_hold(configs, held) if held else configs, key=key, **extra)
+    return triton.autotune(configs=configs, key=key, **extra)
 
 
 def fit_blocks(configs: list[triton.Config], args: dict, fit: dict[str, str]) -> list[triton.Config]:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, block, dot, dot_mode, on_device, state_dtype, tiles, warps
+from kernels._triton import DOT_BF16, autotune, block, dot, dot_mode, on_device, state_dtype, tiles, warps
 
 Tensor = torch.Tensor
 MAX_CHUNK = 128
@@ -46,11 +46,13 @@ def _chunk_gates(i_ptr, f_ptr, b, h, c, T, H, L, BL: tl.constexpr):
 
 
 # the sequential walk tunes its split of the state; the per-chunk kernels their block of V
+# warp counts Triton 3.4–3.7.0 miscompiles on Hopper, by dot mode (`kernels._triton.autotune`)
+AVOID = {DOT_BF16: (4, 8)}
 STATE_TILES = tiles(("BK", "BV"), [(64, 64), (64, 32), (32, 64), (128, 64)], (4, 2), (8, 2))
 V_TILES = tiles(("BV",), [(64,), (128,)], (4, 2), (8, 2))
 
 
-@autotune(STATE_TILES, key=["K", "V", "BL"], interpret={"BK": 32, "BV": 32}, fit={"BK": "K", "BV": "V"})
+@autotune(STATE_TILES, key=["K", "V", "BL"], interpret={"BK": 32, "BV": 32}, fit={"BK": "K", "BV": "V"}, avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_fwd_kernel_states(
     k_ptr, v_ptr, i_ptr, f_ptr, C0_ptr, n0_ptr, m0_ptr,
@@ -107,7 +109,7 @@ def mlstm_fwd_kernel_states(
             tl.store(mf_ptr + b * H + h, m)
 
 
-@autotune(V_TILES, key=["K", "V", "BL"], interpret={"BV": 32}, fit={"BV": "V"})
+@autotune(V_TILES, key=["K", "V", "BL"], interpret={"BV": 32}, fit={"BV": "V"}, avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_fwd_kernel_output(
     q_ptr, k_ptr, v_ptr, i_ptr, f_ptr, states_ptr, nstates_ptr, mstates_ptr, h_ptr, mtok_ptr, den_ptr,
@@ -186,7 +188,7 @@ def mlstm_bwd_kernel_prep(
     tl.store(dden_ptr + (b * H + h) * NC * L + t, dden, mask=l < L)
 
 
-@autotune(warps((4, 2), (4, 3), (8, 2)), key=["K", "V", "BL"])
+@autotune(warps((4, 2), (4, 3), (8, 2)), key=["K", "V", "BL"], avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_bwd_kernel_dstates(
     q_ptr, dh_ptr, i_ptr, f_ptr, mtok_ptr, rn_ptr, dden_ptr, states_ptr, nstates_ptr, mstates_ptr,
@@ -272,7 +274,7 @@ def _chunk_decays(i_ptr, f_ptr, mtok_ptr, mstates_ptr, b, h, c, T, H, L, NC, BL:
     return p_log, alpha, w, mask_t
 
 
-@autotune(V_TILES, key=["K", "V", "BL"], interpret={"BV": 32}, fit={"BV": "V"})
+@autotune(V_TILES, key=["K", "V", "BL"], interpret={"BV": 32}, fit={"BV": "V"}, avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_bwd_kernel_dv(
     q_ptr, k_ptr, dh_ptr, i_ptr, f_ptr, mtok_ptr, rn_ptr, mstates_ptr, dstates_ptr, dv_ptr,
@@ -307,7 +309,7 @@ def mlstm_bwd_kernel_dv(
     tl.store(dv_ptr + off_tv, dv.to(dv_ptr.dtype.element_ty), mask=mask_tv)
 
 
-@autotune(warps((4, 2), (4, 3), (8, 2)), key=["K", "V", "BL"])
+@autotune(warps((4, 2), (4, 3), (8, 2)), key=["K", "V", "BL"], avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_bwd_kernel_dqk(
     q_ptr, k_ptr, v_ptr, dh_ptr, i_ptr, f_ptr, mtok_ptr, rn_ptr, dden_ptr,

@@ -65,7 +65,7 @@ def _scan(log_a, b, BT: tl.constexpr, REVERSE: tl.constexpr, USE_SCAN: tl.conste
     return a_cum, h
 
 
-@autotune(warps((4, 2), (8, 2)), key=["N", "BD"], dots=False)
+@autotune(warps((4, 2), (8, 2)), key=["N", "BD"])
 @triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, init_ptr, y_ptr, saved_ptr, final_ptr,
@@ -114,7 +114,7 @@ def selective_scan_fwd_kernel(
     tl.store(final_ptr + (b * Dc + d[:, None]) * N + n[None, :], h, mask=mask_dn)
 
 
-@autotune(warps((4, 2), (8, 2)), key=["N", "BD"], dots=False)
+@autotune(warps((4, 2), (8, 2)), key=["N", "BD"])
 @triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, saved_ptr, dfinal_ptr,

@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, block, dot, dot_mode, on_device, silu_parts, state_dtype, tiles, warps
+from kernels._triton import DOT_FP32, autotune, block, dot, dot_mode, on_device, silu_parts, state_dtype, tiles, warps
 
 Tensor = torch.Tensor
 MAX_CHUNK = 128
@@ -45,11 +45,13 @@ def ssd_fwd_kernel_cumsum(dt_ptr, A_ptr, g_ptr, T, H, L, NC, BL: tl.constexpr, B
 
 
 # the sequential walks tune their split of the state: more programs, or fewer redundant loads
+# warp counts Triton 3.4–3.7.0 miscompiles on Hopper, by dot mode (`kernels._triton.autotune`)
+AVOID = {DOT_FP32: (8,)}
 STATE_TILES = tiles(("BN", "BP"), [(64, 64), (32, 64), (32, 32)], (4, 2), (4, 3))
 STATE_TILES_INTERPRETED = {"BN": 32, "BP": 32}
 
 
-@autotune(STATE_TILES, key=["N", "P", "BL"], interpret=STATE_TILES_INTERPRETED, fit={"BN": "N", "BP": "P"})
+@autotune(STATE_TILES, key=["N", "P", "BL"], interpret=STATE_TILES_INTERPRETED, fit={"BN": "N", "BP": "P"}, avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_fwd_kernel_states(
     x_ptr, dt_ptr, B_ptr, g_ptr, init_ptr, states_ptr, final_ptr,
@@ -85,7 +87,7 @@ def ssd_fwd_kernel_states(
     tl.store(final_ptr + ((b * H + h) * P + p[None, :]) * N + n[:, None], S, mask=mask_np)
 
 
-@autotune(warps((4, 2), (4, 3), (8, 2)), key=["N", "P", "BL"])
+@autotune(warps((4, 2), (4, 3), (8, 2)), key=["N", "P", "BL"], avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_fwd_kernel_output(
     x_ptr, dt_ptr, B_ptr, C_ptr, D_ptr, z_ptr, g_ptr, states_ptr, y_ptr,
@@ -132,7 +134,7 @@ def ssd_fwd_kernel_output(
     tl.store(y_ptr + off_tp, y.to(y_ptr.dtype.element_ty), mask=mask_tp)
 
 
-@autotune(STATE_TILES, key=["N", "P", "BL"], interpret=STATE_TILES_INTERPRETED, fit={"BN": "N", "BP": "P"})
+@autotune(STATE_TILES, key=["N", "P", "BL"], interpret=STATE_TILES_INTERPRETED, fit={"BN": "N", "BP": "P"}, avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dstates(
     dy_ptr, z_ptr, C_ptr, g_ptr, dfinal_ptr, dstates_ptr, dinit_ptr,
@@ -175,7 +177,7 @@ def ssd_bwd_kernel_dstates(
     tl.store(dinit_ptr + ((b * H + h) * P + p[None, :]) * N + n[:, None], dS, mask=mask_np)
 
 
-@autotune(warps((4, 2), (8, 2), (8, 3)), key=["N", "P", "BL"])
+@autotune(warps((4, 2), (8, 2), (8, 3)), key=["N", "P", "BL"], avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dx(
     x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr,
@@ -264,7 +266,7 @@ def ssd_bwd_kernel_dx(
     tl.store(dA_ptr + (b * NC + c) * H + h, tl.sum(da * dt, axis=0))
 
 
-@autotune(warps((4, 2), (8, 2), (8, 3)), key=["N", "P", "BL"])
+@autotune(warps((4, 2), (8, 2), (8, 3)), key=["N", "P", "BL"], avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dbc(
     x_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr, dB_ptr, dC_ptr,

@@ -34,3 +34,13 @@ def test_round_bf16_rounds_to_nearest_even_as_the_gpu_does() -> None:
     y = torch.empty_like(x)
     _round_kernel[(1,)](x, y, N=16)
     assert torch.equal(y, x.bfloat16().float())
+
+
+def test_the_warp_counts_a_kernel_avoids_on_a_miscompiling_triton():
+    from kernels._triton import DOT_BF16, DOT_FP32, _avoiding, warps
+
+    configs = warps((4, 2), (4, 3), (8, 2))
+    assert [c.num_warps for c in _avoiding(configs, DOT_FP32, {DOT_FP32: (8,)})] == [4, 4]
+    assert [c.num_warps for c in _avoiding(configs, DOT_BF16, {DOT_FP32: (8,)})] == [4, 4, 8]  # other modes keep all
+    held = _avoiding(configs, DOT_BF16, {DOT_BF16: (4, 8)})  # nothing left: every config at 2 warps, once each
+    assert [(c.num_warps, c.num_stages) for c in held] == [(2, 2), (2, 3)]
