@@ -125,5 +125,5 @@ grep -hE "^(FAILED|ERROR) " "$OUT/gpu-tests.log" "$OUT/sanitizer.log" 2>/dev/nul
 grep -h "^| triton (ours)\|^## " "$OUT/bench.log" 2>/dev/null | cut -c1-160
 echo "total $(( $(date +%s) - start )) s; logs in $OUT"
 # every log in one archive (a run brings back few files), the table beside it
-tar -czf "$OUT/gpu-check-logs.tgz" -C "$OUT" --exclude gpu-check-logs.tgz --exclude kernels_h200.md . \
-    && find "$OUT" -maxdepth 1 -type f ! -name gpu-check-logs.tgz ! -name kernels_h200.md -delete
+tar -czf /tmp/gpu-check-logs.tgz -C "$OUT" --exclude kernels_h200.md . \
+    && find "$OUT" -maxdepth 1 -type f ! -name kernels_h200.md -delete && mv /tmp/gpu-check-logs.tgz "$OUT/"
