@@ -288,36 +288,20 @@ OBJECTIVES = [
 
 
 def _written_study(urls: dict, name: str, objectives: list[dict], complete: int, failed: int = 0) -> None:
-    """A study of `complete` finished trials over attn_ratio × ssm (attention-only ones among them), as the
-    runner records them, added straight through Optuna."""
+    """A study of `complete` finished trials over attn_ratio × ssm (attention-only ones among them)."""
     import numpy as np
-    import optuna
-    from optuna.distributions import CategoricalDistribution
-    from studyutil import make_spec
+    from studyutil import add_finished, make_spec
 
-    from nas.study import load_study
-
-    spec = make_spec(urls, name=name, objectives=objectives, budget={"trials": complete + failed})
-    study = load_study(spec)
-    dists = {"attn_ratio": CategoricalDistribution(["0", "1:1", "all"]),
-             "ssm": CategoricalDistribution(["mamba2", "mlstm"])}
     rng = np.random.default_rng(0)
-    trials = []
+    rows = []
     for i in range(complete + failed):
         ratio, ssm = ["0", "1:1", "all"][i % 3], ["mamba2", "mlstm"][i // 3 % 2]
         sym = "M" if ssm == "mamba2" else "X"
-        pattern = {"0": f"{sym}-{sym}-", "1:1": f"{sym}-*-", "all": "*-*-"}[ratio]
         metrics = {"synthetic_accuracy": float(rng.random()), "decode_tps": float(rng.uniform(100, 900)),
                    "lm_loss": float(rng.uniform(2, 5))}
-        ok = i < complete
-        trials.append(optuna.trial.create_trial(
-            state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL,
-            params={"attn_ratio": ratio, "ssm": ssm},
-            distributions=dists,
-            values=[metrics[o["metric"]] for o in objectives] if ok else None,
-            user_attrs={"pattern": pattern, "metrics": metrics} if ok else {"pattern": pattern},
-        ))
-    study.add_trials(trials)
+        rows.append({"params": {"attn_ratio": ratio, "ssm": ssm}, "metrics": metrics, "failed": i >= complete,
+                     "pattern": {"0": f"{sym}-{sym}-", "1:1": f"{sym}-*-", "all": "*-*-"}[ratio]})
+    add_finished(make_spec(urls, name=name, objectives=objectives, budget={"trials": complete + failed}), rows)
 
 
 @pytest.fixture(scope="module")
