@@ -548,6 +548,14 @@ def _encode(values: list, choices: list | None = None) -> tuple[list[float], lis
     return [0.0 if v is None else float(pos[v]) for v in values], list(map(float, range(len(labels)))), labels
 
 
+def _ticks(values) -> str:
+    """A d3 tick format: 12k for throughputs and byte counts, 0.85 for accuracies and losses."""
+    import numpy as np
+
+    v = np.abs(np.asarray(values, dtype=float))
+    return ".3~s" if np.isfinite(v).any() and np.nanmax(v) >= 1e4 else ".3~g"
+
+
 def _colorbar(metric: str, direction: str) -> dict:
     return {"title": {"text": axis_label(metric, {metric: direction})}, "thickness": 14}
 
@@ -574,13 +582,14 @@ def parallel_figure(
         values = shown[p].tolist()
         enc = _encode(values, (choices or {}).get(p))
         if enc is None:
-            dims.append({"label": p, "values": [float(v) for v in values]})
+            dims.append({"label": p, "values": [float(v) for v in values], "tickformat": _ticks(values)})
         else:
             pos, ticks, labels = enc
             dims.append({"label": p, "values": pos, "tickvals": ticks, "ticktext": labels,
                          "range": [-0.2, max(ticks) + 0.2] if ticks else None})
     for m in objectives:
-        dims.append({"label": axis_label(m, directions), "values": trials[m].to_numpy(dtype=float)})
+        dims.append({"label": axis_label(m, directions), "values": trials[m].to_numpy(dtype=float),
+                     "tickformat": _ticks(trials[m])})
     c = trials[color].to_numpy(dtype=float)
     fig = go.Figure(
         go.Parcoords(
@@ -590,12 +599,12 @@ def parallel_figure(
                 "colorscale": "Viridis",
                 "reversescale": directions.get(color) == "minimize",
                 "showscale": True,
-                "colorbar": _colorbar(color, directions.get(color, "")),
+                "colorbar": {**_colorbar(color, directions.get(color, "")), "x": 1.02, "xanchor": "left"},
             },
             labelangle=-20,
         )
     )
-    fig.update_layout(height=440, margin={"l": 50, "r": 40, "t": 70, "b": 20})
+    fig.update_layout(height=460, margin={"l": 50, "r": 110, "t": 70, "b": 30})
     return fig
 
 
