@@ -194,10 +194,12 @@ def trials_tab(meta, df: pd.DataFrame) -> None:
     for m in meta.metrics:
         table[m] = view[m]
     shown = analysis.shown_params(view, [p[2:] for p in params])
+    applied = set(_params(meta, df))
     for p in params:
         # "–": the trial carries a value, but its architecture has nothing it applies to (`ssm` of an
-        # all-attention model); blank: no value at all
-        table[p[2:]] = view[p].astype(str).where(shown[p[2:]].notna(), analysis.MISSING).where(view[p].notna(), "")
+        # all-attention model, a sampled d_model the parameter budget overrode); blank: no value at all
+        took = shown[p[2:]].notna() & (p[2:] in applied)
+        table[p[2:]] = view[p].astype(str).where(took, analysis.MISSING).where(view[p].notna(), "")
     for m in shown_metrics:
         table[m] = view[f"m.{m}"]
     table["duration"] = [common.hms(d) for d in view["duration"]]
