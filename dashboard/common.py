@@ -202,6 +202,30 @@ def importances(url: str, name: str, version: tuple, target: int | None) -> dict
     return {k: float(v) for k, v in imp.items() if np.isfinite(v)}
 
 
+@st.cache_data(ttl=3600, max_entries=16, show_spinner="Computing the hypervolume history…")
+def history(url: str, name: str, version: tuple) -> pd.DataFrame:
+    """The front's hypervolume after each completion (`dashboard.analysis.hypervolume_history`), or the
+    best value so far when the study has one objective (`best_so_far`)."""
+    from dashboard import analysis
+
+    meta, df = _study_frame(url, name, version)
+    if len(meta.metrics) == 1:
+        return analysis.best_so_far(df, meta.metrics[0], meta.directions[0])
+    return analysis.hypervolume_history(df, meta.metrics, meta.directions)
+
+
+@st.cache_data(ttl=3600, max_entries=16, show_spinner=False)
+def choices(url: str, name: str, version: tuple) -> dict[str, list]:
+    """Each categorical search parameter's choices in the search space's order (for axis ticks)."""
+    from optuna.distributions import CategoricalDistribution
+
+    return {
+        p: list(d.choices)
+        for p, d in reader.param_distributions(url, name).items()
+        if isinstance(d, CategoricalDistribution)
+    }
+
+
 @st.cache_data(ttl=3600, max_entries=64, show_spinner=False)
 def curves(url: str, name: str, number: int, version: tuple, tracking: str) -> dict[str, list]:
     """task -> [(step, tokens, loss)] of one trial: its stored result, else its MLflow run's histories."""

@@ -5,6 +5,10 @@ strip_figure([(12, "M-M*-M-M-"), (40, "M*M*-")])                            # on
 curves_figure({12: {"lm": [(step, tokens, loss), ...]}}, "lm")
 importance_figure({"attn_ratio": 0.6, "ssm": 0.3})
 ablation_figure(report, "lm_loss")
+hypervolume_figure(analysis.hypervolume_history(...))                       # the front's growth
+history_figure(analysis.best_so_far(...), "lm_loss", "minimize")            # one objective's best so far
+parallel_figure(complete, shown, ["synthetic_accuracy", "decode_tps"], color="synthetic_accuracy", ...)
+slice_figure(complete, shown, "synthetic_accuracy", directions={...})       # the objective against each parameter
 """
 
 from __future__ import annotations
@@ -25,9 +29,13 @@ __all__ = [
     "ablation_figure",
     "axis_label",
     "curves_figure",
+    "history_figure",
+    "hypervolume_figure",
     "importance_figure",
+    "parallel_figure",
     "pareto_figure",
     "progress_figure",
+    "slice_figure",
     "strip_figure",
 ]
 
@@ -82,8 +90,12 @@ def _num(v: Any) -> str:
 
 
 def _hover_lines(df: pd.DataFrame, params: list[str], metrics: list[str]) -> list[str]:
-    """Per trial: its search parameters and a few metrics, as hover lines ('<br>'-separated)."""
-    pcols = [df[f"p.{p}"].tolist() for p in params]
+    """Per trial: its search parameters (those that applied to its architecture) and a few metrics, as
+    hover lines ('<br>'-separated)."""
+    from dashboard.analysis import shown_params
+
+    shown = shown_params(df, params)
+    pcols = [shown[p].tolist() for p in params]
     mcols = [df[f"m.{m}"].tolist() for m in metrics]
     out = []
     for i in range(len(df)):
@@ -430,4 +442,240 @@ def ablation_figure(report: pd.DataFrame, metric: str, *, what: str = "diff") ->
         title_text=f"{metric}: {'difference from the base level' if what == 'diff' else 'mean'}", row=1, col=1
     )
     fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+# ----- search history and parameters (the views optuna-dashboard users expect) -----------------------
+def _history_x(history: pd.DataFrame, x: str):
+    import pandas as pd
+
+    if x == "time":
+        return pd.to_datetime(history["completed"], unit="s", utc=True), None
+    return history["trials"], "complete trials"
+
+
+def hypervolume_figure(history: pd.DataFrame, *, x: str = "time") -> go.Figure:
+    """The front's hypervolume (`analysis.hypervolume_history`) against completion time or the number
+    of complete trials, as a step line (it only grows when a trial joins the front)."""
+    import plotly.graph_objects as go
+
+    xs, title = _history_x(history, x)
+    fig = go.Figure(
+        go.Scatter(
+            x=xs,
+            y=history["hypervolume"],
+            mode="lines+markers" if len(history) < 60 else "lines",
+            line={"shape": "hv", "width": 2, "color": "#1f77b4"},
+            marker={"size": 5},
+            customdata=history["trials"],
+            hovertemplate="%{customdata} complete trials<br>hypervolume %{y:.4f}<extra></extra>",
+            name="hypervolume",
+        )
+    )
+    fig.update_layout(
+        height=340,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis_title=title,
+        yaxis={"title": "hypervolume (share of the box)", "rangemode": "tozero"},
+    )
+    return fig
+
+
+def history_figure(history: pd.DataFrame, metric: str, direction: str, *, x: str = "time") -> go.Figure:
+    """One objective (`analysis.best_so_far`): each complete trial's value and the best so far."""
+    import plotly.graph_objects as go
+
+    xs, title = _history_x(history, x)
+    label = axis_label(metric, {metric: direction})
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scattergl(
+            x=xs,
+            y=history["value"],
+            mode="markers",
+            name="trial",
+            marker={"color": DOMINATED, "size": 5},
+            customdata=history["number"],
+            hovertemplate=f"trial %{{customdata}}<br>{metric} %{{y:.4g}}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=history["best"],
+            mode="lines",
+            name="best so far",
+            line={"shape": "hv", "width": 2, "color": "#d62728"},
+            hovertemplate=f"best {metric} %{{y:.4g}}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=340,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis_title=title,
+        yaxis_title=label,
+        legend={"x": 1.02, "y": 1},
+    )
+    return fig
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _encode(values: list, choices: list | None = None) -> tuple[list[float], list[float], list[str]] | None:
+    """A categorical axis: (positions, tick positions, tick labels), or None for a numeric one.
+
+    Numbers with nothing missing keep their values; anything else (strings, booleans, or a number that
+    did not apply to some trials, shown as "–" below the rest) becomes categories, in the search
+    space's order when `choices` gives it.
+    """
+    present = [v for v in values if v is not None]
+    if present and len(present) == len(values) and all(_is_number(v) for v in present):
+        return None
+    seen = list(dict.fromkeys(present))
+    if choices:
+        order = [c for c in choices if c in seen] + [v for v in seen if v not in choices]
+    elif all(_is_number(v) for v in seen):
+        order = sorted(seen)
+    else:
+        order = sorted(seen, key=str)
+    from dashboard.analysis import MISSING
+
+    labels = ([MISSING] if len(present) < len(values) else []) + [str(v) for v in order]
+    offset = 1 if len(present) < len(values) else 0
+    pos = {v: i + offset for i, v in enumerate(order)}
+    return [0.0 if v is None else float(pos[v]) for v in values], list(map(float, range(len(labels)))), labels
+
+
+def _ticks(values) -> str:
+    """A d3 tick format: 12k for throughputs and byte counts, 0.85 for accuracies and losses."""
+    import numpy as np
+
+    v = np.abs(np.asarray(values, dtype=float))
+    return ".3~s" if np.isfinite(v).any() and np.nanmax(v) >= 1e4 else ".3~g"
+
+
+def _colorbar(metric: str, direction: str) -> dict:
+    return {"title": {"text": axis_label(metric, {metric: direction})}, "thickness": 14}
+
+
+def parallel_figure(
+    trials: pd.DataFrame,
+    shown: pd.DataFrame,
+    objectives: list[str],
+    *,
+    color: str,
+    directions: dict[str, str],
+    choices: dict[str, list] | None = None,
+) -> go.Figure:
+    """One line per complete trial across every search parameter, then the objectives, coloured by
+    the objective `color` (the better end of the scale always yellow).
+
+    `shown` holds the parameters as `analysis.shown_params` gives them (None where one did not apply);
+    categorical parameters get one tick per choice, in the search space's order where `choices` has it.
+    """
+    import plotly.graph_objects as go
+
+    dims = []
+    for p in shown.columns:
+        values = shown[p].tolist()
+        enc = _encode(values, (choices or {}).get(p))
+        if enc is None:
+            dims.append({"label": p, "values": [float(v) for v in values], "tickformat": _ticks(values)})
+        else:
+            pos, ticks, labels = enc
+            dims.append({"label": p, "values": pos, "tickvals": ticks, "ticktext": labels,
+                         "range": [-0.2, max(ticks) + 0.2] if ticks else None})
+    for m in objectives:
+        dims.append({"label": axis_label(m, directions), "values": trials[m].to_numpy(dtype=float),
+                     "tickformat": _ticks(trials[m])})
+    c = trials[color].to_numpy(dtype=float)
+    fig = go.Figure(
+        go.Parcoords(
+            dimensions=[{k: v for k, v in d.items() if v is not None} for d in dims],
+            line={
+                "color": c,
+                "colorscale": "Viridis",
+                "reversescale": directions.get(color) == "minimize",
+                "showscale": True,
+                "colorbar": {**_colorbar(color, directions.get(color, "")), "x": 1.02, "xanchor": "left"},
+            },
+            labelangle=-20,
+        )
+    )
+    fig.update_layout(height=460, margin={"l": 50, "r": 110, "t": 70, "b": 30})
+    return fig
+
+
+SLICE_COLUMNS = 3
+
+
+def slice_figure(
+    trials: pd.DataFrame,
+    shown: pd.DataFrame,
+    metric: str,
+    *,
+    directions: dict[str, str],
+    choices: dict[str, list] | None = None,
+) -> go.Figure:
+    """`metric` against each search parameter, one panel per parameter, points coloured by trial number
+    (how the search moved); a categorical parameter's points are spread a little around its tick."""
+    import numpy as np
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    params = list(shown.columns)
+    cols = min(SLICE_COLUMNS, max(1, len(params)))
+    rows = max(1, math.ceil(len(params) / cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=params, shared_yaxes=True,
+                        horizontal_spacing=0.04, vertical_spacing=0.5 / rows if rows > 1 else 0.1)
+    y = trials[metric].to_numpy(dtype=float)
+    numbers = trials["number"].to_numpy()
+    patterns = trials["pattern"].fillna("").to_numpy(dtype=object) if "pattern" in trials else [""] * len(y)
+    jitter = np.random.default_rng(0).uniform(-0.18, 0.18, len(y))
+    label = axis_label(metric, directions)
+    for i, p in enumerate(params):
+        r, c = i // cols + 1, i % cols + 1
+        values = shown[p].tolist()
+        enc = _encode(values, (choices or {}).get(p))
+        from dashboard.analysis import MISSING
+
+        text = [MISSING if v is None else str(v) for v in values]
+        if enc is None:
+            xs = np.array(values, dtype=float)
+        else:
+            pos, ticks, labels = enc
+            xs = np.array(pos) + jitter
+            fig.update_xaxes(tickvals=ticks, ticktext=labels, range=[-0.5, len(labels) - 0.5], row=r, col=c)
+        custom = np.empty((len(y), 3), dtype=object)
+        custom[:, 0], custom[:, 1], custom[:, 2] = numbers, patterns, text
+        fig.add_trace(
+            go.Scattergl(
+                x=xs,
+                y=y,
+                mode="markers",
+                showlegend=False,
+                marker={
+                    "color": numbers,
+                    "colorscale": "Blues",
+                    "size": 6,
+                    "line": {"color": "#444", "width": 0.5},
+                    "showscale": i == 0,
+                    "colorbar": {"title": {"text": "trial"}, "thickness": 14},
+                },
+                customdata=custom,
+                hovertemplate=f"<b>trial %{{customdata[0]}}</b>  %{{customdata[1]}}<br>{p} = %{{customdata[2]}}"
+                f"<br>{metric} %{{y:.4g}}<extra></extra>",
+            ),
+            row=r,
+            col=c,
+        )
+        if enc is None and _log_axis(xs):
+            fig.update_xaxes(type="log", row=r, col=c)
+    for r in range(1, rows + 1):
+        fig.update_yaxes(title_text=label, row=r, col=1)
+    if _log_axis(y):
+        fig.update_yaxes(type="log")
+    fig.update_layout(height=80 + 260 * rows, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig

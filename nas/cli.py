@@ -402,10 +402,12 @@ def demo(
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="an existing Ray cluster")] = None,
 ) -> None:
     """Run the bundled demo study on the embedded default (SQLite, a local Ray, local MLflow)."""
+    from nas.demo import findings
     from nas.spec import load_spec
 
     spec = load_spec(Path(__file__).parent / "studies" / "demo.yaml")
     _run(spec, ray_address)
+    out.print("\n" + "\n".join(findings(spec)), highlight=False, markup=False)
     out.print("\nOpen the dashboard:  [bold]nas dashboard[/]   ·   the same table again:  [bold]nas pareto demo[/]")
 
 

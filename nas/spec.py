@@ -36,6 +36,7 @@ __all__ = [
     "Objective",
     "StudySpec",
     "load_spec",
+    "metric_direction",
     "spec_from_text",
     "validate",
 ]

@@ -34,6 +34,7 @@ NSGA-II and grid search need); one that does not apply (placement with no attent
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from search_spaces.arch import OPTION_TYPES, ArchConfig
 from search_spaces.config import ConfigError, explain_validation_error, load_named, names_in
 
-__all__ = ["SPACE_DIR", "Range", "SearchSpace", "layout", "load_space", "space_names"]
+__all__ = ["SPACE_DIR", "Range", "SearchSpace", "applies", "layout", "load_space", "space_names"]
 
 SPACE_DIR = Path(__file__).parent / "spaces"
 SSM_SYMBOL = {"mamba1": "m", "mamba2": "M", "mlstm": "X"}
@@ -59,6 +60,8 @@ STRUCTURAL = {
     "expand": None,
     "d_model": None,
 }
+# the pattern symbol of each option family: a dotted dimension applies only where its family is present
+FAMILY_SYMBOL = {"attention": "*", "mamba2": "M", "mamba1": "m", "mlstm": "X", "mlp": "-", "moe": "E"}
 DEFAULTS: dict[str, Any] = {
     "layers": 8, "attn_ratio": "1:7", "placement": "even", "ssm": "mamba2", "ffn": "mlp", "moe": "none",
     "moe_every": 2,
@@ -136,6 +139,39 @@ def layout(layers: int, attn_ratio: str, placement: str, ssm: str, ffn: str = "m
         elif ffn == "mlp":
             out.append("-")
     return "".join(out)
+
+
+def applies(name: str, values: Mapping[str, Any], pattern: str | None) -> bool:
+    """Whether dimension `name` had any effect on the architecture `pattern` built from `values`.
+
+    Every dimension is suggested on every trial (a fixed space), so an all-attention trial still carries
+    an `ssm` value; it chose nothing there and should not be shown as a choice. Not applying: `ssm`
+    without an SSM layer, `placement` unless the model has both attention and SSM layers, `pos` without
+    attention, `d_state` / `expand` unless the SSM is a Mamba present in the pattern, `moe_every` unless
+    `moe` is `every_k`, `ffn` when every feed-forward is MoE, and a dotted option (`mamba2.d_state`)
+    whose family is absent. An unknown pattern (None) keeps every dimension.
+    """
+    if not pattern:
+        return True
+    family, _, key = name.partition(".")
+    if key:
+        return FAMILY_SYMBOL.get(family, "") in pattern
+    attention = "*" in pattern
+    ssm = any(s in pattern for s in SSM_SYMBOL.values())
+    if name == "ssm":
+        return ssm
+    if name == "placement":
+        return attention and ssm
+    if name == "pos":
+        return attention
+    if name in ("d_state", "expand"):
+        chosen = values.get("ssm", DEFAULTS["ssm"])
+        return chosen in ("mamba1", "mamba2") and SSM_SYMBOL[chosen] in pattern
+    if name == "moe_every":
+        return values.get("moe", DEFAULTS["moe"]) == "every_k"
+    if name == "ffn":
+        return values.get("moe", DEFAULTS["moe"]) != "every"
+    return True
 
 
 class SearchSpace(BaseModel):

@@ -46,3 +46,27 @@ def make_spec(urls, **kw) -> StudySpec:
     }
     data.update(kw)
     return validate(StudySpec.model_validate(data))
+
+
+def add_finished(spec: StudySpec, rows: list[dict]) -> None:
+    """Finished trials written straight through Optuna, as the runner records them, without training:
+    each row has `params` (categorical search dimensions), `pattern` and `metrics`; `failed: True`
+    makes it a failed trial. Creates the study (with its spec) if needed."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from nas import store
+
+    study = store.open_study(spec).study
+    dims = spec.search_space().dimensions
+    trials = []
+    for r in rows:
+        ok = not r.get("failed")
+        trials.append(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL,
+            params=r["params"],
+            distributions={p: CategoricalDistribution(dims[p]) for p in r["params"]},
+            values=[r["metrics"][m] for m in spec.metrics] if ok else None,
+            user_attrs={"pattern": r["pattern"], **({"metrics": r["metrics"]} if ok else {})},
+        ))
+    study.add_trials(trials)

@@ -1,4 +1,5 @@
-"""Study: the Pareto front, its architectures' layer patterns, learning curves, importances and the trials."""
+"""Study: the Pareto front, its architectures' layer patterns, the trials, learning curves, the hypervolume
+history, parallel coordinates and slices over the search parameters, importances."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import time
 import pandas as pd
 import streamlit as st
 
-from dashboard import common, figures
+from dashboard import analysis, common, figures
 from nas import reader
+from nas.spec import metric_direction
 
 STRIP_ROWS = 60  # architectures drawn in the strip picture (the front of a 3-objective study can be large)
 CURVE_DEFAULT = 5
+# lines of the parallel coordinates and points of each slice: beyond, a sample (the front always in it);
+# more lines draw slowly in the browser and show no more
+PARALLEL_LINES = 2000
+SLICE_POINTS = 3000
 
 
 def metric_options(meta, df: pd.DataFrame) -> dict[str, str]:
@@ -72,10 +78,12 @@ def pareto_section(meta, df: pd.DataFrame, name: str) -> list[int]:
         or "SSM family"
     )
     directions = dict(zip(meta.metrics, meta.directions, strict=False))
-    from workers.result import METRICS
-
     for label in (x, y):  # metrics that are not objectives still have a better direction
-        directions.setdefault(label, METRICS.get(label.split(".", 1)[0], ""))
+        if label not in directions:
+            try:
+                directions[label] = metric_direction(label)
+            except KeyError:
+                directions[label] = ""
     fig = figures.pareto_figure(
         done,
         options[x],
@@ -188,8 +196,13 @@ def trials_tab(meta, df: pd.DataFrame) -> None:
     )
     for m in meta.metrics:
         table[m] = view[m]
+    shown = analysis.shown_params(view, [p[2:] for p in params])
+    applied = set(_params(meta, df))
     for p in params:
-        table[p[2:]] = view[p].astype(str).where(view[p].notna(), "")
+        # "–": the trial carries a value, but its architecture has nothing it applies to (`ssm` of an
+        # all-attention model, a sampled d_model the parameter budget overrode); blank: no value at all
+        took = shown[p[2:]].notna() & (p[2:] in applied)
+        table[p[2:]] = view[p].astype(str).where(took, analysis.MISSING).where(view[p].notna(), "")
     for m in shown_metrics:
         table[m] = view[f"m.{m}"]
     table["duration"] = [common.hms(d) for d in view["duration"]]
@@ -263,6 +276,115 @@ def curves_tab(url: str, name: str, meta, df: pd.DataFrame, version: tuple, pick
     )
 
 
+def _directions(meta) -> dict[str, str]:
+    return dict(zip(meta.metrics, meta.directions, strict=False))
+
+
+def _complete(df: pd.DataFrame, meta) -> pd.DataFrame:
+    done = df[df["status"] == "complete"]
+    return done[done[meta.metrics].notna().all(axis=1)]
+
+
+def _params(meta, df: pd.DataFrame) -> list[str]:
+    # with a parameter budget the width is solved per trial, so a sampled d_model never took effect
+    solved = bool((meta.spec.get("constraints") or {}).get("params"))
+    return analysis.search_params(df, solved_width=solved)
+
+
+def history_tab(url: str, name: str, meta, df: pd.DataFrame, version: tuple) -> None:
+    multi = len(meta.metrics) > 1
+    n_done = len(_complete(df, meta))
+    if n_done < (2 if multi else 1):
+        st.info(
+            ("The hypervolume history needs two complete trials" if multi else "The history needs a complete trial")
+            + f"; this study has {n_done}."
+        )
+        return
+    history = common.history(url, name, version)
+    x = st.segmented_control("x axis", ["time", "complete trials"], default="time", key="history_x") or "time"
+    if multi:
+        fig = figures.hypervolume_figure(history, x=x)
+        sampled = f" (evaluated at {len(history)} evenly spaced completions)" if len(history) < n_done else ""
+        st.plotly_chart(fig, key="hypervolume", config={"displaylogo": False})
+        st.caption(
+            f"Hypervolume of the Pareto front of {' and '.join(meta.metrics)} after each completion{sampled}: "
+            "the share of the objective box that the front dominates, where each objective is scaled so "
+            "that its best value among the complete trials is 1 and the reference point (its worst value, "
+            f"{analysis.REFERENCE_MARGIN:.0%} of its range further) is 0. It grows when a trial joins the "
+            "front and stays flat while the search finds nothing better; the box is redrawn as trials "
+            "arrive, so compare shapes rather than values between visits."
+        )
+    else:
+        metric, direction = meta.metrics[0], meta.directions[0]
+        st.plotly_chart(figures.history_figure(history, metric, direction, x=x), key="history",
+                        config={"displaylogo": False})
+        st.caption(f"Each complete trial's {metric} and the best so far, in order of completion.")
+
+
+def _no_param_views(done: pd.DataFrame, params: list[str], least: int, needs: str) -> bool:
+    """A sentence instead of an empty chart; True when it was written."""
+    if len(done) < least:
+        st.info(f"{needs} at least {least} complete trial{'s' if least > 1 else ''}; this study has {len(done)}.")
+        return True
+    if not params:
+        st.info("This study samples no search parameters (its space has only fixed values), so there is "
+                "nothing to plot against.")
+        return True
+    return False
+
+
+def _sample_note(done: pd.DataFrame, sample: pd.DataFrame, what: str) -> str:
+    if len(sample) == len(done):
+        return f"{len(done):,} complete trials."
+    return (
+        f"{len(sample):,} of {len(done):,} complete trials: every one on the Pareto front and an even "
+        f"random sample of the others ({what} show no more)."
+    )
+
+
+def parallel_tab(url: str, name: str, meta, df: pd.DataFrame, version: tuple) -> None:
+    done, params = _complete(df, meta), _params(meta, df)
+    if _no_param_views(done, params, 2, "Parallel coordinates need"):
+        return
+    color = st.segmented_control("colour by", meta.metrics, default=meta.metrics[0], key="parallel_color")
+    sample = analysis.thin(done, PARALLEL_LINES)
+    fig = figures.parallel_figure(
+        sample,
+        analysis.shown_params(sample, params),
+        meta.metrics,
+        color=color or meta.metrics[0],
+        directions=_directions(meta),
+        choices=common.choices(url, name, version),
+    )
+    st.plotly_chart(fig, key="parallel", config={"displaylogo": False})
+    st.caption(
+        "One line per trial through every search parameter and then the objectives; drag along an axis to "
+        f"keep only the lines that cross it there. {_sample_note(done, sample, 'more lines')} "
+        f"`{analysis.MISSING}`: the parameter did not apply to that architecture (the SSM family of an "
+        "all-attention model, attention's placement in a pure SSM)."
+    )
+
+
+def slices_tab(url: str, name: str, meta, df: pd.DataFrame, version: tuple) -> None:
+    done, params = _complete(df, meta), _params(meta, df)
+    if _no_param_views(done, params, 1, "The slice plot needs"):
+        return
+    metric = st.segmented_control("objective", meta.metrics, default=meta.metrics[0], key="slice_metric")
+    sample = analysis.thin(done, SLICE_POINTS)
+    fig = figures.slice_figure(
+        sample,
+        analysis.shown_params(sample, params),
+        metric or meta.metrics[0],
+        directions=_directions(meta),
+        choices=common.choices(url, name, version),
+    )
+    st.plotly_chart(fig, key="slices", config={"displaylogo": False})
+    st.caption(
+        "The objective against each search parameter, one point per trial, darker for later trials; "
+        f"a categorical parameter's points are spread around its tick. {_sample_note(done, sample, 'more points')}"
+    )
+
+
 def importance_tab(url: str, name: str, meta, version: tuple) -> None:
     choices: dict[str, int | None] = {}
     if len(meta.metrics) > 1:
@@ -328,14 +450,25 @@ def body(url: str, name: str) -> bool:
     picked = pareto_section(meta, df, name)
     strips_section(meta, df)
     n_running = int(df["status"].isin(["running", "paused"]).sum())
-    tabs = ["Trials", "Learning curves", "Parameter importances", "Running"]
-    t_trials, t_curves, t_imp, t_run = st.tabs(tabs, key="tab", bind="query-params")
+    history = "Hypervolume" if len(meta.metrics) > 1 else "History"
+    tabs = ["Trials", "Learning curves", history, "Parallel coordinates", "Slices", "Parameter importances",
+            "Running"]
+    t_trials, t_curves, t_hist, t_par, t_slice, t_imp, t_run = st.tabs(tabs, key="tab", bind="query-params")
     with t_trials:
         if t_trials.open:
             trials_tab(meta, df)
     with t_curves:
         if t_curves.open:
             curves_tab(url, name, meta, df, version, picked)
+    with t_hist:
+        if t_hist.open:
+            history_tab(url, name, meta, df, version)
+    with t_par:
+        if t_par.open:
+            parallel_tab(url, name, meta, df, version)
+    with t_slice:
+        if t_slice.open:
+            slices_tab(url, name, meta, df, version)
     with t_imp:
         if t_imp.open:
             importance_tab(url, name, meta, version)

@@ -190,6 +190,17 @@ def test_the_dashboard_in_a_browser(server, studies):
             page.get_by_text("Learning curves").first.scroll_into_view_if_needed()
             shoot(page, "study-curves")
 
+            views = {"Hypervolume": "Hypervolume of the Pareto front", "Parallel coordinates": "One line per trial",
+                     "Slices": "against each search parameter"}
+            for tab, caption in views.items():
+                page.goto(f"{base}/study?study=hybrid-search&tab={tab.replace(' ', '+')}")
+                page.wait_for_function(f"document.querySelectorAll('{PLOTS}').length >= 3")
+                view = page.locator("[data-testid=stPlotlyChart]").nth(2)
+                if tab == "Parallel coordinates":
+                    expect(view.locator(".parcoords").first).to_be_attached()
+                expect(page.get_by_text(caption, exact=False)).to_be_visible()
+                shoot(page, f"study-{tab.split()[0].lower()}")
+
             page.goto(f"{base}/ablation?study=abl")
             page.wait_for_function(f"document.querySelectorAll('{PLOTS}').length >= 1")
             expect(page.get_by_text("vs base", exact=False).first).to_be_attached()

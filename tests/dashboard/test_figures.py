@@ -109,3 +109,161 @@ def test_dominated_trials_hover_in_full_until_there_are_thousands(monkeypatch):
     (grey,) = [t for t in figures.pareto_figure(frame(), "acc", "tps", directions=dirs).data
                if t.name.startswith("dominated")]
     assert list(grey.customdata) == [3] and list(grey.text) == ["M-*-"]
+
+
+# ----- hypervolume history, parallel coordinates, slices -----------------------------------------------
+def study(n: int = 40, k: int = 2, seed: int = 0) -> pd.DataFrame:
+    """A reader-like frame of `n` trials (a few not complete), `k` objectives, categorical and numeric
+    parameters, with all-attention and pure-SSM architectures among them."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ratio = rng.choice(["0", "1:3", "all"], n)
+    ssm = rng.choice(["mamba2", "mlstm"], n)
+    patterns = [
+        "*-*-" if r == "all" else ("M-M-" if s == "mamba2" else "X-X-") if r == "0" else
+        ("M-*-" if s == "mamba2" else "X-*-") for r, s in zip(ratio, ssm)
+    ]
+    df = pd.DataFrame({
+        "number": np.arange(n),
+        "status": ["complete"] * (n - 3) + ["failed", "running", "infeasible"],
+        "pattern": patterns,
+        "family": [{"M": "Mamba-2", "X": "mLSTM"}.get(p[0], "none") for p in patterns],
+        "completed": 1.7e9 + np.arange(n) * 60.0,
+        "p.attn_ratio": ratio.astype(object),
+        "p.ssm": ssm.astype(object),
+        "p.d_state": rng.choice([16, 64], n).astype(object),
+        "p.placement": rng.choice(["even", "late"], n).astype(object),
+    })
+    for j in range(k):
+        df[f"o{j}"] = rng.random(n)
+    df.loc[n - 3:, [f"o{j}" for j in range(k)]] = math.nan
+    from nas.reader import pareto_front
+
+    df["pareto"] = False
+    done = df["status"] == "complete"
+    df.loc[done, "pareto"] = pareto_front(df.loc[done, [f"o{j}" for j in range(k)]].to_numpy(), ["maximize"] * k)
+    return df
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_hypervolume_history_matches_the_projects_hypervolume_at_every_completion(k):
+    import numpy as np
+
+    from dashboard import analysis
+    from nas.pareto import hypervolume
+
+    df = study(60, k)
+    dirs = ["maximize", "minimize", "maximize"][:k]
+    metrics = [f"o{j}" for j in range(k)]
+    hist = analysis.hypervolume_history(df, metrics, dirs)
+    done = df[df["status"] == "complete"].sort_values("completed")
+    assert list(hist["trials"]) == list(range(1, len(done) + 1))  # few trials: every completion
+    assert (np.diff(hist["hypervolume"]) >= -1e-12).all() and 0 < hist["hypervolume"].iloc[-1] <= 1
+    p = analysis._normalised(done[metrics].to_numpy(), dirs)
+    for t, hv in zip(hist["trials"], hist["hypervolume"]):
+        assert hv == pytest.approx(hypervolume(p[:t], ["minimize"] * k, np.ones(k)), abs=1e-9)
+
+
+def test_hypervolume_history_of_a_large_study_is_thinned_and_fast():
+    import time
+
+    import numpy as np
+
+    from dashboard import analysis
+
+    n = 10_000
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"number": np.arange(n), "status": "complete", "completed": np.arange(n, dtype=float)})
+    for j in range(3):
+        df[f"o{j}"] = rng.random(n)
+    t0 = time.perf_counter()
+    hist = analysis.hypervolume_history(df, ["o0", "o1", "o2"], ["maximize"] * 3)
+    assert time.perf_counter() - t0 < 5  # about 0.2 s on 2 cores
+    assert len(hist) == analysis.HISTORY_POINTS and hist["trials"].iloc[-1] == n
+    empty = analysis.hypervolume_history(df.iloc[:0], ["o0", "o1"], ["maximize"] * 2)
+    assert empty.empty
+
+
+def test_the_hypervolume_and_best_so_far_figures():
+    from dashboard import analysis
+
+    df = study(20, 2)
+    fig = figures.hypervolume_figure(analysis.hypervolume_history(df, ["o0", "o1"], ["maximize"] * 2))
+    assert fig.data[0].line.shape == "hv" and len(fig.data[0].y) == 17
+    fig = figures.hypervolume_figure(analysis.hypervolume_history(df, ["o0", "o1"], ["maximize"] * 2),
+                                     x="trials")
+    assert list(fig.data[0].x)[:3] == [1, 2, 3] and fig.layout.xaxis.title.text == "complete trials"
+    best = analysis.best_so_far(df, "o0", "minimize")
+    assert list(best["best"]) == sorted(best["best"], reverse=True)
+    fig = figures.history_figure(best, "o0", "minimize")
+    assert [t.name for t in fig.data] == ["trial", "best so far"] and fig.layout.yaxis.title.text == "o0 ↓"
+
+
+def test_a_parameter_that_did_not_apply_shows_as_missing():
+    from dashboard import analysis
+
+    df = study(40, 2)
+    shown = analysis.shown_params(df, ["attn_ratio", "ssm", "d_state", "placement"])
+    attention_only = df["pattern"] == "*-*-"
+    assert shown.loc[attention_only, "ssm"].isna().all() and shown.loc[attention_only, "placement"].isna().all()
+    assert shown.loc[~attention_only, "ssm"].notna().all() and shown["attn_ratio"].notna().all()
+    assert shown.loc[df["pattern"] == "X-*-", "d_state"].isna().all()  # mLSTM has no d_state
+    assert shown.loc[df["pattern"] == "M-M-", "placement"].isna().all()  # no attention to place
+    # the front's hover leaves them out too
+    fig = figures.pareto_figure(df[df["status"] == "complete"], "o0", "o1", directions={})
+    hovers = [h[2] for t in fig.data if t.customdata is not None for h in t.customdata]
+    patterns = [h[1] for t in fig.data if t.customdata is not None for h in t.customdata]
+    for pattern, hover in zip(patterns, hovers):
+        assert ("ssm=" in hover) == (pattern != "*-*-")
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_parallel_coordinates_over_categorical_and_numeric_parameters(k):
+    from dashboard import analysis
+
+    df = study(40, k)
+    done = df[df["status"] == "complete"]
+    metrics = [f"o{j}" for j in range(k)]
+    shown = analysis.shown_params(done, ["attn_ratio", "ssm", "d_state"])
+    fig = figures.parallel_figure(done, shown, metrics, color=metrics[-1],
+                                  directions={m: "minimize" for m in metrics},
+                                  choices={"attn_ratio": ["0", "1:3", "all"], "ssm": ["mamba2", "mlstm"]})
+    (par,) = fig.data
+    dims = {d.label: d for d in par.dimensions}
+    assert list(dims) == ["attn_ratio", "ssm", "d_state", *(f"{m} ↓" for m in metrics)]
+    assert list(dims["attn_ratio"].ticktext) == ["0", "1:3", "all"]  # the space's order
+    assert list(dims["ssm"].ticktext) == ["–", "mamba2", "mlstm"]  # all-attention trials: "–"
+    ssm = list(dims["ssm"].values)
+    assert all(v == 0 for v, p in zip(ssm, done["pattern"]) if p == "*-*-")
+    assert dims["d_state"].ticktext[0] == "–"  # a number that did not apply to some: categories
+    assert par.line.reversescale and len(par.line.color) == len(done)
+
+
+def test_slices_one_panel_per_parameter():
+    from dashboard import analysis
+
+    df = study(40, 2)
+    done = df[df["status"] == "complete"]
+    shown = analysis.shown_params(done, ["attn_ratio", "ssm", "d_state", "placement"])
+    fig = figures.slice_figure(done, shown, "o0", directions={"o0": "maximize"},
+                               choices={"ssm": ["mamba2", "mlstm"]})
+    assert [a.text for a in fig.layout.annotations] == ["attn_ratio", "ssm", "d_state", "placement"]
+    assert len(fig.data) == 4 and all(len(t.y) == len(done) for t in fig.data)
+    assert list(fig.layout.xaxis2.ticktext) == ["–", "mamba2", "mlstm"]
+    assert fig.layout.yaxis.title.text == "o0 ↑"
+    numeric = analysis.shown_params(done.assign(**{"p.layers": 16}), ["layers"])
+    fig = figures.slice_figure(done, numeric, "o0", directions={})
+    assert set(fig.data[0].x) == {16.0}  # every value applies: a numeric axis
+
+
+def test_thinning_keeps_the_front():
+    import numpy as np
+
+    from dashboard import analysis
+
+    df = study(400, 3)
+    sample = analysis.thin(df, 100)
+    assert len(sample) == 100 and sample["pareto"].sum() == df["pareto"].sum()
+    assert (np.diff(sample["number"]) > 0).all()
+    assert analysis.thin(df, 1000) is df

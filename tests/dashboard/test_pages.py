@@ -279,6 +279,109 @@ def test_parameter_importances(app):
     assert "at least 4 complete trials" in texts(at)
 
 
+# ----- Study: hypervolume, parallel coordinates, slices (studies written through Optuna, no training) ----
+OBJECTIVES = [
+    {"metric": "synthetic_accuracy", "direction": "maximize"},
+    {"metric": "decode_tps", "direction": "maximize"},
+    {"metric": "lm_loss", "direction": "minimize"},
+]
+
+
+def _written_study(urls: dict, name: str, objectives: list[dict], complete: int, failed: int = 0) -> None:
+    """A study of `complete` finished trials over attn_ratio × ssm (attention-only ones among them)."""
+    import numpy as np
+    from studyutil import add_finished, make_spec
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(complete + failed):
+        ratio, ssm = ["0", "1:1", "all"][i % 3], ["mamba2", "mlstm"][i // 3 % 2]
+        sym = "M" if ssm == "mamba2" else "X"
+        metrics = {"synthetic_accuracy": float(rng.random()), "decode_tps": float(rng.uniform(100, 900)),
+                   "lm_loss": float(rng.uniform(2, 5))}
+        rows.append({"params": {"attn_ratio": ratio, "ssm": ssm}, "metrics": metrics, "failed": i >= complete,
+                     "pattern": {"0": f"{sym}-{sym}-", "1:1": f"{sym}-*-", "all": "*-*-"}[ratio]})
+    add_finished(make_spec(urls, name=name, objectives=objectives, budget={"trials": complete + failed}), rows)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("written")
+    urls = {"storage": f"sqlite:///{folder / 'studies.db'}", "tracking": f"sqlite:///{folder / 'mlflow.db'}"}
+    _written_study(urls, "two", OBJECTIVES[:2], 24)
+    _written_study(urls, "three", OBJECTIVES, 24)
+    _written_study(urls, "one", OBJECTIVES[2:], 12)
+    _written_study(urls, "lonely", OBJECTIVES[:2], 1, failed=2)
+    return urls
+
+
+@pytest.fixture
+def fast_app(written, monkeypatch, tmp_path):
+    monkeypatch.setenv("NAS_STORAGE", written["storage"])
+    monkeypatch.setenv("NAS_TRACKING", written["tracking"])
+    monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
+    return AppTest.from_file(str(APP), default_timeout=60)
+
+
+def test_an_all_attention_trial_shows_no_ssm_in_the_table(fast_app):
+    table = page(fast_app, "views/study.py", study="two").dataframe[0].value
+    attention_only = table["pattern"] == "*-*-"
+    assert attention_only.any() and (table.loc[attention_only, "ssm"] == "–").all()
+    assert set(table.loc[~attention_only, "ssm"]) == {"mamba2", "mlstm"}
+
+
+@pytest.mark.parametrize("name, k", [("two", 2), ("three", 3)])
+def test_hypervolume_grows_with_the_completions(fast_app, name, k):
+    at = page(fast_app, "views/study.py", study=name, tab="Hypervolume")
+    (hv,) = [f for f in figures(at) if f["data"] and f["data"][0].get("name") == "hypervolume"]
+    ys = values(hv["data"][0]["y"])
+    assert len(ys) == 24 and ys == sorted(ys) and 0 < ys[-1] <= 1
+    assert "Hypervolume of the Pareto front of " + " and ".join(o["metric"] for o in OBJECTIVES[:k]) in texts(at)
+    at.button_group(key="history_x").set_value("complete trials").run()
+    hv = figures(at)[-1]
+    assert hv["layout"]["xaxis"]["title"]["text"] == "complete trials"
+
+
+def test_one_objective_shows_its_best_so_far(fast_app):
+    at = page(fast_app, "views/study.py", study="one", tab="History")
+    fig = figures(at)[-1]
+    assert [t["name"] for t in fig["data"]] == ["trial", "best so far"]
+    best = values(fig["data"][1]["y"])
+    assert best == sorted(best, reverse=True)  # lm_loss is minimised
+
+
+@pytest.mark.parametrize("name", ["two", "three", "one"])
+def test_parallel_coordinates_over_the_search_parameters(fast_app, name):
+    at = page(fast_app, "views/study.py", study=name, tab="Parallel coordinates")
+    (par,) = [f for f in figures(at) if f["data"] and f["data"][0]["type"] == "parcoords"]
+    dims = {d["label"]: d for d in par["data"][0]["dimensions"]}
+    assert list(dims)[:2] == ["attn_ratio", "ssm"]
+    assert dims["attn_ratio"]["ticktext"] == ["0", "1:1", "all"]  # the search space's order
+    assert dims["ssm"]["ticktext"] == ["–", "mamba2", "mlstm"]
+    assert "did not apply" in texts(at)
+
+
+def test_slices_of_each_objective(fast_app):
+    at = page(fast_app, "views/study.py", study="three", tab="Slices")
+    fig = figures(at)[-1]
+    assert [a["text"] for a in fig["layout"]["annotations"]] == ["attn_ratio", "ssm"]
+    assert fig["layout"]["yaxis"]["title"]["text"] == "synthetic_accuracy ↑"
+    at.button_group(key="slice_metric").set_value("lm_loss").run()
+    assert figures(at)[-1]["layout"]["yaxis"]["title"]["text"] == "lm_loss ↓"
+
+
+@pytest.mark.parametrize("tab, words", [
+    ("Hypervolume", "needs two complete trials; this study has 1"),
+    ("Parallel coordinates", "need at least 2 complete trials; this study has 1"),
+])
+def test_too_few_complete_trials_is_a_sentence_not_an_empty_chart(fast_app, tab, words):
+    at = page(fast_app, "views/study.py", study="lonely", tab=tab)
+    assert words in texts(at)
+    assert not [f for f in figures(at) if f["data"] and f["data"][0]["type"] in ("parcoords",)]
+    at = page(fast_app, "views/study.py", study="lonely", tab="Slices")  # one trial is enough for slices
+    assert [a["text"] for a in figures(at)[-1]["layout"]["annotations"]] == ["attn_ratio", "ssm"]
+
+
 # ----- Ablation -----------------------------------------------------------------------------------
 def test_ablation_effects_with_intervals(app):
     at = page(app, "views/ablation.py", study="abl")

@@ -103,7 +103,7 @@ def test_demo_spec_is_valid():
     from nas.spec import load_spec
 
     spec = load_spec(Path(__file__).parents[2] / "nas" / "studies" / "demo.yaml")
-    assert spec.name == "demo" and spec.profile == "cpu-tiny" and spec.sampler_name() == "nsga2"
+    assert spec.name == "demo" and spec.profile == "cpu-demo" and spec.sampler_name() == "nsga2"
 
 
 def test_export_the_pareto_front_of_a_real_study(tmp_path):

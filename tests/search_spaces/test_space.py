@@ -75,3 +75,22 @@ def test_bad_spaces_fail_at_load_with_one_sentence(space, words):
         assert w in str(e.value)
     with pytest.raises(ConfigError, match="unknown search space 'ratio'; choose one of full"):
         load_space("ratio")
+
+
+def test_a_dimension_applies_only_where_it_shaped_the_architecture():
+    from search_spaces.space import applies
+
+    attention_only = {"attn_ratio": "all", "ssm": "mlstm", "placement": "late", "pos": "rope", "d_state": 64}
+    assert not applies("ssm", attention_only, "*-*-")
+    assert not applies("placement", attention_only, "*-*-")
+    assert applies("pos", attention_only, "*-*-") and applies("attn_ratio", attention_only, "*-*-")
+    assert not applies("d_state", attention_only, "*-*-")
+    pure = {"attn_ratio": "0", "ssm": "mamba2", "placement": "even", "pos": "nope", "d_state": 64}
+    assert applies("ssm", pure, "M-M-") and applies("d_state", pure, "M-M-")
+    assert not applies("placement", pure, "M-M-") and not applies("pos", pure, "M-M-")
+    assert not applies("d_state", {"ssm": "mlstm"}, "X-*-") and applies("placement", {}, "X-*-")
+    assert applies("moe_every", {"moe": "every_k"}, "M-ME") and not applies("moe_every", {"moe": "none"}, "M-M-")
+    assert not applies("ffn", {"moe": "every"}, "MEME") and applies("ffn", {"moe": "none"}, "M-M-")
+    assert applies("mamba2.d_state", {}, "M-*-") and not applies("mamba2.d_state", {}, "X-*-")
+    assert not applies("moe.experts", {}, "M-*-") and applies("moe.experts", {}, "MEM-")
+    assert applies("ssm", attention_only, None)  # no pattern recorded: nothing to say

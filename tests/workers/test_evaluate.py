@@ -104,9 +104,9 @@ def test_bad_profile_or_data_fails_before_training(change, words):
 
 
 def test_profiles_are_data():
-    assert {"cpu-tiny", "gpu-small", "gpu-medium"} <= set(profile_names())
+    assert {"cpu-tiny", "cpu-demo", "gpu-small", "gpu-medium"} <= set(profile_names())
     for name in profile_names():
         p = load_profile(name)
         assert p.name == name and p.throughput.contexts
-    with pytest.raises(ConfigError, match="unknown profile 'cpu-huge'; choose one of cpu-tiny"):
+    with pytest.raises(ConfigError, match="unknown profile 'cpu-huge'; choose one of cpu-demo, cpu-tiny"):
         load_profile("cpu-huge")
