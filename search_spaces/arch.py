@@ -188,6 +188,7 @@ OPTION_TYPES: dict[str, type[Strict]] = {
 
 
 _QUIET_SWITCHES = ("output_gate", "qk_norm")
+MAX_DELTA_HEAD_DIM = 256  # kernels.delta.MAX_TRITON_K (search_spaces imports no torch)
 
 
 def _divisors(n: int) -> str:
@@ -268,7 +269,12 @@ class ArchConfig(BaseModel):
                     f"deltanet.heads={n.heads} does not divide d_model={d}; "
                     f"choose heads among {_divisors(d)} or set deltanet.head_dim"
                 )
-            heads, _, v_heads, _ = n.dims(d)
+            heads, head_dim, v_heads, _ = n.dims(d)
+            if head_dim > MAX_DELTA_HEAD_DIM:
+                raise ValueError(
+                    f"deltanet.head_dim is {head_dim} at d_model={d}, over {MAX_DELTA_HEAD_DIM}, the widest q/k "
+                    f"head the delta-rule kernels take; set deltanet.head_dim or more deltanet.heads"
+                )
             if v_heads % heads:
                 raise ValueError(
                     f"deltanet.v_heads={v_heads} is not a multiple of deltanet.heads={heads}; each q/k head "
