@@ -35,7 +35,10 @@ SHAPES = {
     "ssd": {"cpu": (1, 512, 4, 64, 64, 1), "gpu": (4, 2048, 16, 64, 64, 1), "smoke": (1, 37, 2, 16, 16, 1)},
     "mlstm": {"cpu": (1, 512, 2, 128, 256), "gpu": (4, 2048, 4, 128, 256), "smoke": (1, 37, 2, 16, 32)},
     "selective_scan": {"cpu": (1, 512, 64, 16), "gpu": (4, 2048, 2048, 16), "smoke": (1, 37, 32, 8)},
+    "delta": {"cpu": (1, 512, 2, 128, 128), "gpu": (4, 2048, 16, 128, 128), "smoke": (1, 37, 2, 16, 32)},
+    "kda": {"cpu": (1, 128, 2, 64, 64), "gpu": (4, 2048, 16, 128, 128), "smoke": (1, 37, 2, 16, 32)},
 }
+MODULE = {"kda": "delta"}  # the gated delta rule with a decay per key channel: the same kernels
 
 
 def inputs_of(op: str, dims: tuple[int, ...], device: str) -> dict:
@@ -56,6 +59,13 @@ def inputs_of(op: str, dims: tuple[int, ...], device: str) -> dict:
         inputs = {
             "q": torch.randn(B, T, H, K), "k": torch.randn(B, T, H, K), "v": torch.randn(B, T, H, V),
             "i": torch.randn(B, T, H), "f": torch.randn(B, T, H) + 3,
+        }
+    elif op in ("delta", "kda"):
+        B, T, H, K, V = dims
+        inputs = {
+            "q": F.normalize(torch.randn(B, T, H, K), dim=-1), "k": F.normalize(torch.randn(B, T, H, K), dim=-1),
+            "v": torch.randn(B, T, H, V), "beta": torch.sigmoid(torch.randn(B, T, H)),
+            "g": F.logsigmoid(torch.randn((B, T, H, K) if op == "kda" else (B, T, H)) + 3),
         }
     else:
         B, T, Dc, N = dims
@@ -78,6 +88,10 @@ def run_op(op: str, inputs: dict, backend: str) -> tuple:
 
         h, state = mlstm(**inputs, return_final_state=True, backend=backend)
         return h, *state
+    if op in ("delta", "kda"):
+        from kernels.delta import gated_delta
+
+        return gated_delta(**inputs, return_final_state=True, backend=backend)
     from kernels.selective_scan import selective_scan
 
     return selective_scan(**inputs, return_final_state=True, backend=backend)
@@ -89,7 +103,7 @@ def errors(op: str, base: dict) -> dict[str, float]:
 
     from kernels.testing import rel_error
 
-    keep_fp32 = ("A", "D")  # as in Mamba and the benchmark: the per-channel parameters stay fp32
+    keep_fp32 = ("A", "D", "g")  # as in Mamba, Gated DeltaNet and the benchmark: decays and per-channel parameters
     leaves = {k: (v if k in keep_fp32 else v.to(torch.bfloat16)).detach().requires_grad_() for k, v in base.items()}
     ref_leaves = {k: v.detach().double().requires_grad_() for k, v in leaves.items()}
     outs, ref_outs = run_op(op, leaves, "triton"), run_op(op, ref_leaves, "reference")
@@ -97,7 +111,8 @@ def errors(op: str, base: dict) -> dict[str, float]:
     cot = [torch.randn(o.shape, generator=gen).to(o.device, o.dtype) for o in outs]
     grads = torch.autograd.grad(outs, list(leaves.values()), cot)
     ref_grads = torch.autograd.grad(ref_outs, list(ref_leaves.values()), [c.double() for c in cot])
-    names = {"ssd": ("y", "state"), "mlstm": ("h", "C", "n", "m"), "selective_scan": ("y", "state")}[op]
+    names = {"ssd": ("y", "state"), "mlstm": ("h", "C", "n", "m"), "selective_scan": ("y", "state"),
+             "delta": ("o", "state"), "kda": ("o", "state")}[op]
     found = {name: rel_error(o, r) for name, o, r in zip(names, outs, ref_outs)}
     found |= {f"d{name}": rel_error(g, r) for name, g, r in zip(leaves, grads, ref_grads)}
     return found
@@ -167,7 +182,7 @@ def _with_warps(config, num_warps: int):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny shapes (CPU: the interpreter)")
-    parser.add_argument("--ops", default="ssd,mlstm,selective_scan", help="comma-separated subset")
+    parser.add_argument("--ops", default="ssd,mlstm,selective_scan,delta,kda", help="comma-separated subset")
     parser.add_argument("--shape", help="one op's dims, comma-separated, instead of the defaults")
     args = parser.parse_args(argv)
     ops = [op for op in args.ops.split(",") if op]
@@ -184,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     for op in ops:
         dims = tuple(int(x) for x in args.shape.split(",")) if args.shape else \
             SHAPES[op]["smoke" if args.smoke else ("gpu" if on_gpu else "cpu")]
-        module = importlib.import_module(f"kernels.{op}.triton")
+        module = importlib.import_module(f"kernels.{MODULE.get(op, op)}.triton")
         base = inputs_of(op, dims, device)
         print(f"\n## {op} {'x'.join(map(str, dims))}, bf16, relative error against fp64\n", flush=True)
         header = None

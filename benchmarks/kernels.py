@@ -1,4 +1,5 @@
-"""Speed of the Triton kernels (Mamba-2 SSD, Mamba-1 selective scan, xLSTM mLSTM) beside their anchors.
+"""Speed of the Triton kernels (Mamba-2 SSD, Mamba-1 selective scan, xLSTM mLSTM, the gated delta rule)
+beside their anchors.
 
     python benchmarks/kernels.py --smoke          # tiny shapes; CPU under the Triton interpreter (CI)
     python benchmarks/kernels.py --out docs/benchmarks/kernels_h200.md \\
@@ -9,7 +10,8 @@ that shape, run in fp64 (outputs and every input gradient: fp32 within 1e-3, bf1
 that fails is not timed. Then forward and forward+backward are timed in bf16 with `triton.testing.do_bench`
 (median), beside what of the anchors can be imported here: mamba_ssm's Triton
 `mamba_chunk_scan_combined` (from `--mamba-ssm-src`, loaded without running the package's
-`__init__`) and CUDA `selective_scan_fn`, flash-linear-attention's `chunk_simple_gla`, NX-AI's
+`__init__`) and CUDA `selective_scan_fn`, flash-linear-attention's `chunk_simple_gla`,
+`chunk_gated_delta_rule` and `chunk_kda` (from `--fla-src`, or the `fla-core` wheel), NX-AI's
 `mlstm_kernels`, torch's `scaled_dot_product_attention`, and the compiled reference (`torch.compile`)
 of the selective scan. Each anchor runs in a child process of its own, given `--anchor-timeout`
 seconds (`--compile-timeout` for the compiled reference, which is skipped beyond
@@ -94,8 +96,13 @@ TFLA_MS_PER_65536_TOKENS = 15.25  # NX-AI TFLA, H100, fwd+bwd, NH16 K128 V256
 SCAN_SHAPES = {  # B, T, Dc, N; with z and D
     "B16-T2048-D2048-N16": ((16, 2048, 2048, 16), {"mamba_cuda": (1.11, 5.62)}),
 }
+DELTA_SHAPES = {  # B, T, H, K, V: Gated DeltaNet's head dims (Qwen3-Next, Kimi Linear: 128)
+    "B8-T2048-H16-K128-V128": (8, 2048, 16, 128, 128),
+    "B2-T8192-H16-K128-V128": (2, 8192, 16, 128, 128),
+}
 SMOKE = {
     "ssd": {"B1-T37-H2-P16-N16-G1": ((1, 37, 2, 16, 16, 1), {})},
+    "gated_delta": {"B1-T37-H2-K16-V32": (1, 37, 2, 16, 32)},
     "mlstm": {"B1-T37-H2-K16-V32": (1, 37, 2, 16, 32)},
     "selective_scan": {"B1-T37-D32-N8": ((1, 37, 32, 8), {})},
 }
@@ -258,6 +265,9 @@ def anchor_worker(spec: str, args) -> None:
     elif op == "mlstm":
         dims = MLSTM_SHAPES[shape]
         row = make(mlstm_inputs(dims, "cuda"), dims, mlstm_bytes(*dims))
+    elif op == "gated_delta":
+        dims, channel = DELTA_SHAPES[shape], anchor == "fla_kda"
+        row = make(delta_inputs(dims, "cuda", channel), args, delta_bytes(*dims, channel))
     else:
         dims = SCAN_SHAPES[shape][0]
         row = make(scan_inputs(dims, "cuda"), dims, args, scan_bytes(*dims))
@@ -615,11 +625,100 @@ def scan_tables(shapes: dict, args, smoke: bool) -> list[Table]:
     return tables
 
 
+# -------------------------------------------------------------------------------------- gated delta
+DELTA_BF16 = ("q", "k", "v", "beta")  # the log decay g stays fp32, as Gated DeltaNet and KDA compute it
+
+
+def delta_bytes(B: int, T: int, H: int, K: int, V: int, channel: bool) -> tuple[float, float]:
+    """Bytes that must move: forward reads q, k, v, β (bf16) and g (fp32, [K] per token when channel-wise)
+    and writes o; forward+backward also reads them and do again and writes their gradients."""
+    g = 4 * B * T * H * (K if channel else 1)
+    inputs = 2 * B * T * H * (2 * K + V + 1) + g
+    out = 2 * B * T * H * V
+    return inputs + out, inputs + out + 2 * inputs + 2 * out
+
+
+def delta_inputs(dims: tuple[int, ...], dev: str, channel: bool) -> dict:
+    """As the layer makes them: q and k L2-normalised, g = logσ(·) ≤ 0, β = σ(·)."""
+    import torch
+    import torch.nn.functional as F
+
+    B, T, H, K, V = dims
+    torch.manual_seed(0)
+    gate = (B, T, H, K) if channel else (B, T, H)
+    return {
+        "q": F.normalize(torch.randn(B, T, H, K, device=dev), dim=-1),
+        "k": F.normalize(torch.randn(B, T, H, K, device=dev), dim=-1),
+        "v": torch.randn(B, T, H, V, device=dev),
+        "g": F.logsigmoid(torch.randn(gate, device=dev) + 3),
+        "beta": torch.sigmoid(torch.randn(B, T, H, device=dev)),
+    }
+
+
+def fla_delta_row(base: dict, args, nbytes: tuple[float, float]) -> Row:
+    """flash-linear-attention's chunk_gated_delta_rule (a decay per head), or chunk_kda (per key channel)."""
+    import torch
+
+    if args.fla_src:
+        sys.path.insert(0, args.fla_src)
+    if base["g"].ndim == 4:
+        from fla.ops.kda import chunk_kda as fn
+
+        label = "fla chunk_kda"
+    else:
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule as fn
+
+        label = "fla chunk_gated_delta_rule"
+    t = cast(base, DELTA_BF16, torch.bfloat16)
+    kw = {"scale": t["q"].shape[-1] ** -0.5}
+    if "head_first" in inspect.signature(fn).parameters:
+        kw["head_first"] = False
+    fwd_ms, fb_ms = time_fwd_bwd(lambda: fn(**t, **kw), list(t.values()))
+    return Row(label, fwd_ms, fb_ms, "", *nbytes)
+
+
+def delta_tables(shapes: dict, args, smoke: bool) -> list[Table]:
+    from kernels.delta import gated_delta
+    from kernels.delta.reference import gated_delta_chunked
+
+    tables = []
+    for name, dims in shapes.items():
+        for channel in (False, True):
+            table = Table("gated_delta", f"{name}, decay per {'key channel (KDA)' if channel else 'head'}",
+                          tbps=args.hbm_tbps)
+            tables.append(table)
+            table.start()
+            base, nbytes = delta_inputs(dims, args.device, channel), delta_bytes(*dims, channel)
+
+            def ref(t: dict) -> tuple:
+                return gated_delta_chunked(**t, scale=t["q"].shape[-1] ** -0.5, chunk_size=64)
+
+            chunks = [16] if channel else args.delta_chunk_sizes  # a channel-wise decay's chunks hold 16 tokens
+            for L in chunks:
+                def run(t: dict, L: int = L) -> tuple:
+                    return gated_delta(**t, return_final_state=True, chunk_size=L, backend="triton")
+
+                measure_ours(table, f"triton (ours), chunk {L}", run, ref, base, DELTA_BF16, smoke, nbytes)
+            if smoke:
+                table.finish()
+                continue
+            fla = attempt("fla", "gated_delta", name, "fla_kda" if channel else "fla", args)
+            table.add(fla)
+            ours = [r for r in table.rows if r.impl.startswith("triton") and r.fwdbwd_ms]
+            if ours and fla.fwdbwd_ms:
+                o = min(ours, key=lambda r: r.fwdbwd_ms)
+                table.verdict += (f"Against fla, measured in this run: ours {o.fwd_ms / fla.fwd_ms:.2f}× its "
+                                  f"forward time, {o.fwdbwd_ms / fla.fwdbwd_ms:.2f}× its forward+backward.")
+            table.finish()
+    return tables
+
+
 # op -> anchor -> the function that measures it in `anchor_worker`'s child process
 ANCHORS = {
     "ssd": {"mamba": mamba_ssd_row, "fla": fla_ssd_row},
     "mlstm": {"tfla": tfla_row, "sdpa": sdpa_row},
     "selective_scan": {"mamba": mamba_scan_row, "compiled": compiled_scan_row},
+    "gated_delta": {"fla": fla_delta_row, "fla_kda": fla_delta_row},
 }
 
 
@@ -651,11 +750,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, check only (CPU: the interpreter)")
     parser.add_argument("--out", type=Path, help="write the markdown tables here")
-    parser.add_argument("--ops", default="ssd,mlstm,selective_scan", help="comma-separated subset, run in this order")
+    parser.add_argument("--ops", default="ssd,mlstm,selective_scan,gated_delta",
+                        help="comma-separated subset, run in this order")
     parser.add_argument("--mamba-ssm-src", help="a state-spaces/mamba checkout (the folder with mamba_ssm/)")
     parser.add_argument("--fla-src", help="a checkout of flash-linear-attention (the folder holding fla/)")
     parser.add_argument("--ssd-chunk-sizes", default="64,128", help="chunk sizes to time our SSD at")
     parser.add_argument("--mlstm-chunk-sizes", default="64,128", help="chunk sizes to time our mLSTM at")
+    parser.add_argument("--delta-chunk-sizes", default="64",
+                        help="chunk sizes to time our gated delta rule at (a decay per head; per channel: 16)")
     parser.add_argument("--scan-blocks", default="16x32,32x16,16x64",
                         help="tokens×channels per block of our selective scan, to time each")
     parser.add_argument("--no-compile-reference", dest="compile_reference", action="store_false",
@@ -673,18 +775,19 @@ def main(argv: list[str] | None = None) -> int:
         anchor_worker(args.anchor_worker, args)
         return 0
     ops = [op.strip() for op in args.ops.split(",") if op.strip()]
-    unknown = sorted(set(ops) - {"ssd", "mlstm", "selective_scan"})
+    unknown = sorted(set(ops) - {"ssd", "mlstm", "selective_scan", "gated_delta"})
     if unknown:
-        parser.error(f"--ops: unknown op {', '.join(unknown)}; use ssd, mlstm, selective_scan")
+        parser.error(f"--ops: unknown op {', '.join(unknown)}; use ssd, mlstm, selective_scan, gated_delta")
     try:
         args.ssd_chunk_sizes = [int(x) for x in args.ssd_chunk_sizes.split(",")]
         args.mlstm_chunk_sizes = [int(x) for x in args.mlstm_chunk_sizes.split(",")]
+        args.delta_chunk_sizes = [int(x) for x in args.delta_chunk_sizes.split(",")]
         args.scan_blocks = [tuple(int(v) for v in x.split("x")) for x in args.scan_blocks.split(",")]
         assert all(len(b) == 2 and all(v > 0 and v & (v - 1) == 0 for v in b) for b in args.scan_blocks)
-        assert all(x > 0 for x in args.ssd_chunk_sizes + args.mlstm_chunk_sizes)
+        assert all(x > 0 for x in args.ssd_chunk_sizes + args.mlstm_chunk_sizes + args.delta_chunk_sizes)
     except (ValueError, AssertionError):
-        parser.error("--ssd-chunk-sizes/--mlstm-chunk-sizes: comma-separated positive integers (64,128); "
-                     "--scan-blocks: comma-separated powers of two TxD (16x32,32x16)")
+        parser.error("--ssd-chunk-sizes/--mlstm-chunk-sizes/--delta-chunk-sizes: comma-separated positive "
+                     "integers (64,128); --scan-blocks: comma-separated powers of two TxD (16x32,32x16)")
 
     import torch
 
@@ -703,12 +806,14 @@ def main(argv: list[str] | None = None) -> int:
     if smoke:
         args.ssd_chunk_sizes = args.ssd_chunk_sizes[:1]
         args.mlstm_chunk_sizes = args.mlstm_chunk_sizes[:1]
+        args.delta_chunk_sizes = args.delta_chunk_sizes[:1]
         args.scan_blocks = args.scan_blocks[:1]
     tables: list[Table] = []
     runs = {
         "ssd": lambda: ssd_tables(SMOKE["ssd"] if smoke else SSD_SHAPES, args, smoke),
         "mlstm": lambda: mlstm_tables(SMOKE["mlstm"] if smoke else MLSTM_SHAPES, args, smoke),
         "selective_scan": lambda: scan_tables(SMOKE["selective_scan"] if smoke else SCAN_SHAPES, args, smoke),
+        "gated_delta": lambda: delta_tables(SMOKE["gated_delta"] if smoke else DELTA_SHAPES, args, smoke),
     }
     for op in dict.fromkeys(ops):  # in the order given
         tables += runs[op]()  # each row printed as it is measured

@@ -45,6 +45,9 @@ SYMBOL_COLORS: dict[str, str] = {
     "M": "#1f77b4",  # Mamba-2
     "m": "#17becf",  # Mamba-1
     "X": "#9467bd",  # mLSTM
+    "D": "#2ca02c",  # Gated DeltaNet / KDA
+    "C": "#bcbd22",  # gated short convolution
+    "W": "#e377c2",  # sliding-window attention
     "-": "#c7c7c7",  # dense MLP
     "E": "#ff7f0e",  # MoE
 }
@@ -52,6 +55,8 @@ FAMILY_COLORS: dict[str, str] = {
     "Mamba-2": SYMBOL_COLORS["M"],
     "Mamba-1": SYMBOL_COLORS["m"],
     "mLSTM": SYMBOL_COLORS["X"],
+    "Gated DeltaNet": SYMBOL_COLORS["D"],
+    "short conv": SYMBOL_COLORS["C"],
     "none": SYMBOL_COLORS["*"],
     "mixed": "#8c564b",
     "unknown": "#7f7f7f",

@@ -5,7 +5,7 @@
       base: jamba                      # a preset (scaled to the profile's size), a YAML path, or inline
       factors:
         pos: [rope, nope]              # attention's positional encoding
-        ssm: [mamba1, mamba2, mlstm]   # every SSM layer of the base becomes this family
+        ssm: [mamba1, mamba2, mlstm, deltanet, kda, shortconv]   # every SSM layer becomes this family
         mamba2.d_state: [16, 64]       # any option, by its dotted path
       seeds: 3
 
@@ -25,10 +25,11 @@ from search_spaces.arch import OPTION_TYPES
 from search_spaces.config import ConfigError
 from search_spaces.pattern import FAMILIES
 from search_spaces.presets import preset
+from search_spaces.space import SSM_OPTIONS, ssm_of
+from search_spaces.space import SSM_SYMBOL as SSM
 
 __all__ = ["ablation_arch", "ablation_archs", "ablation_grid", "base_arch", "base_level", "suggest_cell"]
 
-SSM = {"mamba1": "m", "mamba2": "M", "mlstm": "X"}
 SPECIAL = ("pos", "ssm")
 
 
@@ -46,7 +47,7 @@ def base_level(base: ArchConfig, factor: str) -> Any:
     if factor == "pos":
         return base.attention.pos if base.attention else None
     if factor == "ssm":
-        return next((name for name, sym in SSM.items() if sym in base.pattern), None)
+        return ssm_of(base)
     family, _, key = factor.partition(".")
     group = getattr(base, family, None)
     return getattr(group, key) if group is not None else None
@@ -63,9 +64,9 @@ def _apply(arch: ArchConfig, factor: str, level: Any) -> ArchConfig:
         if level not in SSM:
             raise ConfigError(f"factor ssm has level {level!r}; use {', '.join(SSM)}")
         if not any(s in arch.pattern for s in SSM.values()):
-            raise ConfigError("factor ssm needs SSM layers (M, m or X) in the base architecture")
+            raise ConfigError("factor ssm needs SSM layers (M, m, X, D or C) in the base architecture")
         pattern = "".join(SSM[level] if ch in SSM.values() else ch for ch in arch.pattern)
-        return arch.replace(pattern=pattern)
+        return arch.replace(pattern=pattern, **SSM_OPTIONS.get(level, {}))
     family, _, key = factor.partition(".")
     if family not in OPTION_TYPES or key not in OPTION_TYPES[family].model_fields:
         raise ConfigError(f"unknown ablation factor {factor!r}; use pos, ssm or an option path like mamba2.d_state")

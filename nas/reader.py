@@ -74,7 +74,7 @@ _STATUS_ATTRS = (record.FAILURE, record.JOB_RUNG, record.RUNG_DONE)
 _STUDY_ATTRS = (record.SPEC, record.CREATED, record.ELAPSED, record.MLFLOW_EXPERIMENT, record.MLFLOW_PARENT_RUN)
 # a study whose newest trial event (start, end, progress report) is older than this is not running
 ACTIVE_WINDOW = 15 * 60.0
-_FAMILY_NAMES = {"M": "Mamba-2", "m": "Mamba-1", "X": "mLSTM"}
+_FAMILY_NAMES = {"M": "Mamba-2", "m": "Mamba-1", "X": "mLSTM", "D": "Gated DeltaNet", "C": "short conv"}
 
 
 # ----- connections --------------------------------------------------------------------------------
@@ -125,7 +125,8 @@ def _in(names: tuple[str, ...]) -> str:
 
 # ----- patterns -----------------------------------------------------------------------------------
 def ssm_family(pattern: str | None) -> str:
-    """The recurrent family of a pattern: Mamba-2, Mamba-1, mLSTM, 'mixed' or 'none' (attention only)."""
+    """The recurrent family of a pattern: Mamba-2, Mamba-1, mLSTM, Gated DeltaNet, short conv, 'mixed' or 'none'
+    (attention only)."""
     if not pattern:
         return "unknown"
     found = [name for sym, name in _FAMILY_NAMES.items() if sym in pattern]
@@ -133,11 +134,11 @@ def ssm_family(pattern: str | None) -> str:
 
 
 def attention_ratio(pattern: str | None) -> float:
-    """Attention's share of the mixers (`*` among `*MmX`): 0 for a pure SSM, 1 for a Transformer."""
+    """Attention's share of the mixers (`*` and `W` among `*MmXDCW`): 0 for a pure SSM, 1 for a Transformer."""
     if not pattern:
         return math.nan
-    mixers = sum(pattern.count(s) for s in "*MmX")
-    return pattern.count("*") / mixers if mixers else math.nan
+    mixers = sum(pattern.count(s) for s in "*MmXDCW")
+    return (pattern.count("*") + pattern.count("W")) / mixers if mixers else math.nan
 
 
 # ----- studies ------------------------------------------------------------------------------------

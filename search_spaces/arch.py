@@ -7,6 +7,9 @@
     mamba2: {d_state: 128, head_dim: 64}
     mlp: {ratio: 4.0}
 
+    pattern: "WWWWW*-" ...    # local and global attention: `W` reads `local_attention` (a window), `*` `attention`
+    pattern: "DDD*-" ...      # Gated DeltaNet : attention 3:1; `deltanet: {gate: channel}` makes the D layers KDA
+
 A family's options are filled with defaults when its symbol is in the pattern and may not be given when
 it is not. Widths are derived from `d_model` (ratios and factors), so one config scales by changing
 `d_model` alone. Configs are frozen, reject unknown keys, and round-trip exactly through YAML and JSON.
@@ -28,11 +31,14 @@ from search_spaces.pattern import FAMILIES, SYMBOLS, PatternError, count, parse_
 __all__ = [
     "ArchConfig",
     "AttentionOptions",
+    "DeltaNetOptions",
+    "LocalAttentionOptions",
     "MLPOptions",
     "MLSTMOptions",
     "Mamba1Options",
     "Mamba2Options",
     "MoEOptions",
+    "ShortConvOptions",
 ]
 
 
@@ -45,10 +51,20 @@ class AttentionOptions(Strict):
     pos: Literal["rope", "nope"] = "rope"
     rope_theta: float = Field(10_000.0, gt=0)
     rope_fraction: float = Field(1.0, gt=0, le=1, description="share of each head's dims that RoPE rotates")
+    window: int | None = Field(None, gt=0, description="None: global; N: each query sees its N latest tokens")
+    output_gate: bool = Field(False, description="Qwen3-Next's gated attention: each head's output times σ(x W_g)")
+    qk_norm: bool = Field(False, description="RMSNorm over each head's q and k before RoPE (Qwen3, Gemma 3)")
 
     def dims(self, d_model: int) -> tuple[int, int, int]:
         """(heads, kv_heads, head_dim) at this width."""
         return self.heads, self.kv_heads or self.heads, self.head_dim or d_model // self.heads
+
+
+class LocalAttentionOptions(AttentionOptions):
+    """Attention over a sliding window (`W`): the options of `*`, with a window always set, so that a
+    pattern mixes local and global attention (Gemma 3: five local layers to one global)."""
+
+    window: int = Field(1024, gt=0, description="each query sees its N latest tokens, itself included")
 
 
 class Mamba2Options(Strict):
@@ -97,6 +113,36 @@ class MLSTMOptions(Strict):
         return round(self.v_dim_factor * d_model)
 
 
+class DeltaNetOptions(Strict):
+    """Gated DeltaNet (Yang, Kautz, Hatamizadeh 2024): the delta rule with a decay gate, short convolutions
+    on q/k/v, L2-normalised q and k, an output gate and norm. `gate: channel` decays each key channel on
+    its own, with low-rank gate projections: Kimi Delta Attention (KDA)."""
+
+    heads: int = Field(4, gt=0, description="q/k heads")
+    head_dim: int | None = Field(None, gt=0, description="q/k head dim; None: d_model // heads")
+    v_heads: int | None = Field(None, gt=0, description="None: heads; a multiple of heads (they share q/k)")
+    v_head_dim: int | None = Field(None, gt=0, description="None: head_dim")
+    gate: Literal["head", "channel"] = Field("head", description="a decay per head, or per key channel (KDA)")
+    d_conv: int = Field(4, gt=0)
+    chunk_size: int = Field(64, gt=0)
+
+    def dims(self, d_model: int) -> tuple[int, int, int, int]:
+        """(heads, head_dim, v_heads, v_head_dim) at this width."""
+        head_dim = self.head_dim or d_model // self.heads
+        return self.heads, head_dim, self.v_heads or self.heads, self.v_head_dim or head_dim
+
+    def widths(self, d_model: int) -> tuple[int, int]:
+        """(q/k width, v width): heads · head_dim and v_heads · v_head_dim."""
+        h, k, hv, v = self.dims(d_model)
+        return h * k, hv * v
+
+
+class ShortConvOptions(Strict):
+    """LFM2's gated short convolution: x → (b, c, h) = x W_in; y = c ⊙ conv(b ⊙ h); out = y W_out."""
+
+    d_conv: int = Field(3, gt=0, description="the convolution's width (LFM2's L_cache)")
+
+
 Activation = Literal["swiglu", "relu2", "gelu"]  # gated SiLU; squared ReLU; GeLU (the last two not gated)
 
 
@@ -133,9 +179,16 @@ OPTION_TYPES: dict[str, type[Strict]] = {
     "mamba2": Mamba2Options,
     "mamba1": Mamba1Options,
     "mlstm": MLSTMOptions,
+    "deltanet": DeltaNetOptions,
+    "shortconv": ShortConvOptions,
+    "local_attention": LocalAttentionOptions,
     "mlp": MLPOptions,
     "moe": MoEOptions,
 }
+
+
+_QUIET_SWITCHES = ("output_gate", "qk_norm")
+MAX_DELTA_HEAD_DIM = 256  # kernels.delta.MAX_TRITON_K (search_spaces imports no torch)
 
 
 def _divisors(n: int) -> str:
@@ -157,6 +210,9 @@ class ArchConfig(BaseModel):
     mamba2: Mamba2Options | None = None
     mamba1: Mamba1Options | None = None
     mlstm: MLSTMOptions | None = None
+    deltanet: DeltaNetOptions | None = None
+    shortconv: ShortConvOptions | None = None
+    local_attention: LocalAttentionOptions | None = None
     mlp: MLPOptions | None = None
     moe: MoEOptions | None = None
 
@@ -190,17 +246,40 @@ class ArchConfig(BaseModel):
     @model_validator(mode="after")
     def _check_widths(self) -> ArchConfig:
         d = self.d_model
-        if (a := self.attention) is not None:
+        for name in ("attention", "local_attention"):
+            if (a := getattr(self, name)) is None:
+                continue
             if a.head_dim is None and d % a.heads:
                 raise ValueError(
-                    f"attention.heads={a.heads} does not divide d_model={d}; "
-                    f"choose heads among {_divisors(d)} or set attention.head_dim"
+                    f"{name}.heads={a.heads} does not divide d_model={d}; "
+                    f"choose heads among {_divisors(d)} or set {name}.head_dim"
                 )
-            heads, kv, _ = a.dims(d)
+            heads, kv, hd = a.dims(d)
             if heads % kv:
                 raise ValueError(
-                    f"attention.kv_heads={kv} does not divide attention.heads={heads}; "
+                    f"{name}.kv_heads={kv} does not divide {name}.heads={heads}; "
                     f"choose kv_heads among {_divisors(heads)}"
+                )
+            if a.pos == "rope" and 2 * max(1, round(a.rope_fraction * hd / 2)) > hd:
+                raise ValueError(f"{name}.head_dim={hd} is too narrow for RoPE, which rotates pairs of dims; "
+                                 f"use a head_dim of at least 2 or pos: nope")
+        if (n := self.deltanet) is not None:
+            if n.head_dim is None and d % n.heads:
+                raise ValueError(
+                    f"deltanet.heads={n.heads} does not divide d_model={d}; "
+                    f"choose heads among {_divisors(d)} or set deltanet.head_dim"
+                )
+            heads, head_dim, v_heads, _ = n.dims(d)
+            if head_dim > MAX_DELTA_HEAD_DIM:
+                raise ValueError(
+                    f"deltanet.head_dim is {head_dim} at d_model={d}, over {MAX_DELTA_HEAD_DIM}, the widest q/k "
+                    f"head the delta-rule kernels take; set deltanet.head_dim or more deltanet.heads"
+                )
+            if v_heads % heads:
+                raise ValueError(
+                    f"deltanet.v_heads={v_heads} is not a multiple of deltanet.heads={heads}; each q/k head "
+                    f"serves the same number of value heads, so choose v_heads among {heads}, {2 * heads}, "
+                    f"{3 * heads}, …"
                 )
         if (m2 := self.mamba2) is not None:
             inner = m2.d_inner(d)
@@ -263,7 +342,13 @@ class ArchConfig(BaseModel):
 
     # ----- serialisation --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        data = self.model_dump(mode="json", exclude_none=True)
+        # switches that came after configs were stored are written only when on: older configs read the same
+        for family in ("attention", "local_attention"):
+            for key in _QUIET_SWITCHES:
+                if data.get(family, {}).get(key) is False:
+                    del data[family][key]
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)

@@ -1,7 +1,8 @@
 """The layer-pattern notation: one symbol per pre-norm residual sublayer.
 
 Megatron-LM's hybrid patterns (`M`, `*`, `-`, `E`, and `|` between pipeline stages) are valid here
-unchanged; `m` (Mamba-1) and `X` (mLSTM) extend them.
+unchanged; `m` (Mamba-1), `X` (mLSTM), `D` (Gated DeltaNet, or KDA with `deltanet.gate: channel`), `C`
+(LFM2's gated short convolution) and `W` (attention over a sliding window) extend them.
 
     >>> parse_pattern("M-M*-|M-M-")
     'M-M*-M-M-'
@@ -30,11 +31,14 @@ SYMBOLS: dict[str, tuple[str, str]] = {
     "M": ("mamba2", "Mamba-2"),
     "m": ("mamba1", "Mamba-1"),
     "X": ("mlstm", "mLSTM"),
+    "D": ("deltanet", "Gated DeltaNet"),
+    "C": ("shortconv", "gated short convolution"),
+    "W": ("local_attention", "sliding-window attention"),
     "-": ("mlp", "dense MLP"),
     "E": ("moe", "MoE"),
 }
 FAMILIES: dict[str, str] = {family: symbol for symbol, (family, _) in SYMBOLS.items()}
-MIXER_SYMBOLS = "*MmX"
+MIXER_SYMBOLS = "*MmXDCW"
 FFN_SYMBOLS = "-E"
 # Megatron-LM separates pipeline stages with '|'; the model itself does not see them.
 _IGNORED = "|"

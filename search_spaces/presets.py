@@ -5,7 +5,9 @@ the one rule in `scaling.py` (pattern unchanged; only the width moves), which is
 Layer counts, widths, heads and state sizes follow each model's published configuration; `source`
 names it (Granite-4.0-H-Small's attention indices and the 8B Mamba-2-Hybrid's vocabulary and MLP
 activation follow its Megatron-LM scripts' defaults where no config states them). MLPs are SwiGLU except
-where `activation` says `relu2` (squared ReLU) or `gelu`.
+where `activation` says `relu2` (squared ReLU) or `gelu`. Where our layers cannot hold a published one
+exactly, the title says so and `source` names the difference (Kimi Linear's MLA is GQA here, Gemma 3's
+GeGLU a SwiGLU).
 """
 
 from __future__ import annotations
@@ -144,6 +146,71 @@ _PRESETS = [
             attention={"heads": 32, "kv_heads": 8, "pos": "nope"},
             mamba2={"d_state": 128, "head_dim": 64, "expand": 2, "n_groups": 8, "d_conv": 4, "chunk_size": 128},
             mlp={"ratio": 21504 / 4096, "activation": "relu2"},
+        ),
+    ),
+]
+
+_PRESETS += [
+    Preset(
+        "qwen3-next",
+        "Qwen3-Next-80B-A3B: Gated DeltaNet : gated attention 3:1, MoE (512 experts, top 10, shared expert)",
+        "Qwen/Qwen3-Next-80B-A3B-Instruct config.json (transformers Qwen3NextConfig); its shared expert's "
+        "sigmoid gate (one weight row per layer) is not modelled",
+        ArchConfig(
+            pattern=_periodic(48, 4, 3, "D", "E", moe_every=1), d_model=2048, vocab_size=151936,
+            tie_embeddings=False, norm_eps=1e-6,
+            attention={"heads": 16, "kv_heads": 2, "head_dim": 256, "pos": "rope", "rope_theta": 10_000_000.0,
+                       "rope_fraction": 0.25, "output_gate": True, "qk_norm": True},
+            deltanet={"heads": 16, "head_dim": 128, "v_heads": 32, "v_head_dim": 128, "gate": "head", "d_conv": 4},
+            moe={"experts": 512, "top_k": 10, "ratio": 512 / 2048, "shared_expert": True,
+                 "shared_ratio": 512 / 2048, "aux_loss_weight": 0.001},
+        ),
+    ),
+    Preset(
+        "kimi-linear",
+        "Kimi-Linear-48B-A3B: KDA : attention 3:1 (MLA as GQA with 2 KV heads, NoPE), MoE (256 experts, top 8)",
+        "moonshotai/Kimi-Linear-48B-A3B-Instruct config.json (transformers KimiLinearConfig): attention at "
+        "layers 4, 8, …, 24 and 27 (1-based), the first feed-forward dense. Its MLA (32 heads, latent 512 + "
+        "RoPE key 64 cached per token, q/k heads 192 wide, values 128) is GQA here: 32 heads of 128, 2 KV "
+        "heads (512 cached values per token against MLA's 576), about 30% fewer attention weights; its "
+        "aux-loss-free sigmoid router is our softmax router",
+        ArchConfig(
+            pattern=_at(27, {3, 7, 11, 15, 19, 23, 26}, "D", "E").replace("E", "-", 1), d_model=2304,
+            vocab_size=163840, tie_embeddings=False, norm_eps=1e-5,
+            attention={"heads": 32, "kv_heads": 2, "head_dim": 128, "pos": "nope"},
+            deltanet={"heads": 32, "head_dim": 128, "gate": "channel", "d_conv": 4},
+            mlp={"ratio": 9216 / 2304},
+            moe={"experts": 256, "top_k": 8, "ratio": 1024 / 2304, "shared_expert": True,
+                 "shared_ratio": 1024 / 2304, "aux_loss_weight": 0.001},
+        ),
+    ),
+    Preset(
+        "lfm2",
+        "LFM2-1.2B: 10 gated short convolutions and 6 GQA layers (q/k norm), each with a SwiGLU",
+        "LiquidAI/LFM2-1.2B config.json (transformers Lfm2Config): attention at layers 2, 5, 8, 10, 12, 14 "
+        "(0-based); block_ff_dim 12288 auto-adjusted to 8192",
+        ArchConfig(
+            pattern=_at(16, {2, 5, 8, 10, 12, 14}, "C"), d_model=2048, vocab_size=65536, tie_embeddings=True,
+            norm_eps=1e-5,
+            attention={"heads": 32, "kv_heads": 8, "pos": "rope", "rope_theta": 1_000_000.0, "qk_norm": True},
+            shortconv={"d_conv": 3},
+            mlp={"ratio": 8192 / 2048},
+        ),
+    ),
+    Preset(
+        "gemma3",
+        "Gemma 3 1B: five sliding-window (512) attention layers to one global, q/k norm",
+        "google/gemma-3-1b-pt config.json (transformers Gemma3TextConfig): sliding_window 512, every sixth "
+        "layer global, RoPE base 10,000 local and 1,000,000 global. Its GeGLU is a SwiGLU here (as many "
+        "weights); its post-attention and post-MLP norms and √d embedding scale are not modelled",
+        ArchConfig(
+            pattern=_periodic(26, 6, 5, "W", "-"), d_model=1152, vocab_size=262144, tie_embeddings=True,
+            norm_eps=1e-6,
+            attention={"heads": 4, "kv_heads": 1, "head_dim": 256, "pos": "rope", "rope_theta": 1_000_000.0,
+                       "qk_norm": True},
+            local_attention={"heads": 4, "kv_heads": 1, "head_dim": 256, "pos": "rope", "rope_theta": 10_000.0,
+                             "qk_norm": True, "window": 512},
+            mlp={"ratio": 6912 / 1152},
         ),
     ),
 ]

@@ -3,21 +3,23 @@
 `scale(cfg, params)` returns a config of about `params` total parameters that keeps:
 - the layer pattern symbol for symbol: depth, the attention : SSM ratio, where attention sits, where
   the MoE layers sit;
-- every width ratio: MLP and expert ratios, Mamba expand factors, mLSTM q/k/v factors;
+- every width ratio: MLP and expert ratios, Mamba expand factors, mLSTM q/k/v factors, Gated DeltaNet's
+  q/k and v widths against d_model and its value heads per q/k head;
 - the number of experts, top-k and the shared expert; RoPE or NoPE; conv widths; the GQA ratio
   (as far as whole heads allow).
 
-- every state size (Mamba-1 and Mamba-2 `d_state`): it sets how much a recurrent layer can remember,
-  which is what a hybrid search is about, not a width.
+- every state size (Mamba-1 and Mamba-2 `d_state`) and attention window: they set how much a layer can
+  remember, which is what a hybrid search is about, not a width. (A proxy trained on sequences shorter
+  than a window sees no difference between that local attention and a global one.)
 
 Only `d_model` is chosen: the candidate width whose model lands closest to `params` (in log scale),
 candidates being multiples of 16 up to 128, of 32 up to 512 and of 64 beyond (so that per-head widths
 of 32 and 64 divide them).
 Widths follow from it. When shrinking by s = d_model′ / d_model, each per-head width (attention head
-dim, Mamba-2 head dim, mLSTM head dims) shrinks by s too, to a power of two but never below 32 (or the
-largest power of two that divides a narrower width), and Mamba-2 groups shrink by s but never below
-one; head counts are what the widths then hold. Growing keeps every per-head width as published and
-adds heads.
+dim, Mamba-2 head dim, mLSTM and Gated DeltaNet head dims) shrinks by s too, to a power of two but never
+below 32 (or the largest power of two that divides a narrower width), and Mamba-2 groups shrink by s but
+never below one; head counts are what the widths then hold (attention and Gated DeltaNet: their heads'
+total width keeps its ratio to d_model). Growing keeps every per-head width as published and adds heads.
 """
 
 from __future__ import annotations
@@ -54,15 +56,23 @@ def resize(cfg: ArchConfig, d_model: int, vocab_size: int | None = None) -> Arch
     s = d_model / cfg.d_model
     shrink = min(1.0, s)
     changes: dict = {"d_model": d_model, "vocab_size": vocab_size or cfg.vocab_size}
-    if (a := cfg.attention) is not None:
+    for name in ("attention", "local_attention"):
+        if (a := getattr(cfg, name)) is None:
+            continue
         heads, kv, hd = a.dims(cfg.d_model)
         hd2 = _per_head(d_model, hd, s)
-        heads2 = d_model // hd2
-        changes["attention"] = {
+        heads2 = max(1, round(heads * hd * s / hd2))  # the heads' total width keeps its ratio to d_model
+        changes[name] = {
             "heads": heads2,
             "kv_heads": _divisor_at_most(heads2, round(heads2 * kv / heads)),
-            "head_dim": None,
+            "head_dim": None if heads2 * hd2 == d_model else hd2,
         }
+    if (n := cfg.deltanet) is not None:
+        heads, k, v_heads, v = n.dims(cfg.d_model)
+        k2, v2 = _per_head(d_model, k, s), _per_head(d_model, v, s)
+        heads2 = max(1, round(heads * k * s / k2))
+        changes["deltanet"] = {"heads": heads2, "head_dim": k2, "v_heads": heads2 * (v_heads // heads),
+                               "v_head_dim": v2}
     if (m2 := cfg.mamba2) is not None:
         inner = m2.expand * d_model
         p = _per_head(inner, m2.head_dim, s)

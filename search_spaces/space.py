@@ -8,7 +8,7 @@ A space is data (`search_spaces/spaces/*.yaml`, or inline in a study spec):
       layers: 8                                   # a fixed value
       attn_ratio: ["0", "1:7", "1:3", "all"]      # a list: one of these
       placement: [even, middle, late]
-      ssm: [mamba1, mamba2, mlstm]
+      ssm: [mamba1, mamba2, mlstm, deltanet, kda, shortconv]
       mamba2.d_state: {low: 16, high: 128, log: true}   # an int range; floats work the same way
 
 The model has `layers` layers, each a mixer (attention or the SSM family) and a feed-forward (MLP or
@@ -19,7 +19,7 @@ MoE). Structural dimensions lay out the pattern:
 | `layers` | int | mixer layers (each with its feed-forward) |
 | `attn_ratio` | `"0"`, `"a:s"`, `"all"` | attention : SSM; a:s gives round(layers·a/(a+s)) attention layers, ≥ 1 |
 | `placement` | `even`, `middle`, `late`, `early` | attention spread evenly, a block in the middle, last, first |
-| `ssm` | `mamba1`, `mamba2`, `mlstm` | the family of the non-attention mixers |
+| `ssm` | `mamba1`, `mamba2`, `mlstm`, `deltanet`, `kda`, `shortconv` | the other mixers (`kda`: `D`, channel gate) |
 | `ffn` | `mlp`, `none` | whether non-MoE layers have a dense MLP |
 | `moe` | `none`, `every`, `every_k`, `after_attention` | which feed-forwards are MoE |
 | `moe_every` | int k | with `every_k`: layers k-1, 2k-1, … (Jamba: k = 2) |
@@ -43,10 +43,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from search_spaces.arch import OPTION_TYPES, ArchConfig
 from search_spaces.config import ConfigError, explain_validation_error, load_named, names_in
 
-__all__ = ["SPACE_DIR", "Range", "SearchSpace", "applies", "layout", "load_space", "space_names"]
+__all__ = [
+    "SPACE_DIR",
+    "SSM_OPTIONS",
+    "SSM_SYMBOL",
+    "Range",
+    "SearchSpace",
+    "applies",
+    "layout",
+    "load_space",
+    "space_names",
+    "ssm_of",
+]
 
 SPACE_DIR = Path(__file__).parent / "spaces"
-SSM_SYMBOL = {"mamba1": "m", "mamba2": "M", "mlstm": "X"}
+# the linear (non-attention) mixer families a search or an ablation chooses among, by the symbol they lay
+# out and the options the choice sets besides
+SSM_SYMBOL = {"mamba1": "m", "mamba2": "M", "mlstm": "X", "deltanet": "D", "kda": "D", "shortconv": "C"}
+SSM_OPTIONS: dict[str, dict[str, Any]] = {
+    "deltanet": {"deltanet": {"gate": "head"}},
+    "kda": {"deltanet": {"gate": "channel"}},
+}
 STRUCTURAL = {
     "layers": None,
     "attn_ratio": None,
@@ -61,7 +78,8 @@ STRUCTURAL = {
     "d_model": None,
 }
 # the pattern symbol of each option family: a dotted dimension applies only where its family is present
-FAMILY_SYMBOL = {"attention": "*", "mamba2": "M", "mamba1": "m", "mlstm": "X", "mlp": "-", "moe": "E"}
+FAMILY_SYMBOL = {"attention": "*", "mamba2": "M", "mamba1": "m", "mlstm": "X", "deltanet": "D", "shortconv": "C",
+                 "local_attention": "W", "mlp": "-", "moe": "E"}
 DEFAULTS: dict[str, Any] = {
     "layers": 8, "attn_ratio": "1:7", "placement": "even", "ssm": "mamba2", "ffn": "mlp", "moe": "none",
     "moe_every": 2,
@@ -87,6 +105,17 @@ class Range(BaseModel):
 
     def is_int(self) -> bool:
         return all(float(v).is_integer() for v in (self.low, self.high, self.step or 1))
+
+
+def ssm_of(cfg: ArchConfig) -> str | None:
+    """The linear mixer family of `cfg` as the `ssm` dimension names it (the first in the pattern), or None."""
+    for ch in cfg.pattern:
+        if ch == "D":
+            return "kda" if cfg.deltanet.gate == "channel" else "deltanet"
+        name = next((n for n, sym in SSM_SYMBOL.items() if sym == ch), None)
+        if name is not None:
+            return name
+    return None
 
 
 def _attention_count(ratio: str, layers: int) -> int:
@@ -252,6 +281,8 @@ class SearchSpace(BaseModel):
         for key in ("d_state", "expand"):
             if key in v and v["ssm"] in ("mamba1", "mamba2"):
                 options[v["ssm"]] = {**options.get(v["ssm"], {}), key: int(v[key])}
+        for family, chosen in SSM_OPTIONS.get(v["ssm"], {}).items():
+            options[family] = {**options.get(family, {}), **chosen}
         for name, x in values.items():
             family, _, key = name.partition(".")
             if key:

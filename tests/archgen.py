@@ -10,23 +10,41 @@ from search_spaces import ArchConfig
 def random_arch(rng: random.Random, *, max_len: int = 8, d_choices=(32, 48, 64, 96)) -> ArchConfig:
     d = rng.choice(d_choices)
     n = rng.randint(1, max_len)
-    pattern = "".join(rng.choice("*MmX-E") for _ in range(n))
+    pattern = "".join(rng.choice("*MmXDCW-E") for _ in range(n))
     cfg: dict = {
         "pattern": pattern,
         "d_model": d,
         "vocab_size": rng.choice([64, 256, 97]),
         "tie_embeddings": rng.random() < 0.5,
     }
-    if "*" in pattern:
+    for symbol, family in (("*", "attention"), ("W", "local_attention")):
+        if symbol not in pattern:
+            continue
         heads = rng.choice([h for h in (1, 2, 4, 8) if d % h == 0])
-        cfg["attention"] = {
+        cfg[family] = {
             "heads": heads,
             "kv_heads": rng.choice([k for k in (1, 2, 4, 8) if heads % k == 0]),
             "pos": rng.choice(["rope", "nope"]),
             "rope_fraction": rng.choice([1.0, 0.5]),
+            "output_gate": rng.random() < 0.5,
+            "qk_norm": rng.random() < 0.5,
         }
         if rng.random() < 0.3:
-            cfg["attention"]["head_dim"] = rng.choice([8, 16])
+            cfg[family]["head_dim"] = rng.choice([8, 16])
+        if symbol == "W" or rng.random() < 0.3:
+            cfg[family]["window"] = rng.choice([4, 16, 1024])
+    if "D" in pattern:
+        heads = rng.choice([h for h in (1, 2, 4) if d % h == 0])
+        cfg["deltanet"] = {
+            "heads": heads,
+            "v_heads": heads * rng.choice([1, 2]),
+            "gate": rng.choice(["head", "channel"]),
+            "d_conv": rng.choice([2, 4]),
+        }
+        if rng.random() < 0.5:
+            cfg["deltanet"].update(head_dim=rng.choice([8, 16]), v_head_dim=rng.choice([8, 12, 24]))
+    if "C" in pattern:
+        cfg["shortconv"] = {"d_conv": rng.choice([2, 3, 4])}
     if "M" in pattern:
         expand = rng.choice([1, 2])
         head_dim = rng.choice([h for h in (8, 16, 32) if (expand * d) % h == 0])

@@ -1,4 +1,4 @@
-"""Inputs of the three recurrent ops for the kernel tests (interpreter and GPU), and the comparison of a run with
+"""Inputs of the recurrent ops for the kernel tests (interpreter and GPU), and the comparison of a run with
 its reference."""
 
 from __future__ import annotations
@@ -72,6 +72,27 @@ def mlstm_inputs(B: int, T: int, H: int, K: int, V: int, options: str, dtype=tor
     }
     if "state" in options.split("-"):  # as after a prefix: C and n sums of writes, m of recent input gates
         inputs.update(C0=torch.randn(B, H, K, V) * 2, n0=torch.randn(B, H, K) * 2, m0=torch.randn(B, H))
+    return leaves(inputs, dtype)
+
+
+def delta_inputs(B: int, T: int, H: int, K: int, V: int, options: str, dtype=torch.float32):
+    """Gated delta rule inputs as a layer makes them: q and k L2-normalised, g = logσ(·) ≤ 0 (mostly near
+    0, as after the usual init), β = σ(·). Options: `channel` (g per key channel, KDA), `state` (an initial
+    state), `strong` (some tokens decay by e^-60 and e^-30 at once, past what e^b·e^-b survives in fp32)."""
+    parts = options.split("-")
+    gate = (B, T, H, K) if "channel" in parts else (B, T, H)
+    inputs = {
+        "q": F.normalize(torch.randn(B, T, H, K), dim=-1),
+        "k": F.normalize(torch.randn(B, T, H, K), dim=-1),
+        "v": torch.randn(B, T, H, V),
+        "g": F.logsigmoid(torch.randn(gate) + 3),
+        "beta": torch.sigmoid(torch.randn(B, T, H)),
+    }
+    if "strong" in parts:
+        inputs["g"][:, 5:9] -= 60.0
+        inputs["g"][:, 20::7] -= 30.0
+    if "state" in parts:
+        inputs["initial_state"] = torch.randn(B, H, K, V)
     return leaves(inputs, dtype)
 
 

@@ -3,8 +3,11 @@
 `hf_targets` lists the model types that can hold an architecture, best first: `mamba`, `mamba2`, `xlstm`
 and `llama` for the pure stacks; `jamba` for Mamba-1 + attention placed periodically; `bamba` (RoPE) and
 `granitemoehybrid` (NoPE, MoE) for (mixer, feed-forward) layers of Mamba-2 and attention; `nemotron_h`
-for any string of Mamba-2 / attention / MLP / MoE sublayers. `build` writes the chosen class's config;
-transformers itself is needed only to load it (the tests do).
+for any string of Mamba-2 / attention / MLP / MoE sublayers; for (mixer, feed-forward) layers of the
+linear hybrids, `qwen3_next` (Gated DeltaNet and gated attention), `kimi_linear` (KDA and MLA, which
+holds our NoPE GQA), `olmo_hybrid` (Gated DeltaNet and attention, dense) and `lfm2` (gated short
+convolutions and attention, dense). `build` writes the chosen class's config; transformers itself is
+needed only to load it (the tests do).
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ HF_CLASSES: dict[str, str] = {
     "bamba": "BambaForCausalLM",
     "granitemoehybrid": "GraniteMoeHybridForCausalLM",
     "nemotron_h": "NemotronHForCausalLM",
+    "qwen3_next": "Qwen3NextForCausalLM",
+    "kimi_linear": "KimiLinearForCausalLM",
+    "olmo_hybrid": "OlmoHybridForCausalLM",
+    "lfm2": "Lfm2ForCausalLM",
 }
 # layer families each class holds (used to say which classes came closest when none fits)
 _HOLDS: dict[str, set[str]] = {
@@ -40,6 +47,10 @@ _HOLDS: dict[str, set[str]] = {
     "bamba": {"mamba2", "attention", "mlp"},
     "granitemoehybrid": {"mamba2", "attention", "mlp", "moe"},
     "nemotron_h": {"mamba2", "attention", "mlp", "moe"},
+    "qwen3_next": {"deltanet", "attention", "mlp", "moe"},
+    "kimi_linear": {"deltanet", "attention", "mlp", "moe"},
+    "olmo_hybrid": {"deltanet", "attention", "mlp"},
+    "lfm2": {"shortconv", "attention", "mlp"},
 }
 
 
@@ -57,7 +68,7 @@ def _only(cfg: ArchConfig, symbols: str, what: str) -> None:
         raise _Cannot(f"it holds {what} only, not {' or '.join(map(_name, extra))}")
 
 
-def _pairs(cfg: ArchConfig, mixers: str = "*MmX", ffns: str = "-E") -> list[tuple[str, str]]:
+def _pairs(cfg: ArchConfig, mixers: str = "*MmXDCW", ffns: str = "-E") -> list[tuple[str, str]]:
     """The pattern as (mixer, feed-forward) layers, or _Cannot when it is not laid out that way."""
     p = cfg.pattern
     pairs = [(p[i], p[i + 1]) for i in range(0, len(p) - 1, 2)]
@@ -72,11 +83,20 @@ def _activation(opts: Any, family: str, allowed: tuple[str, ...], why: str) -> s
     return opts.activation if opts is not None else allowed[0]
 
 
-def _attention(cfg: ArchConfig, *, rope: bool | None, partial: bool = False) -> dict[str, Any]:
-    """heads / kv heads / head dim, with the position embedding the class supports checked."""
+def _attention(cfg: ArchConfig, *, rope: bool | None, partial: bool = False, gate: bool | None = False,
+               qk_norm: bool | None = False) -> dict[str, Any]:
+    """heads / kv heads / head dim, with the position embedding, the output gate and the q/k norm the class
+    supports checked (True: it always has one, False: never, None: either)."""
     a = cfg.attention
     if a is None:
         return {}
+    if a.window is not None:
+        raise _Cannot(f"its attention is global, and attention.window is {a.window}")
+    for name, has, what in (("output_gate", gate, "an output gate"), ("qk_norm", qk_norm, "a q/k norm")):
+        if has is False and getattr(a, name):
+            raise _Cannot(f"its attention has no {what}, and attention.{name} is true")
+        if has is True and not getattr(a, name):
+            raise _Cannot(f"its attention always has {what}, and attention.{name} is false")
     if rope is False and a.pos == "rope":
         raise _Cannot("it has no RoPE (its attention is NoPE), and attention.pos is rope")
     if rope is True and a.pos == "nope":
@@ -381,6 +401,154 @@ def _hf_nemotron_h(cfg: ArchConfig) -> dict[str, Any]:
     return out
 
 
+def _deltanet(cfg: ArchConfig, gate: str) -> dict[str, Any]:
+    """The linear-attention fields shared by Qwen3-Next and OLMo-Hybrid (a decay per head)."""
+    n = cfg.deltanet
+    if n is None:  # a config without Gated DeltaNet layers still has to validate
+        return {}
+    if n.gate != gate:
+        raise _Cannot(f"its linear attention decays per {gate}, and deltanet.gate is {n.gate}")
+    heads, k, v_heads, v = n.dims(cfg.d_model)
+    return {"linear_num_key_heads": heads, "linear_num_value_heads": v_heads, "linear_key_head_dim": k,
+            "linear_value_head_dim": v, "linear_conv_kernel_dim": n.d_conv}
+
+
+# the class's defaults are its tokenizer's ids, which a smaller vocabulary may not hold (the padding row would
+# fall outside the embedding): the exported config names none, as the other classes' defaults do
+_NO_SPECIAL_TOKENS = {"pad_token_id": None, "bos_token_id": None, "eos_token_id": None}
+
+
+def _types(pairs: list[tuple[str, str]], linear: str, linear_name: str = "linear_attention") -> list[str]:
+    return [linear_name if a == linear else "full_attention" for a, _ in pairs]
+
+
+def _hf_qwen3_next(cfg: ArchConfig) -> dict[str, Any]:
+    _only(cfg, "D*-E", "Gated DeltaNet, attention, MLP and MoE layers")
+    pairs = _pairs(cfg, "D*", "-E")
+    d = cfg.d_model
+    _activation(cfg.mlp, "mlp", ("swiglu",), "MLPs are SwiGLU")
+    _activation(cfg.moe, "moe", ("swiglu",), "experts are SwiGLU")
+    out: dict[str, Any] = {
+        **_common(cfg, "qwen3_next"),
+        "num_hidden_layers": len(pairs),
+        "layer_types": _types(pairs, "D"),
+        "hidden_act": "silu",
+        **_deltanet(cfg, "head"),
+        "attention_bias": False,
+        "mlp_only_layers": [i for i, (_, f) in enumerate(pairs) if f == "-"],
+        "decoder_sparse_step": 1,
+    }
+    if (a := cfg.attention) is not None:
+        out.update(_attention(cfg, rope=True, partial=True, gate=True, qk_norm=True), head_dim=a.dims(d)[2],
+                   partial_rotary_factor=a.rope_fraction, **_rope(cfg, partial_key=True))
+    if cfg.mlp is not None:
+        out["intermediate_size"] = cfg.mlp.d_ff(d)
+    if (e := cfg.moe) is not None:
+        if not e.shared_expert:
+            raise _Cannot("its MoE always has a shared expert, and moe.shared_expert is false")
+        out.update(num_experts=e.experts, num_experts_per_tok=e.top_k, moe_intermediate_size=e.d_ff(d),
+                   shared_expert_intermediate_size=e.d_ff_shared(d), norm_topk_prob=True,
+                   router_aux_loss_coef=e.aux_loss_weight)
+    return out
+
+
+def _hf_kimi_linear(cfg: ArchConfig) -> dict[str, Any]:
+    _only(cfg, "D*-E", "KDA, attention, MLP and MoE layers")
+    pairs = _pairs(cfg, "D*", "-E")
+    d = cfg.d_model
+    _activation(cfg.mlp, "mlp", ("swiglu",), "MLPs are SwiGLU")
+    _activation(cfg.moe, "moe", ("swiglu",), "experts are SwiGLU")
+    out: dict[str, Any] = {
+        **_common(cfg, "kimi_linear"),
+        "num_hidden_layers": len(pairs),
+        "layer_types": _types(pairs, "D"),
+        "mlp_layer_types": ["sparse" if f == "E" else "dense" for _, f in pairs],
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "q_lora_rank": None,
+        **_NO_SPECIAL_TOKENS,
+    }
+    if (n := cfg.deltanet) is not None:
+        if n.gate != "channel":
+            raise _Cannot("its KDA layers decay per key channel, and deltanet.gate is head")
+        heads, k, v_heads, v = n.dims(d)
+        if (heads, k) != (v_heads, v):
+            raise _Cannot(f"its KDA heads are as many and as wide for values as for keys, and deltanet has {heads} "
+                          f"of {k} for q/k and {v_heads} of {v} for values")
+        out.update(linear_attn_config={"num_heads": heads, "head_dim": k, "short_conv_kernel_size": n.d_conv},
+                   linear_num_heads=heads, linear_head_dim=k, linear_conv_kernel_dim=n.d_conv)
+    if (a := cfg.attention) is not None:
+        # MLA whose latent holds each KV group's key and value (kv_lora_rank = 2·kv_heads·head_dim) computes our
+        # grouped-query attention as a special case, less the RMSNorm on the latent
+        _attention(cfg, rope=False)
+        heads, kv, hd = a.dims(d)
+        out.update(num_attention_heads=heads, num_key_value_heads=heads, kv_lora_rank=2 * kv * hd,
+                   qk_nope_head_dim=hd, qk_rope_head_dim=0, v_head_dim=hd, mla_use_nope=True)
+    if cfg.mlp is not None:
+        out["intermediate_size"] = cfg.mlp.d_ff(d)
+    if (e := cfg.moe) is not None:
+        if e.shared_expert and e.d_ff_shared(d) != e.d_ff(d):
+            raise _Cannot(f"its shared expert is as wide as the others, and they are {e.d_ff_shared(d)} and "
+                          f"{e.d_ff(d)} here")
+        # Kimi routes by sigmoid scores with a learnt bias; the scaling factor is left at 1 (ours has none)
+        out.update(num_experts=e.experts, num_experts_per_token=e.top_k, moe_intermediate_size=e.d_ff(d),
+                   num_shared_experts=1 if e.shared_expert else 0, moe_renormalize=True,
+                   routed_scaling_factor=1.0, num_expert_group=1, topk_group=1)
+    return out
+
+
+def _hf_olmo_hybrid(cfg: ArchConfig) -> dict[str, Any]:
+    _only(cfg, "D*-", "Gated DeltaNet, attention and MLP layers")
+    pairs = _pairs(cfg, "D*", "-")
+    if "D" not in cfg.pattern or "*" not in cfg.pattern:
+        raise _Cannot("it needs at least one Gated DeltaNet and one attention layer")
+    d = cfg.d_model
+    _activation(cfg.mlp, "mlp", ("swiglu",), "MLPs are SwiGLU")
+    a = cfg.attention
+    out: dict[str, Any] = {
+        **_common(cfg, "olmo_hybrid"),
+        "num_hidden_layers": len(pairs),
+        "layer_types": _types(pairs, "D"),
+        "hidden_act": "silu",
+        **_attention(cfg, rope=None, qk_norm=True),
+        "head_dim": a.dims(d)[2],
+        **_deltanet(cfg, "head"),
+        "linear_allow_neg_eigval": False,  # β in (0, 1), as ours
+        **_NO_SPECIAL_TOKENS,
+        "intermediate_size": cfg.mlp.d_ff(d),
+        "attention_bias": False,
+        # NoPE when rope_parameters name no base, as in the released checkpoints (None would mean the default)
+        "rope_parameters": _rope(cfg)["rope_parameters"] if a.pos == "rope" else {"rope_type": "default",
+                                                                                   "rope_theta": None},
+    }
+    return out
+
+
+def _hf_lfm2(cfg: ArchConfig) -> dict[str, Any]:
+    _only(cfg, "C*-", "gated short convolution, attention and MLP layers")
+    pairs = _pairs(cfg, "C*", "-")
+    d = cfg.d_model
+    _activation(cfg.mlp, "mlp", ("swiglu",), "MLPs are SwiGLU")
+    out: dict[str, Any] = {
+        **_common(cfg, "lfm2", "norm_eps"),
+        "num_hidden_layers": len(pairs),
+        "layer_types": _types(pairs, "C", "conv"),
+        "full_attn_idxs": [i for i, (a, _) in enumerate(pairs) if a == "*"],
+        "intermediate_size": cfg.mlp.d_ff(d),
+        "block_auto_adjust_ff_dim": False,  # the width as given, not LFM2's 2/3 rounded to 256
+        "conv_bias": False,
+        "conv_L_cache": cfg.shortconv.d_conv if cfg.shortconv else 3,
+    }
+    if (a := cfg.attention) is not None:
+        attn = _attention(cfg, rope=True, qk_norm=True)
+        if a.dims(d)[2] != d // a.heads or d % a.heads:
+            raise _Cannot(f"its attention heads are d_model / heads wide, and attention.head_dim is {a.head_dim}")
+        out.update(attn, **_rope(cfg))
+    else:  # no attention layer: the heads only have to divide the width
+        out.update(num_attention_heads=1, num_key_value_heads=1)
+    return out
+
+
 _BUILDERS = {
     "mamba": _hf_mamba,
     "mamba2": _hf_mamba2,
@@ -390,6 +558,10 @@ _BUILDERS = {
     "bamba": _hf_bamba,
     "granitemoehybrid": _hf_granite,
     "nemotron_h": _hf_nemotron_h,
+    "qwen3_next": _hf_qwen3_next,
+    "kimi_linear": _hf_kimi_linear,
+    "olmo_hybrid": _hf_olmo_hybrid,
+    "lfm2": _hf_lfm2,
 }
 
 
@@ -405,12 +577,19 @@ def hf_targets(cfg: ArchConfig) -> list[str]:
     return [t for t in HF_CLASSES if _try(cfg, t)[0] is not None]
 
 
+_RECURRENT = ("mamba1", "mamba2", "mlstm", "deltanet", "shortconv")
+
+
 def _no_class(cfg: ArchConfig) -> str:
     fams = set(cfg.families)
     if "mlstm" in fams and fams - {"mlstm", "mlp"}:
         what = "mLSTM mixed with " + " and ".join(_name(f) for f in cfg.families if f not in ("mlstm", "mlp"))
     elif {"mamba1", "mamba2"} <= fams:
         what = "Mamba-1 mixed with Mamba-2"
+    elif "local_attention" in fams:
+        what = "sliding-window attention ('W'; the classes exported here attend globally)"
+    elif len(recurrent := [f for f in cfg.families if f in _RECURRENT]) > 1:
+        what = " mixed with ".join(_name(f) for f in recurrent)
     else:
         near = [t for t, holds in _HOLDS.items() if fams <= holds] or list(_HOLDS)
         reasons: dict[str, list[str]] = {}
@@ -466,6 +645,18 @@ _HF_NOTES: dict[str, list[tuple[str, str]]] = {
                          ("moe", "each layer's shared MLP is the shared expert (width 0 if there is none)")],
     "nemotron_h": [("moe", "Nemotron-H routes by sigmoid scores, ours by softmax (both renormalise the "
                            "top k)")],
+    "qwen3_next": [("moe", "Qwen3-Next's shared expert sits behind a sigmoid gate (one weight row a layer); "
+                           "ours has none"),
+                   ("deltanet", "its Gated DeltaNet projects q, k, v and the output gate in one matrix, and the "
+                                "decay and write gates in another: the same weights, laid out differently")],
+    "kimi_linear": [("attention", "its attention is MLA: the exported latent (2·kv_heads·head_dim wide) holds our "
+                                  "grouped-query keys and values as a special case, but the class normalises the "
+                                  "latent and has more weights than ours"),
+                    ("moe", "Kimi routes by sigmoid scores with a learnt bias, ours by softmax (both "
+                            "renormalise the top k)")],
+    "olmo_hybrid": [("attention", "its attention layers normalise after the attention and the MLP (post-norm), "
+                                  "ours before; its q/k norm spans all heads at once, ours each head")],
+    "lfm2": [],
 }
 
 

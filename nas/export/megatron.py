@@ -11,6 +11,7 @@ import shlex
 
 from nas.export.unfit import Unfit
 from search_spaces import ArchConfig
+from search_spaces.pattern import SYMBOLS
 
 __all__ = ["MEGATRON_SYMBOLS", "NEW_PATTERN_FLAG", "PATTERN_FLAG", "build", "script"]
 
@@ -30,12 +31,15 @@ def build(cfg: ArchConfig, pattern_flag: str = PATTERN_FLAG) -> list[str]:
     as "--flag", "value" pairs, except a pattern that starts with '-' ("--flag=-M-M"), which argparse
     would otherwise read as a flag.
     """
-    for sym, fam in (("m", "Mamba-1"), ("X", "mLSTM")):
-        if sym in cfg.pattern:
+    for sym, (_, fam) in SYMBOLS.items():
+        if sym in cfg.pattern and sym not in MEGATRON_SYMBOLS:
             raise Unfit(
                 f"Megatron-LM's hybrid models have no {fam} layer (their symbols are "
                 f"{' '.join(MEGATRON_SYMBOLS)})"
             )
+    if (a := cfg.attention) is not None and (a.window is not None or a.output_gate):
+        what = "sliding window (attention.window)" if a.window is not None else "output gate (attention.output_gate)"
+        raise Unfit(f"Megatron-LM's hybrid attention has no {what}")
     d = cfg.d_model
     p = cfg.pattern
     pattern = [f"{pattern_flag}={p}"] if p.startswith("-") else [pattern_flag, p]
@@ -60,6 +64,8 @@ def build(cfg: ArchConfig, pattern_flag: str = PATTERN_FLAG) -> list[str]:
         if kv != heads:
             args += ["--group-query-attention", "--num-query-groups", str(kv)]
         args += ["--kv-channels", str(hd)]
+        if a.qk_norm:
+            args.append("--qk-layernorm")  # the model's normalization (RMSNorm) over each head's q and k
         if a.pos == "rope":
             if not float(a.rope_theta).is_integer():
                 raise Unfit(

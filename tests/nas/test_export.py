@@ -36,7 +36,12 @@ KIND = {
     "LlamaMLP": "-", "JambaMLP": "-", "BambaMLP": "-", "GraniteMoeHybridMLP": "-", "NemotronHMLP": "-",
     "xLSTMFeedForward": "-",
     "JambaSparseMoeBlock": "E", "GraniteMoeHybridMoE": "E", "NemotronHMoE": "E",
+    "Qwen3NextAttention": "*", "Qwen3NextGatedDeltaNet": "D", "Qwen3NextMLP": "-", "Qwen3NextSparseMoeBlock": "E",
+    "KimiLinearAttention": "*", "KimiLinearDeltaAttention": "D", "KimiLinearMLP": "-", "KimiLinearMoE": "E",
+    "OlmoHybridAttention": "*", "OlmoHybridGatedDeltaNet": "D", "OlmoHybridMLP": "-",
+    "Lfm2Attention": "*", "Lfm2ShortConv": "C", "Lfm2MLP": "-",
 }
+MIXERS = "*MmXDCW"
 
 
 def sublayers(model) -> list[tuple[str, object]]:
@@ -45,7 +50,7 @@ def sublayers(model) -> list[tuple[str, object]]:
     out = []
     for layer in getattr(base, "layers", None) or base.blocks:
         found = [(KIND[type(m).__name__], m) for m in layer.children() if type(m).__name__ in KIND]
-        mixers = [f for f in found if f[0] in "*MmX"]
+        mixers = [f for f in found if f[0] in MIXERS]
         ffns = [f for f in found if f[0] in "-E"]
         if any(k == "E" for k, _ in ffns):  # Granite's shared MLP runs beside its experts: one MoE sublayer
             ffns = [f for f in ffns if f[0] == "E"]
@@ -63,9 +68,25 @@ def rotary_dims(model) -> int:
 
 def check_widths(cfg: ArchConfig, symbol: str, m) -> None:
     d = cfg.d_model
-    if symbol == "*":
+    if symbol == "*" and hasattr(m, "kv_b_proj"):  # Kimi's MLA: per-head keys and values from a latent
         heads, kv, hd = cfg.attention.dims(d)
-        assert (m.q_proj.out_features, m.k_proj.out_features) == (heads * hd, kv * hd)
+        assert (m.num_heads, m.qk_nope_head_dim, m.v_head_dim, m.kv_lora_rank) == (heads, hd, hd, 2 * kv * hd)
+    elif symbol == "*":
+        heads, kv, hd = cfg.attention.dims(d)
+        gated = 2 if cfg.attention.output_gate else 1  # Qwen3-Next's q_proj also gives the gate
+        assert (m.q_proj.out_features, m.k_proj.out_features) == (gated * heads * hd, kv * hd)
+    elif symbol == "D":
+        heads, k, v_heads, v = cfg.deltanet.dims(d)
+        conv = m.conv1d if hasattr(m, "conv1d") else m.q_conv1d
+        if hasattr(m, "in_proj_qkvz"):  # Qwen3-Next: q, k, v and the output gate in one projection
+            assert (m.num_k_heads, m.head_k_dim, m.num_v_heads, m.head_v_dim) == (heads, k, v_heads, v)
+        else:
+            assert (m.q_proj.out_features, m.v_proj.out_features) == (heads * k, v_heads * v)
+        assert conv.kernel_size[0] == cfg.deltanet.d_conv
+        channel = hasattr(m, "forget_gate")  # KDA: a decay per key channel
+        assert channel == (cfg.deltanet.gate == "channel")
+    elif symbol == "C":
+        assert m.in_proj.out_features == 3 * d and m.conv.kernel_size[0] == cfg.shortconv.d_conv
     elif symbol == "M":
         o = cfg.mamba2
         assert (m.num_heads, m.head_dim, m.ssm_state_size, m.n_groups, m.conv_kernel_size) == (
@@ -134,7 +155,12 @@ CHOSEN = {
     "granite-4.0-h": "granitemoehybrid",
     "mamba2-hybrid-8b": "nemotron_h",
     "nemotron-h-8b": "nemotron_h",
+    "qwen3-next": "qwen3_next",
+    "kimi-linear": "kimi_linear",
+    "lfm2": "lfm2",
 }
+# presets no exported class can hold, and why
+REFUSED = {"gemma3": "sliding-window attention"}
 
 
 def tiny(name: str) -> ArchConfig:
@@ -144,13 +170,17 @@ def tiny(name: str) -> ArchConfig:
 
 
 def test_every_preset_gets_its_class():
-    assert set(CHOSEN) == set(PRESETS)
+    assert set(CHOSEN) | set(REFUSED) == set(PRESETS)
     for name, target in CHOSEN.items():
         assert hf_targets(preset(name))[0] == target, name
         assert hf_targets(tiny(name))[0] == target, name
+    for name, why in REFUSED.items():
+        assert hf_targets(preset(name)) == []
+        with pytest.raises(ConfigError, match=f"no Hugging Face class can express {why}"):
+            hf_config(preset(name))
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("name", list(CHOSEN))
 def test_preset_exports_build_in_transformers(transformers, tmp_path, name):
     cfg = tiny(name)
     export(cfg, "hf", tmp_path / name)
@@ -188,6 +218,24 @@ HAND_MADE = {
         pattern="M*-M-E", attention={"heads": 2, "pos": "nope"}, tie_embeddings=False,
         mamba2={**M2, "n_groups": 2}, mlp={"activation": "gelu"},
         moe={"experts": 3, "top_k": 1, "activation": "gelu", "shared_expert": True})),
+    "qwen3-next-gva-dense-and-moe": ("qwen3_next", dict(
+        pattern="D-*ED-*E", tie_embeddings=False,
+        attention={"heads": 4, "kv_heads": 2, "head_dim": 16, "rope_fraction": 0.25, "output_gate": True,
+                   "qk_norm": True},
+        deltanet={"heads": 2, "v_heads": 4, "head_dim": 16, "v_head_dim": 24, "d_conv": 3},
+        moe={"experts": 4, "top_k": 2, "ratio": 0.5, "shared_expert": True})),
+    "qwen3-next-linear-only": ("qwen3_next", dict(pattern="D-D-", deltanet={"heads": 2})),
+    "kimi-linear-mla": ("kimi_linear", dict(
+        pattern="D-*ED-*E", tie_embeddings=False, attention={"heads": 4, "kv_heads": 2, "pos": "nope"},
+        deltanet={"heads": 4, "gate": "channel", "d_conv": 2},
+        moe={"experts": 4, "top_k": 2, "ratio": 0.5, "shared_expert": True})),
+    "olmo-hybrid-rope": ("olmo_hybrid", dict(
+        pattern="D-*-D-", attention={"heads": 4, "kv_heads": 2, "qk_norm": True}, deltanet={"heads": 2, "v_heads": 4})),
+    "olmo-hybrid-nope": ("olmo_hybrid", dict(
+        pattern="D-D-*-", attention={"heads": 4, "pos": "nope", "qk_norm": True}, deltanet={"heads": 4})),
+    "lfm2": ("lfm2", dict(pattern="C-*-C-", attention={"heads": 4, "kv_heads": 2, "qk_norm": True},
+                          shortconv={"d_conv": 4}, mlp={"ratio": 3})),
+    "lfm2-conv-only": ("lfm2", dict(pattern="C-C-", tie_embeddings=False)),
 }
 
 
@@ -245,6 +293,32 @@ def test_published_presets_reproduce_their_published_layouts(transformers, tmp_p
     assert ffn == 10944
 
 
+def test_linear_hybrid_presets_export_their_published_configs(transformers, tmp_path):
+    def exported(name):
+        export(preset(name), "hf", tmp_path / name)
+        return transformers.AutoConfig.from_pretrained(tmp_path / name)
+
+    qwen = exported("qwen3-next")  # Qwen/Qwen3-Next-80B-A3B-Instruct
+    assert [i for i, t in enumerate(qwen.layer_types) if t == "full_attention"] == list(range(3, 48, 4))
+    assert (qwen.linear_num_key_heads, qwen.linear_num_value_heads, qwen.linear_key_head_dim,
+            qwen.linear_value_head_dim, qwen.linear_conv_kernel_dim) == (16, 32, 128, 128, 4)
+    assert (qwen.num_attention_heads, qwen.num_key_value_heads, qwen.head_dim) == (16, 2, 256)
+    assert qwen.rope_parameters["partial_rotary_factor"] == 0.25
+    assert (qwen.num_experts, qwen.num_experts_per_tok, qwen.moe_intermediate_size,
+            qwen.shared_expert_intermediate_size, qwen.mlp_only_layers) == (512, 10, 512, 512, [])
+
+    kimi = exported("kimi-linear")  # moonshotai/Kimi-Linear-48B-A3B-Instruct
+    assert [i + 1 for i, t in enumerate(kimi.layer_types) if t == "full_attention"] == [4, 8, 12, 16, 20, 24, 27]
+    assert kimi.mlp_layer_types == ["dense"] + ["sparse"] * 26
+    assert (kimi.linear_num_heads, kimi.linear_head_dim, kimi.linear_conv_kernel_dim) == (32, 128, 4)
+    assert (kimi.num_attention_heads, kimi.kv_lora_rank, kimi.v_head_dim) == (32, 512, 128)  # its MLA's latent
+    assert (kimi.num_local_experts, kimi.num_experts_per_tok, kimi.moe_intermediate_size) == (256, 8, 1024)
+
+    lfm2 = exported("lfm2")  # LiquidAI/LFM2-1.2B
+    assert [i for i, t in enumerate(lfm2.layer_types) if t == "full_attention"] == [2, 5, 8, 10, 12, 14]
+    assert (lfm2.intermediate_size, lfm2.conv_L_cache, lfm2.num_key_value_heads) == (8192, 3, 8)
+
+
 def test_hf_readme_names_the_class_and_how_to_load_it():
     files = render(preset("jamba"), "hf")
     assert set(files) == {"config.json", "README.md"}
@@ -260,6 +334,14 @@ def test_hf_readme_names_the_class_and_how_to_load_it():
         (dict(pattern="M*M*", d_model=64, attention={"pos": "rope"}),
          ["feed-forward", "RoPE", "--format megatron or --format yaml"]),
         (dict(pattern="*-*-", d_model=64, mlp={"activation": "gelu"}), ["SwiGLU", "mlp.activation is gelu"]),
+        (dict(pattern="W-*-", d_model=64), ["no Hugging Face class can express sliding-window attention"]),
+        (dict(pattern="D-C-", d_model=64), ["Gated DeltaNet mixed with gated short convolution"]),
+        (dict(pattern="D-*-", d_model=64, deltanet={"gate": "channel"}, attention={"pos": "rope"}),
+         ["kimi_linear", "NoPE", "qwen3_next", "deltanet.gate is channel", "olmo_hybrid"]),
+        (dict(pattern="D-*-", d_model=64, attention={"window": 16}), ["attention.window is 16"]),
+        (dict(pattern="C-*-", d_model=64), ["lfm2", "always has a q/k norm", "attention.qk_norm is false"]),
+        (dict(pattern="D-*E", d_model=64, attention={"output_gate": True, "qk_norm": True},
+              moe={"experts": 4}), ["qwen3_next", "always has a shared expert"]),
     ],
 )
 def test_what_no_class_can_express_is_one_sentence(spec, words):
@@ -302,7 +384,7 @@ def parse_megatron(args: list[str]) -> dict[str, str | None]:
     return parsed
 
 
-MEGATRON_PRESETS = [n for n in PRESETS if not set(preset(n).pattern) & set("mX")]
+MEGATRON_PRESETS = [n for n in PRESETS if not set(preset(n).pattern) & set("mXDCW")]
 
 
 @pytest.mark.parametrize("name", MEGATRON_PRESETS)
@@ -364,9 +446,15 @@ def test_megatron_sh_and_txt_hold_the_same_list(tmp_path):
     assert newer == [("--hybrid-layer-pattern" if x == "--hybrid-override-pattern" else x) for x in txt]
 
 
-@pytest.mark.parametrize(("name", "family"), [("mamba", "Mamba-1"), ("jamba", "Mamba-1"), ("xlstm", "mLSTM")])
-def test_megatron_refuses_mamba1_and_mlstm(name, family):
-    with pytest.raises(ConfigError, match=f"no {family} layer.*--format hf or --format yaml"):
+@pytest.mark.parametrize(("name", "family", "formats"), [
+    ("mamba", "Mamba-1", "hf or --format yaml"), ("jamba", "Mamba-1", "hf or --format yaml"),
+    ("xlstm", "mLSTM", "hf or --format yaml"), ("qwen3-next", "Gated DeltaNet", "hf or --format yaml"),
+    ("kimi-linear", "Gated DeltaNet", "hf or --format yaml"),
+    ("lfm2", "gated short convolution", "hf or --format yaml"),
+    ("gemma3", "sliding-window attention", "yaml"),
+])
+def test_megatron_refuses_mamba1_and_mlstm(name, family, formats):
+    with pytest.raises(ConfigError, match=f"no {family} layer.*; export it with --format {formats}$"):
         megatron_args(preset(name))
 
 
@@ -383,7 +471,7 @@ def test_every_preset_exports_to_at_least_one_format(tmp_path, name):
             continue
         assert all(p.is_file() for p in written)
         done.append(fmt)
-    assert "hf" in done and "yaml" in done
+    assert ("hf" in done) == (name in CHOSEN) and "yaml" in done
     assert ("megatron" in done) == (name in MEGATRON_PRESETS)
 
 

@@ -58,6 +58,14 @@ def test_bad_pattern_says_what_and_where(pattern, words):
         ({"pattern": "*", "d_model": 64, "attention": {"pos": "alibi"}}, ["attention.pos", "'rope' or 'nope'"]),
         ({"pattern": "X", "d_model": 64, "mlstm": {"heads": 3}}, ["mlstm", "heads=3"]),
         ({"pattern": "*", "d_model": 0}, ["d_model"]),
+        ({"pattern": "D", "d_model": 64, "deltanet": {"heads": 3}}, ["deltanet.heads=3", "d_model=64"]),
+        ({"pattern": "D", "d_model": 64, "deltanet": {"heads": 2, "v_heads": 3}}, ["v_heads=3", "2, 4, 6"]),
+        ({"pattern": "D", "d_model": 2048, "deltanet": {"heads": 4}}, ["head_dim is 512", "over 256"]),
+        ({"pattern": "D", "d_model": 64, "deltanet": {"gate": "key"}}, ["deltanet.gate", "'head' or 'channel'"]),
+        ({"pattern": "W", "d_model": 64, "local_attention": {"window": 0}}, ["local_attention.window"]),
+        ({"pattern": "W", "d_model": 64, "local_attention": {"heads": 3}}, ["local_attention.heads=3"]),
+        ({"pattern": "*", "d_model": 64, "attention": {"window": -4}}, ["attention.window"]),
+        ({"pattern": "*-", "d_model": 64, "shortconv": {}}, ["shortconv options", "no 'C'"]),
         ({"d_model": 64}, ["'pattern' is required"]),
     ],
 )
@@ -68,6 +76,20 @@ def test_invalid_config_one_clear_sentence(cfg, words):
     assert "\n" not in msg
     for w in words:
         assert w in msg, msg
+
+
+def test_the_new_mixers_and_attention_switches():
+    cfg = ArchConfig(pattern="DCW*-", d_model=64)
+    assert cfg.layers == ["deltanet", "shortconv", "local_attention", "attention", "mlp"]
+    assert cfg.local_attention.window == 1024 and cfg.attention.window is None  # W is local; * global unless set
+    assert cfg.deltanet.dims(64) == (4, 16, 4, 16) and cfg.deltanet.gate == "head"
+    # switches that came later are written only when on, so older configs serialise as they did
+    assert "output_gate" not in cfg.to_dict()["attention"] and "qk_norm" not in cfg.to_dict()["attention"]
+    gated = cfg.replace(attention={"output_gate": True, "qk_norm": True})
+    assert gated.to_dict()["attention"]["output_gate"] is True
+    assert ArchConfig.from_yaml(gated.to_yaml()) == gated
+    with pytest.raises(PatternError, match="'D' Gated DeltaNet, 'C' gated short convolution, 'W' sliding-window"):
+        parse_pattern("DQ")
 
 
 def test_families_get_defaults_and_are_frozen():

@@ -45,3 +45,39 @@ def test_memory_formulas():
     x = 2 * (16 * 32 + 16 + 1) * 4  # C, n, m per head
     assert cache_bytes(cfg, T4K).kv == kv
     assert cache_bytes(cfg, T4K).state == m2 + m1 + x
+
+
+def test_memory_of_the_new_mixers():
+    """A window's KV cache stops growing at the window; Gated DeltaNet keeps a [K, V] state per value head
+    and its q/k/v convolution's inputs; a gated short convolution only its convolution's inputs."""
+    local = ArchConfig(pattern="W*", d_model=64, local_attention={"heads": 4, "kv_heads": 2, "window": 1024},
+                       attention={"heads": 4, "kv_heads": 2})
+    per_token = 2 * 2 * 16 * 2  # K and V · kv heads · head dim · bf16
+    assert cache_bytes(local, 512).kv == 2 * 512 * per_token
+    assert cache_bytes(local, T4K).kv == (1024 + T4K) * per_token
+    assert cache_bytes(local, T128K).kv - cache_bytes(local, T4K).kv == (T128K - T4K) * per_token  # the global only
+
+    delta = ArchConfig(pattern="D", d_model=64, deltanet={"heads": 2, "v_heads": 4, "head_dim": 16,
+                                                          "v_head_dim": 24, "d_conv": 4})
+    conv = 3 * (2 * 2 * 16 + 4 * 24) * 2  # d_conv − 1 inputs of q, k and v, bf16
+    assert cache_bytes(delta, T4K) == cache_bytes(delta, T128K)
+    assert cache_bytes(delta, T4K).state == 4 * 16 * 24 * 4 + conv  # v_heads · K · V fp32
+    assert cache_bytes(ArchConfig(pattern="C", d_model=64, shortconv={"d_conv": 3}), T4K).state == 2 * 64 * 2
+
+
+def test_decode_flops_of_a_window_stop_growing_at_the_window():
+    local = ArchConfig(pattern="W-", d_model=64, local_attention={"heads": 4, "window": 1024})
+    assert decode_flops_per_token(local, T4K) == decode_flops_per_token(local, T128K)
+    assert decode_flops_per_token(local, T4K) - decode_flops_per_token(local, 0) == 4 * 64 * 1023
+    # training: a query sees min(t, window) keys, on average over the sequence
+    keys = (1024 * 1025 / 2 + (T4K - 1024) * 1024) / T4K
+    glob = ArchConfig(pattern="*-", d_model=64, attention={"heads": 4})
+    assert train_flops_per_token(local, T4K) - train_flops_per_token(glob, T4K) == pytest.approx(
+        3 * 4 * 64 * (keys - (T4K + 1) / 2))
+
+
+def test_the_delta_rule_costs_six_flops_per_state_element():
+    cfg = ArchConfig(pattern="D", d_model=64, deltanet={"heads": 2, "d_conv": 4})
+    no_state = 2 * (2 * 64 + 64) * 4  # the convolution
+    matmuls = decode_flops_per_token(cfg, 0) - 6 * 2 * 32 * 32 - no_state
+    assert matmuls == 2 * (param_counts(cfg).total - 64 - 64 - 192 * 4 - 2 - 2 - 32)  # minus norms and non-matmul

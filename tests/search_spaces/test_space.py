@@ -2,7 +2,7 @@ import optuna
 import pytest
 
 from search_spaces import ConfigError
-from search_spaces.space import layout, load_space, space_names
+from search_spaces.space import layout, load_space, space_names, ssm_of
 
 
 def attn_positions(pattern: str) -> list[int]:
@@ -35,8 +35,28 @@ def test_moe_placement():
     assert layout(4, "0", "even", "mamba2", ffn="none") == "MMMM"
 
 
+def test_the_linear_families():
+    """`ssm` lays out Gated DeltaNet, KDA (D with a decay per key channel) or a gated short convolution."""
+    assert layout(4, "1:3", "even", "deltanet") == "D-D-*-D-"
+    assert layout(4, "0", "even", "shortconv") == "C-C-C-C-"
+    ratio = load_space("hybrid-ratio")
+    for ssm, symbol, gate in (("deltanet", "D", "head"), ("kda", "D", "channel"), ("shortconv", "C", None)):
+        cfg = ratio.build({"ssm": ssm, "attn_ratio": "1:3"})
+        assert set(cfg.pattern) == {symbol, "*", "-"}
+        assert (cfg.deltanet.gate if cfg.deltanet else None) == gate
+        assert ssm_of(cfg) == ssm
+
+
+def test_linear_families_compares_them_at_one_ratio():
+    space = load_space("linear-families")
+    assert space.grid()["ssm"] == ["mamba2", "mamba1", "mlstm", "deltanet", "kda", "shortconv"]
+    patterns = {ssm: space.build({**space.suggest(optuna.create_study().ask()), "ssm": ssm}).pattern
+                for ssm in space.grid()["ssm"]}
+    assert {p.replace(p[0], "S") for p in patterns.values()} == {"S-S-*-S-S-S-*-S-"}
+
+
 def test_bundled_spaces_load_and_sample():
-    assert {"hybrid-ratio", "moe-placement", "positional", "full"} <= set(space_names())
+    assert {"hybrid-ratio", "moe-placement", "positional", "full", "linear-families"} <= set(space_names())
     for name in space_names():
         space = load_space(name)
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

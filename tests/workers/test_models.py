@@ -63,8 +63,20 @@ MIXED = [
         mamba2={"d_state": 16, "head_dim": 16, "chunk_size": 8},
         moe={"experts": 4, "top_k": 2, "shared_expert": True},
     ),
+    ArchConfig(pattern="D-D-", d_model=64, deltanet={"heads": 2, "chunk_size": 8}),
+    ArchConfig(pattern="D-D-", d_model=64,
+               deltanet={"heads": 2, "v_heads": 4, "head_dim": 16, "v_head_dim": 24, "gate": "channel"}),
+    ArchConfig(pattern="C-C-", d_model=64),
+    # local and global attention; the window is shorter than the sequences, so the rings wrap
+    ArchConfig(pattern="WW*-", d_model=64, local_attention={"heads": 4, "kv_heads": 2, "window": 5, "qk_norm": True},
+               attention={"heads": 4, "output_gate": True, "rope_fraction": 0.5}),
+    ArchConfig(pattern="DCW*E", d_model=64, deltanet={"heads": 2, "gate": "channel"},
+               local_attention={"heads": 4, "window": 3, "pos": "nope"},
+               attention={"heads": 4, "kv_heads": 1, "window": 8, "output_gate": True, "qk_norm": True},
+               moe={"experts": 4, "top_k": 2}),
 ]
-IDS = ["attention", "attention-nope", "mamba2", "mamba1", "mlstm", "mixed-moe"]
+IDS = ["attention", "attention-nope", "mamba2", "mamba1", "mlstm", "mixed-moe", "deltanet", "kda-gva",
+       "shortconv", "local-global", "mixed-new"]
 
 
 @pytest.mark.parametrize("cfg", MIXED, ids=IDS)
@@ -106,6 +118,21 @@ def test_causal(cfg):
         a, b = model(idx).logits, model(changed).logits
     torch.testing.assert_close(a[:, :10], b[:, :10])
     assert not torch.allclose(a[:, 10:], b[:, 10:])
+
+
+def test_a_window_sees_only_its_latest_tokens_and_caches_no_more():
+    torch.manual_seed(6)
+    cfg = ArchConfig(pattern="W", d_model=32, local_attention={"heads": 2, "window": 4})
+    model = build_model(cfg).eval()
+    idx = torch.randint(0, 256, (1, 12))
+    changed = idx.clone()
+    changed[0, 3] = (idx[0, 3] + 1) % 256
+    with torch.no_grad():
+        a, b = model(idx).logits, model(changed).logits
+    assert not torch.allclose(a[:, 3:7], b[:, 3:7])  # positions 3..6 see token 3
+    torch.testing.assert_close(a[:, 7:], b[:, 7:])  # from 7 on it is out of the window
+    cache = model.init_cache(1, 4096)
+    assert cache[0].k.shape[2] == 4
 
 
 def test_rope_and_nope_differ_only_in_position_handling():

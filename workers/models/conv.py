@@ -8,10 +8,10 @@ from torch import nn
 
 
 class CausalConv1d(nn.Module):
-    def __init__(self, channels: int, width: int):
+    def __init__(self, channels: int, width: int, bias: bool = True):
         super().__init__()
         self.width = width
-        self.conv = nn.Conv1d(channels, channels, width, groups=channels, bias=True)
+        self.conv = nn.Conv1d(channels, channels, width, groups=channels, bias=bias)
 
     def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         return torch.zeros(batch, self.width - 1, self.conv.in_channels, device=device, dtype=dtype)
@@ -25,7 +25,7 @@ class CausalConv1d(nn.Module):
             y = F.conv1d(xp.transpose(1, 2), self.conv.weight, self.conv.bias, groups=self.conv.groups).transpose(1, 2)
         else:  # a few shifted multiply-adds: faster than the CPU's depthwise conv, its backward above all
             T, w = x.shape[1], self.conv.weight[:, 0]  # [C, width]
-            y = self.conv.bias + xp[:, :T] * w[:, 0]
+            y = xp[:, :T] * w[:, 0] if self.conv.bias is None else self.conv.bias + xp[:, :T] * w[:, 0]
             for k in range(1, self.width):
                 y = y + xp[:, k : k + T] * w[:, k]
         return y, xp[:, xp.shape[1] - (self.width - 1) :]

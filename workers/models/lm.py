@@ -18,17 +18,22 @@ from torch import nn
 
 from search_spaces import ArchConfig
 from workers.models.attention import Attention
+from workers.models.deltanet import GatedDeltaNet
 from workers.models.mamba1 import Mamba1
 from workers.models.mamba2 import Mamba2
 from workers.models.mlp import DenseMLP, MoE
 from workers.models.mlstm import MLSTM
 from workers.models.norm import RMSNorm
+from workers.models.shortconv import ShortConv
 
 SUBLAYERS: dict[str, Any] = {
-    "attention": lambda cfg: Attention(cfg.d_model, cfg.attention),
+    "attention": lambda cfg: Attention(cfg.d_model, cfg.attention, cfg.norm_eps),
+    "local_attention": lambda cfg: Attention(cfg.d_model, cfg.local_attention, cfg.norm_eps),
     "mamba2": lambda cfg: Mamba2(cfg.d_model, cfg.mamba2, cfg.norm_eps),
     "mamba1": lambda cfg: Mamba1(cfg.d_model, cfg.mamba1),
     "mlstm": lambda cfg: MLSTM(cfg.d_model, cfg.mlstm, cfg.norm_eps),
+    "deltanet": lambda cfg: GatedDeltaNet(cfg.d_model, cfg.deltanet, cfg.norm_eps),
+    "shortconv": lambda cfg: ShortConv(cfg.d_model, cfg.shortconv),
     "mlp": lambda cfg: DenseMLP(cfg.d_model, cfg.mlp),
     "moe": lambda cfg: MoE(cfg.d_model, cfg.moe),
 }

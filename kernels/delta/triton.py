@@ -1,0 +1,593 @@
+"""The gated delta rule in Triton: chunked forward and backward kernels (WY / UT-transform form), and the
+autograd Function.
+
+The chunked form of `reference.gated_delta_chunked`, after flash-linear-attention's `chunk_gated_delta_rule`.
+Per batch b, head h and chunk c of L tokens, with b_t = Σ_{j≤t} g_j the log decay from the chunk start
+(a [K] row per token; a scalar gate fills it with one value), b_L the chunk's total and S_c [K, V] the
+state entering the chunk, and the gated products
+
+    G(x, y)_ts = Σ_i x_ti y_si exp(b_ti − b_si)      on s < t (G⁻) or s ≤ t (G⁺):
+
+    forward   wy       A = diag(β) G⁻(k, k),  T = (I + A)⁻¹,  W = T diag(β) (k ⊙ e^b),  U' = T diag(β) v
+              states   U_c = U' − W S_c,   S_{c+1} = e^{b_L} ⊙ S_c + (k ⊙ e^{b_L − b})ᵀ U_c   walks the chunks in order
+              output   o = scale ((q ⊙ e^b) S_c + G⁺(q, k) U_c)
+    backward  dv_local dU = scale G⁺(q, k)ᵀ do
+              dstates  dU += (k ⊙ e^{b_L − b}) dS_{c+1},
+                       dS_c = e^{b_L} ⊙ dS_{c+1} + scale (q ⊙ e^b)ᵀ do − Wᵀ dU       walks the chunks in reverse
+              dwy      dv = β ⊙ Tᵀ dU, and through T: dA = −(Tᵀ dU U'ᵀ + Tᵀ dW Wᵀ) with dW = −dU S_cᵀ;
+                       the [L, L] cotangents of G⁺(q, k) and G⁻(k, k), dβ
+              dqkg     per block of K: dq, dk, and db = x ⊙ dx − y ⊙ dy for each gated product G(x, y)
+                       (plus the decays' own terms), whose reverse cumulative sum is dg
+
+A scalar gate's pairwise decay exp(b_t − b_s) multiplies the [L, L] product of tiles. A channel-wise
+gate's cannot leave the sum over i, and exp(b_t) exp(−b_s) overflows fp32 once a chunk decays by more
+than e^{−88}, so its gated products are formed pair by pair ([L, L, BK] tiles whose exponents are all
+≤ 0): exact for any decay, on the CUDA cores, in chunks of at most 16 tokens (`CHANNEL`).
+
+No dot reads the transpose of another dot's result (`kernels/_triton.py`): where a kernel needs both
+orientations of an [L, L] product it forms each from loaded tiles.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._triton import DOT_BF16, autotune, block, dot, dot_mode, on_device, state_dtype, tiles, warps
+from kernels.delta.reference import MAX_CHANNEL_CHUNK
+
+Tensor = torch.Tensor
+MAX_CHUNK = 64
+
+
+@triton.jit
+def _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL: tl.constexpr, CHANNEL: tl.constexpr):
+    """(b [BL, BK] the log decay from the chunk start, b_L [BK] the chunk's, b_row [BL] a scalar gate's b).
+
+    Padded tokens do not decay, so the last row of b is the chunk's total."""
+    l = tl.arange(0, BL)
+    t = c * L + l
+    mask_t = (l < L) & (t < T)
+    if CHANNEL:
+        g = tl.load(g_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :],
+                    mask=mask_t[:, None] & (kk < K)[None, :], other=0.0).to(tl.float32)
+        b = tl.cumsum(g, axis=0)
+        b_row = tl.zeros([BL], dtype=tl.float32)
+    else:
+        gs = tl.load(g_ptr + (bb * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
+        b_row = tl.cumsum(gs, axis=0)
+        b = b_row[:, None] + (kk * 0).to(tl.float32)[None, :]
+    b_last = tl.sum(tl.where(l[:, None] == BL - 1, b, 0.0), axis=0)
+    return b, b_last, b_row
+
+
+@triton.jit
+def _gated(x, y, bx, by, bx_row, by_row, mask, MODE: tl.constexpr, CHANNEL: tl.constexpr):
+    """[BL, BL]: Σ_i x_ti y_si exp(bx_ti − by_si) where `mask`, else 0 (one block of K's share)."""
+    if CHANNEL:
+        d = tl.where(mask[:, :, None], bx[:, None, :] - by[None, :, :], float("-inf"))  # [BL, BL, BK]
+        out = tl.sum(x.to(tl.float32)[:, None, :] * y.to(tl.float32)[None, :, :] * tl.exp(d), axis=2)
+    else:
+        decay = tl.exp(tl.where(mask, bx_row[:, None] - by_row[None, :], float("-inf")))  # [BL, BL]
+        out = dot(x, tl.trans(y), MODE) * decay
+    return out
+
+
+@triton.jit
+def _gated_dot(M, y, bx, by, bx_row, by_row, mask, MODE: tl.constexpr, CHANNEL: tl.constexpr):
+    """[BL, BK]: Σ_s M_ts y_s exp(bx_t − by_s) over s where `mask` (M [BL, BL], y [BL, BK])."""
+    if CHANNEL:
+        d = tl.where(mask[:, :, None], bx[:, None, :] - by[None, :, :], float("-inf"))  # [BL, BL, BK]
+        out = tl.sum(M[:, :, None] * y.to(tl.float32)[None, :, :] * tl.exp(d), axis=1)
+    else:
+        decay = tl.exp(tl.where(mask, bx_row[:, None] - by_row[None, :], float("-inf")))
+        out = dot(M * decay, y, MODE)
+    return out
+
+
+@triton.jit
+def _unit_lower_inverse(A, BL: tl.constexpr):
+    """(I + A)⁻¹ of a strictly lower triangular A [BL, BL], row by row: T_t = e_t − Σ_{s<t} A_ts T_s."""
+    rows = tl.arange(0, BL)
+    Tm = (rows[:, None] == rows[None, :]).to(tl.float32)
+    for t in range(1, BL):
+        a = tl.sum(tl.where(rows[:, None] == t, A, 0.0), axis=0)  # [BL] row t of A
+        Tm = tl.where(rows[:, None] == t, Tm - tl.sum(a[:, None] * Tm, axis=0)[None, :], Tm)
+    return Tm
+
+
+# warp counts Triton 3.4–3.7.0 miscompiles on Hopper, by dot mode (`kernels._triton.autotune`): the mLSTM's,
+# declared without a measurement of this op (no Hopper GPU was at hand when it was written)
+AVOID = {DOT_BF16: (4, 8)}
+CHUNK_WARPS = warps((4, 2), (8, 2))
+V_TILES = tiles(("BV",), [(32,), (64,)], (4, 2), (8, 2))
+
+
+@autotune(CHUNK_WARPS, key=["K", "V", "BL", "CHANNEL"], avoid=AVOID)
+@triton.jit(do_not_specialize=["T", "L", "NC"])
+def delta_fwd_kernel_wy(
+    k_ptr, v_ptr, g_ptr, beta_ptr, Tm_ptr, w_ptr, u0_ptr,
+    T, H, K, V, L, NC,
+    CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
+):
+    """T = (I + diag(β) G⁻(k, k))⁻¹ of one chunk, W = T diag(β)(k ⊙ e^b) and U' = T diag(β) v.
+
+    Tm [B·H, NC, BL, BL]; w [B·H, NC·L, K] and u0 [B·H, NC·L, V], fp32. Grid (chunks, B·H)."""
+    c, bh = tl.program_id(0), tl.program_id(1)
+    bb, h = (bh // H).to(tl.int64), bh % H
+    l = tl.arange(0, BL)
+    t = c * L + l
+    mask_t = (l < L) & (t < T)
+    beta = tl.load(beta_ptr + (bb * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
+    strict = l[:, None] > l[None, :]
+
+    A = tl.zeros([BL, BL], dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        kk = k0 + tl.arange(0, BK)
+        kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :],
+                     mask=mask_t[:, None] & (kk < K)[None, :], other=0.0)
+        b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+        A += _gated(kt, kt, b, b, b_row, b_row, strict, MODE, CHANNEL)
+    Tm = _unit_lower_inverse(A * beta[:, None], BL)
+    tl.store(Tm_ptr + ((bh * NC + c) * BL + l[:, None]) * BL + l[None, :], Tm)
+
+    rows = (bh * NC * L + c * L + l).to(tl.int64)  # this chunk's rows of w and u0
+    for k0 in range(0, K, BK):
+        kk = k0 + tl.arange(0, BK)
+        kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :],
+                     mask=mask_t[:, None] & (kk < K)[None, :], other=0.0).to(tl.float32)
+        b, _, _ = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+        w = dot(Tm, kt * tl.exp(b) * beta[:, None], MODE)
+        tl.store(w_ptr + rows[:, None] * K + kk[None, :], w, mask=(l < L)[:, None] & (kk < K)[None, :])
+    for v0 in range(0, V, BV):
+        vv = v0 + tl.arange(0, BV)
+        vt = tl.load(v_ptr + ((bb * T + t[:, None]) * H + h) * V + vv[None, :],
+                     mask=mask_t[:, None] & (vv < V)[None, :], other=0.0).to(tl.float32)
+        u0 = dot(Tm, vt * beta[:, None], MODE)
+        tl.store(u0_ptr + rows[:, None] * V + vv[None, :], u0, mask=(l < L)[:, None] & (vv < V)[None, :])
+
+
+@autotune(V_TILES, key=["K", "V", "BL", "CHANNEL"], interpret={"BV": 32}, fit={"BV": "V"}, avoid=AVOID)
+@triton.jit(do_not_specialize=["T", "L", "NC"])
+def delta_fwd_kernel_states(
+    k_ptr, g_ptr, w_ptr, u0_ptr, S0_ptr, u_ptr, states_ptr, Sf_ptr,
+    T, H, K, V, L, NC,
+    HAS_INIT: tl.constexpr, CHANNEL: tl.constexpr, BL: tl.constexpr, BKF: tl.constexpr, BV: tl.constexpr,
+    MODE: tl.constexpr,
+):
+    """U_c = U' − W S_c and the state entering each chunk, walking the chunks in order.
+
+    states [B·H, NC, K, V] (index c: entering chunk c), u [B·H, NC·L, V] fp32, Sf the final state.
+    Grid (V/BV, B·H)."""
+    i_v, bh = tl.program_id(0), tl.program_id(1)
+    bb, h = (bh // H).to(tl.int64), bh % H
+    kk = tl.arange(0, BKF)
+    vv = i_v * BV + tl.arange(0, BV)
+    l = tl.arange(0, BL)
+    mask_kv = (kk < K)[:, None] & (vv < V)[None, :]
+    if HAS_INIT:
+        S = tl.load(S0_ptr + ((bh * K + kk[:, None]) * V + vv[None, :]).to(tl.int64), mask=mask_kv, other=0.0)
+    else:
+        S = tl.zeros([BKF, BV], dtype=tl.float32)
+    for c in range(NC):
+        off_s = ((bh * NC + c).to(tl.int64) * K + kk[:, None]) * V + vv[None, :]
+        tl.store(states_ptr + off_s, S.to(states_ptr.dtype.element_ty), mask=mask_kv)
+        t = c * L + l
+        mask_t = (l < L) & (t < T)
+        rows = (bh * NC * L + c * L + l).to(tl.int64)
+        mask_lv = (l < L)[:, None] & (vv < V)[None, :]
+        w = tl.load(w_ptr + rows[:, None] * K + kk[None, :], mask=(l < L)[:, None] & (kk < K)[None, :], other=0.0)
+        u = tl.load(u0_ptr + rows[:, None] * V + vv[None, :], mask=mask_lv, other=0.0) - dot(w, S, MODE)
+        tl.store(u_ptr + rows[:, None] * V + vv[None, :], u, mask=mask_lv)
+        kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :],
+                     mask=mask_t[:, None] & (kk < K)[None, :], other=0.0).to(tl.float32)
+        b, b_last, _ = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+        k_out = kt * tl.exp(b_last[None, :] - b)  # [BL, BKF]
+        S = S * tl.exp(b_last)[:, None] + dot(tl.trans(k_out), u, MODE)
+    tl.store(Sf_ptr + ((bh * K + kk[:, None]) * V + vv[None, :]).to(tl.int64), S, mask=mask_kv)
+
+
+@autotune(V_TILES, key=["K", "V", "BL", "CHANNEL"], interpret={"BV": 32}, fit={"BV": "V"}, avoid=AVOID)
+@triton.jit(do_not_specialize=["T", "L", "NC"])
+def delta_fwd_kernel_output(
+    q_ptr, k_ptr, g_ptr, u_ptr, states_ptr, o_ptr,
+    scale, T, H, K, V, L, NC,
+    CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
+):
+    """o = scale ((q ⊙ e^b) S_c + G⁺(q, k) U_c) of one chunk. Grid (V/BV, chunks, B·H)."""
+    i_v, c, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    bb, h = (bh // H).to(tl.int64), bh % H
+    vv = i_v * BV + tl.arange(0, BV)
+    l = tl.arange(0, BL)
+    t = c * L + l
+    mask_t = (l < L) & (t < T)
+    causal = l[:, None] >= l[None, :]
+
+    P = tl.zeros([BL, BL], dtype=tl.float32)
+    qS = tl.zeros([BL, BV], dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        kk = k0 + tl.arange(0, BK)
+        mask_tk = mask_t[:, None] & (kk < K)[None, :]
+        qt = tl.load(q_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :], mask=mask_tk, other=0.0)
+        kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :], mask=mask_tk, other=0.0)
+        b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+        S = tl.load(states_ptr + ((bh * NC + c).to(tl.int64) * K + kk[:, None]) * V + vv[None, :],
+                    mask=(kk < K)[:, None] & (vv < V)[None, :], other=0.0)  # [BK, BV]
+        P += _gated(qt, kt, b, b, b_row, b_row, causal, MODE, CHANNEL)
+        qS += dot(qt.to(tl.float32) * tl.exp(b), S, MODE)
+    rows = (bh * NC * L + c * L + l).to(tl.int64)
+    u = tl.load(u_ptr + rows[:, None] * V + vv[None, :], mask=(l < L)[:, None] & (vv < V)[None, :], other=0.0)
+    o = scale * (qS + dot(P, u, MODE))
+    tl.store(o_ptr + ((bb * T + t[:, None]) * H + h) * V + vv[None, :], o.to(o_ptr.dtype.element_ty),
+             mask=mask_t[:, None] & (vv < V)[None, :])
+
+
+@autotune(V_TILES, key=["K", "V", "BL", "CHANNEL"], interpret={"BV": 32}, fit={"BV": "V"}, avoid=AVOID)
+@triton.jit(do_not_specialize=["T", "L", "NC"])
+def delta_bwd_kernel_dv_local(
+    q_ptr, k_ptr, g_ptr, do_ptr, du_ptr,
+    scale, T, H, K, V, L, NC,
+    CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
+):
+    """dU = scale G⁺(q, k)ᵀ do of one chunk, the [s, t] product formed directly. Grid (V/BV, chunks, B·H)."""
+    i_v, c, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    bb, h = (bh // H).to(tl.int64), bh % H
+    vv = i_v * BV + tl.arange(0, BV)
+    l = tl.arange(0, BL)
+    t = c * L + l
+    mask_t = (l < L) & (t < T)
+    causal_t = l[None, :] >= l[:, None]  # [s, t]: t ≥ s
+
+    Pt = tl.zeros([BL, BL], dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        kk = k0 + tl.arange(0, BK)
+        mask_tk = mask_t[:, None] & (kk < K)[None, :]
+        qt = tl.load(q_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :], mask=mask_tk, other=0.0)
+        kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :], mask=mask_tk, other=0.0)
+        b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+        Pt += _gated(kt, qt, -b, -b, -b_row, -b_row, causal_t, MODE, CHANNEL)  # e^{b_t − b_s}
+    do = tl.load(do_ptr + ((bb * T + t[:, None]) * H + h) * V + vv[None, :],
+                 mask=mask_t[:, None] & (vv < V)[None, :], other=0.0)
+    du = scale * dot(Pt, do, MODE)
+    rows = (bh * NC * L + c * L + l).to(tl.int64)
+    tl.store(du_ptr + rows[:, None] * V + vv[None, :], du, mask=(l < L)[:, None] & (vv < V)[None, :])
+
+
+@autotune(V_TILES, key=["K", "V", "BL", "CHANNEL"], interpret={"BV": 32}, fit={"BV": "V"}, avoid=AVOID)
+@triton.jit(do_not_specialize=["T", "L", "NC"])
+def delta_bwd_kernel_dstates(
+    q_ptr, k_ptr, g_ptr, do_ptr, w_ptr, dSf_ptr, du_ptr, dstates_ptr, dS0_ptr,
+    scale, T, H, K, V, L, NC,
+    HAS_DFINAL: tl.constexpr, CHANNEL: tl.constexpr, BL: tl.constexpr, BKF: tl.constexpr, BV: tl.constexpr,
+    MODE: tl.constexpr,
+):
+    """dS_{c+1}, the gradient of the state leaving chunk c, walking the chunks in reverse; du (the local
+    part on entry) gains the state's share. dstates[:, c] = dS_{c+1}; dS0 the initial state's gradient.
+    Grid (V/BV, B·H)."""
+    i_v, bh = tl.program_id(0), tl.program_id(1)
+    bb, h = (bh // H).to(tl.int64), bh % H
+    kk = tl.arange(0, BKF)
+    vv = i_v * BV + tl.arange(0, BV)
+    l = tl.arange(0, BL)
+    mask_kv = (kk < K)[:, None] & (vv < V)[None, :]
+    if HAS_DFINAL:
+        dS = tl.load(dSf_ptr + ((bh * K + kk[:, None]) * V + vv[None, :]).to(tl.int64), mask=mask_kv, other=0.0)
+    else:
+        dS = tl.zeros([BKF, BV], dtype=tl.float32)
+    for i in range(NC):
+        c = NC - 1 - i
+        off_s = ((bh * NC + c).to(tl.int64) * K + kk[:, None]) * V + vv[None, :]
+        tl.store(dstates_ptr + off_s, dS.to(dstates_ptr.dtype.element_ty), mask=mask_kv)
+        t = c * L + l
+        mask_t = (l < L) & (t < T)
+        mask_tk = mask_t[:, None] & (kk < K)[None, :]
+        rows = (bh * NC * L + c * L + l).to(tl.int64)
+        mask_lv = (l < L)[:, None] & (vv < V)[None, :]
+        qt = tl.load(q_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :], mask=mask_tk, other=0.0)
+        kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :], mask=mask_tk, other=0.0)
+        b, b_last, _ = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+        k_out = kt.to(tl.float32) * tl.exp(b_last[None, :] - b)
+        du = tl.load(du_ptr + rows[:, None] * V + vv[None, :], mask=mask_lv, other=0.0) + dot(k_out, dS, MODE)
+        tl.store(du_ptr + rows[:, None] * V + vv[None, :], du, mask=mask_lv)
+        do = tl.load(do_ptr + ((bb * T + t[:, None]) * H + h) * V + vv[None, :],
+                     mask=mask_t[:, None] & (vv < V)[None, :], other=0.0)
+        w = tl.load(w_ptr + rows[:, None] * K + kk[None, :], mask=(l < L)[:, None] & (kk < K)[None, :], other=0.0)
+        q_in = qt.to(tl.float32) * tl.exp(b)
+        dS = dS * tl.exp(b_last)[:, None] + scale * dot(tl.trans(q_in), do, MODE) - dot(tl.trans(w), du, MODE)
+    tl.store(dS0_ptr + ((bh * K + kk[:, None]) * V + vv[None, :]).to(tl.int64), dS, mask=mask_kv)
+
+
+@autotune(CHUNK_WARPS, key=["K", "V", "BL", "CHANNEL"], avoid=AVOID)
+@triton.jit(do_not_specialize=["T", "L", "NC"])
+def delta_bwd_kernel_dwy(
+    k_ptr, v_ptr, g_ptr, beta_ptr, do_ptr, Tm_ptr, w_ptr, u0_ptr, u_ptr, du_ptr, states_ptr,
+    dv_ptr, dbeta_ptr, dkw_ptr, dP_ptr, dM_ptr,
+    scale, T, H, K, V, L, NC,
+    CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
+):
+    """Through the WY form of one chunk: dv, dβ, dk̃ = β ⊙ Tᵀ dW (kept for the next kernel), and the
+    cotangents of G⁺(q, k) and G⁻(k, k) in both orientations ([2, BL, BL] each: [t, s], then [s, t]).
+
+    With DU = Tᵀ dU and DW = Tᵀ dW: dv = β ⊙ DU, dA = −(DU U'ᵀ + DW Wᵀ) on s < t, dG⁻ = diag(β) dA,
+    dβ = v·DU + (k ⊙ e^b)·DW + Σ_s dA_ts G⁻_ts; dG⁺ = scale do Uᵀ on s ≤ t. Grid (chunks, B·H).
+    """
+    c, bh = tl.program_id(0), tl.program_id(1)
+    bb, h = (bh // H).to(tl.int64), bh % H
+    l = tl.arange(0, BL)
+    t = c * L + l
+    mask_t = (l < L) & (t < T)
+    rows = (bh * NC * L + c * L + l).to(tl.int64)
+    beta = tl.load(beta_ptr + (bb * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
+    Tm = tl.load(Tm_ptr + ((bh * NC + c) * BL + l[:, None]) * BL + l[None, :])  # [BL, BL]
+
+    dA = tl.zeros([BL, BL], dtype=tl.float32)  # [t, s]
+    dA_t = tl.zeros([BL, BL], dtype=tl.float32)  # [s, t]
+    dP = tl.zeros([BL, BL], dtype=tl.float32)
+    dP_t = tl.zeros([BL, BL], dtype=tl.float32)
+    dbeta = tl.zeros([BL], dtype=tl.float32)
+    for v0 in range(0, V, BV):
+        vv = v0 + tl.arange(0, BV)
+        mask_lv = (l < L)[:, None] & (vv < V)[None, :]
+        off_tv = ((bb * T + t[:, None]) * H + h) * V + vv[None, :]
+        du = tl.load(du_ptr + rows[:, None] * V + vv[None, :], mask=mask_lv, other=0.0)
+        u = tl.load(u_ptr + rows[:, None] * V + vv[None, :], mask=mask_lv, other=0.0)
+        u0 = tl.load(u0_ptr + rows[:, None] * V + vv[None, :], mask=mask_lv, other=0.0)
+        do = tl.load(do_ptr + off_tv, mask=mask_t[:, None] & (vv < V)[None, :], other=0.0)
+        vt = tl.load(v_ptr + off_tv, mask=mask_t[:, None] & (vv < V)[None, :], other=0.0).to(tl.float32)
+        DU = dot(tl.trans(Tm), du, MODE)  # [BL, BV]
+        DU_t = dot(tl.trans(du), Tm, MODE)  # [BV, BL]
+        tl.store(dv_ptr + off_tv, (beta[:, None] * DU).to(dv_ptr.dtype.element_ty),
+                 mask=mask_t[:, None] & (vv < V)[None, :])
+        dbeta += tl.sum(vt * DU, axis=1)
+        dA += dot(DU, tl.trans(u0), MODE)
+        dA_t += dot(u0, DU_t, MODE)
+        dP += dot(do, tl.trans(u), MODE)
+        dP_t += dot(u, tl.trans(do), MODE)
+    causal = l[:, None] >= l[None, :]
+    causal_t = l[None, :] >= l[:, None]
+    off_ll = (((bh * NC + c) * 2) * BL + l[:, None]) * BL + l[None, :]
+    tl.store(dP_ptr + off_ll, tl.where(causal, scale * dP, 0.0))
+    tl.store(dP_ptr + off_ll + BL * BL, tl.where(causal_t, scale * dP_t, 0.0))
+
+    strict = l[:, None] > l[None, :]
+    G = tl.zeros([BL, BL], dtype=tl.float32)  # G⁻(k, k)
+    for k0 in range(0, K, BK):
+        kk = k0 + tl.arange(0, BK)
+        mask_lk = (l < L)[:, None] & (kk < K)[None, :]
+        kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :],
+                     mask=mask_t[:, None] & (kk < K)[None, :], other=0.0)
+        b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+        w = tl.load(w_ptr + rows[:, None] * K + kk[None, :], mask=mask_lk, other=0.0)
+        dW = tl.zeros([BL, BK], dtype=tl.float32)  # −dU S_cᵀ
+        dW_t = tl.zeros([BK, BL], dtype=tl.float32)
+        for v0 in range(0, V, BV):
+            vv = v0 + tl.arange(0, BV)
+            du = tl.load(du_ptr + rows[:, None] * V + vv[None, :], mask=(l < L)[:, None] & (vv < V)[None, :],
+                         other=0.0)
+            S = tl.load(states_ptr + ((bh * NC + c).to(tl.int64) * K + kk[:, None]) * V + vv[None, :],
+                        mask=(kk < K)[:, None] & (vv < V)[None, :], other=0.0)  # [BK, BV]
+            dW -= dot(du, tl.trans(S), MODE)
+            dW_t -= dot(S, tl.trans(du), MODE)
+        DW = dot(tl.trans(Tm), dW, MODE)  # [BL, BK]
+        DW_t = dot(dW_t, Tm, MODE)  # [BK, BL]
+        dA += dot(DW, tl.trans(w), MODE)
+        dA_t += dot(w, DW_t, MODE)
+        k_in = kt.to(tl.float32) * tl.exp(b)
+        dbeta += tl.sum(k_in * DW, axis=1)
+        tl.store(dkw_ptr + rows[:, None] * K + kk[None, :], beta[:, None] * DW, mask=mask_lk)
+        G += _gated(kt, kt, b, b, b_row, b_row, strict, MODE, CHANNEL)
+    dA = tl.where(strict, -dA, 0.0)
+    dbeta += tl.sum(dA * G, axis=1)
+    tl.store(dbeta_ptr + (bb * T + t) * H + h, dbeta.to(dbeta_ptr.dtype.element_ty), mask=mask_t)
+    strict_t = l[None, :] > l[:, None]
+    tl.store(dM_ptr + off_ll, beta[:, None] * dA)
+    tl.store(dM_ptr + off_ll + BL * BL, tl.where(strict_t, -dA_t, 0.0) * beta[None, :])
+
+
+@autotune(CHUNK_WARPS, key=["K", "V", "BL", "CHANNEL"], avoid=AVOID)
+@triton.jit(do_not_specialize=["T", "L", "NC"])
+def delta_bwd_kernel_dqkg(
+    q_ptr, k_ptr, g_ptr, do_ptr, u_ptr, states_ptr, dstates_ptr, dkw_ptr, dP_ptr, dM_ptr,
+    dq_ptr, dk_ptr, dg_ptr,
+    scale, T, H, K, V, L, NC,
+    CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
+):
+    """dq, dk and the gate gradient of one chunk and block of K. Grid (K/BK, chunks, B·H).
+
+    dq = dq̃ ⊙ e^b + [dG⁺ through its x side];  dk = dk̃ ⊙ e^b + dk̂ ⊙ e^{b_L − b} + [dG⁺'s y side, dG⁻'s
+    both sides], with dq̃ = scale do S_cᵀ and dk̂ = U dS_{c+1}ᵀ; db = x ⊙ dx − y ⊙ dy for each gated product,
+    + q̃ ⊙ dq̃ + k̃ ⊙ dk̃ − k̂ ⊙ dk̂, and at the chunk's last token the total's share
+    Σ_t k̂ ⊙ dk̂ + e^{b_L} ⊙ Σ_v S_c ⊙ dS_{c+1}. dg is its reverse cumulative sum: per channel for a
+    channel-wise gate, else this block's share of the sum over K ([K/BK, B·H, NC·L]).
+    """
+    i_k, c, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    bb, h = (bh // H).to(tl.int64), bh % H
+    kk = i_k * BK + tl.arange(0, BK)
+    l = tl.arange(0, BL)
+    t = c * L + l
+    mask_t = (l < L) & (t < T)
+    rows = (bh * NC * L + c * L + l).to(tl.int64)
+    mask_tk = mask_t[:, None] & (kk < K)[None, :]
+
+    dq_in = tl.zeros([BL, BK], dtype=tl.float32)  # do S_cᵀ
+    dk_out = tl.zeros([BL, BK], dtype=tl.float32)  # U dS_{c+1}ᵀ
+    SdS = tl.zeros([BK], dtype=tl.float32)  # Σ_v S_c ⊙ dS_{c+1}
+    for v0 in range(0, V, BV):
+        vv = v0 + tl.arange(0, BV)
+        mask_kv = (kk < K)[:, None] & (vv < V)[None, :]
+        off_s = ((bh * NC + c).to(tl.int64) * K + kk[:, None]) * V + vv[None, :]
+        S = tl.load(states_ptr + off_s, mask=mask_kv, other=0.0)
+        dS = tl.load(dstates_ptr + off_s, mask=mask_kv, other=0.0)
+        do = tl.load(do_ptr + ((bb * T + t[:, None]) * H + h) * V + vv[None, :],
+                     mask=mask_t[:, None] & (vv < V)[None, :], other=0.0)
+        u = tl.load(u_ptr + rows[:, None] * V + vv[None, :], mask=(l < L)[:, None] & (vv < V)[None, :], other=0.0)
+        dq_in += dot(do, tl.trans(S), MODE)
+        dk_out += dot(u, tl.trans(dS), MODE)
+        SdS += tl.sum(S.to(tl.float32) * dS.to(tl.float32), axis=1)
+    dq_in *= scale
+
+    qt = tl.load(q_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :], mask=mask_tk, other=0.0)
+    kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :], mask=mask_tk, other=0.0)
+    qf, kf = qt.to(tl.float32), kt.to(tl.float32)
+    b, b_last, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+    dk_in = tl.load(dkw_ptr + rows[:, None] * K + kk[None, :], mask=(l < L)[:, None] & (kk < K)[None, :], other=0.0)
+    off_ll = (((bh * NC + c) * 2) * BL + l[:, None]) * BL + l[None, :]
+    dP = tl.load(dP_ptr + off_ll)
+    dP_t = tl.load(dP_ptr + off_ll + BL * BL)
+    dM = tl.load(dM_ptr + off_ll)
+    dM_t = tl.load(dM_ptr + off_ll + BL * BL)
+    causal = l[:, None] >= l[None, :]
+    causal_t = l[None, :] >= l[:, None]
+    strict = l[:, None] > l[None, :]
+    strict_t = l[None, :] > l[:, None]
+    dq_P = _gated_dot(dP, kt, b, b, b_row, b_row, causal, MODE, CHANNEL)  # Σ_s dP_ts k_s e^{b_t − b_s}
+    dk_P = _gated_dot(dP_t, qt, -b, -b, -b_row, -b_row, causal_t, MODE, CHANNEL)  # Σ_t dP_ts q_t e^{..}
+    dk_Mx = _gated_dot(dM, kt, b, b, b_row, b_row, strict, MODE, CHANNEL)
+    dk_My = _gated_dot(dM_t, kt, -b, -b, -b_row, -b_row, strict_t, MODE, CHANNEL)
+
+    e_in = tl.exp(b)
+    e_out = tl.exp(b_last[None, :] - b)
+    dq = dq_in * e_in + dq_P
+    dk = dk_in * e_in + dk_out * e_out + dk_P + dk_Mx + dk_My
+    tl.store(dq_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :], dq.to(dq_ptr.dtype.element_ty), mask=mask_tk)
+    tl.store(dk_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :], dk.to(dk_ptr.dtype.element_ty), mask=mask_tk)
+
+    k_out_dk = kf * e_out * dk_out
+    db = (qf * e_in * dq_in + kf * e_in * dk_in - k_out_dk
+          + qf * dq_P - kf * dk_P + kf * dk_Mx - kf * dk_My)  # [BL, BK]
+    db_last = tl.sum(k_out_dk, axis=0) + tl.exp(b_last) * SdS  # [BK]
+    db += tl.where(l[:, None] == BL - 1, db_last[None, :], 0.0)
+    if CHANNEL:
+        dg = tl.cumsum(db, axis=0, reverse=True)
+        tl.store(dg_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :], dg.to(dg_ptr.dtype.element_ty),
+                 mask=mask_tk)
+    else:
+        dg = tl.cumsum(tl.sum(db, axis=1), axis=0, reverse=True)
+        tl.store(dg_ptr + (i_k * tl.num_programs(2) + bh).to(tl.int64) * NC * L + c * L + l, dg, mask=l < L)
+
+
+def _tiles(K: int, V: int, L: int, channel: bool) -> dict[str, int]:
+    # a channel-wise gate's pairwise products are [BL, BL, BK] tiles: K in blocks of 16
+    return {"BL": block(L), "BK": 16 if channel else min(64, block(K)), "BV": min(64, block(V))}
+
+
+def delta_fwd(q, k, v, g, beta, S0, scale, chunk_size):
+    """Returns `(o, final_state fp32, saved)`; `saved` holds what the backward reads."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    L = chunk_size
+    nc = triton.cdiv(T, L)
+    channel = g.ndim == 4
+    blocks, mode = _tiles(K, V, L, channel), dot_mode(q.dtype)
+    BL = blocks["BL"]
+    dims = (T, H, K, V, L, nc)
+    dev, fp32 = q.device, torch.float32
+
+    Tm = torch.empty(B * H, nc, BL, BL, device=dev, dtype=fp32)
+    w = torch.empty(B * H, nc * L, K, device=dev, dtype=fp32)
+    u0 = torch.empty(B * H, nc * L, V, device=dev, dtype=fp32)
+    delta_fwd_kernel_wy[(nc, B * H)](k, v, g, beta, Tm, w, u0, *dims, CHANNEL=channel, MODE=mode, **blocks)
+
+    u = torch.empty(B * H, nc * L, V, device=dev, dtype=fp32)
+    states = torch.empty(B * H, nc, K, V, device=dev, dtype=state_dtype(q.dtype))
+    Sf = torch.empty(B, H, K, V, device=dev, dtype=fp32)
+    grid = lambda meta: (triton.cdiv(V, meta["BV"]), B * H)  # noqa: E731
+    delta_fwd_kernel_states[grid](
+        k, g, w, u0, S0, u, states, Sf, *dims,
+        HAS_INIT=S0 is not None, CHANNEL=channel, MODE=mode, BL=BL, BKF=block(K),
+    )
+
+    o = torch.empty(B, T, H, V, device=dev, dtype=q.dtype)
+    grid = lambda meta: (triton.cdiv(V, meta["BV"]), nc, B * H)  # noqa: E731
+    delta_fwd_kernel_output[grid](
+        q, k, g, u, states, o, scale, *dims, CHANNEL=channel, MODE=mode, BL=BL, BK=blocks["BK"],
+    )
+    return o, Sf, (Tm, w, u0, u, states)
+
+
+def delta_bwd(do, dSf, q, k, v, g, beta, saved, scale, chunk_size):
+    """Returns `(dq, dk, dv, dg, dbeta, d initial_state fp32)`."""
+    Tm, w, u0, u, states = saved
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    L = chunk_size
+    nc = triton.cdiv(T, L)
+    channel = g.ndim == 4
+    blocks, mode = _tiles(K, V, L, channel), dot_mode(q.dtype)
+    BL, BK = blocks["BL"], blocks["BK"]
+    dims = (T, H, K, V, L, nc)
+    dev, fp32 = q.device, torch.float32
+
+    du = torch.empty(B * H, nc * L, V, device=dev, dtype=fp32)
+    grid = lambda meta: (triton.cdiv(V, meta["BV"]), nc, B * H)  # noqa: E731
+    delta_bwd_kernel_dv_local[grid](q, k, g, do, du, scale, *dims, CHANNEL=channel, MODE=mode, BL=BL, BK=BK)
+
+    dstates = torch.empty_like(states)
+    dS0 = torch.empty(B, H, K, V, device=dev, dtype=fp32)
+    grid = lambda meta: (triton.cdiv(V, meta["BV"]), B * H)  # noqa: E731
+    delta_bwd_kernel_dstates[grid](
+        q, k, g, do, w, dSf, du, dstates, dS0, scale, *dims,
+        HAS_DFINAL=dSf is not None, CHANNEL=channel, MODE=mode, BL=BL, BKF=block(K),
+    )
+
+    dv, dbeta = torch.empty_like(v), torch.empty_like(beta)
+    dkw = torch.empty(B * H, nc * L, K, device=dev, dtype=fp32)
+    dP = torch.empty(B * H, nc, 2, BL, BL, device=dev, dtype=fp32)
+    dM = torch.empty(B * H, nc, 2, BL, BL, device=dev, dtype=fp32)
+    delta_bwd_kernel_dwy[(nc, B * H)](
+        k, v, g, beta, do, Tm, w, u0, u, du, states, dv, dbeta, dkw, dP, dM, scale, *dims,
+        CHANNEL=channel, MODE=mode, **blocks,
+    )
+
+    dq, dk = torch.empty_like(q), torch.empty_like(k)
+    n_k = triton.cdiv(K, BK)
+    dg = torch.empty_like(g) if channel else torch.empty(n_k, B * H, nc * L, device=dev, dtype=fp32)
+    delta_bwd_kernel_dqkg[(n_k, nc, B * H)](
+        q, k, g, do, u, states, dstates, dkw, dP, dM, dq, dk, dg, scale, *dims,
+        CHANNEL=channel, MODE=mode, **blocks,
+    )
+    if not channel:  # the blocks' shares of the sum over K, [B·H, NC·L] -> [B, T, H]
+        dg = dg.sum(0).view(B, H, nc * L)[:, :, :T].transpose(1, 2).to(g.dtype)
+    return dq, dk, dv, dg, dbeta, dS0
+
+
+class GatedDeltaFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, g, beta, S0, scale, chunk_size):
+        q, k, v, g, beta = (t.contiguous() for t in (q, k, v, g, beta))
+        init_dtype = S0.dtype if S0 is not None else None
+        if S0 is not None:
+            S0 = S0.float().contiguous()
+        o, Sf, saved = delta_fwd(q, k, v, g, beta, S0, scale, chunk_size)
+        ctx.save_for_backward(q, k, v, g, beta, *saved)
+        ctx.scale, ctx.chunk_size, ctx.init_dtype = scale, chunk_size, init_dtype
+        ctx.set_materialize_grads(False)
+        return o, Sf
+
+    @staticmethod
+    def backward(ctx, do, dSf):
+        q, k, v, g, beta, *saved = ctx.saved_tensors
+        do = torch.zeros(*q.shape[:3], v.shape[-1], device=q.device, dtype=q.dtype) if do is None else do
+        dSf = dSf.float().contiguous() if dSf is not None else None
+        with on_device(q):
+            dq, dk, dv, dg, dbeta, dS0 = delta_bwd(
+                do.contiguous(), dSf, q, k, v, g, beta, saved, ctx.scale, ctx.chunk_size
+            )
+        dS0 = dS0.to(ctx.init_dtype) if ctx.init_dtype is not None else None
+        return dq, dk, dv, dg, dbeta, dS0, None, None
+
+
+# dynamo does not trace into the kernels: a graph break around them under torch.compile
+@torch.compiler.disable
+def gated_delta_triton(q, k, v, g, beta, *, scale: float, initial_state=None, chunk_size: int = 64):
+    """The Triton gated delta rule; arguments and results as `reference.gated_delta_chunked` (inputs
+    already checked).
+
+    The result does not depend on the chunk size, so a chunk is at most MAX_CHUNK tokens (the tiles of
+    a longer one do not fit in registers), MAX_CHANNEL_CHUNK for a channel-wise gate, and at most T.
+    """
+    cap = MAX_CHANNEL_CHUNK if g.ndim == 4 else MAX_CHUNK
+    chunk_size = min(chunk_size, cap, q.shape[1])
+    with on_device(q):
+        return GatedDeltaFunction.apply(q, k, v, g, beta, initial_state, scale, chunk_size)
