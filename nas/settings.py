@@ -13,7 +13,11 @@ Each setting comes from its environment variable, else from the TOML file (`NAS_
     tracking_url = "http://mlflow.example:5000"                            # MLflow; NAS_TRACKING
     ray_address  = "ray-head.example:6380"                                  # NAS_RAY_ADDRESS
 
-and three numbers, in seconds, for every database connection (PostgreSQL's; SQLite waits for its lock):
+    dashboard_users = "/etc/hybrid-nas/dashboard-users"                    # NAS_DASHBOARD_USERS
+
+(the dashboard's users, `nas.auth`: `nas user add NAME` writes the file; default `dashboard-users` beside
+the config file), and three numbers, in seconds, for every database connection (PostgreSQL's; SQLite
+waits for its lock):
 
     db_connect_timeout   = 10    # NAS_DB_CONNECT_TIMEOUT: a server that does not answer fails this soon
     db_statement_timeout = 60    # NAS_DB_STATEMENT_TIMEOUT: the longest one statement may run
@@ -50,6 +54,7 @@ CONFIG_KEYS = {
     "db_connect_timeout": "NAS_DB_CONNECT_TIMEOUT",
     "db_statement_timeout": "NAS_DB_STATEMENT_TIMEOUT",
     "db_retry": "NAS_DB_RETRY",
+    "dashboard_users": "NAS_DASHBOARD_USERS",
 }
 # the keys that are numbers of seconds, and their defaults
 SECONDS = {"db_connect_timeout": 10.0, "db_statement_timeout": 60.0, "db_retry": 600.0}
@@ -66,7 +71,15 @@ class Settings:
     db_connect_timeout: float = SECONDS["db_connect_timeout"]
     db_statement_timeout: float = SECONDS["db_statement_timeout"]
     db_retry: float = SECONDS["db_retry"]
+    dashboard_users: str | None = None
     source: str | None = None  # the config file read, if any
+
+    @property
+    def users_file(self) -> Path:
+        """The dashboard's users (`nas.auth`): NAS_DASHBOARD_USERS, else `dashboard-users` beside the config
+        file."""
+        return Path(self.dashboard_users).expanduser() if self.dashboard_users else config_path().parent / \
+            "dashboard-users"
 
     @property
     def storage(self) -> str:
