@@ -198,6 +198,8 @@ class _Runner:
             return True
         if not self._budget_left():
             return False
+        if self.executor.in_flight >= self.spec.concurrency:  # taken away while the reads waited out an outage
+            return False
         if self.infeasible_in_a_row >= MAX_INFEASIBLE_IN_A_ROW:
             log.warning("stopping: %d proposals in a row broke the constraints", self.infeasible_in_a_row)
             return False
@@ -366,6 +368,14 @@ class _Runner:
 
     # ----- results ---------------------------------------------------------------------------------
     def _finish(self, outcome: JobOutcome) -> None:
+        try:
+            self._record(outcome)
+        except store.optuna_module().exceptions.UpdateFinishedTrialError:
+            # another driver took the study over (this one was cut off longer than its heartbeat allows) and
+            # finished the trial first: its record stands, this result is dropped
+            log.warning("trial %d was finished by another driver; this result of it is dropped", outcome.job.trial)
+
+    def _record(self, outcome: JobOutcome) -> None:
         slot = next((s for s in self.jobs.values() if s.trial == outcome.job.trial), None)
         if slot is None:
             return

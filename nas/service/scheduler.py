@@ -136,6 +136,10 @@ class Claim:
     def lost(self) -> bool:
         return self.lost_to is not None
 
+    def silent_for(self) -> float:
+        """Seconds since the last heartbeat that got through."""
+        return time.monotonic() - self._last_beat if self._last_beat else 0.0
+
     def __enter__(self) -> Claim:
         self._thread.start()
         return self
@@ -201,6 +205,8 @@ class _Guarded(Executor):
         self.inner, self.claim = inner, claim
 
     def submit(self, job: Job) -> int:
+        if self.claim.lost:  # the new owner runs the study's trials
+            return -1
         return self.inner.submit(job)
 
     def wait(self, timeout: float) -> list[JobOutcome]:
@@ -220,6 +226,8 @@ class _Guarded(Executor):
 
     @property
     def in_flight(self) -> int:
+        if not self.claim.lost and self.claim.silent_for() > self.claim.heartbeat_every:
+            self.claim.beat(force=True)  # no heartbeat got through lately (an outage): still ours?
         return 1 << 30 if self.claim.lost else self.inner.in_flight  # "full": launch nothing more
 
 
@@ -340,7 +348,7 @@ class Scheduler:
             return "failed", f"{type(e).__name__}: {first}\n{tb}", f"{type(e).__name__}: {first}"
         counts = summary.counts
         what = (f"{counts['complete']} complete, {counts['failed']} failed, {counts['infeasible']} infeasible"
-                + "".join(f", {counts[k]} {k}" for k in ("duplicate", "cancelled", "pruned") if counts[k])
+                + "".join(f", {counts[k]} {k}" for k in ("cancelled", "pruned") if counts[k])
                 + f", {summary.elapsed_seconds / 60:.1f} min")
         reason = summary.stop_reason
         if reason == "cancel":
