@@ -204,6 +204,10 @@ def _new_storage(url: str, **engine_kwargs: Any):
     except Exception as e:
         if transient(e):
             raise unreachable("the Optuna storage", url, e) from None
+        import sqlalchemy as sa
+
+        if isinstance(e, (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError, ImportError)):
+            raise bad_url(url, e) from None
         raise
 
 
@@ -234,12 +238,21 @@ def engine(url: str) -> sqlalchemy.Engine:
                 kwargs.update(pool_size=3, max_overflow=5)
             try:
                 _engines[url] = sa.create_engine(url, **kwargs)
-            except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
-                raise ConfigError(
-                    f"the database URL {mask_url(url)} is not one SQLAlchemy can use: {e}; write it as "
-                    "postgresql+psycopg://USER:PASSWORD@HOST:5432/DB or sqlite:///PATH"
-                ) from None
+            except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError, ImportError) as e:
+                raise bad_url(url, e) from None
         return _engines[url]
+
+
+def bad_url(url: str, e: BaseException) -> ConfigError:
+    """The one sentence for a URL no driver takes (the URL shown only when it can be shown masked)."""
+    shown = mask_url(url) if "://" in url else "given"
+    why = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if url in why or ("://" in url and url.split("://", 1)[1] in why):
+        why = type(e).__name__
+    return ConfigError(
+        f"the database URL {shown} is not one SQLAlchemy can use ({why}); write it as "
+        "postgresql+psycopg://USER@HOST:5432/DB (the password in PGPASSWORD or ~/.pgpass) or sqlite:///PATH"
+    )
 
 
 def close(url_suffix: str = "") -> None:

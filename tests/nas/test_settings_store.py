@@ -84,3 +84,12 @@ def test_a_lost_connection_during_a_storage_call_is_retried(tmp_path, monkeypatc
     trial.set_user_attr("arch", {"pattern": "M-"})
     assert failures == [0] and study.trials[0].user_attrs == {"arch": {"pattern": "M-"}}
     store._retrying_storage_class.cache_clear()
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopg://u:Secr3t@host:notaport/db", "notaurl:Secr3t",
+                                 "mysql://u:Secr3t@h/db"])
+def test_a_url_no_driver_takes_is_one_sentence_without_its_password(url):
+    for connect in (store.engine, store.storage):
+        with pytest.raises(ConfigError, match="is not one SQLAlchemy can use") as e:
+            connect(url)
+        assert "Secr3t" not in str(e.value)
