@@ -12,10 +12,10 @@ from pathlib import Path
 import streamlit as st
 
 try:
-    from dashboard import common
+    from dashboard import auth, common
 except ModuleNotFoundError:  # a checkout that is not pip-installed: the repository root is two folders up
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from dashboard import common
+    from dashboard import auth, common
 
 st.set_page_config(page_title="hybrid-nas", page_icon=":material/hub:", layout="wide")
 
@@ -39,6 +39,7 @@ with st.sidebar:
         st.caption(f":material/warning: {m.problem}")
     st.caption(f"Optuna storage `{common.shown(common.storage_url())}`")
     st.caption(f"MLflow tracking `{common.shown(common.tracking_url())}`")
+    auth.sidebar(m.service)
     st.toggle(
         "Refresh while studies run",
         value=True,

@@ -310,7 +310,10 @@ def study_tracking(spec: dict[str, Any]) -> str:
 def run_link(tracking: str, experiment_id: str | None, run_id: str | None) -> str | None:
     """The MLflow UI address of a run on a tracking server; None for a local store."""
     if run_id and experiment_id and tracking.startswith(("http://", "https://")):
-        return f"{tracking.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        scheme, rest = tracking.split("://", 1)
+        host, sep, path = rest.partition("/")
+        base = f"{scheme}://{host.rpartition('@')[2]}{sep}{path}"  # a link shows no credentials
+        return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     return None
 
 

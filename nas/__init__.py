@@ -8,15 +8,16 @@ One home per thing; imports run one way, from the command line down to the setti
      └─► report (an ablation's effects)
     each of them ─► reader (every read) ─► store (connections, open/resume) ─► spec ─► ablation, settings
                  ─► record (trial attributes, status, budget) and pareto, which import nothing of nas
+    dashboard ─► auth (its users file: scrypt hashes) ─► settings
 
 | module | owns |
 |---|---|
-| `settings` | every `NAS_*` setting and the config file, read in one place; URL masking |
+| `settings` | every `NAS_*` setting and the config file, read in one place (database timeouts too); URL masking |
 | `spec` | `StudySpec`: what a study searches, for which objectives, under which budget; its grid |
 | `ablation` | an ablation's design: the base, its factors, the architecture of each cell |
-| `record` | what a study keeps in Optuna: attribute keys, a trial's status, the trial budget |
+| `record` | what a study keeps in Optuna: attribute keys, a trial's status, the trial budget, an architecture's key |
 | `pareto` | the one dominance test: Pareto front, ranks, crowding distance, hypervolume |
-| `store` | the one connection cache (Optuna storages, SQLAlchemy engines); opening and resuming a study |
+| `store` | the one connection cache (Optuna storages, SQLAlchemy engines; timeouts, retries); opening a study |
 | `reader` | every read of a study, in plain SQL: lists, trial frames, summaries, Pareto sets, architectures |
 | `report` | an ablation's report: means, intervals, differences from the base |
 | `executor` | where trials run: a Ray cluster, or in-process |
@@ -25,6 +26,7 @@ One home per thing; imports run one way, from the command line down to the setti
 | `runner` | `run_study`: ask, train, tell, record; resumable |
 | `display` | what a terminal shows: a study's progress, an evaluation's scorecard |
 | `units` | numbers for people (6.74B, 2.0 GiB, 128K) |
+| `auth` | who may act on the dashboard: the users file, scrypt hashes of passwords and tokens |
 | `export/` | training configs: Hugging Face (`hf`), Megatron-LM (`megatron`), the project's YAML (`native`) |
 | `service/` | service mode: the queue's tables (`db`), submitting and steering studies (`queue`), `nas serve` |
 | `cli` | the `nas` command line; the only place that turns an error into an exit code |

@@ -775,6 +775,13 @@ def dashboard(
         f"dashboard on http://{host}:{port} · storage {mask_url(storage or settings().storage)} · Ctrl-C stops it",
         soft_wrap=True,
     )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            f"note: {host} reaches beyond this machine: anyone who reaches the port can read the studies, and "
+            "actions need a sign-in (`nas user add NAME`); serve it behind a reverse proxy with TLS "
+            "(docs/service.md)",
+            soft_wrap=True,
+        )
     sys.stdout.flush()
     cmd = [
         sys.executable,
@@ -796,8 +803,64 @@ def dashboard(
         "false",
         "--client.toolbarMode",
         "viewer",
+        "--server.maxUploadSize",  # megabytes; a spec is at most 256 KB
+        "1",
     ]
     os.execve(sys.executable, cmd, env)  # Streamlit takes this process over: signals reach it
+
+
+user_app = typer.Typer(help="The dashboard's users: who may sign in to submit, pause, resume and cancel.",
+                        no_args_is_help=True)
+app.add_typer(user_app, name="user")
+UsersFileArg = Annotated[
+    Path | None, typer.Option("--file", help="the users file (default: NAS_DASHBOARD_USERS, else beside the config)")
+]
+
+
+@user_app.command("add")
+@friendly
+def user_add(
+    name: Annotated[str, typer.Argument(help="the name the dashboard records as the submitter")],
+    token: Annotated[bool, typer.Option("--token", help="a random token instead of a password you type")] = False,
+    file: UsersFileArg = None,
+) -> None:
+    """Add a dashboard user (or give one a new password): only its scrypt hash is written."""
+    from nas import auth
+    from nas.settings import settings
+
+    path = file or settings().users_file
+    if token:
+        secret = auth.new_token()
+    else:
+        secret = typer.prompt(f"password for {name}", hide_input=True, confirmation_prompt=True)
+    auth.add_user(path, name, secret)
+    out.print(f"{name} can sign in to the dashboard; {path} holds the hash", soft_wrap=True)
+    if token:
+        out.print(f"token (shown once): {secret}", markup=False, soft_wrap=True)
+
+
+@user_app.command("remove")
+@friendly
+def user_remove(name: Annotated[str, typer.Argument(help="the user")], file: UsersFileArg = None) -> None:
+    """Remove a dashboard user."""
+    from nas import auth
+    from nas.settings import settings
+
+    path = file or settings().users_file
+    auth.remove_user(path, name)
+    out.print(f"{name} removed from {path}", soft_wrap=True)
+
+
+@user_app.command("list")
+@friendly
+def user_list(file: UsersFileArg = None) -> None:
+    """The dashboard's users."""
+    from nas import auth
+    from nas.settings import settings
+
+    path = file or settings().users_file
+    names = sorted(auth.read_users(path))
+    out.print(f"{path}: {', '.join(names) if names else 'no users (the dashboard is read-only)'}", soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -22,7 +22,8 @@ from typing import Any
 from search_spaces import ArchConfig
 from workers.result import TrialResult
 
-__all__ = ["Executor", "InlineExecutor", "Job", "JobOutcome", "RayExecutor", "run_job", "token_auth_for"]
+__all__ = ["Executor", "InlineExecutor", "Job", "JobOutcome", "RayExecutor", "run_job", "start_local_ray",
+           "token_auth_for"]
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,8 @@ class RayExecutor(Executor):
     """Each job is a Ray task with the job's CPUs and (fractional) GPUs; a task whose worker process
     dies is retried once by Ray, then reported as `worker_died`.
 
-    With no address, a local Ray instance is started for the run (token authentication on, on a free
-    port) and stopped at `shutdown`.
+    With no address, a local Ray instance is started for the run (`start_local_ray`: token authentication
+    on, free ports, loopback only) and stopped at `shutdown`.
     """
 
     def __init__(self, address: str | None = None, *, num_cpus: float | None = None, num_gpus: float | None = None):
@@ -140,14 +141,11 @@ class RayExecutor(Executor):
         self._ray = ray
         self._own = address is None and not ray.is_initialized()
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
             if address is None:
-                # "local": a new instance for this run, never whatever `ray start` left running on the machine
-                kwargs.update(address="local", num_cpus=num_cpus, num_gpus=num_gpus)
+                start_local_ray(num_cpus=num_cpus, num_gpus=num_gpus)
             else:
-                kwargs["address"] = address
                 token_auth_for(address)
-            ray.init(**kwargs)
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         self._sink = _progress_sink(ray).remote()
         self._remote = ray.remote(max_retries=1)(_ray_job)
         self._refs: dict[Any, tuple[int, Job]] = {}
@@ -205,6 +203,32 @@ class RayExecutor(Executor):
 
     def slots(self) -> int | None:
         return None
+
+
+def start_local_ray(**kwargs: Any) -> None:
+    """A new Ray instance for this process ("local": never whatever `ray start` left running on the machine),
+    with token authentication on and every one of its processes (GCS, raylet, workers, the metrics and
+    runtime-env agents) listening on 127.0.0.1 only: nothing of it is reachable from another host.
+
+    Ray binds a node's servers to all interfaces unless the node's address is the loopback one, and resolves
+    127.0.0.1 to the host's address unless its single-machine mode (`ENABLE_RAY_CLUSTER` off, meant for
+    laptops) is on while the node starts; it is switched on for `ray.init` only, so that a later `ray.init`
+    in this process may still join a cluster on other hosts."""
+    import ray
+    from ray._private import ray_constants
+
+    var = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # the same switch, for the processes the node starts
+    saved_env, saved = os.environ.get(var), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[var], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, **{k: v for k, v in kwargs.items() if v is not None})
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+        if saved_env is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = saved_env
 
 
 def token_auth_for(address: str) -> None:

@@ -18,18 +18,31 @@ A trial's status, from its Optuna state and attributes:
 | paused | RUNNING | early stopping left it at a lower rung, waiting for a promotion |
 | failed | FAIL | diverged, out of memory, broke, or its worker died twice (`FAILURE` says which and why) |
 | infeasible | FAIL | its architecture broke the study's constraints; never trained |
+| cancelled | FAIL | in flight when the study was cancelled; no result |
 | pruned | PRUNED | stopped at a lower rung when the study ended |
 | waiting | WAITING | enqueued (a grid point) and not asked yet |
+
+The budget counts the trials that have a result, or are getting one: infeasible and cancelled ones do
+not count, so a cancelled and resumed study still ends with its number of results.
+
+An architecture is known by `arch_key` (its canonical form, the profile and the seeds): a study never
+trains one key twice. A trial whose proposal repeats the key of a trial with a result (`has_result`)
+takes that result instead of training (`DUPLICATE_OF` names the trial it came from; until that one
+finishes it waits, as `running`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 __all__ = [
     "ARCH",
+    "ARCH_KEY",
     "CREATED",
+    "DUPLICATE_OF",
     "ELAPSED",
     "FAILURE",
     "JOB_RUNG",
@@ -40,15 +53,18 @@ __all__ = [
     "PATTERN",
     "PROGRESS",
     "RESULT",
+    "RESULT_FAILURES",
     "RUNG_DONE",
     "RUNG_RESULTS",
     "SPEC",
     "STATUSES",
     "TOKENS",
     "Status",
+    "arch_key",
     "count_statuses",
     "failure_kind",
     "finished",
+    "has_result",
     "is_paused",
     "trained",
     "trial_budget",
@@ -64,6 +80,8 @@ MLFLOW_EXPERIMENT = "mlflow_experiment_id"
 
 # ----- trial attributes ---------------------------------------------------------------------------
 ARCH = "arch"  # the ArchConfig, as a dict (set when its first job starts)
+ARCH_KEY = "arch_key"  # `arch_key` of the architecture, profile and seeds it trains
+DUPLICATE_OF = "duplicate_of"  # the trial whose result this one took (the same arch_key), not trained again
 PATTERN = "pattern"
 JOB_RUNG = "job_rung"  # the rung of the job in flight; None when no job runs
 RUNG_DONE = "rung_done"  # the highest rung finished
@@ -75,8 +93,11 @@ FAILURE = "failure"  # {"kind": ..., "reason": ...}
 MLFLOW_RUN = "mlflow_run_id"
 PROGRESS = "progress"  # the latest training report of the job in flight
 
-Status = Literal["complete", "running", "paused", "failed", "infeasible", "pruned", "waiting"]
-STATUSES: tuple[Status, ...] = ("complete", "running", "paused", "failed", "infeasible", "pruned", "waiting")
+Status = Literal["complete", "running", "paused", "failed", "infeasible", "cancelled", "pruned", "waiting"]
+STATUSES: tuple[Status, ...] = ("complete", "running", "paused", "failed", "infeasible", "cancelled", "pruned",
+                                "waiting")
+# failures of a trial of its own, which training it again would repeat
+RESULT_FAILURES = ("diverged", "oom", "invalid")
 
 
 def failure_kind(attrs: Mapping[str, Any]) -> str | None:
@@ -92,7 +113,8 @@ def trial_status(state: str, attrs: Mapping[str, Any]) -> Status:
     """The status of a trial in Optuna `state` (its name: COMPLETE, RUNNING, ...) with these attributes."""
     state = state.rsplit(".", 1)[-1].upper()  # "TrialState.RUNNING" as some drivers hand it back
     if state == "FAIL":
-        return "infeasible" if failure_kind(attrs) == "infeasible" else "failed"
+        kind = failure_kind(attrs)
+        return kind if kind in ("infeasible", "cancelled") else "failed"  # type: ignore[return-value]
     if state == "RUNNING":
         return "paused" if is_paused(attrs) else "running"
     return {"COMPLETE": "complete", "PRUNED": "pruned", "WAITING": "waiting"}[state]
@@ -113,6 +135,22 @@ def finished(counts: Mapping[str, int]) -> int:
 def trained(counts: Mapping[str, int]) -> int:
     """Trials that count against the budget: every one that got (or is getting) a job."""
     return finished(counts) + counts["running"] + counts["paused"]
+
+
+def has_result(status: str, attrs: Mapping[str, Any]) -> bool:
+    """Whether a trial holds (or is training to) a result of its architecture: training it again would
+    repeat work. A job that broke, a dead worker or a cancel left no result; a divergence is one."""
+    if status in ("complete", "running", "paused", "pruned"):
+        return True
+    return status == "failed" and failure_kind(attrs) in RESULT_FAILURES
+
+
+def arch_key(arch: Mapping[str, Any], profile: Mapping[str, Any], seeds: Sequence[int]) -> str:
+    """What a trained architecture is known by: its canonical form (an ArchConfig's dict, every option
+    given), the profile it trains under and its seeds, hashed."""
+    canonical = json.dumps({"arch": arch, "profile": profile, "seeds": list(seeds)}, sort_keys=True,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:24]
 
 
 def trial_budget(spec: Any, grid_points: int | None) -> int | None:

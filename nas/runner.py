@@ -5,7 +5,12 @@
 
 Everything durable lives in the Optuna storage (`nas.record` names it): the spec, each trial's
 architecture, the rungs it finished and the job in flight. A driver that dies loses nothing finished:
-running the same spec again resubmits the jobs that were in flight and goes on. A trial ends COMPLETE
+running the same spec again resubmits the jobs that were in flight and goes on, with its sampler
+seeded anew from the number of trials so far (a seeded sampler started again would propose the first
+trials' architectures again). An architecture the study has trained, or is training, is never trained
+twice (`record.arch_key`): a proposal that repeats one takes its result (`record.DUPLICATE_OF`). Every
+read and write of the storage is retried through a database outage (`store.retry`) while the trials in
+flight run on. A trial ends COMPLETE
 (trained to the full budget; its values are the objectives, averaged over seeds), FAIL (diverged, out of
 memory, broke, its worker died twice, or infeasible: the `failure` attribute says which and why) or
 PRUNED (left at a lower rung by early stopping, `nas.asha`).
@@ -13,6 +18,7 @@ PRUNED (left at a lower rung by early stopping, `nas.asha`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -40,19 +46,28 @@ MAX_INFEASIBLE_IN_A_ROW = 200
 STOP_PAUSE, STOP_CANCEL = "pause", "cancel"
 
 
-def sampler(spec: StudySpec):
-    """The spec's Optuna sampler, seeded with `spec.seed`."""
+def sampler_seed(seed: int, trials_so_far: int) -> int:
+    """The sampler's seed for a run that starts with `trials_so_far` trials stored: the spec's seed for a new
+    study, and a seed of its own for each later start (so that a resumed run does not replay the first's)."""
+    if trials_so_far == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"{seed}:{trials_so_far}".encode()).digest()[:4], "big")
+
+
+def sampler(spec: StudySpec, trials_so_far: int = 0):
+    """The spec's Optuna sampler, seeded with `spec.seed` (re-seeded for a resumed study: `sampler_seed`)."""
     optuna = store.optuna_module()
     name = spec.sampler_name()
+    seed = sampler_seed(spec.seed, trials_so_far)
     if name == "grid":  # the points are enqueued when the study is created (`store.open_study`)
-        return optuna.samplers.RandomSampler(seed=spec.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=max(4, min(50, 2 * spec.concurrency + 2)))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, 2 * spec.concurrency + 2)))
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, constant_liar=True)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=spec.seed)
-    return optuna.samplers.RandomSampler(seed=spec.seed)
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 @dataclass
@@ -73,8 +88,10 @@ class _Runner:
         show_progress: bool,
         should_stop: Callable[[], str | None] | None,
         heartbeat: Callable[[], None] | None,
+        storage_url: str | None = None,
     ):
         self.spec, self.handle, self.study = spec, handle, handle.study
+        self.storage_url = storage_url or spec.storage_url
         self.executor, self.tracker, self.profile = executor, tracker, profile
         self.directions = spec.directions
         self.rungs = spec.early_stopping.rungs if spec.early_stopping.enabled else [1.0]
@@ -88,13 +105,18 @@ class _Runner:
         self.ui = StudyDisplay(console, spec, self.budget) if show_progress else None
         self._last_attr_write: dict[int, float] = {}
         self.space = spec.search_space() if spec.kind == "search" else None
+        self.profile_json = profile.model_dump(mode="json")
+        self.trained: dict[str, int] = {}  # arch_key -> the trial that holds (or is training to) its result
+        self.keys: dict[int, str] = {}  # trial -> its arch_key, for the trials this run started
+        self.waiting: dict[int, int] = {}  # trial -> the trial in flight whose result it takes
+        self.stopping = False
         self.parent_run = None
         if tracker is not None:
             import yaml
 
             self.parent_run = tracker.parent_run(
                 self.study.user_attrs.get(record.MLFLOW_PARENT_RUN),
-                yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
+                yaml.safe_dump(spec.stored(), sort_keys=False),
             )
             self.study.set_user_attr(record.MLFLOW_PARENT_RUN, self.parent_run)
             self.study.set_user_attr(record.MLFLOW_EXPERIMENT, tracker.experiment_id)
@@ -136,7 +158,7 @@ class _Runner:
         if self.tracker is not None and stop_reason in ("budget", "hours", STOP_CANCEL):
             self.tracker.finish(
                 self.parent_run,
-                pareto_trials(self.spec.storage_url, self.spec.name),
+                store.retry(lambda: pareto_trials(self.storage_url, self.spec.name), "reading the Pareto set"),
                 status="FINISHED" if stop_reason != STOP_CANCEL else "KILLED",
             )
         return stop_reason
@@ -176,6 +198,8 @@ class _Runner:
             return True
         if not self._budget_left():
             return False
+        if self.executor.in_flight >= self.spec.concurrency:  # taken away while the reads waited out an outage
+            return False
         if self.infeasible_in_a_row >= MAX_INFEASIBLE_IN_A_ROW:
             log.warning("stopping: %d proposals in a row broke the constraints", self.infeasible_in_a_row)
             return False
@@ -199,7 +223,17 @@ class _Runner:
                 self.ui.note(f"trial {trial.number} {arch.pattern}: infeasible, {reason}")
             return
         self.infeasible_in_a_row = 0
-        self._submit(trial.number, arch.to_dict(), 0, params)
+        arch_dict = arch.to_dict()
+        key = self._key(arch_dict, params)
+        twin = self.trained.get(key)
+        if twin is not None and twin != trial.number:  # trained already, or training: take its result
+            self.handle.set_trial_attr(trial.number, record.ARCH, arch_dict)
+            self.handle.set_trial_attr(trial.number, record.ARCH_KEY, key)
+            self.handle.set_trial_attr(trial.number, record.PATTERN, arch.pattern)
+            self.handle.set_trial_attr(trial.number, record.DUPLICATE_OF, twin)
+            self._take_result(trial.number, twin)
+            return
+        self._submit(trial.number, arch_dict, 0, params)
 
     def _propose(self, trial) -> tuple[ArchConfig, dict[str, Any]]:
         if self.spec.kind == "ablation":
@@ -235,6 +269,9 @@ class _Runner:
             return (base + int(params["seed"]),)
         return tuple(base + i for i in range(self.spec.seeds))
 
+    def _key(self, arch: dict, params: dict[str, Any]) -> str:
+        return record.arch_key(arch, self.profile_json, self._seeds(params))
+
     def _submit(self, number: int, arch: dict, rung: int, params: dict[str, Any]) -> None:
         job = Job(
             trial=number,
@@ -245,7 +282,11 @@ class _Runner:
             cpus=self.spec.resources.cpus,
             gpus=self.spec.resources.gpus,
         )
+        key = self._key(arch, params)
+        self.trained.setdefault(key, number)
+        self.keys[number] = key
         self.handle.set_trial_attr(number, record.ARCH, arch)
+        self.handle.set_trial_attr(number, record.ARCH_KEY, key)
         self.handle.set_trial_attr(number, record.PATTERN, arch["pattern"])
         self.handle.set_trial_attr(number, record.JOB_RUNG, rung)
         job_id = self.executor.submit(job)
@@ -256,10 +297,17 @@ class _Runner:
     def _resume(self) -> None:
         """Pick up what a previous driver left: finish what it recorded, resubmit what it had in flight."""
         last = len(self.rungs) - 1
+        for t in self._trials():  # the architectures trained so far, and those in flight
+            if record.ARCH in t.user_attrs and record.has_result(record.trial_status(t.state.name, t.user_attrs),
+                                                                 t.user_attrs):
+                key = t.user_attrs.get(record.ARCH_KEY) or self._key(t.user_attrs[record.ARCH], t.params)
+                self.trained.setdefault(key, t.number)
         for t in self._trials("RUNNING"):
             a = t.user_attrs
             if record.FAILURE in a:  # stopped between recording a failure and telling it
                 self.study.tell(t.number, state=store.optuna_module().trial.TrialState.FAIL)
+            elif a.get(record.DUPLICATE_OF) is not None:  # takes another trial's result
+                self.waiting[t.number] = a[record.DUPLICATE_OF]
             elif record.ARCH not in a:  # asked, but the driver stopped before starting it: start it now
                 self._start(self.handle.running_trial(t.number))
             elif a.get(record.RUNG_DONE) == last and str(last) in a.get(record.RUNG_RESULTS, {}):
@@ -276,9 +324,58 @@ class _Runner:
             elif record.RUNG_DONE not in a:
                 self._submit(t.number, a[record.ARCH], 0, t.params)
             # else: paused by early stopping at a lower rung, waiting for promotion
+        self._settle_waiting()
+
+    def _take_result(self, number: int, twin: int) -> None:
+        """Give trial `number` the result of trial `twin` (the same architecture, profile and seeds) once it
+        has one; until then it waits. A twin that ends without a result leaves the trial to train itself."""
+        t = self.handle.trial(twin)
+        a = t.user_attrs
+        status = record.trial_status(t.state.name, a)
+        if status in ("running", "paused"):
+            self.waiting[number] = twin
+            return
+        self.waiting.pop(number, None)
+        own = self.handle.trial(number)
+        arch = own.user_attrs[record.ARCH]
+        for k in (record.RUNG_RESULTS, record.RUNG_DONE, record.TOKENS, record.METRICS, record.RESULT):
+            if k in a:
+                self.handle.set_trial_attr(number, k, a[k])
+        if status == "complete":
+            result = a.get(record.RESULT)
+            results = [TrialResult.model_validate(result)] if result is not None else []
+            self._complete(number, arch, a.get(record.METRICS, {}), results, list(t.values))
+        elif status == "pruned":
+            self.study.tell(number, state=store.optuna_module().trial.TrialState.PRUNED)
+        elif status == "failed" and record.failure_kind(a) in record.RESULT_FAILURES:
+            failure = {**a[record.FAILURE], "reason": f"{a[record.FAILURE]['reason']} (as trial {twin}, the same "
+                                                      "architecture)"}
+            self._tell_fail(number, failure, arch=arch)
+        else:  # no result to take (its job broke, or the study was cancelled): train it after all
+            self.handle.set_trial_attr(number, record.DUPLICATE_OF, None)
+            self.trained[self._key(arch, own.params)] = number
+            self._submit(number, arch, 0, own.params)
+            return
+        if self.ui is not None:
+            self.ui.note(f"trial {number} {arch['pattern']}: the architecture of trial {twin}, not trained again")
+
+    def _settle_waiting(self) -> None:
+        if self.stopping:
+            return
+        for number, twin in list(self.waiting.items()):
+            if not any(s.trial == twin for s in self.jobs.values()):  # its twin's job is over
+                self._take_result(number, twin)
 
     # ----- results ---------------------------------------------------------------------------------
     def _finish(self, outcome: JobOutcome) -> None:
+        try:
+            self._record(outcome)
+        except store.optuna_module().exceptions.UpdateFinishedTrialError:
+            # another driver took the study over (this one was cut off longer than its heartbeat allows) and
+            # finished the trial first: its record stands, this result is dropped
+            log.warning("trial %d was finished by another driver; this result of it is dropped", outcome.job.trial)
+
+    def _record(self, outcome: JobOutcome) -> None:
         slot = next((s for s in self.jobs.values() if s.trial == outcome.job.trial), None)
         if slot is None:
             return
@@ -329,14 +426,20 @@ class _Runner:
         self.study.tell(number, values)
         if self.ui is not None:
             self.ui.finished(number, "done", values)
+        if any(twin == number for twin in self.waiting.values()):
+            self._settle_waiting()
 
     def _tell_fail(
         self, number: int, failure: dict[str, Any], arch: dict | None = None, results: list[TrialResult] | None = None
     ) -> None:
         self.handle.set_trial_attr(number, record.FAILURE, failure)
+        key = self.keys.get(number)
+        if key is not None and self.trained.get(key) == number and failure.get("kind") not in record.RESULT_FAILURES:
+            del self.trained[key]  # no result: a later proposal of the architecture may train it
         if failure.get("kind") != "infeasible" and arch is not None:
             self._log(number, arch, {}, results or [], "FAIL", failure)
         self.study.tell(number, state=store.optuna_module().trial.TrialState.FAIL)
+        self._settle_waiting()
         if self.ui is not None and failure.get("kind") != "infeasible":
             self.ui.finished(number, f"failed: {failure['reason']}")
 
@@ -354,19 +457,26 @@ class _Runner:
         return run_id
 
     def _close_paused(self) -> None:
-        """At the end of a study, trials that early stopping left at a lower rung are pruned."""
+        """At the end of a study, trials that early stopping left at a lower rung are pruned (and those that
+        wait for their result with them)."""
         for t in self._trials("RUNNING"):
-            if record.is_paused(t.user_attrs):
+            if record.is_paused(t.user_attrs) and t.number not in self.waiting:
                 self.study.tell(t.number, state=store.optuna_module().trial.TrialState.PRUNED)
+        self._settle_waiting()
 
     # ----- stopping and progress -------------------------------------------------------------------
     def _stop_jobs(self, cancel: bool) -> None:
+        self.stopping = True  # nothing new starts, not even a trial whose twin was just cancelled
         for job_id, slot in list(self.jobs.items()):
             self.executor.cancel(job_id)
             if cancel:
                 self.handle.set_trial_attr(slot.trial, record.JOB_RUNG, None)
-                self._tell_fail(slot.trial, {"kind": "error", "reason": "the study was cancelled"})
+                self._tell_fail(slot.trial, {"kind": "cancelled", "reason": "the study was cancelled"})
         self.jobs.clear()
+        if cancel:  # those that waited for a cancelled trial's result
+            for number in list(self.waiting):
+                self._tell_fail(number, {"kind": "cancelled", "reason": "the study was cancelled"})
+            self.waiting.clear()
 
     def _progress(self) -> None:
         now = time.time()
@@ -404,20 +514,25 @@ def run_study(
     should_stop: Callable[[], str | None] | None = None,
     heartbeat: Callable[[], None] | None = None,
     track: bool = True,
+    storage: str | None = None,
+    tracking: str | None = None,
 ) -> StudySummary:
-    """Run (or resume) the study of `spec` until its budget is spent or `should_stop()` says pause/cancel."""
+    """Run (or resume) the study of `spec` until its budget is spent or `should_stop()` says pause/cancel.
+    `storage` and `tracking` (the service's URLs) win over the spec's and are never stored with it."""
     profile = load_profile(spec.profile)
-    handle = store.open_study(spec, sampler(spec))
-    tracker = Tracker(spec.tracking_url, spec.name) if track else None
+    storage = storage or spec.storage_url
+    handle = store.open_study(spec, lambda n: sampler(spec, n), url=storage)
+    tracker = Tracker(tracking or spec.tracking_url, spec.name) if track else None
     own = executor is None
     if executor is None:
         executor = RayExecutor(ray_address)
     try:
-        runner = _Runner(spec, handle, executor, tracker, profile, console, show_progress, should_stop, heartbeat)
+        runner = _Runner(spec, handle, executor, tracker, profile, console, show_progress, should_stop, heartbeat,
+                         storage)
         reason = runner.run()
     finally:
         if own:
             executor.shutdown()
-    summary = study_summary(spec.storage_url, spec.name)
+    summary = store.retry(lambda: study_summary(storage, spec.name), "reading the study's summary")
     summary.stop_reason = reason
     return summary

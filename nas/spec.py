@@ -25,8 +25,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from nas.ablation import ablation_archs, ablation_grid
-from nas.settings import settings
-from search_spaces.config import ConfigError, Strict, explain_validation_error, parse_mapping
+from nas.settings import mask_url, settings
+from search_spaces.config import ConfigError, Strict, explain_validation_error, parse_mapping, read_text
 from search_spaces.space import SearchSpace, load_space
 from workers.profile import load_profile
 from workers.result import METRICS, metric_direction
@@ -35,6 +35,7 @@ __all__ = [
     "AblationSpec",
     "Objective",
     "StudySpec",
+    "file_references",
     "load_spec",
     "metric_direction",
     "spec_from_text",
@@ -141,6 +142,15 @@ class StudySpec(Strict):
             raise ValueError("early stopping would cut ablation cells short; disable it for kind: ablation")
         return self
 
+    def stored(self) -> dict[str, Any]:
+        """The spec as it is kept (in Optuna's study attributes, the queue, MLflow): JSON, with any password
+        in its `storage` or `tracking` URL masked. Where a study runs is the runner's to know, not the record's."""
+        data = self.model_dump(mode="json")
+        for key in ("storage", "tracking"):
+            if data.get(key):
+                data[key] = mask_url(data[key])
+        return data
+
     # ----- resolved views -------------------------------------------------------------------------
     @property
     def storage_url(self) -> str:
@@ -216,19 +226,32 @@ def validate(spec: StudySpec) -> StudySpec:
     return spec
 
 
-def spec_from_text(text: str, where: str = "the spec") -> StudySpec:
+def file_references(spec: StudySpec) -> list[str]:
+    """The files a spec names (a space, a profile or an ablation's base given as a path), as `key: path`."""
+    refs = [("space", spec.space), ("profile", spec.profile)]
+    if spec.ablation is not None:
+        refs.append(("ablation.base", spec.ablation.base))
+    return [f"{key}: {value}" for key, value in refs
+            if isinstance(value, str) and (Path(value).suffix or "/" in value or "\\" in value)]
+
+
+def spec_from_text(text: str, where: str = "the spec", *, files: bool = True) -> StudySpec:
+    """A spec from its YAML text, validated. `files=False` for text from someone who cannot see this
+    machine's files (the dashboard's Submit page): a spec naming one is refused before anything is read."""
     data = parse_mapping(text, where, "name, kind, space, objectives, ...")
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as e:
         raise ConfigError(explain_validation_error(e, StudySpec, where)) from None
+    refs = file_references(spec)
+    if refs and not files:
+        raise ConfigError(
+            f"{where} names a file ({refs[0]}), which is not read here; name a bundled one instead "
+            "(space: hybrid-ratio, profile: cpu-tiny, base: a preset) or write it inline in the spec"
+        )
     return validate(spec)
 
 
 def load_spec(path: str | Path) -> StudySpec:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"cannot read the study spec {path}: {e.strerror}") from None
-    return spec_from_text(text, f"study spec {path.name}")
+    return spec_from_text(read_text(path, "study spec"), f"study spec {path.name}")

@@ -9,15 +9,25 @@ One cache per process holds both kinds of connection: a database server's Optuna
 engine are made once and shared, so that polling a study does not open a new pool of connections each
 time (PostgreSQL refuses clients past its limit); an SQLite file's Optuna storage is made anew each time
 (a file has no connection limit, and a study file removed and made again must not be held open).
+
+Every PostgreSQL connection has a connect timeout, a statement timeout and TCP keepalives
+(`settings().db_*`): a server that does not answer is an error within seconds, never a silent hang. A
+database that goes away for a while is waited for: `retry` runs a read or write again with backoff while
+its error is a lost connection (`transient`), for up to `settings().db_retry` seconds, and the Optuna
+storages made here do so on every call, so that a study's driver rides out an outage with its trials
+still running instead of failing them.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nas import record
 from nas.settings import mask_url, normalize_url, settings
@@ -37,12 +47,17 @@ __all__ = [
     "load",
     "open_study",
     "optuna_module",
+    "retry",
     "spec_key",
     "storage",
     "stored_spec",
     "study_names",
+    "transient",
+    "unreachable",
 ]
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 _storages: dict[str, Any] = {}
 _engines: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -56,44 +71,188 @@ def optuna_module():
     return optuna
 
 
+# ----- failures -----------------------------------------------------------------------------------
+def transient(e: BaseException | None) -> bool:
+    """Whether an error (or one it was raised from) is a lost or refused connection, a timeout or a lock
+    conflict: worth trying again once the database is back. A wrong query or a broken rule is not."""
+    import sqlalchemy as sa
+
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError,
+                          sa.exc.TimeoutError)):
+            return True
+        if isinstance(e, sa.exc.DBAPIError) and e.connection_invalidated:
+            return True
+        if type(e).__module__.startswith(("psycopg", "sqlite3")) and type(e).__name__ in (
+            "OperationalError", "InterfaceError", "ConnectionTimeout", "QueryCanceled", "SerializationFailure",
+            "DeadlockDetected", "AdminShutdown", "CannotConnectNow",
+        ):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def reason(e: BaseException) -> str:
+    """The first line of the deepest database error behind `e` (no URL, no password: the driver's words)."""
+    inner = e
+    while inner.__cause__ is not None or getattr(inner, "orig", None) is not None:
+        inner = getattr(inner, "orig", None) or inner.__cause__
+    text = str(inner).strip()
+    return text.splitlines()[0] if text else type(inner).__name__
+
+
+def unreachable(what: str, url: str, e: BaseException) -> ConfigError:
+    """The one sentence for a database that did not answer."""
+    return ConfigError(f"cannot reach {what} {mask_url(url)}: {reason(e)}")
+
+
+def retry(fn: Callable[[], T], what: str, *, seconds: float | None = None) -> T:
+    """`fn()`, tried again with backoff (0.5 s doubling to 10 s) while it fails with a `transient` error, for
+    up to `seconds` (default `settings().db_retry`); then its last error is raised."""
+    deadline = time.monotonic() + (settings().db_retry if seconds is None else seconds)
+    delay = 0.5
+    while True:
+        try:
+            return fn()
+        except Exception as e:
+            if not transient(e) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: the database did not answer (%s); trying again in %.1f s", what, reason(e), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 # ----- connections --------------------------------------------------------------------------------
-def storage(url: str | None = None) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage for `url` (default: the settings' storage)."""
+def _connect_args(url: str) -> dict[str, Any]:
+    """What every connection to `url` is opened with: timeouts, so that nothing waits on a silent server."""
+    if url.startswith("sqlite"):
+        return {"timeout": 30}  # a study writing at the same moment holds the lock
+    if url.startswith("postgresql"):
+        s = settings()
+        return {
+            "connect_timeout": max(1, round(s.db_connect_timeout)),
+            "options": f"-c statement_timeout={round(s.db_statement_timeout * 1000)}",
+            # a peer that vanished (a dropped route, a host gone) is noticed instead of waited on forever
+            "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+            "tcp_user_timeout": round(s.db_statement_timeout * 1000),
+        }
+    return {}
+
+
+# Optuna's storage calls that go to the database (those its cache in front of it makes too)
+_STORAGE_CALLS = (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
+    "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
+    "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies", "create_new_trial", "_create_new_trial",
+    "set_trial_param", "_set_trial_param", "get_trial_param", "set_trial_state_values",
+    "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "_get_trials", "get_best_trial",
+    "_get_best_trial_id",
+)
+_in_call = threading.local()
+
+
+@functools.cache
+def _retrying_storage_class():
+    """Optuna's RDBStorage whose every call is `retry`d. A write whose commit went through just before the
+    connection broke is not done twice where that would show: a trial told twice is told once, a study
+    created twice is found."""
     optuna = optuna_module()
+
+    def wrap(name: str):
+        method = getattr(optuna.storages.RDBStorage, name)
+
+        @functools.wraps(method)
+        def call(self, *args: Any, **kwargs: Any) -> Any:
+            if getattr(_in_call, "active", False):  # one storage call made by another: the outer one retries
+                return method(self, *args, **kwargs)
+            tries = 0
+
+            def once() -> Any:
+                nonlocal tries
+                tries += 1
+                _in_call.active = True
+                try:
+                    return method(self, *args, **kwargs)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    if tries > 1 and name == "set_trial_state_values":
+                        return True
+                    raise
+                except optuna.exceptions.DuplicatedStudyError:
+                    if tries > 1 and name == "create_new_study":
+                        return optuna.storages.RDBStorage.get_study_id_from_name(self, args[1] if len(args) > 1
+                                                                                 else kwargs["study_name"])
+                    raise
+                finally:
+                    _in_call.active = False
+
+            return retry(once, f"Optuna storage ({name.lstrip('_')})")
+
+        return call
+
+    return type("RetryingRDBStorage", (optuna.storages.RDBStorage,), {n: wrap(n) for n in _STORAGE_CALLS})
+
+
+def _new_storage(url: str, **engine_kwargs: Any):
+    try:
+        # heartbeats are the queue's: Optuna's RDB storage is used as a plain database
+        return _retrying_storage_class()(
+            url, engine_kwargs={"pool_pre_ping": True, "connect_args": _connect_args(url), **engine_kwargs}
+        )
+    except Exception as e:
+        if transient(e):
+            raise unreachable("the Optuna storage", url, e) from None
+        import sqlalchemy as sa
+
+        if isinstance(e, (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError, ImportError)):
+            raise bad_url(url, e) from None
+        raise
+
+
+def storage(url: str | None = None) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage for `url` (default: the settings' storage); every call on it is retried through a
+    database outage (`retry`). A database that does not answer at all is a ConfigError."""
     url = normalize_url(url or settings().storage)
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        # heartbeats are the queue's: Optuna's RDB storage is used as a plain database
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        return _new_storage(url)
     with _lock:
         if url not in _storages:
-            _storages[url] = optuna.storages.RDBStorage(
-                url, engine_kwargs={"pool_pre_ping": True, "pool_size": 2, "max_overflow": 6}
-            )
+            _storages[url] = _new_storage(url, pool_size=2, max_overflow=6)
         return _storages[url]
 
 
 def engine(url: str) -> sqlalchemy.Engine:
-    """A SQLAlchemy engine for plain SQL on `url` (the reader's queries, the queue's tables)."""
+    """A SQLAlchemy engine for plain SQL on `url` (the reader's queries, the queue's tables); its connections
+    have the timeouts of `_connect_args`."""
     import sqlalchemy as sa
 
     url = normalize_url(url)
     with _lock:
         if url not in _engines:
-            kwargs: dict[str, Any] = {"pool_pre_ping": True}
-            if url.startswith("sqlite"):
-                kwargs["connect_args"] = {"timeout": 30}  # a study writing at the same moment holds the lock
-            else:
+            kwargs: dict[str, Any] = {"pool_pre_ping": True, "connect_args": _connect_args(url)}
+            if not url.startswith("sqlite"):
                 kwargs.update(pool_size=3, max_overflow=5)
             try:
                 _engines[url] = sa.create_engine(url, **kwargs)
-            except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
-                raise ConfigError(
-                    f"the database URL {mask_url(url)} is not one SQLAlchemy can use: {e}; write it as "
-                    "postgresql+psycopg://USER:PASSWORD@HOST:5432/DB or sqlite:///PATH"
-                ) from None
+            except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError, ImportError) as e:
+                raise bad_url(url, e) from None
         return _engines[url]
+
+
+def bad_url(url: str, e: BaseException) -> ConfigError:
+    """The one sentence for a URL no driver takes (the URL shown only when it can be shown masked)."""
+    shown = mask_url(url) if "://" in url else "given"
+    why = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if url in why or ("://" in url and url.split("://", 1)[1] in why):
+        why = type(e).__name__
+    return ConfigError(
+        f"the database URL {shown} is not one SQLAlchemy can use ({why}); write it as "
+        "postgresql+psycopg://USER@HOST:5432/DB (the password in PGPASSWORD or ~/.pgpass) or sqlite:///PATH"
+    )
 
 
 def close(url_suffix: str = "") -> None:
@@ -160,20 +319,27 @@ def check_resumable(spec: StudySpec, stored: StudySpec | None, where: str | None
         )
 
 
-def open_study(spec: StudySpec, sampler=None, *, create: bool = True) -> StudyHandle:
-    """The spec's Optuna study: created with the spec stored (a grid's points enqueued), or loaded after
-    checking that the stored spec is the same search."""
+def open_study(spec: StudySpec, sampler=None, *, create: bool = True, url: str | None = None) -> StudyHandle:
+    """The spec's Optuna study in `url` (default: the spec's storage): created with the spec stored (its
+    passwords masked; a grid's points enqueued), or loaded after checking that the stored spec is the same
+    search. `sampler` may be a function of the number of trials the study holds already, which it is called
+    with (a resumed study's sampler continues rather than starting its sequence again)."""
     optuna = optuna_module()
-    store = storage(spec.storage_url)
+    url = url or spec.storage_url
+    store = storage(url)
+    make = sampler if callable(sampler) and not isinstance(sampler, optuna.samplers.BaseSampler) else None
     try:
+        if make is not None:
+            sid = store.get_study_id_from_name(spec.name)
+            sampler = make(len(store.get_all_trials(sid, deepcopy=False)))
         study = optuna.load_study(study_name=spec.name, storage=store, sampler=sampler)
     except KeyError:
         if not create:
-            raise ConfigError(f"no study named {spec.name!r} in {mask_url(spec.storage_url)}") from None
+            raise ConfigError(f"no study named {spec.name!r} in {mask_url(url)}") from None
         study = optuna.create_study(
-            study_name=spec.name, storage=store, directions=spec.directions, sampler=sampler
+            study_name=spec.name, storage=store, directions=spec.directions, sampler=make(0) if make else sampler
         )
-        study.set_user_attr(record.SPEC, spec.model_dump(mode="json"))
+        study.set_user_attr(record.SPEC, spec.stored())
         study.set_user_attr(record.CREATED, time.time())
         if spec.sampler_name() == "grid":
             # Optuna's GridSampler stops the study from inside tell, which ask-and-tell cannot take:

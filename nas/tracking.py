@@ -37,6 +37,8 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 class Tracker:
     def __init__(self, uri: str, study: str):
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # MLflow prints each run's address, credentials of the tracking URL and all, when a run ends
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its schema-migration chatter
         from mlflow.tracking import MlflowClient
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from search_spaces.config import ConfigError, Strict, explain_validation_error, yaml_problem
+from search_spaces.config import ConfigError, Strict, explain_validation_error, load_yaml, read_text
 from search_spaces.pattern import FAMILIES, SYMBOLS, PatternError, count, parse_pattern
 
 __all__ = [
@@ -369,11 +369,7 @@ class ArchConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, text: str) -> ArchConfig:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"the architecture is not valid YAML: {yaml_problem(err)}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(load_yaml(text, "the architecture"))
 
     @classmethod
     def from_json(cls, text: str) -> ArchConfig:
@@ -386,10 +382,7 @@ class ArchConfig(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> ArchConfig:
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as err:
-            raise ConfigError(f"cannot read the architecture file {path}: {err.strerror}") from None
+        text = read_text(path, "architecture file")
         return cls.from_json(text) if path.suffix == ".json" else cls.from_yaml(text)
 
     def replace(self, **changes: Any) -> ArchConfig:

@@ -19,6 +19,27 @@ def page(at, path: str, **query):
     return at
 
 
+USER, PASSWORD = "ada", "correct horse battery"
+
+
+def users_file(folder: Path) -> Path:
+    """A dashboard users file with USER (for NAS_DASHBOARD_USERS)."""
+    from nas.auth import add_user
+
+    path = folder / "dashboard-users"
+    add_user(path, USER, PASSWORD)
+    return path
+
+
+def sign_in(at, user: str = USER, password: str = PASSWORD):
+    """Sign in through the sidebar's form, as a person would."""
+    at.text_input(key="nas_user").input(user)
+    at.text_input(key="nas_secret").input(password)
+    next(b for b in at.button if b.label == "Sign in").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
 def figures(at) -> list[dict]:
     """Every plotly figure on the page, as plotly JSON."""
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]

@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from dashboard import common, figures
+from dashboard import auth, common, figures
 
 STATUS_ICONS = {
     "running": ":material/play_circle:",
@@ -45,10 +45,10 @@ def overview(df: pd.DataFrame, queued: list[dict], local: list[common.LocalRun],
         name = q.get("optuna_study_name") or q.get("name")
         row = rows.get(name)
         if row is None:
-            spec = q.get("spec") or {}
-            budget = (spec.get("budget") or {}).get("trials")
-            row = rows[name] = blank(name, kind=spec.get("kind", "search"), budget=budget, queued=budget or 0,
-                                     source="queue")
+            spec = q.get("spec") or {}  # `list_studies` leaves it empty and reads these two of it
+            budget = q.get("budget_trials") or (spec.get("budget") or {}).get("trials")
+            kind = q.get("kind") or spec.get("kind", "search")
+            row = rows[name] = blank(name, kind=kind, budget=budget, queued=budget or 0, source="queue")
         row.update(status=q.get("status") or row.get("status"), status_label=q.get("label"),
                    priority=q.get("priority"), submitted_by=q.get("submitted_by"), queue_id=q.get("id"),
                    error=q.get("error"))
@@ -114,20 +114,23 @@ def actions(row: dict, m: common.Mode, local: dict[str, common.LocalRun]) -> Non
             st.switch_page("views/ablation.py", query_params={"study": name})
         if row.get("complete") and cols[2].button("Export a trial", icon=":material/download:"):
             st.switch_page("views/export.py", query_params={"study": name})
+    who = auth.actor(m.service)  # None: read-only, no action buttons
     if m.service and given(row.get("queue_id")):
         qid = int(row["queue_id"])
         status = row.get("status")
+        if who is None and status in ("queued", "running", "paused"):
+            cols[3].caption(":material/lock: sign in to pause, resume or cancel")
         try:
-            if status in ("queued", "running") and cols[3].button("Pause", icon=":material/pause:"):
-                m.queue.pause(qid)
+            if who and status in ("queued", "running") and cols[3].button("Pause", icon=":material/pause:"):
+                m.queue.pause(qid, by=who)
                 st.rerun()
-            if status == "paused" and cols[3].button("Resume", icon=":material/play_arrow:"):
-                m.queue.resume(qid)
+            if who and status == "paused" and cols[3].button("Resume", icon=":material/play_arrow:"):
+                m.queue.resume(qid, by=who)
                 st.rerun()
-            if status in ("queued", "running", "paused") and cols[4].button(
+            if who and status in ("queued", "running", "paused") and cols[4].button(
                 "Cancel", icon=":material/cancel:"
             ):
-                m.queue.cancel(qid)
+                m.queue.cancel(qid, by=who)
                 st.rerun()
         except Exception as e:
             st.error(str(e))
@@ -135,7 +138,8 @@ def actions(row: dict, m: common.Mode, local: dict[str, common.LocalRun]) -> Non
             st.error(row["error"])
     run = local.get(name)
     if (
-        run is not None
+        who
+        and run is not None
         and run.alive
         and cols[4].button(
             "Stop", icon=":material/stop:", help="Like Ctrl-C: finished trials stay; `nas run` resumes"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 
 import streamlit as st
 
-from dashboard import common
+from dashboard import auth, common
 
 
 def template() -> str:
@@ -23,9 +22,15 @@ def template() -> str:
 
 
 def load_file() -> None:
+    from search_spaces.config import MAX_CONFIG_BYTES
+
     f = st.session_state.get("spec_file")
     if f is not None:
-        st.session_state.spec_text = f.getvalue().decode("utf-8", errors="replace")
+        if f.size > MAX_CONFIG_BYTES:
+            st.session_state.spec_text = (f"# {f.name} is {f.size / 1024:,.0f} KB, over the limit of "
+                                          f"{MAX_CONFIG_BYTES // 1024} KB for a spec\n")
+        else:
+            st.session_state.spec_text = f.getvalue().decode("utf-8", errors="replace")
         st.session_state.spec_where = f"study spec {f.name}"
 
 
@@ -33,11 +38,12 @@ def edited() -> None:
     st.session_state.spec_where = "the spec"
 
 
-def check(text: str, where: str):
-    """The spec, validated exactly as `nas run` validates a file; ConfigError with its one sentence if not."""
+def check(text: str, where: str, files: bool = True):
+    """The spec, validated exactly as `nas run` validates a file; ConfigError with its one sentence if not.
+    `files=False`: a spec naming a file (a space, a profile) is refused, not read on this server."""
     from nas.spec import spec_from_text
 
-    return spec_from_text(text, where)
+    return spec_from_text(text, where, files=files)
 
 
 def existing(spec, url: str) -> str | None:
@@ -82,6 +88,9 @@ def summary(spec) -> str:
 st.title("Submit a study")
 m = common.mode()
 url = common.storage_url()
+who = auth.actor(m.service)
+if who is None:
+    auth.refuse("validate and submit studies")
 if m.service:
     st.markdown("A valid spec goes to the **queue**; the scheduler (`nas serve`) runs the queue by priority.")
 else:
@@ -93,7 +102,8 @@ else:
 if "spec_text" not in st.session_state:
     st.session_state.spec_text = template()
     st.session_state.spec_where = "the spec"
-st.file_uploader("Upload a spec (YAML)", type=["yaml", "yml"], key="spec_file", on_change=load_file)
+st.file_uploader("Upload a spec (YAML)", type=["yaml", "yml"], key="spec_file", on_change=load_file,
+                 max_upload_size=1)
 text = st.text_area(
     "Spec",
     key="spec_text",
@@ -105,11 +115,7 @@ where = st.session_state.get("spec_where", "the spec")
 if m.service:
     c1, c2 = st.columns(2)
     priority = c1.number_input("priority", value=0, step=1, help="higher runs first")
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = ""
-    who = c2.text_input("submitted by", value=user)
+    c2.markdown(f"submitted by **{who}** (signed in)")
 b1, b2, _ = st.columns([1, 1, 4])
 validate = b1.button("Validate", icon=":material/check:")
 go = b2.button("Submit to the queue" if m.service else "Start", type="primary", icon=":material/play_arrow:")
@@ -118,7 +124,7 @@ if validate or go:
     from search_spaces.config import ConfigError
 
     try:
-        spec = check(text, where)
+        spec = check(text, where, files=auth.local(m.service))  # no file of this server for a remote user
         if spec.storage and spec.storage != url and not m.service:
             st.warning(
                 f"This spec writes to `{common.shown(spec.storage)}`, and this dashboard reads "
@@ -133,7 +139,7 @@ if validate or go:
             )
         else:
             if m.service:
-                qid = m.queue.submit(spec, priority=int(priority), submitted_by=who or None)
+                qid = m.queue.submit(spec, priority=int(priority), submitted_by=who)
                 st.success(f"Queued **{spec.name}** as #{qid}.")
             else:
                 run = common.start_local(spec, text)

@@ -10,12 +10,17 @@ A study's status: queued → running (a scheduler claimed it) → done / failed 
 running it carries out within a second or two: pause leaves its trials in flight for the resumed run,
 cancel stops them and fails them. `nas serve` (`nas.service.scheduler`) runs the queue. Every function
 takes the database URL, or reads it from the settings (NAS_DATABASE_URL); without one there is no queue.
+
+Who acts is `by` (the dashboard's signed-in user; the command line's is the user running it): it is the
+submitter and is named in every event. A spec is stored as `StudySpec.stored()` (no password), at most
+`MAX_CONFIG_BYTES` of JSON; `list_studies` reads the columns a list shows, never the specs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,7 +43,7 @@ from nas.service.db import (
 )
 from nas.settings import normalize_url, settings
 from nas.spec import StudySpec, spec_from_text, validate
-from search_spaces.config import ConfigError
+from search_spaces.config import MAX_CONFIG_BYTES, ConfigError
 
 __all__ = [
     "DEFAULT_STALE_AFTER",
@@ -75,16 +80,19 @@ class QueuedStudy:
     error: str | None
     optuna_study_name: str
     mlflow_experiment_id: str | None
-    spec: dict[str, Any]
+    spec: dict[str, Any]  # empty in `list_studies`, which reads only `kind` and `budget_trials` of it
     requested: str | None = None  # "pause" / "cancel" asked of a running study, not yet carried out
     attempts: int = 0  # how many times a scheduler claimed it (more than 1: resumed or taken over)
+    kind: str = "search"
+    budget_trials: int | None = None
 
     @classmethod
     def from_row(cls, row: StudyRow) -> QueuedStudy:
+        spec = dict(row.spec)
         return cls(row.id, row.name, row.status, row.priority, row.submitted_by, aware(row.submitted_at),
                    aware(row.started_at), aware(row.finished_at), aware(row.heartbeat_at), row.scheduler,
-                   row.error, row.optuna_study_name, row.mlflow_experiment_id, dict(row.spec),
-                   row.requested, row.attempts)
+                   row.error, row.optuna_study_name, row.mlflow_experiment_id, spec,
+                   row.requested, row.attempts, spec.get("kind", "search"), (spec.get("budget") or {}).get("trials"))
 
     @property
     def label(self) -> str:
@@ -158,13 +166,19 @@ def _check_resumable(spec: StudySpec, url: str) -> None:
 
 
 def submit(spec: StudySpec | str, *, priority: int = 0, submitted_by: str | None = None,
-           url: str | None = None) -> int:
+           url: str | None = None, files: bool = True) -> int:
     """Queue a study (a StudySpec or its YAML text) and return its id. The spec is validated first: a bad
-    one raises ConfigError with one sentence and leaves no row."""
+    one raises ConfigError with one sentence and leaves no row. `files=False`: YAML text naming a file (a
+    space, a profile) is refused, for text from someone who cannot see this machine's files."""
     url = _url(url)
-    spec = spec_from_text(spec, "the submitted spec") if isinstance(spec, str) else validate(spec)
+    spec = spec_from_text(spec, "the submitted spec", files=files) if isinstance(spec, str) else validate(spec)
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise QueueError(f"priority must be a whole number (higher runs first), not {priority!r}")
+    stored = spec.stored()
+    size = len(json.dumps(stored))
+    if size > MAX_CONFIG_BYTES:
+        raise QueueError(f"the spec of {spec.name!r} is {size / 1024:,.0f} KB as JSON, over the limit of "
+                         f"{MAX_CONFIG_BYTES // 1024} KB; name a bundled space or profile instead of writing it out")
     _check_resumable(spec, url)
     by = submitted_by or _user()
     with _open(url) as s:
@@ -175,7 +189,7 @@ def submit(spec: StudySpec | str, *, priority: int = 0, submitted_by: str | None
                 raise QueueError(f"study {spec.name!r} is already {live.status} as id {live.id}; wait for "
                                  f"it, cancel it (`nas cancel {live.id}`) or give this spec another name")
             now = db_now(s)
-            row = StudyRow(name=spec.name, spec=spec.model_dump(mode="json"), status="queued",
+            row = StudyRow(name=spec.name, spec=stored, status="queued",
                            priority=priority, submitted_by=by, submitted_at=now, attempts=0,
                            optuna_study_name=spec.name)
             s.add(row)
@@ -196,10 +210,27 @@ def _user() -> str:
         return "unknown"
 
 
+_LISTED = ("id", "name", "status", "priority", "submitted_by", "submitted_at", "started_at", "finished_at",
+           "heartbeat_at", "scheduler", "error", "optuna_study_name", "mlflow_experiment_id", "requested", "attempts")
+
+
 def list_studies(url: str | None = None) -> list[QueuedStudy]:
-    """Every submission, newest first."""
+    """Every submission, newest first: the columns a list shows, and of each spec only its kind and its
+    budget of trials (read in SQL: a queue of large specs lists as fast as one of small ones)."""
     with _open(url) as s:
-        return [QueuedStudy.from_row(r) for r in s.scalars(sa.select(StudyRow).order_by(StudyRow.id.desc()))]
+        rows = s.execute(
+            sa.select(*(getattr(StudyRow, c) for c in _LISTED),
+                      StudyRow.spec["kind"].as_string().label("kind"),
+                      StudyRow.spec[("budget", "trials")].as_integer().label("budget_trials"))
+            .order_by(StudyRow.id.desc())
+        ).mappings().all()
+    out = []
+    for r in rows:
+        d = {c: r[c] for c in _LISTED}
+        for c in ("submitted_at", "started_at", "finished_at", "heartbeat_at"):
+            d[c] = aware(d[c])
+        out.append(QueuedStudy(**d, spec={}, kind=r["kind"] or "search", budget_trials=r["budget_trials"]))
+    return out
 
 
 def _find(s, id_or_name: int | str, *, lock: bool = False) -> StudyRow:
@@ -239,23 +270,25 @@ def _stale(s, row: StudyRow, stale_after: float) -> bool:
     return row.status == "running" and (beat is None or beat < seconds_ago(s, stale_after))
 
 
-def cancel(id: int | str, url: str | None = None, *, stale_after: float = DEFAULT_STALE_AFTER) -> QueuedStudy:
+def cancel(id: int | str, url: str | None = None, *, stale_after: float = DEFAULT_STALE_AFTER,
+           by: str | None = None) -> QueuedStudy:
     """Cancel a study. Queued or paused: at once. Running: its scheduler stops and fails its trials in
     flight within seconds. Running but with a dead scheduler (no heartbeat for `stale_after`): at once."""
+    by = by or _user()
     with _open(url) as s:
         row = _find(s, id, lock=True)
         if row.status in ("done", "failed", "cancelled"):
             raise QueueError(f"study {row.id} ({row.name}) is already {row.status}")
         if row.status == "running" and not _stale(s, row, stale_after):
             row.requested = "cancel"
-            _event(s, row.id, "cancel-requested", f"asked of scheduler {row.scheduler} by {_user()}")
+            _event(s, row.id, "cancel-requested", f"asked of scheduler {row.scheduler} by {by}")
             s.commit()
             return QueuedStudy.from_row(row)
         was = row.status
         row.status, row.requested, row.finished_at = "cancelled", None, db_now(s)
         note = _fail_unfinished(row, _url(url)) if row.attempts else ""  # it ran before: trials may be left
         dead = f" (its scheduler {row.scheduler} had stopped)" if was == "running" else ""
-        _event(s, row.id, "cancelled", f"by {_user()} while {was}{dead}{note}")
+        _event(s, row.id, "cancelled", f"by {by} while {was}{dead}{note}")
         s.commit()
         return QueuedStudy.from_row(row)
 
@@ -275,7 +308,7 @@ def _fail_unfinished(row: StudyRow, url: str) -> str:
             if record.is_paused(t.user_attrs):
                 continue  # early stopping had parked it; a cancelled study keeps it as it was
             h.set_trial_attr(t.number, record.JOB_RUNG, None)
-            h.set_trial_attr(t.number, record.FAILURE, {"kind": "error", "reason": "the study was cancelled"})
+            h.set_trial_attr(t.number, record.FAILURE, {"kind": "cancelled", "reason": "the study was cancelled"})
             h.study.tell(t.number, state=fail)
             failed += 1
         return f"; {failed} unfinished trial{'s' if failed != 1 else ''} failed" if failed else ""
@@ -283,19 +316,20 @@ def _fail_unfinished(row: StudyRow, url: str) -> str:
         return f"; its unfinished trials could not be failed ({type(e).__name__}: {e})"
 
 
-def pause(id: int | str, url: str | None = None) -> QueuedStudy:
+def pause(id: int | str, url: str | None = None, *, by: str | None = None) -> QueuedStudy:
     """Pause a study: a queued one at once, a running one when its scheduler next looks (its trials in
     flight stay as they are, and `resume` picks them up)."""
+    by = by or _user()
     with _open(url) as s:
         row = _find(s, id, lock=True)
         if row.status == "queued":
             row.status = "paused"
-            _event(s, row.id, "paused", f"by {_user()} while queued")
+            _event(s, row.id, "paused", f"by {by} while queued")
         elif row.status == "running":
             if row.requested == "cancel":
                 raise QueueError(f"study {row.id} ({row.name}) is being cancelled")
             row.requested = "pause"
-            _event(s, row.id, "pause-requested", f"asked of scheduler {row.scheduler} by {_user()}")
+            _event(s, row.id, "pause-requested", f"asked of scheduler {row.scheduler} by {by}")
         else:
             raise QueueError(f"study {row.id} ({row.name}) is {row.status}; only a queued or running study "
                              "can be paused")
@@ -303,12 +337,13 @@ def pause(id: int | str, url: str | None = None) -> QueuedStudy:
         return QueuedStudy.from_row(row)
 
 
-def resume(id: int | str, url: str | None = None) -> QueuedStudy:
+def resume(id: int | str, url: str | None = None, *, by: str | None = None) -> QueuedStudy:
     """Queue a paused, failed or cancelled study again: it resumes where its trials left off."""
+    by = by or _user()
     with _open(url) as s:
         row = _find(s, id, lock=True)
         try:
-            _resume(s, row)
+            _resume(s, row, by)
         except sa.exc.IntegrityError:
             s.rollback()
             live = s.scalar(sa.select(StudyRow).where(StudyRow.name == row.name, StudyRow.status.in_(ACTIVE)))
@@ -317,15 +352,15 @@ def resume(id: int | str, url: str | None = None) -> QueuedStudy:
         return QueuedStudy.from_row(row)
 
 
-def _resume(s, row: StudyRow) -> None:
+def _resume(s, row: StudyRow, by: str) -> None:
     if row.status == "running" and row.requested == "pause":
         row.requested = None
-        _event(s, row.id, "resumed", f"by {_user()}: the pause request is withdrawn")
+        _event(s, row.id, "resumed", f"by {by}: the pause request is withdrawn")
     elif row.status in ("paused", "failed", "cancelled"):
         was = row.status
         row.status, row.requested, row.finished_at, row.error = "queued", None, None, None
         row.scheduler, row.heartbeat_at = None, None
-        _event(s, row.id, "resumed", f"by {_user()} from {was}; queued again")
+        _event(s, row.id, "resumed", f"by {by} from {was}; queued again")
     elif row.status == "done":
         raise QueueError(f"study {row.id} ({row.name}) is done; to train more trials, submit its spec again "
                          "with a larger budget (it resumes the same Optuna study)")

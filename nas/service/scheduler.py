@@ -32,7 +32,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from nas.executor import Executor, Job, JobOutcome, RayExecutor, token_auth_for
+from nas import store
+from nas.executor import Executor, Job, JobOutcome, RayExecutor, start_local_ray, token_auth_for
 from nas.runner import run_study
 from nas.service.db import EventRow, QueueError, StudyRow, db_now, seconds_ago, session, upgrade
 from nas.service.queue import DEFAULT_STALE_AFTER, QueuedStudy, service_urls
@@ -83,7 +84,11 @@ def claim(url: str, me: str, stale_after: float = DEFAULT_STALE_AFTER) -> Queued
 def finish(url: str, study_id: int, me: str, status: str, message: str = "",
            error: str | None = None) -> bool:
     """Move a study this scheduler owns to its next status; False (and nothing written but an event) if
-    another scheduler owns it by now."""
+    another scheduler owns it by now. Retried through a database outage (`store.retry`)."""
+    return store.retry(lambda: _finish(url, study_id, me, status, message, error), f"recording study {study_id}")
+
+
+def _finish(url: str, study_id: int, me: str, status: str, message: str, error: str | None) -> bool:
     with session(url) as s:
         row = s.scalar(sa.select(StudyRow).where(StudyRow.id == study_id).with_for_update())
         now = db_now(s)
@@ -106,9 +111,12 @@ def finish(url: str, study_id: int, me: str, status: str, message: str = "",
 
 
 def _event(url: str, study_id: int, kind: str, message: str, me: str | None) -> None:
-    with session(url) as s:
-        s.add(EventRow(study_id=study_id, time=db_now(s), kind=kind, message=message, scheduler=me))
-        s.commit()
+    def write() -> None:
+        with session(url) as s:
+            s.add(EventRow(study_id=study_id, time=db_now(s), kind=kind, message=message, scheduler=me))
+            s.commit()
+
+    store.retry(write, f"recording an event of study {study_id}")
 
 
 class Claim:
@@ -127,6 +135,10 @@ class Claim:
     @property
     def lost(self) -> bool:
         return self.lost_to is not None
+
+    def silent_for(self) -> float:
+        """Seconds since the last heartbeat that got through."""
+        return time.monotonic() - self._last_beat if self._last_beat else 0.0
 
     def __enter__(self) -> Claim:
         self._thread.start()
@@ -193,6 +205,8 @@ class _Guarded(Executor):
         self.inner, self.claim = inner, claim
 
     def submit(self, job: Job) -> int:
+        if self.claim.lost:  # the new owner runs the study's trials
+            return -1
         return self.inner.submit(job)
 
     def wait(self, timeout: float) -> list[JobOutcome]:
@@ -212,6 +226,8 @@ class _Guarded(Executor):
 
     @property
     def in_flight(self) -> int:
+        if not self.claim.lost and self.claim.silent_for() > self.claim.heartbeat_every:
+            self.claim.beat(force=True)  # no heartbeat got through lately (an outage): still ours?
         return 1 << 30 if self.claim.lost else self.inner.in_flight  # "full": launch nothing more
 
 
@@ -307,10 +323,10 @@ class Scheduler:
     def _run(self, study: QueuedStudy, c: Claim) -> tuple[str, str, str | None]:
         try:
             spec = validate(StudySpec.model_validate(study.spec))
+            # the service's URLs, from this scheduler's settings: given to the runner, never to the spec
             storage, tracking = service_urls(self.url)
             self._record_urls(study, spec, storage, tracking)
-            spec = spec.model_copy(update={"storage": storage, "tracking": tracking})
-            self._experiment(study, spec)
+            self._experiment(study, spec, tracking)
             executor = _Guarded(self._executor(), c)
             try:
                 c.beat(force=True)
@@ -318,7 +334,7 @@ class Scheduler:
                     return "running", "", None
                 summary = run_study(spec, executor=executor, console=self.console,
                                     show_progress=self.show_progress, should_stop=c.should_stop,
-                                    heartbeat=c.beat)
+                                    heartbeat=c.beat, storage=storage, tracking=tracking)
             finally:
                 executor.shutdown()  # cancels what is left; the Ray connection stays for the next study
         except KeyboardInterrupt:
@@ -332,7 +348,7 @@ class Scheduler:
             return "failed", f"{type(e).__name__}: {first}\n{tb}", f"{type(e).__name__}: {first}"
         counts = summary.counts
         what = (f"{counts['complete']} complete, {counts['failed']} failed, {counts['infeasible']} infeasible"
-                + (f", {counts['pruned']} pruned" if counts["pruned"] else "")
+                + "".join(f", {counts[k]} {k}" for k in ("cancelled", "pruned") if counts[k])
                 + f", {summary.elapsed_seconds / 60:.1f} min")
         reason = summary.stop_reason
         if reason == "cancel":
@@ -352,13 +368,17 @@ class Scheduler:
         _event(self.url, study.id, "urls",
                f"Optuna storage {mask_url(storage)}, MLflow tracking {mask_url(tracking)}{note}", self.me)
 
-    def _experiment(self, study: QueuedStudy, spec) -> None:
+    def _experiment(self, study: QueuedStudy, spec, tracking: str) -> None:
         """The study's MLflow experiment, recorded on its row for links (the runner logs its runs there)."""
-        experiment = Tracker(spec.tracking_url, spec.name).experiment_id
-        with session(self.url) as s:
-            s.execute(sa.update(StudyRow).where(StudyRow.id == study.id, StudyRow.scheduler == self.me)
-                      .values(mlflow_experiment_id=str(experiment)))
-            s.commit()
+        experiment = Tracker(tracking, spec.name).experiment_id
+
+        def write() -> None:
+            with session(self.url) as s:
+                s.execute(sa.update(StudyRow).where(StudyRow.id == study.id, StudyRow.scheduler == self.me)
+                          .values(mlflow_experiment_id=str(experiment)))
+                s.commit()
+
+        store.retry(write, f"recording study {study.id}'s experiment")
 
     # ----- Ray ---------------------------------------------------------------------------------------------
     def _connect_ray(self) -> None:
@@ -376,9 +396,9 @@ class Scheduler:
             except ConnectionError as e:
                 raise QueueError(f"cannot join the Ray cluster at {self.ray_address}: {e}") from None
         elif not ray.is_initialized():
-            # "local": a new instance even where `ray start` left its address in /tmp/ray (a cluster that
-            # may be gone, which ray.init() would try to join)
-            ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+            # a new instance even where `ray start` left its address in /tmp/ray (a cluster that may be gone,
+            # which ray.init() would try to join), on loopback only
+            start_local_ray()
         self._ray_ready = True
 
     def _executor(self):

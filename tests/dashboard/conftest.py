@@ -12,12 +12,17 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def hermetic(tmp_path_factory):
-    """No user config, no service variables: embedded mode, unless a test gives the app a queue."""
+    """No user config, no service variables: embedded mode, unless a test gives the app a queue. The app is
+    served on loopback, as `nas dashboard` serves it by default (an embedded dashboard there acts as the
+    local user; a test of service mode signs in: `dashutil.sign_in`)."""
+    from streamlit import config
+
     empty = tmp_path_factory.mktemp("config") / "config.toml"
     empty.write_text("")
-    keys = ("NAS_DATABASE_URL", "NAS_STORAGE", "NAS_TRACKING", "NAS_HOME", "NAS_CONFIG")
+    keys = ("NAS_DATABASE_URL", "NAS_STORAGE", "NAS_TRACKING", "NAS_HOME", "NAS_CONFIG", "NAS_DASHBOARD_USERS")
     saved = {k: os.environ.pop(k) for k in keys if k in os.environ}
     os.environ["NAS_CONFIG"] = str(empty)
+    config.set_option("server.address", "127.0.0.1")
     yield
     for k in keys:
         os.environ.pop(k, None)

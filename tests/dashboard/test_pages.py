@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 import yaml
-from dashutil import APP, figures, page, texts, values
+from dashutil import APP, figures, page, sign_in, texts, users_file, values
 from streamlit.testing.v1 import AppTest
 
 import nas
@@ -149,12 +149,12 @@ def fake_queue(storage: str, tracking: str, entries: list[Queued]):
 
     q.submit = submit
     for verb in ("pause", "resume", "cancel"):
-        setattr(q, verb, lambda qid, url=None, verb=verb: q.calls.append((verb, qid)))
+        setattr(q, verb, lambda qid, url=None, by=None, verb=verb: q.calls.append((verb, qid)))
     return q
 
 
 @pytest.fixture
-def service(studies, monkeypatch, app):
+def service(studies, monkeypatch, app, tmp_path):
     entries = [
         Queued(3, "search", "done", optuna_study_name="search", spec={"kind": "search"}),
         Queued(5, "live", "running", priority=2, requested="pause", optuna_study_name="live"),
@@ -167,6 +167,7 @@ def service(studies, monkeypatch, app):
     monkeypatch.setitem(sys.modules, "nas.service.queue", q)
     monkeypatch.setattr(nas, "queue", q, raising=False)
     monkeypatch.delenv("NAS_STORAGE")  # in service mode the storage is the queue's
+    monkeypatch.setenv("NAS_DASHBOARD_USERS", str(users_file(tmp_path)))  # actions need a sign-in
     return q
 
 
@@ -182,7 +183,7 @@ def test_service_mode_merges_the_queue_with_the_studies_by_name(service, app):
 
 
 def test_service_mode_pauses_through_the_queue(service, app):
-    at = page(app, "views/studies.py")
+    at = sign_in(page(app, "views/studies.py"))
     rows = list(studies_table(at).index)
     at.session_state["studies_table"] = {
         "selection": {"rows": [rows.index("next-up")], "columns": [], "cells": []}
@@ -478,7 +479,7 @@ def test_submit_refuses_a_spec_that_clashes_with_a_stored_study(app, studies):
 
 
 def test_submit_queues_in_service_mode(service, app, studies):
-    at = page(app, "views/submit.py")
+    at = sign_in(page(app, "views/submit.py"))
     at.text_area[0].set_value(tiny_spec(studies, "queued-one"))
     at.number_input[0].set_value(3)
     next(b for b in at.button if b.label == "Submit to the queue").click().run()

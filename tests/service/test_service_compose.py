@@ -232,3 +232,16 @@ def test_the_compose_cli_accepts_the_file(tmp_path):
                              capture_output=True, text=True, cwd=ROOT, timeout=60,
                              env={k: v for k, v in os.environ.items() if k in ("PATH", "HOME")})
     assert missing.returncode != 0 and "POSTGRES_PASSWORD" in missing.stderr  # no .env: it says so
+
+
+def test_no_url_carries_the_password(compose):
+    """The password reaches the services as PGPASSWORD, never inside a URL they might show or store."""
+    seen = 0
+    for name, s in compose["services"].items():
+        for key, value in (s.get("environment") or {}).items():
+            if isinstance(value, str) and "://" in value:
+                seen += 1
+                assert "CHANGE-ME" not in value, (name, key)
+        if name in PROJECT_SERVICES - {"ray-head", "ray-gpu-worker"}:
+            assert s["environment"]["PGPASSWORD"] == "CHANGE-ME", name
+    assert seen >= 5
