@@ -17,11 +17,33 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from nas import units
 
+
+class _PlainFlags:
+    """Help without a type beside each switch: `--pareto` takes no value, so `<bool>` only misleads."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+        return params
+
+
+class _Command(_PlainFlags, TyperCommand):
+    pass
+
+
+class _Group(_PlainFlags, TyperGroup):
+    pass
+
+
 app = typer.Typer(
     help="hybrid-nas: search hybrid attention / state-space language models.",
+    cls=_Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -32,6 +54,31 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
 
 CONTEXTS = (4096, 131072, 1048576)
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Keep the libraries' own notices (MLflow creating its tables, Ray's token notice) off the terminal
+    unless --verbose asks for them; warnings that matter reach the user through our own messages."""
+    import logging
+    import os
+
+    if verbose:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO")
+        return
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+    # Ray resets its "ray" logger when imported; the levels of its children stay as set here
+    for name, level in (("ray._private.authentication", logging.ERROR), ("alembic", logging.WARNING),
+                        ("mlflow", logging.WARNING)):
+        logging.getLogger(name).setLevel(level)
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show the libraries' logs too (Ray, MLflow, Alembic)")
+    ] = False,
+) -> None:
+    quiet_libraries(verbose)
 
 
 class UsageError(Exception):
@@ -694,7 +741,7 @@ def serve(
     ).serve(exit_when_idle=exit_when_idle, max_studies=max_studies)
 
 
-db_app = typer.Typer(help="The queue's database schema (Alembic migrations).", no_args_is_help=True)
+db_app = typer.Typer(help="The queue's database schema (Alembic migrations).", cls=_Group, no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
@@ -798,6 +845,12 @@ def dashboard(
         "viewer",
     ]
     os.execve(sys.executable, cmd, env)  # Streamlit takes this process over: signals reach it
+
+
+for _typer in (app, db_app):  # every command gets the plain-flag help
+    for _info in _typer.registered_commands:
+        if _info.cls in (None, TyperCommand):
+            _info.cls = _Command
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -206,7 +206,13 @@ def validate(spec: StudySpec) -> StudySpec:
     if len(set(spec.metrics)) != len(spec.metrics):
         raise ConfigError("objectives name the same metric twice; each objective needs its own metric")
     if spec.kind == "search":
-        space = spec.search_space()
+        try:
+            space = spec.search_space()
+        except ConfigError as e:  # the architecture its base builds: say where the key is in the spec
+            msg = str(e)
+            if isinstance(spec.space, dict) and msg.startswith("unknown key '"):
+                msg = msg.replace("unknown key '", "unknown key 'space.base.", 1)
+            raise ConfigError(msg) from None
         if spec.sampler_name() == "grid":
             space.grid()
     else:
@@ -216,13 +222,32 @@ def validate(spec: StudySpec) -> StudySpec:
     return spec
 
 
+_INLINE = {"the inline search space: ": "space.", "the inline profile: ": "profile."}
+
+
+def _located(message: str, where: str) -> str:
+    """`message` said of the spec `where`: an inline section's complaint gets the file and the section's key
+    path ("study spec s.yaml: unknown key 'profile.lm.seq_lenn'"), any other gets the file in front."""
+    if message.startswith(where):
+        return message
+    for inline, section in _INLINE.items():
+        if message.startswith(inline):
+            message = message[len(inline):].replace("key '", f"key '{section}", 1)
+            if not message.startswith("unknown key"):
+                message = f"{section.rstrip('.')}: {message}"
+    return f"{where}: {message}"
+
+
 def spec_from_text(text: str, where: str = "the spec") -> StudySpec:
     data = parse_mapping(text, where, "name, kind, space, objectives, ...")
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as e:
         raise ConfigError(explain_validation_error(e, StudySpec, where)) from None
-    return validate(spec)
+    try:
+        return validate(spec)
+    except ConfigError as e:
+        raise ConfigError(_located(str(e), where)) from None
 
 
 def load_spec(path: str | Path) -> StudySpec:

@@ -305,7 +305,15 @@ class ArchConfig(BaseModel):
             text = path.read_text()
         except OSError as err:
             raise ConfigError(f"cannot read the architecture file {path}: {err.strerror}") from None
-        return cls.from_json(text) if path.suffix == ".json" else cls.from_yaml(text)
+        if not text.strip():
+            raise ConfigError(
+                f"the architecture file {path} is empty; it needs at least pattern and d_model "
+                "(`nas presets jamba --yaml` prints a complete one)"
+            )
+        try:
+            return cls.from_json(text) if path.suffix == ".json" else cls.from_yaml(text)
+        except ConfigError as err:  # name the file: the same key may be wrong in several of them
+            raise ConfigError(f"architecture file {path.name}: {err}") from None
 
     def replace(self, **changes: Any) -> ArchConfig:
         """A new config with `changes` applied; family options merge key by key.
