@@ -486,7 +486,7 @@ def export_(
     """
     import yaml
 
-    from nas.export import FORMATS, render_with_note, study_archs, write
+    from nas.export import FORMATS, render_study, render_with_note, write
     from nas.settings import settings
     from search_spaces.config import ConfigError
 
@@ -524,25 +524,33 @@ def export_(
                 raise UsageError(f"the training settings {training} must be a mapping (seq_len, tokens, ...)")
         kwargs = {"scale_to": size, "training": overrides, "target": target, "vocab_size": vocab_size}
 
+        skipped: list[str] = []
         if study is None:
-            archs = [(None, resolve_arch(preset=preset, arch=arch))]
+            files, how = render_with_note(resolve_arch(preset=preset, arch=arch), fmt, **kwargs)
+            hows = [how.replace("DIR", str(out_dir))]
         else:
-            archs = study_archs(storage or settings().storage, study, trial)
-        files: dict[str, str] = {}
-        hows: list[str] = []
-        for number, cfg in archs:
-            rendered, how = render_with_note(cfg, fmt, **kwargs)
-            where = out_dir if trial is not None or number is None else out_dir / f"trial-{number}"
-            files.update({str((where / n).relative_to(out_dir)): text for n, text in rendered.items()})
-            hows.append(how.replace("DIR", str(where)))
+            done = render_study(storage or settings().storage, study, fmt, trial, **kwargs)
+            files = done.files
+            hows = [
+                how.replace("DIR", str(out_dir if trial is not None else out_dir / f"trial-{number}"))
+                for number, how in done.notes.items()
+            ]
+            skipped = done.skipped_lines()
         written = write(out_dir, files)
     except (ConfigError, UsageError) as e:
         fail(str(e))
         return
     names = sorted(str(p.relative_to(out_dir)) for p in written)
     out.print(f"wrote {out_dir}: {', '.join(names)}", markup=False, soft_wrap=True)
-    for how in hows:
+    for how in dict.fromkeys(hows):
         out.print(how, markup=False, soft_wrap=True)
+    if skipped:
+        err.print(
+            f"not written ({len(skipped)} of the Pareto trials; --format yaml holds every architecture):",
+            markup=False,
+        )
+        for line in skipped:
+            err.print(f"  {line}", markup=False, soft_wrap=True)
 
 
 # ----- service mode: the study queue and its scheduler (nas/queue.py, nas/scheduler.py) -----------------
