@@ -301,10 +301,22 @@ def run(
     from nas.spec import load_spec
 
     study_spec = load_spec(spec)
-    _run(study_spec, ray_address, track=not no_tracking)
+    _run(study_spec, ray_address, track=not no_tracking, resume=f"nas run {spec}")
 
 
-def _run(study_spec, ray_address: str | None, track: bool = True) -> None:
+def _sigterm_as_interrupt() -> None:
+    """A scheduler's or `kill`'s SIGTERM stops a run as Ctrl-C does: its trials are marked interrupted."""
+    import contextlib
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _run(study_spec, ray_address: str | None, track: bool = True, resume: str = "nas run SPEC") -> None:
     from nas.runner import run_study
     from nas.settings import mask_url
 
@@ -316,7 +328,11 @@ def _run(study_spec, ray_address: str | None, track: bool = True) -> None:
         f"storage {mask_url(study_spec.storage_url)}"
         + (f" · tracking {mask_url(study_spec.tracking_url)}" if track else "")
     )
-    summary = run_study(study_spec, ray_address=ray_address, console=out, track=track)
+    _sigterm_as_interrupt()
+    try:
+        summary = run_study(study_spec, ray_address=ray_address, console=out, track=track)
+    except KeyboardInterrupt:
+        _interrupted(study_spec, resume)
     _print_summary(summary)
     if study_spec.kind == "ablation":
         _print_report(study_spec.storage_url, study_spec.name)
@@ -324,12 +340,35 @@ def _run(study_spec, ray_address: str | None, track: bool = True) -> None:
         _print_pareto(study_spec.storage_url, study_spec.name, study_spec.metrics, study_spec.directions)
 
 
+def _study_status(s) -> str:
+    """A study's status for a table: `waiting` when its trials in flight wait for resources."""
+    if s.status == "running" and s.waiting_for and s.counts["running"] and not s.finished:
+        return "waiting"
+    return s.status or ""
+
+
+def _interrupted(study_spec, resume: str) -> None:
+    """After Ctrl-C or SIGTERM: say what was kept and how to go on, exit 130."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this message short
+    try:
+        from nas.reader import study_summary
+
+        c = study_summary(study_spec.storage_url, study_spec.name).counts
+        kept = f"{c['complete']} complete, {c['interrupted']} interrupted (run again from where they were)"
+    except Exception:  # the study may not exist yet, or its storage is away
+        kept = "finished trials are kept"
+    err.print(f"\n{study_spec.name}: interrupted; {kept}. Resume with:  {resume}", markup=False, soft_wrap=True)
+    raise typer.Exit(130)
+
+
 def _print_summary(s) -> None:
     c = s.counts
     out.print(
         f"[bold]{s.name}[/]: {c['complete']} complete, {c['failed']} failed, {c['infeasible']} infeasible"
         + (f", {c['pruned']} pruned" if c["pruned"] else "")
-        + (f", {c['running']} unfinished" if c["running"] else "")
+        + (f", {s.unfinished} unfinished" if s.unfinished else "")
         + f" in {s.elapsed_seconds / 60:.1f} min"
         + (f" (stopped: {s.stop_reason})" if s.stop_reason not in (None, "budget") else "")
     )
@@ -381,14 +420,18 @@ def status(
     url = storage or settings().storage
     if study is None:
         table = Table(title="Studies")
-        for col in ("study", "kind", "complete", "running", "failed", "infeasible", "budget", "best", "elapsed"):
-            table.add_column(col, justify="left" if col in ("study", "kind", "best") else "right")
+        cols = ("study", "kind", "status", "complete", "running", "failed", "infeasible", "budget", "best",
+                "elapsed")
+        for col in cols:
+            table.add_column(col, justify="left" if col in ("study", "kind", "status", "best") else "right")
+        notes = []
         for s in study_summaries(url):
             c = s.counts
             best = "  ".join(f"{m}={v:.4g}" for m, v in s.best.items())
             table.add_row(
                 s.name,
                 s.kind,
+                _study_status(s),
                 str(c["complete"]),
                 str(c["running"] + c["paused"]),
                 str(c["failed"]),
@@ -397,18 +440,27 @@ def status(
                 best,
                 f"{s.elapsed_seconds / 60:.1f} min",
             )
+            if s.waiting_for:
+                notes.append(f"{s.name}: {s.waiting_for}")
+            if s.status == "interrupted":
+                notes.append(f"{s.name}: interrupted with {c['interrupted']} trial(s) in flight; "
+                             "resume it with `nas run` and its spec")
         out.print(table)
+        for note in notes:
+            out.print(note, markup=False, soft_wrap=True)
         return
     rows = study_trials(url, study)
     table = Table(title=f"Trials of {study}")
-    for col in ("trial", "state", "pattern", "values", "note"):
+    for col in ("trial", "status", "pattern", "values", "note"):
         table.add_column(col, justify="right" if col == "trial" else "left", no_wrap=col == "pattern")
     for r in rows:
         values = "  ".join(f"{v:.4g}" for v in r.values) if r.values else ""
         note = (r.failure or {}).get("reason", "") if r.state == "FAIL" else ("Pareto" if r.pareto else "")
         if r.state == "RUNNING" and r.progress:
             note = f"{r.progress['task']} {r.progress['step']}/{r.progress['steps']}"
-        table.add_row(str(r.number), r.state.lower(), r.pattern or "", values, note)
+        if r.waiting_for:
+            note = r.waiting_for
+        table.add_row(str(r.number), r.status, r.pattern or "", values, note)
     out.print(table)
 
 
@@ -453,7 +505,7 @@ def demo(
     from nas.spec import load_spec
 
     spec = load_spec(Path(__file__).parent / "studies" / "demo.yaml")
-    _run(spec, ray_address)
+    _run(spec, ray_address, resume="nas demo")
     out.print("\n" + "\n".join(findings(spec)), highlight=False, markup=False)
     out.print("\nOpen the dashboard:  [bold]nas dashboard[/]   ·   the same table again:  [bold]nas pareto demo[/]")
 
@@ -632,12 +684,16 @@ def show(study: Annotated[str, typer.Argument(help="a queue id, or a study name 
             from nas.reader import study_summary
 
             storage, _ = queue.service_urls(queue.database_url())
-            c = study_summary(storage, s.optuna_study_name).counts
+            summary = study_summary(storage, s.optuna_study_name)
+            c = summary.counts
             out.print(
-                f"trials: {c['complete']} complete, {c['running'] + c['paused']} unfinished, "
+                f"trials: {c['complete']} complete, {summary.unfinished} unfinished, "
                 f"{c['failed']} failed, {c['infeasible']} infeasible"
                 + (f", {c['pruned']} pruned" if c["pruned"] else "")
+                + (f", {c['interrupted']} interrupted" if c["interrupted"] else "")
             )
+            if summary.waiting_for:
+                out.print(summary.waiting_for, style="yellow", markup=False, soft_wrap=True)
         except Exception as e:
             out.print(f"[dim]trials: not readable here ({type(e).__name__})[/]")
     table = Table(title="Events")

@@ -14,8 +14,12 @@ A trial's status, from its Optuna state and attributes:
 | status | Optuna state | meaning |
 |---|---|---|
 | complete | COMPLETE | trained to the full budget; its values are the objectives (the mean over seeds) |
-| running | RUNNING | a job is in flight (or was, when its driver stopped: `nas run` resumes it) |
+| running | RUNNING | a job is in flight (or was, when its driver died: `nas run` resumes it) |
 | paused | RUNNING | early stopping left it at a lower rung, waiting for a promotion |
+| interrupted | RUNNING | its driver was interrupted (Ctrl-C, SIGTERM) with its job in flight: `nas run` resumes it |
+
+A running trial whose job has not started yet (the cluster lacks the CPUs or GPUs it asks for) says why
+in `WAITING_FOR`.
 | failed | FAIL | diverged, out of memory, broke, or its worker died twice (`FAILURE` says which and why) |
 | infeasible | FAIL | its architecture broke the study's constraints; never trained |
 | pruned | PRUNED | stopped at a lower rung when the study ended |
@@ -32,6 +36,7 @@ __all__ = [
     "CREATED",
     "ELAPSED",
     "FAILURE",
+    "INTERRUPTED",
     "JOB_RUNG",
     "METRICS",
     "MLFLOW_EXPERIMENT",
@@ -45,6 +50,8 @@ __all__ = [
     "SPEC",
     "STATUSES",
     "TOKENS",
+    "UNFINISHED",
+    "WAITING_FOR",
     "Status",
     "count_statuses",
     "failure_kind",
@@ -53,6 +60,7 @@ __all__ = [
     "trained",
     "trial_budget",
     "trial_status",
+    "unfinished",
 ]
 
 # ----- study attributes ---------------------------------------------------------------------------
@@ -74,9 +82,15 @@ RESULT = "result"  # the first seed's TrialResult, as JSON
 FAILURE = "failure"  # {"kind": ..., "reason": ...}
 MLFLOW_RUN = "mlflow_run_id"
 PROGRESS = "progress"  # the latest training report of the job in flight
+WAITING_FOR = "waiting_for"  # why the job in flight has not started ("waiting for 0.25 GPU; ..."); None once it runs
+INTERRUPTED = "interrupted"  # epoch seconds its driver was interrupted with the job in flight; None once resumed
 
-Status = Literal["complete", "running", "paused", "failed", "infeasible", "pruned", "waiting"]
-STATUSES: tuple[Status, ...] = ("complete", "running", "paused", "failed", "infeasible", "pruned", "waiting")
+Status = Literal["complete", "running", "paused", "interrupted", "failed", "infeasible", "pruned", "waiting"]
+STATUSES: tuple[Status, ...] = (
+    "complete", "running", "paused", "interrupted", "failed", "infeasible", "pruned", "waiting"
+)
+# the statuses of a trial that is RUNNING in Optuna: it holds a place in the budget and `nas run` goes on with it
+UNFINISHED: tuple[Status, ...] = ("running", "paused", "interrupted")
 
 
 def failure_kind(attrs: Mapping[str, Any]) -> str | None:
@@ -94,6 +108,8 @@ def trial_status(state: str, attrs: Mapping[str, Any]) -> Status:
     if state == "FAIL":
         return "infeasible" if failure_kind(attrs) == "infeasible" else "failed"
     if state == "RUNNING":
+        if attrs.get(INTERRUPTED) is not None:
+            return "interrupted"
         return "paused" if is_paused(attrs) else "running"
     return {"COMPLETE": "complete", "PRUNED": "pruned", "WAITING": "waiting"}[state]
 
@@ -110,9 +126,14 @@ def finished(counts: Mapping[str, int]) -> int:
     return counts["complete"] + counts["failed"] + counts["pruned"]
 
 
+def unfinished(counts: Mapping[str, int]) -> int:
+    """Trials RUNNING in Optuna: in flight, paused by early stopping, or interrupted."""
+    return sum(counts[s] for s in UNFINISHED)
+
+
 def trained(counts: Mapping[str, int]) -> int:
     """Trials that count against the budget: every one that got (or is getting) a job."""
-    return finished(counts) + counts["running"] + counts["paused"]
+    return finished(counts) + unfinished(counts)
 
 
 def trial_budget(spec: Any, grid_points: int | None) -> int | None:
