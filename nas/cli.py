@@ -527,7 +527,7 @@ def export_(
     ] = None,
     vocab_size: Annotated[int | None, typer.Option("--vocab-size", help="replace the vocabulary")] = None,
     training: Annotated[
-        Path | None, typer.Option("--training", help="with --format yaml: YAML of training settings")
+        Path | None, typer.Option("--training", help="with --format yaml or megatron: YAML of training settings")
     ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="the directory to write (made if needed)")] = None,
 ) -> None:

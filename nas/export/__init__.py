@@ -7,8 +7,8 @@
     done.skipped                                             # {7: "no Hugging Face class can express ..."}
 
 One module per format: `hf` (the transformers class that can express the pattern, `hf.hf_targets`),
-`megatron` (`pretrain_mamba.py` arguments) and `native` (the project's YAML plus training settings). This
-package puts them together: a format that cannot hold an architecture says why and which formats can,
+`megatron` (`pretrain_mamba.py`'s arguments: the shape, its `--spec`, the run's; and `train.sh`) and
+`native` (the project's YAML plus training settings). This package puts them together: a format that cannot hold an architecture says why and which formats can,
 and files are written to a temporary directory first and moved into place, so a failure leaves nothing
 half-written. A study's Pareto front is written trial by trial: the winners the format can hold are
 written, the others are listed by trial number with the reason (an error only when none can be).
@@ -110,8 +110,8 @@ def render_with_note(
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if target is not None and fmt != "hf":
         raise ConfigError(f"a target class applies to --format hf only, not --format {fmt}")
-    if training is not None and fmt != "yaml":
-        raise ConfigError(f"training hyper-parameters apply to --format yaml only, not --format {fmt}")
+    if training is not None and fmt == "hf":
+        raise ConfigError("training hyper-parameters apply to --format yaml and --format megatron, not --format hf")
     cfg = _sized(cfg, scale_to, vocab_size)
     if fmt == "hf":
         config = hf_config(cfg, target)
@@ -123,8 +123,16 @@ def render_with_note(
         )
     if fmt == "megatron":
         args = megatron_args(cfg)
-        files = {"megatron_args.txt": "\n".join(args) + "\n", "megatron_args.sh": megatron.script(cfg, args)}
-        return files, 'pass it to Megatron-LM: source DIR/megatron_args.sh, then "${MEGATRON_ARGS[@]}"'
+        train = megatron.training(native.training(cfg, training))
+        files = {
+            "megatron_args.txt": "\n".join(args) + "\n",
+            "megatron_args.sh": megatron.script(cfg, args, train),
+            "train.sh": megatron.run_script(),
+        }
+        return files, (
+            f"train it with Megatron-LM's {megatron.SCRIPT}: MEGATRON_LM=/path/to/Megatron-LM bash DIR/train.sh "
+            "--data-path ... --tokenizer-type ... (megatron_args.sh holds the arguments, --spec included)"
+        )
     size = f" scaled to {scale_to:g} parameters" if scale_to is not None else ""
     return native.render(cfg, training, size), (
         'read it back with load_exported_yaml("DIR"); DIR/arch.yaml works with `nas cost --arch`'
@@ -174,7 +182,7 @@ def export(
     """Write `cfg` as `fmt` into out_dir and return the files written.
 
     scale_to: resize to about this many parameters by the presets' scaling rule (vocabulary kept unless
-    vocab_size is given). training: hyper-parameters over `default_training` (yaml only). target: force a
+    vocab_size is given). training: hyper-parameters over `default_training` (yaml and megatron). target: force a
     Hugging Face model type (hf only). Raises ConfigError, with one sentence, when the format cannot hold
     the architecture; nothing is written then.
     """
