@@ -8,7 +8,8 @@
 
 One module per format: `hf` (the transformers class that can express the pattern, `hf.hf_targets`),
 `megatron` (`pretrain_mamba.py`'s arguments: the shape, its `--spec`, the run's; and `train.sh`) and
-`native` (the project's YAML plus training settings). This package puts them together: a format that cannot hold an architecture says why and which formats can,
+`native` (the project's YAML plus training settings). This package puts them together: a format that
+cannot hold an architecture says why and which formats can,
 and files are written to a temporary directory first and moved into place, so a failure leaves nothing
 half-written. A study's Pareto front is written trial by trial: the winners the format can hold are
 written, the others are listed by trial number with the reason (an error only when none can be).
