@@ -284,6 +284,36 @@ def eval_(
         raise typer.Exit(1)
 
 
+@app.command()
+@friendly
+def init(
+    name: Annotated[str, typer.Argument(help="the study's name; its spec goes to NAME.yaml")] = "my-study",
+    out_path: Annotated[Path | None, typer.Option("--out", help="the file to write (default: NAME.yaml here)")] = None,
+    gpus: Annotated[
+        int | None, typer.Option("--gpus", min=0, help="write it for this many GPUs (default: this machine's)")
+    ] = None,
+) -> None:
+    """Write a commented starter spec sized for this machine (GPUs or not); `nas run NAME.yaml` runs it."""
+    from nas.starter import Machine, starter_spec, this_machine
+
+    machine = this_machine()
+    if gpus is not None:
+        machine = Machine(cpus=machine.cpus, gpus=gpus)
+    path = out_path if out_path is not None else Path(f"{name}.yaml")
+    if path.exists():
+        raise UsageError(f"{path} exists; choose another name or --out FILE (nas init never overwrites)")
+    text = starter_spec(name, machine)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {e.strerror}") from None
+    out.print(f"wrote {path} for this machine ({machine.describe()}); run it with:  nas run {path}",
+              markup=False, soft_wrap=True)
+
+
 SpecArg = Annotated[Path, typer.Argument(help="a study spec (YAML)")]
 StorageArg = Annotated[str | None, typer.Option("--storage", help="Optuna storage URL (default: the embedded SQLite)")]
 

@@ -267,7 +267,7 @@ def _amount(x: float) -> str:
 
 
 def _unit(res: str, amount: float) -> str:
-    return f"{_amount(amount)} {res}" + ("s" if res == "CPU" and amount != 1 else "")
+    return f"{_amount(amount)} {res}" + ("s" if amount > 1 else "")
 
 
 def _unfit(need: dict[str, float], nodes: list[dict[str, float]]) -> tuple[str, str, float, str] | None:
@@ -303,8 +303,9 @@ def _wait_reason(need: dict[str, float], nodes: list[dict[str, float]], free: di
     short = [r for r, a in request.items() if free.get(r, 0.0) < a]
     if short:
         total = sum(n.get(short[0], 0.0) for n in nodes)
+        verb = "is" if total <= 1 else "are"
         return (f"waiting for {_unit(short[0], need[short[0]])}; the cluster's {_unit(short[0], total)} "
-                f"are taken by other trials ({ray_says})")
+                f"{verb} taken by other trials ({ray_says})")
     return "waiting for Ray to start it"
 
 
