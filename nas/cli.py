@@ -305,6 +305,7 @@ def init(
     text = starter_spec(name, machine)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text)
         tmp.replace(path)
     except OSError as e:
