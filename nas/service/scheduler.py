@@ -210,6 +210,12 @@ class _Guarded(Executor):
     def shutdown(self) -> None:
         self.inner.shutdown()
 
+    def check_fits(self, cpus: float, gpus: float) -> None:
+        self.inner.check_fits(cpus, gpus)
+
+    def waiting(self) -> dict[int, str]:
+        return self.inner.waiting()
+
     @property
     def in_flight(self) -> int:
         return 1 << 30 if self.claim.lost else self.inner.in_flight  # "full": launch nothing more
