@@ -260,8 +260,9 @@ def make_study(
 
 
 # ----- timing -------------------------------------------------------------------------------------
-def time_apptest(storage: str, name: str, repeats: int) -> tuple[list[float], float]:
-    """Cold (caches cleared) Study-page runs in AppTest, and one warm run after the last cold one."""
+def time_apptest(storage: str, name: str, repeats: int, tab: str | None = None) -> tuple[list[float], float, int]:
+    """Cold (caches cleared) Study-page runs in AppTest (opened on `tab`, else its default), and one warm
+    run after the last cold one: (cold seconds, warm seconds, figures drawn)."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
@@ -275,16 +276,18 @@ def time_apptest(storage: str, name: str, repeats: int) -> tuple[list[float], fl
         store.close()
         at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
         at.query_params["study"] = name
+        if tab is not None:
+            at.query_params["tab"] = tab
         at.run()
         at.switch_page("views/study.py")
         t0 = time.perf_counter()
         at.run()
         cold.append(time.perf_counter() - t0)
         if at.exception:
-            raise RuntimeError(f"the Study page raised: {at.exception[0].message}")
+            raise RuntimeError(f"the Study page ({tab or 'default'} tab) raised: {at.exception[0].message}")
     t0 = time.perf_counter()
     at.run()
-    return cold, time.perf_counter() - t0
+    return cold, time.perf_counter() - t0, len(at.get("plotly_chart"))
 
 
 def time_browser(storage: str, name: str, tmp: Path, repeats: int) -> dict[str, list[float]]:
@@ -374,7 +377,7 @@ def main() -> None:
         made = time.perf_counter() - t0
         size = (tmp / "studies.db").stat().st_size
         print(f"made a study of {trials:,} trials in {made:.1f} s ({size / 2**20:.0f} MiB)")
-        cold, warm = time_apptest(storage, "bench", 1 if args.smoke else args.repeats)
+        cold, warm, _ = time_apptest(storage, "bench", 1 if args.smoke else args.repeats)
         print(f"Study page, cold (AppTest): {', '.join(f'{c:.2f}' for c in cold)} s; warm {warm:.2f} s")
         browser = time_browser(storage, "bench", tmp, 1 if args.smoke else args.repeats) if args.browser else None
         if browser is not None:

@@ -15,11 +15,9 @@ Trials tab, the page's default, is the baseline: the other tabs replace its tabl
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,30 +36,10 @@ OBJECTIVES = [
 
 def time_tab(storage: str, name: str, tab: str, repeats: int) -> tuple[float, float, int]:
     """(median cold seconds, warm seconds, figures drawn) of the Study page opened on `tab`."""
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
+    from dashboard_load import time_apptest
 
-    from nas import store
-
-    os.environ["NAS_STORAGE"] = storage
-    cold = []
-    for _ in range(repeats):
-        st.cache_data.clear()
-        st.cache_resource.clear()
-        store.close()
-        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
-        at.query_params["study"] = name
-        at.query_params["tab"] = tab
-        at.run()
-        at.switch_page("views/study.py")
-        t0 = time.perf_counter()
-        at.run()
-        cold.append(time.perf_counter() - t0)
-        if at.exception:
-            raise RuntimeError(f"the {tab} tab raised: {at.exception[0].message}")
-    t0 = time.perf_counter()
-    at.run()
-    return statistics.median(cold), time.perf_counter() - t0, len(at.get("plotly_chart"))
+    cold, warm, figures = time_apptest(storage, name, repeats, tab=tab)
+    return statistics.median(cold), warm, figures
 
 
 def main() -> None:

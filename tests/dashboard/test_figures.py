@@ -138,11 +138,11 @@ def study(n: int = 40, k: int = 2, seed: int = 0) -> pd.DataFrame:
     for j in range(k):
         df[f"o{j}"] = rng.random(n)
     df.loc[n - 3:, [f"o{j}" for j in range(k)]] = math.nan
-    from nas.reader import pareto_front
+    from nas.pareto import pareto_mask
 
     df["pareto"] = False
     done = df["status"] == "complete"
-    df.loc[done, "pareto"] = pareto_front(df.loc[done, [f"o{j}" for j in range(k)]].to_numpy(), ["maximize"] * k)
+    df.loc[done, "pareto"] = pareto_mask(df.loc[done, [f"o{j}" for j in range(k)]].to_numpy(), ["maximize"] * k)
     return df
 
 
