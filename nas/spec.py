@@ -226,16 +226,17 @@ _INLINE = {"the inline search space: ": "space.", "the inline profile: ": "profi
 
 
 def _located(message: str, where: str) -> str:
-    """`message` said of the spec `where`: an inline section's complaint gets the file and the section's key
-    path ("study spec s.yaml: unknown key 'profile.lm.seq_lenn'"), any other gets the file in front."""
-    if message.startswith(where):
-        return message
+    """An inline section's complaint said of the spec `where`, with the section's key path ("study spec
+    s.yaml: unknown key 'profile.lm.seq_lenn'"); any other message as it is (it names what is wrong)."""
     for inline, section in _INLINE.items():
         if message.startswith(inline):
             message = message[len(inline):].replace("key '", f"key '{section}", 1)
             if not message.startswith("unknown key"):
                 message = f"{section.rstrip('.')}: {message}"
-    return f"{where}: {message}"
+            return f"{where}: {message}"
+    if message.startswith("unknown key 'space.base."):
+        return f"{where}: {message}"
+    return message
 
 
 def spec_from_text(text: str, where: str = "the spec") -> StudySpec:
