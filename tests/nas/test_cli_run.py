@@ -106,6 +106,8 @@ def test_a_waiting_trial_says_why_and_ctrl_c_marks_the_trials_interrupted(tmp_pa
     stderr = proc.stderr.read()
     assert proc.returncode == 130, stderr
     assert f"Resume with:  nas run {path}" in stderr and "Traceback" not in stderr, stderr
+    # quiet by default: neither MLflow's table creation nor Ray's token notice
+    assert "Creating initial MLflow database tables" not in stderr and "Token authentication" not in stderr
     assert time.time() - t_int < 120
 
     from nas.reader import list_studies, study_frame
