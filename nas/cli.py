@@ -17,11 +17,33 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from nas import units
 
+
+class _PlainFlags:
+    """Help without a type beside each switch: `--pareto` takes no value, so `<bool>` only misleads."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+        return params
+
+
+class _Command(_PlainFlags, TyperCommand):
+    pass
+
+
+class _Group(_PlainFlags, TyperGroup):
+    pass
+
+
 app = typer.Typer(
     help="hybrid-nas: search hybrid attention / state-space language models.",
+    cls=_Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -32,6 +54,31 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
 
 CONTEXTS = (4096, 131072, 1048576)
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Keep the libraries' own notices (MLflow creating its tables, Ray's token notice) off the terminal
+    unless --verbose asks for them; warnings that matter reach the user through our own messages."""
+    import logging
+    import os
+
+    if verbose:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO")
+        return
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+    # Ray resets its "ray" logger when imported; the levels of its children stay as set here
+    for name, level in (("ray._private.authentication", logging.ERROR), ("alembic", logging.WARNING),
+                        ("mlflow", logging.WARNING)):
+        logging.getLogger(name).setLevel(level)
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show the libraries' logs too (Ray, MLflow, Alembic)")
+    ] = False,
+) -> None:
+    quiet_libraries(verbose)
 
 
 class UsageError(Exception):
@@ -237,6 +284,37 @@ def eval_(
         raise typer.Exit(1)
 
 
+@app.command()
+@friendly
+def init(
+    name: Annotated[str, typer.Argument(help="the study's name; its spec goes to NAME.yaml")] = "my-study",
+    out_path: Annotated[Path | None, typer.Option("--out", help="the file to write (default: NAME.yaml here)")] = None,
+    gpus: Annotated[
+        int | None, typer.Option("--gpus", min=0, help="write it for this many GPUs (default: this machine's)")
+    ] = None,
+) -> None:
+    """Write a commented starter spec sized for this machine (GPUs or not); `nas run NAME.yaml` runs it."""
+    from nas.starter import Machine, starter_spec, this_machine
+
+    machine = this_machine()
+    if gpus is not None:
+        machine = Machine(cpus=machine.cpus, gpus=gpus)
+    path = out_path if out_path is not None else Path(f"{name}.yaml")
+    if path.exists():
+        raise UsageError(f"{path} exists; choose another name or --out FILE (nas init never overwrites)")
+    text = starter_spec(name, machine)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {e.strerror}") from None
+    out.print(f"wrote {path} for this machine ({machine.describe()}); run it with:  nas run {path}",
+              markup=False, soft_wrap=True)
+
+
 SpecArg = Annotated[Path, typer.Argument(help="a study spec (YAML)")]
 StorageArg = Annotated[str | None, typer.Option("--storage", help="Optuna storage URL (default: the embedded SQLite)")]
 
@@ -254,10 +332,22 @@ def run(
     from nas.spec import load_spec
 
     study_spec = load_spec(spec)
-    _run(study_spec, ray_address, track=not no_tracking)
+    _run(study_spec, ray_address, track=not no_tracking, resume=f"nas run {spec}")
 
 
-def _run(study_spec, ray_address: str | None, track: bool = True) -> None:
+def _sigterm_as_interrupt() -> None:
+    """A scheduler's or `kill`'s SIGTERM stops a run as Ctrl-C does: its trials are marked interrupted."""
+    import contextlib
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _run(study_spec, ray_address: str | None, track: bool = True, resume: str = "nas run SPEC") -> None:
     from nas.runner import run_study
     from nas.settings import mask_url
 
@@ -269,7 +359,11 @@ def _run(study_spec, ray_address: str | None, track: bool = True) -> None:
         f"storage {mask_url(study_spec.storage_url)}"
         + (f" · tracking {mask_url(study_spec.tracking_url)}" if track else "")
     )
-    summary = run_study(study_spec, ray_address=ray_address, console=out, track=track)
+    _sigterm_as_interrupt()
+    try:
+        summary = run_study(study_spec, ray_address=ray_address, console=out, track=track)
+    except KeyboardInterrupt:
+        _interrupted(study_spec, resume)
     _print_summary(summary)
     if study_spec.kind == "ablation":
         _print_report(study_spec.storage_url, study_spec.name)
@@ -277,12 +371,35 @@ def _run(study_spec, ray_address: str | None, track: bool = True) -> None:
         _print_pareto(study_spec.storage_url, study_spec.name, study_spec.metrics, study_spec.directions)
 
 
+def _study_status(s) -> str:
+    """A study's status for a table: `waiting` when its trials in flight wait for resources."""
+    if s.status == "running" and s.waiting_for and s.counts["running"] and not s.finished:
+        return "waiting"
+    return s.status or ""
+
+
+def _interrupted(study_spec, resume: str) -> None:
+    """After Ctrl-C or SIGTERM: say what was kept and how to go on, exit 130."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this message short
+    try:
+        from nas.reader import study_summary
+
+        c = study_summary(study_spec.storage_url, study_spec.name).counts
+        kept = f"{c['complete']} complete, {c['interrupted']} interrupted (run again from where they were)"
+    except Exception:  # the study may not exist yet, or its storage is away
+        kept = "finished trials are kept"
+    err.print(f"\n{study_spec.name}: interrupted; {kept}. Resume with:  {resume}", markup=False, soft_wrap=True)
+    raise typer.Exit(130)
+
+
 def _print_summary(s) -> None:
     c = s.counts
     out.print(
         f"[bold]{s.name}[/]: {c['complete']} complete, {c['failed']} failed, {c['infeasible']} infeasible"
         + (f", {c['pruned']} pruned" if c["pruned"] else "")
-        + (f", {c['running']} unfinished" if c["running"] else "")
+        + (f", {s.unfinished} unfinished" if s.unfinished else "")
         + f" in {s.elapsed_seconds / 60:.1f} min"
         + (f" (stopped: {s.stop_reason})" if s.stop_reason not in (None, "budget") else "")
     )
@@ -334,14 +451,18 @@ def status(
     url = storage or settings().storage
     if study is None:
         table = Table(title="Studies")
-        for col in ("study", "kind", "complete", "running", "failed", "infeasible", "budget", "best", "elapsed"):
-            table.add_column(col, justify="left" if col in ("study", "kind", "best") else "right")
+        cols = ("study", "kind", "status", "complete", "running", "failed", "infeasible", "budget", "best",
+                "elapsed")
+        for col in cols:
+            table.add_column(col, justify="left" if col in ("study", "kind", "status", "best") else "right")
+        notes = []
         for s in study_summaries(url):
             c = s.counts
             best = "  ".join(f"{m}={v:.4g}" for m, v in s.best.items())
             table.add_row(
                 s.name,
                 s.kind,
+                _study_status(s),
                 str(c["complete"]),
                 str(c["running"] + c["paused"]),
                 str(c["failed"]),
@@ -350,18 +471,27 @@ def status(
                 best,
                 f"{s.elapsed_seconds / 60:.1f} min",
             )
+            if s.waiting_for:
+                notes.append(f"{s.name}: {s.waiting_for}")
+            if s.status == "interrupted":
+                notes.append(f"{s.name}: interrupted with {c['interrupted']} trial(s) in flight; "
+                             "resume it with `nas run` and its spec")
         out.print(table)
+        for note in notes:
+            out.print(note, markup=False, soft_wrap=True)
         return
     rows = study_trials(url, study)
     table = Table(title=f"Trials of {study}")
-    for col in ("trial", "state", "pattern", "values", "note"):
+    for col in ("trial", "status", "pattern", "values", "note"):
         table.add_column(col, justify="right" if col == "trial" else "left", no_wrap=col == "pattern")
     for r in rows:
         values = "  ".join(f"{v:.4g}" for v in r.values) if r.values else ""
         note = (r.failure or {}).get("reason", "") if r.state == "FAIL" else ("Pareto" if r.pareto else "")
         if r.state == "RUNNING" and r.progress:
             note = f"{r.progress['task']} {r.progress['step']}/{r.progress['steps']}"
-        table.add_row(str(r.number), r.state.lower(), r.pattern or "", values, note)
+        if r.waiting_for:
+            note = r.waiting_for
+        table.add_row(str(r.number), r.status, r.pattern or "", values, note)
     out.print(table)
 
 
@@ -406,7 +536,7 @@ def demo(
     from nas.spec import load_spec
 
     spec = load_spec(Path(__file__).parent / "studies" / "demo.yaml")
-    _run(spec, ray_address)
+    _run(spec, ray_address, resume="nas demo")
     out.print("\n" + "\n".join(findings(spec)), highlight=False, markup=False)
     out.print("\nOpen the dashboard:  [bold]nas dashboard[/]   ·   the same table again:  [bold]nas pareto demo[/]")
 
@@ -428,7 +558,7 @@ def export_(
     ] = None,
     vocab_size: Annotated[int | None, typer.Option("--vocab-size", help="replace the vocabulary")] = None,
     training: Annotated[
-        Path | None, typer.Option("--training", help="with --format yaml: YAML of training settings")
+        Path | None, typer.Option("--training", help="with --format yaml or megatron: YAML of training settings")
     ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="the directory to write (made if needed)")] = None,
 ) -> None:
@@ -439,7 +569,7 @@ def export_(
     """
     import yaml
 
-    from nas.export import FORMATS, render_with_note, study_archs, write
+    from nas.export import FORMATS, render_study, render_with_note, write
     from nas.settings import settings
     from search_spaces.config import ConfigError
 
@@ -477,25 +607,33 @@ def export_(
                 raise UsageError(f"the training settings {training} must be a mapping (seq_len, tokens, ...)")
         kwargs = {"scale_to": size, "training": overrides, "target": target, "vocab_size": vocab_size}
 
+        skipped: list[str] = []
         if study is None:
-            archs = [(None, resolve_arch(preset=preset, arch=arch))]
+            files, how = render_with_note(resolve_arch(preset=preset, arch=arch), fmt, **kwargs)
+            hows = [how.replace("DIR", str(out_dir))]
         else:
-            archs = study_archs(storage or settings().storage, study, trial)
-        files: dict[str, str] = {}
-        hows: list[str] = []
-        for number, cfg in archs:
-            rendered, how = render_with_note(cfg, fmt, **kwargs)
-            where = out_dir if trial is not None or number is None else out_dir / f"trial-{number}"
-            files.update({str((where / n).relative_to(out_dir)): text for n, text in rendered.items()})
-            hows.append(how.replace("DIR", str(where)))
+            done = render_study(storage or settings().storage, study, fmt, trial, **kwargs)
+            files = done.files
+            hows = [
+                how.replace("DIR", str(out_dir if trial is not None else out_dir / f"trial-{number}"))
+                for number, how in done.notes.items()
+            ]
+            skipped = done.skipped_lines()
         written = write(out_dir, files)
     except (ConfigError, UsageError) as e:
         fail(str(e))
         return
     names = sorted(str(p.relative_to(out_dir)) for p in written)
     out.print(f"wrote {out_dir}: {', '.join(names)}", markup=False, soft_wrap=True)
-    for how in hows:
+    for how in dict.fromkeys(hows):
         out.print(how, markup=False, soft_wrap=True)
+    if skipped:
+        err.print(
+            f"not written ({len(skipped)} of the Pareto trials; --format yaml holds every architecture):",
+            markup=False,
+        )
+        for line in skipped:
+            err.print(f"  {line}", markup=False, soft_wrap=True)
 
 
 # ----- service mode: the study queue and its scheduler (nas/queue.py, nas/scheduler.py) -----------------
@@ -577,12 +715,16 @@ def show(study: Annotated[str, typer.Argument(help="a queue id, or a study name 
             from nas.reader import study_summary
 
             storage, _ = queue.service_urls(queue.database_url())
-            c = study_summary(storage, s.optuna_study_name).counts
+            summary = study_summary(storage, s.optuna_study_name)
+            c = summary.counts
             out.print(
-                f"trials: {c['complete']} complete, {c['running'] + c['paused']} unfinished, "
+                f"trials: {c['complete']} complete, {summary.unfinished} unfinished, "
                 f"{c['failed']} failed, {c['infeasible']} infeasible"
                 + (f", {c['pruned']} pruned" if c["pruned"] else "")
+                + (f", {c['interrupted']} interrupted" if c["interrupted"] else "")
             )
+            if summary.waiting_for:
+                out.print(summary.waiting_for, style="yellow", markup=False, soft_wrap=True)
         except Exception as e:
             out.print(f"[dim]trials: not readable here ({type(e).__name__})[/]")
     table = Table(title="Events")
@@ -694,7 +836,7 @@ def serve(
     ).serve(exit_when_idle=exit_when_idle, max_studies=max_studies)
 
 
-db_app = typer.Typer(help="The queue's database schema (Alembic migrations).", no_args_is_help=True)
+db_app = typer.Typer(help="The queue's database schema (Alembic migrations).", cls=_Group, no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
@@ -861,6 +1003,12 @@ def user_list(file: UsersFileArg = None) -> None:
     path = file or settings().users_file
     names = sorted(auth.read_users(path))
     out.print(f"{path}: {', '.join(names) if names else 'no users (the dashboard is read-only)'}", soft_wrap=True)
+
+
+for _typer in (app, db_app, user_app):  # every command gets the plain-flag help
+    for _info in _typer.registered_commands:
+        if _info.cls in (None, TyperCommand):
+            _info.cls = _Command
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -4,7 +4,9 @@ A job evaluates one architecture at one budget for one or more seeds and returns
 Both executors keep to one contract (tests/nas/test_executor.py runs it against each):
 `submit` returns a job id at once; `wait` returns the jobs that finished (a `JobOutcome` each, never an
 exception for a failed job); `progress` drains the reports the jobs' training loops sent since the
-last call; `cancel` stops a job; `shutdown` releases everything.
+last call; `cancel` stops a job; `shutdown` releases everything. `check_fits` refuses, before anything
+runs, a request that no machine of the executor can ever hold; `waiting` says why a submitted job has
+not started.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import ArchConfig
+from search_spaces.config import ConfigError
 from workers.result import TrialResult
 
 __all__ = ["Executor", "InlineExecutor", "Job", "JobOutcome", "RayExecutor", "run_job", "start_local_ray",
@@ -87,6 +92,14 @@ class Executor(abc.ABC):
         """How many jobs the executor can run at once, if it knows (None: ask the study's concurrency)."""
         return None
 
+    def check_fits(self, cpus: float, gpus: float) -> None:
+        """Raise ConfigError (one sentence, with the fix) when no machine can ever run a job of this size."""
+        return None
+
+    def waiting(self) -> dict[int, str]:
+        """job id -> why that submitted job has not started ("waiting for 0.25 GPU; the cluster has none")."""
+        return {}
+
 
 class InlineExecutor(Executor):
     """Runs each job in the calling process when `wait` is called: for debugging and contract tests."""
@@ -135,20 +148,27 @@ class RayExecutor(Executor):
     on, free ports, loopback only) and stopped at `shutdown`.
     """
 
+    # a job not started this many seconds after its submission is reported by `waiting`
+    WAIT_GRACE = 3.0
+
     def __init__(self, address: str | None = None, *, num_cpus: float | None = None, num_gpus: float | None = None):
         import ray
 
         self._ray = ray
         self._own = address is None and not ray.is_initialized()
+        self._where = "the local Ray instance" if address is None else f"the Ray cluster at {address}"
         if not ray.is_initialized():
             if address is None:
                 start_local_ray(num_cpus=num_cpus, num_gpus=num_gpus)
             else:
                 token_auth_for(address)
-                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                _init_keeping_sigterm(ray, {"address": address, "include_dashboard": False, "log_to_driver": False,
+                                            "configure_logging": False})
         self._sink = _progress_sink(ray).remote()
         self._remote = ray.remote(max_retries=1)(_ray_job)
         self._refs: dict[Any, tuple[int, Job]] = {}
+        self._submitted: dict[int, float] = {}
+        self._started: set[tuple[int, float]] = set()  # (trial, budget) of the jobs whose worker reported in
         self._next = 0
 
     def submit(self, job: Job) -> int:
@@ -158,6 +178,8 @@ class RayExecutor(Executor):
             opts["num_gpus"] = job.gpus
         ref = self._remote.options(**opts).remote(job, self._sink)
         self._refs[ref] = (self._next, job)
+        self._submitted[self._next] = time.time()
+        self._started.discard((job.trial, job.budget))
         return self._next
 
     def wait(self, timeout: float) -> list[JobOutcome]:
@@ -170,7 +192,8 @@ class RayExecutor(Executor):
             done, _ = ray.wait(list(self._refs), num_returns=len(self._refs), timeout=0)
         out = []
         for ref in done:
-            _, job = self._refs.pop(ref)
+            jid, job = self._refs.pop(ref)
+            self._submitted.pop(jid, None)
             try:
                 out.append(JobOutcome(job, ray.get(ref)))
             except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
@@ -183,7 +206,9 @@ class RayExecutor(Executor):
         return out
 
     def progress(self) -> list[dict[str, Any]]:
-        return self._ray.get(self._sink.drain.remote())
+        reports, started = self._ray.get(self._sink.drain.remote())
+        self._started.update((t, b) for t, b in started)
+        return reports
 
     def cancel(self, job_id: int) -> None:
         for ref, (jid, _) in list(self._refs.items()):
@@ -204,6 +229,95 @@ class RayExecutor(Executor):
     def slots(self) -> int | None:
         return None
 
+    # ----- what the cluster can hold ---------------------------------------------------------------
+    def _nodes(self) -> list[dict[str, float]]:
+        """The total resources of each live node."""
+        return [n.get("Resources", {}) for n in self._ray.nodes() if n.get("Alive")]
+
+    def check_fits(self, cpus: float, gpus: float) -> None:
+        nodes = self._nodes()
+        if not nodes:
+            return  # nothing to judge by (a cluster whose nodes are still joining): let Ray hold the jobs
+        why = _unfit({"CPU": cpus, "GPU": gpus}, nodes)
+        if why is None:
+            return
+        fix = (
+            "set resources: {gpus: 0} in the spec to train on CPUs, or pass --ray-address of a cluster with GPUs"
+            if why[0] == "GPU"
+            else f"ask for at most {_amount(why[2])} in resources.cpus"
+        )
+        raise ConfigError(f"each trial asks for {why[1]} (the spec's resources), and {self._where} {why[3]}; {fix}")
+
+    def waiting(self) -> dict[int, str]:
+        now = time.time()
+        late = [
+            (jid, job) for jid, job in self._refs.values()
+            if (job.trial, job.budget) not in self._started and now - self._submitted.get(jid, now) > self.WAIT_GRACE
+        ]
+        if not late:
+            return {}
+        nodes = self._nodes()
+        free = self._ray.available_resources()
+        return {jid: _wait_reason({"CPU": job.cpus, "GPU": job.gpus}, nodes, free) for jid, job in late}
+
+
+def _amount(x: float) -> str:
+    return f"{x:g}"
+
+
+def _unit(res: str, amount: float) -> str:
+    return f"{_amount(amount)} {res}" + ("s" if amount > 1 else "")
+
+
+def _unfit(need: dict[str, float], nodes: list[dict[str, float]]) -> tuple[str, str, float, str] | None:
+    """(resource, 'N RES', the most one node has, what the cluster lacks) when no node holds `need`."""
+    for res, amount in need.items():
+        if amount <= 0:
+            continue
+        most = max(n.get(res, 0.0) for n in nodes)
+        if most == 0:
+            return res, _unit(res, amount), 0.0, f"has no {res}"
+        if most < amount:
+            has = f"has {_unit(res, most)}" if len(nodes) == 1 else f"has at most {_unit(res, most)} on any node"
+            return res, _unit(res, amount), most, has
+    if len(nodes) > 1 and not any(all(n.get(r, 0.0) >= a for r, a in need.items()) for n in nodes):
+        return "CPU", f"{_unit('CPU', need['CPU'])} with {_unit('GPU', need['GPU'])}", 0.0, \
+            "has no machine with both"
+    return None
+
+
+def _wait_reason(need: dict[str, float], nodes: list[dict[str, float]], free: dict[str, float]) -> str:
+    """Why a job of this size waits, in Ray's terms: infeasible now (no node could hold it) or pending
+    (the resources it needs are taken by other jobs)."""
+    request = {r: a for r, a in need.items() if a > 0}
+    asked = " and ".join(_unit(r, a) for r, a in request.items())
+    ray_says = f"Ray: the request {request} cannot be scheduled right now"
+    if not nodes:
+        return f"waiting for {asked}; the cluster has no node yet ({ray_says})"
+    unfit = _unfit(need, nodes)
+    if unfit is not None:
+        res, _, most, _ = unfit
+        have = "none" if most == 0 else f"at most {_unit(res, most)} on a node"
+        return f"waiting for {_unit(res, need[res])}; the cluster has {have} ({ray_says})"
+    short = [r for r, a in request.items() if free.get(r, 0.0) < a]
+    if short:
+        total = sum(n.get(short[0], 0.0) for n in nodes)
+        verb = "is" if total <= 1 else "are"
+        return (f"waiting for {_unit(short[0], need[short[0]])}; the cluster's {_unit(short[0], total)} "
+                f"{verb} taken by other trials ({ray_says})")
+    return "waiting for Ray to start it"
+
+
+def _init_keeping_sigterm(ray, kwargs: dict[str, Any]) -> None:
+    """ray.init replaces the SIGTERM handler with one that exits at once; a handler the caller installed
+    (the CLI's and the scheduler's turn SIGTERM into KeyboardInterrupt, so the runner can mark its trials
+    interrupted) is put back."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    ray.init(**kwargs)
+    if main and callable(before):
+        signal.signal(signal.SIGTERM, before)
+
 
 def start_local_ray(**kwargs: Any) -> None:
     """A new Ray instance for this process ("local": never whatever `ray start` left running on the machine),
@@ -221,8 +335,9 @@ def start_local_ray(**kwargs: Any) -> None:
     saved_env, saved = os.environ.get(var), ray_constants.ENABLE_RAY_CLUSTER
     os.environ[var], ray_constants.ENABLE_RAY_CLUSTER = "0", False
     try:
-        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, **{k: v for k, v in kwargs.items() if v is not None})
+        _init_keeping_sigterm(ray, {"address": "local", "_node_ip_address": "127.0.0.1", "include_dashboard": False,
+                                    "log_to_driver": False, "configure_logging": False,
+                                    **{k: v for k, v in kwargs.items() if v is not None}})
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
         if saved_env is None:
@@ -253,6 +368,7 @@ def _ray_job(job: Job, sink) -> list[TrialResult]:
     def report(p: dict[str, Any]) -> None:
         sink.report.remote(p)
 
+    sink.started.remote(job.trial, job.budget)
     return run_job(job, report)
 
 
@@ -263,13 +379,18 @@ def _progress_sink(ray):
 
         def __init__(self) -> None:
             self.reports: list[dict[str, Any]] = []
+            self.began: list[tuple[int, float]] = []
 
         def report(self, p: dict[str, Any]) -> None:
             self.reports.append(p)
 
-        def drain(self) -> list[dict[str, Any]]:
+        def started(self, trial: int, budget: float) -> None:
+            self.began.append((trial, budget))
+
+        def drain(self) -> tuple[list[dict[str, Any]], list[tuple[int, float]]]:
             out, self.reports = self.reports, []
-            return out
+            began, self.began = self.began, []
+            return out, began
 
     return ProgressSink
 

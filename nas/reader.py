@@ -67,10 +67,10 @@ __all__ = [
 # the trial attributes a page shows; `result` (every curve of every task) and `arch` stay in the database
 TRIAL_ATTRS = (
     record.PATTERN, record.METRICS, record.FAILURE, record.MLFLOW_RUN, record.RUNG_DONE, record.JOB_RUNG,
-    record.PROGRESS,
+    record.PROGRESS, record.WAITING_FOR, record.INTERRUPTED,
 )
 # what decides a trial's status beyond its state (`record.trial_status`)
-_STATUS_ATTRS = (record.FAILURE, record.JOB_RUNG, record.RUNG_DONE)
+_STATUS_ATTRS = (record.FAILURE, record.JOB_RUNG, record.RUNG_DONE, record.INTERRUPTED)
 _STUDY_ATTRS = (record.SPEC, record.CREATED, record.ELAPSED, record.MLFLOW_EXPERIMENT, record.MLFLOW_PARENT_RUN)
 # a study whose newest trial event (start, end, progress report) is older than this is not running
 ACTIVE_WINDOW = 15 * 60.0
@@ -245,7 +245,8 @@ def _status_attrs(url: str, states: tuple[str, ...], sid: int | None = None) -> 
         url,
         "SELECT t.trial_id, a.key, a.value_json FROM trials t "
         "JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
-        f"WHERE t.state IN {_in(states)} AND a.key IN {_in((*_STATUS_ATTRS, record.PROGRESS))} {only}",
+        f"WHERE t.state IN {_in(states)} AND a.key IN {_in((*_STATUS_ATTRS, record.PROGRESS, record.WAITING_FOR))} "
+        f"{only}",
     ):
         out.setdefault(tid, {})[key] = json.loads(value)
     return out
@@ -254,9 +255,11 @@ def _status_attrs(url: str, states: tuple[str, ...], sid: int | None = None) -> 
 def _study_status(
     c: dict[str, int], budget: int | None, hours: float | None, elapsed: float, last: float | None, now: float
 ) -> str:
-    unfinished = c["running"] + c["paused"]
+    unfinished = record.unfinished(c)
     if c["running"] and last is not None and now - last < ACTIVE_WINDOW:
         return "running"
+    if c["interrupted"]:
+        return "interrupted"  # its driver was stopped with trials in flight: `nas run` resumes it
     if unfinished:
         return "stopped"  # a driver left trials in flight: `nas run` resumes it
     if sum(c.values()) == 0:
@@ -272,13 +275,15 @@ def list_studies(url: str, now: float | None = None) -> pd.DataFrame:
     """One row per hybrid-nas study: status, trial counts, budget, best objective values, elapsed, ETA.
 
     status is `running` (trials in flight and something happened in the last ACTIVE_WINDOW seconds),
-    `stopped` (unfinished: `nas run` resumes it), `done` (budget spent) or `empty` (no trial yet).
+    `interrupted` (its driver was stopped with trials in flight), `stopped` (unfinished: `nas run` resumes
+    it), `done` (budget spent) or `empty` (no trial yet). `waiting_for` is why a trial in flight has not
+    started ("waiting for 0.25 GPU; the cluster has none"), None when every one has.
     """
     import pandas as pd
 
     columns = [
         "name", "kind", "status", *record.STATUSES, "queued", "budget", "finished", "best", "elapsed", "eta",
-        "created", "last_activity", "metrics", "directions", "description",
+        "created", "last_activity", "metrics", "directions", "description", "waiting_for",
     ]
     if not _has_tables(url):
         return pd.DataFrame(columns=columns)
@@ -307,13 +312,17 @@ def list_studies(url: str, now: float | None = None) -> pd.DataFrame:
         touch(sid, _epoch(start))
         touch(sid, _epoch(end))
     attrs = _status_attrs(url, ("FAIL", "RUNNING"))
+    waiting: dict[int, str] = {}
     for sid, tid, state in _query(
-        url, "SELECT study_id, trial_id, state FROM trials WHERE state IN ('FAIL', 'RUNNING')"
+        url, "SELECT study_id, trial_id, state FROM trials WHERE state IN ('FAIL', 'RUNNING') ORDER BY number"
     ):
         if sid in counts:
             a = attrs.get(tid, {})
-            counts[sid][record.trial_status(_state(state), a)] += 1
+            status = record.trial_status(_state(state), a)
+            counts[sid][status] += 1
             touch(sid, (a.get(record.PROGRESS) or {}).get("time"))
+            if status == "running" and a.get(record.WAITING_FOR):
+                waiting.setdefault(sid, a[record.WAITING_FOR])
     best: dict[int, dict[int, tuple[float, float]]] = {}
     for sid, objective, hi, lo in _query(
         url,
@@ -362,6 +371,7 @@ def list_studies(url: str, now: float | None = None) -> pd.DataFrame:
                 "metrics": meta.metrics,
                 "directions": meta.directions,
                 "description": spec.get("description", ""),
+                "waiting_for": waiting.get(sid) if status == "running" else None,
             }
         )
     return pd.DataFrame(rows, columns=columns)
@@ -465,7 +475,8 @@ def study_frame(url: str, name: str) -> tuple[StudyMeta, pd.DataFrame]:
     failed, infeasible, pruned, waiting), pattern, family (`ssm_family`), attn_ratio, sublayers, one
     column per objective named by its metric (NaN unless complete), `pareto` (on the front of the
     complete trials), `p.<param>` per search dimension, `m.<metric>` per recorded metric,
-    failure_kind, failure_reason, mlflow_run_id, rung, started, completed (epoch seconds),
+    failure_kind, failure_reason, mlflow_run_id, rung, waiting_for (why a job in flight has not started),
+    started, completed (epoch seconds),
     duration (seconds), trial_id.
     """
     import pandas as pd
@@ -557,6 +568,10 @@ def study_frame(url: str, name: str) -> tuple[StudyMeta, pd.DataFrame]:
     columns["failure_reason"] = np.array([f.get("reason") for f in failures], dtype=object)
     columns["mlflow_run_id"] = np.array(attrs[record.MLFLOW_RUN], dtype=object)
     columns["rung"] = np.array([np.nan if r is None else r for r in rung_done], dtype=float)
+    columns["waiting_for"] = np.array(
+        [w if st == "running" else None for w, st in zip(attrs[record.WAITING_FOR], status, strict=False)],
+        dtype=object,
+    )
     columns["started"] = started
     columns["completed"] = completed
     columns["duration"] = completed - started
@@ -568,7 +583,8 @@ def running_trials(url: str, name: str) -> pd.DataFrame:
     """The trials in flight and their latest training progress (task, step, steps, loss, time)."""
     import pandas as pd
 
-    columns = ["number", "pattern", "status", "started", "task", "step", "steps", "loss", "updated", "rung"]
+    columns = ["number", "pattern", "status", "started", "task", "step", "steps", "loss", "updated", "rung",
+               "waiting_for"]
     meta = study_meta(url, name)
     if meta is None:
         return pd.DataFrame(columns=columns)
@@ -583,7 +599,7 @@ def running_trials(url: str, name: str) -> pd.DataFrame:
         url,
         "SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a JOIN trials t "
         "ON t.trial_id = a.trial_id WHERE t.study_id = :sid AND t.state = 'RUNNING' "
-        f"AND a.key IN {_in((record.PATTERN, record.PROGRESS, record.JOB_RUNG, record.RUNG_DONE))}",
+        f"AND a.key IN {_in((record.PATTERN, record.PROGRESS, *_STATUS_ATTRS, record.WAITING_FOR))}",
         sid=meta.study_id,
     ):
         attrs.setdefault(tid, {})[key] = json.loads(value)
@@ -603,6 +619,7 @@ def running_trials(url: str, name: str) -> pd.DataFrame:
                 "loss": p.get("loss"),
                 "updated": p.get("time"),
                 "rung": a.get(record.JOB_RUNG),
+                "waiting_for": a.get(record.WAITING_FOR),
             }
         )
     return pd.DataFrame(rows, columns=columns)
@@ -659,7 +676,12 @@ class StudySummary:
     best: dict[str, float] = field(default_factory=dict)
     stop_reason: str | None = None  # set by the run that returns it: budget, hours, pause, cancel, interrupted
     created: float | None = None
-    status: str | None = None  # running, stopped, done or empty (`list_studies`)
+    status: str | None = None  # running, interrupted, stopped, done or empty (`list_studies`)
+    waiting_for: str | None = None  # why a trial in flight has not started, if one has not
+
+    @property
+    def unfinished(self) -> int:
+        return record.unfinished(self.counts)
 
     @property
     def finished(self) -> int:
@@ -678,6 +700,7 @@ def _summary(row: dict[str, Any]) -> StudySummary:
         best=dict(row["best"]),
         created=row["created"],
         status=row["status"],
+        waiting_for=row.get("waiting_for") or None,
     )
 
 
@@ -707,6 +730,7 @@ class TrialRow:
     rung: int | None = None
     progress: dict[str, Any] | None = None
     duration: float | None = None
+    waiting_for: str | None = None  # why its job has not started (running trials only)
 
 
 def _none(v: Any) -> Any:
@@ -738,6 +762,7 @@ def study_trials(url: str, name: str) -> list[TrialRow]:
                 rung=None if _none(t["rung"]) is None else int(t["rung"]),
                 progress=a.get(record.PROGRESS),
                 duration=_none(t["duration"]),
+                waiting_for=_none(t["waiting_for"]),
             )
         )
     return rows

@@ -14,13 +14,17 @@ A trial's status, from its Optuna state and attributes:
 | status | Optuna state | meaning |
 |---|---|---|
 | complete | COMPLETE | trained to the full budget; its values are the objectives (the mean over seeds) |
-| running | RUNNING | a job is in flight (or was, when its driver stopped: `nas run` resumes it) |
+| running | RUNNING | a job is in flight (or was, when its driver died: `nas run` resumes it) |
 | paused | RUNNING | early stopping left it at a lower rung, waiting for a promotion |
+| interrupted | RUNNING | its driver was interrupted (Ctrl-C, SIGTERM) with its job in flight: `nas run` resumes it |
 | failed | FAIL | diverged, out of memory, broke, or its worker died twice (`FAILURE` says which and why) |
 | infeasible | FAIL | its architecture broke the study's constraints; never trained |
 | cancelled | FAIL | in flight when the study was cancelled; no result |
 | pruned | PRUNED | stopped at a lower rung when the study ended |
 | waiting | WAITING | enqueued (a grid point) and not asked yet |
+
+A running trial whose job has not started yet (the cluster lacks the CPUs or GPUs it asks for) says why
+in `WAITING_FOR`.
 
 The budget counts the trials that have a result, or are getting one: infeasible and cancelled ones do
 not count, so a cancelled and resumed study still ends with its number of results.
@@ -45,6 +49,7 @@ __all__ = [
     "DUPLICATE_OF",
     "ELAPSED",
     "FAILURE",
+    "INTERRUPTED",
     "JOB_RUNG",
     "METRICS",
     "MLFLOW_EXPERIMENT",
@@ -59,6 +64,8 @@ __all__ = [
     "SPEC",
     "STATUSES",
     "TOKENS",
+    "UNFINISHED",
+    "WAITING_FOR",
     "Status",
     "arch_key",
     "count_statuses",
@@ -69,6 +76,7 @@ __all__ = [
     "trained",
     "trial_budget",
     "trial_status",
+    "unfinished",
 ]
 
 # ----- study attributes ---------------------------------------------------------------------------
@@ -92,10 +100,17 @@ RESULT = "result"  # the first seed's TrialResult, as JSON
 FAILURE = "failure"  # {"kind": ..., "reason": ...}
 MLFLOW_RUN = "mlflow_run_id"
 PROGRESS = "progress"  # the latest training report of the job in flight
+WAITING_FOR = "waiting_for"  # why the job in flight has not started ("waiting for 0.25 GPU; ..."); None once it runs
+INTERRUPTED = "interrupted"  # epoch seconds its driver was interrupted with the job in flight; None once resumed
 
-Status = Literal["complete", "running", "paused", "failed", "infeasible", "cancelled", "pruned", "waiting"]
-STATUSES: tuple[Status, ...] = ("complete", "running", "paused", "failed", "infeasible", "cancelled", "pruned",
-                                "waiting")
+Status = Literal[
+    "complete", "running", "paused", "interrupted", "failed", "infeasible", "cancelled", "pruned", "waiting"
+]
+STATUSES: tuple[Status, ...] = (
+    "complete", "running", "paused", "interrupted", "failed", "infeasible", "cancelled", "pruned", "waiting"
+)
+# the statuses of a trial that is RUNNING in Optuna: it holds a place in the budget and `nas run` goes on with it
+UNFINISHED: tuple[Status, ...] = ("running", "paused", "interrupted")
 # failures of a trial of its own, which training it again would repeat
 RESULT_FAILURES = ("diverged", "oom", "invalid")
 
@@ -116,6 +131,8 @@ def trial_status(state: str, attrs: Mapping[str, Any]) -> Status:
         kind = failure_kind(attrs)
         return kind if kind in ("infeasible", "cancelled") else "failed"  # type: ignore[return-value]
     if state == "RUNNING":
+        if attrs.get(INTERRUPTED) is not None:
+            return "interrupted"
         return "paused" if is_paused(attrs) else "running"
     return {"COMPLETE": "complete", "PRUNED": "pruned", "WAITING": "waiting"}[state]
 
@@ -132,15 +149,20 @@ def finished(counts: Mapping[str, int]) -> int:
     return counts["complete"] + counts["failed"] + counts["pruned"]
 
 
+def unfinished(counts: Mapping[str, int]) -> int:
+    """Trials RUNNING in Optuna: in flight, paused by early stopping, or interrupted."""
+    return sum(counts[s] for s in UNFINISHED)
+
+
 def trained(counts: Mapping[str, int]) -> int:
     """Trials that count against the budget: every one that got (or is getting) a job."""
-    return finished(counts) + counts["running"] + counts["paused"]
+    return finished(counts) + unfinished(counts)
 
 
 def has_result(status: str, attrs: Mapping[str, Any]) -> bool:
     """Whether a trial holds (or is training to) a result of its architecture: training it again would
     repeat work. A job that broke, a dead worker or a cancel left no result; a divergence is one."""
-    if status in ("complete", "running", "paused", "pruned"):
+    if status in ("complete", "pruned", *UNFINISHED):
         return True
     return status == "failed" and failure_kind(attrs) in RESULT_FAILURES
 

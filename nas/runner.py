@@ -104,6 +104,7 @@ class _Runner:
         self.infeasible_in_a_row = 0
         self.ui = StudyDisplay(console, spec, self.budget) if show_progress else None
         self._last_attr_write: dict[int, float] = {}
+        self._waiting: dict[int, str] = {}  # trial -> why its job has not started, as recorded
         self.space = spec.search_space() if spec.kind == "search" else None
         self.profile_json = profile.model_dump(mode="json")
         self.trained: dict[str, int] = {}  # arch_key -> the trial that holds (or is training to) its result
@@ -147,6 +148,7 @@ class _Runner:
                 self._progress()
         except KeyboardInterrupt:
             stop_reason = "interrupted"
+            self._interrupted()
             self._stop_jobs(cancel=False)
             raise
         finally:
@@ -304,6 +306,9 @@ class _Runner:
                 self.trained.setdefault(key, t.number)
         for t in self._trials("RUNNING"):
             a = t.user_attrs
+            for key in (record.INTERRUPTED, record.WAITING_FOR):  # this run takes the trial over
+                if a.get(key) is not None:
+                    self.handle.set_trial_attr(t.number, key, None)
             if record.FAILURE in a:  # stopped between recording a failure and telling it
                 self.study.tell(t.number, state=store.optuna_module().trial.TrialState.FAIL)
             elif a.get(record.DUPLICATE_OF) is not None:  # takes another trial's result
@@ -380,6 +385,8 @@ class _Runner:
         if slot is None:
             return
         self.jobs = {jid: s for jid, s in self.jobs.items() if s is not slot}
+        if self._waiting.pop(slot.trial, None) is not None:
+            self.handle.set_trial_attr(slot.trial, record.WAITING_FOR, None)
         arch = outcome.job.arch
         if outcome.error is not None:
             if outcome.error == "cancelled":
@@ -465,6 +472,17 @@ class _Runner:
         self._settle_waiting()
 
     # ----- stopping and progress -------------------------------------------------------------------
+    def _interrupted(self) -> None:
+        """Ctrl-C or SIGTERM: mark the trials in flight interrupted at once, before anything slow (cancelling
+        Ray tasks, stopping Ray), so that `nas status` and the dashboard say so; `nas run` resumes them."""
+        now = time.time()
+        for slot in self.jobs.values():
+            try:
+                self.handle.set_trial_attr(slot.trial, record.INTERRUPTED, now)
+            except Exception as e:  # the storage is away: the trials show as running until a run resumes them
+                log.warning("could not mark trial %d interrupted: %s", slot.trial, e)
+                return
+
     def _stop_jobs(self, cancel: bool) -> None:
         self.stopping = True  # nothing new starts, not even a trial whose twin was just cancelled
         for job_id, slot in list(self.jobs.items()):
@@ -488,11 +506,30 @@ class _Runner:
             if running and now - self._last_attr_write.get(number, 0) > 5:
                 self.handle.set_trial_attr(number, record.PROGRESS, {**r, "time": now})
                 self._last_attr_write[number] = now
+        if now - self._last_attr_write.get(-2, 0) > 2:
+            self._record_waiting()
+            self._last_attr_write[-2] = now
         if self.ui is not None:
             self.ui.tick(self._counts(), self._elapsed(), self._best())
         if now - self._last_attr_write.get(-1, 0) > 10:
             self._save_elapsed()
             self._last_attr_write[-1] = now
+
+    def _record_waiting(self) -> None:
+        """Record (and show) why a job in flight has not started; clear it once it has."""
+        waits = {self.jobs[jid].trial: why for jid, why in self.executor.waiting().items() if jid in self.jobs}
+        for number in set(self._waiting) | set(waits):
+            why = waits.get(number)
+            if why == self._waiting.get(number):
+                continue
+            if any(s.trial == number for s in self.jobs.values()):
+                self.handle.set_trial_attr(number, record.WAITING_FOR, why)
+            if self.ui is not None and why is not None:
+                self.ui.waiting(number, why)
+            if why is None:
+                self._waiting.pop(number, None)
+            else:
+                self._waiting[number] = why
 
     def _best(self) -> dict[str, float]:
         done = self._trials("COMPLETE")
@@ -521,12 +558,14 @@ def run_study(
     `storage` and `tracking` (the service's URLs) win over the spec's and are never stored with it."""
     profile = load_profile(spec.profile)
     storage = storage or spec.storage_url
-    handle = store.open_study(spec, lambda n: sampler(spec, n), url=storage)
-    tracker = Tracker(tracking or spec.tracking_url, spec.name) if track else None
     own = executor is None
     if executor is None:
         executor = RayExecutor(ray_address)
     try:
+        # a trial no machine can hold is refused before the study or its MLflow record exists
+        executor.check_fits(spec.resources.cpus, spec.resources.gpus)
+        handle = store.open_study(spec, lambda n: sampler(spec, n), url=storage)
+        tracker = Tracker(tracking or spec.tracking_url, spec.name) if track else None
         runner = _Runner(spec, handle, executor, tracker, profile, console, show_progress, should_stop, heartbeat,
                          storage)
         reason = runner.run()

@@ -216,7 +216,13 @@ def validate(spec: StudySpec) -> StudySpec:
     if len(set(spec.metrics)) != len(spec.metrics):
         raise ConfigError("objectives name the same metric twice; each objective needs its own metric")
     if spec.kind == "search":
-        space = spec.search_space()
+        try:
+            space = spec.search_space()
+        except ConfigError as e:  # the architecture its base builds: say where the key is in the spec
+            msg = str(e)
+            if isinstance(spec.space, dict) and msg.startswith("unknown key '"):
+                msg = msg.replace("unknown key '", "unknown key 'space.base.", 1)
+            raise ConfigError(msg) from None
         if spec.sampler_name() == "grid":
             space.grid()
     else:
@@ -235,6 +241,23 @@ def file_references(spec: StudySpec) -> list[str]:
             if isinstance(value, str) and (Path(value).suffix or "/" in value or "\\" in value)]
 
 
+_INLINE = {"the inline search space: ": "space.", "the inline profile: ": "profile."}
+
+
+def _located(message: str, where: str) -> str:
+    """An inline section's complaint said of the spec `where`, with the section's key path ("study spec
+    s.yaml: unknown key 'profile.lm.seq_lenn'"); any other message as it is (it names what is wrong)."""
+    for inline, section in _INLINE.items():
+        if message.startswith(inline):
+            message = message[len(inline):].replace("key '", f"key '{section}", 1)
+            if not message.startswith("unknown key"):
+                message = f"{section.rstrip('.')}: {message}"
+            return f"{where}: {message}"
+    if message.startswith("unknown key 'space.base."):
+        return f"{where}: {message}"
+    return message
+
+
 def spec_from_text(text: str, where: str = "the spec", *, files: bool = True) -> StudySpec:
     """A spec from its YAML text, validated. `files=False` for text from someone who cannot see this
     machine's files (the dashboard's Submit page): a spec naming one is refused before anything is read."""
@@ -249,7 +272,10 @@ def spec_from_text(text: str, where: str = "the spec", *, files: bool = True) ->
             f"{where} names a file ({refs[0]}), which is not read here; name a bundled one instead "
             "(space: hybrid-ratio, profile: cpu-tiny, base: a preset) or write it inline in the spec"
         )
-    return validate(spec)
+    try:
+        return validate(spec)
+    except ConfigError as e:
+        raise ConfigError(_located(str(e), where)) from None
 
 
 def load_spec(path: str | Path) -> StudySpec:

@@ -144,16 +144,26 @@ class ShortConvOptions(Strict):
 
 
 Activation = Literal["swiglu", "relu2", "gelu"]  # gated SiLU; squared ReLU; GeLU (the last two not gated)
+FFN_MULTIPLE = 16  # feed-forward widths are multiples of this (of half of it below it)
+
+
+def ffn_width(ratio: float, d_model: int) -> int:
+    """ratio · d_model to the nearest multiple of 16, or of 8 below 12: transformers' grouped expert GEMMs
+    need rows of a multiple of 16 bytes, and every published model's width is a multiple of 16 already.
+    A tiny proxy's expert of 0.1875 · 16 = 3 becomes 8."""
+    x = ratio * d_model
+    m = FFN_MULTIPLE if x >= 0.75 * FFN_MULTIPLE else FFN_MULTIPLE // 2
+    return max(m, m * round(x / m))
 
 
 class MLPOptions(Strict):
-    """Dense MLP; hidden width round(ratio * d_model)."""
+    """Dense MLP; hidden width ratio · d_model, to a multiple of 16 (`ffn_width`)."""
 
     ratio: float = Field(4.0, gt=0)
     activation: Activation = "swiglu"
 
     def d_ff(self, d_model: int) -> int:
-        return max(1, round(self.ratio * d_model))
+        return ffn_width(self.ratio, d_model)
 
 
 class MoEOptions(Strict):
@@ -168,10 +178,10 @@ class MoEOptions(Strict):
     aux_loss_weight: float = Field(0.01, ge=0)
 
     def d_ff(self, d_model: int) -> int:
-        return max(1, round(self.ratio * d_model))
+        return ffn_width(self.ratio, d_model)
 
     def d_ff_shared(self, d_model: int) -> int:
-        return max(1, round((self.shared_ratio or self.ratio) * d_model)) if self.shared_expert else 0
+        return ffn_width(self.shared_ratio or self.ratio, d_model) if self.shared_expert else 0
 
 
 OPTION_TYPES: dict[str, type[Strict]] = {
@@ -383,7 +393,15 @@ class ArchConfig(BaseModel):
     def load(cls, path: str | Path) -> ArchConfig:
         path = Path(path)
         text = read_text(path, "architecture file")
-        return cls.from_json(text) if path.suffix == ".json" else cls.from_yaml(text)
+        if not text.strip():
+            raise ConfigError(
+                f"the architecture file {path} is empty; it needs at least pattern and d_model "
+                "(`nas presets jamba --yaml` prints a complete one)"
+            )
+        try:
+            return cls.from_json(text) if path.suffix == ".json" else cls.from_yaml(text)
+        except ConfigError as err:  # name the file: the same key may be wrong in several of them
+            raise ConfigError(f"architecture file {path.name}: {err}") from None
 
     def replace(self, **changes: Any) -> ArchConfig:
         """A new config with `changes` applied; family options merge key by key.

@@ -14,6 +14,7 @@ STATUS_ICONS = {
     "starting": ":material/hourglass_top:",
     "queued": ":material/schedule:",
     "paused": ":material/pause_circle:",
+    "interrupted": ":material/motion_photos_paused:",
     "stopped": ":material/stop_circle:",
     "done": ":material/check_circle:",
     "failed": ":material/error:",
@@ -29,8 +30,8 @@ def given(v) -> bool:
 
 def blank(name: str, **fields) -> dict:
     """A row for a study the storage does not hold yet (queued, or starting here)."""
-    counts = ("complete", "running", "paused", "failed", "infeasible", "pruned", "waiting", "queued",
-              "finished")
+    counts = ("complete", "running", "paused", "interrupted", "failed", "infeasible", "pruned", "waiting",
+              "queued", "finished")
     return {"name": name, "kind": "", **dict.fromkeys(counts, 0), "budget": None, "best": {}, "elapsed": 0.0,
             "eta": None, "metrics": [], "directions": [], "priority": None, "submitted_by": None,
             "queue_id": None, "error": None, "pid": None, **fields}
@@ -60,10 +61,20 @@ def overview(df: pd.DataFrame, queued: list[dict], local: list[common.LocalRun],
             error = None if run.alive else f"`nas run` exited with code {run.returncode}; see {run.log}"
             row = rows[run.name] = blank(run.name, elapsed=now - run.started, source="local", error=error,
                                          status="starting" if run.alive else "failed")
-        elif run.alive and row.get("status") in ("stopped", "empty"):
+        elif run.alive and row.get("status") in ("stopped", "interrupted", "empty"):
             row["status"] = "starting"
         row["pid"] = run.pid if run.alive else row.get("pid")
     return pd.DataFrame(list(rows.values()))
+
+
+def note(row: dict) -> str:
+    """Why a study does not move: its trials wait for resources, or its run was interrupted."""
+    if given(row.get("waiting_for")):
+        return row["waiting_for"]
+    if row.get("status") == "interrupted":
+        n = int(row.get("interrupted") or 0)
+        return f"interrupted with {n} trial(s) in flight; `nas run` with its spec resumes it"
+    return ""
 
 
 def table(view: pd.DataFrame, service: bool) -> pd.DataFrame:
@@ -95,6 +106,7 @@ def table(view: pd.DataFrame, service: bool) -> pd.DataFrame:
             "budget": [("" if b is None or b != b else str(int(b))) for b in view["budget"]],
             "elapsed": [common.hms(e) for e in view["elapsed"]],
             "ETA": [common.hms(e) for e in view["eta"]],
+            "note": [note(r) for r in view.to_dict("records")],
         }
     )
     if service:
@@ -188,6 +200,9 @@ def body() -> None:
                 help="proposals that broke a constraint; never trained"
             ),
             "best so far": st.column_config.TextColumn(width="large", help="each objective on its own"),
+            "note": st.column_config.TextColumn(
+                width="large", help="why trials in flight have not started, or how to resume an interrupted study"
+            ),
         },
     )
     picked = event.selection.rows if event is not None and hasattr(event, "selection") else []

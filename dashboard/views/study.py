@@ -44,12 +44,22 @@ def header(meta, df: pd.DataFrame, row: dict | None) -> None:
     ]
     if counts.get("pruned", 0):
         cells.append(("pruned", int(counts["pruned"])))
+    if counts.get("interrupted", 0):
+        cells.append(("interrupted", int(counts["interrupted"])))
     if row:
         cells.append(("elapsed", common.hms(row["elapsed"]) or "0:00"))
         if row.get("eta") is not None and row["eta"] == row["eta"]:
             cells.append(("ETA", common.hms(row["eta"])))
     for col, (label, value) in zip(st.columns(len(cells)), cells, strict=False):
         col.metric(label, value)
+    if row and isinstance(row.get("waiting_for"), str):
+        st.warning(row["waiting_for"], icon=":material/hourglass_top:")
+    if status == "interrupted":
+        st.info(
+            f"Interrupted with {int(counts.get('interrupted', 0))} trial(s) in flight: `nas run` with the study's "
+            "spec goes on from where they were.",
+            icon=":material/motion_photos_paused:",
+        )
     best = (row or {}).get("best") or {}
     if best:
         st.markdown(
@@ -140,7 +150,7 @@ def strips_section(meta, df: pd.DataFrame) -> None:
 def trials_tab(meta, df: pd.DataFrame) -> None:
     present = [
         s
-        for s in ("complete", "running", "paused", "failed", "infeasible", "pruned", "waiting")
+        for s in ("complete", "running", "paused", "interrupted", "failed", "infeasible", "pruned", "waiting")
         if (df["status"] == s).any()
     ]
     c1, c2, c3, c4 = st.columns([3, 2, 2, 1.3], vertical_alignment="bottom")
@@ -430,6 +440,7 @@ def running_tab(url: str, name: str) -> None:
                 f"{common.hms(now - u)} ago" if u == u and u is not None else "" for u in run["updated"]
             ],
             "running for": [common.hms(now - s) if s == s and s is not None else "" for s in run["started"]],
+            "note": [w if isinstance(w, str) else "" for w in run["waiting_for"]],
         }
     )
     st.dataframe(
@@ -449,7 +460,7 @@ def body(url: str, name: str) -> bool:
     header(meta, df, row)
     picked = pareto_section(meta, df, name)
     strips_section(meta, df)
-    n_running = int(df["status"].isin(["running", "paused"]).sum())
+    n_running = int(df["status"].isin(["running", "paused", "interrupted"]).sum())
     history = "Hypervolume" if len(meta.metrics) > 1 else "History"
     tabs = ["Trials", "Learning curves", history, "Parallel coordinates", "Slices", "Parameter importances",
             "Running"]

@@ -3,13 +3,16 @@
     export(cfg, "hf", "out/jamba")                          # config.json (+ README.md) for a transformers class
     export(cfg, "megatron", "out/m", scale_to=2e9)          # Megatron-LM hybrid-model arguments
     export(cfg, "yaml", "out/y", training={"tokens": 2e10})  # arch.yaml + training.yaml, read back exactly
-    export_study(url, "demo", "hf", "out/front")            # every Pareto-front trial into out/front/trial-N
+    done = export_study(url, "demo", "hf", "out/front")     # every Pareto-front trial into out/front/trial-N
+    done.skipped                                             # {7: "no Hugging Face class can express ..."}
 
 One module per format: `hf` (the transformers class that can express the pattern, `hf.hf_targets`),
-`megatron` (`pretrain_mamba.py` arguments) and `native` (the project's YAML plus training settings). This
-package puts them together: a format that cannot hold an architecture says why and which formats can,
+`megatron` (`pretrain_mamba.py`'s arguments: the shape, its `--spec`, the run's; and `train.sh`) and
+`native` (the project's YAML plus training settings). This package puts them together: a format that
+cannot hold an architecture says why and which formats can,
 and files are written to a temporary directory first and moved into place, so a failure leaves nothing
-half-written.
+half-written. A study's Pareto front is written trial by trial: the winners the format can hold are
+written, the others are listed by trial number with the reason (an error only when none can be).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +37,7 @@ from search_spaces.scaling import scale
 __all__ = [
     "FORMATS",
     "HF_CLASSES",
+    "StudyExport",
     "TrainingSettings",
     "default_training",
     "export",
@@ -42,6 +47,7 @@ __all__ = [
     "load_exported_yaml",
     "megatron_args",
     "render",
+    "render_study",
     "render_with_note",
     "study_archs",
     "write",
@@ -105,8 +111,8 @@ def render_with_note(
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if target is not None and fmt != "hf":
         raise ConfigError(f"a target class applies to --format hf only, not --format {fmt}")
-    if training is not None and fmt != "yaml":
-        raise ConfigError(f"training hyper-parameters apply to --format yaml only, not --format {fmt}")
+    if training is not None and fmt == "hf":
+        raise ConfigError("training hyper-parameters apply to --format yaml and --format megatron, not --format hf")
     cfg = _sized(cfg, scale_to, vocab_size)
     if fmt == "hf":
         config = hf_config(cfg, target)
@@ -118,8 +124,16 @@ def render_with_note(
         )
     if fmt == "megatron":
         args = megatron_args(cfg)
-        files = {"megatron_args.txt": "\n".join(args) + "\n", "megatron_args.sh": megatron.script(cfg, args)}
-        return files, 'pass it to Megatron-LM: source DIR/megatron_args.sh, then "${MEGATRON_ARGS[@]}"'
+        train = megatron.training(native.training(cfg, training))
+        files = {
+            "megatron_args.txt": "\n".join(args) + "\n",
+            "megatron_args.sh": megatron.script(cfg, args, train),
+            "train.sh": megatron.run_script(),
+        }
+        return files, (
+            f"train it with Megatron-LM's {megatron.SCRIPT}: MEGATRON_LM=/path/to/Megatron-LM bash DIR/train.sh "
+            "--data-path ... --tokenizer-type ... (megatron_args.sh holds the arguments, --spec included)"
+        )
     size = f" scaled to {scale_to:g} parameters" if scale_to is not None else ""
     return native.render(cfg, training, size), (
         'read it back with load_exported_yaml("DIR"); DIR/arch.yaml works with `nas cost --arch`'
@@ -169,7 +183,7 @@ def export(
     """Write `cfg` as `fmt` into out_dir and return the files written.
 
     scale_to: resize to about this many parameters by the presets' scaling rule (vocabulary kept unless
-    vocab_size is given). training: hyper-parameters over `default_training` (yaml only). target: force a
+    vocab_size is given). training: hyper-parameters over `default_training` (yaml and megatron). target: force a
     Hugging Face model type (hf only). Raises ConfigError, with one sentence, when the format cannot hold
     the architecture; nothing is written then.
     """
@@ -187,6 +201,53 @@ def study_archs(url: str, study: str, trial: int | None = None) -> list[tuple[in
         ) from None
 
 
+@dataclass
+class StudyExport:
+    """What exporting a study's trials gives: the files (relative path -> text, or the paths once written),
+    the line saying what to do with each trial's directory, and the trials the format cannot hold."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    notes: dict[int, str] = field(default_factory=dict)  # trial -> how to use it ("DIR" stands for its directory)
+    skipped: dict[int, str] = field(default_factory=dict)  # trial -> why the format cannot hold it
+    patterns: dict[int, str] = field(default_factory=dict)
+    written: list[Path] = field(default_factory=list)
+
+    def skipped_lines(self) -> list[str]:
+        return [f"trial {n} ({self.patterns[n]}): {why}" for n, why in self.skipped.items()]
+
+
+def render_study(url: str, study: str, fmt: str, trial: int | None = None, **kwargs: Any) -> StudyExport:
+    """Render one trial (its files at the top) or every Pareto-front trial (under trial-N/), written nowhere.
+
+    One trial that the format cannot hold raises ConfigError naming the trial. For the front, the trials
+    it can hold are rendered and the others listed in `skipped`; ConfigError only when none can be.
+    """
+    out = StudyExport()
+    archs = study_archs(url, study, trial)
+    for number, cfg in archs:
+        out.patterns[number] = cfg.pattern
+        try:
+            rendered, how = render_with_note(cfg, fmt, **kwargs)
+        except ConfigError as err:
+            if trial is not None:
+                raise ConfigError(f"trial {number} of {study} ({cfg.pattern}): {err}") from None
+            out.skipped[number] = str(err)
+            continue
+        prefix = "" if trial is not None else f"trial-{number}/"
+        out.files.update({prefix + name: text for name, text in rendered.items()})
+        out.notes[number] = how
+    if not out.files:
+        reasons = set(out.skipped.values())
+        if len(reasons) == 1:  # the same for every trial (an unknown --target, say): say it once
+            which = "its Pareto trial" if len(archs) == 1 else f"any of its {len(archs)} Pareto trials"
+            raise ConfigError(f"nothing written: {reasons.pop()} (study {study}, {which})")
+        raise ConfigError(
+            f"none of the {len(archs)} Pareto trials of {study} can be written as --format {fmt}: "
+            + "; ".join(out.skipped_lines())
+        )
+    return out
+
+
 def export_study(
     url: str,
     study: str,
@@ -195,11 +256,9 @@ def export_study(
     *,
     trial: int | None = None,
     **kwargs: Any,
-) -> list[Path]:
-    """Export one trial's architecture into out_dir, or every Pareto-front trial into out_dir/trial-N."""
-    files: dict[str, str] = {}
-    for number, cfg in study_archs(url, study, trial):
-        rendered = render(cfg, fmt, **kwargs)
-        prefix = "" if trial is not None else f"trial-{number}/"
-        files.update({prefix + name: text for name, text in rendered.items()})
-    return write(Path(out_dir), files)
+) -> StudyExport:
+    """Export one trial's architecture into out_dir, or every Pareto-front trial the format can hold into
+    out_dir/trial-N (the others in `.skipped`, trial -> reason)."""
+    done = render_study(url, study, fmt, trial, **kwargs)
+    done.written = write(Path(out_dir), done.files)
+    return done

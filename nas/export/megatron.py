@@ -1,8 +1,11 @@
 """Megatron-LM arguments for hybrid models (`pretrain_mamba.py`'s `M*-E` patterns).
 
-`build` gives the model-shape arguments as a list (add data, parallelism, sequence length and optimiser
-arguments); `script` writes them as a bash array. An architecture Megatron-LM cannot build (Mamba-1,
-mLSTM, mismatched activations) is refused with the reason.
+`build` gives the model-shape arguments as a list; `launch` what `pretrain_mamba.py` needs besides them
+to build the model (the layer spec `--spec`, `--is-hybrid-model`); `training` the run's sequence
+length, batch, schedule and precision from the training settings (`nas.export.native`); `script` writes
+the three as bash arrays and `run_script` a launcher. Data, tokenizer and parallelism stay the user's.
+An architecture Megatron-LM cannot build (Mamba-1, mLSTM, mismatched activations) is refused with the
+reason. tests/nas/test_megatron_parser.py parses the lot with Megatron-LM's own argument parser.
 """
 
 from __future__ import annotations
@@ -13,15 +16,21 @@ from nas.export.unfit import Unfit
 from search_spaces import ArchConfig
 from search_spaces.pattern import SYMBOLS
 
-__all__ = ["MEGATRON_SYMBOLS", "NEW_PATTERN_FLAG", "PATTERN_FLAG", "build", "script"]
+__all__ = [
+    "MEGATRON_SYMBOLS", "NEW_PATTERN_FLAG", "PATTERN_FLAG", "SCRIPT", "SPEC", "build", "launch", "run_script",
+    "script", "training",
+]
 
 MEGATRON_SYMBOLS = "M*-E"
+SCRIPT = "pretrain_mamba.py"  # Megatron-LM's hybrid-model entry point, at the root of its repository
+# the layer spec pretrain_mamba.py builds the stack from (it refuses to start without one)
+SPEC = ("megatron.core.models.mamba.mamba_layer_specs", "mamba_stack_spec")
 PATTERN_FLAG = "--hybrid-override-pattern"  # newer Megatron-LM releases call it --hybrid-layer-pattern
 NEW_PATTERN_FLAG = "--hybrid-layer-pattern"
 
 
 def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
+    return str(int(x)) if float(x).is_integer() else format(float(x), ".10g")
 
 
 def build(cfg: ArchConfig, pattern_flag: str = PATTERN_FLAG) -> list[str]:
@@ -110,13 +119,78 @@ def build(cfg: ArchConfig, pattern_flag: str = PATTERN_FLAG) -> list[str]:
     return args
 
 
-def script(cfg: ArchConfig, args: list[str]) -> str:
+def launch(cfg: ArchConfig) -> list[str]:
+    """What pretrain_mamba.py needs besides the shape to build the model: the stack's layer spec (without
+    it the script stops: "You must provide a valid Mamba layer spec via --spec") and the hybrid flag
+    (output-layer initialisation and FLOPs as for a hybrid)."""
+    return ["--spec", *SPEC, "--is-hybrid-model"]
+
+
+def training(settings: dict) -> list[str]:
+    """The run's arguments from `nas.export.native.training(...)`'s settings: sequence length, batch,
+    samples, AdamW, warmup + cosine schedule, clipping, precision, seed. One sequence per GPU per micro-batch
+    (raise --micro-batch-size to fit memory); the global batch is the settings' batch."""
+    seq, batch, o = settings["seq_len"], settings["batch_size"], settings["optim"]
+    samples = max(batch, round(settings["tokens"] / seq))
+    args = [
+        "--seq-length", str(seq), "--max-position-embeddings", str(seq),
+        "--micro-batch-size", "1", "--global-batch-size", str(batch),
+        "--train-samples", str(samples),
+        "--lr", _num(o["lr"]), "--min-lr", _num(o["lr"] * o["min_lr_ratio"]),
+        "--lr-decay-style", "cosine", "--lr-decay-samples", str(samples),
+        "--lr-warmup-samples", str(round(samples * o["warmup_fraction"])),
+        "--weight-decay", _num(o["weight_decay"]),
+        "--adam-beta1", _num(o["betas"][0]), "--adam-beta2", _num(o["betas"][1]),
+        "--clip-grad", _num(o["grad_clip"]),
+        "--seed", str(settings["seed"]),
+    ]
+    if settings["precision"] == "bf16":
+        args.append("--bf16")
+    return args
+
+
+def _array(name: str, args: list[str]) -> list[str]:
+    lines, i = [f"{name}=("], 0
+    while i < len(args):
+        a = args[i]
+        if i + 1 < len(args) and not args[i + 1].startswith("--"):
+            values = []
+            while i + 1 < len(args) and not args[i + 1].startswith("--"):
+                values.append(shlex.quote(args[i + 1]))
+                i += 1
+            lines.append(f"  {a} {' '.join(values)}")
+        else:
+            lines.append(f"  {a}")
+        i += 1
+    return [*lines, ")"]
+
+
+def run_script() -> str:
+    """train.sh: pretrain_mamba.py on this host's GPUs with the three arrays plus the user's arguments."""
+    return "\n".join([
+        "#!/usr/bin/env bash",
+        "# Train this architecture with Megatron-LM (written by `nas export`, hybrid-nas).",
+        "#   MEGATRON_LM=/path/to/Megatron-LM bash train.sh --data-path DATA --tokenizer-type ... [more arguments]",
+        "# A smoke run without data: bash train.sh --mock-data --tokenizer-type NullTokenizer",
+        "# NPROC sets the processes (default: one per GPU); parallelism flags go among the arguments.",
+        "set -euo pipefail",
+        'here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
+        'source "$here/megatron_args.sh"',
+        ': "${MEGATRON_LM:?set MEGATRON_LM to a Megatron-LM checkout}"',
+        'nproc="${NPROC:-$(nvidia-smi -L 2>/dev/null | wc -l)}"',
+        'exec torchrun --nproc-per-node "${nproc:-1}" "$MEGATRON_LM/$MEGATRON_SCRIPT" \\',
+        '    "${MEGATRON_BUILD[@]}" "${MEGATRON_ARGS[@]}" "${MEGATRON_TRAINING[@]}" "$@"',
+    ]) + "\n"
+
+
+def script(cfg: ArchConfig, args: list[str], train: list[str] | None = None) -> str:
     """megatron_args.sh: the arguments as a bash array, the pattern flag overridable for newer releases."""
     lines = [
         "# Megatron-LM model arguments written by `nas export` (hybrid-nas).",
         f"# pattern: {cfg.pattern}",
-        "# Use:   source megatron_args.sh",
-        '#        torchrun ... pretrain_mamba.py "${MEGATRON_ARGS[@]}" <data, parallelism, optimiser args>',
+        "# Use:   MEGATRON_LM=/path/to/Megatron-LM bash train.sh --data-path ... --tokenizer-type ...",
+        '#   or:  source megatron_args.sh; torchrun ... pretrain_mamba.py "${MEGATRON_BUILD[@]}" \\',
+        '#        "${MEGATRON_ARGS[@]}" "${MEGATRON_TRAINING[@]}" <data, tokenizer, parallelism args>',
         f"# Releases that call the pattern {NEW_PATTERN_FLAG}:",
         f"#        MEGATRON_PATTERN_FLAG={NEW_PATTERN_FLAG} source megatron_args.sh",
         "# megatron_args.txt holds the same list, one argument a line: mapfile -t ARGS < megatron_args.txt",
@@ -139,4 +213,12 @@ def script(cfg: ArchConfig, args: list[str]) -> str:
             lines.append(f"  {a}")
         i += 1
     lines.append(")")
+    lines += [
+        "# what pretrain_mamba.py needs besides the shape: the stack's layer spec and the hybrid flag",
+        f"MEGATRON_SCRIPT={SCRIPT}",
+        *_array("MEGATRON_BUILD", launch(cfg)),
+    ]
+    if train is not None:
+        lines += ["# the run: from training settings (`nas export --training FILE` overrides them)",
+                  *_array("MEGATRON_TRAINING", train)]
     return "\n".join(lines) + "\n"

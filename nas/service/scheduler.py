@@ -224,6 +224,12 @@ class _Guarded(Executor):
     def shutdown(self) -> None:
         self.inner.shutdown()
 
+    def check_fits(self, cpus: float, gpus: float) -> None:
+        self.inner.check_fits(cpus, gpus)
+
+    def waiting(self) -> dict[int, str]:
+        return self.inner.waiting()
+
     @property
     def in_flight(self) -> int:
         if not self.claim.lost and self.claim.silent_for() > self.claim.heartbeat_every:

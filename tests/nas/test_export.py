@@ -575,3 +575,21 @@ def test_the_exporter_loads_neither_torch_nor_transformers():
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     assert r.stdout.strip() == "[]", r.stderr
+
+
+def test_a_preset_scaled_to_a_tiny_size_runs_forward_in_transformers(tmp_path):
+    """Granite-4.0-H at 2M parameters has experts of 0.1875 · 16 = 3 units; transformers' grouped expert GEMM
+    needs 16-byte rows, so feed-forward widths are rounded to multiples of 8 (16 from 12 up)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    r = nas("export", "--preset", "granite-4.0-h", "--format", "hf", "--scale-to", "2e6", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert config.intermediate_size % 8 == 0 and config.shared_intermediate_size % 8 == 0
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logits = model(torch.randint(0, 256, (1, 8))).logits
+    assert logits.shape == (1, 8, config.vocab_size) and torch.isfinite(logits).all()
