@@ -305,31 +305,40 @@ class _Runner:
                 key = t.user_attrs.get(record.ARCH_KEY) or self._key(t.user_attrs[record.ARCH], t.params)
                 self.trained.setdefault(key, t.number)
         for t in self._trials("RUNNING"):
-            a = t.user_attrs
-            for key in (record.INTERRUPTED, record.WAITING_FOR):  # this run takes the trial over
-                if a.get(key) is not None:
-                    self.handle.set_trial_attr(t.number, key, None)
-            if record.FAILURE in a:  # stopped between recording a failure and telling it
-                self.study.tell(t.number, state=store.optuna_module().trial.TrialState.FAIL)
-            elif a.get(record.DUPLICATE_OF) is not None:  # takes another trial's result
-                self.waiting[t.number] = a[record.DUPLICATE_OF]
-            elif record.ARCH not in a:  # asked, but the driver stopped before starting it: start it now
-                self._start(self.handle.running_trial(t.number))
-            elif a.get(record.RUNG_DONE) == last and str(last) in a.get(record.RUNG_RESULTS, {}):
-                result = a.get(record.RESULT)
-                self._complete(
-                    t.number,
-                    a[record.ARCH],
-                    a.get(record.METRICS, {}),
-                    [TrialResult.model_validate(result)] if result is not None else [],
-                    a[record.RUNG_RESULTS][str(last)],
-                )
-            elif a.get(record.JOB_RUNG) is not None:
-                self._submit(t.number, a[record.ARCH], a[record.JOB_RUNG], t.params)
-            elif record.RUNG_DONE not in a:
-                self._submit(t.number, a[record.ARCH], 0, t.params)
-            # else: paused by early stopping at a lower rung, waiting for promotion
+            try:
+                self._resume_trial(t, last)
+            except store.optuna_module().exceptions.UpdateFinishedTrialError:
+                # finished meanwhile by the driver this one took the study over from (it came back before
+                # it saw the takeover): its record stands
+                log.warning("trial %d was finished by another driver while this one resumed it", t.number)
         self._settle_waiting()
+
+    def _resume_trial(self, t, last: int) -> None:
+        """Resume one trial a previous driver left RUNNING (see `_resume`)."""
+        a = t.user_attrs
+        for key in (record.INTERRUPTED, record.WAITING_FOR):  # this run takes the trial over
+            if a.get(key) is not None:
+                self.handle.set_trial_attr(t.number, key, None)
+        if record.FAILURE in a:  # stopped between recording a failure and telling it
+            self.study.tell(t.number, state=store.optuna_module().trial.TrialState.FAIL)
+        elif a.get(record.DUPLICATE_OF) is not None:  # takes another trial's result
+            self.waiting[t.number] = a[record.DUPLICATE_OF]
+        elif record.ARCH not in a:  # asked, but the driver stopped before starting it: start it now
+            self._start(self.handle.running_trial(t.number))
+        elif a.get(record.RUNG_DONE) == last and str(last) in a.get(record.RUNG_RESULTS, {}):
+            result = a.get(record.RESULT)
+            self._complete(
+                t.number,
+                a[record.ARCH],
+                a.get(record.METRICS, {}),
+                [TrialResult.model_validate(result)] if result is not None else [],
+                a[record.RUNG_RESULTS][str(last)],
+            )
+        elif a.get(record.JOB_RUNG) is not None:
+            self._submit(t.number, a[record.ARCH], a[record.JOB_RUNG], t.params)
+        elif record.RUNG_DONE not in a:
+            self._submit(t.number, a[record.ARCH], 0, t.params)
+        # else: paused by early stopping at a lower rung, waiting for promotion
 
     def _take_result(self, number: int, twin: int) -> None:
         """Give trial `number` the result of trial `twin` (the same architecture, profile and seeds) once it
@@ -504,7 +513,7 @@ class _Runner:
                 self.ui.update(number, r)
             running = any(s.trial == number for s in self.jobs.values())
             if running and now - self._last_attr_write.get(number, 0) > 5:
-                self.handle.set_trial_attr(number, record.PROGRESS, {**r, "time": now})
+                self._set_live(number, record.PROGRESS, {**r, "time": now})
                 self._last_attr_write[number] = now
         if now - self._last_attr_write.get(-2, 0) > 2:
             self._record_waiting()
@@ -515,6 +524,14 @@ class _Runner:
             self._save_elapsed()
             self._last_attr_write[-1] = now
 
+    def _set_live(self, number: int, key: str, value: Any) -> None:
+        """A note on a trial in flight (its progress, why it waits); a trial another driver finished
+        meanwhile (it took this study over) keeps its record."""
+        try:
+            self.handle.set_trial_attr(number, key, value)
+        except store.optuna_module().exceptions.UpdateFinishedTrialError:
+            log.warning("trial %d was finished by another driver; its %s is not recorded here", number, key)
+
     def _record_waiting(self) -> None:
         """Record (and show) why a job in flight has not started; clear it once it has."""
         waits = {self.jobs[jid].trial: why for jid, why in self.executor.waiting().items() if jid in self.jobs}
@@ -523,7 +540,7 @@ class _Runner:
             if why == self._waiting.get(number):
                 continue
             if any(s.trial == number for s in self.jobs.values()):
-                self.handle.set_trial_attr(number, record.WAITING_FOR, why)
+                self._set_live(number, record.WAITING_FOR, why)
             if self.ui is not None and why is not None:
                 self.ui.waiting(number, why)
             if why is None:

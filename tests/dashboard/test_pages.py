@@ -213,7 +213,10 @@ def test_study_shows_the_front_the_strips_and_the_trials(app, studies):
     heat = strips["data"][0]
     assert heat["type"] == "heatmap" and sorted(heat["y"]) == sorted(f"trial {n}" for n in pareto)
     legend = [t["name"] for t in strips["data"][1:]]
-    assert legend == ["*  attention", "M  Mamba-2", "m  Mamba-1", "X  mLSTM", "-  dense MLP", "E  MoE"]
+    assert legend == [
+        "*  attention", "M  Mamba-2", "m  Mamba-1", "X  mLSTM", "D  Gated DeltaNet", "C  gated short convolution",
+        "W  sliding-window attention", "-  dense MLP", "E  MoE",
+    ]
     table = at.dataframe[0].value
     assert sorted(table["trial"]) == [0, 1, 2, 3] and set(table["trial"][table["Pareto"]]) == pareto
     assert "mlflow ui --backend-store-uri" in texts(
@@ -492,7 +495,7 @@ def test_submit_queues_in_service_mode(service, app, studies):
     "fmt,files",
     [
         ("hf", ["config.json", "README.md"]),
-        ("megatron", ["megatron_args.txt", "megatron_args.sh"]),
+        ("megatron", ["megatron_args.txt", "megatron_args.sh", "train.sh"]),
         ("yaml", ["arch.yaml", "training.yaml"]),
     ],
 )

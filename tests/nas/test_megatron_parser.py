@@ -25,7 +25,8 @@ from search_spaces.presets import PRESETS, preset
 from search_spaces.scaling import scale
 
 MEGATRON_RELEASE = "core_v0.16.1"
-HYBRID = [n for n in PRESETS if not set(preset(n).pattern) & set("mX")]
+# the presets Megatron-LM's hybrid models can build: Mamba-2, attention, MLP and MoE sublayers only
+HYBRID = [n for n in PRESETS if set(preset(n).pattern) <= set("M*-E")]
 CASES = [(n, None) for n in HYBRID] + [(n, 2e6) for n in HYBRID]
 IDS = [f"{n}{'-2M' if s else ''}" for n, s in CASES]
 REPO = Path(__file__).parents[2]
