@@ -17,7 +17,8 @@
 #
 # A step that fails or runs out of its time does not stop the next; the exit code of each is in the
 # table printed at the end (124: out of time). Step budgets in seconds: TESTS_S, SANITIZER_S, BENCH_S,
-# BF16_S. Every log comes back in gpu-check-logs.tgz, the benchmark's table beside it.
+# BF16_S. TESTS (and SANITIZER_TESTS) pick the test files. Every log comes back in gpu-check-logs.tgz,
+# the benchmark's table beside it.
 set -uo pipefail
 
 OUT=${OUT:-./gpu-check-out}
@@ -28,6 +29,8 @@ TESTS_S=${TESTS_S:-300}
 SANITIZER_S=${SANITIZER_S:-120}
 BENCH_S=${BENCH_S:-190}
 BF16_S=${BF16_S:-150}
+TESTS=${TESTS:-tests/kernels/gpu}  # the test files (one op's: tests/kernels/gpu/test_delta_gpu.py)
+SANITIZER_TESTS=${SANITIZER_TESTS:-$TESTS}
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
@@ -57,11 +60,11 @@ run_step() {  # name, seconds, log, command...: one line "name<TAB>exit code<TAB
 # 1. small and large tests side by side (a large one holds up to ~20 GB in fp64: three at a time at most)
 pytest_common=(-m gpu -p no:cacheprovider -rfE --durations=10 "${timeout_opt[@]}")
 run_step "tests small" "$TESTS_S" "$OUT/gpu-tests-small.log" \
-    "$PY" -m pytest tests/kernels/gpu -k small "${small_workers[@]}" "${pytest_common[@]}" \
+    "$PY" -m pytest $TESTS -k small "${small_workers[@]}" "${pytest_common[@]}" \
     --junitxml="$OUT/gpu-tests-small.xml" &
 small_pid=$!
 run_step "tests large" "$TESTS_S" "$OUT/gpu-tests-large.log" \
-    "$PY" -m pytest tests/kernels/gpu -k large "${large_workers[@]}" "${pytest_common[@]}" \
+    "$PY" -m pytest $TESTS -k large "${large_workers[@]}" "${pytest_common[@]}" \
     --junitxml="$OUT/gpu-tests-large.xml"
 wait "$small_pid"
 cat "$OUT/gpu-tests-small.log" "$OUT/gpu-tests-large.log" > "$OUT/gpu-tests.log"
@@ -84,8 +87,7 @@ sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sani
 if [ -n "$sanitizer" ]; then
     KERNELS_AUTOTUNE=once PYTORCH_NO_CUDA_MEMORY_CACHING=1 run_step "sanitizer" "$SANITIZER_S" "$OUT/sanitizer.log" \
         "$sanitizer" --tool memcheck --error-exitcode 1 --print-limit 20 \
-        "$PY" -m pytest tests/kernels/gpu/test_ssd_gpu.py tests/kernels/gpu/test_mlstm_gpu.py \
-        tests/kernels/gpu/test_selective_scan_gpu.py tests/kernels/gpu/test_delta_gpu.py -k "${SANITIZER_K:-small and not T1000}" \
+        "$PY" -m pytest $SANITIZER_TESTS -k "${SANITIZER_K:-small and not T1000}" \
         -m gpu -p no:cacheprovider -rfE "${timeout_opt[@]}"
 else
     echo "compute-sanitizer not found (PATH, /usr/local/cuda*/bin)" | tee "$OUT/sanitizer.log"

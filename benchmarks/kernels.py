@@ -673,8 +673,15 @@ def fla_delta_row(base: dict, args, nbytes: tuple[float, float]) -> Row:
     kw = {"scale": t["q"].shape[-1] ** -0.5}
     if "head_first" in inspect.signature(fn).parameters:
         kw["head_first"] = False
-    fwd_ms, fb_ms = time_fwd_bwd(lambda: fn(**t, **kw), list(t.values()))
-    return Row(label, fwd_ms, fb_ms, "", *nbytes)
+    try:
+        fwd_ms, fb_ms = time_fwd_bwd(lambda: fn(**t, **kw), list(t.values()))
+        note = ""
+    except Exception as e:  # its backward may refuse this GPU and Triton; the forward is still an anchor
+        for x in t.values():
+            x.grad = None
+        fwd_ms, fb_ms = bench(lambda: fn(**t, **kw)), None
+        note = f"backward failed: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"
+    return Row(label, fwd_ms, fb_ms, note, *nbytes)
 
 
 def delta_tables(shapes: dict, args, smoke: bool) -> list[Table]:
@@ -705,10 +712,14 @@ def delta_tables(shapes: dict, args, smoke: bool) -> list[Table]:
             fla = attempt("fla", "gated_delta", name, "fla_kda" if channel else "fla", args)
             table.add(fla)
             ours = [r for r in table.rows if r.impl.startswith("triton") and r.fwdbwd_ms]
-            if ours and fla.fwdbwd_ms:
-                o = min(ours, key=lambda r: r.fwdbwd_ms)
-                table.verdict += (f"Against fla, measured in this run: ours {o.fwd_ms / fla.fwd_ms:.2f}× its "
-                                  f"forward time, {o.fwdbwd_ms / fla.fwdbwd_ms:.2f}× its forward+backward.")
+            if ours and fla.fwd_ms:
+                o = min(ours, key=lambda r: r.fwd_ms)
+                table.verdict += (f"Target fwd ≤ fla ({fla.fwd_ms:.2f} ms), measured in this run: ours "
+                                  f"{o.fwd_ms:.2f} ms, {o.fwd_ms / fla.fwd_ms:.2f}× "
+                                  f"({'met' if o.fwd_ms <= fla.fwd_ms else 'NOT met'}).")
+                if fla.fwdbwd_ms:
+                    b = min(ours, key=lambda r: r.fwdbwd_ms)
+                    table.verdict += f" Forward+backward {b.fwdbwd_ms / fla.fwdbwd_ms:.2f}× fla's."
             table.finish()
     return tables
 

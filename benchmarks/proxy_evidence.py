@@ -1,12 +1,13 @@
-"""Does the proxy score measure what matters? Four families at one parameter count, one profile.
+"""Does the proxy score measure what matters? Six families at one parameter count, one profile.
 
     python benchmarks/proxy_evidence.py --profile cpu-tiny            # ~3 min on 2 CPU cores
     python benchmarks/proxy_evidence.py --profile gpu-small           # on one H200
     python benchmarks/proxy_evidence.py --profile cpu-tiny --smoke    # seconds (CI)
 
-Pure attention, pure Mamba-2, pure mLSTM and a 1:7 Mamba-2 : attention hybrid, each eight (mixer, MLP)
-layers, widened to the profile's parameter count by the presets' scaling rule, trained and scored by
-`workers.evaluate` exactly as a study's trial is. Writes `docs/proxy-evidence/<profile>.{md,json}`.
+Pure attention, pure Mamba-2, pure mLSTM, a 1:7 Mamba-2 : attention hybrid, pure Gated DeltaNet and a
+3:1 Gated DeltaNet : attention hybrid, each eight (mixer, MLP) layers, widened to the profile's parameter
+count by the presets' scaling rule, trained and scored by `workers.evaluate` exactly as a study's trial is.
+Writes `docs/proxy-evidence/<profile>.{md,json}`.
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ _OPTIONS = {
     "attention": {"heads": 8, "kv_heads": 8, "pos": "rope"},
     "mamba2": {"d_state": 64, "head_dim": 64, "expand": 2, "chunk_size": 64},
     "mlstm": {"heads": 4},
+    "deltanet": {"heads": 4},
 }
 FAMILIES = {
     "attention": "*-" * 8,
     "mamba2": "M-" * 8,
     "mlstm": "X-" * 8,
     "hybrid 1:7": "M-M-M-M-*-M-M-M-",
+    "gated deltanet": "D-" * 8,
+    "hybrid 3:1 GDN": "D-D-D-*-D-D-D-*-",  # Qwen3-Next's ratio
 }
 
 

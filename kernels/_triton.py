@@ -91,19 +91,22 @@ def autotune(
     `block(N)`, so a small N compiles one config instead of several that only pad more.
     `KERNELS_AUTOTUNE=once` (read when a kernel module is imported) runs every config once, untimed,
     and keeps the first: every config is exercised (under compute-sanitizer, say) without the timing
-    loops. Only kernels whose outputs do not depend on their tiling tune their block sizes, and every
-    kernel writes each output once, so running one again is harmless.
+    loops. Only kernels whose outputs do not depend on their tiling tune their block sizes, and no tuned
+    kernel reads what it writes, so running one again is harmless (autotuning runs it many times; under
+    the interpreter, `KERNELS_RELAUNCH=1` runs it twice to test this).
 
     `avoid` ({dot mode: warp counts}) is what this kernel must not run with on Hopper under Triton 3.4 to
     3.7.0, whose warpgroup-MMA code (4 warps and more) miscompiles some products of tiles. Measured on an
     H200 with Triton 3.6 (`benchmarks/bf16_errors.py`, `benchmarks/gpu_check.sh`): the mLSTM in bf16 is off
     by 0.16 relative at 4 warps and 0.08 at 8 (its h and every gradient but dv), 2e-3 at 2; the SSD in
     fp32 (tf32x3 products) hits an illegal memory access at 8 warps and is right at 4; the SSD in bf16 is
-    right at 2, 4 and 8. flash-linear-attention refuses its gated backward on the same Triton range.
+    right at 2, 4 and 8; the gated delta rule's dwy kernel (products of products) reads out-of-range
+    shared memory in fp32 at 8 warps and in bf16 at 4 or 8 at K = 32 (docs/benchmarks/delta_h200.md).
+    flash-linear-attention refuses its gated backward on the same Triton range.
     `KERNELS_WARPS=W` holds every tuned kernel to W warps (for such measurements).
     """
     if interpreting():
-        return lambda fn: _WithMeta(fn, interpret) if interpret else fn
+        return lambda fn: _WithMeta(fn, interpret or {})
     if os.environ.get("KERNELS_WARPS"):
         configs = _with_warps(configs, int(os.environ["KERNELS_WARPS"]))
     elif not (avoid and _miscompiling_triton()):
@@ -142,14 +145,23 @@ def _run_once(kernel_call, quantiles) -> list[float]:
 
 
 class _WithMeta:
-    """`kernel[grid](...)` with fixed meta-parameters added, as an autotuned kernel would get them."""
+    """`kernel[grid](...)` with fixed meta-parameters added, as an autotuned kernel would get them.
+
+    `KERNELS_RELAUNCH=1` (read at each launch) launches it twice, as autotuning does on the GPU: a kernel
+    that reads what it writes (an output updated in place) gives a different result the second time,
+    which the interpreter tests then see (`tests/kernels/triton/test_triton_helpers.py`)."""
 
     def __init__(self, fn, meta: dict[str, int]):
         self.fn, self.meta = fn, meta
 
     def __getitem__(self, grid):
         launch = self.fn[grid]
-        return lambda *args, **kwargs: launch(*args, **self.meta, **kwargs)
+
+        def run(*args, **kwargs):
+            for _ in range(2 if os.environ.get("KERNELS_RELAUNCH") == "1" else 1):
+                launch(*args, **self.meta, **kwargs)
+
+        return run
 
 
 def warps(*pairs: tuple[int, int]) -> list[triton.Config]:

@@ -44,3 +44,62 @@ def test_the_warp_counts_a_kernel_avoids_on_a_miscompiling_triton():
     assert [c.num_warps for c in _avoiding(configs, DOT_BF16, {DOT_FP32: (8,)})] == [4, 4, 8]  # other modes keep all
     held = _avoiding(configs, DOT_BF16, {DOT_BF16: (4, 8)})  # nothing left: every config at 2 warps, once each
     assert [(c.num_warps, c.num_stages) for c in held] == [(2, 2), (2, 3)]
+
+
+def _ssd(t: dict) -> tuple:
+    from kernels.ssd import ssd
+
+    return ssd(**t, return_final_state=True, chunk_size=16, backend="triton")
+
+
+def _mlstm(t: dict) -> tuple:
+    from kernels.mlstm import mlstm
+
+    state = tuple(t[n] for n in ("C0", "n0", "m0"))
+    args = {n: x for n, x in t.items() if n not in ("C0", "n0", "m0")}
+    out, (C, n, m) = mlstm(**args, initial_state=state, return_final_state=True, chunk_size=16, backend="triton")
+    return out, C, n, m
+
+
+def _selective_scan(t: dict) -> tuple:
+    from kernels.selective_scan import selective_scan
+
+    return selective_scan(**t, return_final_state=True, backend="triton")
+
+
+def _delta(t: dict) -> tuple:
+    from kernels.delta import gated_delta
+
+    return gated_delta(**t, return_final_state=True, chunk_size=16, backend="triton")
+
+
+RELAUNCH_CASES = {  # op: (run, inputs), each over two chunks or blocks and with every optional input
+    "ssd": (_ssd, lambda: __import__("kernel_inputs").ssd_inputs(1, 37, 2, 12, 10, 2, "D-z-state")),
+    "mlstm": (_mlstm, lambda: __import__("kernel_inputs").mlstm_inputs(1, 37, 2, 12, 10, "state")),
+    "selective_scan": (
+        _selective_scan, lambda: __import__("kernel_inputs").selective_scan_inputs(1, 37, 20, 6, None, "D-z-state")
+    ),
+    "delta": (_delta, lambda: __import__("kernel_inputs").delta_inputs(1, 37, 2, 12, 10, "state")),
+    "delta-channel": (_delta, lambda: __import__("kernel_inputs").delta_inputs(1, 37, 2, 12, 10, "channel-state")),
+}
+
+
+@pytest.mark.parametrize("op", list(RELAUNCH_CASES))
+def test_every_tuned_kernel_gives_the_same_result_when_run_again(op: str, monkeypatch) -> None:
+    """Autotuning runs a kernel many times on the same buffers before it keeps a config, so a tuned kernel
+    must not read what it writes. Every tuned kernel launched twice (`KERNELS_RELAUNCH=1`) must give the
+    outputs and gradients of one launch, bit for bit."""
+    run, make = RELAUNCH_CASES[op]
+
+    def outputs_and_grads(relaunch: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        inputs = make()
+        monkeypatch.setenv("KERNELS_RELAUNCH", "1" if relaunch else "0")
+        outs = run(inputs)
+        torch.manual_seed(1)
+        sum((o.float() * torch.randn_like(o.float())).sum() for o in outs).backward()
+        return [o.detach() for o in outs] + [t.grad for t in inputs.values()]
+
+    once, twice = outputs_and_grads(False), outputs_and_grads(True)
+    for a, b in zip(once, twice):
+        assert torch.equal(a, b)
