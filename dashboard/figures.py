@@ -123,6 +123,15 @@ def _log_axis(values) -> bool:
     return bool(len(v) and v.min() > 0 and v.max() / v.min() > 100)
 
 
+def _error_bars(part: pd.DataFrame, col: str) -> dict | None:
+    """Error bars of ± the standard deviation over seeds of column `col`'s metric, where trials have it."""
+    sd = f"sd.{col.removeprefix('m.')}"
+    if sd not in part.columns or part[sd].isna().all():
+        return None
+    return {"type": "data", "array": part[sd].fillna(0).to_numpy(), "visible": True, "thickness": 1,
+            "width": 3, "color": "#444"}
+
+
 def pareto_figure(
     trials: pd.DataFrame,
     x: str,
@@ -138,7 +147,8 @@ def pareto_figure(
     `trials` is `nas.reader.study_frame`'s frame (complete rows); x and y name objective columns or
     `m.<metric>` columns. `color` is "family" (SSM family) or "attn_ratio" (attention's share).
     The front is over all of the study's objectives, so with three objectives some front points look
-    dominated in a two-axis view.
+    dominated in a two-axis view. Where trials ran several seeds (`sd.<metric>` columns), the front's
+    points carry error bars of ± the standard deviation over their seeds.
     """
     import numpy as np
     import plotly.graph_objects as go
@@ -211,6 +221,8 @@ def pareto_figure(
                 },
                 customdata=custom(front),
                 hovertemplate=template,
+                error_x=_error_bars(front, x),
+                error_y=_error_bars(front, y),
             )
         )
     else:
@@ -230,6 +242,8 @@ def pareto_figure(
                     },
                     customdata=custom(part),
                     hovertemplate=template,
+                    error_x=_error_bars(part, x),
+                    error_y=_error_bars(part, y),
                 )
             )
     fig.update_layout(

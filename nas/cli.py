@@ -409,7 +409,11 @@ def _print_pareto(url: str, name: str, metrics: list[str], directions: list[str]
     from nas.reader import pareto_trials
 
     rows = pareto_trials(url, name)
-    table = Table(title=f"Pareto set of {name} ({len(rows)} trial{'s' if len(rows) != 1 else ''})")
+    spread = any(r["spread"] for r in rows)
+    table = Table(
+        title=f"Pareto set of {name} ({len(rows)} trial{'s' if len(rows) != 1 else ''})",
+        caption="value ± its standard deviation over the trial's seeds" if spread else None,
+    )
     table.add_column("trial", justify="right")
     table.add_column("pattern", no_wrap=True)
     for m, d in zip(metrics, directions):
@@ -419,7 +423,7 @@ def _print_pareto(url: str, name: str, metrics: list[str], directions: list[str]
         table.add_row(
             str(r["trial"]),
             r["pattern"],
-            *(f"{r[m]:.4g}" for m in metrics),
+            *(f"{r[m]:.4g}" + (f" ± {r['spread'][m]:.2g}" if m in r["spread"] else "") for m in metrics),
             units.count(r["params"]) if r["params"] else "",
         )
     out.print(table)

@@ -66,8 +66,8 @@ __all__ = [
 
 # the trial attributes a page shows; `result` (every curve of every task) and `arch` stay in the database
 TRIAL_ATTRS = (
-    record.PATTERN, record.METRICS, record.FAILURE, record.MLFLOW_RUN, record.RUNG_DONE, record.JOB_RUNG,
-    record.PROGRESS, record.WAITING_FOR, record.INTERRUPTED,
+    record.PATTERN, record.METRICS, record.METRICS_SD, record.FAILURE, record.MLFLOW_RUN, record.RUNG_DONE,
+    record.JOB_RUNG, record.PROGRESS, record.WAITING_FOR, record.INTERRUPTED,
 )
 # what decides a trial's status beyond its state (`record.trial_status`)
 _STATUS_ATTRS = (record.FAILURE, record.JOB_RUNG, record.RUNG_DONE, record.INTERRUPTED)
@@ -474,7 +474,8 @@ def study_frame(url: str, name: str) -> tuple[StudyMeta, pd.DataFrame]:
     Columns: number, state (COMPLETE, RUNNING, FAIL, PRUNED, WAITING), status (complete, running, paused,
     failed, infeasible, pruned, waiting), pattern, family (`ssm_family`), attn_ratio, sublayers, one
     column per objective named by its metric (NaN unless complete), `pareto` (on the front of the
-    complete trials), `p.<param>` per search dimension, `m.<metric>` per recorded metric,
+    complete trials), `p.<param>` per search dimension, `m.<metric>` per recorded metric, `sd.<metric>`
+    its standard deviation over seeds (where trials ran two seeds or more),
     failure_kind, failure_reason, mlflow_run_id, rung, waiting_for (why a job in flight has not started),
     started, completed (epoch seconds),
     duration (seconds), trial_id.
@@ -564,6 +565,11 @@ def study_frame(url: str, name: str) -> tuple[StudyMeta, pd.DataFrame]:
     recorded = pd.DataFrame.from_records(metric_rows, index=range(n)) if n else pd.DataFrame()
     for mname in sorted(recorded.columns):
         columns[f"m.{mname}"] = recorded[mname].to_numpy(dtype=float)
+    spreads = [m or {} for m in attrs[record.METRICS_SD]]
+    if any(spreads):
+        spread = pd.DataFrame.from_records(spreads, index=range(n))
+        for mname in sorted(spread.columns):
+            columns[f"sd.{mname}"] = spread[mname].to_numpy(dtype=float)
     columns["failure_kind"] = np.array([f.get("kind") for f in failures], dtype=object)
     columns["failure_reason"] = np.array([f.get("reason") for f in failures], dtype=object)
     columns["mlflow_run_id"] = np.array(attrs[record.MLFLOW_RUN], dtype=object)
@@ -770,7 +776,8 @@ def study_trials(url: str, name: str) -> list[TrialRow]:
 
 def pareto_trials(url: str, name: str) -> list[dict[str, Any]]:
     """The Pareto set of the complete trials, best first on the first objective: trial, pattern, each
-    objective's value, params, arch and mlflow_run_id."""
+    objective's value, params, arch, mlflow_run_id and `spread` (each objective's standard deviation
+    over the trial's seeds; empty for one seed)."""
     meta, df = study_frame(url, name)
     front = df[df["pareto"]]
     if not len(front) or not meta.metrics:
@@ -785,6 +792,7 @@ def pareto_trials(url: str, name: str) -> list[dict[str, Any]]:
             "params": _none(t.get("m.params")),
             "arch": archs.get(int(t["number"]), {}).get(record.ARCH),
             "mlflow_run_id": t["mlflow_run_id"],
+            "spread": {m: float(t[f"sd.{m}"]) for m in meta.metrics if _none(t.get(f"sd.{m}")) is not None},
         }
         for t in front.to_dict("records")
     ]

@@ -96,6 +96,7 @@ RUNG_DONE = "rung_done"  # the highest rung finished
 RUNG_RESULTS = "rung_results"  # {str(rung): objective values at that rung}
 TOKENS = "tokens"  # tokens trained by the latest rung
 METRICS = "metrics"  # every metric of the finished trial (the mean over seeds)
+METRICS_SD = "metrics_sd"  # each metric's standard deviation over the trial's seeds (two seeds or more)
 RESULT = "result"  # the first seed's TrialResult, as JSON
 FAILURE = "failure"  # {"kind": ..., "reason": ...}
 MLFLOW_RUN = "mlflow_run_id"

@@ -37,7 +37,7 @@ from search_spaces.config import ConfigError
 from search_spaces.cost import cache_bytes, param_counts
 from search_spaces.scaling import scale
 from workers.profile import ProxyProfile, load_profile
-from workers.result import TrialResult, mean_metrics
+from workers.result import TrialResult, mean_metrics, spread_metrics
 
 __all__ = ["STOP_CANCEL", "STOP_PAUSE", "run_study", "sampler"]
 
@@ -428,6 +428,8 @@ class _Runner:
                 self.ui.finished(slot.trial, f"rung {slot.rung + 1}/{len(self.rungs)} done")
             return  # paused: promoted later, or pruned when the study ends
         self.handle.set_trial_attr(slot.trial, record.METRICS, metrics)
+        if len(results) > 1:
+            self.handle.set_trial_attr(slot.trial, record.METRICS_SD, spread_metrics(results))
         self.handle.set_trial_attr(slot.trial, record.RESULT, results[0].model_dump(mode="json"))
         self.handle.set_trial_attr(slot.trial, record.RUNG_DONE, slot.rung)
         self._complete(slot.trial, arch, metrics, results, values)

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from workers.result import TrialResult
+from workers.result import TrialResult, spread_metrics
 
 __all__ = ["Tracker", "flatten"]
 
@@ -105,6 +105,8 @@ class Tracker:
         params = [Param(k, str(v)[:500]) for k, v in flatten(arch).items()]
         ts = 0
         points = [Metric(k, float(v), ts, 0) for k, v in metrics.items()]
+        if metrics and len(results) > 1:  # each metric's spread over the seeds beside their mean
+            points += [Metric(f"sd.{k}", v, ts, 0) for k, v in spread_metrics(results).items()]
         for r in results:
             suffix = f".seed{r.seeds.get('model', 0)}" if len(results) > 1 else ""
             for task, curve in r.curves().items():

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -32,6 +33,7 @@ __all__ = [
     "TrialResult",
     "mean_metrics",
     "metric_direction",
+    "spread_metrics",
 ]
 
 # A name is a base metric, optionally qualified after a dot by a context length or a task
@@ -162,3 +164,13 @@ def mean_metrics(results: list[TrialResult]) -> dict[str, float]:
     each = [r.metrics() for r in results]
     keys = set.intersection(*(set(m) for m in each))
     return {k: sum(m[k] for m in each) / len(each) for k in sorted(keys)}
+
+
+def spread_metrics(results: list[TrialResult]) -> dict[str, float]:
+    """Each metric's sample standard deviation over several seeds' results (the metrics every one of them
+    has); empty for a single seed."""
+    if len(results) < 2:
+        return {}
+    each = [r.metrics() for r in results]
+    keys = set.intersection(*(set(m) for m in each))
+    return {k: statistics.stdev(m[k] for m in each) for k in sorted(keys)}

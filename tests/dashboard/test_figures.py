@@ -39,6 +39,16 @@ def test_the_front_is_coloured_by_family_and_the_rest_grey():
     assert fig.layout.xaxis.title.text == "acc ↑"
 
 
+def test_the_front_carries_error_bars_of_the_seeds_spread():
+    df = frame()
+    df["sd.acc"] = [0.01, 0.02, 0.03, 0.04]
+    dirs = {"acc": "maximize", "tps": "maximize"}
+    traces = {t.name: t for t in figures.pareto_figure(df, "acc", "tps", directions=dirs).data if t.name}
+    assert list(traces["Mamba-2 (1)"].error_x.array) == [0.01] and traces["Mamba-2 (1)"].error_y.array is None
+    plain = {t.name: t for t in figures.pareto_figure(frame(), "acc", "tps", directions=dirs).data if t.name}
+    assert plain["Mamba-2 (1)"].error_x.array is None  # one seed: no bars
+
+
 def test_the_front_by_attention_share():
     fig = figures.pareto_figure(frame(), "acc", "tps", directions={}, color="attn_ratio")
     (front,) = [t for t in fig.data if t.name and t.name.startswith("Pareto")]

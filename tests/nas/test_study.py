@@ -66,6 +66,31 @@ def test_a_search_study_trains_tells_and_records(ray_cluster, urls):
     assert s.name == "t" and s.counts["complete"] == 4 and s.best
 
 
+def test_several_seeds_give_each_objective_its_spread(ray_cluster, urls):
+    """`seeds: 2`: the objectives are the seeds' mean, and each metric's standard deviation over the seeds
+    is recorded and shown by the reader and `nas pareto`."""
+    spec = make_spec(urls, name="seeds", budget={"trials": 2}, seeds=2,
+                     objectives=[{"metric": "lm_loss"}, {"metric": "decode_tps"}])
+    run_study(spec, executor=RayExecutor(), show_progress=False)
+    ts = trials(spec)
+    assert len(ts) == 2 and all(t.state.name == "COMPLETE" for t in ts)
+    for t in ts:
+        sd = t.user_attrs["metrics_sd"]
+        assert set(sd) == set(t.user_attrs["metrics"]) and sd["lm_loss"] > 0  # two seeds never train alike
+    front = pareto_trials(spec.storage_url, spec.name)
+    assert front and all(set(r["spread"]) == {"lm_loss", "decode_tps"} for r in front)
+    by_number = {t.number: t for t in ts}
+    assert all(r["spread"]["lm_loss"] == by_number[r["trial"]].user_attrs["metrics_sd"]["lm_loss"] for r in front)
+    _, runs = mlflow_runs(spec)
+    for run in (r for r in runs if "nas.trial" in r.data.tags):
+        sd = by_number[int(run.data.tags["nas.trial"])].user_attrs["metrics_sd"]
+        assert run.data.metrics["sd.lm_loss"] == sd["lm_loss"]
+    shown = subprocess.run([sys.executable, "-m", "nas.cli", "pareto", spec.name, "--storage", spec.storage_url],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and " ± " in shown.stdout
+    assert "standard deviation over the trial's seeds" in shown.stdout
+
+
 class CountingExecutor(RayExecutor):
     def __init__(self):
         super().__init__()

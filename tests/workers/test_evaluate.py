@@ -110,3 +110,18 @@ def test_profiles_are_data():
         assert p.name == name and p.throughput.contexts
     with pytest.raises(ConfigError, match="unknown profile 'cpu-huge'; choose one of cpu-demo, cpu-tiny"):
         load_profile("cpu-huge")
+
+
+def test_the_mean_and_spread_of_several_seeds():
+    from workers.result import LMScore, mean_metrics, spread_metrics
+
+    def result(loss: float, params: int = 1000) -> TrialResult:
+        lm = LMScore(val_loss=loss, bits_per_byte=None, tokens=10, steps=1, seconds=1.0, train_tokens_per_s=10.0)
+        return TrialResult(status="ok", arch={}, pattern="M-", profile="micro", device="cpu", params=params,
+                           active_params=params, lm=lm, wall_seconds=1.0)
+
+    runs = [result(1.0), result(2.0), result(3.0)]
+    assert mean_metrics(runs)["lm_loss"] == pytest.approx(2.0)
+    sd = spread_metrics(runs)
+    assert sd["lm_loss"] == pytest.approx(1.0) and sd["params"] == 0.0  # the sample standard deviation
+    assert spread_metrics(runs[:1]) == {}
