@@ -3,6 +3,7 @@
     python benchmarks/proxy_evidence.py --profile cpu-tiny            # ~3 min on 2 CPU cores
     python benchmarks/proxy_evidence.py --profile gpu-small           # on one H200
     python benchmarks/proxy_evidence.py --profile cpu-tiny --smoke    # seconds (CI)
+    python benchmarks/proxy_evidence.py --profile gpu-small --seeds 0,1,2   # each family over three seeds
 
 Pure attention, pure Mamba-2, pure mLSTM, a 1:7 Mamba-2 : attention hybrid, pure Gated DeltaNet and a
 3:1 Gated DeltaNet : attention hybrid, each eight (mixer, MLP) layers, widened to the profile's parameter
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -49,8 +51,62 @@ def arch(pattern: str, params: float) -> ArchConfig:
     return scale(ArchConfig.compose(pattern, 512, **_OPTIONS), params, vocab_size=256)
 
 
+def seed_of(row: dict) -> int:
+    return row.get("seeds", {}).get("model", 0)
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    """Kendall's τ-a of two scorings of the same items: concordant minus discordant pairs over all pairs."""
+    n = len(a)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    signs = [((a[i] > a[j]) - (a[i] < a[j])) * ((b[i] > b[j]) - (b[i] < b[j])) for i, j in pairs]
+    return sum(signs) / len(pairs) if pairs else float("nan")
+
+
+def spread_section(rows: list[dict], tasks: list[str]) -> list[str]:
+    """Each family's mean ± standard deviation over its seeds, and how stable the families' ranking is
+    between seeds (Kendall τ over every pair of seeds that ran every family)."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    by_family: dict[str, list[dict]] = {}
+    for r in ok:
+        by_family.setdefault(r["family"], []).append(r)
+    if not any(len(v) > 1 for v in by_family.values()):
+        return []
+    metrics = {"LM loss": lambda r: r["lm"]["val_loss"], "mean acc": lambda r: r["synthetic_accuracy"]}
+    metrics.update({t: (lambda r, t=t: r["tasks"][t]["accuracy"] if t in r["tasks"] else None) for t in tasks})
+    head = ["family", "seeds", *metrics]
+    lines = ["", "### Spread over seeds", "", "Mean ± sample standard deviation over each family's seeds.", "",
+             "| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * len(metrics)]
+    for family, runs in by_family.items():
+        cells = [family, ",".join(str(seed_of(r)) for r in sorted(runs, key=seed_of))]
+        for get in metrics.values():
+            xs = [x for x in map(get, runs) if x is not None]
+            cells.append("" if not xs else f"{statistics.mean(xs):.3f}" + (
+                f" ± {statistics.stdev(xs):.3f}" if len(xs) > 1 else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    seeds = sorted({seed_of(r) for r in ok})
+    full = [s for s in seeds if all(any(seed_of(r) == s for r in runs) for runs in by_family.values())]
+    if len(full) > 1 and len(by_family) > 2:
+        lines += ["", "Rank stability of the families between seeds (Kendall τ, 1 = the same order):", ""]
+        for name in ("LM loss", "mean acc"):
+            taus = []
+            for i, s1 in enumerate(full):
+                for s2 in full[i + 1:]:
+                    pick = {s: [metrics[name](next(r for r in by_family[f] if seed_of(r) == s)) for f in by_family]
+                            for s in (s1, s2)}
+                    taus.append(kendall_tau(pick[s1], pick[s2]))
+            lines.append(f"- {name}: τ {', '.join(f'{t:.2f}' for t in taus)} over {len(taus)} pair(s) of seeds "
+                         f"({len(by_family)} families)")
+    return lines
+
+
 def render(profile, rows: list[dict], budget: float, seconds: float, device: str) -> str:
     tasks = sorted({t for r in rows for t in r["tasks"]})
+    all_rows = rows
+    first = {}
+    for r in sorted(rows, key=seed_of):  # the main table: each family's first seed
+        first.setdefault(r["family"], r)
+    rows = [r for r in all_rows if first[r["family"]] is r]
     contexts = sorted({t["context"] for r in rows for t in r["throughput"]})
     head = ["family", "pattern", "d_model", "params", "LM loss", "bpb", *tasks, "mean acc", "train tok/s"]
     head += [f"decode tok/s @{fmt.context(c)}" for c in contexts]
@@ -77,6 +133,7 @@ def render(profile, rows: list[dict], budget: float, seconds: float, device: str
             cells += [fmt.count(tp[c]["decode_tokens_per_s"]) for c in contexts]
             cells += [fmt.nbytes(tp[c]["kv_state_bytes"]) for c in contexts]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += spread_section(all_rows, tasks)
     return "\n".join(lines) + "\n"
 
 
@@ -91,8 +148,15 @@ def main() -> None:
         default=",".join(FAMILIES),
         help="a comma-separated subset; rows of earlier runs in the JSON are kept",
     )
+    ap.add_argument("--seeds", default=None,
+                    help="comma-separated seeds to train each family with (default: the profile's seed); "
+                         "rows of other seeds in the JSON are kept, and two or more give a spread section")
     args = ap.parse_args()
     profile = load_profile(args.profile)
+    try:
+        seeds = [profile.seed] if args.seeds is None else [int(x) for x in args.seeds.split(",")]
+    except ValueError:
+        raise SystemExit(f"--seeds: comma-separated integers (0,1,2), got {args.seeds!r}") from None
     budget = 0.02 if args.smoke else args.budget
     params = 5e4 if args.smoke else profile.params
     device = machine(gpu=True)
@@ -102,19 +166,20 @@ def main() -> None:
     unknown = set(chosen) - set(FAMILIES)
     if unknown:
         raise SystemExit(f"unknown family {sorted(unknown)[0]!r}; choose from {', '.join(FAMILIES)}")
-    rows = [r for r in rows if r["family"] not in chosen]
+    rows = [r for r in rows if not (r["family"] in chosen and seed_of(r) in seeds)]
     for family in chosen:
         cfg = arch(FAMILIES[family], params)
-        r = evaluate(cfg, profile, budget=budget)
-        row = {"family": family, **json.loads(r.model_dump_json())}
-        rows.append(row)
-        acc = f"{r.synthetic_accuracy:.3f}" if r.synthetic_accuracy is not None else "-"
-        print(
-            f"{family:12s} d={cfg.d_model:4d} {fmt.count(r.params):>6s} {r.status:6s} "
-            f"lm={r.lm.val_loss if r.lm else float('nan'):.3f} acc={acc} {r.wall_seconds:.0f}s",
-            flush=True,
-        )
-    rows.sort(key=lambda r: list(FAMILIES).index(r["family"]))
+        for seed in seeds:
+            r = evaluate(cfg, profile, budget=budget, seed=seed)
+            row = {"family": family, **json.loads(r.model_dump_json())}
+            rows.append(row)
+            acc = f"{r.synthetic_accuracy:.3f}" if r.synthetic_accuracy is not None else "-"
+            print(
+                f"{family:12s} seed {seed} d={cfg.d_model:4d} {fmt.count(r.params):>6s} {r.status:6s} "
+                f"lm={r.lm.val_loss if r.lm else float('nan'):.3f} acc={acc} {r.wall_seconds:.0f}s",
+                flush=True,
+            )
+    rows.sort(key=lambda r: (list(FAMILIES).index(r["family"]), seed_of(r)))
     md = render(profile, rows, budget, sum(r["wall_seconds"] for r in rows), device)
     print(md)
     if not args.smoke:
