@@ -9,6 +9,7 @@ at the top of their modules.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -352,6 +353,8 @@ def _run(study_spec, ray_address: str | None, track: bool = True, resume: str = 
     from nas.settings import mask_url
 
     space = study_spec.space if isinstance(study_spec.space, str) else "an inline space"
+    if study_spec.kind == "fidelity":
+        space = f"{len(study_spec.fidelity.archs)} trials of {study_spec.fidelity.source}"
     profile = study_spec.profile if isinstance(study_spec.profile, str) else "inline"
     objectives = ", ".join(f"{m} ({d[:3]})" for m, d in zip(study_spec.metrics, study_spec.directions))
     out.print(f"[bold]{study_spec.name}[/]: {study_spec.kind} on {space}, profile {profile}, objectives {objectives}")
@@ -367,6 +370,8 @@ def _run(study_spec, ray_address: str | None, track: bool = True, resume: str = 
     _print_summary(summary)
     if study_spec.kind == "ablation":
         _print_report(study_spec.storage_url, study_spec.name)
+    elif study_spec.kind == "fidelity":
+        _print_fidelity(study_spec.storage_url, study_spec.name)
     else:
         _print_pareto(study_spec.storage_url, study_spec.name, study_spec.metrics, study_spec.directions)
 
@@ -509,6 +514,47 @@ def pareto(study: Annotated[str, typer.Argument(help="the study")], storage: Sto
     url = storage or settings().storage
     s = study_summary(url, study)
     _print_pareto(url, study, s.metrics, s.directions)
+
+
+def _print_fidelity(url: str, name: str) -> None:
+    from nas.fidelity import fidelity_report
+
+    rows = fidelity_report(url, name)
+    table = Table(title=f"Fidelity of {name}: each objective's rank correlation between the two sizes")
+    for col in ("objective", "pairs", "Spearman ρ", "95% interval (bootstrap)"):
+        table.add_column(col, justify="left" if col == "objective" else "right")
+    for r in rows:
+        shown = math.isfinite(r.rho)
+        table.add_row(r.metric, str(r.pairs), f"{r.rho:+.2f}" if shown else "—",
+                      f"{r.low:+.2f} … {r.high:+.2f}" if math.isfinite(r.low) else "—")
+    out.print(table)
+
+
+@app.command()
+@friendly
+def fidelity(
+    study: Annotated[str, typer.Argument(help="the study whose ranking to test")],
+    profile: Annotated[str, typer.Option("--profile", help="the larger profile to re-train at (name or YAML path)")],
+    top: Annotated[int, typer.Option("--top", min=0, help="the Pareto set's best trials to re-train")] = 8,
+    sample: Annotated[int, typer.Option("--sample", min=0, help="other complete trials, drawn at random")] = 8,
+    name: Annotated[str | None, typer.Option("--name", help="the new study's name (default: STUDY-at-PROFILE)")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="the random draw's seed")] = 0,
+    storage: StorageArg = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="an existing Ray cluster")] = None,
+    no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not record to MLflow")] = False,
+) -> None:
+    """Test a study's ranking at a larger size: Spearman ρ per objective.
+
+    Re-trains the study's Pareto set and a random sample of its other trials at the larger profile, as a
+    study of its own (run the command again to resume it), and reports each objective's rank correlation
+    between the two sizes with a bootstrap 95% interval."""
+    from nas.fidelity import fidelity_spec
+    from nas.settings import settings
+
+    url = storage or settings().storage
+    spec = fidelity_spec(url, study, profile, top=top, sample=sample, name=name, seed=seed)
+    again = f"nas fidelity {study} --profile {profile} --top {top} --sample {sample} --seed {seed}"
+    _run(spec, ray_address, track=not no_tracking, resume=again + (f" --name {name}" if name else ""))
 
 
 @app.command()

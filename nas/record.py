@@ -177,12 +177,12 @@ def arch_key(arch: Mapping[str, Any], profile: Mapping[str, Any], seeds: Sequenc
 
 
 def trial_budget(spec: Any, grid_points: int | None) -> int | None:
-    """How many trials the study trains: `budget.trials`; for a grid (every ablation) its number of points,
-    capped by `budget.trials` in a search. `spec` is a StudySpec or its stored JSON."""
+    """How many trials the study trains: `budget.trials`; for a grid (every ablation and fidelity study) its
+    number of points, capped by `budget.trials` in a search. `spec` is a StudySpec or its stored JSON."""
     if not isinstance(spec, Mapping):
         spec = spec.model_dump(mode="json")
     kind = spec.get("kind", "search")
     trials = (spec.get("budget") or {}).get("trials")
-    if kind == "ablation" or spec.get("sampler") == "grid":
-        return grid_points if kind == "ablation" or trials is None else min(grid_points or 0, trials)
+    if kind in ("ablation", "fidelity") or spec.get("sampler") == "grid":
+        return grid_points if kind in ("ablation", "fidelity") or trials is None else min(grid_points or 0, trials)
     return trials

@@ -29,6 +29,7 @@ from nas import asha, record, store
 from nas.ablation import ablation_arch, suggest_cell
 from nas.display import StudyDisplay
 from nas.executor import Executor, Job, JobOutcome, RayExecutor
+from nas.fidelity import fidelity_arch, fidelity_grid
 from nas.reader import StudySummary, pareto_trials, study_summary
 from nas.spec import StudySpec
 from nas.tracking import Tracker
@@ -241,6 +242,9 @@ class _Runner:
         if self.spec.kind == "ablation":
             values = suggest_cell(self.spec, trial)
             return ablation_arch(self.spec, self.profile, values), values
+        if self.spec.kind == "fidelity":
+            values = {"source": trial.suggest_categorical("source", fidelity_grid(self.spec)["source"])}
+            return fidelity_arch(self.spec, self.profile, values), values
         values = self.space.suggest(trial)
         arch = self.space.build(values)
         budget = self.spec.constraints.params

@@ -102,12 +102,18 @@ class AblationSpec(Strict):
     seeds: int = Field(3, ge=1)
 
 
+class FidelitySpec(Strict):
+    source: str = Field(description="the study, in the same storage, whose trials are re-trained")
+    archs: dict[str, dict[str, Any]] = Field(min_length=1, description="each source trial's architecture, by number")
+
+
 class StudySpec(Strict):
     name: str
-    kind: Literal["search", "ablation"] = "search"
+    kind: Literal["search", "ablation", "fidelity"] = "search"
     description: str = ""
     space: str | dict[str, Any] | None = None
     ablation: AblationSpec | None = None
+    fidelity: FidelitySpec | None = None
     objectives: list[Objective] = Field(
         default_factory=lambda: [Objective(metric="synthetic_accuracy"), Objective(metric="decode_tps")],
         min_length=1,
@@ -140,6 +146,11 @@ class StudySpec(Strict):
             raise ValueError("an ablation study needs an ablation section with base, factors and seeds")
         if self.kind == "ablation" and self.early_stopping.enabled:
             raise ValueError("early stopping would cut ablation cells short; disable it for kind: ablation")
+        if self.kind == "fidelity" and self.fidelity is None:
+            raise ValueError("a fidelity study needs a fidelity section with source and archs "
+                             "(`nas fidelity STUDY --profile P` writes it)")
+        if self.kind == "fidelity" and self.early_stopping.enabled:
+            raise ValueError("early stopping would cut re-trainings short; disable it for kind: fidelity")
         return self
 
     def stored(self) -> dict[str, Any]:
@@ -174,12 +185,16 @@ class StudySpec(Strict):
     def sampler_name(self) -> str:
         if self.sampler != "auto":
             return self.sampler
-        return "grid" if self.kind == "ablation" else "nsga2" if len(self.objectives) > 1 else "tpe"
+        return "grid" if self.kind in ("ablation", "fidelity") else "nsga2" if len(self.objectives) > 1 else "tpe"
 
     def grid(self) -> dict[str, list]:
         """A grid study's dimensions and their levels (an ablation's factors and seeds)."""
         if self.kind == "ablation":
             return ablation_grid(self)
+        if self.kind == "fidelity":
+            from nas.fidelity import fidelity_grid
+
+            return fidelity_grid(self)
         return self.search_space().grid()
 
     def grid_points(self) -> list[dict[str, Any]]:
@@ -225,6 +240,11 @@ def validate(spec: StudySpec) -> StudySpec:
             raise ConfigError(msg) from None
         if spec.sampler_name() == "grid":
             space.grid()
+    elif spec.kind == "fidelity":
+        from nas.fidelity import fidelity_arch
+
+        for n in spec.fidelity.archs:
+            fidelity_arch(spec, profile, {"source": n})
     else:
         ablation_archs(spec, profile)
     if spec.resources.gpus > 1 and spec.resources.gpus != int(spec.resources.gpus):

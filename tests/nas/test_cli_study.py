@@ -168,3 +168,44 @@ def test_export_the_pareto_front_of_a_real_study(tmp_path):
     )
     assert r.returncode == 2 and "no trial 99" in r.stderr and not (tmp_path / "none").exists()
     assert _json.dumps(first.arch)
+
+
+def test_fidelity_retrains_a_studys_trials_larger_and_reports_their_rank_correlation(tmp_path):
+    path, storage = write(tmp_path, name="src", budget={"trials": 6}, sampler="grid",  # 5 architectures
+                          objectives=[{"metric": "lm_loss"}, {"metric": "decode_tps"}])
+    assert nas("run", str(path), "--no-tracking").returncode == 0
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump({**micro_profile(), "name": "micro-10x", "params": 5e5}))
+    args = ("fidelity", "src", "--profile", str(big), "--top", "2", "--sample", "2", "--storage", storage,
+            "--no-tracking")
+    r = nas(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Fidelity of src-at-micro-10x" in r.stdout and "Spearman ρ" in r.stdout
+
+    from nas.fidelity import fidelity_report
+    from nas.reader import study_frame, trial_archs
+    from search_spaces.cost import param_counts
+
+    meta, df = study_frame(storage, "src-at-micro-10x")
+    assert meta.kind == "fidelity" and meta.spec["fidelity"]["source"] == "src"
+    chosen = sorted(int(n) for n in meta.spec["fidelity"]["archs"])
+    assert len(chosen) == 4 and sorted(int(n) for n in df["p.source"]) == chosen
+    assert len({arch.pattern for n, arch in trial_archs(storage, "src") if n in chosen}) == 4  # no repeats
+    small = dict(trial_archs(storage, "src"))
+    for number, arch in trial_archs(storage, "src-at-micro-10x"):  # the same layout, ten times the parameters
+        source = small[int(df.loc[df["number"] == number, "p.source"].iloc[0])]
+        assert arch.pattern == source.pattern and param_counts(arch).total > 5 * param_counts(source).total
+    rows = fidelity_report(storage, "src-at-micro-10x")
+    assert [x.metric for x in rows] == ["lm_loss", "decode_tps"]
+    assert all(x.pairs == len(chosen) and len(x.source) == len(x.larger) == x.pairs for x in rows)
+    assert all(-1 <= x.rho <= 1 and x.low <= x.high for x in rows if x.rho == x.rho)
+
+    again = nas(*args)  # the same command resumes the study: nothing is trained twice
+    assert again.returncode == 0 and f"{len(chosen)} complete" in again.stdout
+
+    no_larger = nas("fidelity", "src", "--profile", str(path.parent / "small.yaml"), "--storage", storage)
+    assert no_larger.returncode != 0
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump({**micro_profile(), "name": "micro-same"}))
+    same = nas("fidelity", "src", "--profile", str(tmp_path / "small.yaml"), "--storage", storage)
+    assert same.returncode == 2 and "is not larger than the study's profile" in same.stderr
+    assert "src-at-micro-same" not in nas("status", "--storage", storage).stdout  # nothing half-made
