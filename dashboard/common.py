@@ -257,6 +257,13 @@ def ablation(url: str, name: str, version: tuple) -> pd.DataFrame:
     return pd.DataFrame([dataclasses.asdict(r) for r in rows], columns=cols)
 
 
+@st.cache_data(ttl=3600, max_entries=16, show_spinner="Computing the rank correlations…")
+def fidelity(url: str, name: str, version: tuple) -> list:
+    from nas.fidelity import fidelity_report
+
+    return fidelity_report(url, name)
+
+
 # ----- choosing a study ---------------------------------------------------------------------------
 def pick_study(names: list[str], *, label: str = "Study", key: str = "study") -> str | None:
     """A study picker kept in the URL (?study=NAME), so a page can be linked and reloaded."""

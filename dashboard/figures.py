@@ -698,3 +698,31 @@ def slice_figure(
         fig.update_yaxes(type="log")
     fig.update_layout(height=80 + 260 * rows, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
+
+
+def fidelity_figure(rows: list, directions: dict[str, str], source: str, study: str) -> go.Figure:
+    """One panel per objective: each re-trained architecture's value at the source study's size (x) against
+    the larger size's (y), titled with Spearman's ρ and its bootstrap 95% interval (`nas.fidelity`)."""
+    import math
+
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    def title(r) -> str:
+        if not math.isfinite(r.rho):
+            return f"{r.metric}: {r.pairs} pair(s), too few for ρ"
+        return f"{r.metric}: ρ {r.rho:+.2f} [{r.low:+.2f}, {r.high:+.2f}], {r.pairs} pairs"
+
+    fig = make_subplots(rows=1, cols=len(rows), subplot_titles=[title(r) for r in rows],
+                        horizontal_spacing=0.12)
+    for i, r in enumerate(rows, start=1):
+        fig.add_trace(
+            go.Scatter(x=r.source, y=r.larger, mode="markers", name=r.metric, showlegend=False,
+                       marker={"size": 10, "color": SYMBOL_COLORS["*"], "line": {"color": "#222", "width": 1}},
+                       hovertemplate=f"{source}: %{{x:.4g}}<br>{study}: %{{y:.4g}}<extra></extra>"),
+            row=1, col=i,
+        )
+        fig.update_xaxes(title_text=f"{axis_label(r.metric, directions)} in {source}", row=1, col=i)
+        fig.update_yaxes(title_text=f"{axis_label(r.metric, directions)} here", row=1, col=i)
+    fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    return fig

@@ -22,7 +22,7 @@ REPO = Path(__file__).parents[1]
 DOCS = [REPO / "README.md", REPO / "DEVELOPERS.md", *sorted((REPO / "docs").glob("*.md"))]
 # commands that train, serve or need the service's database: parsed, not run
 PARSED_ONLY = {"eval", "run", "demo", "dashboard", "serve", "submit", "list", "show", "pause", "resume", "cancel",
-               "db"}
+               "db", "fidelity"}
 FENCE = re.compile(r"^([ \t]*)```(\w*)[^\n]*\n(.*?)^\1```", re.S | re.M)
 
 

@@ -453,11 +453,27 @@ def running_tab(url: str, name: str) -> None:
     )
 
 
+def fidelity_section(url: str, name: str, meta, version: tuple) -> None:
+    """A fidelity study: does its source study's ranking hold at this larger size?"""
+    source = meta.spec["fidelity"]["source"]
+    st.subheader(f"Fidelity: {source}'s trials re-trained here")
+    rows = common.fidelity(url, name, version)
+    if not any(r.pairs for r in rows):
+        st.info("No re-training has finished yet.")
+        return
+    st.plotly_chart(figures.fidelity_figure(rows, _directions(meta), source, name), key="fidelity",
+                    config={"displaylogo": False})
+    st.caption("Spearman's ρ between the two sizes, per objective, with a bootstrap 95% interval: 1 means "
+               f"the larger models rank exactly as {source}'s proxies did.")
+
+
 def body(url: str, name: str) -> bool:
     version, meta, df = common.study_frame(url, name)
     rows = common.studies(url)
     row = next(iter(rows[rows["name"] == name].to_dict("records")), None)
     header(meta, df, row)
+    if meta.kind == "fidelity":
+        fidelity_section(url, name, meta, version)
     picked = pareto_section(meta, df, name)
     strips_section(meta, df)
     n_running = int(df["status"].isin(["running", "paused", "interrupted"]).sum())

@@ -531,3 +531,31 @@ def test_a_link_to_a_study_opens_that_study_whatever_was_shown_before(app):
     at.query_params["study"] = "abl"
     at.switch_page("views/study.py").run()
     assert at.selectbox(key="study").value == "abl"
+
+
+@pytest.mark.slow
+def test_a_fidelity_study_shows_each_objectives_rank_correlation(tmp_path, monkeypatch):
+    """`nas fidelity`'s study: one panel per objective, source value against the larger one, ρ in its title."""
+    from studyutil import make_spec, micro_profile
+
+    from nas.executor import InlineExecutor
+    from nas.fidelity import fidelity_report, fidelity_spec
+    from nas.runner import run_study
+
+    urls = {"storage": f"sqlite:///{tmp_path / 'studies.db'}", "tracking": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    source = make_spec(urls, name="src", sampler="grid", budget={"trials": 6},
+                       objectives=[{"metric": "lm_loss"}, {"metric": "decode_tps"}])
+    run_study(source, executor=InlineExecutor(), show_progress=False, track=False)
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump({**micro_profile(), "name": "micro-10x", "params": 5e5}))
+    spec = fidelity_spec(urls["storage"], "src", str(big), top=2, sample=2, tracking=urls["tracking"])
+    run_study(spec, executor=InlineExecutor(), show_progress=False, track=False)
+    monkeypatch.setenv("NAS_STORAGE", urls["storage"])
+    monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
+    at = page(AppTest.from_file(str(APP), default_timeout=60), "views/study.py", study=spec.name)
+    assert "Fidelity: src's trials re-trained here" in texts(at)
+    panels = figures(at)[0]
+    titles = [a["text"] for a in panels["layout"]["annotations"]]
+    rows = fidelity_report(urls["storage"], spec.name)
+    assert len(panels["data"]) == 2 and titles[0].startswith(f"lm_loss: ρ {rows[0].rho:+.2f}")
+    assert panels["data"][0]["x"] == rows[0].source and panels["data"][0]["y"] == rows[0].larger
