@@ -26,6 +26,7 @@ as it is measured; the tables go to `--out` after each op.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import inspect
 import json
@@ -204,6 +205,21 @@ def bench(fn: Callable[[], object], grad_to_none=None) -> float | None:
     from triton.testing import do_bench
 
     return do_bench(fn, warmup=25, rep=100, grad_to_none=grad_to_none, return_mode="median")
+
+
+@contextlib.contextmanager
+def environment(**values: str):
+    """Environment variables set for the block (the kernels read some at each call)."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def time_fwd_bwd(fwd: Callable[[], object], leaves: list) -> tuple[float | None, float | None]:
@@ -706,6 +722,10 @@ def delta_tables(shapes: dict, args, smoke: bool) -> list[Table]:
                     return gated_delta(**t, return_final_state=True, chunk_size=L, backend="triton")
 
                 measure_ours(table, f"triton (ours), chunk {L}", run, ref, base, DELTA_BF16, smoke, nbytes)
+                if L > 16:  # each chunk's inverse by blocks of 16 rows (not yet the default)
+                    with environment(KERNELS_DELTA_INVERSE="blocks"):
+                        measure_ours(table, f"triton (ours), chunk {L}, inverse by blocks", run, ref, base,
+                                     DELTA_BF16, smoke, nbytes)
             if smoke:
                 table.finish()
                 continue

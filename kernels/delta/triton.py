@@ -30,6 +30,8 @@ orientations of an [L, L] product it forms each from loaded tiles.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -97,6 +99,25 @@ def _unit_lower_inverse(A, BL: tl.constexpr):
     return Tm
 
 
+@triton.jit
+def _unit_lower_inverse_blocks(A, BL: tl.constexpr, SUB: tl.constexpr):
+    """(I + A)⁻¹ of a strictly lower triangular A [BL, BL ≤ 4·SUB] in SUB − 1 steps and four products.
+
+    D = (I + A_d)⁻¹ of A's diagonal blocks of SUB rows by forward substitution, row t of every block at
+    once (one product a step); then, with A_o the rest of A, I + A = (I + A_d)(I + N) where N = D A_o is
+    nilpotent across blocks (N⁴ = 0), so (I + A)⁻¹ = (I − N)(I + N²) D. Products in fp32 (tf32x3)."""
+    rows = tl.arange(0, BL)
+    same = (rows[:, None] // SUB) == (rows[None, :] // SUB)
+    eye = (rows[:, None] == rows[None, :]).to(tl.float32)
+    Ad = tl.where(same, A, 0.0)
+    D = eye
+    for t in range(1, SUB):
+        now = (rows % SUB) == t  # row t of every block
+        D = tl.where(now[:, None], eye - dot(tl.where(now[:, None], Ad, 0.0), D, 0), D)
+    N = dot(D, tl.where(same, 0.0, A), 0)
+    return dot(dot(eye - N, eye + dot(N, N, 0), 0), D, 0)
+
+
 # Warp counts Triton 3.4–3.7.0 miscompiles on Hopper, by dot mode (`kernels._triton.autotune`). Measured on
 # an H200 with Triton 3.6 (`benchmarks/gpu_check.sh`, docs/benchmarks/kernels_h200.md): the dwy kernel
 # (products of products) reads out-of-range shared memory in fp32 at 8 warps (compute-sanitizer; an illegal
@@ -117,9 +138,11 @@ def delta_fwd_kernel_wy(
     k_ptr, v_ptr, g_ptr, beta_ptr, Tm_ptr, w_ptr, u0_ptr,
     T, H, K, V, L, NC,
     CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
+    BLOCKS: tl.constexpr,
 ):
     """T = (I + diag(β) G⁻(k, k))⁻¹ of one chunk, W = T diag(β)(k ⊙ e^b) and U' = T diag(β) v.
 
+    The inverse row by row, or with BLOCKS by blocks of 16 rows (`_unit_lower_inverse_blocks`).
     Tm [B·H, NC, BL, BL]; w [B·H, NC·L, K] and u0 [B·H, NC·L, V], fp32. Grid (chunks, B·H)."""
     c, bh = tl.program_id(0), tl.program_id(1)
     bb, h = (bh // H).to(tl.int64), bh % H
@@ -136,7 +159,10 @@ def delta_fwd_kernel_wy(
                      mask=mask_t[:, None] & (kk < K)[None, :], other=0.0)
         b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
         A += _gated(kt, kt, b, b, b_row, b_row, strict, MODE, CHANNEL)
-    Tm = _unit_lower_inverse(A * beta[:, None], BL)
+    if BLOCKS:  # noqa: SIM108  (a constexpr branch: one of the two is compiled)
+        Tm = _unit_lower_inverse_blocks(A * beta[:, None], BL, 16)
+    else:
+        Tm = _unit_lower_inverse(A * beta[:, None], BL)
     tl.store(Tm_ptr + ((bh * NC + c) * BL + l[:, None]) * BL + l[None, :], Tm)
 
     rows = (bh * NC * L + c * L + l).to(tl.int64)  # this chunk's rows of w and u0
@@ -475,6 +501,13 @@ def delta_bwd_kernel_dqkg(
         tl.store(dg_ptr + (i_k * tl.num_programs(2) + bh).to(tl.int64) * NC * L + c * L + l, dg, mask=l < L)
 
 
+def inverse_by_blocks() -> bool:
+    """`KERNELS_DELTA_INVERSE=blocks` (read at each call) inverts each chunk's I + A by blocks of 16 rows
+    instead of row by row: the same result, in 15 sequential steps instead of up to 63. Not yet the
+    default: it awaits the GPU suite and a measurement on the H200 (docs/benchmarks/delta_h200.md)."""
+    return os.environ.get("KERNELS_DELTA_INVERSE", "rows") == "blocks"
+
+
 def _tiles(K: int, V: int, L: int, channel: bool) -> dict[str, int]:
     # a channel-wise gate's pairwise products are [BL, BL, BK] tiles: K in blocks of 16
     return {"BL": block(L), "BK": 16 if channel else min(64, block(K)), "BV": min(64, block(V))}
@@ -495,7 +528,8 @@ def delta_fwd(q, k, v, g, beta, S0, scale, chunk_size):
     Tm = torch.empty(B * H, nc, BL, BL, device=dev, dtype=fp32)
     w = torch.empty(B * H, nc * L, K, device=dev, dtype=fp32)
     u0 = torch.empty(B * H, nc * L, V, device=dev, dtype=fp32)
-    delta_fwd_kernel_wy[(nc, B * H)](k, v, g, beta, Tm, w, u0, *dims, CHANNEL=channel, MODE=mode, **blocks)
+    delta_fwd_kernel_wy[(nc, B * H)](k, v, g, beta, Tm, w, u0, *dims, CHANNEL=channel, MODE=mode,
+                                     BLOCKS=inverse_by_blocks(), **blocks)
 
     u = torch.empty(B * H, nc * L, V, device=dev, dtype=fp32)
     states = torch.empty(B * H, nc, K, V, device=dev, dtype=state_dtype(q.dtype))

@@ -115,3 +115,33 @@ def test_gated_delta_triton_strided_inputs() -> None:
     o, state = gated_delta(**strided, initial_state=strided_view(state0), return_final_state=True, **TRITON)
     ref_o, ref_state = gated_delta(**inputs, initial_state=state0, return_final_state=True, **TRITON)
     assert torch.equal(o, ref_o) and torch.equal(state, ref_state)
+
+
+@pytest.mark.parametrize("case", [CASES[i] for i in (1, 3, 5, 10)] + [((1, 130, 2, 12, 10, 64), "state-strong"),
+                                                                     ((1, 70, 2, 12, 10, 32), "plain")], ids=case_id)
+def test_gated_delta_triton_inverse_by_blocks(case: tuple, monkeypatch) -> None:
+    """`KERNELS_DELTA_INVERSE=blocks`: each chunk's (I + A)⁻¹ by blocks of 16 rows (one, two and four
+    blocks) gives the recurrence's outputs and gradients."""
+    monkeypatch.setenv("KERNELS_DELTA_INVERSE", "blocks")
+    (*dims, chunk_size), options = case
+    run(delta_inputs(*dims, options), chunk_size, torch.float32)
+
+
+@pytest.mark.parametrize("inverse", ["rows", "blocks"])
+def test_gated_delta_triton_nearly_aligned_keys(inverse: str, monkeypatch) -> None:
+    """Keys all nearly the same direction and β near 1, where I + A is the least well conditioned: both
+    inverses stay at fp32 accuracy against the fp64 recurrence."""
+    monkeypatch.setenv("KERNELS_DELTA_INVERSE", inverse)
+    torch.manual_seed(0)
+    B, T, H, K, V = 1, 128, 2, 16, 8
+    inputs = {
+        "q": torch.nn.functional.normalize(torch.randn(B, T, H, K), dim=-1),
+        "k": torch.nn.functional.normalize(torch.randn(K) + 0.05 * torch.randn(B, T, H, K), dim=-1),
+        "v": torch.randn(B, T, H, V),
+        "g": torch.full((B, T, H), -1e-3),
+        "beta": torch.full((B, T, H), 0.99),
+    }
+    o, state = gated_delta(**inputs, return_final_state=True, chunk_size=64, **TRITON)
+    ref_o, ref_state = gated_delta_recurrent(**{n: t.double() for n, t in inputs.items()}, scale=K**-0.5)
+    assert_close("o", o, ref_o, 1e-4)
+    assert_close("final_state", state, ref_state, 1e-4)
