@@ -580,15 +580,24 @@ def delete(study: Annotated[str, typer.Argument(help="the study")], storage: Sto
 @friendly
 def demo(
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="an existing Ray cluster")] = None,
+    gpu: Annotated[bool, typer.Option("--gpu", help="the GPU demo: 16 gpu-quick trials, four sharing a GPU")] = False,
 ) -> None:
     """Run the bundled demo study on the embedded default (SQLite, a local Ray, local MLflow)."""
     from nas.demo import findings
     from nas.spec import load_spec
+    from search_spaces.config import ConfigError
 
-    spec = load_spec(Path(__file__).parent / "studies" / "demo.yaml")
-    _run(spec, ray_address, resume="nas demo")
+    if gpu and ray_address is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("nas demo --gpu needs a CUDA GPU, and this machine has none; run `nas demo` for "
+                              "the CPU demo, or pass --ray-address of a Ray cluster with GPUs")
+    spec = load_spec(Path(__file__).parent / "studies" / ("demo-gpu.yaml" if gpu else "demo.yaml"))
+    _run(spec, ray_address, resume="nas demo" + (" --gpu" if gpu else ""))
     out.print("\n" + "\n".join(findings(spec)), highlight=False, markup=False)
-    out.print("\nOpen the dashboard:  [bold]nas dashboard[/]   ·   the same table again:  [bold]nas pareto demo[/]")
+    out.print(f"\nOpen the dashboard:  [bold]nas dashboard[/]   ·   the same table again:  "
+              f"[bold]nas pareto {spec.name}[/]")
 
 
 @app.command("export")

@@ -56,3 +56,35 @@ def test_no_complete_trial_and_chance_of_other_profiles(urls):
 
     assert chance(load_profile("cpu-tiny")) == 1 / 32  # MQAR over 64 tokens: 32 values
     assert chance(load_profile("gpu-small")) is None  # several tasks: no single guess
+
+
+def test_the_gpu_demo_is_a_valid_study_of_the_gpu_quick_profile():
+    from search_spaces.cost import param_counts
+    from workers.profile import load_profile
+
+    spec = load_spec(DEMO.with_name("demo-gpu.yaml"))
+    assert spec.profile == "gpu-quick" and spec.resources.gpus == 0.25 and spec.concurrency == 4
+    assert spec.budget.trials >= 16 and spec.early_stopping.enabled
+    profile = load_profile("gpu-quick")
+    assert profile.params == spec.constraints.params.budget
+    # every family of the space scales to the budget within its tolerance: no trial starts infeasible
+    from search_spaces.scaling import scale
+
+    space = spec.search_space()
+    for ssm in space.dimensions["ssm"]:
+        for ratio in ("0", "1:7", "all"):
+            arch = scale(space.build({"attn_ratio": ratio, "placement": "even", "ssm": ssm}), profile.params)
+            n = param_counts(arch).total
+            assert abs(n / profile.params - 1) <= spec.constraints.params.tolerance, (ssm, ratio, n)
+
+
+def test_the_gpu_demo_on_a_machine_without_a_gpu_is_one_sentence_and_nothing_written(tmp_path):
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    r = subprocess.run([sys.executable, "-m", "nas.cli", "demo", "--gpu"], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path, env={**__import__("os").environ, "NAS_HOME": str(home),
+                                                       "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(DEMO.parents[2])})
+    assert r.returncode == 2 and "nas demo --gpu needs a CUDA GPU" in r.stderr and "Traceback" not in r.stderr
+    assert not home.exists()
