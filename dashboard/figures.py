@@ -717,9 +717,10 @@ def fidelity_figure(rows: list, directions: dict[str, str], source: str, study: 
                         horizontal_spacing=0.12)
     for i, r in enumerate(rows, start=1):
         fig.add_trace(
-            go.Scatter(x=r.source, y=r.larger, mode="markers", name=r.metric, showlegend=False,
+            go.Scatter(x=r.source, y=r.larger, customdata=r.trials, mode="markers", name=r.metric, showlegend=False,
                        marker={"size": 10, "color": SYMBOL_COLORS["*"], "line": {"color": "#222", "width": 1}},
-                       hovertemplate=f"{source}: %{{x:.4g}}<br>{study}: %{{y:.4g}}<extra></extra>"),
+                       hovertemplate=f"trial %{{customdata}} of {source}<br>there: %{{x:.4g}}<br>here: %{{y:.4g}}"
+                       "<extra></extra>"),
             row=1, col=i,
         )
         fig.update_xaxes(title_text=f"{axis_label(r.metric, directions)} in {source}", row=1, col=i)

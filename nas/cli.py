@@ -528,6 +528,25 @@ def _print_fidelity(url: str, name: str) -> None:
         table.add_row(r.metric, str(r.pairs), f"{r.rho:+.2f}" if shown else "—",
                       f"{r.low:+.2f} … {r.high:+.2f}" if math.isfinite(r.low) else "—")
     out.print(table)
+    if not rows or not rows[0].trials:
+        return
+    from nas.reader import study_frame
+
+    meta, _ = study_frame(url, name)
+    source = meta.spec["fidelity"]["source"]
+    _, small = study_frame(url, source)
+    patterns = dict(zip(small["number"], small["pattern"], strict=False))
+    pairs = Table(title=f"Each re-trained trial of {source}: its value there → here")
+    pairs.add_column("trial", justify="right")
+    pairs.add_column("pattern", no_wrap=True)
+    for r in rows:
+        pairs.add_column(r.metric, justify="right")
+    values = {r.metric: dict(zip(r.trials, zip(r.source, r.larger, strict=True), strict=True)) for r in rows}
+    for n in sorted({n for r in rows for n in r.trials}):
+        cells = [f"{values[r.metric][n][0]:.4g} → {values[r.metric][n][1]:.4g}" if n in values[r.metric] else ""
+                 for r in rows]
+        pairs.add_row(str(n), patterns.get(n) or "", *cells)
+    out.print(pairs)
 
 
 @app.command()

@@ -120,7 +120,8 @@ class FidelityRow:
     low: float  # its bootstrap 95% interval
     high: float
     source: list[float]  # the paired values: at the source's size,
-    larger: list[float]  # and at the fidelity study's
+    larger: list[float]  # and at the fidelity study's,
+    trials: list[int]  # of these source trials
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -155,11 +156,13 @@ def fidelity_report(url: str, name: str) -> list[FidelityRow]:
     done = big[big["status"] == "complete"]
     rows = []
     for m in meta.metrics:
-        pairs = [(float(small.at[int(n), m]), float(v)) for n, v in zip(done["p.source"], done[m], strict=True)
+        pairs = [(int(n), float(small.at[int(n), m]), float(v))
+                 for n, v in zip(done["p.source"], done[m], strict=True)
                  if int(n) in small.index and np.isfinite(small.at[int(n), m])]
-        x = np.array([p[0] for p in pairs])
-        y = np.array([p[1] for p in pairs])
+        pairs.sort()
+        x = np.array([p[1] for p in pairs])
+        y = np.array([p[2] for p in pairs])
         rho = spearman(x, y) if len(pairs) >= 3 else float("nan")
         low, high = _interval(x, y) if len(pairs) >= 3 else (float("nan"), float("nan"))
-        rows.append(FidelityRow(m, len(pairs), rho, low, high, x.tolist(), y.tolist()))
+        rows.append(FidelityRow(m, len(pairs), rho, low, high, x.tolist(), y.tolist(), [p[0] for p in pairs]))
     return rows

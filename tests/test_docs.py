@@ -157,6 +157,7 @@ def scratch_studies(home: Path) -> None:
 def test_every_nas_command_in_the_docs_runs_or_parses(tmp_path, capsys):
     from nas.spec import load_spec
     from search_spaces.presets import preset
+    from workers.profile import load_profile
 
     home = tmp_path / ".nas"
     home.mkdir()
@@ -175,11 +176,14 @@ def test_every_nas_command_in_the_docs_runs_or_parses(tmp_path, capsys):
         line = "nas " + shlex.join(argv)
         if argv[0] in PARSED_ONLY:
             parse(argv)
-            for a in argv[1:]:  # a spec the command reads: it must load
+            for i, a in enumerate(argv[1:], start=1):  # a spec (or a profile) the command reads: it must load
                 if a.endswith((".yaml", ".yml")):
                     path = next((p for p in (tmp_path / a, REPO / a) if p.is_file()), None)
                     assert path is not None, f"{where}: {line} names {a}, which the repository does not hold"
-                    load_spec(path)
+                    if argv[i - 1] == "--profile":
+                        load_profile(path)
+                    else:
+                        load_spec(path)
             parsed.append(line)
             continue
         r = subprocess.run([sys.executable, "-m", "nas.cli", *argv], cwd=tmp_path, env=env, capture_output=True,

@@ -181,6 +181,7 @@ def test_fidelity_retrains_a_studys_trials_larger_and_reports_their_rank_correla
     r = nas(*args)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Fidelity of src-at-micro-10x" in r.stdout and "Spearman ρ" in r.stdout
+    assert "Each re-trained trial of src" in r.stdout and " → " in r.stdout
 
     from nas.fidelity import fidelity_report
     from nas.reader import study_frame, trial_archs
@@ -198,6 +199,7 @@ def test_fidelity_retrains_a_studys_trials_larger_and_reports_their_rank_correla
     rows = fidelity_report(storage, "src-at-micro-10x")
     assert [x.metric for x in rows] == ["lm_loss", "decode_tps"]
     assert all(x.pairs == len(chosen) and len(x.source) == len(x.larger) == x.pairs for x in rows)
+    assert all(x.trials == chosen for x in rows)
     assert all(-1 <= x.rho <= 1 and x.low <= x.high for x in rows if x.rho == x.rho)
 
     again = nas(*args)  # the same command resumes the study: nothing is trained twice
