@@ -11,7 +11,7 @@ import platform
 import sys
 from pathlib import Path
 
-__all__ = ["command", "machine", "write"]
+__all__ = ["command", "machine", "project_path_for_ray", "write"]
 
 
 def _cpu() -> str:
@@ -45,3 +45,11 @@ def write(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip("\n") + "\n")
     print(f"wrote {path}", flush=True)
+
+
+def project_path_for_ray() -> None:
+    """The repository first on the path, and benchmarks/ off it altogether: a script that starts Ray must
+    import the project's `kernels` package, not this folder's kernels.py, and Ray's workers inherit the
+    driver's path. Call it after importing this module and before importing the project."""
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [str(here.parent)] + [p for p in sys.path if Path(p or ".").resolve() != here]

@@ -13,18 +13,13 @@ Writes `docs/benchmarks/early_stopping.md`.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _report import command, machine, write  # beside this script, before this folder leaves the path
+from _report import command, machine, project_path_for_ray, write  # beside this script
 
-# the project's `kernels` package, not this folder's kernels.py: the repository first, and this folder off
-# the path altogether, since Ray's workers inherit the driver's path and would import kernels.py instead
-sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
-    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent
-]
+project_path_for_ray()
 
 from nas.pareto import hypervolume
 from nas.reader import study_trials

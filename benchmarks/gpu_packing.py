@@ -16,18 +16,14 @@ whether any trial failed (an out-of-memory trial fails alone; the study goes on)
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from _report import command, machine, write  # beside this script, before this folder leaves the path
+from _report import command, machine, project_path_for_ray, write  # beside this script
 
-# the repository first, and this folder off the path (Ray's workers inherit it and would import kernels.py)
-sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
-    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent
-]
+project_path_for_ray()
 
 from nas.runner import run_study
 from nas.spec import StudySpec, validate

@@ -530,12 +530,10 @@ def _print_fidelity(url: str, name: str) -> None:
     out.print(table)
     if not rows or not rows[0].trials:
         return
-    from nas.reader import study_frame
+    from nas.reader import study_meta
 
-    meta, _ = study_frame(url, name)
-    source = meta.spec["fidelity"]["source"]
-    _, small = study_frame(url, source)
-    patterns = dict(zip(small["number"], small["pattern"], strict=False))
+    source = study_meta(url, name).spec["fidelity"]["source"]
+    patterns = {n: p for r in rows for n, p in zip(r.trials, r.patterns, strict=True)}
     pairs = Table(title=f"Each re-trained trial of {source}: its value there → here")
     pairs.add_column("trial", justify="right")
     pairs.add_column("pattern", no_wrap=True)
@@ -545,7 +543,7 @@ def _print_fidelity(url: str, name: str) -> None:
     for n in sorted({n for r in rows for n in r.trials}):
         cells = [f"{values[r.metric][n][0]:.4g} → {values[r.metric][n][1]:.4g}" if n in values[r.metric] else ""
                  for r in rows]
-        pairs.add_row(str(n), patterns.get(n) or "", *cells)
+        pairs.add_row(str(n), patterns[n], *cells)
     out.print(pairs)
 
 

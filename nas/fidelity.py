@@ -63,7 +63,7 @@ def choose_trials(url: str, study: str, top: int, sample: int, seed: int = 0) ->
         return kept
 
     front = first_of_its_arch([r["trial"] for r in pareto_trials(url, study)])[:top]
-    seen = {archs[n] for n in front}
+    seen = {archs[n] for n in front}  # front architectures past `top` stay eligible for the sample
     complete = sorted(int(n) for n in df.loc[df["status"] == "complete", "number"])
     rest = first_of_its_arch([n for n in complete if n not in front])
     return front + sorted(random.Random(seed).sample(rest, min(sample, len(rest))))
@@ -121,7 +121,8 @@ class FidelityRow:
     high: float
     source: list[float]  # the paired values: at the source's size,
     larger: list[float]  # and at the fidelity study's,
-    trials: list[int]  # of these source trials
+    trials: list[int]  # of these source trials,
+    patterns: list[str]  # with these layer patterns
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -164,5 +165,7 @@ def fidelity_report(url: str, name: str) -> list[FidelityRow]:
         y = np.array([p[2] for p in pairs])
         rho = spearman(x, y) if len(pairs) >= 3 else float("nan")
         low, high = _interval(x, y) if len(pairs) >= 3 else (float("nan"), float("nan"))
-        rows.append(FidelityRow(m, len(pairs), rho, low, high, x.tolist(), y.tolist(), [p[0] for p in pairs]))
+        trials = [p[0] for p in pairs]
+        rows.append(FidelityRow(m, len(pairs), rho, low, high, x.tolist(), y.tolist(), trials,
+                                [small.at[n, "pattern"] or "" for n in trials]))
     return rows

@@ -159,11 +159,16 @@ class TrialResult(_Model):
         return m
 
 
-def mean_metrics(results: list[TrialResult]) -> dict[str, float]:
-    """Each metric's mean over several seeds' results (the metrics every one of them has)."""
+def _by_metric(results: list[TrialResult]) -> dict[str, list[float]]:
+    """Each metric every one of several seeds' results has, with its values in order."""
     each = [r.metrics() for r in results]
     keys = set.intersection(*(set(m) for m in each))
-    return {k: sum(m[k] for m in each) / len(each) for k in sorted(keys)}
+    return {k: [m[k] for m in each] for k in sorted(keys)}
+
+
+def mean_metrics(results: list[TrialResult]) -> dict[str, float]:
+    """Each metric's mean over several seeds' results (the metrics every one of them has)."""
+    return {k: sum(xs) / len(xs) for k, xs in _by_metric(results).items()}
 
 
 def spread_metrics(results: list[TrialResult]) -> dict[str, float]:
@@ -171,6 +176,4 @@ def spread_metrics(results: list[TrialResult]) -> dict[str, float]:
     has); empty for a single seed."""
     if len(results) < 2:
         return {}
-    each = [r.metrics() for r in results]
-    keys = set.intersection(*(set(m) for m in each))
-    return {k: statistics.stdev(m[k] for m in each) for k in sorted(keys)}
+    return {k: statistics.stdev(xs) for k, xs in _by_metric(results).items()}
