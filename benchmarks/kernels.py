@@ -722,10 +722,11 @@ def delta_tables(shapes: dict, args, smoke: bool) -> list[Table]:
                     return gated_delta(**t, return_final_state=True, chunk_size=L, backend="triton")
 
                 measure_ours(table, f"triton (ours), chunk {L}", run, ref, base, DELTA_BF16, smoke, nbytes)
-                if L > 16:  # each chunk's inverse by blocks of 16 rows (not yet the default)
-                    with environment(KERNELS_DELTA_INVERSE="blocks"):
-                        measure_ours(table, f"triton (ours), chunk {L}, inverse by blocks", run, ref, base,
-                                     DELTA_BF16, smoke, nbytes)
+                if L > 16:  # the inverses other than the default (by blocks through memory)
+                    for inverse in ("rows", "blocks-registers"):
+                        with environment(KERNELS_DELTA_INVERSE=inverse):
+                            measure_ours(table, f"triton (ours), chunk {L}, inverse {inverse}", run, ref, base,
+                                         DELTA_BF16, smoke, nbytes)
             if smoke:
                 table.finish()
                 continue

@@ -36,7 +36,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import DOT_BF16, DOT_FP32, autotune, block, dot, dot_mode, on_device, state_dtype, tiles, warps
+from kernels._triton import autotune, block, dot, dot_mode, on_device, state_dtype, tiles, warps
 from kernels.delta.reference import MAX_CHANNEL_CHUNK
 
 Tensor = torch.Tensor
@@ -118,13 +118,54 @@ def _unit_lower_inverse_blocks(A, BL: tl.constexpr, SUB: tl.constexpr):
     return dot(dot(eye - N, eye + dot(N, N, 0), 0), D, 0)
 
 
-# Warp counts Triton 3.4–3.7.0 miscompiles on Hopper, by dot mode (`kernels._triton.autotune`). Measured on
-# an H200 with Triton 3.6 (`benchmarks/gpu_check.sh`, docs/benchmarks/kernels_h200.md): the dwy kernel
-# (products of products) reads out-of-range shared memory in fp32 at 8 warps (compute-sanitizer; an illegal
-# memory access without it), and in bf16 at K = 32 (a proxy's heads) at 4 or 8, while it is right in bf16
-# at K = 128 at 2, 4 and 8; it is held to 2 warps in both modes. The other kernels are right in bf16 at
-# 2, 4 and 8 warps (`benchmarks/bf16_errors.py --ops delta`) and pass the GPU suite as tuned.
-AVOID_DWY = {DOT_FP32: (4, 8), DOT_BF16: (4, 8)}
+@triton.jit
+def _block(i, j, BL: tl.constexpr):
+    """Offsets of the 16×16 block (i, j) of a [BL, BL] row-major tile."""
+    r = tl.arange(0, 16)
+    return (i * 16 + r[:, None]) * BL + j * 16 + r[None, :]
+
+
+@triton.jit
+def _unit_lower_inverse_merge(A, a_buf, t_buf, BL: tl.constexpr):
+    """(I + A)⁻¹ of a strictly lower triangular A [BL, BL] (BL 16, 32 or 64) by blocks of 16 rows, as
+    flash-linear-attention's solve_tril: the diagonal blocks' inverses D_i by forward substitution, all
+    blocks at once (15 steps of vector operations on [BL/16, 16, 16]), then the blocks below them, row of
+    blocks by row, T_ij = −(Σ_{j<k≤i} T_ik A_kj) D_j: 16×16 products whose operands are read from memory.
+    A goes through `a_buf` and T through `t_buf` (this chunk's [BL, BL] fp32 slots); t_buf ends holding
+    the inverse. A write that other threads of the program read is followed by a barrier."""
+    NB: tl.constexpr = BL // 16
+    rows = tl.arange(0, BL)
+    full = rows[:, None] * BL + rows[None, :]
+    tl.store(a_buf + full, A)
+    tl.debug_barrier()
+    blk = tl.arange(0, NB)[:, None, None]
+    r = tl.arange(0, 16)[None, :, None]
+    col = tl.arange(0, 16)[None, None, :]
+    diag = (blk * 16 + r) * BL + blk * 16 + col  # [NB, 16, 16]: the diagonal blocks
+    A3 = tl.load(a_buf + diag)
+    eye = (r == col).to(tl.float32) + tl.zeros([NB, 16, 16], dtype=tl.float32)
+    D = eye
+    for t in range(1, 16):
+        a = tl.sum(tl.where(r == t, A3, 0.0), axis=1)  # [NB, 16]: row t of each block
+        D = tl.where(r == t, eye - tl.sum(a[:, :, None] * D, axis=1)[:, None, :], D)
+    tl.store(t_buf + diag, D)
+    tl.store(t_buf + full, tl.zeros([BL, BL], dtype=tl.float32), mask=rows[:, None] // 16 < rows[None, :] // 16)
+    tl.debug_barrier()
+    for i in tl.static_range(1, NB):
+        for jj in tl.static_range(0, i):
+            j = i - 1 - jj  # right to left: T_ij reads the blocks right of it in row i
+            acc = tl.zeros([16, 16], dtype=tl.float32)
+            for k in tl.static_range(j + 1, i + 1):
+                acc += dot(tl.load(t_buf + _block(i, k, BL)), tl.load(a_buf + _block(k, j, BL)), 0)
+            tl.store(t_buf + _block(i, j, BL), -dot(acc, tl.load(t_buf + _block(j, j, BL)), 0))
+            tl.debug_barrier()
+    return tl.load(t_buf + full)
+
+
+# The dwy kernel once formed products of products with dot results as right operands; Triton 3.6 on Hopper
+# miscompiled it at 4 and 8 warps (out-of-range shared memory in fp32 at 8, an illegal access in bf16 at
+# K = 32 at 4 or 8; docs/benchmarks/delta_h200.md), so it was held to 2 warps. Every product's right operand
+# is now a loaded tile, and every kernel here tunes its warps freely.
 CHUNK_WARPS = warps((4, 2), (8, 2))
 V_TILES = tiles(("BV",), [(32,), (64,)], (4, 2), (8, 2))
 # the state kernels hold a whole [K, BV] state and [L, K] tiles: at K = 256 in fp32 (tf32x3) every config
@@ -135,15 +176,16 @@ STATE_TILES = V_TILES + tiles(("BV",), [(16,), (32,)], (4, 1))
 @autotune(CHUNK_WARPS, key=["K", "V", "BL", "CHANNEL"])
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def delta_fwd_kernel_wy(
-    k_ptr, v_ptr, g_ptr, beta_ptr, Tm_ptr, w_ptr, u0_ptr,
+    k_ptr, v_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, w_ptr, u0_ptr,
     T, H, K, V, L, NC,
     CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
-    BLOCKS: tl.constexpr,
+    INVERSE: tl.constexpr,
 ):
     """T = (I + diag(β) G⁻(k, k))⁻¹ of one chunk, W = T diag(β)(k ⊙ e^b) and U' = T diag(β) v.
 
-    The inverse row by row, or with BLOCKS by blocks of 16 rows (`_unit_lower_inverse_blocks`).
-    Tm [B·H, NC, BL, BL]; w [B·H, NC·L, K] and u0 [B·H, NC·L, V], fp32. Grid (chunks, B·H)."""
+    The inverse (`INVERSE`, `inverse_method`) row by row, by blocks of 16 rows in registers, or by blocks
+    through memory (A in A_ptr, a scratch the shape of Tm). Tm [B·H, NC, BL, BL]; w [B·H, NC·L, K] and
+    u0 [B·H, NC·L, V], fp32. Grid (chunks, B·H)."""
     c, bh = tl.program_id(0), tl.program_id(1)
     bb, h = (bh // H).to(tl.int64), bh % H
     l = tl.arange(0, BL)
@@ -159,11 +201,16 @@ def delta_fwd_kernel_wy(
                      mask=mask_t[:, None] & (kk < K)[None, :], other=0.0)
         b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
         A += _gated(kt, kt, b, b, b_row, b_row, strict, MODE, CHANNEL)
-    if BLOCKS:  # noqa: SIM108  (a constexpr branch: one of the two is compiled)
-        Tm = _unit_lower_inverse_blocks(A * beta[:, None], BL, 16)
+    chunk = (bh * NC + c).to(tl.int64) * BL * BL  # this chunk's [BL, BL] slot
+    tm_ptr = Tm_ptr + chunk
+    if INVERSE == 2:
+        Tm = _unit_lower_inverse_merge(A * beta[:, None], A_ptr + chunk, tm_ptr, BL)
     else:
-        Tm = _unit_lower_inverse(A * beta[:, None], BL)
-    tl.store(Tm_ptr + ((bh * NC + c) * BL + l[:, None]) * BL + l[None, :], Tm)
+        if INVERSE == 1:
+            Tm = _unit_lower_inverse_blocks(A * beta[:, None], BL, 16)
+        else:
+            Tm = _unit_lower_inverse(A * beta[:, None], BL)
+        tl.store(tm_ptr + l[:, None] * BL + l[None, :], Tm)
 
     rows = (bh * NC * L + c * L + l).to(tl.int64)  # this chunk's rows of w and u0
     for k0 in range(0, K, BK):
@@ -332,7 +379,7 @@ def delta_bwd_kernel_dstates(
     tl.store(dS0_ptr + ((bh * K + kk[:, None]) * V + vv[None, :]).to(tl.int64), dS, mask=mask_kv)
 
 
-@autotune(CHUNK_WARPS, key=["K", "V", "BL", "CHANNEL"], avoid=AVOID_DWY)
+@autotune(CHUNK_WARPS, key=["K", "V", "BL", "CHANNEL"])
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def delta_bwd_kernel_dwy(
     k_ptr, v_ptr, g_ptr, beta_ptr, do_ptr, Tm_ptr, w_ptr, u0_ptr, u_ptr, du_ptr, states_ptr,
@@ -341,10 +388,12 @@ def delta_bwd_kernel_dwy(
     CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
 ):
     """Through the WY form of one chunk: dv, dβ, dk̃ = β ⊙ Tᵀ dW (kept for the next kernel), and the
-    cotangents of G⁺(q, k) and G⁻(k, k) in both orientations ([2, BL, BL] each: [t, s], then [s, t]).
+    [BL, BL] cotangents of G⁺(q, k) and G⁻(k, k) ([t, s]; the next kernel reads them both ways).
 
-    With DU = Tᵀ dU and DW = Tᵀ dW: dv = β ⊙ DU, dA = −(DU U'ᵀ + DW Wᵀ) on s < t, dG⁻ = diag(β) dA,
-    dβ = v·DU + (k ⊙ e^b)·DW + Σ_s dA_ts G⁻_ts; dG⁺ = scale do Uᵀ on s ≤ t. Grid (chunks, B·H).
+    With DU = Tᵀ dU and DW = Tᵀ dW = −Σ_v DU_v S_vᵀ: dv = β ⊙ DU, dA = −(DU U'ᵀ + DW Wᵀ) on s < t,
+    dG⁻ = diag(β) dA, dβ = v·DU + (k ⊙ e^b)·DW + Σ_s dA_ts G⁻_ts; dG⁺ = scale do Uᵀ on s ≤ t.
+    Every product's right operand is a tile loaded from memory (Tᵀ, U'ᵀ, Uᵀ, S_cᵀ and Wᵀ are loaded
+    transposed), the form Triton compiles right on Hopper at every warp count. Grid (chunks, B·H).
     """
     c, bh = tl.program_id(0), tl.program_id(1)
     bb, h = (bh // H).to(tl.int64), bh % H
@@ -353,70 +402,55 @@ def delta_bwd_kernel_dwy(
     mask_t = (l < L) & (t < T)
     rows = (bh * NC * L + c * L + l).to(tl.int64)
     beta = tl.load(beta_ptr + (bb * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
-    Tm = tl.load(Tm_ptr + ((bh * NC + c) * BL + l[:, None]) * BL + l[None, :])  # [BL, BL]
+    off_ll = (bh * NC + c).to(tl.int64) * BL * BL + l[:, None] * BL + l[None, :]
+    TmT = tl.load(Tm_ptr + (bh * NC + c).to(tl.int64) * BL * BL + l[None, :] * BL + l[:, None])  # Tᵀ
 
-    dA = tl.zeros([BL, BL], dtype=tl.float32)  # [t, s]
-    dA_t = tl.zeros([BL, BL], dtype=tl.float32)  # [s, t]
+    dA = tl.zeros([BL, BL], dtype=tl.float32)
     dP = tl.zeros([BL, BL], dtype=tl.float32)
-    dP_t = tl.zeros([BL, BL], dtype=tl.float32)
     dbeta = tl.zeros([BL], dtype=tl.float32)
     for v0 in range(0, V, BV):
         vv = v0 + tl.arange(0, BV)
         mask_lv = (l < L)[:, None] & (vv < V)[None, :]
+        mask_vl = (vv < V)[:, None] & (l < L)[None, :]
         off_tv = ((bb * T + t[:, None]) * H + h) * V + vv[None, :]
         du = tl.load(du_ptr + rows[:, None] * V + vv[None, :], mask=mask_lv, other=0.0)
-        u = tl.load(u_ptr + rows[:, None] * V + vv[None, :], mask=mask_lv, other=0.0)
-        u0 = tl.load(u0_ptr + rows[:, None] * V + vv[None, :], mask=mask_lv, other=0.0)
+        uT = tl.load(u_ptr + rows[None, :] * V + vv[:, None], mask=mask_vl, other=0.0)  # [BV, BL]
+        u0T = tl.load(u0_ptr + rows[None, :] * V + vv[:, None], mask=mask_vl, other=0.0)
         do = tl.load(do_ptr + off_tv, mask=mask_t[:, None] & (vv < V)[None, :], other=0.0)
         vt = tl.load(v_ptr + off_tv, mask=mask_t[:, None] & (vv < V)[None, :], other=0.0).to(tl.float32)
-        DU = dot(tl.trans(Tm), du, MODE)  # [BL, BV]
-        DU_t = dot(tl.trans(du), Tm, MODE)  # [BV, BL]
+        DU = dot(TmT, du, MODE)  # [BL, BV]
         tl.store(dv_ptr + off_tv, (beta[:, None] * DU).to(dv_ptr.dtype.element_ty),
                  mask=mask_t[:, None] & (vv < V)[None, :])
         dbeta += tl.sum(vt * DU, axis=1)
-        dA += dot(DU, tl.trans(u0), MODE)
-        dA_t += dot(u0, DU_t, MODE)
-        dP += dot(do, tl.trans(u), MODE)
-        dP_t += dot(u, tl.trans(do), MODE)
-    causal = l[:, None] >= l[None, :]
-    causal_t = l[None, :] >= l[:, None]
-    off_ll = (((bh * NC + c) * 2) * BL + l[:, None]) * BL + l[None, :]
-    tl.store(dP_ptr + off_ll, tl.where(causal, scale * dP, 0.0))
-    tl.store(dP_ptr + off_ll + BL * BL, tl.where(causal_t, scale * dP_t, 0.0))
+        dA += dot(DU, u0T, MODE)
+        dP += dot(do, uT, MODE)
+    tl.store(dP_ptr + off_ll, tl.where(l[:, None] >= l[None, :], scale * dP, 0.0))
 
     strict = l[:, None] > l[None, :]
     G = tl.zeros([BL, BL], dtype=tl.float32)  # G⁻(k, k)
     for k0 in range(0, K, BK):
         kk = k0 + tl.arange(0, BK)
         mask_lk = (l < L)[:, None] & (kk < K)[None, :]
-        kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :],
-                     mask=mask_t[:, None] & (kk < K)[None, :], other=0.0)
-        b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
-        w = tl.load(w_ptr + rows[:, None] * K + kk[None, :], mask=mask_lk, other=0.0)
-        dW = tl.zeros([BL, BK], dtype=tl.float32)  # −dU S_cᵀ
-        dW_t = tl.zeros([BK, BL], dtype=tl.float32)
+        DW = tl.zeros([BL, BK], dtype=tl.float32)
         for v0 in range(0, V, BV):
             vv = v0 + tl.arange(0, BV)
             du = tl.load(du_ptr + rows[:, None] * V + vv[None, :], mask=(l < L)[:, None] & (vv < V)[None, :],
                          other=0.0)
-            S = tl.load(states_ptr + ((bh * NC + c).to(tl.int64) * K + kk[:, None]) * V + vv[None, :],
-                        mask=(kk < K)[:, None] & (vv < V)[None, :], other=0.0)  # [BK, BV]
-            dW -= dot(du, tl.trans(S), MODE)
-            dW_t -= dot(S, tl.trans(du), MODE)
-        DW = dot(tl.trans(Tm), dW, MODE)  # [BL, BK]
-        DW_t = dot(dW_t, Tm, MODE)  # [BK, BL]
-        dA += dot(DW, tl.trans(w), MODE)
-        dA_t += dot(w, DW_t, MODE)
-        k_in = kt.to(tl.float32) * tl.exp(b)
-        dbeta += tl.sum(k_in * DW, axis=1)
+            ST = tl.load(states_ptr + ((bh * NC + c).to(tl.int64) * K + kk[None, :]) * V + vv[:, None],
+                         mask=(vv < V)[:, None] & (kk < K)[None, :], other=0.0)  # [BV, BK]
+            DW -= dot(dot(TmT, du, MODE), ST, MODE)
+        wT = tl.load(w_ptr + rows[None, :] * K + kk[:, None], mask=(kk < K)[:, None] & (l < L)[None, :], other=0.0)
+        dA += dot(DW, wT, MODE)
+        kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :],
+                     mask=mask_t[:, None] & (kk < K)[None, :], other=0.0)
+        b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+        dbeta += tl.sum(kt.to(tl.float32) * tl.exp(b) * DW, axis=1)
         tl.store(dkw_ptr + rows[:, None] * K + kk[None, :], beta[:, None] * DW, mask=mask_lk)
         G += _gated(kt, kt, b, b, b_row, b_row, strict, MODE, CHANNEL)
     dA = tl.where(strict, -dA, 0.0)
     dbeta += tl.sum(dA * G, axis=1)
     tl.store(dbeta_ptr + (bb * T + t) * H + h, dbeta.to(dbeta_ptr.dtype.element_ty), mask=mask_t)
-    strict_t = l[None, :] > l[:, None]
     tl.store(dM_ptr + off_ll, beta[:, None] * dA)
-    tl.store(dM_ptr + off_ll + BL * BL, tl.where(strict_t, -dA_t, 0.0) * beta[None, :])
 
 
 @autotune(CHUNK_WARPS, key=["K", "V", "BL", "CHANNEL"])
@@ -466,11 +500,10 @@ def delta_bwd_kernel_dqkg(
     qf, kf = qt.to(tl.float32), kt.to(tl.float32)
     b, b_last, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
     dk_in = tl.load(dkw_ptr + rows[:, None] * K + kk[None, :], mask=(l < L)[:, None] & (kk < K)[None, :], other=0.0)
-    off_ll = (((bh * NC + c) * 2) * BL + l[:, None]) * BL + l[None, :]
-    dP = tl.load(dP_ptr + off_ll)
-    dP_t = tl.load(dP_ptr + off_ll + BL * BL)
-    dM = tl.load(dM_ptr + off_ll)
-    dM_t = tl.load(dM_ptr + off_ll + BL * BL)
+    base = (bh * NC + c).to(tl.int64) * BL * BL
+    off_ll, off_ll_t = base + l[:, None] * BL + l[None, :], base + l[None, :] * BL + l[:, None]
+    dP, dP_t = tl.load(dP_ptr + off_ll), tl.load(dP_ptr + off_ll_t)
+    dM, dM_t = tl.load(dM_ptr + off_ll), tl.load(dM_ptr + off_ll_t)
     causal = l[:, None] >= l[None, :]
     causal_t = l[None, :] >= l[:, None]
     strict = l[:, None] > l[None, :]
@@ -501,11 +534,19 @@ def delta_bwd_kernel_dqkg(
         tl.store(dg_ptr + (i_k * tl.num_programs(2) + bh).to(tl.int64) * NC * L + c * L + l, dg, mask=l < L)
 
 
-def inverse_by_blocks() -> bool:
-    """`KERNELS_DELTA_INVERSE=blocks` (read at each call) inverts each chunk's I + A by blocks of 16 rows
-    instead of row by row: the same result, in 15 sequential steps instead of up to 63. Not yet the
-    default: it awaits the GPU suite and a measurement on the H200 (docs/benchmarks/delta_h200.md)."""
-    return os.environ.get("KERNELS_DELTA_INVERSE", "rows") == "blocks"
+INVERSES = {"rows": 0, "blocks-registers": 1, "blocks": 2}
+
+
+def inverse_method() -> int:
+    """How the wy kernel inverts each chunk's I + A, from `KERNELS_DELTA_INVERSE` (read at each call):
+    `blocks` (the default: 15 steps of vector operations on the diagonal blocks of 16 rows, then 16×16
+    products through memory), `blocks-registers` (the same blocks in registers: 15 steps, each a [BL, BL]
+    product, then four more) or `rows` (row by row: up to 63 steps of vector operations on [BL, BL]).
+    The same result to fp32 rounding; docs/benchmarks/delta_h200.md has their times."""
+    name = os.environ.get("KERNELS_DELTA_INVERSE", "blocks")
+    if name not in INVERSES:
+        raise ValueError(f"KERNELS_DELTA_INVERSE={name!r} is not an inverse method; use one of {', '.join(INVERSES)}")
+    return INVERSES[name]
 
 
 def _tiles(K: int, V: int, L: int, channel: bool) -> dict[str, int]:
@@ -526,10 +567,12 @@ def delta_fwd(q, k, v, g, beta, S0, scale, chunk_size):
     dev, fp32 = q.device, torch.float32
 
     Tm = torch.empty(B * H, nc, BL, BL, device=dev, dtype=fp32)
+    inverse = inverse_method()
+    A = torch.empty_like(Tm) if inverse == INVERSES["blocks"] else Tm  # scratch
     w = torch.empty(B * H, nc * L, K, device=dev, dtype=fp32)
     u0 = torch.empty(B * H, nc * L, V, device=dev, dtype=fp32)
-    delta_fwd_kernel_wy[(nc, B * H)](k, v, g, beta, Tm, w, u0, *dims, CHANNEL=channel, MODE=mode,
-                                     BLOCKS=inverse_by_blocks(), **blocks)
+    delta_fwd_kernel_wy[(nc, B * H)](k, v, g, beta, Tm, A, w, u0, *dims, CHANNEL=channel, MODE=mode,
+                                     INVERSE=inverse, **blocks)
 
     u = torch.empty(B * H, nc * L, V, device=dev, dtype=fp32)
     states = torch.empty(B * H, nc, K, V, device=dev, dtype=state_dtype(q.dtype))
@@ -576,8 +619,8 @@ def delta_bwd(do, dSf, q, k, v, g, beta, saved, scale, chunk_size):
 
     dv, dbeta = torch.empty_like(v), torch.empty_like(beta)
     dkw = torch.empty(B * H, nc * L, K, device=dev, dtype=fp32)
-    dP = torch.empty(B * H, nc, 2, BL, BL, device=dev, dtype=fp32)
-    dM = torch.empty(B * H, nc, 2, BL, BL, device=dev, dtype=fp32)
+    dP = torch.empty(B * H, nc, BL, BL, device=dev, dtype=fp32)
+    dM = torch.empty(B * H, nc, BL, BL, device=dev, dtype=fp32)
     delta_bwd_kernel_dwy[(nc, B * H)](
         k, v, g, beta, do, Tm, w, u0, u, du, states, dv, dbeta, dkw, dP, dM, scale, *dims,
         CHANNEL=channel, MODE=mode, **blocks,

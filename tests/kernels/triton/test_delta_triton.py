@@ -119,15 +119,16 @@ def test_gated_delta_triton_strided_inputs() -> None:
 
 @pytest.mark.parametrize("case", [CASES[i] for i in (1, 3, 5, 10)] + [((1, 130, 2, 12, 10, 64), "state-strong"),
                                                                      ((1, 70, 2, 12, 10, 32), "plain")], ids=case_id)
-def test_gated_delta_triton_inverse_by_blocks(case: tuple, monkeypatch) -> None:
-    """`KERNELS_DELTA_INVERSE=blocks`: each chunk's (I + A)⁻¹ by blocks of 16 rows (one, two and four
-    blocks) gives the recurrence's outputs and gradients."""
-    monkeypatch.setenv("KERNELS_DELTA_INVERSE", "blocks")
+@pytest.mark.parametrize("inverse", ["rows", "blocks-registers"])
+def test_gated_delta_triton_other_inverses(inverse: str, case: tuple, monkeypatch) -> None:
+    """`KERNELS_DELTA_INVERSE=rows|blocks-registers`, the inverses other than the default: each chunk's
+    (I + A)⁻¹ over one, two and four blocks of 16 rows gives the recurrence's outputs and gradients."""
+    monkeypatch.setenv("KERNELS_DELTA_INVERSE", inverse)
     (*dims, chunk_size), options = case
     run(delta_inputs(*dims, options), chunk_size, torch.float32)
 
 
-@pytest.mark.parametrize("inverse", ["rows", "blocks"])
+@pytest.mark.parametrize("inverse", ["rows", "blocks-registers", "blocks"])
 def test_gated_delta_triton_nearly_aligned_keys(inverse: str, monkeypatch) -> None:
     """Keys all nearly the same direction and β near 1, where I + A is the least well conditioned: both
     inverses stay at fp32 accuracy against the fp64 recurrence."""
@@ -145,3 +146,10 @@ def test_gated_delta_triton_nearly_aligned_keys(inverse: str, monkeypatch) -> No
     ref_o, ref_state = gated_delta_recurrent(**{n: t.double() for n, t in inputs.items()}, scale=K**-0.5)
     assert_close("o", o, ref_o, 1e-4)
     assert_close("final_state", state, ref_state, 1e-4)
+
+
+def test_gated_delta_triton_refuses_an_unknown_inverse(monkeypatch) -> None:
+    monkeypatch.setenv("KERNELS_DELTA_INVERSE", "lu")
+    inputs, _ = split({name: t.detach() for name, t in delta_inputs(1, 5, 2, 8, 16, "plain").items()})
+    with pytest.raises(ValueError, match=r"KERNELS_DELTA_INVERSE='lu' is not an inverse method; use one of rows, "):
+        gated_delta(**inputs, **TRITON)
