@@ -100,25 +100,6 @@ def _unit_lower_inverse(A, BL: tl.constexpr):
 
 
 @triton.jit
-def _unit_lower_inverse_blocks(A, BL: tl.constexpr, SUB: tl.constexpr):
-    """(I + A)⁻¹ of a strictly lower triangular A [BL, BL ≤ 4·SUB] in SUB − 1 steps and four products.
-
-    D = (I + A_d)⁻¹ of A's diagonal blocks of SUB rows by forward substitution, row t of every block at
-    once (one product a step); then, with A_o the rest of A, I + A = (I + A_d)(I + N) where N = D A_o is
-    nilpotent across blocks (N⁴ = 0), so (I + A)⁻¹ = (I − N)(I + N²) D. Products in fp32 (tf32x3)."""
-    rows = tl.arange(0, BL)
-    same = (rows[:, None] // SUB) == (rows[None, :] // SUB)
-    eye = (rows[:, None] == rows[None, :]).to(tl.float32)
-    Ad = tl.where(same, A, 0.0)
-    D = eye
-    for t in range(1, SUB):
-        now = (rows % SUB) == t  # row t of every block
-        D = tl.where(now[:, None], eye - dot(tl.where(now[:, None], Ad, 0.0), D, 0), D)
-    N = dot(D, tl.where(same, 0.0, A), 0)
-    return dot(dot(eye - N, eye + dot(N, N, 0), 0), D, 0)
-
-
-@triton.jit
 def _block(i, j, BL: tl.constexpr):
     """Offsets of the 16×16 block (i, j) of a [BL, BL] row-major tile."""
     r = tl.arange(0, 16)
@@ -126,7 +107,7 @@ def _block(i, j, BL: tl.constexpr):
 
 
 @triton.jit
-def _unit_lower_inverse_merge(A, a_buf, t_buf, BL: tl.constexpr):
+def _unit_lower_inverse_blocks(A, a_buf, t_buf, BL: tl.constexpr):
     """(I + A)⁻¹ of a strictly lower triangular A [BL, BL] (BL 16, 32 or 64) by blocks of 16 rows, as
     flash-linear-attention's solve_tril: the diagonal blocks' inverses D_i by forward substitution, all
     blocks at once (15 steps of vector operations on [BL/16, 16, 16]), then the blocks below them, row of
@@ -152,8 +133,7 @@ def _unit_lower_inverse_merge(A, a_buf, t_buf, BL: tl.constexpr):
     tl.store(t_buf + full, tl.zeros([BL, BL], dtype=tl.float32), mask=rows[:, None] // 16 < rows[None, :] // 16)
     tl.debug_barrier()
     for i in tl.static_range(1, NB):
-        for jj in tl.static_range(0, i):
-            j = i - 1 - jj  # right to left: T_ij reads the blocks right of it in row i
+        for j in tl.static_range(i - 1, -1, -1):  # right to left: T_ij reads the blocks right of it in row i
             acc = tl.zeros([16, 16], dtype=tl.float32)
             for k in tl.static_range(j + 1, i + 1):
                 acc += dot(tl.load(t_buf + _block(i, k, BL)), tl.load(a_buf + _block(k, j, BL)), 0)
@@ -183,8 +163,8 @@ def delta_fwd_kernel_wy(
 ):
     """T = (I + diag(β) G⁻(k, k))⁻¹ of one chunk, W = T diag(β)(k ⊙ e^b) and U' = T diag(β) v.
 
-    The inverse (`INVERSE`, `inverse_method`) row by row, by blocks of 16 rows in registers, or by blocks
-    through memory (A in A_ptr, a scratch the shape of Tm). Tm [B·H, NC, BL, BL]; w [B·H, NC·L, K] and
+    The inverse (`INVERSE`, `inverse_method`) by blocks of 16 rows through memory (A in A_ptr, a scratch
+    the shape of Tm), or row by row. Tm [B·H, NC, BL, BL]; w [B·H, NC·L, K] and
     u0 [B·H, NC·L, V], fp32. Grid (chunks, B·H)."""
     c, bh = tl.program_id(0), tl.program_id(1)
     bb, h = (bh // H).to(tl.int64), bh % H
@@ -203,13 +183,10 @@ def delta_fwd_kernel_wy(
         A += _gated(kt, kt, b, b, b_row, b_row, strict, MODE, CHANNEL)
     chunk = (bh * NC + c).to(tl.int64) * BL * BL  # this chunk's [BL, BL] slot
     tm_ptr = Tm_ptr + chunk
-    if INVERSE == 2:
-        Tm = _unit_lower_inverse_merge(A * beta[:, None], A_ptr + chunk, tm_ptr, BL)
+    if INVERSE == 1:
+        Tm = _unit_lower_inverse_blocks(A * beta[:, None], A_ptr + chunk, tm_ptr, BL)
     else:
-        if INVERSE == 1:
-            Tm = _unit_lower_inverse_blocks(A * beta[:, None], BL, 16)
-        else:
-            Tm = _unit_lower_inverse(A * beta[:, None], BL)
+        Tm = _unit_lower_inverse(A * beta[:, None], BL)
         tl.store(tm_ptr + l[:, None] * BL + l[None, :], Tm)
 
     rows = (bh * NC * L + c * L + l).to(tl.int64)  # this chunk's rows of w and u0
@@ -534,15 +511,16 @@ def delta_bwd_kernel_dqkg(
         tl.store(dg_ptr + (i_k * tl.num_programs(2) + bh).to(tl.int64) * NC * L + c * L + l, dg, mask=l < L)
 
 
-INVERSES = {"rows": 0, "blocks-registers": 1, "blocks": 2}
+INVERSES = {"rows": 0, "blocks": 1}
 
 
 def inverse_method() -> int:
     """How the wy kernel inverts each chunk's I + A, from `KERNELS_DELTA_INVERSE` (read at each call):
     `blocks` (the default: 15 steps of vector operations on the diagonal blocks of 16 rows, then 16×16
-    products through memory), `blocks-registers` (the same blocks in registers: 15 steps, each a [BL, BL]
-    product, then four more) or `rows` (row by row: up to 63 steps of vector operations on [BL, BL]).
-    The same result to fp32 rounding; docs/benchmarks/delta_h200.md has their times."""
+    products through memory) or `rows` (row by row: up to 63 steps of vector operations on [BL, BL]).
+    The same result to fp32 rounding; docs/benchmarks/delta_h200.md has their times. (Forming the blocks
+    with [BL, BL] products in registers was slower on the H200 and miscompiled there: dots whose right
+    operand is another dot's result.)"""
     name = os.environ.get("KERNELS_DELTA_INVERSE", "blocks")
     if name not in INVERSES:
         raise ValueError(f"KERNELS_DELTA_INVERSE={name!r} is not an inverse method; use one of {', '.join(INVERSES)}")

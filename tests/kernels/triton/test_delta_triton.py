@@ -119,16 +119,16 @@ def test_gated_delta_triton_strided_inputs() -> None:
 
 @pytest.mark.parametrize("case", [CASES[i] for i in (1, 3, 5, 10)] + [((1, 130, 2, 12, 10, 64), "state-strong"),
                                                                      ((1, 70, 2, 12, 10, 32), "plain")], ids=case_id)
-@pytest.mark.parametrize("inverse", ["rows", "blocks-registers"])
-def test_gated_delta_triton_other_inverses(inverse: str, case: tuple, monkeypatch) -> None:
-    """`KERNELS_DELTA_INVERSE=rows|blocks-registers`, the inverses other than the default: each chunk's
-    (I + A)⁻¹ over one, two and four blocks of 16 rows gives the recurrence's outputs and gradients."""
-    monkeypatch.setenv("KERNELS_DELTA_INVERSE", inverse)
+def test_gated_delta_triton_inverse_by_rows(case: tuple, monkeypatch) -> None:
+    """`KERNELS_DELTA_INVERSE=rows`, the inverse other than the default (by blocks of 16 rows, which the
+    other tests run over one, two and four blocks): each chunk's (I + A)⁻¹ row by row gives the
+    recurrence's outputs and gradients."""
+    monkeypatch.setenv("KERNELS_DELTA_INVERSE", "rows")
     (*dims, chunk_size), options = case
     run(delta_inputs(*dims, options), chunk_size, torch.float32)
 
 
-@pytest.mark.parametrize("inverse", ["rows", "blocks-registers", "blocks"])
+@pytest.mark.parametrize("inverse", ["rows", "blocks"])
 def test_gated_delta_triton_nearly_aligned_keys(inverse: str, monkeypatch) -> None:
     """Keys all nearly the same direction and β near 1, where I + A is the least well conditioned: both
     inverses stay at fp32 accuracy against the fp64 recurrence."""
