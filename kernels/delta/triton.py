@@ -142,10 +142,13 @@ def _unit_lower_inverse_blocks(A, a_buf, t_buf, BL: tl.constexpr):
     return tl.load(t_buf + full)
 
 
-# The dwy kernel once formed products of products with dot results as right operands; Triton 3.6 on Hopper
-# miscompiled it at 4 and 8 warps (out-of-range shared memory in fp32 at 8, an illegal access in bf16 at
-# K = 32 at 4 or 8; docs/benchmarks/delta_h200.md), so it was held to 2 warps. Every product's right operand
-# is now a loaded tile, and every kernel here tunes its warps freely.
+# Warp counts Triton 3.4–3.7.0 miscompiles on Hopper, by dot mode (`kernels._triton.autotune`). The dwy
+# kernel once formed products whose right operand was another product; on an H200 with Triton 3.6 it read
+# out-of-range shared memory in fp32 at 8 warps and hit an illegal access in bf16 at K = 32 at 4 or 8, so it
+# was held to 2 warps (and spilled: 17.9 ms forward+backward). Every right operand is now a loaded tile:
+# compute-sanitizer finds no error at 4 warps, fp32 or bf16, but still an invalid shared-memory read in its
+# fp32 products at 8 (K = 12; docs/benchmarks/delta_h200.md). It runs at 4 warps; the others tune freely.
+AVOID_DWY = {DOT_FP32: (8,), DOT_BF16: (8,)}
 CHUNK_WARPS = warps((4, 2), (8, 2))
 V_TILES = tiles(("BV",), [(32,), (64,)], (4, 2), (8, 2))
 # the state kernels hold a whole [K, BV] state and [L, K] tiles: at K = 256 in fp32 (tf32x3) every config
@@ -356,7 +359,7 @@ def delta_bwd_kernel_dstates(
     tl.store(dS0_ptr + ((bh * K + kk[:, None]) * V + vv[None, :]).to(tl.int64), dS, mask=mask_kv)
 
 
-@autotune(CHUNK_WARPS, key=["K", "V", "BL", "CHANNEL"])
+@autotune(CHUNK_WARPS, key=["K", "V", "BL", "CHANNEL"], avoid=AVOID_DWY)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def delta_bwd_kernel_dwy(
     k_ptr, v_ptr, g_ptr, beta_ptr, do_ptr, Tm_ptr, w_ptr, u0_ptr, u_ptr, du_ptr, states_ptr,
@@ -370,7 +373,7 @@ def delta_bwd_kernel_dwy(
     With DU = Tᵀ dU and DW = Tᵀ dW = −Σ_v DU_v S_vᵀ: dv = β ⊙ DU, dA = −(DU U'ᵀ + DW Wᵀ) on s < t,
     dG⁻ = diag(β) dA, dβ = v·DU + (k ⊙ e^b)·DW + Σ_s dA_ts G⁻_ts; dG⁺ = scale do Uᵀ on s ≤ t.
     Every product's right operand is a tile loaded from memory (Tᵀ, U'ᵀ, Uᵀ, S_cᵀ and Wᵀ are loaded
-    transposed), the form Triton compiles right on Hopper at every warp count. Grid (chunks, B·H).
+    transposed), the form Triton compiles right on Hopper at 4 warps (`AVOID_DWY`). Grid (chunks, B·H).
     """
     c, bh = tl.program_id(0), tl.program_id(1)
     bb, h = (bh // H).to(tl.int64), bh % H
