@@ -36,7 +36,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, block, dot, dot_mode, on_device, state_dtype, tiles, warps
+from kernels._triton import DOT_BF16, DOT_FP32, autotune, block, dot, dot_mode, on_device, state_dtype, tiles, warps
 from kernels.delta.reference import MAX_CHANNEL_CHUNK
 
 Tensor = torch.Tensor
