@@ -100,8 +100,9 @@ def autotune(
     H200 with Triton 3.6 (`benchmarks/bf16_errors.py`, `benchmarks/gpu_check.sh`): the mLSTM in bf16 is off
     by 0.16 relative at 4 warps and 0.08 at 8 (its h and every gradient but dv), 2e-3 at 2; the SSD in
     fp32 (tf32x3 products) hits an illegal memory access at 8 warps and is right at 4; the SSD in bf16 is
-    right at 2, 4 and 8; the gated delta rule's dwy kernel (products of products) reads out-of-range
-    shared memory in fp32 at 8 warps and in bf16 at 4 or 8 at K = 32 (docs/benchmarks/delta_h200.md).
+    right at 2, 4 and 8; the gated delta rule's dwy kernel reads invalid shared memory in its fp32
+    products at 8 warps (and, while it still multiplied by products, also in bf16 at 4 or 8 at K = 32;
+    docs/benchmarks/delta_h200.md).
     flash-linear-attention refuses its gated backward on the same Triton range.
     `KERNELS_WARPS=W` holds every tuned kernel to W warps (for such measurements).
     """
