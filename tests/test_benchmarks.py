@@ -34,3 +34,22 @@ def test_proxy_evidence_spread_over_seeds():
     assert "| a | 0,1 | 2.000 ± 1.414 | 0.600 ± 0.141 |" in text
     assert "LM loss: τ 1.00 over 1 pair(s)" in text and "mean acc: τ 0.33" in text
     assert pe.spread_section(rows[:1], ["mqar"]) == []  # one seed: no section
+
+
+def test_proxy_throughput_anchor_is_sized_like_the_proxies():
+    """The plain Transformer anchor: 8 layers, head dim 64, d a multiple of 64, within 10% of the target
+    size, and a loss a fresh model gives near ln(vocab)."""
+    sys.path.insert(0, str(SCRIPTS[0].parent))
+    import torch
+    from proxy_throughput import plain_transformer
+
+    for target in (2.5e7, 1e8):  # at a few million, d in steps of 64 is too coarse for 10%
+        model = plain_transformer(target, 256)
+        d = model.embed.weight.shape[1]
+        params = sum(p.numel() for p in model.parameters())
+        assert d % 64 == 0 and len(model.blocks) == 8 and model.heads == d // 64
+        assert abs(params - target) / target < 0.1, (target, params)
+    torch.manual_seed(0)
+    idx = torch.randint(0, 256, (2, 17))
+    loss = plain_transformer(2.5e6, 256)(idx[:, :-1], idx[:, 1:])
+    assert loss.ndim == 0 and 4.0 < loss.item() < 7.5

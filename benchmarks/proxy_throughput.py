@@ -1,0 +1,265 @@
+"""Training, prefill and decode speed of every proxy family beside a plain compiled Transformer, in one run.
+
+    python benchmarks/proxy_throughput.py                   # on a CUDA GPU: writes docs/benchmarks/proxy_throughput.md
+    python benchmarks/proxy_throughput.py --families "mamba2,hybrid 1:7" --no-decode
+    python benchmarks/proxy_throughput.py --smoke           # tiny, CPU, eager only (CI)
+
+Every family is `benchmarks/proxy_evidence.py`'s pattern scaled to `--params` (vocab 256) by the presets'
+scaling rule. The anchor is a plain nanoGPT-shaped Transformer (RMSNorm, causal SDPA, SwiGLU, tied
+embeddings) of about the same size under `torch.compile`. A training step is forward, backward and a
+fused AdamW update under bf16 autocast, at each `--lengths` with `--tokens-per-step` tokens (B = tokens / T);
+tokens/s is the median over `--steps` steps after `--warmup`. Each family is timed eagerly and compiled
+(`torch.compile` of the whole model; a family whose compile fails keeps its eager figure and says why),
+and its ratio is its best ÷ the anchor's compiled figure at that length. Prefill and decode tokens/s are
+`workers.score.throughput` (decode replays a CUDA graph) at `--contexts` with batch `--decode-batch`.
+Rows are printed as they are measured; an out-of-memory or a failure is a row with its reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from _report import command, machine, write
+from proxy_evidence import FAMILIES as EVIDENCE_FAMILIES
+from proxy_evidence import arch
+
+from search_spaces.cost import param_counts
+from workers.models import build_model
+from workers.score import throughput
+from workers.train import autocast
+
+FAMILIES = {**EVIDENCE_FAMILIES, "mamba1": "m-" * 8}
+ANCHOR = "plain Transformer (anchor)"
+
+
+class PlainTransformer(nn.Module):
+    """nanoGPT's shape with today's parts: RMSNorm, causal SDPA without biases, SwiGLU, tied embeddings."""
+
+    def __init__(self, vocab: int, d: int, layers: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.embed = nn.Embedding(vocab, d)
+        hidden = 64 * math.ceil(8 * d / 3 / 64)
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict({
+                "norm1": nn.RMSNorm(d), "qkv": nn.Linear(d, 3 * d, bias=False), "proj": nn.Linear(d, d, bias=False),
+                "norm2": nn.RMSNorm(d), "gate_up": nn.Linear(d, 2 * hidden, bias=False),
+                "down": nn.Linear(hidden, d, bias=False),
+            })
+            for _ in range(layers)
+        )
+        self.norm_f = nn.RMSNorm(d)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        x = self.embed(idx)
+        B, T, D = x.shape
+        for b in self.blocks:
+            q, k, v = b["qkv"](b["norm1"](x)).view(B, T, 3, self.heads, D // self.heads).unbind(2)
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+            x = x + b["proj"](y.transpose(1, 2).reshape(B, T, D))
+            gate, up = b["gate_up"](b["norm2"](x)).chunk(2, dim=-1)
+            x = x + b["down"](F.silu(gate) * up)
+        logits = self.norm_f(x) @ self.embed.weight.t()
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+def plain_transformer(params: float, vocab: int) -> PlainTransformer:
+    """8 layers, head dim 64, d a multiple of 64 with about `params` parameters."""
+    best = None
+    for d in range(64, 4097, 64):
+        model_params = vocab * d + 8 * (4 * d * d + 3 * d * 64 * math.ceil(8 * d / 3 / 64))
+        if best is None or abs(model_params - params) < abs(best[1] - params):
+            best = (d, model_params)
+    d = best[0]
+    return PlainTransformer(vocab, d, 8, d // 64)
+
+
+@dataclass
+class Row:
+    name: str
+    pattern: str
+    d_model: int
+    params: int
+    train: dict[int, dict[str, float | str]] = field(default_factory=dict)  # length -> eager / compiled / note
+    serve: list = field(default_factory=list)
+    note: str = ""
+
+
+def _loss(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+    out = model(idx[:, :-1], idx[:, 1:])
+    return out if isinstance(out, torch.Tensor) else out.loss
+
+
+def train_tokens_per_s(model: nn.Module, batch: int, length: int, steps: int, warmup: int, dev: torch.device) -> float:
+    """Median tokens/s of forward + backward + fused AdamW (bf16 autocast on the GPU)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
+    idx = torch.randint(0, 256, (batch, length + 1), device=dev)
+    times = []
+    for i in range(warmup + steps):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with autocast(dev):
+            loss = _loss(model, idx)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return batch * length / statistics.median(times)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, torch.OutOfMemoryError):
+        return "out of memory"
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:120] if text else ''}"
+
+
+def measure(row: Row, make, args, dev: torch.device, compiled_only: bool = False) -> None:
+    for length in args.lengths:
+        batch = max(1, args.tokens_per_step // length)
+        cell: dict[str, float | str] = {}
+        for mode in ("compiled",) if compiled_only else ("eager", "compiled") if args.compile else ("eager",):
+            torch.manual_seed(0)
+            try:
+                model = make().to(dev)
+                if mode == "compiled":
+                    model = torch.compile(model)
+                cell[mode] = train_tokens_per_s(model, batch, length, args.steps, args.warmup, dev)
+            except Exception as e:  # an OOM or a compile failure is a result, not the end of the run
+                cell[f"{mode} note"] = _reason(e)
+            finally:
+                model = None
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+        row.train[length] = cell
+        shown = ", ".join(f"{k} {v / 1e6:.3f} M tok/s" if isinstance(v, float) else f"{k}: {v}"
+                          for k, v in cell.items())
+        print(f"  {row.name:30s} T{length:<6d} B{batch:<3d} {shown}", flush=True)
+
+
+def best(cell: dict) -> float | None:
+    values = [v for k, v in cell.items() if isinstance(v, float)]
+    return max(values) if values else None
+
+
+def report(rows: list[Row], args, dev: torch.device) -> list[str]:
+    anchor = rows[0]
+    lines = [
+        "# Proxy speed beside a plain compiled Transformer",
+        "",
+        f"`{command()}` on {machine(gpu=dev.type == 'cuda')}. ~{args.params / 1e6:g}M parameters, vocab 256; "
+        f"training {args.tokens_per_step:,} tokens a step, "
+        f"{'bf16 autocast, fused AdamW' if dev.type == 'cuda' else 'fp32, AdamW'}, "
+        f"median of {args.steps} steps after {args.warmup}. The ratio is a model's best (eager or compiled) ÷ the "
+        f"anchor's {'compiled' if args.compile else 'eager'} figure at that length.",
+        "",
+        "## Training tokens/s",
+        "",
+        "| model | pattern | d_model | params | " + " | ".join(
+            f"T{t} eager | T{t} compiled | T{t} ÷ anchor" for t in args.lengths) + " |",
+        "|---|---|---:|---:|" + "---:|---:|---:|" * len(args.lengths),
+    ]
+    for r in rows:
+        cells = [r.name, f"`{r.pattern}`" if r.pattern else "", str(r.d_model), f"{r.params / 1e6:.1f}M"]
+        for t in args.lengths:
+            cell = r.train.get(t, {})
+            for mode in ("eager", "compiled"):
+                v = cell.get(mode)
+                cells.append(f"{v / 1e6:.3f} M" if isinstance(v, float) else str(cell.get(f"{mode} note", "–")))
+            a, b = best(anchor.train.get(t, {})), best(cell)
+            cells.append(f"{b / a:.2f}" if isinstance(a, float) and b else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    if any(r.serve for r in rows):
+        lines += ["", f"## Prefill and decode tokens/s (batch {args.decode_batch}, {args.decode_tokens} decoded "
+                  "tokens, CUDA-graph decode on the GPU)", "",
+                  "| model | " + " | ".join(f"{c // 1024}K prefill | {c // 1024}K decode" if c >= 1024 else
+                                           f"{c} prefill | {c} decode" for c in args.contexts) + " |",
+                  "|---|" + "---:|---:|" * len(args.contexts)]
+        for r in rows[1:]:
+            by = {s.context: s for s in r.serve}
+            cells = [r.name]
+            for c in args.contexts:
+                s = by.get(c)
+                cells += [f"{s.prefill_tokens_per_s:,.0f}", f"{s.decode_tokens_per_s:,.0f}"] if s else ["–", "–"]
+            lines.append("| " + " | ".join(cells) + (f" {r.note}" if r.note else "") + " |")
+    return [*lines, ""]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, of: {', '.join(FAMILIES)}")
+    ap.add_argument("--params", type=float, default=2.5e7)
+    ap.add_argument("--lengths", default="2048,8192")
+    ap.add_argument("--tokens-per-step", type=int, default=65536)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument("--contexts", default="2048,16384,65536")
+    ap.add_argument("--decode-batch", type=int, default=64)
+    ap.add_argument("--decode-tokens", type=int, default=64)
+    ap.add_argument("--no-decode", dest="decode", action="store_false")
+    ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/proxy_throughput.md"))
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, eager only, nothing written")
+    args = ap.parse_args()
+    chosen = [f.strip() for f in args.families.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in FAMILIES]
+    if unknown:
+        raise SystemExit(f"unknown family {unknown[0]!r}; choose from {', '.join(FAMILIES)}")
+    if args.smoke:
+        args.params, args.lengths, args.tokens_per_step, args.steps, args.warmup = 2e5, "32", 64, 2, 1
+        args.contexts, args.decode_batch, args.decode_tokens, args.compile = "16", 2, 2, False
+    args.lengths = [int(x) for x in args.lengths.split(",")]
+    args.contexts = [int(x) for x in args.contexts.split(",")]
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cpu" and not args.smoke:
+        print("no CUDA GPU: timing on the CPU (the figures say little about a GPU)", flush=True)
+
+    anchor_model = plain_transformer(args.params, 256)
+    rows = [Row(ANCHOR, "", anchor_model.embed.weight.shape[1], sum(p.numel() for p in anchor_model.parameters()))]
+    print(f"{ANCHOR}: d{rows[0].d_model}, {rows[0].params / 1e6:.1f}M parameters", flush=True)
+    measure(rows[0], lambda: plain_transformer(args.params, 256), args, dev, compiled_only=args.compile)
+    for name in chosen:
+        cfg = arch(FAMILIES[name], args.params)
+        row = Row(name, cfg.pattern, cfg.d_model, param_counts(cfg).total)
+        rows.append(row)
+        print(f"{name}: {cfg.pattern} d{cfg.d_model}, {row.params / 1e6:.1f}M parameters", flush=True)
+        measure(row, lambda cfg=cfg: build_model(cfg), args, dev)
+        if args.decode:
+            try:
+                torch.manual_seed(0)
+                model = build_model(cfg).to(dev)
+                row.serve = throughput(model, args.contexts, args.decode_batch, args.decode_tokens, 1, dev)
+                for s in row.serve:
+                    print(f"  {name:30s} context {s.context:<6d} prefill {s.prefill_tokens_per_s:,.0f} tok/s, "
+                          f"decode {s.decode_tokens_per_s:,.0f} tok/s", flush=True)
+            except Exception as e:  # an OOM at 64K is a result
+                row.note = f"(serving: {_reason(e)})"
+                print(f"  {name:30s} serving: {_reason(e)}", flush=True)
+            finally:
+                model = None
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+    lines = report(rows, args, dev)
+    if args.smoke:
+        print("\n".join(lines))
+        return
+    write(args.out, lines)
+
+
+if __name__ == "__main__":
+    main()
