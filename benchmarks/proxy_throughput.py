@@ -60,6 +60,9 @@ class PlainTransformer(nn.Module):
             for _ in range(layers)
         )
         self.norm_f = nn.RMSNorm(d)
+        for m in self.modules():  # nanoGPT's initialisation
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         x = self.embed(idx)
