@@ -619,34 +619,66 @@ def delta_bwd(do, dSf, q, k, v, g, beta, saved, scale, chunk_size):
     return dq, dk, dv, dg, dbeta, dS0
 
 
-class GatedDeltaFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, g, beta, S0, scale, chunk_size):
-        q, k, v, g, beta = (t.contiguous() for t in (q, k, v, g, beta))
-        init_dtype = S0.dtype if S0 is not None else None
-        if S0 is not None:
-            S0 = S0.float().contiguous()
-        o, Sf, saved = delta_fwd(q, k, v, g, beta, S0, scale, chunk_size)
-        ctx.save_for_backward(q, k, v, g, beta, *saved)
-        ctx.scale, ctx.chunk_size, ctx.init_dtype = scale, chunk_size, init_dtype
-        ctx.set_materialize_grads(False)
-        return o, Sf
-
-    @staticmethod
-    def backward(ctx, do, dSf):
-        q, k, v, g, beta, *saved = ctx.saved_tensors
-        do = torch.zeros(*q.shape[:3], v.shape[-1], device=q.device, dtype=q.dtype) if do is None else do
-        dSf = dSf.float().contiguous() if dSf is not None else None
-        with on_device(q):
-            dq, dk, dv, dg, dbeta, dS0 = delta_bwd(
-                do.contiguous(), dSf, q, k, v, g, beta, saved, ctx.scale, ctx.chunk_size
-            )
-        dS0 = dS0.to(ctx.init_dtype) if ctx.init_dtype is not None else None
-        return dq, dk, dv, dg, dbeta, dS0, None, None
+# The forward and the backward as PyTorch operators with their autograd and their shapes registered, so
+# that torch.compile traces a layer around them whole (fullgraph=True) instead of breaking its graph there.
+# The forward returns what the backward reads after o and the final state.
+@torch.library.custom_op("hybrid_nas::gated_delta_fwd", mutates_args=())
+def gated_delta_fwd_op(
+    q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, initial_state: Tensor | None, scale: float,
+    chunk_size: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    with on_device(q):
+        o, Sf, saved = delta_fwd(q, k, v, g, beta, initial_state, scale, chunk_size)
+    return (o, Sf, *saved)
 
 
-# dynamo does not trace into the kernels: a graph break around them under torch.compile
-@torch.compiler.disable
+@gated_delta_fwd_op.register_fake
+def _(q, k, v, g, beta, initial_state, scale, chunk_size):
+    B, T, H, K = q.shape
+    V, L = v.shape[-1], chunk_size
+    nc, BL = -(-T // L), block(L)
+    fp32 = torch.float32
+    return (
+        q.new_empty(B, T, H, V), q.new_empty(B, H, K, V, dtype=fp32), q.new_empty(B * H, nc, BL, BL, dtype=fp32),
+        q.new_empty(B * H, nc * L, K, dtype=fp32), q.new_empty(B * H, nc * L, V, dtype=fp32),
+        q.new_empty(B * H, nc * L, V, dtype=fp32), q.new_empty(B * H, nc, K, V, dtype=state_dtype(q.dtype)),
+    )
+
+
+@torch.library.custom_op("hybrid_nas::gated_delta_bwd", mutates_args=())
+def gated_delta_bwd_op(
+    do: Tensor, d_final_state: Tensor | None, q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor,
+    Tm: Tensor, w: Tensor, u0: Tensor, u: Tensor, states: Tensor, scale: float, chunk_size: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    with on_device(q):
+        return delta_bwd(do, d_final_state, q, k, v, g, beta, (Tm, w, u0, u, states), scale, chunk_size)
+
+
+@gated_delta_bwd_op.register_fake
+def _(do, d_final_state, q, k, v, g, beta, Tm, w, u0, u, states, scale, chunk_size):
+    B, _, H, K = q.shape
+    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(g),
+            torch.empty_like(beta), q.new_empty(B, H, K, v.shape[-1], dtype=torch.float32))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    q, k, v, g, beta, initial_state, scale, chunk_size = inputs
+    ctx.save_for_backward(q, k, v, g, beta, *output[2:])
+    ctx.scale, ctx.chunk_size, ctx.has_init = scale, chunk_size, initial_state is not None
+
+
+def _backward(ctx, do, d_final_state, *_saved_grads):
+    q, k, v, g, beta, *saved = ctx.saved_tensors
+    do = torch.zeros(*q.shape[:3], v.shape[-1], device=q.device, dtype=q.dtype) if do is None else do.contiguous()
+    d_final_state = d_final_state.float().contiguous() if d_final_state is not None else None
+    dq, dk, dv, dg, dbeta, dS0 = gated_delta_bwd_op(do, d_final_state, q, k, v, g, beta, *saved, ctx.scale,
+                                                    ctx.chunk_size)
+    return dq, dk, dv, dg, dbeta, dS0 if ctx.has_init else None, None, None
+
+
+gated_delta_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
 def gated_delta_triton(q, k, v, g, beta, *, scale: float, initial_state=None, chunk_size: int = 64):
     """The Triton gated delta rule; arguments and results as `reference.gated_delta_chunked` (inputs
     already checked).
@@ -656,5 +688,7 @@ def gated_delta_triton(q, k, v, g, beta, *, scale: float, initial_state=None, ch
     """
     cap = MAX_CHANNEL_CHUNK if g.ndim == 4 else MAX_CHUNK
     chunk_size = min(chunk_size, cap, q.shape[1])
-    with on_device(q):
-        return GatedDeltaFunction.apply(q, k, v, g, beta, initial_state, scale, chunk_size)
+    q, k, v, g, beta = (t.contiguous() for t in (q, k, v, g, beta))
+    S0 = initial_state.float().contiguous() if initial_state is not None else None  # its gradient casts back
+    o, final_state, *_ = gated_delta_fwd_op(q, k, v, g, beta, S0, scale, chunk_size)
+    return o, final_state

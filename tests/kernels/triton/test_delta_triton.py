@@ -153,3 +153,36 @@ def test_gated_delta_triton_refuses_an_unknown_inverse(monkeypatch) -> None:
     inputs, _ = split({name: t.detach() for name, t in delta_inputs(1, 5, 2, 8, 16, "plain").items()})
     with pytest.raises(ValueError, match=r"KERNELS_DELTA_INVERSE='lu' is not an inverse method; use one of rows, "):
         gated_delta(**inputs, **TRITON)
+
+
+@pytest.mark.parametrize("options", ["state", "channel-state"])
+def test_gated_delta_triton_compiles_whole(options: str) -> None:
+    """The Triton path is a PyTorch operator with its autograd and shapes registered: torch.compile traces
+    a function around it with no graph break (fullgraph=True), and the compiled forward and backward are
+    the eager ones, bit for bit."""
+    inputs, state0 = split(delta_inputs(2, 37, 2, 12, 10, options))
+
+    def f(q, k, v, g, beta, s0):
+        o, state = gated_delta(q, k, v, g, beta, initial_state=s0, return_final_state=True, **TRITON)
+        return (o * o).sum() + state.square().sum()
+
+    args = (*inputs.values(), state0)
+    eager = torch.autograd.grad(f(*args), args)
+    torch._dynamo.reset()
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    got = torch.autograd.grad(compiled(*args), args)
+    for a, b in zip(eager, got, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_gated_delta_ops_pass_opcheck() -> None:
+    """torch.library.opcheck: the operators' schemas, fake (shape) functions and autograd registration agree
+    with what they do."""
+    from kernels.delta.triton import gated_delta_fwd_op
+
+    inputs, state0 = split({n: t.detach() for n, t in delta_inputs(1, 20, 2, 8, 6, "state").items()})
+    args = (*inputs.values(), state0.float(), 8**-0.5, 16)
+    for t in args[:6]:
+        t.requires_grad_(True)
+    torch.library.opcheck(gated_delta_fwd_op, args, test_utils=("test_schema", "test_autograd_registration",
+                                                                 "test_faketensor", "test_aot_dispatch_dynamic"))
