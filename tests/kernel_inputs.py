@@ -130,3 +130,21 @@ def strided_view(t: torch.Tensor) -> torch.Tensor:
 def as_reference_inputs(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """fp32 leaves holding the same values, for the reference run."""
     return {name: t.detach().float().requires_grad_() for name, t in inputs.items()}
+
+
+def assert_compiles_whole(op, inputs: dict[str, torch.Tensor], **kwargs) -> None:
+    """`op(**inputs, return_final_state=True, **kwargs)` under torch.compile(fullgraph=True) — no graph
+    break around the kernels — gives the eager outputs' gradients bit for bit (aot_eager: the operators'
+    registered autograd and shapes are what is traced)."""
+    names = list(inputs)
+
+    def f(*tensors):
+        out, state = op(**dict(zip(names, tensors)), return_final_state=True, **kwargs)
+        return out.float().square().sum() + state.square().sum()
+
+    args = tuple(inputs.values())
+    eager = torch.autograd.grad(f(*args), args)
+    torch._dynamo.reset()
+    got = torch.autograd.grad(torch.compile(f, fullgraph=True, backend="aot_eager")(*args), args)
+    for name, a, b in zip(names, eager, got, strict=True):
+        assert torch.equal(a, b), name

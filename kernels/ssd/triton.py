@@ -419,33 +419,63 @@ def ssd_bwd(
     return dx, ddt, dA, dB, dC, dD, dz, dinit
 
 
-class SSDFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, dt, A, B, C, D, z, initial_state, chunk_size):
-        x, dt, A, B, C = (t.contiguous() for t in (x, dt, A, B, C))
-        D = D.contiguous() if D is not None else None
-        z = z.contiguous() if z is not None else None
-        init = initial_state.float().contiguous() if initial_state is not None else None
-        y, final, g, states = ssd_fwd(x, dt, A, B, C, D, z, init, chunk_size)
-        ctx.save_for_backward(x, dt, A, B, C, D, z, g, states)
-        ctx.chunk_size = chunk_size
-        ctx.init_dtype = initial_state.dtype if initial_state is not None else None
-        return y, final
-
-    @staticmethod
-    def backward(ctx, dy, dfinal):
-        x, dt, A, B, C, D, z, g, states = ctx.saved_tensors
-        dfinal = dfinal.contiguous() if dfinal is not None else None
-        with on_device(x):
-            dx, ddt, dA, dB, dC, dD, dz, dinit = ssd_bwd(
-                dy.contiguous(), dfinal, x, dt, A, B, C, D, z, g, states, ctx.chunk_size
-            )
-        dinit = dinit.to(ctx.init_dtype) if ctx.init_dtype is not None else None
-        return dx, ddt, dA, dB, dC, dD, dz, dinit, None
+# The forward and the backward as PyTorch operators with their autograd and their shapes registered, so
+# that torch.compile traces a layer around them whole (fullgraph=True) instead of breaking its graph there.
+# An operator returns no None: a gradient of an absent D or z is an empty tensor of its own between the two.
+@torch.library.custom_op("hybrid_nas::ssd_fwd", mutates_args=())
+def ssd_fwd_op(
+    x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
+    initial_state: Tensor | None, chunk_size: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    with on_device(x):
+        return ssd_fwd(x, dt, A, B, C, D, z, initial_state, chunk_size)
 
 
-# dynamo does not trace into the kernels: a graph break around them under torch.compile
-@torch.compiler.disable
+@ssd_fwd_op.register_fake
+def _(x, dt, A, B, C, D, z, initial_state, chunk_size):
+    b, T, H, P = x.shape
+    N, nc = B.shape[3], -(-T // chunk_size)
+    fp32 = torch.float32
+    return (torch.empty_like(x), x.new_empty(b, H, P, N, dtype=fp32), x.new_empty(b, H, nc * chunk_size, dtype=fp32),
+            x.new_empty(b, nc, H, N, P, dtype=state_dtype(x.dtype)))
+
+
+@torch.library.custom_op("hybrid_nas::ssd_bwd", mutates_args=())
+def ssd_bwd_op(
+    dy: Tensor, dfinal: Tensor | None, x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+    z: Tensor | None, g: Tensor, states: Tensor, chunk_size: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    with on_device(x):
+        dx, ddt, dA, dB, dC, dD, dz, dinit = ssd_bwd(dy, dfinal, x, dt, A, B, C, D, z, g, states, chunk_size)
+    return dx, ddt, dA, dB, dC, x.new_empty(0) if dD is None else dD, x.new_empty(0) if dz is None else dz, dinit
+
+
+@ssd_bwd_op.register_fake
+def _(dy, dfinal, x, dt, A, B, C, D, z, g, states, chunk_size):
+    b, _, H, P = x.shape
+    return (torch.empty_like(x), torch.empty_like(dt), torch.empty_like(A), torch.empty_like(B), torch.empty_like(C),
+            x.new_empty(0) if D is None else torch.empty_like(D), x.new_empty(0) if z is None else torch.empty_like(z),
+            x.new_empty(b, H, P, B.shape[3], dtype=torch.float32))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, dt, A, B, C, D, z, initial_state, chunk_size = inputs
+    ctx.save_for_backward(x, dt, A, B, C, D, z, *output[2:])
+    ctx.chunk_size, ctx.has = chunk_size, (D is not None, z is not None, initial_state is not None)
+
+
+def _backward(ctx, dy, dfinal, *_saved_grads):
+    x, dt, A, B, C, D, z, g, states = ctx.saved_tensors
+    dy = torch.zeros_like(x) if dy is None else dy.contiguous()
+    dfinal = dfinal.contiguous() if dfinal is not None else None
+    dx, ddt, dA, dB, dC, dD, dz, dinit = ssd_bwd_op(dy, dfinal, x, dt, A, B, C, D, z, g, states, ctx.chunk_size)
+    has_D, has_z, has_init = ctx.has
+    return dx, ddt, dA, dB, dC, dD if has_D else None, dz if has_z else None, dinit if has_init else None, None
+
+
+ssd_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
 def ssd_triton(
     x: Tensor,
     dt: Tensor,
@@ -464,5 +494,9 @@ def ssd_triton(
     of a longer one do not fit in registers) and at most T (a short sequence is one small chunk).
     """
     chunk_size = min(chunk_size, MAX_CHUNK, x.shape[1])
-    with on_device(x):
-        return SSDFunction.apply(x, dt, A, B, C, D, z, initial_state, chunk_size)
+    x, dt, A, B, C = (t.contiguous() for t in (x, dt, A, B, C))
+    D = D.contiguous() if D is not None else None
+    z = z.contiguous() if z is not None else None
+    init = initial_state.float().contiguous() if initial_state is not None else None  # its gradient casts back
+    y, final, *_ = ssd_fwd_op(x, dt, A, B, C, D, z, init, chunk_size)
+    return y, final

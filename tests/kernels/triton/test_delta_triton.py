@@ -7,7 +7,14 @@ import torch
 
 pytest.importorskip("triton")
 
-from kernel_inputs import as_reference_inputs, compare_with_reference, delta_inputs, strided_view, tolerance
+from kernel_inputs import (
+    as_reference_inputs,
+    assert_compiles_whole,
+    compare_with_reference,
+    delta_inputs,
+    strided_view,
+    tolerance,
+)
 
 from kernels.delta import gated_delta
 from kernels.delta.reference import gated_delta_recurrent
@@ -158,21 +165,8 @@ def test_gated_delta_triton_refuses_an_unknown_inverse(monkeypatch) -> None:
 @pytest.mark.parametrize("options", ["state", "channel-state"])
 def test_gated_delta_triton_compiles_whole(options: str) -> None:
     """The Triton path is a PyTorch operator with its autograd and shapes registered: torch.compile traces
-    a function around it with no graph break (fullgraph=True), and the compiled forward and backward are
-    the eager ones, bit for bit."""
-    inputs, state0 = split(delta_inputs(2, 37, 2, 12, 10, options))
-
-    def f(q, k, v, g, beta, s0):
-        o, state = gated_delta(q, k, v, g, beta, initial_state=s0, return_final_state=True, **TRITON)
-        return (o * o).sum() + state.square().sum()
-
-    args = (*inputs.values(), state0)
-    eager = torch.autograd.grad(f(*args), args)
-    torch._dynamo.reset()
-    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    got = torch.autograd.grad(compiled(*args), args)
-    for a, b in zip(eager, got, strict=True):
-        assert torch.equal(a, b)
+    around it with no graph break, and the compiled gradients are the eager ones."""
+    assert_compiles_whole(gated_delta, delta_inputs(2, 37, 2, 12, 10, options), **TRITON)
 
 
 def test_gated_delta_ops_pass_opcheck() -> None:

@@ -7,7 +7,14 @@ import torch
 
 pytest.importorskip("triton")
 
-from kernel_inputs import as_reference_inputs, compare_with_reference, ssd_inputs, strided_view, tolerance
+from kernel_inputs import (
+    as_reference_inputs,
+    assert_compiles_whole,
+    compare_with_reference,
+    ssd_inputs,
+    strided_view,
+    tolerance,
+)
 
 from kernels.ssd import ssd
 from kernels.ssd.reference import ssd_recurrent
@@ -90,3 +97,21 @@ def test_ssd_triton_strided_inputs() -> None:
     y, state = ssd(**strided, return_final_state=True, chunk_size=16, backend="triton")
     ref_y, ref_state = ssd(**inputs, return_final_state=True, chunk_size=16, backend="triton")
     assert torch.equal(y, ref_y) and torch.equal(state, ref_state)
+
+
+@pytest.mark.parametrize("options", ["plain", "D-z-state"])
+def test_ssd_triton_compiles_whole(options: str) -> None:
+    """The Triton path is a PyTorch operator with its autograd and shapes registered: torch.compile traces
+    around it with no graph break, and the compiled gradients are the eager ones."""
+    assert_compiles_whole(ssd, ssd_inputs(2, 37, 4, 16, 8, 2, options), chunk_size=16, backend="triton")
+
+
+def test_ssd_ops_pass_opcheck() -> None:
+    """torch.library.opcheck: the operators' schemas, fake (shape) functions and autograd registration agree
+    with what they do."""
+    from kernels.ssd.triton import ssd_fwd_op
+
+    t = {n: v.detach().requires_grad_(True) for n, v in ssd_inputs(1, 20, 2, 8, 8, 1, "D-z-state").items()}
+    args = (t["x"], t["dt"], t["A"], t["B"], t["C"], t["D"], t["z"], t["initial_state"], 16)
+    torch.library.opcheck(ssd_fwd_op, args, test_utils=("test_schema", "test_autograd_registration",
+                                                         "test_faketensor", "test_aot_dispatch_dynamic"))
