@@ -132,15 +132,16 @@ def as_reference_inputs(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return {name: t.detach().float().requires_grad_() for name, t in inputs.items()}
 
 
-def assert_compiles_whole(op, inputs: dict[str, torch.Tensor], **kwargs) -> None:
-    """`op(**inputs, return_final_state=True, **kwargs)` under torch.compile(fullgraph=True) — no graph
-    break around the kernels — gives the eager outputs' gradients bit for bit (aot_eager: the operators'
+def assert_compiles_whole(call, inputs: dict[str, torch.Tensor]) -> None:
+    """`call(**inputs)` -> (output, final state or a tuple of them), under torch.compile(fullgraph=True) — no
+    graph break around the kernels — gives the eager gradients bit for bit (aot_eager: the operators'
     registered autograd and shapes are what is traced)."""
     names = list(inputs)
 
     def f(*tensors):
-        out, state = op(**dict(zip(names, tensors)), return_final_state=True, **kwargs)
-        return out.float().square().sum() + state.square().sum()
+        out, state = call(**dict(zip(names, tensors)))
+        states = state if isinstance(state, tuple) else (state,)
+        return out.float().square().sum() + sum(s.square().sum() for s in states)
 
     args = tuple(inputs.values())
     eager = torch.autograd.grad(f(*args), args)

@@ -543,34 +543,71 @@ def _argmax_path(i: Tensor, f: Tensor, m0: Tensor | None) -> Tensor:
     return route.to(torch.int32).reshape(b * H).contiguous()
 
 
-class MLSTMFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, i, f, C0, n0, m0, chunk_size):
-        q, k, v, i, f = (t.contiguous() for t in (q, k, v, i, f))
-        has_init = C0 is not None
-        if has_init:
-            C0, n0, m0 = (t.float().contiguous() for t in (C0, n0, m0))
+# The forward and the backward as PyTorch operators with their autograd and their shapes registered, so
+# that torch.compile traces a layer around them whole (fullgraph=True) instead of breaking its graph there.
+# The forward returns what the backward reads after h and the final (C, n, m); an operator returns no
+# None, so the initial state's gradients without one are empty tensors between the two.
+@torch.library.custom_op("hybrid_nas::mlstm_fwd", mutates_args=())
+def mlstm_fwd_op(
+    q: Tensor, k: Tensor, v: Tensor, i: Tensor, f: Tensor, C0: Tensor | None, n0: Tensor | None, m0: Tensor | None,
+    chunk_size: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    with on_device(q):
         h, final, saved = mlstm_fwd(q, k, v, i, f, C0, n0, m0, chunk_size)
-        ctx.save_for_backward(q, k, v, i, f, h, *final, *saved, m0 if has_init else None)
-        ctx.chunk_size, ctx.has_init = chunk_size, has_init
-        ctx.set_materialize_grads(False)
-        return (h, *final)
-
-    @staticmethod
-    def backward(ctx, dh, dCf, dnf, dmf):
-        q, k, v, i, f, h, Cf, nf, mf, *saved, m0 = ctx.saved_tensors
-        if dh is None:
-            dh = torch.zeros_like(h)
-        with on_device(q):
-            grads = mlstm_bwd(
-                dh.contiguous(), dCf, dnf, dmf, q, k, v, i, f, h, (Cf, nf, mf), saved, m0, ctx.chunk_size,
-                ctx.has_init,
-            )
-        return (*grads, None)
+    return (h, *final, *saved)
 
 
-# dynamo does not trace into the kernels: a graph break around them under torch.compile
-@torch.compiler.disable
+@mlstm_fwd_op.register_fake
+def _(q, k, v, i, f, C0, n0, m0, chunk_size):
+    b, T, H, K = q.shape
+    V, nc, fp32 = v.shape[-1], -(-T // chunk_size), torch.float32
+    return (
+        q.new_empty(b, T, H, V), q.new_empty(b, H, K, V, dtype=fp32), q.new_empty(b, H, K, dtype=fp32),
+        q.new_empty(b, H, dtype=fp32), q.new_empty(b, H, nc + 1, K, V, dtype=state_dtype(q.dtype)),
+        q.new_empty(b, H, nc + 1, K, dtype=fp32), q.new_empty(b, H, nc + 1, dtype=fp32),
+        q.new_empty(b, H, nc * chunk_size, dtype=fp32), q.new_empty(b, H, nc * chunk_size, dtype=fp32),
+    )
+
+
+@torch.library.custom_op("hybrid_nas::mlstm_bwd", mutates_args=())
+def mlstm_bwd_op(
+    dh: Tensor, dCf: Tensor | None, dnf: Tensor | None, dmf: Tensor | None, q: Tensor, k: Tensor, v: Tensor,
+    i: Tensor, f: Tensor, h: Tensor, Cf: Tensor, nf: Tensor, mf: Tensor, states: Tensor, nstates: Tensor,
+    mstates: Tensor, mtok: Tensor, den: Tensor, m0: Tensor | None, chunk_size: int, has_init: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    with on_device(q):
+        grads = mlstm_bwd(dh, dCf, dnf, dmf, q, k, v, i, f, h, (Cf, nf, mf), (states, nstates, mstates, mtok, den),
+                          m0, chunk_size, has_init)
+    return tuple(q.new_empty(0) if g is None else g for g in grads)
+
+
+@mlstm_bwd_op.register_fake
+def _(dh, dCf, dnf, dmf, q, k, v, i, f, h, Cf, nf, mf, states, nstates, mstates, mtok, den, m0, chunk_size, has_init):
+    grads = (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(i), torch.empty_like(f))
+    if not has_init:
+        return (*grads, q.new_empty(0), q.new_empty(0), q.new_empty(0))
+    return (*grads, torch.empty_like(Cf), torch.empty_like(nf), torch.empty_like(mf))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    q, k, v, i, f, C0, _n0, m0, chunk_size = inputs
+    ctx.save_for_backward(q, k, v, i, f, *output, m0)
+    ctx.chunk_size, ctx.has_init = chunk_size, C0 is not None
+
+
+def _backward(ctx, dh, dCf, dnf, dmf, *_saved_grads):
+    q, k, v, i, f, h, Cf, nf, mf, *saved, m0 = ctx.saved_tensors
+    dh = torch.zeros_like(h) if dh is None else dh.contiguous()
+    dq, dk, dv, di, df, dC0, dn0, dm0 = mlstm_bwd_op(dh, dCf, dnf, dmf, q, k, v, i, f, h, Cf, nf, mf, *saved, m0,
+                                                     ctx.chunk_size, ctx.has_init)
+    if not ctx.has_init:
+        dC0 = dn0 = dm0 = None
+    return dq, dk, dv, di, df, dC0, dn0, dm0, None
+
+
+mlstm_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
 def mlstm_triton(q, k, v, i, f, *, initial_state=None, chunk_size: int = 64):
     """The Triton mLSTM; arguments and results as `reference.mlstm_chunked` (inputs already checked).
 
@@ -578,9 +615,9 @@ def mlstm_triton(q, k, v, i, f, *, initial_state=None, chunk_size: int = 64):
     of a longer one do not fit in registers) and at most T (a short sequence is one small chunk).
     """
     chunk_size = min(chunk_size, MAX_CHUNK, q.shape[1])
-    C0, n0, m0 = initial_state if initial_state is not None else (None, None, None)
-    with on_device(q):
-        h, C, n, m = MLSTMFunction.apply(q, k, v, i, f, C0, n0, m0, chunk_size)
+    q, k, v, i, f = (t.contiguous() for t in (q, k, v, i, f))
+    C0 = n0 = m0 = None
+    if initial_state is not None:  # the gradients cast back to the state's dtype
+        C0, n0, m0 = (t.float().contiguous() for t in initial_state)
+    h, C, n, m, *_ = mlstm_fwd_op(q, k, v, i, f, C0, n0, m0, chunk_size)
     return h, (C, n, m)
-
-

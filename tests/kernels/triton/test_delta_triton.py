@@ -166,7 +166,10 @@ def test_gated_delta_triton_refuses_an_unknown_inverse(monkeypatch) -> None:
 def test_gated_delta_triton_compiles_whole(options: str) -> None:
     """The Triton path is a PyTorch operator with its autograd and shapes registered: torch.compile traces
     around it with no graph break, and the compiled gradients are the eager ones."""
-    assert_compiles_whole(gated_delta, delta_inputs(2, 37, 2, 12, 10, options), **TRITON)
+    def call(initial_state, **args):
+        return gated_delta(**args, initial_state=initial_state, return_final_state=True, **TRITON)
+
+    assert_compiles_whole(call, delta_inputs(2, 37, 2, 12, 10, options))
 
 
 def test_gated_delta_ops_pass_opcheck() -> None:

@@ -7,7 +7,14 @@ import torch
 
 pytest.importorskip("triton")
 
-from kernel_inputs import as_reference_inputs, compare_with_reference, mlstm_inputs, strided_view, tolerance
+from kernel_inputs import (
+    as_reference_inputs,
+    assert_compiles_whole,
+    compare_with_reference,
+    mlstm_inputs,
+    strided_view,
+    tolerance,
+)
 
 from kernels.mlstm import mlstm
 from kernels.mlstm.reference import mlstm_recurrent
@@ -108,3 +115,25 @@ def test_mlstm_triton_strided_inputs() -> None:
     h, state = mlstm(**strided, initial_state=strided_state, return_final_state=True, chunk_size=16, **TRITON)
     ref_h, ref_state = mlstm(**inputs, initial_state=state0, return_final_state=True, chunk_size=16, **TRITON)
     assert torch.equal(h, ref_h) and all(torch.equal(s, r) for s, r in zip(state, ref_state))
+
+
+@pytest.mark.parametrize("options", ["empty", "state"])
+def test_mlstm_triton_compiles_whole(options: str) -> None:
+    """The Triton path is a PyTorch operator with its autograd and shapes registered: torch.compile traces
+    around it with no graph break, and the compiled gradients are the eager ones."""
+    def call(**inputs):
+        args, state0 = split(inputs)
+        return mlstm(**args, initial_state=state0, return_final_state=True, chunk_size=16, **TRITON)
+
+    assert_compiles_whole(call, mlstm_inputs(2, 37, 3, 16, 8, options))
+
+
+def test_mlstm_ops_pass_opcheck() -> None:
+    """torch.library.opcheck: the operators' schemas, fake (shape) functions and autograd registration agree
+    with what they do."""
+    from kernels.mlstm.triton import mlstm_fwd_op
+
+    t = {n: v.detach().requires_grad_(True) for n, v in mlstm_inputs(1, 20, 2, 8, 8, "state").items()}
+    args = (t["q"], t["k"], t["v"], t["i"], t["f"], t["C0"], t["n0"], t["m0"], 16)
+    torch.library.opcheck(mlstm_fwd_op, args, test_utils=("test_schema", "test_autograd_registration",
+                                                           "test_faketensor", "test_aot_dispatch_dynamic"))

@@ -103,7 +103,10 @@ def test_ssd_triton_strided_inputs() -> None:
 def test_ssd_triton_compiles_whole(options: str) -> None:
     """The Triton path is a PyTorch operator with its autograd and shapes registered: torch.compile traces
     around it with no graph break, and the compiled gradients are the eager ones."""
-    assert_compiles_whole(ssd, ssd_inputs(2, 37, 4, 16, 8, 2, options), chunk_size=16, backend="triton")
+    def call(**args):
+        return ssd(**args, return_final_state=True, chunk_size=16, backend="triton")
+
+    assert_compiles_whole(call, ssd_inputs(2, 37, 4, 16, 8, 2, options))
 
 
 def test_ssd_ops_pass_opcheck() -> None:
