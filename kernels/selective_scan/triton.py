@@ -255,40 +255,72 @@ def selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved, block_t: int 
     return du, ddelta, dA, dB, dC, dD, dz, dinit
 
 
-class SelectiveScanFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, initial_state):
-        grouped = B.ndim == 4
-        u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
-        B4, C4 = (t.contiguous() if grouped else t.unsqueeze(2).contiguous() for t in (B, C))
-        D = D.contiguous() if D is not None else None
-        z = z.contiguous() if z is not None else None
-        init = initial_state.float().contiguous() if initial_state is not None else None
-        y, final, saved = selective_scan_fwd(u, delta, A, B4, C4, D, z, init, save=any(ctx.needs_input_grad))
-        ctx.save_for_backward(u, delta, A, B4, C4, D, z, saved)
-        ctx.grouped, ctx.block_t = grouped, BLOCK_T
-        ctx.init_dtype = initial_state.dtype if initial_state is not None else None
-        ctx.set_materialize_grads(False)
-        return y, final
-
-    @staticmethod
-    def backward(ctx, dy, dfinal):
-        u, delta, A, B4, C4, D, z, saved = ctx.saved_tensors
-        dy = torch.zeros_like(u) if dy is None else dy.contiguous()
-        dfinal = dfinal.float().contiguous() if dfinal is not None else None
-        with on_device(u):
-            du, ddelta, dA, dB, dC, dD, dz, dinit = selective_scan_bwd(
-                dy, dfinal, u, delta, A, B4, C4, D, z, saved, ctx.block_t
-            )
-        if not ctx.grouped:
-            dB, dC = dB.squeeze(2), dC.squeeze(2)
-        dinit = dinit.to(ctx.init_dtype) if ctx.init_dtype is not None else None
-        return du, ddelta, dA, dB, dC, dD, dz, dinit
+# The forward and the backward as PyTorch operators with their autograd and their shapes registered, so
+# that torch.compile traces a layer around them whole (fullgraph=True) instead of breaking its graph there.
+# An operator returns no None: the saved states of a forward that needs no backward, and the gradients of an
+# absent D or z, are empty tensors between the two.
+@torch.library.custom_op("hybrid_nas::selective_scan_fwd", mutates_args=())
+def selective_scan_fwd_op(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
+    initial_state: Tensor | None, save: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    with on_device(u):
+        y, final, saved = selective_scan_fwd(u, delta, A, B, C, D, z, initial_state, save=save)
+    return y, final, u.new_empty(0, dtype=torch.float32) if saved is None else saved
 
 
-# dynamo does not trace into the kernels: a graph break around them under torch.compile
-@torch.compiler.disable
+@selective_scan_fwd_op.register_fake
+def _(u, delta, A, B, C, D, z, initial_state, save):
+    b, T, Dc = u.shape
+    N, fp32 = B.shape[3], torch.float32
+    saved = u.new_empty(b, -(-T // BLOCK_T), Dc, N, dtype=fp32) if save else u.new_empty(0, dtype=fp32)
+    return torch.empty_like(u), u.new_empty(b, Dc, N, dtype=fp32), saved
+
+
+@torch.library.custom_op("hybrid_nas::selective_scan_bwd", mutates_args=())
+def selective_scan_bwd_op(
+    dy: Tensor, dfinal: Tensor | None, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+    z: Tensor | None, saved: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    with on_device(u):
+        du, ddelta, dA, dB, dC, dD, dz, dinit = selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved)
+    return du, ddelta, dA, dB, dC, u.new_empty(0) if dD is None else dD, u.new_empty(0) if dz is None else dz, dinit
+
+
+@selective_scan_bwd_op.register_fake
+def _(dy, dfinal, u, delta, A, B, C, D, z, saved):
+    b, _, Dc = u.shape
+    return (torch.empty_like(u), torch.empty_like(delta), torch.empty_like(A), torch.empty_like(B), torch.empty_like(C),
+            u.new_empty(0) if D is None else torch.empty_like(D), u.new_empty(0) if z is None else torch.empty_like(z),
+            u.new_empty(b, Dc, B.shape[3], dtype=torch.float32))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    u, delta, A, B, C, D, z, initial_state, _save = inputs
+    ctx.save_for_backward(u, delta, A, B, C, D, z, output[2])
+    ctx.has = (D is not None, z is not None, initial_state is not None)
+
+
+def _backward(ctx, dy, dfinal, _saved_grad):
+    u, delta, A, B, C, D, z, saved = ctx.saved_tensors
+    dy = torch.zeros_like(u) if dy is None else dy.contiguous()
+    dfinal = dfinal.float().contiguous() if dfinal is not None else None
+    du, ddelta, dA, dB, dC, dD, dz, dinit = selective_scan_bwd_op(dy, dfinal, u, delta, A, B, C, D, z, saved)
+    has_D, has_z, has_init = ctx.has
+    return du, ddelta, dA, dB, dC, dD if has_D else None, dz if has_z else None, dinit if has_init else None, None
+
+
+selective_scan_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
 def selective_scan_triton(u, delta, A, B, C, *, D=None, z=None, initial_state=None):
     """The Triton selective scan; arguments and results as `reference.selective_scan_blocked`."""
-    with on_device(u):
-        return SelectiveScanFunction.apply(u, delta, A, B, C, D, z, initial_state)
+    u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
+    B, C = (t.contiguous() if t.ndim == 4 else t.unsqueeze(2).contiguous() for t in (B, C))  # [B, T, G, N]
+    D = D.contiguous() if D is not None else None
+    z = z.contiguous() if z is not None else None
+    init = initial_state.float().contiguous() if initial_state is not None else None  # its gradient casts back
+    inputs = (u, delta, A, B, C, D, z, init)
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    y, final, _ = selective_scan_fwd_op(*inputs, save)
+    return y, final

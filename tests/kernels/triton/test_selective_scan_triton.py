@@ -9,6 +9,7 @@ pytest.importorskip("triton")
 
 from kernel_inputs import (
     as_reference_inputs,
+    assert_compiles_whole,
     compare_with_reference,
     selective_scan_inputs,
     strided_view,
@@ -103,3 +104,27 @@ def test_selective_scan_triton_strided_inputs() -> None:
     y, state = selective_scan(**strided, return_final_state=True, backend="triton")
     ref_y, ref_state = selective_scan(**inputs, return_final_state=True, backend="triton")
     assert torch.equal(y, ref_y) and torch.equal(state, ref_state)
+
+
+@pytest.mark.parametrize("case", [((2, 37, 32, 8, 2), "plain"), ((2, 20, 16, 8, None), "D-z-state")], ids=case_id)
+def test_selective_scan_triton_compiles_whole(case: tuple) -> None:
+    """The Triton path is a PyTorch operator with its autograd and shapes registered: torch.compile traces
+    around it with no graph break, and the compiled gradients are the eager ones (B and C ungrouped too)."""
+    def call(**args):
+        return selective_scan(**args, return_final_state=True, backend="triton")
+
+    assert_compiles_whole(call, selective_scan_inputs(*case[0], case[1]))
+
+
+def test_selective_scan_ops_pass_opcheck() -> None:
+    """torch.library.opcheck: the operators' schemas, fake (shape) functions and autograd registration agree
+    with what they do; a forward without gradients saves nothing."""
+    from kernels.selective_scan.triton import selective_scan_fwd_op
+
+    t = {n: v.detach().requires_grad_(True) for n, v in selective_scan_inputs(1, 20, 8, 4, 2, "D-z-state").items()}
+    args = (t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["initial_state"], True)
+    torch.library.opcheck(selective_scan_fwd_op, args, test_utils=("test_schema", "test_autograd_registration",
+                                                                    "test_faketensor", "test_aot_dispatch_dynamic"))
+    with torch.no_grad():
+        *_, saved = selective_scan_fwd_op(*args[:-1], False)
+    assert saved.numel() == 0
