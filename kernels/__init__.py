@@ -3,6 +3,15 @@ delta rule (Gated DeltaNet, KDA).
 
 One folder per op (`reference.py`: plain PyTorch ground truth; `triton.py`: the GPU kernels;
 `__init__.py`: the public function and its dispatch). Layout is `[batch, time, heads, dim]`.
+
+Each op's Triton forward and backward are PyTorch operators (`torch.library.custom_op`, namespace
+`hybrid_nas`) with their autograd and output shapes registered, so `torch.compile(model, fullgraph=True)`
+traces a whole proxy without a graph break (tests/kernels/triton/test_models_compile.py).
+
+Environment knobs, read at each call: `KERNELS_BACKEND=reference|triton` (the backend of every op called
+with `backend=None`; `triton` on the CPU needs `TRITON_INTERPRET=1`), `KERNELS_WARPS=W` (every tuned
+kernel at W warps), `KERNELS_AUTOTUNE=once` (every config run once, untimed), `KERNELS_DELTA_INVERSE`
+(the gated delta rule's chunk inverse: `blocks` or `rows`).
 """
 
 from kernels._backend import BACKENDS, resolve_backend

@@ -1,4 +1,6 @@
-"""Which implementation of an op runs: `backend=None` picks Triton for CUDA tensors, the reference otherwise."""
+"""Which implementation of an op runs: `backend=None` picks Triton for CUDA tensors, the reference otherwise,
+unless `KERNELS_BACKEND` (read at each call) names one for every op that has it: a whole model on the Triton
+kernels under the interpreter, say (`KERNELS_BACKEND=triton TRITON_INTERPRET=1`)."""
 
 from __future__ import annotations
 
@@ -25,9 +27,12 @@ def resolve_backend(backend: str | None, x: torch.Tensor, *, op: str, has_triton
     `has_triton=False` marks an op whose Triton kernels do not exist yet: `None` then means the reference.
     """
     if backend is None:
-        if x.is_cuda and has_triton and triton_available():
-            return "triton"
-        return "reference"
+        forced = os.environ.get("KERNELS_BACKEND")
+        if forced and forced not in BACKENDS:
+            raise ValueError(f"KERNELS_BACKEND={forced!r} is not a backend; use one of {', '.join(BACKENDS)}")
+        if not forced or not has_triton:
+            return "triton" if x.is_cuda and has_triton and triton_available() else "reference"
+        backend = forced
     if backend not in BACKENDS:
         raise ValueError(f"{op}: unknown backend {backend!r}; use one of {', '.join(BACKENDS)} or None")
     if backend == "triton":

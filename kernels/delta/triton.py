@@ -615,7 +615,7 @@ def delta_bwd(do, dSf, q, k, v, g, beta, saved, scale, chunk_size):
         CHANNEL=channel, MODE=mode, **blocks,
     )
     if not channel:  # the blocks' shares of the sum over K, [B·H, NC·L] -> [B, T, H]
-        dg = dg.sum(0).view(B, H, nc * L)[:, :, :T].transpose(1, 2).to(g.dtype)
+        dg = dg.sum(0).view(B, H, nc * L)[:, :, :T].transpose(1, 2).contiguous().to(g.dtype)
     return dq, dk, dv, dg, dbeta, dS0
 
 

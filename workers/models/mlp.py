@@ -80,7 +80,8 @@ class MoE(nn.Module):
         flat = chosen.flatten()  # the expert of each (token, slot)
         counts = torch.bincount(flat, minlength=self.n_experts)
         capacity = int(counts.max())
-        if self.n_experts * capacity > 2 * n_slots:
+        # under torch.compile the capacity is a size known only at run time, which no branch can read
+        if not torch.compiler.is_compiling() and self.n_experts * capacity > 2 * n_slots:
             return self._routed_each(x, chosen, weights)
         order = flat.argsort(stable=True)
         expert = flat[order]

@@ -173,13 +173,17 @@ def test_gated_delta_triton_compiles_whole(options: str) -> None:
 
 
 def test_gated_delta_ops_pass_opcheck() -> None:
-    """torch.library.opcheck: the operators' schemas, fake (shape) functions and autograd registration agree
-    with what they do."""
-    from kernels.delta.triton import gated_delta_fwd_op
+    """torch.library.opcheck: the operators' schemas, fake (shape and stride) functions and autograd
+    registration agree with what they do, the backward's too."""
+    from kernels.delta.triton import gated_delta_bwd_op, gated_delta_fwd_op
 
-    inputs, state0 = split({n: t.detach() for n, t in delta_inputs(1, 20, 2, 8, 6, "state").items()})
-    args = (*inputs.values(), state0.float(), 8**-0.5, 16)
-    for t in args[:6]:
-        t.requires_grad_(True)
-    torch.library.opcheck(gated_delta_fwd_op, args, test_utils=("test_schema", "test_autograd_registration",
-                                                                 "test_faketensor", "test_aot_dispatch_dynamic"))
+    tests = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
+    for options in ("state", "channel-state"):
+        inputs, state0 = split({n: t.detach() for n, t in delta_inputs(1, 20, 2, 8, 6, options).items()})
+        args = (*inputs.values(), state0.float(), 8**-0.5, 16)
+        torch.library.opcheck(gated_delta_fwd_op, tuple(t.requires_grad_(True) if isinstance(t, torch.Tensor) else t
+                                                         for t in args), test_utils=tests)
+        with torch.no_grad():
+            o, Sf, *saved = gated_delta_fwd_op(*args)
+        torch.library.opcheck(gated_delta_bwd_op, (torch.randn_like(o), torch.randn_like(Sf), *inputs.values(),
+                                                   *saved, 8**-0.5, 16), test_utils=("test_schema", "test_faketensor"))

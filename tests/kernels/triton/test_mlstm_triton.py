@@ -129,11 +129,20 @@ def test_mlstm_triton_compiles_whole(options: str) -> None:
 
 
 def test_mlstm_ops_pass_opcheck() -> None:
-    """torch.library.opcheck: the operators' schemas, fake (shape) functions and autograd registration agree
-    with what they do."""
-    from kernels.mlstm.triton import mlstm_fwd_op
+    """torch.library.opcheck: the operators' schemas, fake (shape and stride) functions and autograd
+    registration agree with what they do, the backward's too."""
+    from kernels.mlstm.triton import mlstm_bwd_op, mlstm_fwd_op
 
-    t = {n: v.detach().requires_grad_(True) for n, v in mlstm_inputs(1, 20, 2, 8, 8, "state").items()}
+    t = {n: v.detach() for n, v in mlstm_inputs(1, 20, 2, 8, 8, "state").items()}
     args = (t["q"], t["k"], t["v"], t["i"], t["f"], t["C0"], t["n0"], t["m0"], 16)
+    with torch.no_grad():
+        h, Cf, nf, mf, *saved = mlstm_fwd_op(*args)
+    for has_init in (True, False):
+        torch.library.opcheck(mlstm_bwd_op, (torch.randn_like(h), torch.randn_like(Cf), torch.randn_like(nf),
+                                             torch.randn_like(mf), *args[:5], h, Cf, nf, mf, *saved,
+                                             t["m0"] if has_init else None, 16, has_init),
+                              test_utils=("test_schema", "test_faketensor"))
+    for a in args[:8]:
+        a.requires_grad_(True)
     torch.library.opcheck(mlstm_fwd_op, args, test_utils=("test_schema", "test_autograd_registration",
                                                            "test_faketensor", "test_aot_dispatch_dynamic"))

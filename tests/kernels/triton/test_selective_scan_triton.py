@@ -117,14 +117,19 @@ def test_selective_scan_triton_compiles_whole(case: tuple) -> None:
 
 
 def test_selective_scan_ops_pass_opcheck() -> None:
-    """torch.library.opcheck: the operators' schemas, fake (shape) functions and autograd registration agree
-    with what they do; a forward without gradients saves nothing."""
-    from kernels.selective_scan.triton import selective_scan_fwd_op
+    """torch.library.opcheck: the operators' schemas, fake (shape and stride) functions and autograd
+    registration agree with what they do, the backward's too; a forward without gradients saves nothing."""
+    from kernels.selective_scan.triton import selective_scan_bwd_op, selective_scan_fwd_op
 
-    t = {n: v.detach().requires_grad_(True) for n, v in selective_scan_inputs(1, 20, 8, 4, 2, "D-z-state").items()}
-    args = (t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["initial_state"], True)
-    torch.library.opcheck(selective_scan_fwd_op, args, test_utils=("test_schema", "test_autograd_registration",
-                                                                    "test_faketensor", "test_aot_dispatch_dynamic"))
+    t = {n: v.detach() for n, v in selective_scan_inputs(1, 20, 8, 4, 2, "D-z-state").items()}
+    args = (t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["initial_state"])
     with torch.no_grad():
-        *_, saved = selective_scan_fwd_op(*args[:-1], False)
-    assert saved.numel() == 0
+        y, final, saved = selective_scan_fwd_op(*args, True)
+        assert selective_scan_fwd_op(*args, False)[2].numel() == 0
+    for D, z in ((t["D"], t["z"]), (None, None)):
+        torch.library.opcheck(selective_scan_bwd_op, (torch.randn_like(y), torch.randn_like(final), *args[:5], D, z,
+                                                      saved), test_utils=("test_schema", "test_faketensor"))
+    for a in args:
+        a.requires_grad_(True)
+    torch.library.opcheck(selective_scan_fwd_op, (*args, True), test_utils=(
+        "test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic"))

@@ -110,11 +110,18 @@ def test_ssd_triton_compiles_whole(options: str) -> None:
 
 
 def test_ssd_ops_pass_opcheck() -> None:
-    """torch.library.opcheck: the operators' schemas, fake (shape) functions and autograd registration agree
-    with what they do."""
-    from kernels.ssd.triton import ssd_fwd_op
+    """torch.library.opcheck: the operators' schemas, fake (shape and stride) functions and autograd
+    registration agree with what they do, the backward's too."""
+    from kernels.ssd.triton import ssd_bwd_op, ssd_fwd_op
 
-    t = {n: v.detach().requires_grad_(True) for n, v in ssd_inputs(1, 20, 2, 8, 8, 1, "D-z-state").items()}
+    t = {n: v.detach() for n, v in ssd_inputs(1, 20, 2, 8, 8, 1, "D-z-state").items()}
     args = (t["x"], t["dt"], t["A"], t["B"], t["C"], t["D"], t["z"], t["initial_state"], 16)
+    with torch.no_grad():
+        y, final, g, states = ssd_fwd_op(*args)
+    for D, z in ((t["D"], t["z"]), (None, None)):
+        torch.library.opcheck(ssd_bwd_op, (torch.randn_like(y), torch.randn_like(final), *args[:5], D, z, g, states,
+                                           16), test_utils=("test_schema", "test_faketensor"))
+    for a in args[:8]:
+        a.requires_grad_(True)
     torch.library.opcheck(ssd_fwd_op, args, test_utils=("test_schema", "test_autograd_registration",
                                                          "test_faketensor", "test_aot_dispatch_dynamic"))
