@@ -8,10 +8,11 @@ Each op's Triton forward and backward are PyTorch operators (`torch.library.cust
 `hybrid_nas`) with their autograd and output shapes registered, so `torch.compile(model, fullgraph=True)`
 traces a whole proxy without a graph break (tests/kernels/triton/test_models_compile.py).
 
-Environment knobs, read at each call: `KERNELS_BACKEND=reference|triton` (the backend of every op called
-with `backend=None`; `triton` on the CPU needs `TRITON_INTERPRET=1`), `KERNELS_WARPS=W` (every tuned
-kernel at W warps), `KERNELS_AUTOTUNE=once` (every config run once, untimed), `KERNELS_DELTA_INVERSE`
-(the gated delta rule's chunk inverse: `blocks` or `rows`).
+Environment knobs: `KERNELS_BACKEND=reference|triton` (read at each call: the backend of every op called
+with `backend=None`; `triton` on the CPU needs `TRITON_INTERPRET=1`), `KERNELS_DELTA_INVERSE=blocks|rows`
+(read at each call: the gated delta rule's chunk inverse), and, read when the kernels are imported,
+`KERNELS_WARPS=W` (every tuned kernel at W warps) and `KERNELS_AUTOTUNE=once` (every config run once,
+untimed; `kernels/_triton.py`).
 """
 
 from kernels._backend import BACKENDS, resolve_backend
