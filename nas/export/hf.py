@@ -422,12 +422,19 @@ def _types(pairs: list[tuple[str, str]], linear: str, linear_name: str = "linear
     return [linear_name if a == linear else "full_attention" for a, _ in pairs]
 
 
-def _hf_qwen3_next(cfg: ArchConfig) -> dict[str, Any]:
-    _only(cfg, "D*-E", "Gated DeltaNet, attention, MLP and MoE layers")
+def _delta_pairs(cfg: ArchConfig, mixer: str) -> list[tuple[str, str]]:
+    """The (mixer, FFN) layers of a delta-rule hybrid (Qwen3-Next, Kimi Linear), checked: `mixer` (Gated
+    DeltaNet or KDA), attention, SwiGLU MLP and MoE layers only."""
+    _only(cfg, "D*-E", f"{mixer}, attention, MLP and MoE layers")
     pairs = _pairs(cfg, "D*", "-E")
-    d = cfg.d_model
     _activation(cfg.mlp, "mlp", ("swiglu",), "MLPs are SwiGLU")
     _activation(cfg.moe, "moe", ("swiglu",), "experts are SwiGLU")
+    return pairs
+
+
+def _hf_qwen3_next(cfg: ArchConfig) -> dict[str, Any]:
+    pairs = _delta_pairs(cfg, "Gated DeltaNet")
+    d = cfg.d_model
     out: dict[str, Any] = {
         **_common(cfg, "qwen3_next"),
         "num_hidden_layers": len(pairs),
@@ -453,11 +460,8 @@ def _hf_qwen3_next(cfg: ArchConfig) -> dict[str, Any]:
 
 
 def _hf_kimi_linear(cfg: ArchConfig) -> dict[str, Any]:
-    _only(cfg, "D*-E", "KDA, attention, MLP and MoE layers")
-    pairs = _pairs(cfg, "D*", "-E")
+    pairs = _delta_pairs(cfg, "KDA")
     d = cfg.d_model
-    _activation(cfg.mlp, "mlp", ("swiglu",), "MLPs are SwiGLU")
-    _activation(cfg.moe, "moe", ("swiglu",), "experts are SwiGLU")
     out: dict[str, Any] = {
         **_common(cfg, "kimi_linear"),
         "num_hidden_layers": len(pairs),
