@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import types
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 APP = Path(__file__).parents[1] / "dashboard" / "app.py"
@@ -62,3 +65,51 @@ def values(array) -> list:
 
         return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
     return list(array)
+
+
+@dataclass
+class Queued:
+    """A queue entry as `nas.service.queue.list_studies` gives it (the fields the dashboard reads)."""
+
+    id: int
+    name: str
+    status: str
+    priority: int = 0
+    submitted_by: str | None = "ada"
+    submitted_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    scheduler: str | None = None
+    error: str | None = None
+    optuna_study_name: str = ""
+    mlflow_experiment_id: str | None = None
+    spec: dict = field(default_factory=dict)
+    requested: str | None = None
+    attempts: int = 0
+    kind: str | None = None
+    budget_trials: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.status} (pausing)" if self.requested == "pause" else self.status
+
+
+def fake_queue(storage: str, tracking: str, entries: list[Queued],
+               database_url: str = "postgresql+psycopg://nas@db.example/nas") -> types.ModuleType:
+    """`nas.service.queue`'s API in memory: what the dashboard calls, recorded in `.calls` as
+    ("submit", name, priority, submitted_by) and (verb, queue id, by)."""
+    q = types.ModuleType("nas.service.queue")
+    q.calls = []
+    q.database_url = lambda: database_url
+    q.service_urls = lambda url=None: (storage, tracking)
+    q.list_studies = lambda url=None: list(entries)
+
+    def submit(spec, *, priority=0, submitted_by=None, url=None, files=True):
+        q.calls.append(("submit", spec.name, priority, submitted_by))
+        return 7
+
+    q.submit = submit
+    for verb in ("pause", "resume", "cancel"):
+        setattr(q, verb, lambda qid, url=None, by=None, verb=verb: q.calls.append((verb, qid, by)))
+    return q

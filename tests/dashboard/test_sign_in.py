@@ -5,52 +5,16 @@ every action carries the user's name to the queue."""
 from __future__ import annotations
 
 import sys
-import types
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import pytest
-from dashutil import APP, PASSWORD, USER, page, sign_in, texts, users_file
-
-
-@dataclass
-class Queued:
-    id: int
-    name: str
-    status: str
-    priority: int = 0
-    submitted_by: str | None = "ada"
-    submitted_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    heartbeat_at: datetime | None = None
-    scheduler: str | None = None
-    error: str | None = None
-    optuna_study_name: str = ""
-    mlflow_experiment_id: str | None = None
-    spec: dict = field(default_factory=dict)
-    requested: str | None = None
-    attempts: int = 0
-    kind: str = "search"
-    budget_trials: int | None = 4
-    label: str = ""
+from dashutil import APP, PASSWORD, USER, Queued, fake_queue, page, sign_in, texts, users_file
 
 
 @pytest.fixture
 def service(monkeypatch, tmp_path):
-    q = types.ModuleType("nas.service.queue")
-    q.calls = []
-    q.database_url = lambda: "postgresql+psycopg://nas:planted-pw@db.example/nas"
-    q.service_urls = lambda url=None: (f"sqlite:///{tmp_path / 'studies.db'}", f"sqlite:///{tmp_path / 'ml.db'}")
-    q.list_studies = lambda url=None: [Queued(6, "next-up", "queued", optuna_study_name="next-up")]
-
-    def submit(spec, *, priority=0, submitted_by=None, url=None, files=True):
-        q.calls.append(("submit", spec.name, submitted_by))
-        return 7
-
-    q.submit = submit
-    for verb in ("pause", "resume", "cancel"):
-        setattr(q, verb, lambda qid, url=None, by=None, verb=verb: q.calls.append((verb, qid, by)))
+    q = fake_queue(f"sqlite:///{tmp_path / 'studies.db'}", f"sqlite:///{tmp_path / 'ml.db'}",
+                   [Queued(6, "next-up", "queued", optuna_study_name="next-up", kind="search", budget_trials=4)],
+                   database_url="postgresql+psycopg://nas:planted-pw@db.example/nas")
     monkeypatch.setitem(sys.modules, "nas.service.queue", q)
     import nas.service
 
