@@ -184,14 +184,17 @@ def test_fidelity_retrains_a_studys_trials_larger_and_reports_their_rank_correla
     assert "Each re-trained trial of src" in r.stdout and " → " in r.stdout
 
     from nas.fidelity import fidelity_report
-    from nas.reader import study_frame, trial_archs
+    from nas.reader import pareto_trials, study_frame, trial_archs
     from search_spaces.cost import param_counts
 
     meta, df = study_frame(storage, "src-at-micro-10x")
     assert meta.kind == "fidelity" and meta.spec["fidelity"]["source"] == "src"
     chosen = sorted(int(n) for n in meta.spec["fidelity"]["archs"])
-    assert len(chosen) == 4 and sorted(int(n) for n in df["p.source"]) == chosen
-    assert len({arch.pattern for n, arch in trial_archs(storage, "src") if n in chosen}) == 4  # no repeats
+    # the front's best two (decode speed is measured, so the front may hold one or more) and two others
+    patterns = {n: arch.pattern for n, arch in trial_archs(storage, "src")}
+    front = {patterns[r["trial"]] for r in pareto_trials(storage, "src")}
+    assert len(chosen) == min(2, len(front)) + 2 and sorted(int(n) for n in df["p.source"]) == chosen
+    assert len({patterns[n] for n in chosen}) == len(chosen)  # no repeats
     small = dict(trial_archs(storage, "src"))
     for number, arch in trial_archs(storage, "src-at-micro-10x"):  # the same layout, ten times the parameters
         source = small[int(df.loc[df["number"] == number, "p.source"].iloc[0])]
