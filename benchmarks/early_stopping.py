@@ -1,10 +1,12 @@
 """What early stopping (MO-ASHA) saves, and what it costs in hypervolume.
 
     python benchmarks/early_stopping.py              # cpu-tiny, 27 trials each way, ~12 min on 2 CPU cores
+    python benchmarks/early_stopping.py --asha 1/9,1/3,1:3 1/9,1/3,1:2     # several MO-ASHA settings
     python benchmarks/early_stopping.py --smoke      # a tiny profile, seconds (CI)
 
-The same search (space, sampler and seed) runs twice on the embedded default: every trial to the end,
-then with successive halving (rungs 1/9, 1/3, 1; eta 3). For each: the tokens trained (the compute),
+The same search (space, sampler and seed) runs on the embedded default: every trial to the end, then
+with successive halving at each `--asha` setting (RUNGS:ETA; default rungs 1/9, 1/3, 1 and eta 3).
+For each: the tokens trained (the compute),
 the wall time, the trials that reached the full budget, and the hypervolume of the final Pareto front
 of full-budget trials against a reference point of zero in every objective (both are maximised).
 Writes `docs/benchmarks/early_stopping.md`.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 from _report import command, machine, project_path_for_ray, write  # beside this script
@@ -35,7 +38,17 @@ SMOKE_PROFILE = {
 }
 
 
-def spec(name: str, tmp: Path, profile, trials: int, early: bool) -> StudySpec:
+def parse_asha(text: str) -> tuple[list[float], int]:
+    """`1/9,1/3,1:3` -> ([1/9, 1/3, 1.0], 3)."""
+    rungs, _, eta = text.partition(":")
+    return [float(Fraction(x)) for x in rungs.split(",")], int(eta or 3)
+
+
+def asha_label(rungs: list[float], eta: int) -> str:
+    return "MO-ASHA, rungs " + ", ".join(str(Fraction(r).limit_denominator(100)) for r in rungs) + f"; eta {eta}"
+
+
+def spec(name: str, tmp: Path, profile, trials: int, asha: tuple[list[float], int] | None) -> StudySpec:
     data = {
         "name": name,
         "space": "hybrid-ratio",
@@ -46,7 +59,8 @@ def spec(name: str, tmp: Path, profile, trials: int, early: bool) -> StudySpec:
         "budget": {"trials": trials},
         "profile": profile,
         "concurrency": 2,
-        "early_stopping": {"enabled": early, "rungs": [1 / 9, 1 / 3, 1.0], "eta": 3},
+        "early_stopping": {"enabled": asha is not None, "rungs": asha[0] if asha else [1 / 9, 1 / 3, 1.0],
+                           "eta": asha[1] if asha else 3},
         "storage": f"sqlite:///{tmp / 'studies.db'}",
         "tracking": f"sqlite:///{tmp / 'mlflow.db'}",
     }
@@ -93,35 +107,43 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--trials", type=int, default=27)
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/early_stopping.md"))
+    ap.add_argument("--asha", nargs="+", default=["1/9,1/3,1:3"], metavar="RUNGS:ETA",
+                    help="MO-ASHA settings to compare with the full run, e.g. 1/9,1/3,1:3 1/9,1/3,1:2")
     args = ap.parse_args()
+    try:
+        settings = [parse_asha(a) for a in args.asha]
+    except ValueError:
+        raise SystemExit(f"--asha takes RUNGS:ETA such as 1/9,1/3,1:3; got {' '.join(args.asha)}") from None
     if args.smoke:
         profile, trials = SMOKE_PROFILE, 4
     else:
         profile, trials = "cpu-tiny", args.trials
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        full = measure(spec("full", tmp, profile, trials, early=False))
-        asha = measure(spec("asha", tmp, profile, trials, early=True))
-    for name, r in (("every trial to the end", full), ("MO-ASHA", asha)):
-        print(f"{name:24s} tokens {r['tokens']:>12,}  wall {r['wall']:6.0f}s  complete {r['complete']:2d}  "
+        runs = [("every trial to the end", measure(spec("full", tmp, profile, trials, None)))]
+        for i, (rungs, eta) in enumerate(settings):
+            runs.append((asha_label(rungs, eta), measure(spec(f"asha{i}", tmp, profile, trials, (rungs, eta)))))
+    for name, r in runs:
+        print(f"{name:36s} tokens {r['tokens']:>12,}  wall {r['wall']:6.0f}s  complete {r['complete']:2d}  "
               f"pruned {r['pruned']:2d}  hypervolume {r['hv']:.4g}")
     if args.smoke:
         return
+    full = runs[0][1]
     lines = [
         "# Early stopping: compute saved against hypervolume",
         "",
         f"`{command()}` on {machine()}: the "
         f"`hybrid-ratio` space at 0.2M parameters, profile `cpu-tiny`, {trials} trials each way, random sampler "
-        "with seed 7, 2 trials at a time; MO-ASHA with rungs 1/9, 1/3, 1 and eta 3. Hypervolume of the "
-        "full-budget Pareto front (synthetic accuracy × decode tokens/s, both maximised) against the origin.",
+        "with seed 7, 2 trials at a time. Hypervolume of the full-budget Pareto front (synthetic accuracy × "
+        "decode tokens/s, both maximised) against the origin.",
         "",
         "| run | tokens trained | wall time | full-budget trials | pruned | hypervolume |",
         "|---|---:|---:|---:|---:|---:|",
         *(f"| {n} | {r['tokens']:,} | {r['wall']:.0f} s | {r['complete']} | {r['pruned']} | {r['hv']:.4g} |"
-          for n, r in (("every trial to the end", full), ("MO-ASHA", asha))),
+          for n, r in runs),
         "",
-        f"MO-ASHA trained {asha['tokens'] / full['tokens']:.0%} of the tokens and kept "
-        f"{asha['hv'] / full['hv']:.0%} of the hypervolume." if full["hv"] else "",
+        *(f"{n} trained {r['tokens'] / full['tokens']:.0%} of the tokens and kept "
+          f"{r['hv'] / full['hv']:.0%} of the hypervolume." for n, r in runs[1:] if full["hv"]),
         "",
     ]
     write(args.out, lines)
