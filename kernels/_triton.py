@@ -41,6 +41,17 @@ def state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype == torch.float32 else torch.bfloat16
 
 
+def keep_for_backward(ctx, tensors, saved_outputs) -> None:
+    """`setup_context` of an op registered with `torch.library` (`register_autograd`): save `tensors` for the
+    backward; the forward's outputs that only carry state to the backward (`saved_outputs`) take no
+    gradient, and an output the loss does not use gets None, not a tensor of zeros (as
+    `autograd.Function.set_materialize_grads(False)`): the backward skips its work, and no zero tensors the
+    size of the saved state are made each step."""
+    ctx.save_for_backward(*tensors)
+    ctx.mark_non_differentiable(*saved_outputs)
+    ctx.set_materialize_grads(False)
+
+
 def on_device(x: torch.Tensor):
     """A context that makes x's GPU the current one: Triton launches on the current device, whatever
     device the tensors are on, and another GPU's memory is an illegal address there."""

@@ -36,7 +36,19 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import DOT_BF16, DOT_FP32, autotune, block, dot, dot_mode, on_device, state_dtype, tiles, warps
+from kernels._triton import (
+    DOT_BF16,
+    DOT_FP32,
+    autotune,
+    block,
+    dot,
+    dot_mode,
+    keep_for_backward,
+    on_device,
+    state_dtype,
+    tiles,
+    warps,
+)
 from kernels.delta.reference import MAX_CHANNEL_CHUNK
 
 Tensor = torch.Tensor
@@ -663,7 +675,7 @@ def _(do, d_final_state, q, k, v, g, beta, Tm, w, u0, u, states, scale, chunk_si
 
 def _setup_context(ctx, inputs, output) -> None:
     q, k, v, g, beta, initial_state, scale, chunk_size = inputs
-    ctx.save_for_backward(q, k, v, g, beta, *output[2:])
+    keep_for_backward(ctx, (q, k, v, g, beta, *output[2:]), output[2:])
     ctx.scale, ctx.chunk_size, ctx.has_init = scale, chunk_size, initial_state is not None
 
 

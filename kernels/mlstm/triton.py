@@ -27,7 +27,18 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from kernels._triton import DOT_BF16, autotune, block, dot, dot_mode, on_device, state_dtype, tiles, warps
+from kernels._triton import (
+    DOT_BF16,
+    autotune,
+    block,
+    dot,
+    dot_mode,
+    keep_for_backward,
+    on_device,
+    state_dtype,
+    tiles,
+    warps,
+)
 
 Tensor = torch.Tensor
 MAX_CHUNK = 128
@@ -591,7 +602,7 @@ def _(dh, dCf, dnf, dmf, q, k, v, i, f, h, Cf, nf, mf, states, nstates, mstates,
 
 def _setup_context(ctx, inputs, output) -> None:
     q, k, v, i, f, C0, _n0, m0, chunk_size = inputs
-    ctx.save_for_backward(q, k, v, i, f, *output, m0)
+    keep_for_backward(ctx, (q, k, v, i, f, *output, m0), output[4:])
     ctx.chunk_size, ctx.has_init = chunk_size, C0 is not None
 
 

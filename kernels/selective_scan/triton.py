@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, block, interpreting, on_device, silu_parts, warps
+from kernels._triton import autotune, block, interpreting, keep_for_backward, on_device, silu_parts, warps
 
 Tensor = torch.Tensor
 
@@ -297,7 +297,7 @@ def _(dy, dfinal, u, delta, A, B, C, D, z, saved):
 
 def _setup_context(ctx, inputs, output) -> None:
     u, delta, A, B, C, D, z, initial_state, _save = inputs
-    ctx.save_for_backward(u, delta, A, B, C, D, z, output[2])
+    keep_for_backward(ctx, (u, delta, A, B, C, D, z, output[2]), output[2:])
     ctx.has = (D is not None, z is not None, initial_state is not None)
 
 

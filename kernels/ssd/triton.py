@@ -24,7 +24,19 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import DOT_FP32, autotune, block, dot, dot_mode, on_device, silu_parts, state_dtype, tiles, warps
+from kernels._triton import (
+    DOT_FP32,
+    autotune,
+    block,
+    dot,
+    dot_mode,
+    keep_for_backward,
+    on_device,
+    silu_parts,
+    state_dtype,
+    tiles,
+    warps,
+)
 
 Tensor = torch.Tensor
 MAX_CHUNK = 128
@@ -460,7 +472,7 @@ def _(dy, dfinal, x, dt, A, B, C, D, z, g, states, chunk_size):
 
 def _setup_context(ctx, inputs, output) -> None:
     x, dt, A, B, C, D, z, initial_state, chunk_size = inputs
-    ctx.save_for_backward(x, dt, A, B, C, D, z, *output[2:])
+    keep_for_backward(ctx, (x, dt, A, B, C, D, z, *output[2:]), output[2:])
     ctx.chunk_size, ctx.has = chunk_size, (D is not None, z is not None, initial_state is not None)
 
 
