@@ -1,4 +1,5 @@
-"""What every benchmark's report shares: the machine it ran on, the command that ran, and writing the table.
+"""What every benchmark's report shares: the machine it ran on, the command that ran, and writing the table
+(and, for the scripts that run studies, a profile for their --smoke run).
 
     lines = [f"`{command()}` on {machine()}", "", "| ... |"]
     write(args.out, lines)
@@ -11,7 +12,7 @@ import platform
 import sys
 from pathlib import Path
 
-__all__ = ["command", "machine", "project_path_for_ray", "write"]
+__all__ = ["command", "machine", "project_path_for_ray", "smoke_profile", "write"]
 
 
 def _cpu() -> str:
@@ -53,3 +54,15 @@ def project_path_for_ray() -> None:
     driver's path. Call it after importing this module and before importing the project."""
     here = Path(__file__).resolve().parent
     sys.path[:] = [str(here.parent)] + [p for p in sys.path if Path(p or ".").resolve() != here]
+
+
+def smoke_profile(params: float, lm_steps: int, task_steps: int) -> dict:
+    """A proxy profile of seconds on a CPU for a study's --smoke run: `params` parameters, `lm_steps`
+    language-modelling steps of 4 sequences of 32 tokens and `task_steps` of 8 on MQAR alone."""
+    return {
+        "name": "smoke", "params": params, "device": "cpu",
+        "lm": {"seq_len": 32, "batch_size": 4, "tokens": lm_steps * 4 * 32, "eval_tokens": 256},
+        "synthetic": {"tokens_per_task": task_steps * 8 * 32, "batch_size": 8, "eval_examples": 16,
+                      "tasks": [{"name": "mqar", "settings": {"vocab_size": 64, "seq_len": 32, "num_kv_pairs": 4}}]},
+        "throughput": {"contexts": [32], "decode_tokens": 2, "repeats": 1},
+    }

@@ -20,7 +20,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from _report import command, machine, project_path_for_ray, write  # beside this script
+from _report import command, machine, project_path_for_ray, smoke_profile, write  # beside this script
 
 project_path_for_ray()
 
@@ -29,13 +29,7 @@ from nas.reader import study_trials
 from nas.runner import run_study
 from nas.spec import StudySpec, validate
 
-SMOKE_PROFILE = {
-    "name": "smoke", "params": 2e5, "device": "cpu",
-    "lm": {"seq_len": 32, "batch_size": 4, "tokens": 9 * 4 * 32, "eval_tokens": 256},
-    "synthetic": {"tokens_per_task": 9 * 8 * 32, "batch_size": 8, "eval_examples": 16,
-                  "tasks": [{"name": "mqar", "settings": {"vocab_size": 64, "seq_len": 32, "num_kv_pairs": 4}}]},
-    "throughput": {"contexts": [32], "decode_tokens": 2, "repeats": 1},
-}
+SMOKE_PROFILE = smoke_profile(2e5, lm_steps=9, task_steps=9)
 
 
 def parse_asha(text: str) -> tuple[list[float], int]:
@@ -59,8 +53,7 @@ def spec(name: str, tmp: Path, profile, trials: int, asha: tuple[list[float], in
         "budget": {"trials": trials},
         "profile": profile,
         "concurrency": 2,
-        "early_stopping": {"enabled": asha is not None, "rungs": asha[0] if asha else [1 / 9, 1 / 3, 1.0],
-                           "eta": asha[1] if asha else 3},
+        "early_stopping": {"enabled": True, "rungs": asha[0], "eta": asha[1]} if asha else {"enabled": False},
         "storage": f"sqlite:///{tmp / 'studies.db'}",
         "tracking": f"sqlite:///{tmp / 'mlflow.db'}",
     }

@@ -21,20 +21,14 @@ import threading
 import time
 from pathlib import Path
 
-from _report import command, machine, project_path_for_ray, write  # beside this script
+from _report import command, machine, project_path_for_ray, smoke_profile, write  # beside this script
 
 project_path_for_ray()
 
 from nas.runner import run_study
 from nas.spec import StudySpec, validate
 
-SMOKE_PROFILE = {
-    "name": "smoke", "params": 5e4, "device": "cpu",
-    "lm": {"seq_len": 32, "batch_size": 4, "tokens": 4 * 4 * 32, "eval_tokens": 256},
-    "synthetic": {"tokens_per_task": 3 * 8 * 32, "batch_size": 8, "eval_examples": 16,
-                  "tasks": [{"name": "mqar", "settings": {"vocab_size": 64, "seq_len": 32, "num_kv_pairs": 4}}]},
-    "throughput": {"contexts": [32], "decode_tokens": 2, "repeats": 1},
-}
+SMOKE_PROFILE = smoke_profile(5e4, lm_steps=4, task_steps=3)
 BASE = {"pattern": "M-M-M-M-*-M-M-M-", "d_model": 256, "vocab_size": 256, "attention": {"heads": 4},
         "mamba2": {"d_state": 64, "head_dim": 32, "chunk_size": 64}}  # scaled to the profile's size
 FACTORS = {"ssm": ["mamba2", "mamba1", "mlstm", "deltanet"], "pos": ["rope", "nope"]}
