@@ -57,6 +57,7 @@ def run_job(job: Job, report=None) -> list[TrialResult]:
     from workers.evaluate import evaluate  # torch: loaded in the worker, not the driver
 
     arch = ArchConfig.from_dict(job.arch)
+    hold_to_share(job.gpus)
     results = []
     for seed in job.seeds:
         def progress(p, seed=seed):
@@ -65,6 +66,18 @@ def run_job(job: Job, report=None) -> list[TrialResult]:
 
         results.append(evaluate(arch, job.profile, seed=seed, budget=job.budget, progress=progress))
     return results
+
+
+def hold_to_share(gpus: float) -> None:
+    """A job that asked for a fraction of a GPU allocates at most that fraction of its memory, so that one
+    trial running out of memory fails alone (and its out-of-memory retries start at its own share)
+    instead of taking the memory that the trials beside it are counting on."""
+    if not 0 < gpus < 1:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(gpus)
 
 
 class Executor(abc.ABC):

@@ -84,6 +84,15 @@ def _check_vocab(arch: ArchConfig, vocab: int, what: str) -> None:
         )
 
 
+def _memory_share(dev: torch.device) -> str:
+    """", within its share of N GiB of the GPU" where the process holds a fraction of the GPU's memory."""
+    if dev.type != "cuda":
+        return ""
+    total = torch.cuda.get_device_properties(dev).total_memory
+    fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda _: 1.0)(dev)
+    return f", within its share of {fraction * total / 2**30:.0f} GiB of the GPU" if fraction < 1 else ""
+
+
 def evaluate(
     arch: ArchConfig,
     profile: ProxyProfile | str,
@@ -212,6 +221,16 @@ def evaluate(
     except TrialFailed as e:
         result["status"] = "failed"
         result["failure"] = Failure(kind=e.kind, reason=e.reason, step=e.step, task=e.task)
+    except torch.OutOfMemoryError:  # outside the training steps, which retry with smaller micro-batches
+        share = _memory_share(dev)
+        result["status"] = "failed"
+        result["failure"] = Failure(
+            kind="oom",
+            reason=f"out of memory building, evaluating or timing the model{share}; use a smaller proxy "
+            "(params, seq_len, the throughput contexts) or give each trial more of the GPU (resources.gpus)",
+        )
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
     result["peak_memory_bytes"], result["memory_kind"] = peak_memory(dev)
     result["wall_seconds"] = time.perf_counter() - t0
     return TrialResult(**result)

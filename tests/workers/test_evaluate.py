@@ -2,6 +2,7 @@ import copy
 import json
 
 import pytest
+import torch
 from profiles import MICRO
 
 from search_spaces import ArchConfig, ConfigError
@@ -81,6 +82,18 @@ def test_a_diverging_trial_ends_as_failed_with_reason_and_step():
     assert r.status == "failed" and r.failure.kind == "diverged" and r.failure.task == "lm"
     assert r.failure.step is not None and "learning rate" in r.failure.reason
     assert r.lm is None and r.params > 0
+
+
+def test_running_out_of_memory_outside_training_ends_as_failed_with_the_fix(monkeypatch):
+    import workers.evaluate as ev
+
+    def no_memory(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB")
+
+    monkeypatch.setattr(ev, "throughput", no_memory)  # after training: the trial's memory is its own to give back
+    r = evaluate(CFG, MICRO)
+    assert r.status == "failed" and r.failure.kind == "oom" and r.lm is not None and not r.tasks
+    assert "out of memory building, evaluating or timing" in r.failure.reason and "resources.gpus" in r.failure.reason
 
 
 @pytest.mark.parametrize(
