@@ -1,15 +1,28 @@
 """What early stopping (MO-ASHA) saves, and what it costs in hypervolume.
 
     python benchmarks/early_stopping.py              # cpu-tiny, 27 trials each way, ~12 min on 2 CPU cores
-    python benchmarks/early_stopping.py --asha 1/9,1/3,1:3 1/9,1/3,1:2     # several MO-ASHA settings
+    python benchmarks/early_stopping.py --asha 1/9,1/3,1:3 1/9,1/3,1:2:front   # several settings
+    python benchmarks/early_stopping.py --replay --asha 1/8,1:4 1/8,1:4:front  # every setting from one table
+    python benchmarks/early_stopping.py --profile gpu-quick --gpus 0.25 --concurrency 4 --trials 24 --replay
     python benchmarks/early_stopping.py --smoke      # a tiny profile, seconds (CI)
 
-The same search (space, sampler and seed) runs on the embedded default: every trial to the end, then
-with successive halving at each `--asha` setting (RUNGS:ETA; default rungs 1/9, 1/3, 1 and eta 3).
-For each: the tokens trained (the compute),
-the wall time, the trials that reached the full budget, and the hypervolume of the final Pareto front
-of full-budget trials against a reference point of zero in every objective (both are maximised).
-Writes `docs/benchmarks/early_stopping.md`.
+The same search (space, sampler and seed: the same architectures) runs on the embedded default: every trial
+to the end, then with successive halving at each `--asha` setting (RUNGS:ETA[:RULE]; default rungs 1/9,
+1/3, 1, eta 3; RULE `top` promotes the best n // eta of a rung's n trials by non-dominated rank and
+crowding, `front` also every trial on the rung's non-dominated front).
+
+Two ways to measure a setting:
+- by default each setting runs as a study of its own, asynchronously, as a user's study would;
+- `--replay` trains the same trials once more at each lower rung's budget (a study per budget) and plays
+  every setting's successive halving over that table, rung by rung: the trials a setting promotes are
+  trained exactly as in the table (the same seed and budget), so its hypervolume is the one it would get,
+  and its cost is the sum of the measured job times of the jobs it would run. One table answers any number
+  of settings; the asynchronous promotion of a real run differs in which trials reach a rung first.
+
+For each: the tokens trained, the job time (the sum of every job's wall time: GPU time at a fixed packing),
+the trials that reached the full budget, and the hypervolume of the final Pareto front of full-budget
+trials against a reference point of zero in every objective (both are maximised). Writes
+`docs/benchmarks/early_stopping.md` (`--out` elsewhere).
 """
 
 from __future__ import annotations
@@ -24,69 +37,91 @@ from _report import command, machine, project_path_for_ray, smoke_profile, write
 
 project_path_for_ray()
 
-from nas.pareto import hypervolume
+from nas.asha import rank
+from nas.pareto import hypervolume, nondominated_ranks
 from nas.reader import study_trials
 from nas.runner import run_study
 from nas.spec import StudySpec, validate
 
 SMOKE_PROFILE = smoke_profile(2e5, lm_steps=9, task_steps=9)
+OBJECTIVES = ["synthetic_accuracy", "decode_tps"]
+RULES = ("top", "front")
 
 
-def parse_asha(text: str) -> tuple[list[float], int]:
-    """`1/9,1/3,1:3` -> ([1/9, 1/3, 1.0], 3)."""
-    rungs, _, eta = text.partition(":")
-    return [float(Fraction(x)) for x in rungs.split(",")], int(eta or 3)
+def parse_asha(text: str) -> tuple[list[float], int, str]:
+    """`1/9,1/3,1:3` -> ([1/9, 1/3, 1.0], 3, "top"); `1/8,1:4:front` -> ([1/8, 1.0], 4, "front")."""
+    rungs, _, rest = text.partition(":")
+    eta, _, rule = rest.partition(":")
+    rule = rule or "top"
+    if rule not in RULES:
+        raise ValueError(rule)
+    return [float(Fraction(x)) for x in rungs.split(",")], int(eta or 3), rule
 
 
-def asha_label(rungs: list[float], eta: int) -> str:
-    return "MO-ASHA, rungs " + ", ".join(str(Fraction(r).limit_denominator(100)) for r in rungs) + f"; eta {eta}"
+def asha_label(rungs: list[float], eta: int, rule: str = "top") -> str:
+    promote = "; the rung's front promoted too" if rule == "front" else ""
+    fractions = ", ".join(str(Fraction(r).limit_denominator(100)) for r in rungs)
+    return f"MO-ASHA, rungs {fractions}; eta {eta}{promote}"
 
 
-def spec(name: str, tmp: Path, profile, trials: int, asha: tuple[list[float], int] | None) -> StudySpec:
+def spec(name: str, tmp: Path, args, profile, asha: tuple[list[float], int, str] | None) -> StudySpec:
+    es = {"enabled": True, "rungs": asha[0], "eta": asha[1], "promote": asha[2]} if asha else {"enabled": False}
     data = {
         "name": name,
         "space": "hybrid-ratio",
-        "objectives": [{"metric": "synthetic_accuracy"}, {"metric": "decode_tps"}],
-        "constraints": {"params": {"budget": 2e5, "tolerance": 0.35}},
+        "objectives": [{"metric": m} for m in OBJECTIVES],
+        "constraints": {"params": {"budget": args.params, "tolerance": 0.35}},
         "sampler": "random",
         "seed": 7,
-        "budget": {"trials": trials},
+        "budget": {"trials": args.trials},
         "profile": profile,
-        "concurrency": 2,
-        "early_stopping": {"enabled": True, "rungs": asha[0], "eta": asha[1]} if asha else {"enabled": False},
+        "concurrency": args.concurrency,
+        "resources": {"cpus": 1, "gpus": args.gpus},
+        "early_stopping": es,
         "storage": f"sqlite:///{tmp / 'studies.db'}",
         "tracking": f"sqlite:///{tmp / 'mlflow.db'}",
     }
     return validate(StudySpec.model_validate(data))
 
 
+def _tokens_per_job(profile, budget: float) -> int:
+    from workers.profile import load_profile
+
+    p = load_profile(profile).scaled(budget)
+    return p.lm.tokens + sum((t.tokens or p.synthetic.tokens_per_task) for t in p.synthetic.tasks)
+
+
 def measure(s: StudySpec) -> dict:
+    """Run a study to its end: its wall time, job time, tokens, full-budget trials and hypervolume."""
     t0 = time.perf_counter()
     run_study(s, show_progress=False, track=False)
     wall = time.perf_counter() - t0
     rows = study_trials(s.storage_url, s.name)
-    tokens = _tokens(s)
-    complete = [r.values for r in rows if r.state == "COMPLETE"]
-    hv = hypervolume(complete, s.directions, [0.0] * len(s.directions)) if complete else 0.0
     failed = [r for r in rows if r.state == "FAIL" and (r.failure or {}).get("kind") != "infeasible"]
     if failed:  # a benchmark of broken trials would measure nothing
         raise SystemExit(f"{len(failed)} trial(s) of {s.name} failed, e.g. {failed[0].failure}")
-    return {"tokens": tokens, "wall": wall, "complete": len(complete),
-            "pruned": sum(r.state == "PRUNED" for r in rows), "hv": hv}
+    complete = [r for r in rows if r.state == "COMPLETE"]
+    return {
+        "tokens": _tokens(s), "wall": wall, "complete": len(complete),
+        "pruned": sum(r.state == "PRUNED" for r in rows),
+        "hv": hypervolume([r.values for r in complete], s.directions, [0.0] * len(s.directions)) if complete else 0.0,
+        "job_s": _job_seconds(s),
+        "rows": complete,
+    }
+
+
+def _job_seconds(s: StudySpec) -> float:
+    from optuna import load_study
+
+    trials = load_study(study_name=s.name, storage=s.storage_url).trials
+    return sum(t.user_attrs.get("job_seconds", 0.0) for t in trials)
 
 
 def _tokens(s: StudySpec) -> int:
     """Tokens trained over every job of the study, all rungs included."""
     from optuna import load_study
 
-    from workers.profile import load_profile
-
-    prof = load_profile(s.profile)
-    per_rung = []
-    for rung in (s.early_stopping.rungs if s.early_stopping.enabled else [1.0]):
-        p = prof.scaled(rung)
-        syn = sum((t.tokens or p.synthetic.tokens_per_task) for t in p.synthetic.tasks)
-        per_rung.append(p.lm.tokens + syn)
+    per_rung = [_tokens_per_job(s.profile, r) for r in (s.early_stopping.rungs if s.early_stopping.enabled else [1.0])]
     total = 0
     for t in load_study(study_name=s.name, storage=s.storage_url).trials:
         done = t.user_attrs.get("rung_done")
@@ -95,48 +130,112 @@ def _tokens(s: StudySpec) -> int:
     return total
 
 
+def replay(table: dict[float, dict[str, dict]], rungs: list[float], eta: int, rule: str, profile) -> dict:
+    """Successive halving over `table` (budget -> pattern key -> {values, seconds}), rung by rung."""
+    directions = ["maximize"] * len(OBJECTIVES)
+    alive = sorted(table[rungs[0]])
+    tokens = seconds = 0.0
+    for k, budget in enumerate(rungs):
+        tokens += len(alive) * _tokens_per_job(profile, budget)
+        seconds += sum(table[budget][key]["seconds"] for key in alive)
+        if k == len(rungs) - 1:
+            break
+        values = [table[budget][key]["values"] for key in alive]
+        order = [t.key for t in rank([_Key(key) for key in alive], values, directions)]
+        keep = set(order[: len(alive) // eta])
+        if rule == "front":
+            keep |= {key for key, r in zip(alive, nondominated_ranks(values, directions)) if r == 0}
+        alive = sorted(keep)
+    final = [table[1.0][key]["values"] for key in alive]
+    return {"tokens": tokens, "job_s": seconds, "complete": len(alive), "pruned": len(table[rungs[0]]) - len(alive),
+            "hv": hypervolume(final, directions, [0.0] * len(directions)) if final else 0.0, "wall": None}
+
+
+class _Key:  # what nas.asha.rank needs of a trial: an ordering number
+    def __init__(self, key: str):
+        self.key, self.number = key, key
+
+
+def _table_column(m: dict) -> dict[str, dict]:
+    """One budget's trials by architecture: objective values and job seconds."""
+    out = {}
+    for r in m["rows"]:
+        key = repr(sorted(r.arch.items()))
+        out[key] = {"values": r.values, "seconds": r.metrics["wall_seconds"]}
+    return out
+
+
+def _seconds(s: float | None) -> str:
+    return "—" if s is None else f"{s:.0f} s"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--profile", default="cpu-tiny")
+    ap.add_argument("--budget", type=float, default=1.0, help="scale the profile's token budgets")
+    ap.add_argument("--params", type=float, default=None, help="the space's parameter budget (default: the profile's)")
     ap.add_argument("--trials", type=int, default=27)
+    ap.add_argument("--concurrency", type=int, default=2)
+    ap.add_argument("--gpus", type=float, default=0.0, help="the GPU share of each trial (0.25: four per GPU)")
+    ap.add_argument("--replay", action="store_true", help="play every setting over one table of rung results")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/early_stopping.md"))
-    ap.add_argument("--asha", nargs="+", default=["1/9,1/3,1:3"], metavar="RUNGS:ETA",
-                    help="MO-ASHA settings to compare with the full run, e.g. 1/9,1/3,1:3 1/9,1/3,1:2")
+    ap.add_argument("--asha", nargs="+", default=["1/9,1/3,1:3"], metavar="RUNGS:ETA[:RULE]",
+                    help="MO-ASHA settings to compare with the full run, e.g. 1/9,1/3,1:3 1/8,1:4:front")
     args = ap.parse_args()
     try:
         settings = [parse_asha(a) for a in args.asha]
     except ValueError:
-        raise SystemExit(f"--asha takes RUNGS:ETA such as 1/9,1/3,1:3; got {' '.join(args.asha)}") from None
+        raise SystemExit(f"--asha takes RUNGS:ETA[:RULE] such as 1/9,1/3,1:3 or 1/8,1:4:front (RULE: top or "
+                         f"front); got {' '.join(args.asha)}") from None
+    from workers.profile import load_profile
+
+    profile = SMOKE_PROFILE if args.smoke else args.profile
     if args.smoke:
-        profile, trials = SMOKE_PROFILE, 4
-    else:
-        profile, trials = "cpu-tiny", args.trials
+        args.trials = 4
+    if args.budget != 1.0:
+        profile = load_profile(profile).scaled(args.budget).model_dump()
+    args.params = args.params or load_profile(profile).params
+    name = profile if isinstance(profile, str) else profile.get("name", "smoke")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        runs = [("every trial to the end", measure(spec("full", tmp, profile, trials, None)))]
-        for i, (rungs, eta) in enumerate(settings):
-            runs.append((asha_label(rungs, eta), measure(spec(f"asha{i}", tmp, profile, trials, (rungs, eta)))))
-    for name, r in runs:
-        print(f"{name:36s} tokens {r['tokens']:>12,}  wall {r['wall']:6.0f}s  complete {r['complete']:2d}  "
+        full = measure(spec("full", tmp, args, profile, None))
+        runs = [("every trial to the end", full)]
+        if args.replay:
+            table = {1.0: _table_column(full)}
+            for budget in sorted({r for rungs, _, _ in settings for r in rungs[:-1]}):
+                scaled = load_profile(profile).scaled(budget).model_dump()
+                m = measure(spec(f"budget-{len(table)}", tmp, args, scaled, None))
+                table[budget] = _table_column(m)
+                if set(table[budget]) != set(table[1.0]):
+                    raise SystemExit(f"the study at budget {budget:g} sampled other architectures than the full "
+                                     "run; the replay needs the same trials")
+            runs += [(asha_label(*s) + " (replayed)", replay(table, *s, profile)) for s in settings]
+        else:
+            for i, s in enumerate(settings):
+                runs.append((asha_label(*s), measure(spec(f"asha{i}", tmp, args, profile, s))))
+    for label, r in runs:
+        print(f"{label:56s} tokens {r['tokens']:>12,.0f}  job time {r['job_s']:7.0f}s  complete {r['complete']:2d}  "
               f"pruned {r['pruned']:2d}  hypervolume {r['hv']:.4g}")
     if args.smoke:
         return
-    full = runs[0][1]
+    share = f"{args.gpus:g} GPU" if args.gpus else "no GPU"
     lines = [
         "# Early stopping: compute saved against hypervolume",
         "",
-        f"`{command()}` on {machine()}: the "
-        f"`hybrid-ratio` space at 0.2M parameters, profile `cpu-tiny`, {trials} trials each way, random sampler "
-        "with seed 7, 2 trials at a time. Hypervolume of the full-budget Pareto front (synthetic accuracy × "
-        "decode tokens/s, both maximised) against the origin.",
+        f"`{command()}` on {machine(gpu=bool(args.gpus))}: the `hybrid-ratio` space at "
+        f"{args.params / 1e6:g}M parameters, profile `{name}`, {args.trials} trials each way, random sampler "
+        f"with seed 7, {args.concurrency} trials at a time ({share} each). Hypervolume of the full-budget Pareto "
+        "front (synthetic accuracy × decode tokens/s, both maximised) against the origin; job time is the sum of "
+        "every job's wall time.",
         "",
-        "| run | tokens trained | wall time | full-budget trials | pruned | hypervolume |",
-        "|---|---:|---:|---:|---:|---:|",
-        *(f"| {n} | {r['tokens']:,} | {r['wall']:.0f} s | {r['complete']} | {r['pruned']} | {r['hv']:.4g} |"
-          for n, r in runs),
+        "| run | tokens trained | job time | study wall time | full-budget trials | pruned | hypervolume |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *(f"| {n} | {r['tokens']:,.0f} | {r['job_s']:.0f} s | {_seconds(r['wall'])} | {r['complete']} | "
+          f"{r['pruned']} | {r['hv']:.4g} |" for n, r in runs),
         "",
-        *(f"{n} trained {r['tokens'] / full['tokens']:.0%} of the tokens and kept "
-          f"{r['hv'] / full['hv']:.0%} of the hypervolume." for n, r in runs[1:] if full["hv"]),
+        *(f"{n} trained {r['tokens'] / full['tokens']:.0%} of the tokens in {r['job_s'] / full['job_s']:.0%} of the "
+          f"job time and kept {r['hv'] / full['hv']:.0%} of the hypervolume." for n, r in runs[1:] if full["hv"]),
         "",
     ]
     write(args.out, lines)

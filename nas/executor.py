@@ -25,7 +25,7 @@ from typing import Any
 
 from search_spaces import ArchConfig
 from search_spaces.config import ConfigError
-from workers.result import TrialResult
+from workers.result import Throughput, TrialResult
 
 __all__ = ["Executor", "InlineExecutor", "Job", "JobOutcome", "RayExecutor", "run_job", "start_local_ray",
            "token_auth_for"]
@@ -42,6 +42,8 @@ class Job:
     budget: float = 1.0
     cpus: float = 1.0
     gpus: float = 0.0
+    # each seed's throughput rows, measured by the trial's first rung: not measured again
+    throughput: tuple[list[dict[str, Any]], ...] | None = None
 
 
 @dataclass
@@ -58,13 +60,16 @@ def run_job(job: Job, report=None) -> list[TrialResult]:
 
     arch = ArchConfig.from_dict(job.arch)
     hold_to_share(job.gpus)
+    # a later rung's job takes the speed its first rung measured (per seed)
+    known = [[Throughput(**t) for t in seed] for seed in job.throughput] if job.throughput else None
     results = []
-    for seed in job.seeds:
+    for i, seed in enumerate(job.seeds):
         def progress(p, seed=seed):
             if report is not None:
                 report({"trial": job.trial, "seed": seed, "budget": job.budget, "pid": os.getpid(), **p.__dict__})
 
-        results.append(evaluate(arch, job.profile, seed=seed, budget=job.budget, progress=progress))
+        results.append(evaluate(arch, job.profile, seed=seed, budget=job.budget, progress=progress,
+                                throughput_of=known[i] if known and i < len(known) else None))
     return results
 
 

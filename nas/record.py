@@ -51,6 +51,7 @@ __all__ = [
     "FAILURE",
     "INTERRUPTED",
     "JOB_RUNG",
+    "JOB_SECONDS",
     "METRICS",
     "MLFLOW_EXPERIMENT",
     "MLFLOW_PARENT_RUN",
@@ -63,6 +64,7 @@ __all__ = [
     "RUNG_RESULTS",
     "SPEC",
     "STATUSES",
+    "THROUGHPUT",
     "TOKENS",
     "UNFINISHED",
     "WAITING_FOR",
@@ -95,6 +97,8 @@ JOB_RUNG = "job_rung"  # the rung of the job in flight; None when no job runs
 RUNG_DONE = "rung_done"  # the highest rung finished
 RUNG_RESULTS = "rung_results"  # {str(rung): objective values at that rung}
 TOKENS = "tokens"  # tokens trained by the latest rung
+THROUGHPUT = "throughput"  # each seed's prefill/decode figures at the first rung, carried to the later ones
+JOB_SECONDS = "job_seconds"  # wall time of every job the trial ran, all rungs and seeds (its cost)
 METRICS = "metrics"  # every metric of the finished trial (the mean over seeds)
 METRICS_SD = "metrics_sd"  # each metric's standard deviation over the trial's seeds (two seeds or more)
 RESULT = "result"  # the first seed's TrialResult, as JSON

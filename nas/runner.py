@@ -193,7 +193,8 @@ class _Runner:
     def _launch(self) -> bool:
         """Start one job (a promotion, else a new trial); False when there is nothing to start."""
         promotion = asha.promotion(
-            self._trials(), len(self.rungs), self.eta, self.directions, {s.trial for s in self.jobs.values()}
+            self._trials(), len(self.rungs), self.eta, self.directions, {s.trial for s in self.jobs.values()},
+            self.spec.early_stopping.promote,
         )
         if promotion is not None:
             trial, rung = promotion
@@ -279,6 +280,7 @@ class _Runner:
         return record.arch_key(arch, self.profile_json, self._seeds(params))
 
     def _submit(self, number: int, arch: dict, rung: int, params: dict[str, Any]) -> None:
+        measured = self.handle.trial(number).user_attrs.get(record.THROUGHPUT) if rung else None
         job = Job(
             trial=number,
             arch=arch,
@@ -287,6 +289,7 @@ class _Runner:
             budget=self.rungs[rung],
             cpus=self.spec.resources.cpus,
             gpus=self.spec.resources.gpus,
+            throughput=tuple(measured) if measured else None,
         )
         key = self._key(arch, params)
         self.trained.setdefault(key, number)
@@ -422,10 +425,16 @@ class _Runner:
         values = [metrics[m] for m in self.spec.metrics]
         # record the rung before saying the job is over: a driver killed in between resubmits the job
         # (the rung runs again) rather than losing it
-        done = self.handle.trial(slot.trial).user_attrs.get(record.RUNG_RESULTS, {})
+        attrs = self.handle.trial(slot.trial).user_attrs
+        done = attrs.get(record.RUNG_RESULTS, {})
         self.handle.set_trial_attr(slot.trial, record.RUNG_RESULTS, {**done, str(slot.rung): values})
         self.handle.set_trial_attr(slot.trial, record.TOKENS, sum(r.tokens for r in results))
+        spent = attrs.get(record.JOB_SECONDS, 0.0) + sum(r.wall_seconds for r in results)
+        self.handle.set_trial_attr(slot.trial, record.JOB_SECONDS, spent)
         if slot.rung < len(self.rungs) - 1:
+            if record.THROUGHPUT not in attrs:
+                measured = [[t.model_dump() for t in r.throughput] for r in results]
+                self.handle.set_trial_attr(slot.trial, record.THROUGHPUT, measured)
             self.handle.set_trial_attr(slot.trial, record.RUNG_DONE, slot.rung)
             self.handle.set_trial_attr(slot.trial, record.JOB_RUNG, None)
             if self.ui is not None:

@@ -26,7 +26,7 @@ from workers.data.corpus import CorpusError, load_corpus
 from workers.data.synthetic import make_task
 from workers.models import build_model
 from workers.profile import ProxyProfile, load_profile
-from workers.result import Failure, LMScore, TaskScore, TrialResult
+from workers.result import Failure, LMScore, TaskScore, Throughput, TrialResult
 from workers.score import lm_val_loss, peak_memory, task_scores, throughput
 from workers.train import Progress, TrialFailed, train
 
@@ -101,8 +101,13 @@ def evaluate(
     budget: float = 1.0,
     device: str | torch.device | None = None,
     progress: ProgressFn | None = None,
+    throughput_of: list[Throughput] | None = None,
 ) -> TrialResult:
     """Train and score `arch` under `profile`; `budget` scales every token budget (early-stopping rungs).
+
+    `throughput_of`: the architecture's prefill/decode figures measured already (by an earlier rung or
+    seed of the same trial on the same kind of device): used as they are instead of measuring again; speed
+    depends on the architecture and the device, not on how far the weights were trained.
 
     Raises ConfigError before any training for an unusable architecture, profile or corpus; returns a
     failed TrialResult (status "failed", with the reason and step) for a run that diverges or runs out of memory.
@@ -177,7 +182,7 @@ def evaluate(
             curve=stats.curve,
         )
         tp = profile.throughput
-        result["throughput"] = throughput(
+        result["throughput"] = throughput_of or throughput(
             getattr(model, "_orig_mod", model), tp.contexts, tp.batch_size, tp.decode_tokens, tp.repeats, dev
         )
         del model

@@ -222,6 +222,14 @@ def test_early_stopping_prunes_by_nondominated_rank(ray_cluster, urls):
         assert set(t.user_attrs["rung_results"]) == {"0"}
     # a promoted trial cost more tokens than a pruned one
     assert min(t.user_attrs["tokens"] for t in complete) > max(t.user_attrs["tokens"] for t in pruned)
+    # every job's time is the trial's cost (a duplicate of an earlier trial ran none)
+    ran = [t for t in complete + pruned if "duplicate_of" not in t.user_attrs]
+    assert ran and all(t.user_attrs["job_seconds"] > 0 for t in ran)
+    assert all("job_seconds" not in t.user_attrs for t in complete + pruned if t not in ran)
+    # a trial's speed was measured once, at the first rung, and carried to its full-budget result
+    for t in (t for t in complete if t in ran):
+        assert [t.user_attrs["result"]["throughput"]] == t.user_attrs["throughput"]  # one seed
+        assert t.values[1] == t.user_attrs["throughput"][0][-1]["decode_tokens_per_s"]
 
 
 def test_an_ablation_reports_means_and_intervals(ray_cluster, urls):
