@@ -1,15 +1,14 @@
 """What early stopping (MO-ASHA) saves, and what it costs in hypervolume.
 
     python benchmarks/early_stopping.py              # cpu-tiny, 27 trials each way, ~12 min on 2 CPU cores
-    python benchmarks/early_stopping.py --asha 1/9,1/3,1:3 1/9,1/3,1:2:front   # several settings
-    python benchmarks/early_stopping.py --replay --asha 1/8,1:4 1/8,1:4:front  # every setting from one table
+    python benchmarks/early_stopping.py --asha 1/9,1/3,1:3 1/9,1/3,1:2   # several settings, each a study
+    python benchmarks/early_stopping.py --replay --asha 1/8,1:4 1/4,1:3   # every setting from one table
     python benchmarks/early_stopping.py --profile gpu-quick --gpus 0.25 --concurrency 4 --trials 24 --replay
     python benchmarks/early_stopping.py --smoke      # a tiny profile, seconds (CI)
 
 The same search (space, sampler and seed: the same architectures) runs on the embedded default: every trial
-to the end, then with successive halving at each `--asha` setting (RUNGS:ETA[:RULE]; default rungs 1/9,
-1/3, 1, eta 3; RULE `top` promotes the best n // eta of a rung's n trials by non-dominated rank and
-crowding, `front` also every trial on the rung's non-dominated front).
+to the end, then with successive halving at each `--asha` setting (RUNGS:ETA; default rungs 1/9, 1/3, 1
+and eta 3).
 
 Two ways to measure a setting:
 - by default each setting runs as a study of its own, asynchronously, as a user's study would;
@@ -38,34 +37,28 @@ from _report import command, machine, project_path_for_ray, smoke_profile, write
 project_path_for_ray()
 
 from nas.asha import rank
-from nas.pareto import hypervolume, nondominated_ranks
+from nas.pareto import hypervolume
 from nas.reader import study_trials
 from nas.runner import run_study
 from nas.spec import StudySpec, validate
 
 SMOKE_PROFILE = smoke_profile(2e5, lm_steps=9, task_steps=9)
 OBJECTIVES = ["synthetic_accuracy", "decode_tps"]
-RULES = ("top", "front")
 
 
-def parse_asha(text: str) -> tuple[list[float], int, str]:
-    """`1/9,1/3,1:3` -> ([1/9, 1/3, 1.0], 3, "top"); `1/8,1:4:front` -> ([1/8, 1.0], 4, "front")."""
-    rungs, _, rest = text.partition(":")
-    eta, _, rule = rest.partition(":")
-    rule = rule or "top"
-    if rule not in RULES:
-        raise ValueError(rule)
-    return [float(Fraction(x)) for x in rungs.split(",")], int(eta or 3), rule
+def parse_asha(text: str) -> tuple[list[float], int]:
+    """`1/9,1/3,1:3` -> ([1/9, 1/3, 1.0], 3)."""
+    rungs, _, eta = text.partition(":")
+    return [float(Fraction(x)) for x in rungs.split(",")], int(eta or 3)
 
 
-def asha_label(rungs: list[float], eta: int, rule: str = "top") -> str:
-    promote = "; the rung's front promoted too" if rule == "front" else ""
+def asha_label(rungs: list[float], eta: int) -> str:
     fractions = ", ".join(str(Fraction(r).limit_denominator(100)) for r in rungs)
-    return f"MO-ASHA, rungs {fractions}; eta {eta}{promote}"
+    return f"MO-ASHA, rungs {fractions}; eta {eta}"
 
 
-def spec(name: str, tmp: Path, args, profile, asha: tuple[list[float], int, str] | None) -> StudySpec:
-    es = {"enabled": True, "rungs": asha[0], "eta": asha[1], "promote": asha[2]} if asha else {"enabled": False}
+def spec(name: str, tmp: Path, args, profile, asha: tuple[list[float], int] | None) -> StudySpec:
+    es = {"enabled": True, "rungs": asha[0], "eta": asha[1]} if asha else {"enabled": False}
     data = {
         "name": name,
         "space": "hybrid-ratio",
@@ -130,8 +123,8 @@ def _tokens(s: StudySpec) -> int:
     return total
 
 
-def replay(table: dict[float, dict[str, dict]], rungs: list[float], eta: int, rule: str, profile) -> dict:
-    """Successive halving over `table` (budget -> pattern key -> {values, seconds}), rung by rung."""
+def replay(table: dict[float, dict[str, dict]], rungs: list[float], eta: int, profile) -> dict:
+    """Successive halving over `table` (budget -> architecture -> {values, seconds}), rung by rung."""
     directions = ["maximize"] * len(OBJECTIVES)
     alive = sorted(table[rungs[0]])
     tokens = seconds = 0.0
@@ -141,11 +134,7 @@ def replay(table: dict[float, dict[str, dict]], rungs: list[float], eta: int, ru
         if k == len(rungs) - 1:
             break
         values = [table[budget][key]["values"] for key in alive]
-        order = [t.key for t in rank([_Key(key) for key in alive], values, directions)]
-        keep = set(order[: len(alive) // eta])
-        if rule == "front":
-            keep |= {key for key, r in zip(alive, nondominated_ranks(values, directions)) if r == 0}
-        alive = sorted(keep)
+        alive = sorted(t.key for t in rank([_Key(key) for key in alive], values, directions)[: len(alive) // eta])
     final = [table[1.0][key]["values"] for key in alive]
     return {"tokens": tokens, "job_s": seconds, "complete": len(alive), "pruned": len(table[rungs[0]]) - len(alive),
             "hv": hypervolume(final, directions, [0.0] * len(directions)) if final else 0.0, "wall": None}
@@ -180,14 +169,13 @@ def main() -> None:
     ap.add_argument("--gpus", type=float, default=0.0, help="the GPU share of each trial (0.25: four per GPU)")
     ap.add_argument("--replay", action="store_true", help="play every setting over one table of rung results")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/early_stopping.md"))
-    ap.add_argument("--asha", nargs="+", default=["1/9,1/3,1:3"], metavar="RUNGS:ETA[:RULE]",
-                    help="MO-ASHA settings to compare with the full run, e.g. 1/9,1/3,1:3 1/8,1:4:front")
+    ap.add_argument("--asha", nargs="+", default=["1/9,1/3,1:3"], metavar="RUNGS:ETA",
+                    help="MO-ASHA settings to compare with the full run, e.g. 1/9,1/3,1:3 1/8,1:4")
     args = ap.parse_args()
     try:
         settings = [parse_asha(a) for a in args.asha]
     except ValueError:
-        raise SystemExit(f"--asha takes RUNGS:ETA[:RULE] such as 1/9,1/3,1:3 or 1/8,1:4:front (RULE: top or "
-                         f"front); got {' '.join(args.asha)}") from None
+        raise SystemExit(f"--asha takes RUNGS:ETA such as 1/9,1/3,1:3; got {' '.join(args.asha)}") from None
     from workers.profile import load_profile
 
     profile = SMOKE_PROFILE if args.smoke else args.profile
@@ -203,7 +191,7 @@ def main() -> None:
         runs = [("every trial to the end", full)]
         if args.replay:
             table = {1.0: _table_column(full)}
-            for budget in sorted({r for rungs, _, _ in settings for r in rungs[:-1]}):
+            for budget in sorted({r for rungs, _ in settings for r in rungs[:-1]}):
                 scaled = load_profile(profile).scaled(budget).model_dump()
                 m = measure(spec(f"budget-{len(table)}", tmp, args, scaled, None))
                 table[budget] = _table_column(m)

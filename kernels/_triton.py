@@ -13,6 +13,7 @@ transposed); transposing a loaded tile is fine.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 
 import torch
@@ -88,6 +89,9 @@ def _avoiding(configs: list[triton.Config], mode: int | None, avoid: dict[int, t
     return kept or _with_warps(configs, 2)
 
 
+_CACHES_RESULTS = "cache_results" in inspect.signature(triton.autotune).parameters  # Triton 3.2 and later
+
+
 def autotune(
     configs: list[triton.Config],
     key: list[str],
@@ -116,6 +120,10 @@ def autotune(
     docs/benchmarks/delta_h200.md).
     flash-linear-attention refuses its gated backward on the same Triton range.
     `KERNELS_WARPS=W` holds every tuned kernel to W warps (for such measurements).
+
+    Otherwise the chosen configs are kept in Triton's cache directory beside the compiled kernels
+    (`cache_results`): tuning the kernels of one proxy costs tens of seconds on an H200
+    (benchmarks/trial_phases.py), and every trial job runs in a fresh Ray worker process.
     """
     if interpreting():
         return lambda fn: _WithMeta(fn, interpret or {})
@@ -136,6 +144,8 @@ def autotune(
         extra["prune_configs_by"] = {"early_config_prune": prune}
     if os.environ.get("KERNELS_AUTOTUNE") == "once":
         extra["do_bench"] = _run_once
+    elif not os.environ.get("KERNELS_WARPS") and _CACHES_RESULTS:
+        extra["cache_results"] = True  # a new process (each trial's Ray worker) reads the choice, not tuning again
     return triton.autotune(configs=configs, key=key, **extra)
 
 

@@ -2,8 +2,9 @@
 
 A trial trains at the study's first rung (a fraction of the profile's token budget), then waits. Whenever
 a rung k has n trials, the best n // eta of them (by non-dominated rank, then crowding distance, larger
-first) are promoted to rung k + 1 — with `promote: front`, every trial on the rung's non-dominated front
-as well; the highest rung is the full budget. Trials never promoted are pruned when the study ends.
+first) are promoted to rung k + 1; the highest rung is the full budget. Trials never promoted are pruned
+when the study ends. A promoted trial's job trains from the start at the larger budget (with the same
+seed) and takes the prefill/decode speed its first rung measured, instead of measuring it again.
 """
 
 from __future__ import annotations
@@ -31,14 +32,12 @@ def rank(trials: Sequence[Any], values: Sequence[Sequence[float]], directions: S
 
 
 def promotion(
-    trials: Sequence[Any], rungs: int, eta: int, directions: Sequence[str], in_flight: set[int],
-    promote: str = "top",
+    trials: Sequence[Any], rungs: int, eta: int, directions: Sequence[str], in_flight: set[int]
 ) -> tuple[Any, int] | None:
     """The next (trial, rung) to start among `trials` (Optuna FrozenTrials), or None.
 
     Higher rungs go first. A trial is promotable from rung k when it is paused there (it finished rung k
-    and nothing of it runs) and it is among the top n // eta of the n trials that reached rung k, or, with
-    `promote="front"`, on their non-dominated front (once n ≥ eta).
+    and nothing of it runs) and it is among the top n // eta of the n trials that reached rung k.
     """
     if rungs == 1:
         return None
@@ -48,13 +47,8 @@ def promotion(
         top = len(at_k) // eta
         if top == 0:
             continue
-        values = [t.user_attrs[record.RUNG_RESULTS][str(k)] for t in at_k]
-        order = rank(at_k, values, directions)
-        chosen = order[:top]
-        if promote == "front":
-            front = {t.number for t, r in zip(at_k, nondominated_ranks(values, directions)) if r == 0}
-            chosen += [t for t in order[top:] if t.number in front]
-        for t in chosen:
+        order = rank(at_k, [t.user_attrs[record.RUNG_RESULTS][str(k)] for t in at_k], directions)
+        for t in order[:top]:
             if (
                 t.number not in in_flight
                 and t.state.name == "RUNNING"

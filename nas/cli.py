@@ -491,8 +491,8 @@ def status(
         return
     rows = study_trials(url, study)
     table = Table(title=f"Trials of {study}")
-    for col in ("trial", "status", "pattern", "values", "note"):
-        table.add_column(col, justify="right" if col == "trial" else "left", no_wrap=col == "pattern")
+    for col in ("trial", "status", "pattern", "values", "job time", "note"):
+        table.add_column(col, justify="right" if col in ("trial", "job time") else "left", no_wrap=col == "pattern")
     for r in rows:
         values = "  ".join(f"{v:.4g}" for v in r.values) if r.values else ""
         note = (r.failure or {}).get("reason", "") if r.state == "FAIL" else ("Pareto" if r.pareto else "")
@@ -500,8 +500,13 @@ def status(
             note = f"{r.progress['task']} {r.progress['step']}/{r.progress['steps']}"
         if r.waiting_for:
             note = r.waiting_for
-        table.add_row(str(r.number), r.status, r.pattern or "", values, note)
+        spent = f"{r.job_seconds:.0f} s" if r.job_seconds else ""
+        table.add_row(str(r.number), r.status, r.pattern or "", values, spent, note)
     out.print(table)
+    ran = [r.job_seconds for r in rows if r.job_seconds]
+    if ran:
+        out.print(f"job time: {sum(ran):,.0f} s over the {len(ran)} trials that ran a job (every rung and seed; "
+                  "a repeated architecture costs nothing)", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -614,7 +619,9 @@ def demo(
     _run(spec, ray_address, resume="nas demo" + (" --gpu" if gpu else ""))
     out.print("\n" + "\n".join(findings(spec)), highlight=False, markup=False)
     out.print(f"\nOpen the dashboard:  [bold]nas dashboard[/]   ·   the same table again:  "
-              f"[bold]nas pareto {spec.name}[/]")
+              f"[bold]nas pareto {spec.name}[/]   ·   what each trial cost:  [bold]nas status {spec.name}[/]")
+    out.print(f"The trials' runs in MLflow:  [bold]mlflow ui --backend-store-uri {spec.tracking_url}[/]",
+              soft_wrap=True)
 
 
 @app.command("export")

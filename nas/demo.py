@@ -87,10 +87,17 @@ def findings(spec: StudySpec) -> list[str]:
             f"Decode speed at {ctx:,} tokens of context: {speed_p:,.0f} tokens/s for pure SSMs against "
             f"{speed_a:,.0f} with attention, on average."
         )
-    lines.append(
-        f"Profile {profile.name} is for trying the tool, not for ranking architectures: proxies of "
-        f"{units.count(profile.params)} parameters trained for seconds on a CPU, whose scores move with the seed "
-        "(docs/benchmarks/demo_recall.md measures them). Rank architectures on a GPU profile such as "
-        "gpu-small (docs/proxy-evidence.md)."
-    )
+    if profile.device == "cpu":
+        lines.append(
+            f"Profile {profile.name} is for trying the tool, not for ranking architectures: proxies of "
+            f"{units.count(profile.params)} parameters trained for seconds on a CPU, whose scores move with the "
+            "seed (docs/benchmarks/demo_recall.md measures them). Rank architectures on a GPU profile such as "
+            "gpu-small (docs/proxy-evidence.md)."
+        )
+    else:
+        lines.append(
+            f"Profile {profile.name} is a first look: proxies of {units.count(profile.params)} parameters trained "
+            f"on {units.count(profile.lm.tokens)} tokens, under a minute each on an H200; rank architectures on "
+            "gpu-small (docs/proxy-evidence.md), and see what a study costs on your GPUs in docs/gpu-studies.md."
+        )
     return lines

@@ -737,6 +737,7 @@ class TrialRow:
     progress: dict[str, Any] | None = None
     duration: float | None = None
     waiting_for: str | None = None  # why its job has not started (running trials only)
+    job_seconds: float | None = None  # wall time of every job it ran, all rungs and seeds (its cost)
 
 
 def _none(v: Any) -> Any:
@@ -746,7 +747,8 @@ def _none(v: Any) -> Any:
 def study_trials(url: str, name: str) -> list[TrialRow]:
     """Every trial of a study, in order, with its architecture and latest progress report."""
     meta, df = study_frame(url, name)
-    extra = _attrs_of(url, meta.study_id, (record.ARCH, record.PROGRESS, record.METRICS, record.FAILURE))
+    extra = _attrs_of(url, meta.study_id,
+                      (record.ARCH, record.PROGRESS, record.METRICS, record.FAILURE, record.JOB_SECONDS))
     params = [c for c in df.columns if c.startswith("p.")]
     rows = []
     for t in df.to_dict("records"):
@@ -769,6 +771,7 @@ def study_trials(url: str, name: str) -> list[TrialRow]:
                 progress=a.get(record.PROGRESS),
                 duration=_none(t["duration"]),
                 waiting_for=_none(t["waiting_for"]),
+                job_seconds=a.get(record.JOB_SECONDS),
             )
         )
     return rows

@@ -193,8 +193,7 @@ class _Runner:
     def _launch(self) -> bool:
         """Start one job (a promotion, else a new trial); False when there is nothing to start."""
         promotion = asha.promotion(
-            self._trials(), len(self.rungs), self.eta, self.directions, {s.trial for s in self.jobs.values()},
-            self.spec.early_stopping.promote,
+            self._trials(), len(self.rungs), self.eta, self.directions, {s.trial for s in self.jobs.values()}
         )
         if promotion is not None:
             trial, rung = promotion

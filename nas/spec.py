@@ -85,10 +85,6 @@ class EarlyStopping(Strict):
     enabled: bool = False
     rungs: list[float] = Field([1 / 9, 1 / 3, 1.0], min_length=2)
     eta: int = Field(3, ge=2)
-    promote: Literal["top", "front"] = Field(
-        "top", description="top: the best n // eta of a rung's n trials; front: also every trial on the rung's "
-        "non-dominated front"
-    )
 
     @field_validator("rungs")
     @classmethod

@@ -53,3 +53,21 @@ def test_proxy_throughput_anchor_is_sized_like_the_proxies():
     idx = torch.randint(0, 256, (2, 17))
     loss = plain_transformer(2.5e6, 256)(idx[:, :-1], idx[:, 1:])
     assert loss.ndim == 0 and 4.0 < loss.item() < 7.5
+
+
+def test_early_stopping_replay_plays_successive_halving_over_the_table():
+    """Rung 1/4 keeps the best n // eta by rank and crowding; the cost is the jobs it would run."""
+    sys.path.insert(0, str(SCRIPTS[0].parent))
+    from early_stopping import replay
+
+    low = {"a": [0.9, 10.0], "b": [0.1, 1.0], "c": [0.5, 20.0], "d": [0.2, 2.0], "e": [0.3, 3.0], "f": [0.1, 2.0]}
+    full = {"a": [0.95, 10.0], "b": [0.9, 1.0], "c": [0.6, 20.0], "d": [0.3, 2.0], "e": [0.4, 3.0], "f": [0.2, 2.0]}
+    table = {0.25: {k: {"values": v, "seconds": 1.0} for k, v in low.items()},
+             1.0: {k: {"values": v, "seconds": 3.0} for k, v in full.items()}}
+    profile = {"name": "p", "params": 1e5, "lm": {"tokens": 4000}, "synthetic": {"tokens_per_task": 400,
+               "tasks": [{"name": "mqar"}]}}
+    r = replay(table, [0.25, 1.0], 3, profile)
+    # a and c are the front at rung 0 (6 // 3 = 2 go on); b, the best at the full budget, was pruned
+    assert (r["complete"], r["pruned"], r["job_s"]) == (2, 4, 6 * 1.0 + 2 * 3.0)
+    assert r["tokens"] == 6 * 1100 + 2 * 4400
+    assert r["hv"] == pytest.approx(0.95 * 10 + 0.6 * 10)  # the staircase of a (0.95, 10) and c (0.6, 20)

@@ -2,8 +2,6 @@
 
 from types import SimpleNamespace
 
-import pytest
-
 from nas import record
 from nas.asha import promotion
 
@@ -21,25 +19,28 @@ TRIALS = [paused(0, [0.9, 9]), paused(1, [0.1, 10]), paused(2, [0.5, 5]), paused
           paused(4, [0.2, 2]), paused(5, [0.1, 1])]
 
 
-def promoted(trials, promote: str, eta: int = 3) -> list[int]:
+def promoted(trials, eta: int = 3) -> list[int]:
     """Every trial number promotion() hands out, in order, as if each started at once."""
     out, running = [], set()
-    while (p := promotion(trials, 2, eta, MAX, running, promote)) is not None:
+    while (p := promotion(trials, 2, eta, MAX, running)) is not None:
         assert p[1] == 1
         out.append(p[0].number)
         running.add(p[0].number)
     return out
 
 
-def test_top_promotes_n_over_eta_by_rank_then_crowding():
-    assert promoted(TRIALS, "top") == [0, 3]  # 6 // 3 = 2 of the front {0, 1, 3}: its ends, crowding infinite
+def test_the_top_n_over_eta_are_promoted_by_rank_then_crowding():
+    assert promoted(TRIALS) == [0, 3]  # 6 // 3 = 2 of the front {0, 1, 3}: its ends, crowding infinite
+    assert promoted(TRIALS, eta=2) == [0, 3, 1]  # 3: the whole front
+    assert promoted(TRIALS[1:], eta=2) == [2, 3]  # without 0, trial 2 joins the front, whose ends go first
 
 
-def test_front_also_promotes_every_nondominated_trial():
-    assert promoted(TRIALS, "front") == [0, 3, 1]
-    assert promoted(TRIALS[1:], "front") == [2, 3, 1]  # without 0, trial 2 joins the front (5 // 3 = 1 top)
+def test_nothing_is_promoted_before_a_rung_has_eta_trials():
+    assert promoted(TRIALS[:2]) == []
 
 
-@pytest.mark.parametrize("promote", ["top", "front"])
-def test_nothing_is_promoted_before_a_rung_has_eta_trials(promote):
-    assert promoted(TRIALS[:2], promote) == []
+def test_a_trial_running_or_promoted_already_is_not_handed_out_again():
+    done = paused(0, [0.9, 9])
+    done.user_attrs[record.RUNG_RESULTS]["1"], done.user_attrs[record.RUNG_DONE] = [0.9, 9], 1
+    assert promoted([done, *TRIALS[1:]]) == [3]  # 0 went on already; 6 // 3 = 2 is {0, 3}
+    assert promotion(TRIALS, 2, 3, MAX, {0, 3}) is None

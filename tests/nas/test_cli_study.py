@@ -42,6 +42,7 @@ def test_run_status_pareto(tmp_path):
     assert s.returncode == 0 and "cli" in s.stdout and "search" in s.stdout
     t = nas("status", "cli", "--storage", storage)
     assert t.returncode == 0 and t.stdout.count("complete") >= 3
+    assert "job time" in t.stdout and "over the 3 trials that ran a job" in t.stdout  # what the study cost
     p = nas("pareto", "cli", "--storage", storage)
     assert p.returncode == 0 and "synthetic_accuracy ↑" in p.stdout and "decode_tps ↑" in p.stdout
 

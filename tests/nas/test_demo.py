@@ -88,3 +88,11 @@ def test_the_gpu_demo_on_a_machine_without_a_gpu_is_one_sentence_and_nothing_wri
                                                        "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(DEMO.parents[2])})
     assert r.returncode == 2 and "nas demo --gpu needs a CUDA GPU" in r.stderr and "Traceback" not in r.stderr
     assert not home.exists()
+
+
+def test_the_gpu_demo_says_what_its_profile_is_for(urls):
+    spec = load_spec(DEMO.with_name("demo-gpu.yaml")).model_copy(update=urls)
+    add_finished(spec, [row("0", "mamba2", 0.07, 900.0), row("all", "mamba2", 0.36, 500.0)])
+    last = findings(spec)[-1]
+    assert last.startswith("Profile gpu-quick is a first look: proxies of 10M parameters trained on 4M tokens")
+    assert "docs/gpu-studies.md" in last and "CPU" not in last
