@@ -24,7 +24,6 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -32,13 +31,13 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 PLOTS = "[data-testid=stPlotlyChart] .main-svg"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _wait_healthy(port: int, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+def wait_healthy(port: int, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
     end = time.time() + timeout
     while time.time() < end:
         if proc.poll() is not None:
@@ -60,7 +59,7 @@ def shoot(home: Path, study: str, out: Path, tab: str | None, plots: int) -> Non
     with tempfile.TemporaryDirectory() as d:
         work = Path(d) / "home"
         shutil.copytree(home, work)  # the dashboard never writes into the store that came back
-        port, log = _free_port(), Path(d) / "dashboard.log"
+        port, log = free_port(), Path(d) / "dashboard.log"
         env = {**os.environ, "NAS_HOME": str(work), "PYTHONUNBUFFERED": "1"}
         env.pop("NAS_STORAGE", None)
         env.pop("NAS_TRACKING", None)
@@ -68,7 +67,7 @@ def shoot(home: Path, study: str, out: Path, tab: str | None, plots: int) -> Non
             proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "dashboard", "--port", str(port)],
                                     stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
         try:
-            _wait_healthy(port, proc, log)
+            wait_healthy(port, proc, log)
             query = {"study": study, **({"tab": tab} if tab else {})}
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -103,7 +102,7 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="a generated study; the picture goes to a temporary folder")
     args = ap.parse_args()
     if args.smoke:
-        from dashboard_load import make_study
+        from dashboard_load import make_study  # beside this script (the script's folder is on the path)
 
         with tempfile.TemporaryDirectory() as d:
             home = Path(d) / "nas"

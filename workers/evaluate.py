@@ -22,6 +22,7 @@ import torch
 from search_spaces import ArchConfig
 from search_spaces.config import ConfigError
 from search_spaces.cost import param_counts
+from workers import turns
 from workers.data.corpus import CorpusError, load_corpus
 from workers.data.synthetic import make_task
 from workers.models import build_model
@@ -156,84 +157,85 @@ def evaluate(
         progress=progress,
         progress_every=profile.progress_every,
     )
-    try:
-        # ---- language modelling, then the trained model's throughput
-        model = fresh_model()
-        gen = torch.Generator().manual_seed(seed)
-        stats = train(
-            model,
-            lambda n: corpus.batch(n, lm_cfg.seq_len, gen),
-            task="lm",
-            tokens=lm_cfg.tokens,
-            batch_size=lm_cfg.batch_size,
-            seq_len=lm_cfg.seq_len,
-            optim=lm_cfg.optim,
-            micro_batch_size=lm_cfg.micro_batch_size,
-            **common,
-        )
-        val_loss = lm_val_loss(model, corpus, lm_cfg.eval_tokens, stats.micro_batch_size, lm_cfg.seq_len, dev)
-        result["lm"] = LMScore(
-            val_loss=val_loss,
-            bits_per_byte=val_loss / torch.log(torch.tensor(2.0)).item() if corpus.bytes_per_token == 1.0 else None,
-            tokens=stats.tokens,
-            steps=stats.steps,
-            seconds=stats.seconds,
-            train_tokens_per_s=stats.tokens_per_s,
-            curve=stats.curve,
-        )
-        tp = profile.throughput
-        result["throughput"] = throughput_of or throughput(
-            getattr(model, "_orig_mod", model), tp.contexts, tp.batch_size, tp.decode_tokens, tp.repeats, dev
-        )
-        del model
-        # ---- each synthetic task on a fresh model
-        for spec, task in tasks:
+    with turns.running(dev):  # shared with the host's other trials; speed is timed alone
+        try:
+            # ---- language modelling, then the trained model's throughput
             model = fresh_model()
-            train_gen = torch.Generator().manual_seed(seed)
+            gen = torch.Generator().manual_seed(seed)
             stats = train(
                 model,
-                lambda n, task=task, g=train_gen: task.batch(n, g, train=True),
-                task=spec.name,
-                tokens=spec.tokens or syn.tokens_per_task,
-                batch_size=syn.batch_size,
-                seq_len=task.seq_len,
-                optim=syn.optim,
-                micro_batch_size=syn.micro_batch_size,
+                lambda n: corpus.batch(n, lm_cfg.seq_len, gen),
+                task="lm",
+                tokens=lm_cfg.tokens,
+                batch_size=lm_cfg.batch_size,
+                seq_len=lm_cfg.seq_len,
+                optim=lm_cfg.optim,
+                micro_batch_size=lm_cfg.micro_batch_size,
                 **common,
             )
-            eval_gen = torch.Generator().manual_seed(task.eval_seed(seed))
-            n_eval = syn.eval_examples
-            batches = (
-                task.batch(min(stats.micro_batch_size, n_eval - i), eval_gen)
-                for i in range(0, n_eval, stats.micro_batch_size)
+            val_loss = lm_val_loss(model, corpus, lm_cfg.eval_tokens, stats.micro_batch_size, lm_cfg.seq_len, dev)
+            result["lm"] = LMScore(
+                val_loss=val_loss,
+                bits_per_byte=val_loss / torch.log(torch.tensor(2.0)).item() if corpus.bytes_per_token == 1.0 else None,
+                tokens=stats.tokens,
+                steps=stats.steps,
+                seconds=stats.seconds,
+                train_tokens_per_s=stats.tokens_per_s,
+                curve=stats.curve,
             )
-            acc, loss = task_scores(model, batches, dev)
-            result["tasks"] = {
-                **result.get("tasks", {}),
-                spec.name: TaskScore(
-                    accuracy=acc,
-                    val_loss=loss,
-                    tokens=stats.tokens,
-                    steps=stats.steps,
-                    seconds=stats.seconds,
-                    settings=task.settings(),
-                    curve=stats.curve,
-                ),
-            }
+            tp = profile.throughput
+            result["throughput"] = throughput_of or throughput(
+                getattr(model, "_orig_mod", model), tp.contexts, tp.batch_size, tp.decode_tokens, tp.repeats, dev
+            )
             del model
-        if tasks:
-            result["synthetic_accuracy"] = sum(t.accuracy for t in result["tasks"].values()) / len(tasks)
-    except TrialFailed as e:
-        result["status"] = "failed"
-        result["failure"] = Failure(kind=e.kind, reason=e.reason, step=e.step, task=e.task)
-    except torch.OutOfMemoryError:  # outside the training steps, which retry with smaller micro-batches
-        share = _memory_share(dev)
-        result["status"] = "failed"
-        result["failure"] = Failure(
-            kind="oom",
-            reason=f"out of memory building, evaluating or timing the model{share}; use a smaller proxy "
-            "(params, seq_len, the throughput contexts) or give each trial more of the GPU (resources.gpus)",
-        )
+            # ---- each synthetic task on a fresh model
+            for spec, task in tasks:
+                model = fresh_model()
+                train_gen = torch.Generator().manual_seed(seed)
+                stats = train(
+                    model,
+                    lambda n, task=task, g=train_gen: task.batch(n, g, train=True),
+                    task=spec.name,
+                    tokens=spec.tokens or syn.tokens_per_task,
+                    batch_size=syn.batch_size,
+                    seq_len=task.seq_len,
+                    optim=syn.optim,
+                    micro_batch_size=syn.micro_batch_size,
+                    **common,
+                )
+                eval_gen = torch.Generator().manual_seed(task.eval_seed(seed))
+                n_eval = syn.eval_examples
+                batches = (
+                    task.batch(min(stats.micro_batch_size, n_eval - i), eval_gen)
+                    for i in range(0, n_eval, stats.micro_batch_size)
+                )
+                acc, loss = task_scores(model, batches, dev)
+                result["tasks"] = {
+                    **result.get("tasks", {}),
+                    spec.name: TaskScore(
+                        accuracy=acc,
+                        val_loss=loss,
+                        tokens=stats.tokens,
+                        steps=stats.steps,
+                        seconds=stats.seconds,
+                        settings=task.settings(),
+                        curve=stats.curve,
+                    ),
+                }
+                del model
+            if tasks:
+                result["synthetic_accuracy"] = sum(t.accuracy for t in result["tasks"].values()) / len(tasks)
+        except TrialFailed as e:
+            result["status"] = "failed"
+            result["failure"] = Failure(kind=e.kind, reason=e.reason, step=e.step, task=e.task)
+        except torch.OutOfMemoryError:  # outside the training steps, which retry with smaller micro-batches
+            share = _memory_share(dev)
+            result["status"] = "failed"
+            result["failure"] = Failure(
+                kind="oom",
+                reason=f"out of memory building, evaluating or timing the model{share}; use a smaller proxy "
+                "(params, seq_len, the throughput contexts) or give each trial more of the GPU (resources.gpus)",
+            )
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     result["peak_memory_bytes"], result["memory_kind"] = peak_memory(dev)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import statistics
 import sys
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from search_spaces.cost import cache_bytes
+from workers import turns
 from workers.data.corpus import Corpus
 from workers.models import GraphDecoder, HybridLM
 from workers.result import Throughput
@@ -26,6 +28,7 @@ def lm_val_loss(model: HybridLM, corpus: Corpus, tokens: int, batch_size: int, s
     model.eval()
     total, n = 0.0, 0
     for x, y in corpus.val_batches(tokens, batch_size, seq_len):
+        turns.step()
         with autocast(device):
             logits = model(x.to(device)).logits
         total += F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), reduction="sum").item()
@@ -40,6 +43,7 @@ def task_scores(model: HybridLM, batches, device: torch.device) -> tuple[float, 
     correct = scored = 0
     loss_sum = 0.0
     for x, y in batches:
+        turns.step()
         x, y = x.to(device), y.to(device)
         with autocast(device):
             logits = model(x).logits.float()
@@ -72,32 +76,14 @@ def throughput(model: HybridLM, contexts: list[int], batch_size: int, decode_tok
     for T in sorted(contexts):
         prefill, decode = [], []
         for _ in range(repeats + (1 if warm else 0)):
-            prompt = torch.randint(0, vocab, (batch_size, T), generator=gen).to(device)
-            cache = model.init_cache(batch_size, T + decode_tokens,
-                                     torch.bfloat16 if device.type == "cuda" else None)  # as autocast computes
-            _sync(device)
-            t0 = time.perf_counter()
-            with autocast(device):
-                logits = model.prefill(prompt, cache)
-            _sync(device)
-            t1 = time.perf_counter()
-            token = logits[:, -1].argmax(-1)
-            with autocast(device):
-                if device.type == "cuda":
-                    decoder = GraphDecoder(model, cache, token)  # captured outside the timed region
-                    _sync(device)
-                    t1 = time.perf_counter()
-                    decoder.advance(decode_tokens)
-                else:
-                    for _ in range(decode_tokens):
-                        token = model.step(token, cache).argmax(-1)
-            _sync(device)
-            t2 = time.perf_counter()
+            # timed runs with the device to this trial alone (the host's other trials wait: workers/turns.py)
+            with contextlib.nullcontext() if warm else turns.alone():
+                p, d = _prefill_and_decode(model, vocab, batch_size, T, decode_tokens, gen, device)
             if warm:
                 warm = False
                 continue
-            prefill.append(batch_size * T / (t1 - t0))
-            decode.append(batch_size * decode_tokens / (t2 - t1))
+            prefill.append(p)
+            decode.append(d)
         out.append(Throughput(
             context=T,
             prefill_tokens_per_s=statistics.median(prefill),
@@ -105,6 +91,33 @@ def throughput(model: HybridLM, contexts: list[int], batch_size: int, decode_tok
             kv_state_bytes=cache_bytes(model.cfg, T).total,
         ))
     return out
+
+
+def _prefill_and_decode(model: HybridLM, vocab: int, batch_size: int, T: int, decode_tokens: int,
+                        gen: torch.Generator, device: torch.device) -> tuple[float, float]:
+    """One run: (prefill tokens/s over a random prompt of T tokens, decode tokens/s after it)."""
+    prompt = torch.randint(0, vocab, (batch_size, T), generator=gen).to(device)
+    cache = model.init_cache(batch_size, T + decode_tokens,
+                             torch.bfloat16 if device.type == "cuda" else None)  # as autocast computes
+    _sync(device)
+    t0 = time.perf_counter()
+    with autocast(device):
+        logits = model.prefill(prompt, cache)
+    _sync(device)
+    prefill_s = time.perf_counter() - t0
+    token = logits[:, -1].argmax(-1)
+    with autocast(device):
+        if device.type == "cuda":
+            decoder = GraphDecoder(model, cache, token)  # captured outside the timed region
+            _sync(device)
+            t0 = time.perf_counter()
+            decoder.advance(decode_tokens)
+        else:
+            t0 = time.perf_counter()
+            for _ in range(decode_tokens):
+                token = model.step(token, cache).argmax(-1)
+        _sync(device)
+    return batch_size * T / prefill_s, batch_size * decode_tokens / (time.perf_counter() - t0)
 
 
 def peak_memory(device: torch.device) -> tuple[int, str]:

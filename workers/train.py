@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from workers import turns
 from workers.profile import Optim
 
 __all__ = ["Progress", "TrainStats", "TrialFailed", "autocast", "train"]
@@ -110,6 +111,7 @@ def train(
     t_report, tokens_report = t_start, 0
     done = 0
     for step in range(steps):
+        turns.step()  # give way to a trial on this device that measures its speed
         lr = _lr(step, steps, optim)
         for g in opt.param_groups:
             g["lr"] = lr

@@ -12,11 +12,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,35 +23,11 @@ import yaml
 ROOT = Path(__file__).parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 DOCS = ROOT / "docs" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PLOTS = "[data-testid=stPlotlyChart] .main-svg"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(port: int, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            pytest.fail(f"`nas dashboard` exited with {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"the dashboard did not answer within {timeout:.0f} s: {log.read_text()[-3000:]}")
+sys.path.insert(0, str(ROOT / "benchmarks"))
+try:  # one launcher for the tests and benchmarks/study_screenshot.py: the browser, its flags, the server's health
+    from study_screenshot import ARGS, CHROMIUM, PLOTS, free_port, wait_healthy
+finally:
+    sys.path.remove(str(ROOT / "benchmarks"))
 
 
 def group_alive(pgid: int) -> bool:
@@ -153,7 +127,7 @@ def server(studies, tmp_path):
 
 @pytest.mark.timeout(240)
 def test_the_dashboard_in_a_browser(server, studies):
-    if not CHROMIUM.exists():
+    if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
     from playwright.sync_api import expect, sync_playwright
     from studyutil import SPACE, micro_profile
@@ -162,7 +136,7 @@ def test_the_dashboard_in_a_browser(server, studies):
 
     base = server["url"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(60_000)
