@@ -142,7 +142,7 @@ def train(
         opt.zero_grad(set_to_none=True)
         done += batch_size * seq_len
         if step == 0:
-            t_first = time.perf_counter()
+            t_first, waited_first = time.perf_counter(), turns.waited()
         if (step + 1) % progress_every == 0 or step == steps - 1:
             losses = torch.stack(window).cpu()  # one device sync per report
             bad = (~torch.isfinite(losses)).any(dim=1).nonzero()
@@ -163,7 +163,8 @@ def train(
                 progress(Progress(task, step + 1, steps, done, mean, (done - tokens_report) / (now - t_report), lr))
             window, t_report, tokens_report = [], now, done
     seconds = time.perf_counter() - t_start
-    steady = (done - batch_size * seq_len) / (time.perf_counter() - t_first) if steps > 1 else done / seconds
+    busy = time.perf_counter() - t_first - (turns.waited() - waited_first)  # not the seconds spent giving way
+    steady = (done - batch_size * seq_len) / busy if steps > 1 else done / seconds
     return TrainStats(task, steps, done, seconds, steady, curve[-1][2], micro, curve)
 
 

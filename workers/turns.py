@@ -32,12 +32,13 @@ import fcntl
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-__all__ = ["alone", "device_key", "running", "step"]
+__all__ = ["alone", "device_key", "running", "step", "waited"]
 
 ROOT_ENV = "NAS_TURNS_DIR"  # where the lock files live (default: <tmp>/hybrid-nas-turns)
 
@@ -56,6 +57,7 @@ class _Turns:
         root = Path(os.environ.get(ROOT_ENV) or Path(tempfile.gettempdir()) / "hybrid-nas-turns")
         root.mkdir(parents=True, exist_ok=True)
         self.device = device
+        self.waited = 0.0  # seconds spent giving way
         self.intent = os.open(root / f"{key}.intent", os.O_RDWR | os.O_CREAT, 0o666)
         self.busy = os.open(root / f"{key}.busy", os.O_RDWR | os.O_CREAT, 0o666)
         fcntl.flock(self.busy, fcntl.LOCK_SH)
@@ -72,11 +74,13 @@ class _Turns:
         try:
             fcntl.flock(self.intent, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:  # a trial waits to measure: let it have the device
+            t0 = time.perf_counter()
             self._quiesce()
             fcntl.flock(self.busy, fcntl.LOCK_UN)
             fcntl.flock(self.intent, fcntl.LOCK_SH)  # until it is done
             fcntl.flock(self.intent, fcntl.LOCK_UN)
             fcntl.flock(self.busy, fcntl.LOCK_SH)
+            self.waited += time.perf_counter() - t0
         else:
             fcntl.flock(self.intent, fcntl.LOCK_UN)
 
@@ -118,6 +122,11 @@ def step() -> None:
     """A training or scoring step is about to start: first give way to a trial that measures speed."""
     if _current is not None:
         _current.step()
+
+
+def waited() -> float:
+    """Seconds this trial has spent giving way so far (0 outside a trial): rates leave them out."""
+    return _current.waited if _current is not None else 0.0
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """Trials sharing a device take turns to measure speed (workers/turns.py), across real processes."""
 
+import itertools
 import multiprocessing as mp
 import time
 
@@ -21,7 +22,8 @@ def trainer(root: str, seconds: float, out) -> None:
             stamps.append(time.time())  # a step runs from here ...
             time.sleep(0.005)  # ... to here
             stamps.append(time.time())
-    out.put(("trainer", stamps))
+        waited = turns.waited()
+    out.put(("trainer", (stamps, waited)))
 
 
 def measurer(root: str, delay: float, out) -> None:
@@ -29,11 +31,10 @@ def measurer(root: str, delay: float, out) -> None:
 
     os.environ[turns.ROOT_ENV] = root
     time.sleep(delay)
-    with turns.running(torch.device("cpu")):
-        with turns.alone():
-            t0 = time.time()
-            time.sleep(0.4)
-            t1 = time.time()
+    with turns.running(torch.device("cpu")), turns.alone():
+        t0 = time.time()
+        time.sleep(0.4)
+        t1 = time.time()
     out.put(("measurer", (t0, t1)))
 
 
@@ -50,9 +51,11 @@ def test_the_other_trials_wait_while_one_measures_speed(tmp_path, measurers):
         p.join(timeout=30)
         assert p.exitcode == 0
     windows = sorted(w for who, w in results if who == "measurer")
-    steps = [s for who, s in results if who == "trainer"]
+    steps = [r[0] for who, r in results if who == "trainer"]
+    waits = [r[1] for who, r in results if who == "trainer"]
+    assert all(0.3 * measurers < w < 0.4 * measurers + 1.0 for w in waits)  # the measurements' time, once
     assert len(windows) == measurers and all(len(s) > 20 for s in steps)  # the trainers ran throughout
-    for a, b in zip(windows, windows[1:]):
+    for a, b in itertools.pairwise(windows):
         assert a[1] <= b[0]  # one measurement at a time
     for t0, t1 in windows:
         for s in steps:
