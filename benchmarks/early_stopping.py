@@ -207,13 +207,15 @@ def main() -> None:
               f"pruned {r['pruned']:2d}  hypervolume {r['hv']:.4g}")
     if args.smoke:
         return
-    share = f"{args.gpus:g} GPU" if args.gpus else "no GPU"
+    share = f"{args.gpus:g} GPU each" if args.gpus else "on CPUs"
+    if args.gpus:
+        import torch  # noqa: F401  (the machine line names the GPU and torch's version)
     lines = [
         "# Early stopping: compute saved against hypervolume",
         "",
         f"`{command()}` on {machine(gpu=bool(args.gpus))}: the `hybrid-ratio` space at "
         f"{args.params / 1e6:g}M parameters, profile `{name}`, {args.trials} trials each way, random sampler "
-        f"with seed 7, {args.concurrency} trials at a time ({share} each). Hypervolume of the full-budget Pareto "
+        f"with seed 7, {args.concurrency} trials at a time ({share}). Hypervolume of the full-budget Pareto "
         "front (synthetic accuracy × decode tokens/s, both maximised) against the origin; job time is the sum of "
         "every job's wall time.",
         "",
