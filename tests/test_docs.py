@@ -212,3 +212,19 @@ def test_parsing_refuses_what_the_cli_refuses(argv):
     usage_error = typer.BadParameter.__mro__[1]
     with pytest.raises((usage_error, AssertionError)):
         parse(argv)
+
+
+def test_the_gpu_study_that_docs_gpu_studies_shows_is_committed_and_reads():
+    """docs/gpu-studies.md: the H200 study's stores came back and `nas pareto`/`nas status` read them here."""
+    home = REPO / "docs" / "gpu-studies" / "demo-gpu"
+    from nas.reader import study_trials
+
+    rows = study_trials(f"sqlite:///{home / 'studies.db'}", "demo-gpu")
+    assert len(rows) == 16 and sum(r.state == "COMPLETE" for r in rows) == 10
+    assert sum(r.job_seconds or 0 for r in rows) == pytest.approx(433, abs=1)  # the doc's job time
+    env = {**os.environ, "NAS_HOME": str(home), "COLUMNS": "200"}
+    for cmd in (["pareto", "demo-gpu"], ["status", "demo-gpu"]):
+        r = subprocess.run([sys.executable, "-m", "nas.cli", *cmd], capture_output=True, text=True, env=env,
+                           cwd=REPO, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert "D-*-D-*-D-*-D-*-" in r.stdout and "over the 11 trials that ran a job" in r.stdout
