@@ -1,14 +1,14 @@
 """What early stopping (MO-ASHA) saves, and what it costs in hypervolume.
 
-    python benchmarks/early_stopping.py              # cpu-tiny, 27 trials each way, ~12 min on 2 CPU cores
+    python benchmarks/early_stopping.py              # cpu-tiny, 27 trials each way, the default rungs
     python benchmarks/early_stopping.py --asha 1/9,1/3,1:3 1/9,1/3,1:2   # several settings, each a study
     python benchmarks/early_stopping.py --replay --asha 1/8,1:4 1/4,1:3   # every setting from one table
     python benchmarks/early_stopping.py --profile gpu-quick --gpus 0.25 --concurrency 4 --trials 24 --replay
     python benchmarks/early_stopping.py --smoke      # a tiny profile, seconds (CI)
 
 The same search (space, sampler and seed: the same architectures) runs on the embedded default: every trial
-to the end, then with successive halving at each `--asha` setting (RUNGS:ETA; default rungs 1/9, 1/3, 1
-and eta 3).
+to the end, then with successive halving at each `--asha` setting (RUNGS:ETA; default rungs 1/4, 1 and
+eta 3, the spec's default).
 
 Two ways to measure a setting:
 - by default each setting runs as a study of its own, asynchronously, as a user's study would;
@@ -169,7 +169,7 @@ def main() -> None:
     ap.add_argument("--gpus", type=float, default=0.0, help="the GPU share of each trial (0.25: four per GPU)")
     ap.add_argument("--replay", action="store_true", help="play every setting over one table of rung results")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/early_stopping.md"))
-    ap.add_argument("--asha", nargs="+", default=["1/9,1/3,1:3"], metavar="RUNGS:ETA",
+    ap.add_argument("--asha", nargs="+", default=["1/4,1:3"], metavar="RUNGS:ETA",
                     help="MO-ASHA settings to compare with the full run, e.g. 1/9,1/3,1:3 1/8,1:4")
     args = ap.parse_args()
     try:
