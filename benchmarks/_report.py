@@ -28,8 +28,9 @@ def _cpu() -> str:
 def machine(gpu: bool = False) -> str:
     """`AMD EPYC 7B13, 2 cores, Python 3.11.7, torch 2.13.0` (+ the GPU's name with `gpu`, when there is one)."""
     parts = [_cpu(), f"{os.cpu_count()} cores", f"Python {platform.python_version()}"]
-    if "torch" in sys.modules:
-        torch = sys.modules["torch"]
+    if gpu or "torch" in sys.modules:  # with `gpu`, a driver that leaves torch to its workers imports it here
+        import torch
+
         parts.append(f"torch {torch.__version__}")
         if gpu and torch.cuda.is_available():
             parts.insert(0, torch.cuda.get_device_name())

@@ -11,9 +11,7 @@ after warm-up.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 # the project's `kernels` package, not this folder's kernels.py (a script's folder comes first)
@@ -21,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 from _report import command, machine, write
+from proxy_throughput import train_tokens_per_s  # beside this script
 
 from search_spaces import ArchConfig
 from search_spaces.cost import param_counts
@@ -39,20 +38,9 @@ FAMILIES = {
 
 
 def bench(cfg: ArchConfig, batch: int, seq_len: int, steps: int, warmup: int) -> float:
+    """Median seconds of a training step (forward, backward, AdamW) on the CPU."""
     torch.manual_seed(0)
-    model = build_model(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    idx = torch.randint(0, cfg.vocab_size, (batch, seq_len + 1))
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        loss = model(idx[:, :-1], idx[:, 1:]).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return batch * seq_len / train_tokens_per_s(build_model(cfg), batch, seq_len, steps, warmup, torch.device("cpu"))
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 from _report import command, machine, project_path_for_ray, smoke_profile, write  # beside this script
 
@@ -95,32 +96,25 @@ def measure(s: StudySpec) -> dict:
         raise SystemExit(f"{len(failed)} trial(s) of {s.name} failed, e.g. {failed[0].failure}")
     complete = [r for r in rows if r.state == "COMPLETE"]
     return {
-        "tokens": _tokens(s), "wall": wall, "complete": len(complete),
+        **_spent(s), "wall": wall, "complete": len(complete),
         "pruned": sum(r.state == "PRUNED" for r in rows),
         "hv": hypervolume([r.values for r in complete], s.directions, [0.0] * len(s.directions)) if complete else 0.0,
-        "job_s": _job_seconds(s),
         "rows": complete,
     }
 
 
-def _job_seconds(s: StudySpec) -> float:
-    from optuna import load_study
-
-    trials = load_study(study_name=s.name, storage=s.storage_url).trials
-    return sum(t.user_attrs.get("job_seconds", 0.0) for t in trials)
-
-
-def _tokens(s: StudySpec) -> int:
-    """Tokens trained over every job of the study, all rungs included."""
+def _spent(s: StudySpec) -> dict[str, float]:
+    """Tokens trained and job seconds over every job of the study, all rungs included."""
     from optuna import load_study
 
     per_rung = [_tokens_per_job(s.profile, r) for r in (s.early_stopping.rungs if s.early_stopping.enabled else [1.0])]
-    total = 0
+    tokens = seconds = 0.0
     for t in load_study(study_name=s.name, storage=s.storage_url).trials:
         done = t.user_attrs.get("rung_done")
         if done is not None:
-            total += sum(per_rung[: done + 1])
-    return total
+            tokens += sum(per_rung[: done + 1])
+        seconds += t.user_attrs.get("job_seconds", 0.0)
+    return {"tokens": tokens, "job_s": seconds}
 
 
 def replay(table: dict[float, dict[str, dict]], rungs: list[float], eta: int, profile) -> dict:
@@ -134,15 +128,11 @@ def replay(table: dict[float, dict[str, dict]], rungs: list[float], eta: int, pr
         if k == len(rungs) - 1:
             break
         values = [table[budget][key]["values"] for key in alive]
-        alive = sorted(t.key for t in rank([_Key(key) for key in alive], values, directions)[: len(alive) // eta])
+        trials = [SimpleNamespace(number=key) for key in alive]  # what nas.asha.rank reads of a trial
+        alive = sorted(t.number for t in rank(trials, values, directions)[: len(alive) // eta])
     final = [table[1.0][key]["values"] for key in alive]
     return {"tokens": tokens, "job_s": seconds, "complete": len(alive), "pruned": len(table[rungs[0]]) - len(alive),
             "hv": hypervolume(final, directions, [0.0] * len(directions)) if final else 0.0, "wall": None}
-
-
-class _Key:  # what nas.asha.rank needs of a trial: an ordering number
-    def __init__(self, key: str):
-        self.key, self.number = key, key
 
 
 def _table_column(m: dict) -> dict[str, dict]:
@@ -208,8 +198,6 @@ def main() -> None:
     if args.smoke:
         return
     share = f"{args.gpus:g} GPU each" if args.gpus else "on CPUs"
-    if args.gpus:
-        import torch  # noqa: F401  (the machine line names the GPU and torch's version)
     lines = [
         "# Early stopping: compute saved against hypervolume",
         "",

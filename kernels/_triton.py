@@ -122,8 +122,8 @@ def autotune(
     `KERNELS_WARPS=W` holds every tuned kernel to W warps (for such measurements).
 
     Otherwise the chosen configs are kept in Triton's cache directory beside the compiled kernels
-    (`cache_results`): tuning the kernels of one proxy costs tens of seconds on an H200
-    (benchmarks/trial_phases.py), and every trial job runs in a fresh Ray worker process.
+    (`cache_results`): every trial job runs in a fresh Ray worker process, and a proxy's first run in a
+    process, compiling and tuning its kernels, costs tens of seconds on an H200 (benchmarks/trial_phases.py).
     """
     if interpreting():
         return lambda fn: _WithMeta(fn, interpret or {})

@@ -215,14 +215,25 @@ def test_parsing_refuses_what_the_cli_refuses(argv):
 
 
 def test_the_gpu_study_that_docs_gpu_studies_shows_is_committed_and_reads():
-    """docs/gpu-studies.md: the H200 study's stores came back and `nas pareto`/`nas status` read them here."""
-    home = REPO / "docs" / "gpu-studies" / "demo-gpu"
+    """docs/gpu-studies.md: the H200 demo's two runs came back; their figures read from the stores and logs
+    kept here, and `nas pareto`/`nas status` work on them."""
     from nas.reader import study_trials
 
-    rows = study_trials(f"sqlite:///{home / 'studies.db'}", "demo-gpu")
-    assert len(rows) == 16 and sum(r.state == "COMPLETE" for r in rows) == 10
-    assert sum(r.job_seconds or 0 for r in rows) == pytest.approx(433, abs=1)  # the doc's job time
-    env = {**os.environ, "NAS_HOME": str(home), "COLUMNS": "200"}
+    kept = REPO / "docs" / "gpu-studies"
+    runs = {name: {r.number: r for r in study_trials(f"sqlite:///{kept / name / 'studies.db'}", "demo-gpu")}
+            for name in ("demo-gpu-run1", "demo-gpu")}
+    one, two = runs["demo-gpu-run1"], runs["demo-gpu"]
+    assert len(one) == len(two) == 16 and [r.pattern for r in one.values()] == [r.pattern for r in two.values()]
+    assert [sum(r.state == "COMPLETE" for r in run.values()) for run in (one, two)] == [8, 10]
+    assert sum(r.job_seconds or 0 for r in one.values()) == pytest.approx(444, abs=1)  # the table's job time
+    assert sum(r.job_seconds or 0 for r in two.values()) == pytest.approx(433, abs=1)
+    assert [round(one[1].job_seconds), round(two[1].job_seconds)] == [56, 20]  # a first-rung job, both runs
+    assert [round(one[0].values[1]), round(two[0].values[1])] == [4392, 1599]  # the same model's decode speed
+    summary = subprocess.run(["bash", "benchmarks/gpu_demo.sh", "--summary", str(kept / "demo-gpu-run1"),
+                              str(kept / "demo-gpu")], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert "after 156 s; 78 GPU samples, mean SM 74%, peak memory 37.1 GB" in summary.stdout
+    assert "after 154 s; 77 GPU samples, mean SM 75%, peak memory 36.5 GB" in summary.stdout
+    env = {**os.environ, "NAS_HOME": str(kept / "demo-gpu"), "COLUMNS": "200"}
     for cmd in (["pareto", "demo-gpu"], ["status", "demo-gpu"]):
         r = subprocess.run([sys.executable, "-m", "nas.cli", *cmd], capture_output=True, text=True, env=env,
                            cwd=REPO, timeout=120)
