@@ -64,7 +64,9 @@ def test_the_other_trials_wait_while_one_measures_speed(tmp_path, measurers):
             assert any(t < t0 for t in s) and any(t > t1 for t in s)  # it stepped before and went on after
 
 
-def test_outside_a_trial_turns_do_nothing():
+def test_outside_a_trial_turns_do_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv(turns.ROOT_ENV, str(tmp_path))
     turns.step()
     with turns.alone():
         pass
+    assert turns.waited() == 0.0 and not list(tmp_path.iterdir())  # no lock was ever taken
