@@ -5,6 +5,10 @@ a rung k has n trials, the best n // eta of them (by non-dominated rank, then cr
 first) are promoted to rung k + 1; the highest rung is the full budget. Trials never promoted are pruned
 when the study ends. A promoted trial's job trains from the start at the larger budget (with the same
 seed) and takes the prefill/decode speed its first rung measured, instead of measuring it again.
+
+A lower rung exists to rank trials, so its job runs only what the study's objectives read
+(`workers.result.parts_for`): recall against decoding speed trains the recall tasks and times the model,
+and leaves the language-modelling run to the trials that reach the full budget.
 """
 
 from __future__ import annotations

@@ -44,6 +44,11 @@ class Job:
     gpus: float = 0.0
     # each seed's throughput rows, measured by the trial's first rung: not measured again
     throughput: tuple[list[dict[str, Any]], ...] | None = None
+    # the parts of the evaluation to run ("lm", "throughput", task names; workers.result.parts_for): a
+    # lower rung runs what the study's objectives read; None runs everything
+    parts: tuple[str, ...] | None = None
+    # a GPU job may run in a worker process that outlives it (kernels compiled and tuned once per worker)
+    reuse_worker: bool = True
 
 
 @dataclass
@@ -59,6 +64,8 @@ def run_job(job: Job, report=None) -> list[TrialResult]:
     from workers.evaluate import evaluate  # torch: loaded in the worker, not the driver
 
     arch = ArchConfig.from_dict(job.arch)
+    if job.gpus:
+        use_assigned_gpu()
     hold_to_share(job.gpus)
     # a later rung's job takes the speed its first rung measured (per seed)
     known = [[Throughput(**t) for t in seed] for seed in job.throughput] if job.throughput else None
@@ -69,20 +76,65 @@ def run_job(job: Job, report=None) -> list[TrialResult]:
                 report({"trial": job.trial, "seed": seed, "budget": job.budget, "pid": os.getpid(), **p.__dict__})
 
         results.append(evaluate(arch, job.profile, seed=seed, budget=job.budget, progress=progress,
-                                throughput_of=known[i] if known and i < len(known) else None))
+                                throughput_of=known[i] if known and i < len(known) else None, parts=job.parts))
+    if job.gpus:
+        _release_gpu_memory()  # the worker may serve another job next
     return results
 
 
 def hold_to_share(gpus: float) -> None:
     """A job that asked for a fraction of a GPU allocates at most that fraction of its memory, so that one
     trial running out of memory fails alone (and its out-of-memory retries start at its own share)
-    instead of taking the memory that the trials beside it are counting on."""
-    if not 0 < gpus < 1:
+    instead of taking the memory that the trials beside it are counting on. (A whole GPU or more: no cap,
+    also in a worker whose previous job had one.)"""
+    if gpus <= 0:
         return
     import torch
 
     if torch.cuda.is_available():
-        torch.cuda.set_per_process_memory_fraction(gpus)
+        torch.cuda.set_per_process_memory_fraction(min(gpus, 1.0))
+
+
+# Ray sets CUDA_VISIBLE_DEVICES to a GPU job's GPUs when the job starts, but CUDA reads it once per process:
+# a worker kept for later jobs would stay on its first job's GPU. Reused GPU workers are started with Ray
+# told to leave the variable alone, and each job selects the GPU Ray gave it (`use_assigned_gpu`).
+KEEP_VISIBLE_DEVICES = {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
+
+
+def gpu_index(ray_id: str | int, visible: str | None) -> int:
+    """The CUDA index of the GPU that Ray calls `ray_id` in a process that sees `visible` (the node's
+    CUDA_VISIBLE_DEVICES, None when unset): Ray's ids are the entries of that list, or indices without one."""
+    if not visible:
+        return int(ray_id)
+    entries = [v.strip() for v in visible.split(",")]
+    try:
+        return entries.index(str(ray_id))
+    except ValueError:
+        raise RuntimeError(f"Ray assigned GPU {ray_id}, which is not among this worker's visible devices "
+                           f"{visible!r}") from None
+
+
+def use_assigned_gpu() -> None:
+    """In a Ray worker that sees the node's GPUs (KEEP_VISIBLE_DEVICES), make the GPU this job was given the
+    current CUDA device; elsewhere (Ray set CUDA_VISIBLE_DEVICES, or no Ray) nothing to do."""
+    if os.environ.get(next(iter(KEEP_VISIBLE_DEVICES))) != "1":
+        return
+    import ray
+    import torch
+
+    ids = ray.get_gpu_ids() if ray.is_initialized() else []
+    if ids and torch.cuda.is_available():
+        torch.cuda.set_device(gpu_index(ids[0], os.environ.get("CUDA_VISIBLE_DEVICES")))
+
+
+def _release_gpu_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()  # models, optimisers and captured decode graphs of the finished job
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class Executor(abc.ABC):
@@ -160,7 +212,8 @@ class InlineExecutor(Executor):
 
 class RayExecutor(Executor):
     """Each job is a Ray task with the job's CPUs and (fractional) GPUs; a task whose worker process
-    dies is retried once by Ray, then reported as `worker_died`.
+    dies is retried once by Ray, then reported as `worker_died`. GPU jobs run in workers kept for later
+    jobs (unless `Job.reuse_worker` is off), each job on the GPU Ray assigned it (`use_assigned_gpu`).
 
     With no address, a local Ray instance is started for the run (`start_local_ray`: token authentication
     on, free ports, loopback only) and stopped at `shutdown`.
@@ -183,7 +236,10 @@ class RayExecutor(Executor):
                 _init_keeping_sigterm(ray, {"address": address, "include_dashboard": False, "log_to_driver": False,
                                             "configure_logging": False})
         self._sink = _progress_sink(ray).remote()
-        self._remote = ray.remote(max_retries=1)(_ray_job)
+        # workers are kept for later jobs, so that a job finds the kernels its predecessors compiled and
+        # tuned; a job that asks for a fresh process runs in one that ends with it
+        self._remote = ray.remote(max_retries=1, max_calls=0)(_ray_job)
+        self._remote_fresh = ray.remote(max_retries=1, max_calls=1)(_ray_job_fresh)
         self._refs: dict[Any, tuple[int, Job]] = {}
         self._submitted: dict[int, float] = {}
         self._started: set[tuple[int, float]] = set()  # (trial, budget) of the jobs whose worker reported in
@@ -191,14 +247,14 @@ class RayExecutor(Executor):
 
     def submit(self, job: Job) -> int:
         self._next += 1
-        opts: dict[str, Any] = {"num_cpus": job.cpus}
-        if job.gpus:
-            opts["num_gpus"] = job.gpus
-        ref = self._remote.options(**opts).remote(job, self._sink)
+        ref = self._remote_for(job).options(**job_options(job)).remote(job, self._sink)
         self._refs[ref] = (self._next, job)
         self._submitted[self._next] = time.time()
         self._started.discard((job.trial, job.budget))
         return self._next
+
+    def _remote_for(self, job: Job):
+        return self._remote_fresh if job.gpus and not job.reuse_worker else self._remote
 
     def wait(self, timeout: float) -> list[JobOutcome]:
         ray = self._ray
@@ -380,6 +436,20 @@ def token_auth_for(address: str) -> None:
                 _enable_token_auth()
             except ImportError:
                 log.warning("this Ray has no token-auth refresh; set RAY_AUTH_MODE=token before starting")
+
+
+def job_options(job: Job) -> dict[str, Any]:
+    """The Ray task options of a job: its resources, and for a kept GPU worker its CUDA_VISIBLE_DEVICES."""
+    opts: dict[str, Any] = {"num_cpus": job.cpus}
+    if job.gpus:
+        opts["num_gpus"] = job.gpus
+        if job.reuse_worker:
+            opts["runtime_env"] = {"env_vars": dict(KEEP_VISIBLE_DEVICES)}
+    return opts
+
+
+def _ray_job_fresh(job: Job, sink) -> list[TrialResult]:
+    return _ray_job(job, sink)
 
 
 def _ray_job(job: Job, sink) -> list[TrialResult]:

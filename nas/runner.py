@@ -38,7 +38,7 @@ from search_spaces.config import ConfigError
 from search_spaces.cost import cache_bytes, param_counts
 from search_spaces.scaling import scale
 from workers.profile import ProxyProfile, load_profile
-from workers.result import TrialResult, mean_metrics, spread_metrics
+from workers.result import TrialResult, mean_metrics, parts_for, spread_metrics
 
 __all__ = ["STOP_CANCEL", "STOP_PAUSE", "run_study", "sampler"]
 
@@ -280,6 +280,9 @@ class _Runner:
 
     def _submit(self, number: int, arch: dict, rung: int, params: dict[str, Any]) -> None:
         measured = self.handle.trial(number).user_attrs.get(record.THROUGHPUT) if rung else None
+        # a lower rung only ranks the trial: it runs what the objectives read (a full rung runs everything)
+        parts = parts_for(self.spec.metrics, [t.name for t in self.profile.synthetic.tasks]) \
+            if rung < len(self.rungs) - 1 else None
         job = Job(
             trial=number,
             arch=arch,
@@ -288,7 +291,9 @@ class _Runner:
             budget=self.rungs[rung],
             cpus=self.spec.resources.cpus,
             gpus=self.spec.resources.gpus,
+            reuse_worker=self.spec.resources.reuse_workers,
             throughput=tuple(measured) if measured else None,
+            parts=parts,
         )
         key = self._key(arch, params)
         self.trained.setdefault(key, number)
@@ -431,7 +436,7 @@ class _Runner:
         spent = attrs.get(record.JOB_SECONDS, 0.0) + sum(r.wall_seconds for r in results)
         self.handle.set_trial_attr(slot.trial, record.JOB_SECONDS, spent)
         if slot.rung < len(self.rungs) - 1:
-            if record.THROUGHPUT not in attrs:
+            if record.THROUGHPUT not in attrs and all(r.throughput for r in results):
                 measured = [[t.model_dump() for t in r.throughput] for r in results]
                 self.handle.set_trial_attr(slot.trial, record.THROUGHPUT, measured)
             self.handle.set_trial_attr(slot.trial, record.RUNG_DONE, slot.rung)

@@ -77,6 +77,10 @@ class Budget(Strict):
 class Resources(Strict):
     cpus: float = Field(1.0, gt=0)
     gpus: float = Field(0.0, ge=0, description="a fraction shares one GPU between trials")
+    reuse_workers: bool = Field(
+        True, description="GPU jobs run in worker processes kept for the next job (kernels compiled once per "
+        "worker); false starts a fresh process for every job"
+    )
 
 
 class EarlyStopping(Strict):

@@ -6,6 +6,10 @@ The LM run trains on the corpus, then the trained model's validation loss and it
 throughput are measured. Each synthetic task trains a fresh copy of the architecture (same seed) on
 that task alone, as in MAD, and is scored on held-out examples. A diverging loss or a GPU out of
 memory after every retry ends the trial as failed, with what was measured up to then.
+
+An early-stopping rung below the full budget only ranks trials by the study's objectives, so it may ask
+for some `parts` alone (`workers.result.parts_for`): a study of recall against decoding speed skips the
+LM run at its lower rungs and times a freshly built model (speed does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import importlib.metadata
 import platform
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import torch
@@ -94,6 +98,32 @@ def _memory_share(dev: torch.device) -> str:
     return f", within its share of {fraction * total / 2**30:.0f} GiB of the GPU" if fraction < 1 else ""
 
 
+def _language_model(model, corpus, lm_cfg, seed: int, common: dict) -> LMScore:
+    """Train `model` on the corpus, then score it on the validation split."""
+    gen = torch.Generator().manual_seed(seed)
+    stats = train(
+        model,
+        lambda n: corpus.batch(n, lm_cfg.seq_len, gen),
+        task="lm",
+        tokens=lm_cfg.tokens,
+        batch_size=lm_cfg.batch_size,
+        seq_len=lm_cfg.seq_len,
+        optim=lm_cfg.optim,
+        micro_batch_size=lm_cfg.micro_batch_size,
+        **common,
+    )
+    val_loss = lm_val_loss(model, corpus, lm_cfg.eval_tokens, stats.micro_batch_size, lm_cfg.seq_len, common["device"])
+    return LMScore(
+        val_loss=val_loss,
+        bits_per_byte=val_loss / torch.log(torch.tensor(2.0)).item() if corpus.bytes_per_token == 1.0 else None,
+        tokens=stats.tokens,
+        steps=stats.steps,
+        seconds=stats.seconds,
+        train_tokens_per_s=stats.tokens_per_s,
+        curve=stats.curve,
+    )
+
+
 def evaluate(
     arch: ArchConfig,
     profile: ProxyProfile | str,
@@ -103,12 +133,15 @@ def evaluate(
     device: str | torch.device | None = None,
     progress: ProgressFn | None = None,
     throughput_of: list[Throughput] | None = None,
+    parts: Collection[str] | None = None,
 ) -> TrialResult:
     """Train and score `arch` under `profile`; `budget` scales every token budget (early-stopping rungs).
 
     `throughput_of`: the architecture's prefill/decode figures measured already (by an earlier rung or
     seed of the same trial on the same kind of device): used as they are instead of measuring again; speed
     depends on the architecture and the device, not on how far the weights were trained.
+
+    `parts`: run only these ("lm", "throughput", task names); None runs everything.
 
     Raises ConfigError before any training for an unusable architecture, profile or corpus; returns a
     failed TrialResult (status "failed", with the reason and step) for a run that diverges or runs out of memory.
@@ -122,7 +155,8 @@ def evaluate(
     lm_cfg, syn = profile.lm, profile.synthetic
     try:
         corpus = load_corpus(lm_cfg.corpus, lm_cfg.vocab_size, lm_cfg.val_fraction)
-        tasks = [(spec, make_task(spec.name, **spec.settings)) for spec in syn.tasks]
+        tasks = [(spec, make_task(spec.name, **spec.settings)) for spec in syn.tasks
+                 if parts is None or spec.name in parts]
     except (CorpusError, ValueError) as e:
         raise ConfigError(str(e)) from None
     _check_vocab(arch, corpus.vocab_size, f"corpus {corpus.name}")
@@ -160,33 +194,15 @@ def evaluate(
     with turns.running(dev):  # shared with the host's other trials; speed is timed alone
         try:
             # ---- language modelling, then the trained model's throughput
-            model = fresh_model()
-            gen = torch.Generator().manual_seed(seed)
-            stats = train(
-                model,
-                lambda n: corpus.batch(n, lm_cfg.seq_len, gen),
-                task="lm",
-                tokens=lm_cfg.tokens,
-                batch_size=lm_cfg.batch_size,
-                seq_len=lm_cfg.seq_len,
-                optim=lm_cfg.optim,
-                micro_batch_size=lm_cfg.micro_batch_size,
-                **common,
-            )
-            val_loss = lm_val_loss(model, corpus, lm_cfg.eval_tokens, stats.micro_batch_size, lm_cfg.seq_len, dev)
-            result["lm"] = LMScore(
-                val_loss=val_loss,
-                bits_per_byte=val_loss / torch.log(torch.tensor(2.0)).item() if corpus.bytes_per_token == 1.0 else None,
-                tokens=stats.tokens,
-                steps=stats.steps,
-                seconds=stats.seconds,
-                train_tokens_per_s=stats.tokens_per_s,
-                curve=stats.curve,
-            )
-            tp = profile.throughput
-            result["throughput"] = throughput_of or throughput(
-                getattr(model, "_orig_mod", model), tp.contexts, tp.batch_size, tp.decode_tokens, tp.repeats, dev
-            )
+            lm, speed = (parts is None or p in parts for p in ("lm", "throughput"))
+            model = fresh_model() if lm or (speed and not throughput_of) else None
+            if lm:
+                result["lm"] = _language_model(model, corpus, lm_cfg, seed, common)
+            if speed:
+                tp = profile.throughput
+                result["throughput"] = throughput_of or throughput(
+                    getattr(model, "_orig_mod", model), tp.contexts, tp.batch_size, tp.decode_tokens, tp.repeats, dev
+                )
             del model
             # ---- each synthetic task on a fresh model
             for spec, task in tasks:
@@ -223,7 +239,7 @@ def evaluate(
                     ),
                 }
                 del model
-            if tasks:
+            if tasks and len(tasks) == len(syn.tasks):
                 result["synthetic_accuracy"] = sum(t.accuracy for t in result["tasks"].values()) / len(tasks)
         except TrialFailed as e:
             result["status"] = "failed"

@@ -33,6 +33,7 @@ __all__ = [
     "TrialResult",
     "mean_metrics",
     "metric_direction",
+    "parts_for",
     "spread_metrics",
 ]
 
@@ -53,6 +54,36 @@ METRICS: dict[str, Literal["minimize", "maximize"]] = {
     "peak_memory": "minimize",
     "wall_seconds": "minimize",
 }
+
+
+# what part of an evaluation produces each base metric: the LM run, the speed measurement, every task
+# (`acc.<task>`: that task alone), nothing (the cost model's counts), or everything (None)
+_PART: dict[str, str | None] = {
+    "lm_loss": "lm", "bpb": "lm", "train_tps": "lm",
+    "prefill_tps": "throughput", "decode_tps": "throughput", "kv_state_bytes": "throughput",
+    "synthetic_accuracy": "tasks", "acc": "tasks",
+    "params": "", "active_params": "",
+    "peak_memory": None, "wall_seconds": None,
+}
+
+
+def parts_for(metrics: list[str], tasks: list[str]) -> tuple[str, ...] | None:
+    """The parts of an evaluation that `metrics` read: "lm" (the language-modelling run), "throughput",
+    and task names; None when one of them needs the whole evaluation (peak memory, wall time).
+
+        parts_for(["acc.mqar", "decode_tps"], ["mqar", "in_context_recall"])  # ("mqar", "throughput")
+    """
+    out: set[str] = set()
+    for m in metrics:
+        base, _, qualifier = m.partition(".")
+        part = _PART[base]
+        if part is None:
+            return None
+        if part == "tasks":
+            out.update([qualifier] if base == "acc" and qualifier else tasks)
+        elif part:
+            out.add(part)
+    return tuple(sorted(out))
 
 
 def metric_direction(name: str) -> Literal["minimize", "maximize"]:

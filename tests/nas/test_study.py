@@ -211,7 +211,18 @@ def test_early_stopping_prunes_by_nondominated_rank(ray_cluster, urls):
         concurrency=1,
         early_stopping={"enabled": True, "rungs": [0.5, 1.0], "eta": 2},
     )
-    run_study(spec, executor=RayExecutor(), show_progress=False)
+    jobs = []
+
+    class Recording(RayExecutor):
+        def submit(self, job):
+            jobs.append(job)
+            return super().submit(job)
+
+    run_study(spec, executor=Recording(), show_progress=False)
+    # the first rung ranks by the objectives (recall, decode speed): it trains the task and times the
+    # model, and leaves the LM run to the full budget
+    assert {j.parts for j in jobs if j.budget == 0.5} == {("mqar", "throughput")}  # the profile's one task
+    assert {j.parts for j in jobs if j.budget == 1.0} == {None}
     ts = trials(spec)
     complete = [t for t in ts if t.state.name == "COMPLETE"]
     pruned = [t for t in ts if t.state.name == "PRUNED"]

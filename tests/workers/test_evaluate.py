@@ -9,7 +9,7 @@ from search_spaces import ArchConfig, ConfigError
 from search_spaces.cost import cache_bytes, param_counts
 from workers.evaluate import evaluate
 from workers.profile import load_profile, profile_names
-from workers.result import TrialResult, metric_direction
+from workers.result import TrialResult, metric_direction, parts_for
 
 CFG = ArchConfig(
     pattern="M-*E",
@@ -138,3 +138,29 @@ def test_the_mean_and_spread_of_several_seeds():
     sd = spread_metrics(runs)
     assert sd["lm_loss"] == pytest.approx(1.0) and sd["params"] == 0.0  # the sample standard deviation
     assert spread_metrics(runs[:1]) == {}
+
+
+def test_the_parts_an_objective_reads():
+    tasks = ["mqar", "in_context_recall"]
+    assert parts_for(["synthetic_accuracy", "decode_tps"], tasks) == ("in_context_recall", "mqar", "throughput")
+    assert parts_for(["acc.mqar", "kv_state_bytes.2048"], tasks) == ("mqar", "throughput")
+    assert parts_for(["lm_loss", "params"], tasks) == ("lm",)
+    assert parts_for(["bpb", "train_tps"], tasks) == ("lm",)
+    assert parts_for(["params", "active_params"], tasks) == ()
+    assert parts_for(["lm_loss", "peak_memory"], tasks) is None  # the whole evaluation's peak
+    assert parts_for(["wall_seconds"], tasks) is None
+
+
+def test_a_lower_rung_runs_only_the_parts_its_objectives_read():
+    reports = []
+    r = evaluate(CFG, MICRO, parts=("mqar", "throughput"), progress=reports.append)
+    assert r.status == "ok" and {p.task for p in reports} == {"mqar"}  # no LM run, one task
+    assert r.lm is None and set(r.tasks) == {"mqar"} and r.synthetic_accuracy is None
+    assert [t.context for t in r.throughput] == [16, 48] and all(t.decode_tokens_per_s > 0 for t in r.throughput)
+    full = evaluate(CFG, MICRO)
+    assert r.tasks["mqar"] == full.tasks["mqar"].model_copy(update={"seconds": r.tasks["mqar"].seconds})
+    assert r.tokens == full.tasks["mqar"].tokens
+    m = r.metrics()
+    assert "acc.mqar" in m and "decode_tps" in m and "lm_loss" not in m and "synthetic_accuracy" not in m
+    lm_only = evaluate(CFG, MICRO, parts=("lm",))
+    assert lm_only.lm is not None and not lm_only.tasks and not lm_only.throughput
