@@ -12,11 +12,13 @@ eta 3, the spec's default).
 
 Two ways to measure a setting:
 - by default each setting runs as a study of its own, asynchronously, as a user's study would;
-- `--replay` trains the same trials once more at each lower rung's budget (a study per budget) and plays
-  every setting's successive halving over that table, rung by rung: the trials a setting promotes are
-  trained exactly as in the table (the same seed and budget), so its hypervolume is the one it would get,
-  and its cost is the sum of the measured job times of the jobs it would run. One table answers any number
-  of settings; the asynchronous promotion of a real run differs in which trials reach a rung first.
+- `--replay` runs the same trials once more at each lower rung's budget (a study per budget whose first
+  rung is that budget and which promotes nothing: its jobs run what a lower rung runs, the parts the
+  objectives read) and plays every setting's successive halving over that table, rung by rung: the trials
+  a setting promotes are trained exactly as in the table (the same seed and budget), so its hypervolume is
+  the one it would get, and its cost is the sum of the measured job times of the jobs it would run. One
+  table answers any number of settings; the asynchronous promotion of a real run differs in which trials
+  reach a rung first (`--run RUNGS:ETA ...` also runs those settings as studies).
 
 For each: the tokens trained, the job time (the sum of every job's wall time: GPU time at a fixed packing),
 the trials that reached the full budget, and the hypervolume of the final Pareto front of full-budget
@@ -78,11 +80,16 @@ def spec(name: str, tmp: Path, args, profile, asha: tuple[list[float], int] | No
     return validate(StudySpec.model_validate(data))
 
 
-def _tokens_per_job(profile, budget: float) -> int:
+def _tokens_per_job(profile, budget: float, lower: bool = False) -> int:
+    """Tokens one job trains at `budget`; a job of a `lower` rung runs what the objectives read alone."""
     from workers.profile import load_profile
+    from workers.result import parts_for
 
     p = load_profile(profile).scaled(budget)
-    return p.lm.tokens + sum((t.tokens or p.synthetic.tokens_per_task) for t in p.synthetic.tasks)
+    parts = parts_for(OBJECTIVES, [t.name for t in p.synthetic.tasks]) if lower else None
+    lm = p.lm.tokens if parts is None or "lm" in parts else 0
+    return lm + sum((t.tokens or p.synthetic.tokens_per_task) for t in p.synthetic.tasks
+                    if parts is None or t.name in parts)
 
 
 def measure(s: StudySpec) -> dict:
@@ -107,7 +114,8 @@ def _spent(s: StudySpec) -> dict[str, float]:
     """Tokens trained and job seconds over every job of the study, all rungs included."""
     from optuna import load_study
 
-    per_rung = [_tokens_per_job(s.profile, r) for r in (s.early_stopping.rungs if s.early_stopping.enabled else [1.0])]
+    rungs = s.early_stopping.rungs if s.early_stopping.enabled else [1.0]
+    per_rung = [_tokens_per_job(s.profile, r, lower=k < len(rungs) - 1) for k, r in enumerate(rungs)]
     tokens = seconds = 0.0
     for t in load_study(study_name=s.name, storage=s.storage_url).trials:
         done = t.user_attrs.get("rung_done")
@@ -123,7 +131,7 @@ def replay(table: dict[float, dict[str, dict]], rungs: list[float], eta: int, pr
     alive = sorted(table[rungs[0]])
     tokens = seconds = 0.0
     for k, budget in enumerate(rungs):
-        tokens += len(alive) * _tokens_per_job(profile, budget)
+        tokens += len(alive) * _tokens_per_job(profile, budget, lower=k < len(rungs) - 1)
         seconds += sum(table[budget][key]["seconds"] for key in alive)
         if k == len(rungs) - 1:
             break
@@ -133,6 +141,23 @@ def replay(table: dict[float, dict[str, dict]], rungs: list[float], eta: int, pr
     final = [table[1.0][key]["values"] for key in alive]
     return {"tokens": tokens, "job_s": seconds, "complete": len(alive), "pruned": len(table[rungs[0]]) - len(alive),
             "hv": hypervolume(final, directions, [0.0] * len(directions)) if final else 0.0, "wall": None}
+
+
+def measure_rung(s: StudySpec) -> dict[str, dict]:
+    """The first rung of `s` (its rungs: [budget, 1], with an eta that promotes nothing) for every trial, by
+    architecture: objective values and job seconds, as a study's lower-rung jobs would measure them."""
+    from optuna import load_study
+
+    run_study(s, show_progress=False, track=False)
+    out = {}
+    for t in load_study(study_name=s.name, storage=s.storage_url).trials:
+        a = t.user_attrs
+        if "failure" in a and a["failure"].get("kind") != "infeasible":
+            raise SystemExit(f"trial {t.number} of {s.name} failed: {a['failure']}")
+        if "0" in a.get("rung_results", {}):
+            key = repr(sorted(a["arch"].items()))
+            out.setdefault(key, {"values": a["rung_results"]["0"], "seconds": a.get("job_seconds", 0.0)})
+    return out
 
 
 def _table_column(m: dict) -> dict[str, dict]:
@@ -158,12 +183,15 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--gpus", type=float, default=0.0, help="the GPU share of each trial (0.25: four per GPU)")
     ap.add_argument("--replay", action="store_true", help="play every setting over one table of rung results")
+    ap.add_argument("--run", nargs="+", default=[], metavar="RUNGS:ETA",
+                    help="with --replay: these settings also run as studies")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/early_stopping.md"))
     ap.add_argument("--asha", nargs="+", default=["1/4,1:3"], metavar="RUNGS:ETA",
                     help="MO-ASHA settings to compare with the full run, e.g. 1/9,1/3,1:3 1/8,1:4")
     args = ap.parse_args()
     try:
         settings = [parse_asha(a) for a in args.asha]
+        studies = [parse_asha(a) for a in args.run] if args.replay else settings
     except ValueError:
         raise SystemExit(f"--asha takes RUNGS:ETA such as 1/9,1/3,1:3; got {' '.join(args.asha)}") from None
     from workers.profile import load_profile
@@ -182,16 +210,15 @@ def main() -> None:
         if args.replay:
             table = {1.0: _table_column(full)}
             for budget in sorted({r for rungs, _ in settings for r in rungs[:-1]}):
-                scaled = load_profile(profile).scaled(budget).model_dump()
-                m = measure(spec(f"budget-{len(table)}", tmp, args, scaled, None))
-                table[budget] = _table_column(m)
+                # a study whose first rung is `budget` and whose eta promotes none of its trials
+                table[budget] = measure_rung(spec(f"budget-{len(table)}", tmp, args, profile,
+                                                  ([budget, 1.0], args.trials + 1)))
                 if set(table[budget]) != set(table[1.0]):
                     raise SystemExit(f"the study at budget {budget:g} sampled other architectures than the full "
                                      "run; the replay needs the same trials")
             runs += [(asha_label(*s) + " (replayed)", replay(table, *s, profile)) for s in settings]
-        else:
-            for i, s in enumerate(settings):
-                runs.append((asha_label(*s), measure(spec(f"asha{i}", tmp, args, profile, s))))
+        for i, s in enumerate(studies):
+            runs.append((asha_label(*s), measure(spec(f"asha{i}", tmp, args, profile, s))))
     for label, r in runs:
         print(f"{label:56s} tokens {r['tokens']:>12,.0f}  job time {r['job_s']:7.0f}s  complete {r['complete']:2d}  "
               f"pruned {r['pruned']:2d}  hypervolume {r['hv']:.4g}")
