@@ -233,6 +233,15 @@ def test_the_gpu_study_that_docs_gpu_studies_shows_is_committed_and_reads():
                               str(kept / "demo-gpu")], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert "after 156 s; 78 GPU samples, mean SM 74%, peak memory 37.1 GB" in summary.stdout
     assert "after 154 s; 77 GPU samples, mean SM 75%, peak memory 36.5 GB" in summary.stdout
+    three = {r.number: r for r in study_trials(f"sqlite:///{kept / 'demo-gpu-run3' / 'studies.db'}", "demo-gpu")}
+    assert [r.pattern for r in three.values()] == [r.pattern for r in one.values()]
+    assert sum(r.state == "COMPLETE" for r in three.values()) == 11
+    assert sum(r.job_seconds or 0 for r in three.values()) == pytest.approx(600, abs=1)
+    assert [round(three[n].values[1]) for n in (0, 2)] == [4344, 7285]
+    assert [round(f(three[n].job_seconds for n in range(5))) for f in (min, max)] == [77, 111]
+    summary = subprocess.run(["bash", "benchmarks/gpu_demo.sh", "--summary", str(kept / "demo-gpu-run3")],
+                             capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert "after 202 s; 101 GPU samples, mean SM 53%, peak memory 34.8 GB" in summary.stdout
     env = {**os.environ, "NAS_HOME": str(kept / "demo-gpu"), "COLUMNS": "200"}
     for cmd in (["pareto", "demo-gpu"], ["status", "demo-gpu"]):
         r = subprocess.run([sys.executable, "-m", "nas.cli", *cmd], capture_output=True, text=True, env=env,

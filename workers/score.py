@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import resource
 import statistics
 import sys
@@ -66,22 +65,20 @@ def throughput(model: HybridLM, contexts: list[int], batch_size: int, decode_tok
 
     On a GPU the decode step is captured once as a CUDA graph and replayed (see `GraphDecoder`), so
     the figure is the step's own cost rather than Python's launch overhead. The median of `repeats`
-    runs, after one warm-up run at the smallest context.
+    runs at each context, after one warm-up run at that context: the first run at a new length compiles
+    and tunes kernels for its shapes, which is neither timed nor done with the device held alone.
     """
     model.eval()
     vocab = model.cfg.vocab_size
     gen = torch.Generator().manual_seed(0)
     out = []
-    warm = True
     for T in sorted(contexts):
+        _prefill_and_decode(model, vocab, batch_size, T, decode_tokens, gen, device)  # warm-up, shared
         prefill, decode = [], []
-        for _ in range(repeats + (1 if warm else 0)):
+        for _ in range(repeats):
             # timed runs with the device to this trial alone (the host's other trials wait: workers/turns.py)
-            with contextlib.nullcontext() if warm else turns.alone():
+            with turns.alone():
                 p, d = _prefill_and_decode(model, vocab, batch_size, T, decode_tokens, gen, device)
-            if warm:
-                warm = False
-                continue
             prefill.append(p)
             decode.append(d)
         out.append(Throughput(

@@ -164,3 +164,32 @@ def test_a_lower_rung_runs_only_the_parts_its_objectives_read():
     assert "acc.mqar" in m and "decode_tps" in m and "lm_loss" not in m and "synthetic_accuracy" not in m
     lm_only = evaluate(CFG, MICRO, parts=("lm",))
     assert lm_only.lm is not None and not lm_only.tasks and not lm_only.throughput
+
+
+def test_speed_is_timed_alone_after_a_shared_warm_up_at_each_context(monkeypatch):
+    """The first run at a new length compiles kernels for its shapes: not timed, and not with the device
+    held alone (the host's other trials would wait through the compile)."""
+    import contextlib
+
+    from workers import score
+    from workers.models import build_model
+
+    runs, alone = [], [False]
+
+    @contextlib.contextmanager
+    def held():
+        alone[0] = True
+        yield
+        alone[0] = False
+
+    real = score._prefill_and_decode
+
+    def spy(model, vocab, batch, T, *rest):
+        runs.append((T, alone[0]))
+        return real(model, vocab, batch, T, *rest)
+
+    monkeypatch.setattr(score.turns, "alone", held)
+    monkeypatch.setattr(score, "_prefill_and_decode", spy)
+    rows = score.throughput(build_model(CFG), [48, 16], 2, 2, 2, torch.device("cpu"))
+    assert [r.context for r in rows] == [16, 48]
+    assert runs == [(16, False), (16, True), (16, True), (48, False), (48, True), (48, True)]
