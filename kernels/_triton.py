@@ -122,8 +122,8 @@ def autotune(
     `KERNELS_WARPS=W` holds every tuned kernel to W warps (for such measurements).
 
     Otherwise the chosen configs are kept in Triton's cache directory beside the compiled kernels
-    (`cache_results`): every trial job runs in a fresh Ray worker process, and a proxy's first run in a
-    process, compiling and tuning its kernels, costs tens of seconds on an H200 (benchmarks/trial_phases.py).
+    (`cache_results`): a proxy's first run in a process, compiling and tuning its kernels, costs tens of
+    seconds on an H200 (benchmarks/trial_phases.py), and each new Ray worker is a new process.
     """
     if interpreting():
         return lambda fn: _WithMeta(fn, interpret or {})
@@ -145,7 +145,7 @@ def autotune(
     if os.environ.get("KERNELS_AUTOTUNE") == "once":
         extra["do_bench"] = _run_once
     elif not os.environ.get("KERNELS_WARPS") and _CACHES_RESULTS:
-        extra["cache_results"] = True  # a new process (each trial's Ray worker) reads the choice, not tuning again
+        extra["cache_results"] = True  # a new process (a new Ray worker) reads the choice, not tuning again
     return triton.autotune(configs=configs, key=key, **extra)
 
 

@@ -97,7 +97,7 @@ def findings(spec: StudySpec) -> list[str]:
     else:
         lines.append(
             f"Profile {profile.name} is a first look: proxies of {units.count(profile.params)} parameters trained "
-            f"on {units.count(profile.lm.tokens)} tokens, under a minute each on an H200; rank architectures on "
-            "gpu-small (docs/proxy-evidence.md), and see what a study costs on your GPUs in docs/gpu-studies.md."
+            f"on {units.count(profile.lm.tokens)} tokens; rank architectures on gpu-small (docs/proxy-evidence.md), "
+            "and see what a study costs on an H200 in docs/gpu-studies.md."
         )
     return lines

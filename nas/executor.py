@@ -98,7 +98,8 @@ def hold_to_share(gpus: float) -> None:
 # Ray sets CUDA_VISIBLE_DEVICES to a GPU job's GPUs when the job starts, but CUDA reads it once per process:
 # a worker kept for later jobs would stay on its first job's GPU. Reused GPU workers are started with Ray
 # told to leave the variable alone, and each job selects the GPU Ray gave it (`use_assigned_gpu`).
-KEEP_VISIBLE_DEVICES = {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
+_NOSET_VISIBLE = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
+KEEP_VISIBLE_DEVICES = {_NOSET_VISIBLE: "1"}
 
 
 def gpu_index(ray_id: str | int, visible: str | None) -> int:
@@ -117,7 +118,7 @@ def gpu_index(ray_id: str | int, visible: str | None) -> int:
 def use_assigned_gpu() -> None:
     """In a Ray worker that sees the node's GPUs (KEEP_VISIBLE_DEVICES), make the GPU this job was given the
     current CUDA device; elsewhere (Ray set CUDA_VISIBLE_DEVICES, or no Ray) nothing to do."""
-    if os.environ.get(next(iter(KEEP_VISIBLE_DEVICES))) != "1":
+    if os.environ.get(_NOSET_VISIBLE) != "1":
         return
     import ray
     import torch

@@ -124,6 +124,38 @@ def _language_model(model, corpus, lm_cfg, seed: int, common: dict) -> LMScore:
     )
 
 
+def _synthetic_task(model, spec, task, syn, seed: int, common: dict) -> TaskScore:
+    """Train `model` on one synthetic task alone, then score it on held-out examples."""
+    train_gen = torch.Generator().manual_seed(seed)
+    stats = train(
+        model,
+        lambda n: task.batch(n, train_gen, train=True),
+        task=spec.name,
+        tokens=spec.tokens or syn.tokens_per_task,
+        batch_size=syn.batch_size,
+        seq_len=task.seq_len,
+        optim=syn.optim,
+        micro_batch_size=syn.micro_batch_size,
+        **common,
+    )
+    eval_gen = torch.Generator().manual_seed(task.eval_seed(seed))
+    n_eval = syn.eval_examples
+    batches = (
+        task.batch(min(stats.micro_batch_size, n_eval - i), eval_gen)
+        for i in range(0, n_eval, stats.micro_batch_size)
+    )
+    acc, loss = task_scores(model, batches, common["device"])
+    return TaskScore(
+        accuracy=acc,
+        val_loss=loss,
+        tokens=stats.tokens,
+        steps=stats.steps,
+        seconds=stats.seconds,
+        settings=task.settings(),
+        curve=stats.curve,
+    )
+
+
 def evaluate(
     arch: ArchConfig,
     profile: ProxyProfile | str,
@@ -206,39 +238,8 @@ def evaluate(
             del model
             # ---- each synthetic task on a fresh model
             for spec, task in tasks:
-                model = fresh_model()
-                train_gen = torch.Generator().manual_seed(seed)
-                stats = train(
-                    model,
-                    lambda n, task=task, g=train_gen: task.batch(n, g, train=True),
-                    task=spec.name,
-                    tokens=spec.tokens or syn.tokens_per_task,
-                    batch_size=syn.batch_size,
-                    seq_len=task.seq_len,
-                    optim=syn.optim,
-                    micro_batch_size=syn.micro_batch_size,
-                    **common,
-                )
-                eval_gen = torch.Generator().manual_seed(task.eval_seed(seed))
-                n_eval = syn.eval_examples
-                batches = (
-                    task.batch(min(stats.micro_batch_size, n_eval - i), eval_gen)
-                    for i in range(0, n_eval, stats.micro_batch_size)
-                )
-                acc, loss = task_scores(model, batches, dev)
-                result["tasks"] = {
-                    **result.get("tasks", {}),
-                    spec.name: TaskScore(
-                        accuracy=acc,
-                        val_loss=loss,
-                        tokens=stats.tokens,
-                        steps=stats.steps,
-                        seconds=stats.seconds,
-                        settings=task.settings(),
-                        curve=stats.curve,
-                    ),
-                }
-                del model
+                result.setdefault("tasks", {})[spec.name] = _synthetic_task(fresh_model(), spec, task, syn, seed,
+                                                                           common)
             if tasks and len(tasks) == len(syn.tasks):
                 result["synthetic_accuracy"] = sum(t.accuracy for t in result["tasks"].values()) / len(tasks)
         except TrialFailed as e:

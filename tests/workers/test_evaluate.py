@@ -141,6 +141,9 @@ def test_the_mean_and_spread_of_several_seeds():
 
 
 def test_the_parts_an_objective_reads():
+    from workers.result import _PART, METRICS
+
+    assert set(_PART) == set(METRICS)  # every metric says which part of an evaluation produces it
     tasks = ["mqar", "in_context_recall"]
     assert parts_for(["synthetic_accuracy", "decode_tps"], tasks) == ("in_context_recall", "mqar", "throughput")
     assert parts_for(["acc.mqar", "kv_state_bytes.2048"], tasks) == ("mqar", "throughput")
