@@ -1,14 +1,14 @@
 """What early stopping (MO-ASHA) saves, and what it costs in hypervolume.
 
     python benchmarks/early_stopping.py              # cpu-tiny, 27 trials each way, the default rungs
-    python benchmarks/early_stopping.py --asha 1/9,1/3,1:3 1/9,1/3,1:2   # several settings, each a study
+    python benchmarks/early_stopping.py --asha 1/9,1/3,1:3 1/4,1:3:sync   # several settings, each a study
     python benchmarks/early_stopping.py --replay --asha 1/8,1:4 1/4,1:3   # every setting from one table
     python benchmarks/early_stopping.py --profile gpu-quick --gpus 0.25 --concurrency 4 --trials 24 --replay
     python benchmarks/early_stopping.py --smoke      # a tiny profile, seconds (CI)
 
 The same search (space, sampler and seed: the same architectures) runs on the embedded default: every trial
 to the end, then with successive halving at each `--asha` setting (RUNGS:ETA; default rungs 1/4, 1 and
-eta 3, the spec's default).
+eta 3, the spec's default; RUNGS:ETA:sync promotes synchronously, `nas.asha`).
 
 Two ways to measure a setting:
 - by default each setting runs as a study of its own, asynchronously, as a user's study would;
@@ -49,26 +49,31 @@ SMOKE_PROFILE = smoke_profile(2e5, lm_steps=9, task_steps=9)
 OBJECTIVES = ["synthetic_accuracy", "decode_tps"]
 
 
-def parse_asha(text: str) -> tuple[list[float], int]:
-    """`1/9,1/3,1:3` -> ([1/9, 1/3, 1.0], 3)."""
-    rungs, _, eta = text.partition(":")
-    return [float(Fraction(x)) for x in rungs.split(",")], int(eta or 3)
+def parse_asha(text: str) -> tuple[list[float], int, str]:
+    """`1/9,1/3,1:3` -> ([1/9, 1/3, 1.0], 3, "asynchronous"); `1/4,1:3:sync` promotes synchronously."""
+    rungs, _, rest = text.partition(":")
+    eta, _, mode = rest.partition(":")
+    if mode not in ("", "sync"):
+        raise ValueError(mode)
+    return [float(Fraction(x)) for x in rungs.split(",")], int(eta or 3), "synchronous" if mode else "asynchronous"
 
 
-def asha_label(rungs: list[float], eta: int) -> str:
+def asha_label(rungs: list[float], eta: int, promotion: str = "asynchronous") -> str:
     fractions = ", ".join(str(Fraction(r).limit_denominator(100)) for r in rungs)
-    return f"MO-ASHA, rungs {fractions}; eta {eta}"
+    return f"MO-ASHA, rungs {fractions}; eta {eta}" + ("; synchronous" if promotion == "synchronous" else "")
 
 
 def spec(name: str, tmp: Path, args, profile, asha: tuple[list[float], int] | None) -> StudySpec:
-    es = {"enabled": True, "rungs": asha[0], "eta": asha[1]} if asha else {"enabled": False}
+    es = {"enabled": False}
+    if asha:
+        es = {"enabled": True, "rungs": asha[0], "eta": asha[1], "promotion": asha[2]}
     data = {
         "name": name,
         "space": "hybrid-ratio",
         "objectives": [{"metric": m} for m in OBJECTIVES],
         "constraints": {"params": {"budget": args.params, "tolerance": 0.35}},
         "sampler": "random",
-        "seed": 7,
+        "seed": args.seed,
         "budget": {"trials": args.trials},
         "profile": profile,
         "concurrency": args.concurrency,
@@ -125,8 +130,9 @@ def _spent(s: StudySpec) -> dict[str, float]:
     return {"tokens": tokens, "job_s": seconds}
 
 
-def replay(table: dict[float, dict[str, dict]], rungs: list[float], eta: int, profile) -> dict:
-    """Successive halving over `table` (budget -> architecture -> {values, seconds}), rung by rung."""
+def replay(table: dict[float, dict[str, dict]], rungs: list[float], eta: int, profile, promotion: str = "") -> dict:
+    """Successive halving over `table` (budget -> architecture -> {values, seconds}), rung by rung (the
+    promotions of a synchronous study, whichever `promotion` the setting names)."""
     directions = ["maximize"] * len(OBJECTIVES)
     alive = sorted(table[rungs[0]])
     tokens = seconds = 0.0
@@ -180,20 +186,23 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=1.0, help="scale the profile's token budgets")
     ap.add_argument("--params", type=float, default=None, help="the space's parameter budget (default: the profile's)")
     ap.add_argument("--trials", type=int, default=27)
+    ap.add_argument("--seed", type=int, default=7, help="the random sampler's seed (which architectures)")
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--gpus", type=float, default=0.0, help="the GPU share of each trial (0.25: four per GPU)")
     ap.add_argument("--replay", action="store_true", help="play every setting over one table of rung results")
     ap.add_argument("--run", nargs="+", default=[], metavar="RUNGS:ETA",
                     help="with --replay: these settings also run as studies")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/early_stopping.md"))
-    ap.add_argument("--asha", nargs="+", default=["1/4,1:3"], metavar="RUNGS:ETA",
-                    help="MO-ASHA settings to compare with the full run, e.g. 1/9,1/3,1:3 1/8,1:4")
+    ap.add_argument("--asha", nargs="+", default=["1/4,1:3"], metavar="RUNGS:ETA[:sync]",
+                    help="MO-ASHA settings to compare with the full run, e.g. 1/9,1/3,1:3 1/8,1:4 1/4,1:3:sync "
+                         "(:sync promotes synchronously)")
     args = ap.parse_args()
     try:
         settings = [parse_asha(a) for a in args.asha]
         studies = [parse_asha(a) for a in args.run] if args.replay else settings
     except ValueError:
-        raise SystemExit(f"--asha takes RUNGS:ETA such as 1/9,1/3,1:3; got {' '.join(args.asha)}") from None
+        raise SystemExit("--asha takes RUNGS:ETA[:sync] such as 1/9,1/3,1:3 or 1/4,1:3:sync; got "
+                         f"{' '.join(args.asha)}") from None
     from workers.profile import load_profile
 
     profile = SMOKE_PROFILE if args.smoke else args.profile
@@ -212,7 +221,7 @@ def main() -> None:
             for budget in sorted({r for rungs, _ in settings for r in rungs[:-1]}):
                 # a study whose first rung is `budget` and whose eta promotes none of its trials
                 table[budget] = measure_rung(spec(f"budget-{len(table)}", tmp, args, profile,
-                                                  ([budget, 1.0], args.trials + 1)))
+                                                  ([budget, 1.0], args.trials + 1, "asynchronous")))
                 if set(table[budget]) != set(table[1.0]):
                     raise SystemExit(f"the study at budget {budget:g} sampled other architectures than the full "
                                      "run; the replay needs the same trials")
@@ -230,7 +239,7 @@ def main() -> None:
         "",
         f"`{command()}` on {machine(gpu=bool(args.gpus))}: the `hybrid-ratio` space at "
         f"{args.params / 1e6:g}M parameters, profile `{name}`, {args.trials} trials each way, random sampler "
-        f"with seed 7, {args.concurrency} trials at a time ({share}). Hypervolume of the full-budget Pareto "
+        f"with seed {args.seed}, {args.concurrency} trials at a time ({share}). Hypervolume of the full-budget Pareto "
         "front (synthetic accuracy × decode tokens/s, both maximised) against the origin; job time is the sum of "
         "every job's wall time.",
         "",

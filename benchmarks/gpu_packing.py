@@ -55,6 +55,11 @@ class GpuSampler:
         except Exception:  # no NVML (no GPU, or nvidia-ml-py missing): nothing to sample
             self._nvml, self._handles = None, []
 
+    @property
+    def count(self) -> int:
+        """The GPUs sampled: `util` and `memory` hold one sample of each in turn (GPU i at i, i + count, ...)."""
+        return len(self._handles)
+
     def __enter__(self):
         if self._handles:
             self._thread = threading.Thread(target=self._run, daemon=True)

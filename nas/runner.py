@@ -193,7 +193,8 @@ class _Runner:
     def _launch(self) -> bool:
         """Start one job (a promotion, else a new trial); False when there is nothing to start."""
         promotion = asha.promotion(
-            self._trials(), len(self.rungs), self.eta, self.directions, {s.trial for s in self.jobs.values()}
+            self._trials(), len(self.rungs), self.eta, self.directions, {s.trial for s in self.jobs.values()},
+            self._to_come(),
         )
         if promotion is not None:
             trial, rung = promotion
@@ -208,6 +209,14 @@ class _Runner:
             return False
         self._start(self.study.ask())
         return True
+
+    def _to_come(self) -> int | None:
+        """With synchronous promotion, how many more trials may reach the first rung: those the budget has
+        yet to start and those whose first job runs now (None: asynchronous promotion)."""
+        if self.spec.early_stopping.promotion != "synchronous" or self.budget is None:
+            return None
+        first = sum(s.rung == 0 for s in self.jobs.values())
+        return max(0, self.budget - record.trained(self._counts())) + first
 
     def _start(self, trial) -> None:
         """Propose the trial's architecture and submit its first job, or tell it infeasible."""

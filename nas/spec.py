@@ -94,6 +94,11 @@ class EarlyStopping(Strict):
     enabled: bool = False
     rungs: list[float] = Field([0.25, 1.0], min_length=2)
     eta: int = Field(3, ge=2)
+    promotion: Literal["asynchronous", "synchronous"] = Field(
+        "asynchronous",
+        description="asynchronous: a trial goes up once it is in the top 1/eta of its rung so far (ASHA); "
+        "synchronous: only once no trial still to come can push it out (needs budget.trials; nas.asha)",
+    )
 
     @field_validator("rungs")
     @classmethod
@@ -160,6 +165,10 @@ class StudySpec(Strict):
                              "(`nas fidelity STUDY --profile P` writes it)")
         if self.kind == "fidelity" and self.early_stopping.enabled:
             raise ValueError("early stopping would cut re-trainings short; disable it for kind: fidelity")
+        es = self.early_stopping
+        if es.enabled and es.promotion == "synchronous" and self.budget.trials is None and self.sampler != "grid":
+            raise ValueError("synchronous promotion waits for the trials still to come, so it needs a trial "
+                             "budget: add budget: {trials: N} or use early_stopping.promotion: asynchronous")
         return self
 
     def stored(self) -> dict[str, Any]:

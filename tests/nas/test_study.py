@@ -243,6 +243,41 @@ def test_early_stopping_prunes_by_nondominated_rank(ray_cluster, urls):
         assert t.values[1] == t.user_attrs["throughput"][0][-1]["decode_tokens_per_s"]
 
 
+def test_synchronous_promotion_sends_up_only_the_final_top_of_the_first_rung(urls):
+    """`promotion: synchronous`: no full-budget job starts while the trials still to come could outrank it,
+    and the trials promoted are the top n // eta of every trial that reached the first rung, no more."""
+    from nas.executor import InlineExecutor
+
+    class Recording(InlineExecutor):
+        def __init__(self):
+            super().__init__()
+            self.jobs = []
+
+        def submit(self, job):
+            self.jobs.append(job)
+            return super().submit(job)
+
+    space = {**SPACE, "dimensions": {**SPACE["dimensions"], "layers": [2, 4]}}  # 10 architectures
+    spec = make_spec(urls, name="sync", space=space, budget={"trials": 8}, concurrency=1, seed=3,
+                     early_stopping={"enabled": True, "rungs": [0.5, 1.0], "eta": 2, "promotion": "synchronous"})
+    ex = Recording()
+    run_study(spec, executor=ex, show_progress=False)
+    ts = trials(spec)
+    first = [t for t in ts if "0" in t.user_attrs.get("rung_results", {}) and "duplicate_of" not in t.user_attrs]
+    promoted = [t for t in first if "1" in t.user_attrs["rung_results"]]
+    assert len(first) >= 6 and len(promoted) == len(first) // 2
+    budgets = [j.budget for j in ex.jobs]
+    # the first full-budget job came once the places it took were sure: after most of the first rung
+    assert budgets.index(1.0) >= len(first) // 2 + 1
+    assert len(budgets) == len(first) + len(promoted)
+
+
+def test_synchronous_promotion_needs_a_trial_budget(urls):
+    with pytest.raises(ValueError, match="needs a trial budget"):
+        make_spec(urls, budget={"hours": 1.0},
+                  early_stopping={"enabled": True, "promotion": "synchronous"})
+
+
 def test_an_ablation_reports_means_and_intervals(ray_cluster, urls):
     spec = make_spec(
         urls,
