@@ -130,9 +130,9 @@ def _spent(s: StudySpec) -> dict[str, float]:
     return {"tokens": tokens, "job_s": seconds}
 
 
-def replay(table: dict[float, dict[str, dict]], rungs: list[float], eta: int, profile, promotion: str = "") -> dict:
-    """Successive halving over `table` (budget -> architecture -> {values, seconds}), rung by rung (the
-    promotions of a synchronous study, whichever `promotion` the setting names)."""
+def replay(table: dict[float, dict[str, dict]], rungs: list[float], eta: int, profile) -> dict:
+    """Successive halving over `table` (budget -> architecture -> {values, seconds}), rung by rung: the
+    promotions a synchronous study would make over these measurements."""
     directions = ["maximize"] * len(OBJECTIVES)
     alive = sorted(table[rungs[0]])
     tokens = seconds = 0.0
@@ -218,14 +218,14 @@ def main() -> None:
         runs = [("every trial to the end", full)]
         if args.replay:
             table = {1.0: _table_column(full)}
-            for budget in sorted({r for rungs, _ in settings for r in rungs[:-1]}):
+            for budget in sorted({r for rungs, *_ in settings for r in rungs[:-1]}):
                 # a study whose first rung is `budget` and whose eta promotes none of its trials
                 table[budget] = measure_rung(spec(f"budget-{len(table)}", tmp, args, profile,
                                                   ([budget, 1.0], args.trials + 1, "asynchronous")))
                 if set(table[budget]) != set(table[1.0]):
                     raise SystemExit(f"the study at budget {budget:g} sampled other architectures than the full "
                                      "run; the replay needs the same trials")
-            runs += [(asha_label(*s) + " (replayed)", replay(table, *s, profile)) for s in settings]
+            runs += [(asha_label(*s) + " (replayed)", replay(table, s[0], s[1], profile)) for s in settings]
         for i, s in enumerate(studies):
             runs.append((asha_label(*s), measure(spec(f"asha{i}", tmp, args, profile, s))))
     for label, r in runs:
