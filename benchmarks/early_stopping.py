@@ -22,8 +22,9 @@ Two ways to measure a setting:
 
 For each: the tokens trained, the job time (the sum of every job's wall time: GPU time at a fixed packing),
 the trials that reached the full budget, and the hypervolume of the final Pareto front of full-budget
-trials against a reference point of zero in every objective (both are maximised). Writes
-`docs/benchmarks/early_stopping.md` (`--out` elsewhere).
+trials against a reference point of zero in every objective (both are maximised). Each run's line is
+printed as it finishes and `docs/benchmarks/early_stopping.md` (`--out` elsewhere) rewritten with every
+run so far, so that a run cut short by a time limit keeps what it measured.
 """
 
 from __future__ import annotations
@@ -212,10 +213,42 @@ def main() -> None:
         profile = load_profile(profile).scaled(args.budget).model_dump()
     args.params = args.params or load_profile(profile).params
     name = profile if isinstance(profile, str) else profile.get("name", "smoke")
+    share = f"{args.gpus:g} GPU each" if args.gpus else "on CPUs"
+    runs: list[tuple[str, dict]] = []
+
+    def report(label: str, r: dict) -> None:
+        """Print a run's line as it finishes and rewrite the table with every run so far (a run cut short
+        by a time limit keeps what it measured)."""
+        runs.append((label, r))
+        print(f"{label:56s} tokens {r['tokens']:>12,.0f}  job time {r['job_s']:7.0f}s  complete {r['complete']:2d}  "
+              f"pruned {r['pruned']:2d}  hypervolume {r['hv']:.4g}", flush=True)
+        if args.smoke:
+            return
+        full = runs[0][1]
+        write(args.out, [
+            "# Early stopping: compute saved against hypervolume",
+            "",
+            f"`{command()}` on {machine(gpu=bool(args.gpus))}: the `hybrid-ratio` space at "
+            f"{args.params / 1e6:g}M parameters, profile `{name}`, {args.trials} trials each way, random sampler "
+            f"with seed {args.seed}, {args.concurrency} trials at a time ({share}). Hypervolume of the full-budget "
+            "Pareto front (synthetic accuracy × decode tokens/s, both maximised) against the origin; job time is "
+            "the sum of every job's wall time.",
+            "",
+            "| run | tokens trained | job time | study wall time | full-budget trials | pruned | hypervolume |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            *(f"| {n} | {r['tokens']:,.0f} | {r['job_s']:.0f} s | {_seconds(r['wall'])} | {r['complete']} | "
+              f"{r['pruned']} | {r['hv']:.4g} |" for n, r in runs),
+            "",
+            *(f"{n} trained {r['tokens'] / full['tokens']:.0%} of the tokens in {r['job_s'] / full['job_s']:.0%} of "
+              f"the job time and kept {r['hv'] / full['hv']:.0%} of the hypervolume."
+              for n, r in runs[1:] if full["hv"]),
+            "",
+        ])
+
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         full = measure(spec("full", tmp, args, profile, None))
-        runs = [("every trial to the end", full)]
+        report("every trial to the end", full)
         if args.replay:
             table = {1.0: _table_column(full)}
             for budget in sorted({r for rungs, *_ in settings for r in rungs[:-1]}):
@@ -225,34 +258,10 @@ def main() -> None:
                 if set(table[budget]) != set(table[1.0]):
                     raise SystemExit(f"the study at budget {budget:g} sampled other architectures than the full "
                                      "run; the replay needs the same trials")
-            runs += [(asha_label(*s) + " (replayed)", replay(table, s[0], s[1], profile)) for s in settings]
+            for s in settings:
+                report(asha_label(*s) + " (replayed)", replay(table, s[0], s[1], profile))
         for i, s in enumerate(studies):
-            runs.append((asha_label(*s), measure(spec(f"asha{i}", tmp, args, profile, s))))
-    for label, r in runs:
-        print(f"{label:56s} tokens {r['tokens']:>12,.0f}  job time {r['job_s']:7.0f}s  complete {r['complete']:2d}  "
-              f"pruned {r['pruned']:2d}  hypervolume {r['hv']:.4g}")
-    if args.smoke:
-        return
-    share = f"{args.gpus:g} GPU each" if args.gpus else "on CPUs"
-    lines = [
-        "# Early stopping: compute saved against hypervolume",
-        "",
-        f"`{command()}` on {machine(gpu=bool(args.gpus))}: the `hybrid-ratio` space at "
-        f"{args.params / 1e6:g}M parameters, profile `{name}`, {args.trials} trials each way, random sampler "
-        f"with seed {args.seed}, {args.concurrency} trials at a time ({share}). Hypervolume of the full-budget Pareto "
-        "front (synthetic accuracy × decode tokens/s, both maximised) against the origin; job time is the sum of "
-        "every job's wall time.",
-        "",
-        "| run | tokens trained | job time | study wall time | full-budget trials | pruned | hypervolume |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        *(f"| {n} | {r['tokens']:,.0f} | {r['job_s']:.0f} s | {_seconds(r['wall'])} | {r['complete']} | "
-          f"{r['pruned']} | {r['hv']:.4g} |" for n, r in runs),
-        "",
-        *(f"{n} trained {r['tokens'] / full['tokens']:.0%} of the tokens in {r['job_s'] / full['job_s']:.0%} of the "
-          f"job time and kept {r['hv'] / full['hv']:.0%} of the hypervolume." for n, r in runs[1:] if full["hv"]),
-        "",
-    ]
-    write(args.out, lines)
+            report(asha_label(*s), measure(spec(f"asha{i}", tmp, args, profile, s)))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ disk, as a study does after its first trials (`--no-warm-up` leaves the caches a
 
 Per count: the wall time of `nas run`, trials per hour and its ratio to one GPU, the job time (the sum of
 every job's wall time), and each GPU's mean utilisation and peak memory (NVML, twice a second). Writes
-`docs/benchmarks/gpu_scaling.md` (`--out` elsewhere); `--keep DIR` keeps each count's study and MLflow
-stores and its `nas run` log (DIR/gpus-N/), for `nas pareto` and the dashboard.
+`docs/benchmarks/gpu_scaling.md` (`--out` elsewhere) after each count; `--keep DIR` keeps each count's
+study and MLflow stores and its `nas run` log (DIR/gpus-N/), for `nas pareto` and the dashboard.
 """
 
 from __future__ import annotations
@@ -178,40 +178,43 @@ def main() -> None:
     args.params = args.params or base.params
     cpus = max(1, (os.cpu_count() or 1) // have)  # each count gets its GPUs' share of the machine's cores
     unit = "GPU" if gpu else "CPU"
+    rows: list[dict] = []
+    warm = None
+
+    def table() -> str:
+        lines = [
+            f"# One study on 1 to {counts[-1]} {unit}s", "",
+            f"`{command()}` on {machine(gpu=gpu)}; {have} {unit}s. The study: the `hybrid-ratio` space at "
+            f"{args.params / 1e6:g}M parameters, profile `{base.name}` at {args.budget:g} of its tokens, {args.trials} "
+            f"trials (random sampler, seed {args.seed}: the same architectures each time; a repeated one takes its "
+            f"twin's result), {args.per_gpu} per {unit}, every trial to the end, run by `nas run SPEC --ray-address` "
+            f"of a Ray head started with that many {unit}s."
+            + (f" A warm-up study ({args.warm_up:g} of the tokens, {warm:.0f} s) filled the kernel caches first."
+               if warm else ""), "",
+            f"| {unit}s | complete | trained | wall s | trials/hour | × one {unit} | job time | mean util per {unit} "
+            f"| peak memory per {unit} |",
+            "|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for r in rows:
+            util = " / ".join(f"{u:.0f}%" for u in r["util"]) if r["util"] else "—"
+            mem = " / ".join(f"{m / 2**30:.1f} GiB" for m in r["memory"]) if r["memory"] else "—"
+            lines.append(f"| {r['units']} | {r['complete']} | {r['trained']} | {r['wall']:.0f} | {r['per_hour']:.0f} "
+                         f"| {r['per_hour'] / rows[0]['per_hour']:.2f} | {r['job_s']:.0f} s | {util} | {mem} |")
+        return "\n".join(lines) + "\n"
+
     with tempfile.TemporaryDirectory() as d:
         keep = args.keep or Path(d)
-        warm = None
         if args.warm_up:
             t0 = time.perf_counter()
             run("warm-up", keep / "warm-up", args, base.scaled(args.warm_up).model_dump(), args.per_gpu, counts[-1],
                 gpu, cpus * counts[-1])
             warm = time.perf_counter() - t0
         scaled = base.scaled(args.budget).model_dump() if args.budget != 1.0 else profile
-        rows = [run("scaling", keep / f"gpus-{n}", args, scaled, args.per_gpu, n, gpu, cpus * n) for n in counts]
-    one = rows[0]
-    name = base.name
-    lines = [
-        f"# One study on 1 to {counts[-1]} {unit}s", "",
-        f"`{command()}` on {machine(gpu=gpu)}; {have} {unit}s. The study: the `hybrid-ratio` space at "
-        f"{args.params / 1e6:g}M parameters, profile `{name}` at {args.budget:g} of its tokens, {args.trials} trials "
-        f"(random sampler, seed {args.seed}: the same architectures each time; a repeated one takes its twin's "
-        f"result), {args.per_gpu} per {unit}, every trial to the end, run by `nas run SPEC --ray-address` of a Ray "
-        f"head started with that many {unit}s."
-        + (f" A warm-up study ({args.warm_up:g} of the tokens, {warm:.0f} s) filled the kernel caches first." if warm
-           else ""), "",
-        f"| {unit}s | complete | trained | wall s | trials/hour | × one {unit} | job time | mean util per {unit} "
-        f"| peak memory per {unit} |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|---|",
-    ]
-    for r in rows:
-        util = " / ".join(f"{u:.0f}%" for u in r["util"]) if r["util"] else "—"
-        mem = " / ".join(f"{m / 2**30:.1f} GiB" for m in r["memory"]) if r["memory"] else "—"
-        lines.append(f"| {r['units']} | {r['complete']} | {r['trained']} | {r['wall']:.0f} | {r['per_hour']:.0f} | "
-                     f"{r['per_hour'] / one['per_hour']:.2f} | {r['job_s']:.0f} s | {util} | {mem} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.smoke:
-        write(args.out, text.splitlines())
+        for n in counts:
+            rows.append(run("scaling", keep / f"gpus-{n}", args, scaled, args.per_gpu, n, gpu, cpus * n))
+            if not args.smoke:  # the table so far: a run cut short keeps the counts it measured
+                write(args.out, table().splitlines())
+    print(table())
 
 
 if __name__ == "__main__":
