@@ -8,7 +8,7 @@
 
 The same search (space, sampler and seed: the same architectures) runs on the embedded default: every trial
 to the end, then with successive halving at each `--asha` setting (RUNGS:ETA; default rungs 1/4, 1 and
-eta 3, the spec's default; RUNGS:ETA:sync promotes synchronously, `nas.asha`).
+eta 4, the spec's default; RUNGS:ETA:sync promotes synchronously, `nas.asha`).
 
 Two ways to measure a setting:
 - by default each setting runs as a study of its own, asynchronously, as a user's study would;
@@ -194,7 +194,7 @@ def main() -> None:
     ap.add_argument("--run", nargs="+", default=[], metavar="RUNGS:ETA",
                     help="with --replay: these settings also run as studies")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/early_stopping.md"))
-    ap.add_argument("--asha", nargs="+", default=["1/4,1:3"], metavar="RUNGS:ETA[:sync]",
+    ap.add_argument("--asha", nargs="+", default=["1/4,1:4"], metavar="RUNGS:ETA[:sync]",
                     help="MO-ASHA settings to compare with the full run, e.g. 1/9,1/3,1:3 1/8,1:4 1/4,1:3:sync "
                          "(:sync promotes synchronously)")
     args = ap.parse_args()

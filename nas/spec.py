@@ -86,15 +86,15 @@ class Resources(Strict):
 class EarlyStopping(Strict):
     """Successive halving over the token budget, promoting by non-dominated rank, then crowding (MO-ASHA).
 
-    The default rungs are the ones measured best (docs/gpu-studies.md#early-stopping): a quarter of the
-    budget, then all of it, keeping a third, kept 95-100% of the hypervolume replayed on the CPU and on an
-    H200 (96% as a study on the H200, for 44% of the job time; synchronously 100% for 40%); keeping a
-    quarter (eta 4) kept 96-97% for 31-34% on the H200 once repeats were ranked once. A lower rung runs only
-    what the objectives read (`workers.result.parts_for`); `promotion` is explained in `nas.asha`."""
+    The defaults are the ones measured best (docs/gpu-studies.md#early-stopping): a quarter of the budget,
+    then all of it, keeping a quarter (eta 4), kept 94-97% of the hypervolume for 31-39% of the job time in
+    studies on an H200 (82% in the first of three runs, before a repeated architecture was ranked once);
+    keeping a third kept 95-100% but for 40-54%. A lower rung runs only what the objectives read
+    (`workers.result.parts_for`); `promotion` is explained in `nas.asha`."""
 
     enabled: bool = False
     rungs: list[float] = Field([0.25, 1.0], min_length=2)
-    eta: int = Field(3, ge=2)
+    eta: int = Field(4, ge=2)
     promotion: Literal["asynchronous", "synchronous"] = Field(
         "asynchronous",
         description="asynchronous: a trial goes up once it is in the top 1/eta of its rung so far (ASHA); "
