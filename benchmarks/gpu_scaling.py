@@ -12,8 +12,9 @@ sampler (every count trains the same architectures), P trials per GPU (`resource
 architectures at a small budget, so that every count finds Triton's compiled kernels and tuning results on
 disk, as a study does after its first trials (`--no-warm-up` leaves the caches as they are).
 
-Per count: the wall time of `nas run`, trials per hour and its ratio to one GPU, the job time (the sum of
-every job's wall time), and each GPU's mean utilisation and peak memory (NVML, twice a second). Writes
+Per count: the wall time of `nas run` and the study's span (its first trial's start to its last one's
+end), trials per hour over the span and their ratio to one GPU, the job time (the sum of every job's wall
+time), and each GPU's mean utilisation and peak memory (NVML, twice a second). Writes
 `docs/benchmarks/gpu_scaling.md` (`--out` elsewhere) after each count; `--keep DIR` keeps each count's
 study and MLflow stores and its `nas run` log (DIR/gpus-N/), for `nas pareto` and the dashboard.
 """
@@ -30,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import optuna
 import yaml
 from _report import command, machine, project_path_for_ray, smoke_profile, write  # beside this script
 from gpu_packing import GpuSampler
@@ -124,19 +126,25 @@ def run(name: str, home: Path, args, profile, per: int, units: int, gpu: bool, c
     if code != 0:
         tail = (home / "nas-run.log").read_text()[-3000:]
         raise SystemExit(f"nas run of {name} exited {code}; its log:\n{tail}")
-    rows = study_trials(f"sqlite:///{home / 'studies.db'}", name)
+    url = f"sqlite:///{home / 'studies.db'}"
+    rows = study_trials(url, name)
+    # the study's own span, from its first trial's start to its last one's end: the trials per hour of the
+    # search itself, without `nas run`'s start (imports, joining the cluster), the same at every count
+    ts = optuna.load_study(study_name=name, storage=url).trials
+    span = (max(t.datetime_complete for t in ts if t.datetime_complete)
+            - min(t.datetime_start for t in ts if t.datetime_start)).total_seconds()
     complete = [r for r in rows if r.state == "COMPLETE"]
     trained = [r for r in rows if r.job_seconds]  # a repeated architecture takes its twin's result: no job
     n = sampled.count or 1
     row = {
-        "units": units, "wall": wall, "complete": len(complete), "failed": sum(r.state == "FAIL" for r in rows),
-        "trained": len(trained), "job_s": sum(r.job_seconds for r in trained),
-        "per_hour": 3600 * len(complete) / wall,
+        "units": units, "wall": wall, "span": span, "complete": len(complete),
+        "failed": sum(r.state == "FAIL" for r in rows), "trained": len(trained),
+        "job_s": sum(r.job_seconds for r in trained), "per_hour": 3600 * len(complete) / span,
         "util": [sum(u) / len(u) for u in (sampled.util[i::n] for i in range(units))] if sampled.util else None,
         "memory": [max(sampled.memory[i::n]) for i in range(units)] if sampled.memory else None,
     }
     print(f"{name}, {units} {'GPU' if gpu else 'CPU'}(s): {row['complete']} complete, {row['failed']} failed in "
-          f"{wall:.0f} s ({row['per_hour']:.0f} trials/h)", flush=True)
+          f"{span:.0f} s ({row['per_hour']:.0f} trials/h; nas run {wall:.0f} s)", flush=True)
     return row
 
 
@@ -191,14 +199,15 @@ def main() -> None:
             f"of a Ray head started with that many {unit}s."
             + (f" A warm-up study ({args.warm_up:g} of the tokens, {warm:.0f} s) filled the kernel caches first."
                if warm else ""), "",
-            f"| {unit}s | complete | trained | wall s | trials/hour | × one {unit} | job time | mean util per {unit} "
-            f"| peak memory per {unit} |",
-            "|---:|---:|---:|---:|---:|---:|---:|---|---|",
+            f"| {unit}s | complete | trained | `nas run` wall | study span | trials/hour | × one {unit} | job time "
+            f"| mean util per {unit} | peak memory per {unit} |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
         ]
         for r in rows:
             util = " / ".join(f"{u:.0f}%" for u in r["util"]) if r["util"] else "—"
             mem = " / ".join(f"{m / 2**30:.1f} GiB" for m in r["memory"]) if r["memory"] else "—"
-            lines.append(f"| {r['units']} | {r['complete']} | {r['trained']} | {r['wall']:.0f} | {r['per_hour']:.0f} "
+            lines.append(f"| {r['units']} | {r['complete']} | {r['trained']} | {r['wall']:.0f} s | {r['span']:.0f} s "
+                         f"| {r['per_hour']:.0f} "
                          f"| {r['per_hour'] / rows[0]['per_hour']:.2f} | {r['job_s']:.0f} s | {util} | {mem} |")
         return "\n".join(lines) + "\n"
 
