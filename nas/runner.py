@@ -103,6 +103,7 @@ class _Runner:
         self.started = time.time()
         self.elapsed_before = float(self.study.user_attrs.get(record.ELAPSED, 0.0))
         self.infeasible_in_a_row = 0
+        self._gave_up = False  # too many infeasible proposals in a row: no new trial is asked for
         self.ui = StudyDisplay(console, spec, self.budget) if show_progress else None
         self._last_attr_write: dict[int, float] = {}
         self._waiting: dict[int, str] = {}  # trial -> why its job has not started, as recorded
@@ -200,23 +201,33 @@ class _Runner:
             trial, rung = promotion
             self._submit(trial.number, trial.user_attrs[record.ARCH], rung, trial.params)
             return True
-        if not self._budget_left():
+        if not self._proposing():
             return False
         if self.executor.in_flight >= self.spec.concurrency:  # taken away while the reads waited out an outage
-            return False
-        if self.infeasible_in_a_row >= MAX_INFEASIBLE_IN_A_ROW:
-            log.warning("stopping: %d proposals in a row broke the constraints", self.infeasible_in_a_row)
             return False
         self._start(self.study.ask())
         return True
 
+    def _proposing(self) -> bool:
+        """Whether new trials are still to be asked for."""
+        if not self._budget_left():
+            return False
+        if self.infeasible_in_a_row >= MAX_INFEASIBLE_IN_A_ROW:
+            if not self._gave_up:
+                log.warning("stopping: %d proposals in a row broke the constraints", self.infeasible_in_a_row)
+                self._gave_up = True
+            return False
+        return True
+
     def _to_come(self) -> int | None:
         """With synchronous promotion, how many more trials may reach the first rung: those the budget has
-        yet to start and those whose first job runs now (None: asynchronous promotion)."""
+        yet to start (none once no trial is asked for any more) and those whose first job runs now (None:
+        asynchronous promotion)."""
         if self.spec.early_stopping.promotion != "synchronous" or self.budget is None:
             return None
         first = sum(s.rung == 0 for s in self.jobs.values())
-        return max(0, self.budget - record.trained(self._counts())) + first
+        unasked = max(0, self.budget - record.trained(self._counts())) if self._proposing() else 0
+        return unasked + first
 
     def _start(self, trial) -> None:
         """Propose the trial's architecture and submit its first job, or tell it infeasible."""

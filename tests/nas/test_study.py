@@ -272,6 +272,25 @@ def test_synchronous_promotion_sends_up_only_the_final_top_of_the_first_rung(url
     assert len(budgets) == len(first) + len(promoted)
 
 
+def test_synchronous_promotion_stops_waiting_once_no_trial_is_asked_for(urls, monkeypatch):
+    """A study that gives up proposing (too many infeasible proposals in a row) before its budget is spent
+    still promotes the top of its first rung: no trial is to come any more."""
+    import nas.runner
+    from nas.executor import InlineExecutor
+
+    monkeypatch.setattr(nas.runner, "MAX_INFEASIBLE_IN_A_ROW", 3)  # three infeasible proposals in a row end asking
+    space = {**SPACE, "dimensions": {**SPACE["dimensions"], "layers": [2, 4]}}
+    spec = make_spec(urls, name="giveup", space=space, budget={"trials": 8}, concurrency=1, seed=0,
+                     constraints={"memory": {"context": 65536, "max_bytes": 1e6}},  # attention cannot fit
+                     early_stopping={"enabled": True, "rungs": [0.5, 1.0], "eta": 2, "promotion": "synchronous"})
+    run_study(spec, executor=InlineExecutor(), show_progress=False)  # seed 0: some feasible proposals first
+    ts = trials(spec)
+    first = [t for t in ts if "0" in t.user_attrs.get("rung_results", {}) and "duplicate_of" not in t.user_attrs]
+    assert any((t.user_attrs.get("failure") or {}).get("kind") == "infeasible" for t in ts)
+    assert 2 <= len(first) < 8  # it gave up before its budget
+    assert sum("1" in t.user_attrs["rung_results"] for t in first) == len(first) // 2
+
+
 def test_synchronous_promotion_needs_a_trial_budget(urls):
     with pytest.raises(ValueError, match="needs a trial budget"):
         make_spec(urls, budget={"hours": 1.0},
