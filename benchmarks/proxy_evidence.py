@@ -179,6 +179,9 @@ def main() -> None:
                 f"lm={r.lm.val_loss if r.lm else float('nan'):.3f} acc={acc} {r.wall_seconds:.0f}s",
                 flush=True,
             )
+            if not args.smoke:  # every result kept as it comes: a run cut short loses no finished trial
+                json_path.parent.mkdir(parents=True, exist_ok=True)
+                json_path.write_text(json.dumps(rows, indent=1) + "\n")
     rows.sort(key=lambda r: (list(FAMILIES).index(r["family"]), seed_of(r)))
     md = render(profile, rows, budget, sum(r["wall_seconds"] for r in rows), device)
     print(md)

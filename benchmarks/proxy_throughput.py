@@ -257,6 +257,8 @@ def main() -> None:
                 model = None
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
+        if not args.smoke:  # the table so far: a run cut short by a time limit keeps the families it measured
+            write(args.out, report(rows, args, dev))
     lines = report(rows, args, dev)
     if args.smoke:
         print("\n".join(lines))
