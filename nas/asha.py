@@ -70,9 +70,10 @@ def promotion(
     reached = [t for t in trials
                if record.RUNG_RESULTS in t.user_attrs and t.user_attrs.get(record.DUPLICATE_OF) is None]
     at = [[t for t in reached if str(k) in t.user_attrs[record.RUNG_RESULTS]] for k in range(rungs - 1)]
-    most = [len(at[0]) + to_come] if to_come is not None else None
-    for k in range(1, rungs - 1):
-        if most is not None:
+    most = None  # synchronous: how many trials may reach each rung in the end
+    if to_come is not None:
+        most = [len(at[0]) + to_come]
+        for k in range(1, rungs - 1):
             most.append(max(len(at[k]), most[-1] // eta))
     for k in range(rungs - 2, -1, -1):
         at_k = at[k]
