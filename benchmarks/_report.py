@@ -12,7 +12,10 @@ import platform
 import sys
 from pathlib import Path
 
-__all__ = ["command", "machine", "project_path_for_ray", "smoke_profile", "write"]
+__all__ = ["RECALL_SPEED", "command", "free_port", "machine", "project_path_for_ray", "recall_speed_study",
+           "smoke_profile", "write"]
+
+RECALL_SPEED = ["synthetic_accuracy", "decode_tps"]  # the objectives of the studies the benchmarks run
 
 
 def _cpu() -> str:
@@ -55,6 +58,37 @@ def project_path_for_ray() -> None:
     driver's path. Call it after importing this module and before importing the project."""
     here = Path(__file__).resolve().parent
     sys.path[:] = [str(here.parent)] + [p for p in sys.path if Path(p or ".").resolve() != here]
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recall_speed_study(name: str, home: Path, *, params: float, trials: int, seed: int, profile, concurrency: int,
+                       gpus: float, early_stopping: dict | None = None) -> dict:
+    """A spec (as its YAML says it) for the benchmarks' search: the `hybrid-ratio` space at `params`, recall
+    against decode speed, a seeded random sampler (the same architectures each time), its SQLite study and
+    MLflow stores in `home`."""
+    return {
+        "name": name,
+        "space": "hybrid-ratio",
+        "objectives": [{"metric": m} for m in RECALL_SPEED],
+        "constraints": {"params": {"budget": params, "tolerance": 0.35}},
+        "sampler": "random",
+        "seed": seed,
+        "budget": {"trials": trials},
+        "profile": profile,
+        "concurrency": concurrency,
+        "resources": {"cpus": 1, "gpus": gpus},
+        "early_stopping": early_stopping or {"enabled": False},
+        "storage": f"sqlite:///{home / 'studies.db'}",
+        "tracking": f"sqlite:///{home / 'mlflow.db'}",
+    }
 
 
 def smoke_profile(params: float, lm_steps: int, task_steps: int) -> dict:

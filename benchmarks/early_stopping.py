@@ -36,7 +36,15 @@ from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
-from _report import command, machine, project_path_for_ray, smoke_profile, write  # beside this script
+from _report import (  # beside this script
+    RECALL_SPEED,
+    command,
+    machine,
+    project_path_for_ray,
+    recall_speed_study,
+    smoke_profile,
+    write,
+)
 
 project_path_for_ray()
 
@@ -47,7 +55,6 @@ from nas.runner import run_study
 from nas.spec import StudySpec, validate
 
 SMOKE_PROFILE = smoke_profile(2e5, lm_steps=9, task_steps=9)
-OBJECTIVES = ["synthetic_accuracy", "decode_tps"]
 
 
 def parse_asha(text: str) -> tuple[list[float], int, str]:
@@ -65,24 +72,9 @@ def asha_label(rungs: list[float], eta: int, promotion: str = "asynchronous") ->
 
 
 def spec(name: str, tmp: Path, args, profile, asha: tuple[list[float], int] | None) -> StudySpec:
-    es = {"enabled": False}
-    if asha:
-        es = {"enabled": True, "rungs": asha[0], "eta": asha[1], "promotion": asha[2]}
-    data = {
-        "name": name,
-        "space": "hybrid-ratio",
-        "objectives": [{"metric": m} for m in OBJECTIVES],
-        "constraints": {"params": {"budget": args.params, "tolerance": 0.35}},
-        "sampler": "random",
-        "seed": args.seed,
-        "budget": {"trials": args.trials},
-        "profile": profile,
-        "concurrency": args.concurrency,
-        "resources": {"cpus": 1, "gpus": args.gpus},
-        "early_stopping": es,
-        "storage": f"sqlite:///{tmp / 'studies.db'}",
-        "tracking": f"sqlite:///{tmp / 'mlflow.db'}",
-    }
+    es = {"enabled": True, "rungs": asha[0], "eta": asha[1], "promotion": asha[2]} if asha else None
+    data = recall_speed_study(name, tmp, params=args.params, trials=args.trials, seed=args.seed, profile=profile,
+                              concurrency=args.concurrency, gpus=args.gpus, early_stopping=es)
     return validate(StudySpec.model_validate(data))
 
 
@@ -92,7 +84,7 @@ def _tokens_per_job(profile, budget: float, lower: bool = False) -> int:
     from workers.result import parts_for
 
     p = load_profile(profile).scaled(budget)
-    parts = parts_for(OBJECTIVES, [t.name for t in p.synthetic.tasks]) if lower else None
+    parts = parts_for(RECALL_SPEED, [t.name for t in p.synthetic.tasks]) if lower else None
     lm = p.lm.tokens if parts is None or "lm" in parts else 0
     return lm + sum((t.tokens or p.synthetic.tokens_per_task) for t in p.synthetic.tasks
                     if parts is None or t.name in parts)
@@ -134,7 +126,7 @@ def _spent(s: StudySpec) -> dict[str, float]:
 def replay(table: dict[float, dict[str, dict]], rungs: list[float], eta: int, profile) -> dict:
     """Successive halving over `table` (budget -> architecture -> {values, seconds}), rung by rung: the
     promotions a synchronous study would make over these measurements."""
-    directions = ["maximize"] * len(OBJECTIVES)
+    directions = ["maximize"] * len(RECALL_SPEED)
     alive = sorted(table[rungs[0]])
     tokens = seconds = 0.0
     for k, budget in enumerate(rungs):

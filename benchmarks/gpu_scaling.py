@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,15 @@ from pathlib import Path
 
 import optuna
 import yaml
-from _report import command, machine, project_path_for_ray, smoke_profile, write  # beside this script
+from _report import (  # beside this script
+    command,
+    free_port,
+    machine,
+    project_path_for_ray,
+    recall_speed_study,
+    smoke_profile,
+    write,
+)
 from gpu_packing import GpuSampler
 
 project_path_for_ray()
@@ -42,32 +49,12 @@ from nas.reader import study_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_PROFILE = smoke_profile(5e4, lm_steps=4, task_steps=3)
-OBJECTIVES = ["synthetic_accuracy", "decode_tps"]
 
 
 def study(name: str, home: Path, args, profile, per: int, units: int, gpu: bool) -> dict:
     """The study as a user's spec file says it: the same for every count but its concurrency."""
-    return {
-        "name": name,
-        "space": "hybrid-ratio",
-        "objectives": [{"metric": m} for m in OBJECTIVES],
-        "constraints": {"params": {"budget": args.params, "tolerance": 0.35}},
-        "sampler": "random",
-        "seed": args.seed,
-        "budget": {"trials": args.trials},
-        "profile": profile,
-        "concurrency": per * units,
-        "resources": {"cpus": 1, "gpus": 1 / per} if gpu else {"cpus": 1, "gpus": 0},
-        "early_stopping": {"enabled": False},
-        "storage": f"sqlite:///{home / 'studies.db'}",
-        "tracking": f"sqlite:///{home / 'mlflow.db'}",
-    }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return recall_speed_study(name, home, params=args.params, trials=args.trials, seed=args.seed, profile=profile,
+                              concurrency=per * units, gpus=1 / per if gpu else 0.0)
 
 
 class RayHead:
@@ -76,7 +63,7 @@ class RayHead:
 
     def __init__(self, gpus: int, cpus: int, log: Path):
         self.gpus, self.cpus, self.log = gpus, cpus, log
-        self.address = f"127.0.0.1:{_free_port()}"
+        self.address = f"127.0.0.1:{free_port()}"
 
     def __enter__(self) -> RayHead:
         self.temp = tempfile.mkdtemp(prefix="nasray-", dir="/tmp")  # short: socket paths have a length limit
