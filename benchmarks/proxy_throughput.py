@@ -34,7 +34,7 @@ from _report import command, machine, write
 from proxy_evidence import FAMILIES as EVIDENCE_FAMILIES
 from proxy_evidence import arch
 
-from search_spaces.cost import param_counts
+from search_spaces.cost import cache_bytes, param_counts
 from workers.models import build_model
 from workers.score import throughput
 from workers.train import autocast
@@ -97,6 +97,7 @@ class Row:
     train: dict[int, dict[str, float | str]] = field(default_factory=dict)  # length -> eager / compiled / note
     serve: list = field(default_factory=list)
     note: str = ""
+    cfg: object = None  # the ArchConfig of a family (None for the anchor)
 
 
 def _loss(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
@@ -106,6 +107,13 @@ def _loss(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
 
 def train_tokens_per_s(model: nn.Module, batch: int, length: int, steps: int, warmup: int, dev: torch.device) -> float:
     """Median tokens/s of forward + backward + fused AdamW (bf16 autocast on the GPU)."""
+    return train_timing(model, batch, length, steps, warmup, dev)[0]
+
+
+def train_timing(model: nn.Module, batch: int, length: int, steps: int, warmup: int,
+                 dev: torch.device) -> tuple[float, float]:
+    """(median tokens/s, seconds of the first step) of forward + backward + fused AdamW: under torch.compile
+    the first step's time is mostly compiling."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
     idx = torch.randint(0, 256, (batch, length + 1), device=dev)
     times = []
@@ -120,9 +128,11 @@ def train_tokens_per_s(model: nn.Module, batch: int, length: int, steps: int, wa
         opt.zero_grad(set_to_none=True)
         if dev.type == "cuda":
             torch.cuda.synchronize()
+        if i == 0:
+            first = time.perf_counter() - t0
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    return batch * length / statistics.median(times)
+    return batch * length / statistics.median(times), first
 
 
 def _reason(e: BaseException) -> str:
@@ -142,7 +152,9 @@ def measure(row: Row, make, args, dev: torch.device, compiled_only: bool = False
                 model = make().to(dev)
                 if mode == "compiled":
                     model = torch.compile(model)
-                cell[mode] = train_tokens_per_s(model, batch, length, args.steps, args.warmup, dev)
+                cell[mode], first = train_timing(model, batch, length, args.steps, args.warmup, dev)
+                if mode == "compiled":
+                    cell["compile s"] = first
             except Exception as e:  # an OOM or a compile failure is a result, not the end of the run
                 cell[f"{mode} note"] = _reason(e)
             finally:
@@ -150,13 +162,23 @@ def measure(row: Row, make, args, dev: torch.device, compiled_only: bool = False
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
         row.train[length] = cell
-        shown = ", ".join(f"{k} {v / 1e6:.3f} M tok/s" if isinstance(v, float) else f"{k}: {v}"
-                          for k, v in cell.items())
+        shown = ", ".join(f"{k} {v:.0f}" if k == "compile s" else f"{k} {v / 1e6:.3f} M tok/s"
+                          if isinstance(v, float) else f"{k}: {v}" for k, v in cell.items())
         print(f"  {row.name:30s} T{length:<6d} B{batch:<3d} {shown}", flush=True)
 
 
+def _k(c: int) -> str:
+    return f"{c // 1024}K" if c >= 1024 else str(c)
+
+
+def hbm_bound(cfg, context: int, batch: int, tb_s: float) -> float:
+    """Decode tokens/s if a step only read the bf16 weights and each sequence's KV cache and state once."""
+    step_bytes = 2 * param_counts(cfg).total + batch * cache_bytes(cfg, context).total
+    return batch / (step_bytes / (tb_s * 1e12))
+
+
 def best(cell: dict) -> float | None:
-    values = [v for k, v in cell.items() if isinstance(v, float)]
+    values = [v for k, v in cell.items() if isinstance(v, float) and k in ("eager", "compiled")]
     return max(values) if values else None
 
 
@@ -174,8 +196,8 @@ def report(rows: list[Row], args, dev: torch.device) -> list[str]:
         "## Training tokens/s",
         "",
         "| model | pattern | d_model | params | " + " | ".join(
-            f"T{t} eager | T{t} compiled | T{t} ÷ anchor" for t in args.lengths) + " |",
-        "|---|---|---:|---:|" + "---:|---:|---:|" * len(args.lengths),
+            f"T{t} eager | T{t} compiled | T{t} first compiled step | T{t} ÷ anchor" for t in args.lengths) + " |",
+        "|---|---|---:|---:|" + "---:|---:|---:|---:|" * len(args.lengths),
     ]
     for r in rows:
         cells = [r.name, f"`{r.pattern}`" if r.pattern else "", str(r.d_model), f"{r.params / 1e6:.1f}M"]
@@ -184,21 +206,28 @@ def report(rows: list[Row], args, dev: torch.device) -> list[str]:
             for mode in ("eager", "compiled"):
                 v = cell.get(mode)
                 cells.append(f"{v / 1e6:.3f} M" if isinstance(v, float) else str(cell.get(f"{mode} note", "–")))
+            cells.append(f"{cell['compile s']:.0f} s" if "compile s" in cell else "–")
             a, b = best(anchor.train.get(t, {})), best(cell)
             cells.append(f"{b / a:.2f}" if isinstance(a, float) and b else "–")
         lines.append("| " + " | ".join(cells) + " |")
     if any(r.serve for r in rows):
         lines += ["", f"## Prefill and decode tokens/s (batch {args.decode_batch}, {args.decode_tokens} decoded "
                   "tokens, CUDA-graph decode on the GPU)", "",
-                  "| model | " + " | ".join(f"{c // 1024}K prefill | {c // 1024}K decode" if c >= 1024 else
-                                           f"{c} prefill | {c} decode" for c in args.contexts) + " |",
-                  "|---|" + "---:|---:|" * len(args.contexts)]
+                  f"*of bound*: decode tokens/s ÷ the HBM bound, batch ÷ ((bf16 weights + batch × KV/state bytes "
+                  f"of `search_spaces.cost.cache_bytes`) ÷ {args.hbm_tb_s:g} TB/s): the share of the memory "
+                  "bandwidth a decode step would need at the least. The proxies keep fp32 weights (autocast casts "
+                  "them each step), so they read twice the weight bytes the bound counts.", "",
+                  "| model | " + " | ".join(f"{_k(c)} prefill | {_k(c)} decode | {_k(c)} of bound"
+                                           for c in args.contexts) + " |",
+                  "|---|" + "---:|---:|---:|" * len(args.contexts)]
         for r in rows[1:]:
             by = {s.context: s for s in r.serve}
             cells = [r.name]
             for c in args.contexts:
                 s = by.get(c)
-                cells += [f"{s.prefill_tokens_per_s:,.0f}", f"{s.decode_tokens_per_s:,.0f}"] if s else ["–", "–"]
+                bound = hbm_bound(r.cfg, c, args.decode_batch, args.hbm_tb_s) if r.cfg is not None else None
+                cells += [f"{s.prefill_tokens_per_s:,.0f}", f"{s.decode_tokens_per_s:,.0f}",
+                          f"{s.decode_tokens_per_s / bound:.1%}" if bound else "–"] if s else ["–", "–", "–"]
             lines.append("| " + " | ".join(cells) + (f" {r.note}" if r.note else "") + " |")
     return [*lines, ""]
 
@@ -216,6 +245,7 @@ def main() -> None:
     ap.add_argument("--decode-batch", type=int, default=64)
     ap.add_argument("--decode-tokens", type=int, default=64)
     ap.add_argument("--no-decode", dest="decode", action="store_false")
+    ap.add_argument("--hbm-tb-s", type=float, default=4.8, help="the GPU's memory bandwidth (H200: 4.8 TB/s)")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/proxy_throughput.md"))
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, eager only, nothing written")
     args = ap.parse_args()
@@ -238,7 +268,7 @@ def main() -> None:
     measure(rows[0], lambda: plain_transformer(args.params, 256), args, dev, compiled_only=args.compile)
     for name in chosen:
         cfg = arch(FAMILIES[name], args.params)
-        row = Row(name, cfg.pattern, cfg.d_model, param_counts(cfg).total)
+        row = Row(name, cfg.pattern, cfg.d_model, param_counts(cfg).total, cfg=cfg)
         rows.append(row)
         print(f"{name}: {cfg.pattern} d{cfg.d_model}, {row.params / 1e6:.1f}M parameters", flush=True)
         measure(row, lambda cfg=cfg: build_model(cfg), args, dev)

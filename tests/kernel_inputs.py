@@ -149,3 +149,14 @@ def assert_compiles_whole(call, inputs: dict[str, torch.Tensor]) -> None:
     got = torch.autograd.grad(torch.compile(f, fullgraph=True, backend="aot_eager")(*args), args)
     for name, a, b in zip(names, eager, got, strict=True):
         assert torch.equal(a, b), name
+
+
+def conv1d_inputs(B: int, T: int, C: int, W: int, options: str, dtype=torch.float32):
+    """Causal conv1d inputs: options `bias`, `state` (the W-1 inputs before x)."""
+    parts = options.split("-")
+    inputs = {"x": torch.randn(B, T, C), "weight": torch.randn(C, W) / W}
+    if "bias" in parts:
+        inputs["bias"] = torch.randn(C)
+    if "state" in parts:
+        inputs["initial_state"] = torch.randn(B, W - 1, C)
+    return leaves(inputs, dtype)

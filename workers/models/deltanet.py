@@ -41,7 +41,7 @@ class GatedDeltaNet(nn.Module):
         self.q_proj = nn.Linear(d_model, H * K, bias=False)
         self.k_proj = nn.Linear(d_model, H * K, bias=False)
         self.v_proj = nn.Linear(d_model, HV * V, bias=False)
-        self.conv = CausalConv1d(2 * H * K + HV * V, opts.d_conv, bias=False)
+        self.conv = CausalConv1d(2 * H * K + HV * V, opts.d_conv, bias=False, activation="silu")
         self.b_proj = nn.Linear(d_model, HV, bias=False)
         # decays start as Mamba-2's: dt = softplus(dt_bias) log-uniform in [1e-3, 1e-1], A = exp(A_log) in [1, 16]
         decays = HV * K if self.channel else HV
@@ -68,7 +68,7 @@ class GatedDeltaNet(nn.Module):
         B, T, _ = x.shape
         H, K, HV, V = self.heads, self.head_dim, self.v_heads, self.v_head_dim
         qkv, conv_state = self.conv(torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], -1), conv_state)
-        q, k, v = F.silu(qkv).split([H * K, H * K, HV * V], dim=-1)
+        q, k, v = qkv.split([H * K, H * K, HV * V], dim=-1)
         q, k = (F.normalize(t.view(B, T, H, K).float(), dim=-1, eps=1e-6).to(t.dtype) for t in (q, k))
         if HV != H:  # each q/k head serves HV / H value heads
             q, k = q.repeat_interleave(HV // H, dim=2), k.repeat_interleave(HV // H, dim=2)

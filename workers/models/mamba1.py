@@ -25,7 +25,7 @@ class Mamba1(nn.Module):
         super().__init__()
         self.d_inner, self.d_state, self.dt_rank = opts.d_inner(d_model), opts.d_state, opts.rank(d_model)
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
-        self.conv = CausalConv1d(self.d_inner, opts.d_conv)
+        self.conv = CausalConv1d(self.d_inner, opts.d_conv, activation="silu")
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * self.d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
         # S4D-real init A = -(1..N); Δ = softplus(bias) starts log-uniform in [1e-3, 1e-1]
@@ -45,7 +45,6 @@ class Mamba1(nn.Module):
     def _split(self, u: torch.Tensor, conv_state: torch.Tensor | None):
         x, z = self.in_proj(u).chunk(2, dim=-1)
         x, conv_state = self.conv(x, conv_state)
-        x = F.silu(x)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt).float())
         return x, z, delta, B, C, conv_state

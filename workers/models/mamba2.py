@@ -29,7 +29,7 @@ class Mamba2(nn.Module):
         self.chunk_size = opts.chunk_size
         gn = self.n_groups * self.d_state
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner + 2 * gn + self.n_heads, bias=False)
-        self.conv = CausalConv1d(self.d_inner + 2 * gn, opts.d_conv)
+        self.conv = CausalConv1d(self.d_inner + 2 * gn, opts.d_conv, activation="silu")
         # dt = softplus(raw + dt_bias) starts log-uniform in [1e-3, 1e-1]; A = -exp(A_log) in [-16, -1]
         dt = torch.exp(torch.rand(self.n_heads) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
@@ -46,7 +46,7 @@ class Mamba2(nn.Module):
         gn = self.n_groups * self.d_state
         z, xbc, dt = self.in_proj(u).split([self.d_inner, self.d_inner + 2 * gn, self.n_heads], dim=-1)
         xbc, conv_state = self.conv(xbc, conv_state)
-        x, B, C = F.silu(xbc).split([self.d_inner, gn, gn], dim=-1)
+        x, B, C = xbc.split([self.d_inner, gn, gn], dim=-1)
         dt = F.softplus(dt.float() + self.dt_bias)
         return z, x, B, C, dt, conv_state
 

@@ -33,7 +33,7 @@ def _redefine_for_the_interpreter() -> None:
             for name, value in vars(standard).items():
                 if name in vars(tl) and vars(tl)[name] is before.get(name):
                     setattr(tl, name, value)
-    ops = ("ssd", "mlstm", "selective_scan", "delta")
+    ops = ("ssd", "mlstm", "selective_scan", "delta", "conv1d")
     for name in ("kernels._triton", *(f"kernels.{op}.triton" for op in ops)):
         if name in sys.modules:
             importlib.reload(sys.modules[name])

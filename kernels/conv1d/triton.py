@@ -1,0 +1,179 @@
+"""Causal depthwise conv1d (+ SiLU) in Triton: one forward and one backward kernel, registered as operators.
+
+Each program owns BT tokens × BC channels of one sequence and walks the W taps (W is small: 4 in every
+proxy). The forward reads x in place through its strides (the conv input is a slice of a projection) and
+the W-1 inputs before the first token from `initial_state`; it writes act(pre) only, so nothing but y
+goes to memory. The backward recomputes the pre-activations it needs rather than storing them:
+
+    g_q = dy_q · act'(pre_q),   dx_t = Σ_s g_{t+s} · w[W-1-s],   dw[k] = Σ_t g_t · x_{t-(W-1)+k},   db = Σ_t g_t
+
+for s = 0..W-1, so each program forms g on its BT tokens and the W-1 after them (W² loads of a tile that
+stay in cache). dw and db are summed per program ([B·nT, W, C] fp32) and the host adds the parts up.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._triton import autotune, keep_for_backward, on_device, silu_parts, tiles
+
+Tensor = torch.Tensor
+
+_CONFIGS = tiles(("BT", "BC"), [(64, 64), (128, 64), (64, 128), (32, 256)], (4, 2), (8, 2))
+
+
+@triton.jit
+def _tap(x, state, b, p, c, T, C, sxb, sxt, W: tl.constexpr, HAS_STATE: tl.constexpr):
+    """x at times p ([BT]) for channels c ([BC]) as fp32; times before 0 from the initial state (else 0)."""
+    cm = c < C
+    v = tl.load(x + b * sxb + p[:, None] * sxt + c[None, :], mask=((p >= 0) & (p < T))[:, None] & cm[None, :],
+                other=0.0).to(tl.float32)
+    if HAS_STATE:
+        v += tl.load(state + b * (W - 1) * C + (p + W - 1)[:, None] * C + c[None, :],
+                     mask=(p < 0)[:, None] & cm[None, :], other=0.0).to(tl.float32)
+    return v
+
+
+@triton.jit
+def _pre(x, w, bias, state, b, q, c, T, C, sxb, sxt, W: tl.constexpr, HAS_BIAS: tl.constexpr,
+         HAS_STATE: tl.constexpr):
+    """The pre-activation at times q ([BT]), channels c: bias + Σ_k w[c, k] · x_{q-(W-1)+k}, fp32."""
+    cm = c < C
+    acc = _tap(x, state, b, q - (W - 1), c, T, C, sxb, sxt, W, HAS_STATE) * tl.load(
+        w + c * W, mask=cm, other=0.0).to(tl.float32)[None, :]
+    for k in tl.static_range(1, W):
+        wk = tl.load(w + c * W + k, mask=cm, other=0.0).to(tl.float32)
+        acc += _tap(x, state, b, q - (W - 1) + k, c, T, C, sxb, sxt, W, HAS_STATE) * wk[None, :]
+    if HAS_BIAS:
+        acc += tl.load(bias + c, mask=cm, other=0.0).to(tl.float32)[None, :]
+    return acc
+
+
+@autotune(_CONFIGS, key=["C", "W"], interpret={"BT": 16, "BC": 16}, fit={"BC": "C"})
+@triton.jit
+def causal_conv1d_fwd_kernel(
+    x, w, bias, state, y, T, C, sxb, sxt,
+    W: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_STATE: tl.constexpr, SILU: tl.constexpr,
+    BT: tl.constexpr, BC: tl.constexpr,
+):
+    pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    t = pid_t * BT + tl.arange(0, BT)
+    c = pid_c * BC + tl.arange(0, BC)
+    acc = _pre(x, w, bias, state, b, t, c, T, C, sxb, sxt, W, HAS_BIAS, HAS_STATE)
+    if SILU:
+        acc = acc * tl.sigmoid(acc)
+    tl.store(y + b * T * C + t[:, None] * C + c[None, :], acc.to(y.dtype.element_ty),
+             mask=(t < T)[:, None] & (c < C)[None, :])
+
+
+@autotune(_CONFIGS, key=["C", "W"], interpret={"BT": 16, "BC": 16}, fit={"BC": "C"})
+@triton.jit
+def causal_conv1d_bwd_kernel(
+    x, w, bias, state, dy, dx, dw_part, db_part, T, C, sxb, sxt,
+    W: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_STATE: tl.constexpr, SILU: tl.constexpr,
+    BT: tl.constexpr, BC: tl.constexpr,
+):
+    pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    NT = tl.num_programs(0)
+    t = pid_t * BT + tl.arange(0, BT)
+    c = pid_c * BC + tl.arange(0, BC)
+    cm = c < C
+    dx_acc = tl.zeros((BT, BC), dtype=tl.float32)
+    part = (b * NT + pid_t) * W * C
+    for s in tl.static_range(W):
+        q = t + s
+        g = tl.load(dy + b * T * C + q[:, None] * C + c[None, :], mask=(q < T)[:, None] & cm[None, :],
+                    other=0.0).to(tl.float32)
+        if SILU:
+            _, dact = silu_parts(_pre(x, w, bias, state, b, q, c, T, C, sxb, sxt, W, HAS_BIAS, HAS_STATE))
+            g = g * dact
+        dx_acc += g * tl.load(w + c * W + (W - 1 - s), mask=cm, other=0.0).to(tl.float32)[None, :]
+        if s == 0:  # g on this program's own tokens: the weight and bias gradients
+            if HAS_BIAS:
+                tl.store(db_part + (b * NT + pid_t) * C + c, tl.sum(g, axis=0), mask=cm)
+            for k in tl.static_range(W):
+                xk = _tap(x, state, b, t - (W - 1) + k, c, T, C, sxb, sxt, W, HAS_STATE)
+                tl.store(dw_part + part + k * C + c, tl.sum(g * xk, axis=0), mask=cm)
+    tl.store(dx + b * T * C + t[:, None] * C + c[None, :], dx_acc.to(dx.dtype.element_ty),
+             mask=(t < T)[:, None] & cm[None, :])
+
+
+def _grid(T: int, C: int, b: int):
+    return lambda meta: (triton.cdiv(T, meta["BT"]), triton.cdiv(C, meta["BC"]), b)
+
+
+def _inputs(x: Tensor, weight: Tensor, initial_state: Tensor | None):
+    x = x if x.stride(2) == 1 else x.contiguous()
+    state = initial_state.to(x.dtype).contiguous() if initial_state is not None else None
+    return x, weight.contiguous(), state
+
+
+@torch.library.custom_op("hybrid_nas::causal_conv1d_fwd", mutates_args=())
+def causal_conv1d_fwd_op(x: Tensor, weight: Tensor, bias: Tensor | None, initial_state: Tensor | None,
+                         silu: bool) -> Tensor:
+    b, T, C = x.shape
+    x, weight, state = _inputs(x, weight, initial_state)
+    y = x.new_empty(b, T, C)
+    with on_device(x):
+        causal_conv1d_fwd_kernel[_grid(T, C, b)](
+            x, weight, bias, state, y, T, C, x.stride(0), x.stride(1),
+            W=weight.shape[1], HAS_BIAS=bias is not None, HAS_STATE=state is not None, SILU=silu,
+        )
+    return y
+
+
+@causal_conv1d_fwd_op.register_fake
+def _(x, weight, bias, initial_state, silu):
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op("hybrid_nas::causal_conv1d_bwd", mutates_args=())
+def causal_conv1d_bwd_op(dy: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, initial_state: Tensor | None,
+                         silu: bool) -> tuple[Tensor, Tensor, Tensor]:
+    b, T, C = x.shape
+    x, weight, state = _inputs(x, weight, initial_state)
+    W = weight.shape[1]
+    dy = dy.contiguous()
+    dx = torch.empty(b, T, C, device=x.device, dtype=x.dtype)
+    # one part per program along time; the smallest tile bounds how many there can be
+    nt = triton.cdiv(T, min(cfg.kwargs["BT"] for cfg in _CONFIGS)) if x.is_cuda else triton.cdiv(T, 16)
+    dw_part = torch.zeros(b * nt, W, C, device=x.device, dtype=torch.float32)
+    db_part = torch.zeros(b * nt, C, device=x.device, dtype=torch.float32) if bias is not None else None
+    with on_device(x):
+        causal_conv1d_bwd_kernel[_grid(T, C, b)](
+            x, weight, bias, state, dy, dx, dw_part, db_part, T, C, x.stride(0), x.stride(1),
+            W=W, HAS_BIAS=bias is not None, HAS_STATE=state is not None, SILU=silu,
+        )
+    dw = dw_part.sum(0).t().contiguous().to(weight.dtype)
+    db = db_part.sum(0).to(bias.dtype) if bias is not None else x.new_empty(0)
+    return dx, dw, db
+
+
+@causal_conv1d_bwd_op.register_fake
+def _(dy, x, weight, bias, initial_state, silu):
+    return x.new_empty(x.shape), torch.empty_like(weight), x.new_empty(0) if bias is None else torch.empty_like(bias)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, weight, bias, initial_state, silu = inputs
+    keep_for_backward(ctx, (x, weight, bias, initial_state), ())
+    ctx.silu = silu
+
+
+def _backward(ctx, dy):
+    x, weight, bias, initial_state = ctx.saved_tensors
+    if dy is None:
+        return None, None, None, None, None
+    dx, dw, db = causal_conv1d_bwd_op(dy, x, weight, bias, initial_state, ctx.silu)
+    return dx, dw, db if bias is not None else None, None, None
+
+
+causal_conv1d_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Tensor | None, initial_state: Tensor | None,
+                         silu: bool) -> Tensor:
+    """The Triton causal conv1d; arguments as `kernels.conv1d.causal_conv1d` (its initial state takes no gradient)."""
+    return causal_conv1d_fwd_op(x, weight, bias, initial_state, silu)

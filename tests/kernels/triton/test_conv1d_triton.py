@@ -1,0 +1,106 @@
+"""Causal conv1d (+ SiLU), Triton kernels under the interpreter: output and every gradient, strided inputs,
+operator registration and whole-graph compilation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from kernel_inputs import as_reference_inputs, compare_with_reference, conv1d_inputs, tolerance
+
+from kernels.conv1d import causal_conv1d
+from kernels.conv1d.triton import causal_conv1d_bwd_op, causal_conv1d_fwd_op
+
+CASES = [  # (B, T, C, W), options
+    *(((2, T, 24, 4), options) for T in (1, 2, 37) for options in ("plain", "bias-state")),
+    ((1, 50, 40, 4), "bias"),  # several blocks of tokens and of channels, the last ones partial
+    ((2, 9, 8, 2), "bias-state"),  # a narrower kernel
+    ((1, 7, 5, 1), "bias"),  # W = 1: no state at all
+]
+
+
+def case_id(case: tuple) -> str:
+    (B, T, C, W), options = case
+    return f"B{B}-T{T}-C{C}-W{W}-{options}"
+
+
+def run(inputs: dict[str, torch.Tensor], activation: str | None, dtype: torch.dtype) -> None:
+    # the state takes no gradient on the Triton path (the public function sends a state that wants one to the
+    # reference), so it is a constant here
+    if "initial_state" in inputs:
+        inputs["initial_state"] = inputs["initial_state"].detach()
+    leaves = {k: v for k, v in inputs.items() if v.requires_grad}
+    y = causal_conv1d(**inputs, activation=activation, backend="triton")
+    assert y.dtype == dtype and y.shape == inputs["x"].shape
+    ref_all = as_reference_inputs(inputs)
+    ref_y = causal_conv1d(**ref_all, activation=activation, backend="reference")
+    compare_with_reference((y,), (ref_y,), ("y",), leaves, {k: ref_all[k] for k in leaves}, tolerance(dtype))
+
+
+@pytest.mark.parametrize("activation", [None, "silu"])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_conv1d_triton(case: tuple, activation: str | None) -> None:
+    torch.manual_seed(0)
+    dims, options = case
+    run(conv1d_inputs(*dims, options), activation, torch.float32)
+
+
+@pytest.mark.parametrize("case", [CASES[5], CASES[6]], ids=case_id)
+def test_conv1d_triton_bf16(case: tuple) -> None:
+    torch.manual_seed(0)
+    dims, options = case
+    run(conv1d_inputs(*dims, options, dtype=torch.bfloat16), "silu", torch.bfloat16)
+
+
+def test_a_slice_of_a_projection_is_read_through_its_strides() -> None:
+    """x as Mamba gives it: the middle columns of a wider tensor, read in place, not copied."""
+    torch.manual_seed(0)
+    wide = torch.randn(2, 37, 60, requires_grad=True)
+    x = wide[..., 10:34]
+    weight = (torch.randn(24, 4) / 4).requires_grad_()
+    y = causal_conv1d(x, weight, activation="silu", backend="triton")
+    ref_wide = wide.detach().clone().requires_grad_()
+    ref = causal_conv1d(ref_wide[..., 10:34], weight, activation="silu", backend="reference")
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(y)
+    (dwide,) = torch.autograd.grad(y, wide, g)
+    (ref_dwide,) = torch.autograd.grad(ref, ref_wide, g)
+    torch.testing.assert_close(dwide, ref_dwide, atol=1e-5, rtol=1e-5)
+
+
+def test_a_state_that_wants_a_gradient_gets_it() -> None:
+    torch.manual_seed(0)
+    inputs = conv1d_inputs(2, 9, 8, 4, "bias-state")
+    y = causal_conv1d(**inputs, activation="silu", backend="triton")
+    (dstate,) = torch.autograd.grad(y.sum(), inputs["initial_state"])
+    ref = as_reference_inputs(inputs)
+    (ref_dstate,) = torch.autograd.grad(
+        causal_conv1d(**ref, activation="silu", backend="reference").sum(), ref["initial_state"])
+    torch.testing.assert_close(dstate, ref_dstate)
+
+
+def test_the_operators_pass_opcheck() -> None:
+    torch.manual_seed(0)
+    inputs = conv1d_inputs(2, 37, 24, 4, "bias-state")
+    x, w, b, s = (inputs[k].detach() for k in ("x", "weight", "bias", "initial_state"))
+    torch.library.opcheck(causal_conv1d_fwd_op, (x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), s, True))
+    torch.library.opcheck(causal_conv1d_bwd_op, (torch.randn_like(x), x.detach(), w.detach(), b.detach(), s, True))
+    torch.library.opcheck(causal_conv1d_fwd_op, (x.detach(), w.detach(), None, None, False))
+
+
+def test_compiles_whole() -> None:
+    """No graph break around the kernels, and the compiled gradients are the eager ones bit for bit."""
+    torch.manual_seed(0)
+    inputs = {k: v for k, v in conv1d_inputs(2, 37, 24, 4, "bias").items()}
+
+    def f(x, weight, bias):
+        return causal_conv1d(x, weight, bias, activation="silu", backend="triton").square().sum()
+
+    args = tuple(inputs.values())
+    eager = torch.autograd.grad(f(*args), args)
+    torch._dynamo.reset()
+    got = torch.autograd.grad(torch.compile(f, fullgraph=True, backend="aot_eager")(*args), args)
+    for name, a, b in zip(inputs, eager, got, strict=True):
+        assert torch.equal(a, b), name
