@@ -7,8 +7,9 @@ goes to memory. The backward recomputes the pre-activations it needs rather than
 
     g_q = dy_q · act'(pre_q),   dx_t = Σ_s g_{t+s} · w[W-1-s],   dw[k] = Σ_t g_t · x_{t-(W-1)+k},   db = Σ_t g_t
 
-for s = 0..W-1, so each program forms g on its BT tokens and the W-1 after them (W² loads of a tile that
-stay in cache). dw and db are summed per program ([B·nT, W, C] fp32) and the host adds the parts up.
+in two kernels: the first forms g on its tokens (fp32, stored only when there is an activation; else g is dy)
+and sums its parts of dw and db ([B·nT, W, C] fp32, laid out by its fixed tiles; the host adds the parts up),
+the second gathers dx from the W values of g at and after each token.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, keep_for_backward, on_device, silu_parts, tiles
+from kernels._triton import autotune, interpreting, keep_for_backward, on_device, silu_parts, tiles, warps
 
 Tensor = torch.Tensor
 
@@ -68,35 +69,51 @@ def causal_conv1d_fwd_kernel(
              mask=(t < T)[:, None] & (c < C)[None, :])
 
 
-@autotune(_CONFIGS, key=["C", "W"], interpret={"BT": 16, "BC": 16}, fit={"BC": "C"})
+@autotune(warps((4, 2), (8, 2)), key=["C", "W"])
 @triton.jit
-def causal_conv1d_bwd_kernel(
-    x, w, bias, state, dy, dx, dw_part, db_part, T, C, sxb, sxt,
+def causal_conv1d_bwd_kernel_g(
+    x, w, bias, state, dy, g_out, dw_part, db_part, T, C, sxb, sxt,
     W: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_STATE: tl.constexpr, SILU: tl.constexpr,
     BT: tl.constexpr, BC: tl.constexpr,
 ):
+    """g = dy · act'(pre) on this program's tokens (stored when there is an activation), and this program's
+    parts of dw and db. Its tiles are fixed, not tuned: the parts it writes are laid out by them."""
     pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     NT = tl.num_programs(0)
     t = pid_t * BT + tl.arange(0, BT)
     c = pid_c * BC + tl.arange(0, BC)
     cm = c < C
-    dx_acc = tl.zeros((BT, BC), dtype=tl.float32)
-    part = (b * NT + pid_t) * W * C
+    mask = (t < T)[:, None] & cm[None, :]
+    g = tl.load(dy + b * T * C + t[:, None] * C + c[None, :], mask=mask, other=0.0).to(tl.float32)
+    if SILU:
+        _, dact = silu_parts(_pre(x, w, bias, state, b, t, c, T, C, sxb, sxt, W, HAS_BIAS, HAS_STATE))
+        g = g * dact
+        tl.store(g_out + b * T * C + t[:, None] * C + c[None, :], g, mask=mask)
+    row = b * NT + pid_t
+    if HAS_BIAS:
+        tl.store(db_part + row * C + c, tl.sum(g, axis=0), mask=cm)
+    for k in tl.static_range(W):
+        xk = _tap(x, state, b, t - (W - 1) + k, c, T, C, sxb, sxt, W, HAS_STATE)
+        tl.store(dw_part + (row * W + k) * C + c, tl.sum(g * xk, axis=0), mask=cm)
+
+
+@autotune(_CONFIGS, key=["C", "W"], interpret={"BT": 16, "BC": 16}, fit={"BC": "C"})
+@triton.jit
+def causal_conv1d_bwd_kernel_dx(
+    g, w, dx, T, C, W: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
+):
+    """dx_t = Σ_s g_{t+s} · w[W-1-s]."""
+    pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    t = pid_t * BT + tl.arange(0, BT)
+    c = pid_c * BC + tl.arange(0, BC)
+    cm = c < C
+    acc = tl.zeros((BT, BC), dtype=tl.float32)
     for s in tl.static_range(W):
         q = t + s
-        g = tl.load(dy + b * T * C + q[:, None] * C + c[None, :], mask=(q < T)[:, None] & cm[None, :],
-                    other=0.0).to(tl.float32)
-        if SILU:
-            _, dact = silu_parts(_pre(x, w, bias, state, b, q, c, T, C, sxb, sxt, W, HAS_BIAS, HAS_STATE))
-            g = g * dact
-        dx_acc += g * tl.load(w + c * W + (W - 1 - s), mask=cm, other=0.0).to(tl.float32)[None, :]
-        if s == 0:  # g on this program's own tokens: the weight and bias gradients
-            if HAS_BIAS:
-                tl.store(db_part + (b * NT + pid_t) * C + c, tl.sum(g, axis=0), mask=cm)
-            for k in tl.static_range(W):
-                xk = _tap(x, state, b, t - (W - 1) + k, c, T, C, sxb, sxt, W, HAS_STATE)
-                tl.store(dw_part + part + k * C + c, tl.sum(g * xk, axis=0), mask=cm)
-    tl.store(dx + b * T * C + t[:, None] * C + c[None, :], dx_acc.to(dx.dtype.element_ty),
+        gq = tl.load(g + b * T * C + q[:, None] * C + c[None, :], mask=(q < T)[:, None] & cm[None, :],
+                     other=0.0).to(tl.float32)
+        acc += gq * tl.load(w + c * W + (W - 1 - s), mask=cm, other=0.0).to(tl.float32)[None, :]
+    tl.store(dx + b * T * C + t[:, None] * C + c[None, :], acc.to(dx.dtype.element_ty),
              mask=(t < T)[:, None] & cm[None, :])
 
 
@@ -137,15 +154,17 @@ def causal_conv1d_bwd_op(dy: Tensor, x: Tensor, weight: Tensor, bias: Tensor | N
     W = weight.shape[1]
     dy = dy.contiguous()
     dx = torch.empty(b, T, C, device=x.device, dtype=x.dtype)
-    # one part per program along time; the smallest tile bounds how many there can be
-    nt = triton.cdiv(T, min(cfg.kwargs["BT"] for cfg in _CONFIGS)) if x.is_cuda else triton.cdiv(T, 16)
-    dw_part = torch.zeros(b * nt, W, C, device=x.device, dtype=torch.float32)
-    db_part = torch.zeros(b * nt, C, device=x.device, dtype=torch.float32) if bias is not None else None
+    g = torch.empty(b, T, C, device=x.device, dtype=torch.float32) if silu else dy
+    BT, BC = (16, 16) if interpreting() else (64, 64)
+    nt = triton.cdiv(T, BT)
+    dw_part = torch.empty(b * nt, W, C, device=x.device, dtype=torch.float32)
+    db_part = torch.empty(b * nt, C, device=x.device, dtype=torch.float32) if bias is not None else None
     with on_device(x):
-        causal_conv1d_bwd_kernel[_grid(T, C, b)](
-            x, weight, bias, state, dy, dx, dw_part, db_part, T, C, x.stride(0), x.stride(1),
-            W=W, HAS_BIAS=bias is not None, HAS_STATE=state is not None, SILU=silu,
+        causal_conv1d_bwd_kernel_g[(nt, triton.cdiv(C, BC), b)](
+            x, weight, bias, state, dy, g, dw_part, db_part, T, C, x.stride(0), x.stride(1),
+            W=W, HAS_BIAS=bias is not None, HAS_STATE=state is not None, SILU=silu, BT=BT, BC=BC,
         )
+        causal_conv1d_bwd_kernel_dx[_grid(T, C, b)](g, weight, dx, T, C, W=W)
     dw = dw_part.sum(0).t().contiguous().to(weight.dtype)
     db = db_part.sum(0).to(bias.dtype) if bias is not None else x.new_empty(0)
     return dx, dw, db
