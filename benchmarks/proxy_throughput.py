@@ -150,7 +150,8 @@ def measure(row: Row, make, args, dev: torch.device, compiled_only: bool = False
             torch.manual_seed(0)
             try:
                 model = make().to(dev)
-                if mode == "compiled":
+                if mode == "compiled":  # a fresh compile at this length, as a trial's worker makes it
+                    torch._dynamo.reset()
                     model = torch.compile(model)
                 cell[mode], first = train_timing(model, batch, length, args.steps, args.warmup, dev)
                 if mode == "compiled":
