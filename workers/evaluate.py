@@ -29,7 +29,7 @@ from search_spaces.cost import param_counts
 from workers import turns
 from workers.data.corpus import CorpusError, load_corpus
 from workers.data.synthetic import make_task
-from workers.models import build_model
+from workers.models import build_model, compile_blocks, uncompile_blocks
 from workers.profile import ProxyProfile, load_profile
 from workers.result import Failure, LMScore, TaskScore, Throughput, TrialResult
 from workers.score import lm_val_loss, peak_memory, task_scores, throughput
@@ -215,7 +215,7 @@ def evaluate(
     def fresh_model():
         torch.manual_seed(seed)
         model = build_model(arch).to(dev)
-        return torch.compile(model) if profile.compile else model
+        return compile_blocks(model) if profile.compile else model
 
     common = dict(
         device=dev,
@@ -233,7 +233,7 @@ def evaluate(
             if speed:
                 tp = profile.throughput
                 result["throughput"] = throughput_of or throughput(
-                    getattr(model, "_orig_mod", model), tp.contexts, tp.batch_size, tp.decode_tokens, tp.repeats, dev
+                    uncompile_blocks(model), tp.contexts, tp.batch_size, tp.decode_tokens, tp.repeats, dev
                 )
             del model
             # ---- each synthetic task on a fresh model

@@ -5,6 +5,7 @@
     cache = model.init_cache(batch, max_len)
     logits = model.prefill(prompt, cache)     # parallel path, filling the cache
     logits = model.step(token, cache)         # one token with the cache (decode)
+    compile_blocks(model)                     # each block compiled (the GPU profiles train this way)
 """
 
 from __future__ import annotations
@@ -127,6 +128,34 @@ class HybridLM(nn.Module):
         for block, state in zip(self.blocks, cache):
             x = block.step(x, state)
         return self.lm_head(self.norm_f(x))
+
+
+def compile_blocks(model: HybridLM, backend: str = "inductor") -> HybridLM:
+    """Compile each block of `model` in place (regional compilation), at static shapes; returns `model`.
+
+    Blocks of one kind and width share one compiled graph: all the Mamba-2 blocks of a proxy compile once,
+    and so do those of the next model of that width in the same process (a trial's task models, the next
+    trial's), while Inductor's on-disk cache serves the other workers. A whole-model compile would trace
+    every layer and start over for each new pattern. Each new sequence length compiles again, not as a
+    dynamic-shape graph. `uncompile_blocks` puts the eager blocks back (the decode and prefill timing runs
+    eagerly, as the step path it captures in a CUDA graph does).
+    """
+    import torch._dynamo.config as dynamo_config
+
+    # every block kind x length x grad mode is an entry of Block.forward's cache: a study's trials need more
+    # than the default 8 before they would fall back to eager
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 256)
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 4096)
+    for block in model.blocks:
+        block.compile(backend=backend, dynamic=False)
+    return model
+
+
+def uncompile_blocks(model: HybridLM) -> HybridLM:
+    """`model` with the eager blocks back (undoes `compile_blocks`)."""
+    for block in model.blocks:
+        block._compiled_call_impl = None
+    return model
 
 
 class GraphDecoder:
