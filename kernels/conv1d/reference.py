@@ -21,7 +21,7 @@ def causal_conv1d_reference(
 ) -> torch.Tensor:
     """x `[B, T, C]`, weight `[C, W]`, bias `[C]`, initial_state `[B, W-1, C]` -> y `[B, T, C]` (x's dtype)."""
     T, W = x.shape[1], weight.shape[1]
-    past = F.pad(x, (0, 0, W - 1, 0))[:, : W - 1] if initial_state is None else initial_state.to(x.dtype)
+    past = x.new_zeros(x.shape[0], W - 1, x.shape[2]) if initial_state is None else initial_state.to(x.dtype)
     xp = torch.cat([past, x], dim=1)  # [B, W-1+T, C]
     y = xp[:, :T] * weight[:, 0]
     if bias is not None:
