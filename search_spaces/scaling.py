@@ -13,8 +13,11 @@
   than a window sees no difference between that local attention and a global one.)
 
 Only `d_model` is chosen: the candidate width whose model lands closest to `params` (in log scale),
-candidates being multiples of 16 up to 128, of 32 up to 512 and of 64 beyond (so that per-head widths
-of 32 and 64 divide them).
+candidates being multiples of 16 up to 128, of 32 up to 256 and of 64 beyond (GPU-sized proxies get the
+widths tensor cores and per-head widths of 32, 64 and 128 divide). From 256 on the steps between widths
+are coarse (25M-parameter families land 3–15% apart), so the dense MLP's hidden width then absorbs the
+rest: a multiple of 64 within ±25% of what its ratio gives, the one that lands closest to `params` (the
+MLP ratio is the one width ratio this moves).
 Widths follow from it. When shrinking by s = d_model′ / d_model, each per-head width (attention head
 dim, Mamba-2 head dim, mLSTM and Gated DeltaNet head dims) shrinks by s too, to a power of two but never
 below 32 (or the largest power of two that divides a narrower width), and Mamba-2 groups shrink by s but
@@ -32,6 +35,8 @@ from search_spaces.cost import param_counts
 __all__ = ["resize", "scale"]
 
 MIN_HEAD = 32  # per-head widths never shrink below this
+WIDE = 256  # from this d_model on, widths step by 64 and the MLP absorbs what the step misses
+MLP_SLACK = 0.25  # how far (relative) the MLP's hidden width may move to absorb it
 
 
 def _pow2_floor(x: float) -> int:
@@ -95,7 +100,7 @@ def resize(cfg: ArchConfig, d_model: int, vocab_size: int | None = None) -> Arch
 def _widths():
     d = 0
     while True:
-        d += 16 if d < 128 else 32 if d < 512 else 64
+        d += 16 if d < 128 else 32 if d < WIDE else 64
         yield d
 
 
@@ -119,4 +124,20 @@ def scale(cfg: ArchConfig, params: float, vocab_size: int | None = None) -> Arch
             break
     if best is None:
         raise ValueError(f"no width of this layout reaches about {params:g} parameters")
+    return _absorb(best, params)
+
+
+def _absorb(cfg: ArchConfig, params: float) -> ArchConfig:
+    """`cfg` with its dense MLP's hidden width (a multiple of 64, within ±MLP_SLACK of its ratio's) landing
+    closest to `params`; unchanged below WIDE or without a dense MLP layer."""
+    d = cfg.d_model
+    if d < WIDE or cfg.mlp is None or "mlp" not in cfg.layers:
+        return cfg
+    base = cfg.mlp.d_ff(d)
+    best, best_err = cfg, abs(math.log(param_counts(cfg).total / params))
+    for k in range(math.ceil(base * (1 - MLP_SLACK) / 64), math.floor(base * (1 + MLP_SLACK) / 64) + 1):
+        candidate = cfg.replace(mlp={"ratio": 64 * k / d})
+        err = abs(math.log(param_counts(candidate).total / params))
+        if err < best_err:
+            best, best_err = candidate, err
     return best

@@ -6,7 +6,7 @@ from search_spaces import ArchConfig, ConfigError
 from search_spaces.cost import cache_bytes, param_counts
 from search_spaces.pattern import MIXER_SYMBOLS
 from search_spaces.presets import PRESETS, preset
-from search_spaces.scaling import resize, scale
+from search_spaces.scaling import MLP_SLACK, WIDE, resize, scale
 
 
 def _attention_layers(cfg: ArchConfig, symbol: str = "*") -> list[int]:
@@ -111,8 +111,11 @@ def test_scaling_keeps_the_layout(name, target):
             full.moe.shared_expert,
         )
         assert small.moe.ratio == full.moe.ratio
-    if full.mlp:
+    if full.mlp and small.d_model < WIDE:
         assert small.mlp == full.mlp
+    elif full.mlp:  # from WIDE on the dense MLP absorbs the coarse steps of d_model, within ±MLP_SLACK
+        assert small.mlp.activation == full.mlp.activation and small.mlp.d_ff(small.d_model) % 64 == 0
+        assert abs(small.mlp.ratio / full.mlp.ratio - 1) <= MLP_SLACK + 64 / small.d_model / full.mlp.ratio
     if full.mamba2:
         assert small.mamba2.d_state == full.mamba2.d_state and small.mamba2.expand == full.mamba2.expand
     if full.deltanet:
@@ -121,6 +124,22 @@ def test_scaling_keeps_the_layout(name, target):
         assert hv // h == fhv // fh and small.deltanet.gate == full.deltanet.gate
     if full.local_attention:  # a window is kept, as a state size is
         assert small.local_attention.window == full.local_attention.window
+
+
+@pytest.mark.parametrize("pattern", ["*-" * 8, "M-" * 8, "X-" * 8, "M-M-M-M-*-M-M-M-", "D-D-D-*-D-D-D-*-", "m-" * 8])
+@pytest.mark.parametrize("target", [1e7, 2.5e7, 1.25e8])
+def test_gpu_sized_widths_are_multiples_of_64_and_land_near_the_target(pattern, target):
+    """The proxy-evidence families at the GPU profiles' sizes: d_model and the MLP's width multiples of 64,
+    per-head widths of 32, 64 or 128, and every family within 3% of the target (so families compare at
+    matched size, which widths stepping by 64 alone would not give: 3-15% apart at 25M)."""
+    cfg = scale(ArchConfig.compose(pattern, 512, attention={"heads": 8}, mamba2={"head_dim": 64},
+                                   mlstm={"heads": 4}, deltanet={"heads": 4}), target, vocab_size=256)
+    assert cfg.d_model % 64 == 0 and cfg.mlp.d_ff(cfg.d_model) % 64 == 0
+    assert abs(param_counts(cfg).total / target - 1) < 0.03
+    if cfg.attention:
+        assert cfg.attention.dims(cfg.d_model)[2] in (32, 64, 128)
+    if cfg.mamba2:
+        assert cfg.mamba2.head_dim in (32, 64, 128)
 
 
 def test_scaling_up_keeps_head_widths():
