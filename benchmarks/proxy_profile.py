@@ -36,7 +36,7 @@ from workers.train import autocast
 
 GROUPS = [  # (group, pattern of kernel names), first match wins
     ("optimizer", r"adam|multi_tensor|foreach"),
-    ("conv", r"conv|causal_conv1d"),
+    ("conv", r"conv1d|conv_depthwise|convolution|conv2d|causal_conv"),
     ("recurrent op (Triton)", r"ssd_|selective_scan|mlstm_|gated_delta|_delta_|chunk_"),
     ("attention", r"flash|fmha|attention|sdpa|efficient_attention"),
     ("GEMM", r"gemm|sm90_xmma|cutlass|nvjet|cublas|matmul|dot_kernel"),
