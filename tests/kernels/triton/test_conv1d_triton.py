@@ -8,7 +8,13 @@ import torch
 
 pytest.importorskip("triton")
 
-from kernel_inputs import as_reference_inputs, compare_with_reference, conv1d_inputs, tolerance
+from kernel_inputs import (
+    as_reference_inputs,
+    assert_compiles_whole,
+    compare_with_reference,
+    conv1d_inputs,
+    tolerance,
+)
 
 from kernels.conv1d import causal_conv1d
 from kernels.conv1d.triton import causal_conv1d_bwd_op, causal_conv1d_fwd_op
@@ -93,14 +99,5 @@ def test_the_operators_pass_opcheck() -> None:
 def test_compiles_whole() -> None:
     """No graph break around the kernels, and the compiled gradients are the eager ones bit for bit."""
     torch.manual_seed(0)
-    inputs = {k: v for k, v in conv1d_inputs(2, 37, 24, 4, "bias").items()}
-
-    def f(x, weight, bias):
-        return causal_conv1d(x, weight, bias, activation="silu", backend="triton").square().sum()
-
-    args = tuple(inputs.values())
-    eager = torch.autograd.grad(f(*args), args)
-    torch._dynamo.reset()
-    got = torch.autograd.grad(torch.compile(f, fullgraph=True, backend="aot_eager")(*args), args)
-    for name, a, b in zip(inputs, eager, got, strict=True):
-        assert torch.equal(a, b), name
+    assert_compiles_whole(lambda **kw: (causal_conv1d(**kw, activation="silu", backend="triton"), ()),
+                          conv1d_inputs(2, 37, 24, 4, "bias"))
