@@ -3,8 +3,9 @@
 `scale(cfg, params)` returns a config of about `params` total parameters that keeps:
 - the layer pattern symbol for symbol: depth, the attention : SSM ratio, where attention sits, where
   the MoE layers sit;
-- every width ratio: MLP and expert ratios, Mamba expand factors, mLSTM q/k/v factors, Gated DeltaNet's
-  q/k and v widths against d_model and its value heads per q/k head;
+- every width ratio: MLP and expert ratios (the dense MLP's within ±25% from d_model 256 on, see below),
+  Mamba expand factors, mLSTM q/k/v factors, Gated DeltaNet's q/k and v widths against d_model and its
+  value heads per q/k head;
 - the number of experts, top-k and the shared expert; RoPE or NoPE; conv widths; the GQA ratio
   (as far as whole heads allow).
 
