@@ -59,7 +59,7 @@ def causal_conv1d_fwd_kernel(
     W: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_STATE: tl.constexpr, SILU: tl.constexpr,
     BT: tl.constexpr, BC: tl.constexpr,
 ):
-    pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # b·T·C passes 2³¹
     t = pid_t * BT + tl.arange(0, BT)
     c = pid_c * BC + tl.arange(0, BC)
     acc = _pre(x, w, bias, state, b, t, c, T, C, sxb, sxt, W, HAS_BIAS, HAS_STATE)
@@ -78,7 +78,7 @@ def causal_conv1d_bwd_kernel_g(
 ):
     """g = dy · act'(pre) on this program's tokens (stored when there is an activation), and this program's
     parts of dw and db. Its tiles are fixed, not tuned: the parts it writes are laid out by them."""
-    pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # b·T·C passes 2³¹
     NT = tl.num_programs(0)
     t = pid_t * BT + tl.arange(0, BT)
     c = pid_c * BC + tl.arange(0, BC)
@@ -103,7 +103,7 @@ def causal_conv1d_bwd_kernel_dx(
     g, w, dx, T, C, W: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
 ):
     """dx_t = Σ_s g_{t+s} · w[W-1-s]."""
-    pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # b·T·C passes 2³¹
     t = pid_t * BT + tl.arange(0, BT)
     c = pid_c * BC + tl.arange(0, BC)
     cm = c < C

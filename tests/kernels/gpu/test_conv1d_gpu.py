@@ -50,3 +50,19 @@ def test_conv1d_small(dtype: torch.dtype, case: tuple, record_property) -> None:
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_conv1d_large(dtype: torch.dtype, case: tuple, record_property) -> None:
     run(case, dtype, record_property)
+
+
+def test_conv1d_large_offsets_past_2_31() -> None:
+    """B·T·C over 2³¹ elements (batch 64 at a 64K prefill holds that many): offsets in 64 bits. The last
+    sequence, whose elements all lie past 2³¹, against the reference on that sequence alone."""
+    B, T, C = 17, 65536, 2048
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(B, T, C, device="cuda", dtype=torch.bfloat16, generator=gen)
+    weight = torch.randn(C, 4, device="cuda", generator=gen) / 4
+    bias = torch.randn(C, device="cuda", generator=gen)
+    assert x.numel() > 2**31 and (B - 1) * T * C >= 2**31
+    with torch.no_grad():
+        y = causal_conv1d(x, weight, bias, activation="silu", backend="triton")
+        ref = causal_conv1d(x[-1:].float(), weight, bias, activation="silu", backend="reference")
+    torch.testing.assert_close(y[-1:].float(), ref, atol=2e-2, rtol=2e-2)
+
