@@ -11,7 +11,8 @@ fused AdamW update under bf16 autocast, at each `--lengths` with `--tokens-per-s
 tokens/s is the median over `--steps` steps after `--warmup`. Each family is timed eagerly and compiled
 (`torch.compile` of the whole model; a family whose compile fails keeps its eager figure and says why),
 and its ratio is its best ÷ the anchor's compiled figure at that length. Prefill and decode tokens/s are
-`workers.score.throughput` (decode replays a CUDA graph) at `--contexts` with batch `--decode-batch`.
+`workers.score.throughput` (bf16 weights; decode replays a CUDA graph of the step, eager or compiled:
+`--decode-steps`) at `--contexts` with batch `--decode-batch`.
 Rows are printed as they are measured; an out-of-memory or a failure is a row with its reason.
 """
 
@@ -41,6 +42,7 @@ from workers.train import autocast
 
 FAMILIES = {**EVIDENCE_FAMILIES, "mamba1": "m-" * 8}
 ANCHOR = "plain Transformer (anchor)"
+DECODE_STEPS = ("eager", "compiled")
 
 
 class PlainTransformer(nn.Module):
@@ -95,7 +97,7 @@ class Row:
     d_model: int
     params: int
     train: dict[int, dict[str, float | str]] = field(default_factory=dict)  # length -> eager / compiled / note
-    serve: list = field(default_factory=list)
+    serve: dict[str, list] = field(default_factory=dict)  # decode step ("eager" / "compiled") -> Throughput rows
     note: str = ""
     cfg: object = None  # the ArchConfig of a family (None for the anchor)
 
@@ -194,13 +196,16 @@ def report(rows: list[Row], args, dev: torch.device) -> list[str]:
         f"median of {args.steps} steps after {args.warmup}. The ratio is a model's best (eager or compiled) ÷ the "
         f"anchor's {'compiled' if args.compile else 'eager'} figure at that length.",
         "",
-        "## Training tokens/s",
-        "",
-        "| model | pattern | d_model | params | " + " | ".join(
-            f"T{t} eager | T{t} compiled | T{t} first compiled step | T{t} ÷ anchor" for t in args.lengths) + " |",
-        "|---|---|---:|---:|" + "---:|---:|---:|---:|" * len(args.lengths),
     ]
-    for r in rows:
+    if args.train:
+        lines += [
+            "## Training tokens/s",
+            "",
+            "| model | pattern | d_model | params | " + " | ".join(
+                f"T{t} eager | T{t} compiled | T{t} first compiled step | T{t} ÷ anchor" for t in args.lengths) + " |",
+            "|---|---|---:|---:|" + "---:|---:|---:|---:|" * len(args.lengths),
+        ]
+    for r in rows if args.train else []:
         cells = [r.name, f"`{r.pattern}`" if r.pattern else "", str(r.d_model), f"{r.params / 1e6:.1f}M"]
         for t in args.lengths:
             cell = r.train.get(t, {})
@@ -212,23 +217,28 @@ def report(rows: list[Row], args, dev: torch.device) -> list[str]:
             cells.append(f"{b / a:.2f}" if isinstance(a, float) and b else "–")
         lines.append("| " + " | ".join(cells) + " |")
     if any(r.serve for r in rows):
+        steps = [m for m in DECODE_STEPS if any(m in r.serve for r in rows)]
         lines += ["", f"## Prefill and decode tokens/s (batch {args.decode_batch}, {args.decode_tokens} decoded "
-                  "tokens, CUDA-graph decode on the GPU)", "",
-                  f"*of bound*: decode tokens/s ÷ the HBM bound, batch ÷ ((bf16 weights + batch × KV/state bytes "
-                  f"of `search_spaces.cost.cache_bytes`) ÷ {args.hbm_tb_s:g} TB/s): the share of the memory "
-                  "bandwidth a decode step would need at the least. The proxies keep fp32 weights (autocast casts "
-                  "them each step), so they read twice the weight bytes the bound counts.", "",
-                  "| model | " + " | ".join(f"{_k(c)} prefill | {_k(c)} decode | {_k(c)} of bound"
-                                           for c in args.contexts) + " |",
-                  "|---|" + "---:|---:|---:|" * len(args.contexts)]
+                  "tokens; bf16 weights and CUDA-graph decode on the GPU)", "",
+                  "The decode step runs each block's step eagerly (*eager step*) or compiled by Inductor "
+                  "(*compiled step*, `HybridLM.step(..., compiled=\"inductor\")`), then captured as one CUDA graph "
+                  f"either way. *of bound*: the better decode tokens/s ÷ the HBM bound, batch ÷ ((bf16 weights + "
+                  f"batch × KV/state bytes of `search_spaces.cost.cache_bytes`) ÷ {args.hbm_tb_s:g} TB/s): the share "
+                  "of the memory bandwidth a decode step would need at the least.", "",
+                  "| model | " + " | ".join(
+                      f"{_k(c)} prefill | " + " | ".join(f"{_k(c)} decode, {m} step" for m in steps)
+                      + f" | {_k(c)} of bound" for c in args.contexts) + " |",
+                  "|---|" + ("---:|" * (len(steps) + 2)) * len(args.contexts)]
         for r in rows[1:]:
-            by = {s.context: s for s in r.serve}
+            by = {m: {s.context: s for s in r.serve.get(m, [])} for m in steps}
             cells = [r.name]
             for c in args.contexts:
-                s = by.get(c)
+                got = {m: by[m][c] for m in steps if c in by[m]}
                 bound = hbm_bound(r.cfg, c, args.decode_batch, args.hbm_tb_s) if r.cfg is not None else None
-                cells += [f"{s.prefill_tokens_per_s:,.0f}", f"{s.decode_tokens_per_s:,.0f}",
-                          f"{s.decode_tokens_per_s / bound:.1%}" if bound else "–"] if s else ["–", "–", "–"]
+                cells.append(f"{next(iter(got.values())).prefill_tokens_per_s:,.0f}" if got else "–")
+                cells += [f"{got[m].decode_tokens_per_s:,.0f}" if m in got else "–" for m in steps]
+                top = max((s.decode_tokens_per_s for s in got.values()), default=None)
+                cells.append(f"{top / bound:.1%}" if top and bound else "–")
             lines.append("| " + " | ".join(cells) + (f" {r.note}" if r.note else "") + " |")
     return [*lines, ""]
 
@@ -246,6 +256,9 @@ def main() -> None:
     ap.add_argument("--decode-batch", type=int, default=64)
     ap.add_argument("--decode-tokens", type=int, default=64)
     ap.add_argument("--no-decode", dest="decode", action="store_false")
+    ap.add_argument("--no-train", dest="train", action="store_false", help="prefill and decode only")
+    ap.add_argument("--decode-steps", default=",".join(DECODE_STEPS),
+                    help="the decode step's forms to time, of: eager, compiled (Inductor)")
     ap.add_argument("--hbm-tb-s", type=float, default=4.8, help="the GPU's memory bandwidth (H200: 4.8 TB/s)")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/proxy_throughput.md"))
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, eager only, nothing written")
@@ -257,8 +270,12 @@ def main() -> None:
     if args.smoke:
         args.params, args.lengths, args.tokens_per_step, args.steps, args.warmup = 2e5, "32", 64, 2, 1
         args.contexts, args.decode_batch, args.decode_tokens, args.compile = "16", 2, 2, False
+        args.decode_steps = "eager"
     args.lengths = [int(x) for x in args.lengths.split(",")]
     args.contexts = [int(x) for x in args.contexts.split(",")]
+    args.decode_steps = [m.strip() for m in args.decode_steps.split(",") if m.strip()]
+    if not set(args.decode_steps) <= set(DECODE_STEPS):
+        raise SystemExit(f"unknown decode step in {args.decode_steps}; choose from {', '.join(DECODE_STEPS)}")
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if dev.type == "cpu" and not args.smoke:
         print("no CUDA GPU: timing on the CPU (the figures say little about a GPU)", flush=True)
@@ -266,28 +283,32 @@ def main() -> None:
     anchor_model = plain_transformer(args.params, 256)
     rows = [Row(ANCHOR, "", anchor_model.embed.weight.shape[1], sum(p.numel() for p in anchor_model.parameters()))]
     print(f"{ANCHOR}: d{rows[0].d_model}, {rows[0].params / 1e6:.1f}M parameters", flush=True)
-    measure(rows[0], lambda: plain_transformer(args.params, 256), args, dev, compiled_only=args.compile)
+    if args.train:
+        measure(rows[0], lambda: plain_transformer(args.params, 256), args, dev, compiled_only=args.compile)
     for name in chosen:
         cfg = arch(FAMILIES[name], args.params)
         row = Row(name, cfg.pattern, cfg.d_model, param_counts(cfg).total, cfg=cfg)
         rows.append(row)
         print(f"{name}: {cfg.pattern} d{cfg.d_model}, {row.params / 1e6:.1f}M parameters", flush=True)
-        measure(row, lambda cfg=cfg: build_model(cfg), args, dev)
+        if args.train:
+            measure(row, lambda cfg=cfg: build_model(cfg), args, dev)
         if args.decode:
-            try:
-                torch.manual_seed(0)
-                model = build_model(cfg).to(dev)
-                row.serve = throughput(model, args.contexts, args.decode_batch, args.decode_tokens, 1, dev)
-                for s in row.serve:
-                    print(f"  {name:30s} context {s.context:<6d} prefill {s.prefill_tokens_per_s:,.0f} tok/s, "
-                          f"decode {s.decode_tokens_per_s:,.0f} tok/s", flush=True)
-            except Exception as e:  # an OOM at 64K is a result
-                row.note = f"(serving: {_reason(e)})"
-                print(f"  {name:30s} serving: {_reason(e)}", flush=True)
-            finally:
-                model = None
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
+            for mode in args.decode_steps:
+                try:
+                    torch.manual_seed(0)
+                    model = build_model(cfg).to(dev)
+                    row.serve[mode] = throughput(model, args.contexts, args.decode_batch, args.decode_tokens, 1, dev,
+                                                 compiled="inductor" if mode == "compiled" else None)
+                    for s in row.serve[mode]:
+                        print(f"  {name:30s} context {s.context:<6d} prefill {s.prefill_tokens_per_s:,.0f} tok/s, "
+                              f"decode ({mode} step) {s.decode_tokens_per_s:,.0f} tok/s", flush=True)
+                except Exception as e:  # an OOM at 64K is a result
+                    row.note += f" ({mode}-step serving: {_reason(e)})"
+                    print(f"  {name:30s} {mode}-step serving: {_reason(e)}", flush=True)
+                finally:
+                    model = None
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
         if not args.smoke:  # the table so far: a run cut short by a time limit keeps the families it measured
             write(args.out, report(rows, args, dev))
     lines = report(rows, args, dev)

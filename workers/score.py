@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import resource
 import statistics
 import sys
@@ -60,25 +61,30 @@ def _sync(device: torch.device) -> None:
 
 @torch.no_grad()
 def throughput(model: HybridLM, contexts: list[int], batch_size: int, decode_tokens: int, repeats: int,
-               device: torch.device) -> list[Throughput]:
+               device: torch.device, compiled: str | None = None) -> list[Throughput]:
     """Prefill tokens/s over a prompt of T tokens, then decode tokens/s for tokens T+1.. (step path, cache).
 
-    On a GPU the decode step is captured once as a CUDA graph and replayed (see `GraphDecoder`), so
-    the figure is the step's own cost rather than Python's launch overhead. The median of `repeats`
-    runs at each context, after one warm-up run at that context: the first run at a new length compiles
-    and tunes kernels for its shapes, which is neither timed nor done with the device held alone.
+    On a GPU the model serves as it would be deployed: a bf16 copy of its weights (training keeps fp32
+    masters, and autocast would read and cast them at every step), and the decode step captured once as
+    a CUDA graph and replayed (see `GraphDecoder`), so the figure is the step's own cost rather than
+    Python's launch overhead; `compiled` (a torch.compile backend) also fuses each block's step first.
+    The median of `repeats` runs at each context, after one warm-up run at that context: the first run
+    at a new length compiles and tunes kernels for its shapes, which is neither timed nor done with the
+    device held alone.
     """
+    if device.type == "cuda":
+        model = copy.deepcopy(model).to(torch.bfloat16)
     model.eval()
     vocab = model.cfg.vocab_size
     gen = torch.Generator().manual_seed(0)
     out = []
     for T in sorted(contexts):
-        _prefill_and_decode(model, vocab, batch_size, T, decode_tokens, gen, device)  # warm-up, shared
+        _prefill_and_decode(model, vocab, batch_size, T, decode_tokens, gen, device, compiled)  # warm-up, shared
         prefill, decode = [], []
         for _ in range(repeats):
             # timed runs with the device to this trial alone (the host's other trials wait: workers/turns.py)
             with turns.alone():
-                p, d = _prefill_and_decode(model, vocab, batch_size, T, decode_tokens, gen, device)
+                p, d = _prefill_and_decode(model, vocab, batch_size, T, decode_tokens, gen, device, compiled)
             prefill.append(p)
             decode.append(d)
         out.append(Throughput(
@@ -91,7 +97,7 @@ def throughput(model: HybridLM, contexts: list[int], batch_size: int, decode_tok
 
 
 def _prefill_and_decode(model: HybridLM, vocab: int, batch_size: int, T: int, decode_tokens: int,
-                        gen: torch.Generator, device: torch.device) -> tuple[float, float]:
+                        gen: torch.Generator, device: torch.device, compiled: str | None) -> tuple[float, float]:
     """One run: (prefill tokens/s over a random prompt of T tokens, decode tokens/s after it)."""
     prompt = torch.randint(0, vocab, (batch_size, T), generator=gen).to(device)
     cache = model.init_cache(batch_size, T + decode_tokens,
@@ -105,14 +111,14 @@ def _prefill_and_decode(model: HybridLM, vocab: int, batch_size: int, T: int, de
     token = logits[:, -1].argmax(-1)
     with autocast(device):
         if device.type == "cuda":
-            decoder = GraphDecoder(model, cache, token)  # captured outside the timed region
+            decoder = GraphDecoder(model, cache, token, compiled=compiled)  # captured outside the timed region
             _sync(device)
             t0 = time.perf_counter()
             decoder.advance(decode_tokens)
         else:
             t0 = time.perf_counter()
             for _ in range(decode_tokens):
-                token = model.step(token, cache).argmax(-1)
+                token = model.step(token, cache, compiled).argmax(-1)
         _sync(device)
     return batch_size * T / prefill_s, batch_size * decode_tokens / (time.perf_counter() - t0)
 

@@ -512,3 +512,83 @@ def ssd_triton(
     init = initial_state.float().contiguous() if initial_state is not None else None  # its gradient casts back
     y, final, *_ = ssd_fwd_op(x, dt, A, B, C, D, z, init, chunk_size)
     return y, final
+
+
+# ----- the decode step -------------------------------------------------------------------------------------
+# One token per sequence, the state updated where it lies: each program owns BP rows of one head's
+# [P, N] state, reads them once and writes them once, and sums y from the new rows as it goes. The step
+# path's cost is the state's bytes (fp32, batch × H·P·N each way), so nothing but the state and y goes to
+# memory; the reference's three passes (decay, outer product, contraction) and its copy back are one here.
+@triton.jit
+def ssd_step_kernel(
+    x, dt, A, B, C, D, z, state, y,
+    H, P, N, heads_per_group, sxb, sxh, sdtb, sbb, sbg, scb, scg, szb, szh,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr,
+):
+    i_p, i_bh = tl.program_id(0), tl.program_id(1)
+    b, h = i_bh // H, i_bh % H
+    g = h // heads_per_group
+    p = i_p * BP + tl.arange(0, BP)
+    n = tl.arange(0, BN)
+    pm, nm = p < P, n < N
+    m = pm[:, None] & nm[None, :]
+    rows = i_bh.to(tl.int64) * P * N + p[:, None] * N + n[None, :]
+    s = tl.load(state + rows, mask=m, other=0.0)
+    step = tl.load(dt + b * sdtb + h).to(tl.float32)
+    xv = tl.load(x + b * sxb + h * sxh + p, mask=pm, other=0.0).to(tl.float32)
+    Bv = tl.load(B + b * sbb + g * sbg + n, mask=nm, other=0.0).to(tl.float32)
+    Cv = tl.load(C + b * scb + g * scg + n, mask=nm, other=0.0).to(tl.float32)
+    s = tl.exp(step * tl.load(A + h).to(tl.float32)) * s + (step * xv)[:, None] * Bv[None, :]
+    tl.store(state + rows, s, mask=m)
+    out = tl.sum(s * Cv[None, :], axis=1)
+    if HAS_D:
+        out += tl.load(D + h).to(tl.float32) * xv
+    if HAS_Z:
+        zv = tl.load(z + b * szb + h * szh + p, mask=pm, other=0.0).to(tl.float32)
+        out *= zv * tl.sigmoid(zv)
+    tl.store(y + i_bh * P + p, out.to(y.dtype.element_ty), mask=pm)
+
+
+@torch.library.custom_op("hybrid_nas::ssd_step", mutates_args=("state",))
+def ssd_step_op(
+    x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None, state: Tensor,
+) -> Tensor:
+    """y [B, H, P]; `state` [B, H, P, N] fp32 advanced by one token where it lies."""
+    b, H, P = x.shape
+    G, N = B.shape[1:]
+    y = torch.empty(b, H, P, device=x.device, dtype=x.dtype)
+    BN = triton.next_power_of_2(N)
+    BP = min(triton.next_power_of_2(P), max(1, 4096 // BN))
+    zs = (z.stride(0), z.stride(1)) if z is not None else (0, 0)
+    with on_device(x):
+        ssd_step_kernel[(triton.cdiv(P, BP), b * H)](
+            x, dt, A, B, C, D, z, state, y, H, P, N, H // G, x.stride(0), x.stride(1), dt.stride(0),
+            B.stride(0), B.stride(1), C.stride(0), C.stride(1), *zs,
+            HAS_D=D is not None, HAS_Z=z is not None, BP=BP, BN=BN, num_warps=4,
+        )
+    return y
+
+
+@ssd_step_op.register_fake
+def _(x, dt, A, B, C, D, z, state):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _rows_in_place(t: Tensor) -> Tensor:
+    """t with its last dimension of stride 1 and its middle one packed (read in place), else a contiguous copy."""
+    return t if t.stride(-1) == 1 and (t.dim() < 3 or t.stride(-2) == t.shape[-1]) else t.contiguous()
+
+
+def ssd_step_triton(
+    x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, state: Tensor, *, D: Tensor | None = None,
+    z: Tensor | None = None, inplace: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """`reference.ssd_step` as one Triton kernel (inputs already checked; `state` fp32 and contiguous).
+
+    x, B, C and z are read in place when only their batch stride is loose (slices of one projection)."""
+    x, B, C = _rows_in_place(x), _rows_in_place(B), _rows_in_place(C)
+    z = _rows_in_place(z) if z is not None else None
+    dt = dt if dt.stride(-1) == 1 else dt.contiguous()
+    state = state if inplace else state.clone()
+    y = ssd_step_op(x, dt, A.contiguous(), B, C, D.contiguous() if D is not None else None, z, state)
+    return y, state

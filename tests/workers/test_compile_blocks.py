@@ -61,3 +61,30 @@ def test_a_profile_with_compile_trains_each_block_compiled(monkeypatch: pytest.M
     assert seen[0]._compiled_call_impl is None and all(b._compiled_call_impl is None for b in seen[0].blocks), \
         "prefill and decode are timed on the eager blocks"
     assert r.throughput and all(t.decode_tokens_per_s > 0 for t in r.throughput)
+
+
+def test_the_compiled_decode_step_is_the_eager_step(backend: str = "inductor"):
+    """`HybridLM.step(..., compiled="inductor")`: every family's step compiled (the caches advanced in place
+    inside the graph) decodes what the eager step decodes, one graph per kind of block. Inductor itself, not
+    a tracing backend: its fusions of the step's in-place cache updates are what is under test."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    cfg = ArchConfig(pattern="M-*-X-D-m-M-", d_model=32, attention={"heads": 2},
+                     mamba2={"head_dim": 16, "d_state": 8}, mlstm={"heads": 2}, deltanet={"heads": 2})
+    model = build_model(cfg).eval()
+    prompt = torch.randint(0, cfg.vocab_size, (2, 9))
+    caches = [model.init_cache(2, 16) for _ in range(2)]
+    for cache in caches:
+        model.prefill(prompt, cache)
+    token = torch.randint(0, cfg.vocab_size, (2,))
+    torch._dynamo.utils.counters.clear()
+    for _ in range(3):
+        ref = model.step(token, caches[0])
+        out = model.step(token, caches[1], compiled=backend)
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+        token = ref.argmax(-1)
+    for state, ref_state in zip(caches[1], caches[0]):
+        for name, value in (vars(ref_state) if ref_state is not None else {}).items():
+            torch.testing.assert_close(getattr(state, name), value, rtol=1e-4, atol=1e-5)
+    kinds = {(b.family) for b in model.blocks}
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == len(kinds)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -122,11 +123,17 @@ class HybridLM(nn.Module):
         return self.lm_head(self.norm_f(x))
 
     @torch.no_grad()
-    def step(self, token: torch.Tensor, cache: list[Any]) -> torch.Tensor:
-        """token [B] -> next-token logits [B, V], updating `cache` (the step path, one token)."""
+    def step(self, token: torch.Tensor, cache: list[Any], compiled: str | None = None) -> torch.Tensor:
+        """token [B] -> next-token logits [B, V], updating `cache` (the step path, one token).
+
+        `compiled` names a torch.compile backend ("inductor") that runs each block's step: the many small
+        ops of a decode step (norms, gates, the conv's window) fused into a few kernels. Blocks of one kind
+        and width share one compiled step, as `compile_blocks` shares their forward.
+        """
+        block_step = Block.step if compiled is None else compiled_block_step(compiled)
         x = self.embed(token)
         for block, state in zip(self.blocks, cache):
-            x = block.step(x, state)
+            x = block_step(block, x, state)
         return self.lm_head(self.norm_f(x))
 
 
@@ -151,6 +158,16 @@ def compile_blocks(model: HybridLM, backend: str = "inductor") -> HybridLM:
     return model
 
 
+@functools.cache
+def compiled_block_step(backend: str = "inductor"):
+    """`Block.step` under torch.compile at static shapes, one for the process: its graphs are keyed by the
+    block's kind, width and cache shapes, so every model decoding in the process reuses them."""
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 256)
+    return torch.compile(Block.step, backend=backend, dynamic=False)
+
+
 def uncompile_blocks(model: HybridLM) -> HybridLM:
     """`model` with the eager blocks back (undoes `compile_blocks`)."""
     for block in model.blocks:
@@ -170,21 +187,24 @@ class GraphDecoder:
         decoder.advance(n)                                  # n more tokens; decoder.token holds the last
     """
 
-    def __init__(self, model: HybridLM, cache: list[Any], token: torch.Tensor, warmup: int = 2):
+    def __init__(self, model: HybridLM, cache: list[Any], token: torch.Tensor, warmup: int = 2,
+                 compiled: str | None = None):
+        """`compiled`: a torch.compile backend for the blocks' step (see `HybridLM.step`), compiled during
+        the warm-up, before the capture."""
         self.token = token.clone()
         snapshot = [_snapshot(state) for state in cache]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):  # allocations and lazy inits happen outside the capture
             for _ in range(warmup):
-                self.token.copy_(model.step(self.token, cache).argmax(-1))
+                self.token.copy_(model.step(self.token, cache, compiled).argmax(-1))
         torch.cuda.current_stream().wait_stream(stream)
         for state, saved in zip(cache, snapshot):
             _restore(state, saved)
         self.token.copy_(token)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.logits = model.step(self.token, cache)
+            self.logits = model.step(self.token, cache, compiled)
             self.token.copy_(self.logits.argmax(-1))
 
     def advance(self, n: int) -> torch.Tensor:

@@ -76,7 +76,7 @@ class Mamba2(nn.Module):
         b = u.shape[0]
         z, x, B, C, dt, conv = self._split(u[:, None], state.conv)
         state.conv.copy_(conv)  # in place: a captured decode step keeps its buffers
-        y, ssm = ssd_step(
+        y, _ = ssd_step(  # the state advances where it lies (one kernel on the GPU)
             x.view(b, self.n_heads, self.head_dim),
             dt.view(b, self.n_heads),
             -torch.exp(self.A_log.float()),
@@ -84,6 +84,6 @@ class Mamba2(nn.Module):
             C.view(b, self.n_groups, self.d_state),
             state.ssm,
             D=self.D,
+            inplace=True,
         )
-        state.ssm.copy_(ssm)
         return self.out_proj(self.norm(y.reshape(b, self.d_inner), z[:, 0]))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from gpu_cases import DTYPES, LENGTHS, compare, dtype_id, in_fp64, on_gpu
+from gpu_cases import DTYPES, LENGTHS, TOLERANCES, compare, dtype_id, in_fp64, on_gpu
 from kernel_inputs import ssd_inputs
 
-from kernels.ssd import ssd
+from kernels.ssd import ssd, ssd_step
 from kernels.ssd.reference import ssd_chunked, ssd_recurrent
+from kernels.testing import assert_close
 
 SMALL = [  # (B, T, H, P, N, G, chunk_size), options
     # P and N below 16 and no powers of two, heads sharing groups: every length, bare and with everything
@@ -78,3 +79,29 @@ def test_ssd_split_small(dtype: torch.dtype, record_property) -> None:
     ref_inputs = in_fp64(inputs)
     compare((torch.cat([y1, y2], dim=1), state2), reference(ref_inputs), ("y", "final_state"), inputs, ref_inputs,
             dtype, record_property)
+
+
+STEP = [  # (B, H, P, N, G), options: the decode step, one kernel updating the state in place
+    ((2, 4, 12, 6, 2), "plain"),
+    ((2, 4, 12, 6, 2), "D-z-state"),
+    ((1, 2, 48, 80, 1), "D-z-state"),
+    ((64, 16, 64, 128, 1), "D-state"),  # the 25M Mamba-2 proxy decoding at batch 64
+    ((64, 32, 64, 128, 8), "D-z-state"),
+]
+
+
+@pytest.mark.parametrize("case", STEP, ids=lambda c: "B{}-H{}-P{}-N{}-G{}-".format(*c[0]) + c[1])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_ssd_step(dtype: torch.dtype, case: tuple) -> None:
+    """Eight steps advancing one state in place equal the fp64 reference's eight steps."""
+    (b, H, P, N, G), options = case
+    inputs = {k: v.detach() for k, v in ssd_inputs(b, 8, H, P, N, G, options, dtype).items()}
+    state = inputs.pop("initial_state", torch.zeros(b, H, P, N)).float()
+    ref_state, gpu_state = state.double(), state.cuda()
+    for t in range(8):
+        tok = {k: v[:, t] if k in ("x", "dt", "B", "C", "z") else v for k, v in inputs.items()}
+        y, out = ssd_step(**{k: v.cuda() for k, v in tok.items()}, state=gpu_state, inplace=True, backend="triton")
+        ref_y, ref_state = ssd_step(**{k: v.double() for k, v in tok.items()}, state=ref_state, backend="reference")
+        assert out is gpu_state and y.dtype == dtype
+        assert_close(f"y[{t}]", y.cpu(), ref_y, TOLERANCES[dtype][0])
+    assert_close("state", gpu_state.cpu(), ref_state, 1e-3)

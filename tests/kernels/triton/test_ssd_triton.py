@@ -16,7 +16,7 @@ from kernel_inputs import (
     tolerance,
 )
 
-from kernels.ssd import ssd
+from kernels.ssd import ssd, ssd_step
 from kernels.ssd.reference import ssd_recurrent
 from kernels.testing import assert_close
 
@@ -125,3 +125,82 @@ def test_ssd_ops_pass_opcheck() -> None:
         a.requires_grad_(True)
     torch.library.opcheck(ssd_fwd_op, args, test_utils=("test_schema", "test_autograd_registration",
                                                          "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+STEP_CASES = [  # (B, H, P, N, G), options
+    *(((2, 4, 16, 8, 2), options) for options in ("plain", "D", "z", "D-z-state")),
+    ((3, 4, 12, 6, 1), "D-z-state"),  # P and N no powers of two
+    ((1, 2, 48, 80, 1), "D-z-state"),  # N over one tile of rows: several row blocks of P
+]
+
+
+def step_inputs(B: int, H: int, P: int, N: int, G: int, options: str, dtype=torch.float32) -> dict:
+    """One token of `ssd_inputs`, with a state (zeros unless the options carry one)."""
+    inputs = {k: v.detach() for k, v in ssd_inputs(B, 1, H, P, N, G, options, dtype).items()}
+    state = inputs.pop("initial_state", torch.zeros(B, H, P, N)).float()
+    return {k: v[:, 0] if k in ("x", "dt", "B", "C", "z") else v for k, v in inputs.items()} | {"state": state}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("case", STEP_CASES, ids=lambda c: "B{}-H{}-P{}-N{}-G{}-".format(*c[0]) + c[1])
+def test_ssd_step_triton(case: tuple, dtype: torch.dtype) -> None:
+    """The one-kernel step equals the reference step (in fp64), in place and not, and leaves the given state
+    alone unless told to advance it."""
+    inputs = step_inputs(*case[0], case[1], dtype)
+    ref_y, ref_state = ssd_step(**{k: v.double() for k, v in inputs.items()}, backend="reference")
+    before = inputs["state"].clone()
+    y, state = ssd_step(**inputs, backend="triton")
+    assert y.dtype == dtype and state.dtype == torch.float32 and torch.equal(inputs["state"], before)
+    assert_close("y", y, ref_y, tolerance(dtype))
+    assert_close("state", state, ref_state, 1e-5)
+    y2, state2 = ssd_step(**inputs, inplace=True, backend="triton")
+    assert state2 is inputs["state"] and torch.equal(state2, state) and torch.equal(y2, y)
+
+
+def test_ssd_step_triton_reads_slices_of_one_projection() -> None:
+    """x, B, C and z cut from one [B, width] projection (loose batch stride) give what contiguous copies give."""
+    b, H, P, N, G = 3, 4, 8, 6, 2
+    proj = torch.randn(b, 2 * H * P + 2 * G * N + 5)
+    x, z, B, C, _ = proj.split([H * P, H * P, G * N, G * N, 5], dim=-1)
+    views = {"x": x.view(b, H, P), "z": z.view(b, H, P), "B": B.view(b, G, N), "C": C.view(b, G, N)}
+    assert not any(v.is_contiguous() for v in views.values())
+    rest = {"dt": torch.rand(b, H), "A": -torch.rand(H), "D": torch.randn(H), "state": torch.randn(b, H, P, N)}
+    y, state = ssd_step(**views, **rest, backend="triton")
+    ref_y, ref_state = ssd_step(**{k: v.contiguous() for k, v in views.items()}, **rest, backend="triton")
+    assert torch.equal(y, ref_y) and torch.equal(state, ref_state)
+
+
+def test_ssd_step_inplace_refuses_a_state_it_cannot_keep() -> None:
+    inputs = step_inputs(2, 4, 8, 8, 2, "D-state")
+    for bad, what in ((inputs["state"].bfloat16(), "torch.bfloat16"), (inputs["state"].transpose(2, 3), "False")):
+        with pytest.raises(ValueError, match=rf"ssd_step: inplace=True keeps the state as it lies.*{what}"):
+            ssd_step(**(inputs | {"state": bad}), inplace=True, backend="triton")
+    with pytest.raises(ValueError, match="ssd_step: inplace=True needs a state"):
+        ssd_step(**(inputs | {"state": None}), inplace=True)
+
+
+def test_ssd_step_compiles_whole() -> None:
+    """The in-place step is an operator that mutates its state: a compiled decode step traces it whole and
+    advances the state as the eager one does."""
+    inputs = step_inputs(2, 4, 16, 8, 2, "D-z-state")
+
+    def step(x, dt, A, B, C, D, z, state):
+        y, _ = ssd_step(x, dt, A, B, C, state, D=D, z=z, inplace=True, backend="triton")
+        return y * 2
+
+    eager_state, compiled_state = inputs["state"].clone(), inputs["state"].clone()
+    args = [inputs[k] for k in ("x", "dt", "A", "B", "C", "D", "z")]
+    y = step(*args, eager_state)
+    torch._dynamo.reset()
+    y_c = torch.compile(step, fullgraph=True, backend="aot_eager")(*args, compiled_state)
+    assert_close("y", y_c, y, 1e-6)
+    assert_close("state", compiled_state, eager_state, 1e-6)
+    assert not torch.equal(compiled_state, inputs["state"])
+
+
+def test_ssd_step_op_passes_opcheck() -> None:
+    from kernels.ssd.triton import ssd_step_op
+
+    t = step_inputs(2, 4, 8, 8, 2, "D-z-state")
+    args = (t["x"], t["dt"], t["A"], t["B"], t["C"], t["D"], t["z"], t["state"])
+    torch.library.opcheck(ssd_step_op, args, test_utils=("test_schema", "test_faketensor"))
