@@ -9,8 +9,9 @@ from workers.models import GraphDecoder, build_model
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+@pytest.mark.parametrize("compiled", [None, "inductor"], ids=["eager-step", "compiled-step"])
 @pytest.mark.parametrize("cfg", MIXED, ids=IDS)
-def test_graph_decoding_matches_eager_decoding(cfg):
+def test_graph_decoding_matches_eager_decoding(cfg, compiled):
     torch.manual_seed(0)
     torch.backends.cudnn.allow_tf32 = False
     model = build_model(cfg).cuda().eval()
@@ -18,7 +19,7 @@ def test_graph_decoding_matches_eager_decoding(cfg):
     eager_cache, graph_cache = model.init_cache(3, 30), model.init_cache(3, 30)
     first = model.prefill(prompt, eager_cache)[:, -1].argmax(-1)
     assert torch.equal(first, model.prefill(prompt, graph_cache)[:, -1].argmax(-1))
-    decoder = GraphDecoder(model, graph_cache, first)
+    decoder = GraphDecoder(model, graph_cache, first, compiled=compiled)
     token = first
     for _ in range(12):
         logits = model.step(token, eager_cache)
