@@ -190,11 +190,11 @@ def report(rows: list[Row], args, dev: torch.device) -> list[str]:
     lines = [
         "# Proxy speed beside a plain compiled Transformer",
         "",
-        f"`{command()}` on {machine(gpu=dev.type == 'cuda')}. ~{args.params / 1e6:g}M parameters, vocab 256; "
-        f"training {args.tokens_per_step:,} tokens a step, "
-        f"{'bf16 autocast, fused AdamW' if dev.type == 'cuda' else 'fp32, AdamW'}, "
-        f"median of {args.steps} steps after {args.warmup}. The ratio is a model's best (eager or compiled) ÷ the "
-        f"anchor's {'compiled' if args.compile else 'eager'} figure at that length.",
+        f"`{command()}` on {machine(gpu=dev.type == 'cuda')}. ~{args.params / 1e6:g}M parameters, vocab 256"
+        + (f"; training {args.tokens_per_step:,} tokens a step, "
+           f"{'bf16 autocast, fused AdamW' if dev.type == 'cuda' else 'fp32, AdamW'}, "
+           f"median of {args.steps} steps after {args.warmup}. The ratio is a model's best (eager or compiled) ÷ "
+           f"the anchor's {'compiled' if args.compile else 'eager'} figure at that length." if args.train else "."),
         "",
     ]
     if args.train:
