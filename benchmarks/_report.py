@@ -52,6 +52,22 @@ def write(path: Path, lines: list[str]) -> None:
     print(f"wrote {path}", flush=True)
 
 
+def publish(path: Path, lines: list[str], smoke: bool) -> None:
+    """A report's end: printed on a smoke run (which writes nothing), else written to `path`."""
+    if smoke:
+        print("\n".join(lines))
+    else:
+        write(path, lines)
+
+
+def families(spec: str, known) -> list[str]:
+    """The comma-separated families of `spec`, each one of `known`; an unknown one ends the run, saying which."""
+    chosen = [f.strip() for f in spec.split(",") if f.strip()]
+    if unknown := [f for f in chosen if f not in known]:
+        raise SystemExit(f"unknown family {unknown[0]!r}; choose from {', '.join(known)}")
+    return chosen
+
+
 def project_path_for_ray() -> None:
     """The repository first on the path, and benchmarks/ off it altogether: a script that starts Ray must
     import the project's `kernels` package, not this folder's kernels.py, and Ray's workers inherit the

@@ -44,15 +44,13 @@ def main() -> None:
     os.environ["TRITON_CACHE_DIR"] = os.path.join(cache, "triton")
 
     import torch
-    from _report import command, machine, write
+    from _report import command, families, machine, write
     from proxy_evidence import arch
     from proxy_throughput import FAMILIES, train_timing
 
     from workers.models import build_model, compile_blocks
 
-    chosen = [f.strip() for f in args.families.split(",") if f.strip()]
-    if unknown := [f for f in chosen if f not in FAMILIES]:
-        raise SystemExit(f"unknown family {unknown[0]!r}; choose from {', '.join(FAMILIES)}")
+    chosen = families(args.families, FAMILIES)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     batch = max(1, args.tokens_per_step // args.length)
 

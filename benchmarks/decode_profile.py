@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from _report import command, machine, write
+from _report import command, families, machine, publish
 from proxy_evidence import arch
 from proxy_profile import group_of
 from proxy_throughput import FAMILIES, hbm_bound
@@ -87,9 +87,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/decode_profile.md"))
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, nothing written")
     args = ap.parse_args()
-    chosen = [f.strip() for f in args.families.split(",") if f.strip()]
-    if unknown := [f for f in chosen if f not in FAMILIES]:
-        raise SystemExit(f"unknown family {unknown[0]!r}; choose from {', '.join(FAMILIES)}")
+    chosen = families(args.families, FAMILIES)
     if args.smoke:
         args.params, args.batch, args.context, args.tokens, args.eager_step = 2e5, 2, 16, 2, True
         chosen = chosen[:2]
@@ -133,10 +131,7 @@ def main() -> None:
             detail.append(f"| `{short}` | {group_of(k)} | {n:.0f} | {t:.1f} |")
         detail.append("")
     lines += ["", "## The top kernels of each", "", *detail]
-    if args.smoke:
-        print("\n".join(lines))
-        return
-    write(args.out, lines)
+    publish(args.out, lines, args.smoke)
 
 
 if __name__ == "__main__":

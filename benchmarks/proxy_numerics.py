@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from _report import command, machine, write
+from _report import command, families, machine, write
 from proxy_evidence import arch
-from proxy_throughput import FAMILIES, _loss
+from proxy_throughput import FAMILIES, next_token_loss
 
 from workers.models import build_model, compile_blocks
 from workers.train import autocast
@@ -45,7 +45,7 @@ def train(cfg, path: str, steps: int, batch: int, length: int, dev: torch.device
             # a skewed distribution over tokens, so that there is something to learn in a few steps
             idx = (torch.randint(0, 256, (batch, length + 1), generator=gen) ** 2 // 256).to(dev)
             with autocast(dev):
-                loss = _loss(model, idx)
+                loss = next_token_loss(model, idx)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -65,9 +65,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/proxy_numerics.md"))
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, nothing written")
     args = ap.parse_args()
-    chosen = [f.strip() for f in args.families.split(",") if f.strip()]
-    if unknown := [f for f in chosen if f not in FAMILIES]:
-        raise SystemExit(f"unknown family {unknown[0]!r}; choose from {', '.join(FAMILIES)}")
+    chosen = families(args.families, FAMILIES)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     paths = ["reference", "triton", "compiled"] if dev.type == "cuda" else ["reference", "compiled"]
     if args.smoke:

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 import torch.nn.functional as F
-from _report import command, machine, write
+from _report import command, families, machine, publish
 from proxy_evidence import arch
-from proxy_throughput import FAMILIES, _loss
+from proxy_throughput import FAMILIES, next_token_loss
 
 from workers.models import build_model
 from workers.models.conv import CausalConv1d
@@ -85,7 +85,7 @@ def profile_step(model, batch: int, length: int, steps: int, warmup: int, dev: t
 
     def step():
         with autocast(dev):
-            loss = _loss(model, idx)
+            loss = next_token_loss(model, idx)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -125,10 +125,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/proxy_profile.md"))
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, nothing written")
     args = ap.parse_args()
-    chosen = [f.strip() for f in args.families.split(",") if f.strip()]
-    unknown = [f for f in chosen if f not in FAMILIES]
-    if unknown:
-        raise SystemExit(f"unknown family {unknown[0]!r}; choose from {', '.join(FAMILIES)}")
+    chosen = families(args.families, FAMILIES)
     convs = [c.strip() for c in args.conv.split(",") if c.strip()]
     if bad := [c for c in convs if c not in ("unfused", "fused")]:
         raise SystemExit(f"--conv: unknown path {bad[0]!r}; use unfused, fused or unfused,fused")
@@ -192,10 +189,7 @@ def main() -> None:
         lines.append(f"| {name} | {conv} | {ms:.2f} | {batch * args.length / ms * 1e3 / 1e6:.3f} M | "
                      + " | ".join(f"{gs.get(g, 0):.2f}" for g in names) + " |")
     lines += ["", "## The top kernels of each", "", *detail]
-    if args.smoke:
-        print("\n".join(lines))
-        return
-    write(args.out, lines)
+    publish(args.out, lines, args.smoke)
 
 
 if __name__ == "__main__":

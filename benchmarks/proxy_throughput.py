@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from _report import command, machine, write
+from _report import command, families, machine, publish, write
 from proxy_evidence import FAMILIES as EVIDENCE_FAMILIES
 from proxy_evidence import arch
 
@@ -102,7 +102,8 @@ class Row:
     cfg: object = None  # the ArchConfig of a family (None for the anchor)
 
 
-def _loss(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+def next_token_loss(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+    """The next-token loss of a proxy (`HybridLM`) or the anchor over idx [B, T + 1]."""
     out = model(idx[:, :-1], idx[:, 1:])
     return out if isinstance(out, torch.Tensor) else out.loss
 
@@ -124,7 +125,7 @@ def train_timing(model: nn.Module, batch: int, length: int, steps: int, warmup: 
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         with autocast(dev):
-            loss = _loss(model, idx)
+            loss = next_token_loss(model, idx)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -263,10 +264,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/proxy_throughput.md"))
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, eager only, nothing written")
     args = ap.parse_args()
-    chosen = [f.strip() for f in args.families.split(",") if f.strip()]
-    unknown = [f for f in chosen if f not in FAMILIES]
-    if unknown:
-        raise SystemExit(f"unknown family {unknown[0]!r}; choose from {', '.join(FAMILIES)}")
+    chosen = families(args.families, FAMILIES)
     if args.smoke:
         args.params, args.lengths, args.tokens_per_step, args.steps, args.warmup = 2e5, "32", 64, 2, 1
         args.contexts, args.decode_batch, args.decode_tokens, args.compile = "16", 2, 2, False
@@ -311,11 +309,7 @@ def main() -> None:
                         torch.cuda.empty_cache()
         if not args.smoke:  # the table so far: a run cut short by a time limit keeps the families it measured
             write(args.out, report(rows, args, dev))
-    lines = report(rows, args, dev)
-    if args.smoke:
-        print("\n".join(lines))
-        return
-    write(args.out, lines)
+    publish(args.out, report(rows, args, dev), args.smoke)
 
 
 if __name__ == "__main__":
