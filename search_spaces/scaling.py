@@ -20,9 +20,10 @@ are coarse (25M-parameter families land 3–15% apart), so the dense MLP's hidde
 rest: a multiple of 64 within ±25% of what its ratio gives, the one that lands closest to `params` (the
 MLP ratio is the one width ratio this moves).
 Widths follow from it. When shrinking by s = d_model′ / d_model, each per-head width (attention head
-dim, Mamba-2 head dim, mLSTM and Gated DeltaNet head dims) shrinks by s too, to a power of two but never
-below 32 (or the largest power of two that divides a narrower width), and Mamba-2 groups shrink by s but
-never below one; head counts are what the widths then hold (attention and Gated DeltaNet: their heads'
+dim, Mamba-2 head dim, mLSTM and Gated DeltaNet head dims) shrinks by s too, to the nearest power of two
+in log scale (a 64-wide head stays 64 down to s ≈ 0.71, rather than halving for a proxy 12% narrower than its
+source) but never below 32 (or the largest power of two that divides a narrower width), and Mamba-2 groups
+shrink by s but never below one; head counts are what the widths then hold (attention and Gated DeltaNet: their heads'
 total width keeps its ratio to d_model). Growing keeps every per-head width as published and adds heads.
 """
 
@@ -40,14 +41,15 @@ WIDE = 256  # from this d_model on, widths step by 64 and the MLP absorbs what t
 MLP_SLACK = 0.25  # how far (relative) the MLP's hidden width may move to absorb it
 
 
-def _pow2_floor(x: float) -> int:
-    return 1 << max(0, math.floor(math.log2(max(1.0, x))))
+def _pow2_nearest(x: float) -> int:
+    return 1 << max(0, round(math.log2(max(1.0, x))))
 
 
 def _per_head(width: int, head: int, s: float) -> int:
-    """The per-head width at scale s: head·s (at least MIN_HEAD, at most head), a power of two dividing `width`."""
+    """The per-head width at scale s: head·s (at least MIN_HEAD, at most head) to the nearest power of two (in
+    log scale: a 64-wide head stays 64 down to s = 0.71), the largest power of two dividing `width` below it."""
     target = head if s >= 1 else min(head, max(MIN_HEAD, head * s))
-    h = _pow2_floor(target) if target != head else head
+    h = min(head, _pow2_nearest(target)) if target != head else head
     while h > 1 and width % h:
         h //= 2
     return max(1, h)

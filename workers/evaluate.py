@@ -233,7 +233,8 @@ def evaluate(
             if speed:
                 tp = profile.throughput
                 result["throughput"] = throughput_of or throughput(
-                    uncompile_blocks(model), tp.contexts, tp.batch_size, tp.decode_tokens, tp.repeats, dev
+                    uncompile_blocks(model), tp.contexts, tp.batch_size, tp.decode_tokens, tp.repeats, dev,
+                    compiled="inductor" if profile.compile else None,  # a compiled step under the CUDA graph
                 )
             del model
             # ---- each synthetic task on a fresh model

@@ -70,7 +70,8 @@ class ProxyProfile(_Strict):
     params: float = Field(gt=0, description="presets are scaled to about this many parameters")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = Field(False, description="train with each block compiled (torch.compile per block, static "
-                          "shapes: workers.models.compile_blocks); timing prefill and decode stays eager")
+                          "shapes: workers.models.compile_blocks), and on a GPU decode with each block's step "
+                          "compiled under the CUDA graph; prefill is timed on the eager blocks")
     seed: int = 0
     min_micro_batch_size: int = Field(1, gt=0, description="out-of-memory retries halve down to this")
     progress_every: int = Field(10, gt=0, description="optimizer steps between progress reports")

@@ -67,7 +67,8 @@ def throughput(model: HybridLM, contexts: list[int], batch_size: int, decode_tok
     On a GPU the model serves as it would be deployed: a bf16 copy of its weights (training keeps fp32
     masters, and autocast would read and cast them at every step), and the decode step captured once as
     a CUDA graph and replayed (see `GraphDecoder`), so the figure is the step's own cost rather than
-    Python's launch overhead; `compiled` (a torch.compile backend) also fuses each block's step first.
+    Python's launch overhead; `compiled` (a torch.compile backend) also fuses each block's step first
+    (on a GPU only: the CPU decodes op by op).
     The median of `repeats` runs at each context, after one warm-up run at that context: the first run
     at a new length compiles and tunes kernels for its shapes, which is neither timed nor done with the
     device held alone.
@@ -118,7 +119,7 @@ def _prefill_and_decode(model: HybridLM, vocab: int, batch_size: int, T: int, de
         else:
             t0 = time.perf_counter()
             for _ in range(decode_tokens):
-                token = model.step(token, cache, compiled).argmax(-1)
+                token = model.step(token, cache).argmax(-1)
         _sync(device)
     return batch_size * T / prefill_s, batch_size * decode_tokens / (time.perf_counter() - t0)
 

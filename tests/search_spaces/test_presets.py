@@ -142,6 +142,15 @@ def test_gpu_sized_widths_are_multiples_of_64_and_land_near_the_target(pattern, 
         assert cfg.mamba2.head_dim in (32, 64, 128)
 
 
+@pytest.mark.parametrize(("d_model", "head"), [(448, 64), (384, 64), (352, 32), (256, 32)])
+def test_shrinking_rounds_head_widths_to_the_nearest_power_of_two(d_model, head):
+    """64-wide heads scaled by s = d / 512 become 64·s rounded in log scale: 64 down to s ≈ 0.71 (a proxy 12%
+    narrower than its source does not halve its heads), 32 below; attention and Mamba-2 alike."""
+    cfg = ArchConfig.compose("M-*-", 512, attention={"heads": 8}, mamba2={"head_dim": 64})
+    small = resize(cfg, d_model)
+    assert small.attention.dims(d_model)[2] == head and small.mamba2.head_dim == head
+
+
 def test_scaling_up_keeps_head_widths():
     cfg = ArchConfig(pattern="M*-", d_model=256, attention={"heads": 4}, mamba2={"head_dim": 64})
     big = scale(cfg, 50e6)

@@ -144,8 +144,8 @@ def compile_blocks(model: HybridLM, backend: str = "inductor") -> HybridLM:
     and so do those of the next model of that width in the same process (a trial's task models, the next
     trial's), while Inductor's on-disk cache serves the other workers. A whole-model compile would trace
     every layer and start over for each new pattern. Each new sequence length compiles again, not as a
-    dynamic-shape graph. `uncompile_blocks` puts the eager blocks back (the decode and prefill timing runs
-    eagerly, as the step path it captures in a CUDA graph does).
+    dynamic-shape graph. `uncompile_blocks` puts the eager blocks back for timing prefill (at lengths the
+    training never compiled); decoding has its own compiled step (`HybridLM.step(..., compiled=...)`).
     """
     import torch._dynamo.config as dynamo_config
 
