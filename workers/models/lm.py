@@ -164,7 +164,8 @@ def compiled_block_step(backend: str = "inductor"):
     block's kind, width and cache shapes, so every model decoding in the process reuses them."""
     import torch._dynamo.config as dynamo_config
 
-    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 256)
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 256)  # kinds x widths x cache shapes
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 4096)
     return torch.compile(Block.step, backend=backend, dynamic=False)
 
 
