@@ -25,10 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from _report import command, families, machine, publish
 from proxy_evidence import arch
-from proxy_profile import group_of
+from proxy_profile import group_of, kernel_times
 from proxy_throughput import FAMILIES, hbm_bound
 
 from workers.models import GraphDecoder, build_model
+from workers.score import serving_copy
 
 
 @torch.no_grad()
@@ -37,10 +38,7 @@ def profile_decode(cfg, batch: int, context: int, tokens: int, compiled: str | N
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
-    model = build_model(cfg).to(dev)
-    if dev.type == "cuda":
-        model = model.to(torch.bfloat16)
-    model.eval()
+    model = serving_copy(build_model(cfg).to(dev), dev)
     cache = model.init_cache(batch, context + 3 * tokens)  # three runs of `tokens` steps
     token = model.prefill(torch.randint(0, cfg.vocab_size, (batch, context), device=dev), cache)[:, -1].argmax(-1)
     if dev.type == "cuda":
@@ -63,15 +61,7 @@ def profile_decode(cfg, batch: int, context: int, tokens: int, compiled: str | N
     with profile(activities=activities) as prof:
         run(tokens)
         sync()
-    kernels: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for e in prof.key_averages():
-        if dev.type == "cuda" and e.device_type != torch.autograd.DeviceType.CUDA:
-            continue
-        t = e.device_time_total if dev.type == "cuda" else e.self_cpu_time_total
-        if t > 0:
-            kernels[e.key][0] += t / tokens
-            kernels[e.key][1] += e.count / tokens
-    return per_step_us, {k: tuple(v) for k, v in kernels.items()}
+    return per_step_us, kernel_times(prof, dev, tokens)
 
 
 def main() -> None:

@@ -102,14 +102,21 @@ def profile_step(model, batch: int, length: int, steps: int, warmup: int, dev: t
         if dev.type == "cuda":
             torch.cuda.synchronize()
         per_step_ms = (time.perf_counter() - t0) * 1e3 / steps
-    kernels: dict[str, float] = defaultdict(float)
+    return per_step_ms, {k: t for k, (t, _) in kernel_times(prof, dev, steps).items()}
+
+
+def kernel_times(prof, dev: torch.device, per: int) -> dict[str, tuple[float, float]]:
+    """{kernel name: (GPU µs, launches)} of a finished profile, each divided by `per` (steps); on the CPU the
+    operators' own CPU time instead."""
+    kernels: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     for e in prof.key_averages():
-        t = e.device_time_total if dev.type == "cuda" else e.self_cpu_time_total
         if dev.type == "cuda" and e.device_type != torch.autograd.DeviceType.CUDA:
             continue
+        t = e.device_time_total if dev.type == "cuda" else e.self_cpu_time_total
         if t > 0:
-            kernels[e.key] += t / steps
-    return per_step_ms, dict(kernels)
+            kernels[e.key][0] += t / per
+            kernels[e.key][1] += e.count / per
+    return {k: (t, n) for k, (t, n) in kernels.items()}
 
 
 def main() -> None:

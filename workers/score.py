@@ -18,7 +18,7 @@ from workers.models import GraphDecoder, HybridLM
 from workers.result import Throughput
 from workers.train import autocast
 
-__all__ = ["lm_val_loss", "peak_memory", "task_scores", "throughput"]
+__all__ = ["lm_val_loss", "peak_memory", "serving_copy", "task_scores", "throughput"]
 
 
 @torch.no_grad()
@@ -73,9 +73,7 @@ def throughput(model: HybridLM, contexts: list[int], batch_size: int, decode_tok
     at a new length compiles and tunes kernels for its shapes, which is neither timed nor done with the
     device held alone.
     """
-    if device.type == "cuda":
-        model = copy.deepcopy(model).to(torch.bfloat16)
-    model.eval()
+    model = serving_copy(model, device)
     vocab = model.cfg.vocab_size
     gen = torch.Generator().manual_seed(0)
     out = []
@@ -95,6 +93,14 @@ def throughput(model: HybridLM, contexts: list[int], batch_size: int, decode_tok
             kv_state_bytes=cache_bytes(model.cfg, T).total,
         ))
     return out
+
+
+def serving_copy(model: HybridLM, device: torch.device) -> HybridLM:
+    """The model as it would be served, in eval mode: on a GPU a bf16 copy of its weights (training keeps fp32
+    masters, which autocast would read and cast at every decode step), on the CPU the model itself."""
+    if device.type == "cuda":
+        model = copy.deepcopy(model).to(torch.bfloat16)
+    return model.eval()
 
 
 def _prefill_and_decode(model: HybridLM, vocab: int, batch_size: int, T: int, decode_tokens: int,

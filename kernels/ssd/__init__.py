@@ -139,11 +139,13 @@ def ssd_step(
         from kernels.ssd.triton import ssd_step_triton
 
         check_triton_dtypes(op, tensors)
-        if state is None:
-            state = x.new_zeros(b, H, P, N, dtype=torch.float32)
-        elif state.dtype != torch.float32 or not state.is_contiguous():
-            state = state.float().contiguous()
-        return ssd_step_triton(x, dt, A, B, C, state, D=D, z=z, inplace=inplace)
+        if inplace:
+            work = state
+        elif state is None:
+            work = x.new_zeros(b, H, P, N, dtype=torch.float32)
+        else:  # the kernel advances what it is given: a fresh fp32 copy, made once
+            work = state.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+        return ssd_step_triton(x, dt, A, B, C, work, D=D, z=z), work
     y, new_state = ssd_step_reference(x, dt, A, B, C, state, D=D, z=z)
     if inplace:
         state.copy_(new_state)

@@ -581,14 +581,13 @@ def _rows_in_place(t: Tensor) -> Tensor:
 
 def ssd_step_triton(
     x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, state: Tensor, *, D: Tensor | None = None,
-    z: Tensor | None = None, inplace: bool = False,
-) -> tuple[Tensor, Tensor]:
-    """`reference.ssd_step` as one Triton kernel (inputs already checked; `state` fp32 and contiguous).
+    z: Tensor | None = None,
+) -> Tensor:
+    """`reference.ssd_step` as one Triton kernel: y, with `state` (fp32, contiguous) advanced where it lies
+    (inputs already checked).
 
     x, B, C and z are read in place when only their batch stride is loose (slices of one projection)."""
     x, B, C = _rows_in_place(x), _rows_in_place(B), _rows_in_place(C)
     z = _rows_in_place(z) if z is not None else None
     dt = dt if dt.stride(-1) == 1 else dt.contiguous()
-    state = state if inplace else state.clone()
-    y = ssd_step_op(x, dt, A.contiguous(), B, C, D.contiguous() if D is not None else None, z, state)
-    return y, state
+    return ssd_step_op(x, dt, A.contiguous(), B, C, D.contiguous() if D is not None else None, z, state)

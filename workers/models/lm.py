@@ -147,25 +147,28 @@ def compile_blocks(model: HybridLM, backend: str = "inductor") -> HybridLM:
     dynamic-shape graph. `uncompile_blocks` puts the eager blocks back for timing prefill (at lengths the
     training never compiled); decoding has its own compiled step (`HybridLM.step(..., compiled=...)`).
     """
-    import torch._dynamo.config as dynamo_config
-
     # every block kind x length x grad mode is an entry of Block.forward's cache: a study's trials need more
     # than the default 8 before they would fall back to eager
-    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 256)
-    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 4096)
+    _raise_recompile_limits()
     for block in model.blocks:
         block.compile(backend=backend, dynamic=False)
     return model
+
+
+def _raise_recompile_limits() -> None:
+    """Room in dynamo's caches for every block kind, width and shape a process compiles (the defaults, 8 per
+    function, would send a study's later trials back to eager)."""
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 256)
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 4096)
 
 
 @functools.cache
 def compiled_block_step(backend: str = "inductor"):
     """`Block.step` under torch.compile at static shapes, one for the process: its graphs are keyed by the
     block's kind, width and cache shapes, so every model decoding in the process reuses them."""
-    import torch._dynamo.config as dynamo_config
-
-    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 256)  # kinds x widths x cache shapes
-    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 4096)
+    _raise_recompile_limits()  # kinds x widths x cache shapes
     return torch.compile(Block.step, backend=backend, dynamic=False)
 
 
