@@ -2,10 +2,13 @@
 
     python benchmarks/proxy_profile.py                      # on a CUDA GPU: docs/benchmarks/proxy_profile.md
     python benchmarks/proxy_profile.py --families mamba2 --conv unfused,fused
+    python benchmarks/proxy_profile.py --families "anchor,attention" --compiled --conv fused
     python benchmarks/proxy_profile.py --smoke              # tiny, CPU, nothing written (CI)
 
-Each family is `proxy_throughput.py`'s (the proxy-evidence pattern scaled to `--params`, vocab 256), trained
-eagerly as the profiles train it: forward, backward and fused AdamW under bf16 autocast, B = tokens / T.
+Each family is `proxy_throughput.py`'s (the proxy-evidence pattern scaled to `--params`, vocab 256; `anchor`
+is its plain Transformer), trained eagerly as the profiles train it, or under `torch.compile` with
+`--compiled` (the whole model, as `proxy_throughput.py` compiles it): forward, backward and fused AdamW under
+bf16 autocast, B = tokens / T.
 `torch.profiler` records `--steps` steps after `--warmup`; each kernel's time is its GPU time per step, and
 kernels fall into groups by name (GEMMs, the recurrent ops' Triton kernels, the conv, norms, the optimizer,
 the rest). `--conv unfused` runs the short convolution as before the fused kernel (cuDNN's depthwise
@@ -28,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from _report import command, families, machine, publish
 from proxy_evidence import arch
-from proxy_throughput import FAMILIES, next_token_loss
+from proxy_throughput import FAMILIES, next_token_loss, plain_transformer
 
 from workers.models import build_model
 from workers.models.conv import CausalConv1d
@@ -121,7 +124,9 @@ def kernel_times(prof, dev: torch.device, per: int) -> dict[str, tuple[float, fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--families", default="mamba2,hybrid 1:7,mamba1,mlstm,gated deltanet,attention")
+    ap.add_argument("--families", default="mamba2,hybrid 1:7,mamba1,mlstm,gated deltanet,attention",
+                    help=f"comma-separated, of: anchor, {', '.join(FAMILIES)}")
+    ap.add_argument("--compiled", action="store_true", help="torch.compile each model (whole) before profiling")
     ap.add_argument("--conv", default="unfused,fused", help="unfused, fused or both (comma-separated)")
     ap.add_argument("--params", type=float, default=2.5e7)
     ap.add_argument("--length", type=int, default=2048)
@@ -132,7 +137,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/proxy_profile.md"))
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, nothing written")
     args = ap.parse_args()
-    chosen = families(args.families, FAMILIES)
+    chosen = families(args.families, {"anchor": None, **FAMILIES})
     convs = [c.strip() for c in args.conv.split(",") if c.strip()]
     if bad := [c for c in convs if c not in ("unfused", "fused")]:
         raise SystemExit(f"--conv: unknown path {bad[0]!r}; use unfused, fused or unfused,fused")
@@ -144,11 +149,12 @@ def main() -> None:
         print("no CUDA GPU: the profile shows CPU operator times, not GPU kernels", flush=True)
     batch = max(1, args.tokens_per_step // args.length)
 
+    mode = "compiled (torch.compile of the whole model)" if args.compiled else "eager"
     lines = [
         "# Where a proxy's training step spends its GPU time",
         "",
         f"`{command()}` on {machine(gpu=dev.type == 'cuda')}. ~{args.params / 1e6:g}M parameters, vocab 256, "
-        f"B{batch} T{args.length}, eager, {'bf16 autocast, fused AdamW' if dev.type == 'cuda' else 'fp32'}; "
+        f"B{batch} T{args.length}, {mode}, {'bf16 autocast, fused AdamW' if dev.type == 'cuda' else 'fp32'}; "
         f"{args.steps} profiled steps after {args.warmup}. ms per step by the clock over the "
         "profiled steps (the profiler's own cost included); "
         "kernel times are GPU time per step. *unfused*: cuDNN depthwise conv1d then SiLU (the conv as it ran "
@@ -160,13 +166,18 @@ def main() -> None:
     detail: list[str] = []
     summary: list[tuple[str, str, float, dict[str, float]]] = []
     for name in chosen:
-        cfg = arch(FAMILIES[name], args.params)
+        cfg = arch(FAMILIES[name], args.params) if name != "anchor" else None
+        anchor_d = plain_transformer(args.params, 256).embed.embedding_dim
+        pattern, d_model = (cfg.pattern, cfg.d_model) if cfg else ("", anchor_d)
         for conv in convs:
-            if conv == "unfused" and not any(s in cfg.pattern for s in "mMD"):
+            if conv == "unfused" and not any(s in pattern for s in "mMD"):
                 continue  # no conv in this family
             torch.manual_seed(0)
             try:
-                model = build_model(cfg).to(dev)
+                model = (build_model(cfg) if cfg else plain_transformer(args.params, 256)).to(dev)
+                if args.compiled:
+                    torch._dynamo.reset()  # each model compiles afresh, as in proxy_throughput.py
+                    model = torch.compile(model)
                 with conv_path(conv):
                     ms, kernels = profile_step(model, batch, args.length, args.steps, args.warmup, dev)
             except torch.OutOfMemoryError:
@@ -183,7 +194,7 @@ def main() -> None:
             total = sum(kernels.values()) / 1e3
             print(f"{name:16s} {conv:8s} {ms:8.2f} ms/step; " + ", ".join(
                 f"{g} {v:.2f}" for g, v in sorted(groups.items(), key=lambda kv: -kv[1])), flush=True)
-            detail += [f"### {name} `{cfg.pattern}` d{cfg.d_model}, {conv}: {ms:.2f} ms per step", "",
+            detail += [f"### {name} `{pattern}` d{d_model}, {conv}: {ms:.2f} ms per step", "",
                        "| kernel | group | ms / step | share of GPU time |", "|---|---|---:|---:|"]
             for k, us in sorted(kernels.items(), key=lambda kv: -kv[1])[: args.top]:
                 short = k if len(k) <= 90 else k[:87] + "..."

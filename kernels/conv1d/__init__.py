@@ -32,7 +32,9 @@ def causal_conv1d(
         initial_state: `[B, W-1, C]`, the W-1 inputs before x (zeros if None): chunked prefill and decoding.
             The Triton kernels take no gradient for it; a state that wants one runs on the reference.
         activation: None or "silu", applied to the output (fused into the kernel).
-        backend: None (Triton for CUDA tensors, else the reference), "reference" or "triton".
+        backend: None (Triton for CUDA tensors, else the reference; one token, T == 1, always on the reference:
+            a decode step's W-tap dot is a few plain ops that a compiled step fuses with its neighbours, where the
+            tiled kernel would spend a launch, mostly masked, on it), "reference" or "triton".
 
     Returns:
         y `[B, T, C]` in the dtype of x (computed in fp32).
@@ -58,7 +60,8 @@ def causal_conv1d(
     check_tensors(op, "x", {k: v for k, v in tensors.items() if not (k == "initial_state" and W == 1)})
 
     state_wants_grad = initial_state is not None and initial_state.requires_grad and torch.is_grad_enabled()
-    if resolve_backend(backend, x, op=op) == "triton" and not state_wants_grad:
+    one_token = backend is None and T == 1
+    if not one_token and resolve_backend(backend, x, op=op) == "triton" and not state_wants_grad:
         from kernels.conv1d.triton import causal_conv1d_triton
 
         check_triton_dtypes(op, tensors)

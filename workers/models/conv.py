@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from kernels.conv1d import causal_conv1d
@@ -23,8 +22,6 @@ class CausalConv1d(nn.Module):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, T, C], state [B, width-1, C] (the inputs before x) -> (y [B, T, C], new state)."""
-        if x.shape[1] == 1 and state is not None:
-            return self._one_token(x, state)
         y = causal_conv1d(x, self.conv.weight[:, 0], self.conv.bias, initial_state=state, activation=self.activation)
         keep = self.width - 1
         if x.shape[1] >= keep:
@@ -33,15 +30,4 @@ class CausalConv1d(nn.Module):
             past = state.to(x.dtype) if state is not None else self.init_state(x.shape[0], x.device, x.dtype)
             new_state = torch.cat([past, x], dim=1)[:, x.shape[1] :]
         return y, new_state
-
-    def _one_token(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A decode step: one dot of W taps per channel, in plain ops that a compiled step fuses with its
-        neighbours into one kernel (the tiled kernel would spend a launch, mostly masked, on one token)."""
-        window = torch.cat([state.to(x.dtype), x], dim=1)  # [B, W, C]
-        y = (window.float() * self.conv.weight[:, 0].t().float()).sum(1, keepdim=True)
-        if self.conv.bias is not None:
-            y = y + self.conv.bias.float()
-        if self.activation == "silu":
-            y = F.silu(y)
-        return y.to(x.dtype), window[:, 1:]
 

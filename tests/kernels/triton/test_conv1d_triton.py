@@ -87,6 +87,23 @@ def test_a_state_that_wants_a_gradient_gets_it() -> None:
     torch.testing.assert_close(dstate, ref_dstate)
 
 
+def test_one_token_runs_on_plain_ops_unless_triton_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decode step's single token skips the tiled kernel when the backend is picked for it (the plain ops fuse
+    into a compiled step); a longer input, or backend="triton" by name, runs the kernel."""
+    import kernels.conv1d.triton as conv_triton
+
+    calls = []
+    kernel = conv_triton.causal_conv1d_triton
+    monkeypatch.setattr(conv_triton, "causal_conv1d_triton", lambda *a: calls.append(a[0].shape[1]) or kernel(*a))
+    monkeypatch.setenv("KERNELS_BACKEND", "triton")  # what a CUDA tensor gets with backend=None
+    for T, backend in ((1, None), (3, None), (1, "triton")):
+        inputs = {k: v.detach() for k, v in conv1d_inputs(2, T, 24, 4, "bias-state").items()}
+        y = causal_conv1d(**inputs, activation="silu", backend=backend)
+        ref = causal_conv1d(**as_reference_inputs(inputs), activation="silu", backend="reference")
+        torch.testing.assert_close(y.double(), ref.double(), atol=1e-5, rtol=1e-5)
+    assert calls == [3, 1]
+
+
 def test_the_operators_pass_opcheck() -> None:
     torch.manual_seed(0)
     inputs = conv1d_inputs(2, 37, 24, 4, "bias-state")
