@@ -147,6 +147,23 @@ def test_rope_and_nope_differ_only_in_position_handling():
         torch.testing.assert_close(rope(idx[:, :1]).logits, nope(idx[:, :1]).logits)
 
 
+def test_rope_rotates_pairs_by_position_times_frequency():
+    """RoPE as complex multiplication in fp64: channel i and i + r/2 of position p turn by p·θ^(−2i/r), from a
+    start held on the device (as a decode step passes it); the table is an operator of its own."""
+    from workers.models.attention import rope, rope_table
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 3, 16)
+    for rotary in (16, 8):  # whole and partial (the rest passes through)
+        got = rope(x, torch.tensor([7]), 500.0, rotary)
+        half = rotary // 2
+        angle = torch.arange(7, 12, dtype=torch.float64)[:, None] * 500.0 ** (-torch.arange(half) * 2 / rotary)
+        z = torch.complex(x[..., :half].double(), x[..., half:rotary].double()) * torch.polar(
+            torch.ones_like(angle), angle)[None, :, None, :]
+        torch.testing.assert_close(got, torch.cat([z.real, z.imag, x[..., rotary:].double()], -1).float())
+    torch.library.opcheck(rope_table, (torch.arange(9), 10000.0, 64))
+
+
 def test_moe_routes_every_token_and_balances():
     torch.manual_seed(4)
     cfg = ArchConfig(pattern="E", d_model=32, moe={"experts": 4, "top_k": 2})

@@ -20,15 +20,33 @@ class KVCache:
     pos: torch.Tensor  # [1] long, on the device: tokens written so far (a CUDA graph reads it there)
 
 
+@torch.library.custom_op("hybrid_nas::rope_table", mutates_args=())
+def rope_table(positions: torch.Tensor, theta: float, rotary_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin, [T, rotary_dim/2] fp32, of the angles positions [T] · θ^(−2i/rotary_dim).
+
+    An operator of its own, so that torch.compile keeps the table a small tensor: traced inline, Inductor fuses
+    it into the kernel that rotates q and k and evaluates sin and cos again for every element of every head
+    (that kernel then took longer than the attention it feeds).
+    """
+    inv_freq = theta ** (-torch.arange(0, rotary_dim // 2, device=positions.device, dtype=torch.float32) * 2
+                         / rotary_dim)
+    angles = positions.float()[:, None] * inv_freq
+    return angles.cos(), angles.sin()
+
+
+@rope_table.register_fake
+def _(positions, theta, rotary_dim):
+    table = positions.new_empty(positions.shape[0], rotary_dim // 2, dtype=torch.float32)
+    return table, torch.empty_like(table)
+
+
 def rope(x: torch.Tensor, start: int | torch.Tensor, theta: float, rotary_dim: int) -> torch.Tensor:
     """Rotate the first `rotary_dim` dims of x [B, T, H, hd], as halves (x1, x2), by position·θ^(−2i/rotary_dim).
 
     `start` (the position of x[:, 0]) may be a device tensor, so that a captured decode step reads it there.
     """
-    T = x.shape[1]
-    inv_freq = theta ** (-torch.arange(0, rotary_dim // 2, device=x.device, dtype=torch.float32) * 2 / rotary_dim)
-    angles = (torch.arange(T, device=x.device, dtype=torch.float32) + start)[:, None] * inv_freq
-    cos, sin = angles.cos()[None, :, None, :], angles.sin()[None, :, None, :]  # [1, T, 1, rotary_dim/2]
+    cos, sin = rope_table(torch.arange(x.shape[1], device=x.device) + start, theta, rotary_dim)
+    cos, sin = cos[None, :, None, :], sin[None, :, None, :]  # [1, T, 1, rotary_dim/2]
     x1, x2, rest = x.float().split([rotary_dim // 2, rotary_dim // 2, x.shape[-1] - rotary_dim], dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos, rest], dim=-1).to(x.dtype)
 
