@@ -149,7 +149,7 @@ def measure(row: Row, make, args, dev: torch.device, compiled_only: bool = False
     for length in args.lengths:
         batch = max(1, args.tokens_per_step // length)
         cell: dict[str, float | str] = {}
-        for mode in ("compiled",) if compiled_only else ("eager", "compiled") if args.compile else ("eager",):
+        for mode in ("compiled",) if compiled_only else args.modes:
             torch.manual_seed(0)
             try:
                 model = make().to(dev)
@@ -253,6 +253,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument("--modes", default="eager,compiled",
+                    help="the training forms to time, of: eager, compiled (the anchor is always compiled)")
     ap.add_argument("--contexts", default="2048,16384,65536")
     ap.add_argument("--decode-batch", type=int, default=64)
     ap.add_argument("--decode-tokens", type=int, default=64)
@@ -269,6 +271,9 @@ def main() -> None:
         args.params, args.lengths, args.tokens_per_step, args.steps, args.warmup = 2e5, "32", 64, 2, 1
         args.contexts, args.decode_batch, args.decode_tokens, args.compile = "16", 2, 2, False
         args.decode_steps = "eager"
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip() and (args.compile or m.strip() == "eager")]
+    if not args.modes or not set(args.modes) <= {"eager", "compiled"}:
+        raise SystemExit(f"--modes: one or both of eager, compiled, got {args.modes!r}")
     args.lengths = [int(x) for x in args.lengths.split(",")]
     args.contexts = [int(x) for x in args.contexts.split(",")]
     args.decode_steps = [m.strip() for m in args.decode_steps.split(",") if m.strip()]
