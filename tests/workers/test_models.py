@@ -164,6 +164,29 @@ def test_rope_rotates_pairs_by_position_times_frequency():
     torch.library.opcheck(rope_table, (torch.arange(9), 10000.0, 64))
 
 
+def test_mamba2_pads_its_projection_rows_without_changing_a_number():
+    """The in_proj output runs 16-aligned (rows the conv kernels can read in vectors); the weight keeps Mamba's
+    shape, and every piece of the split equals the unpadded projection's."""
+    import torch.nn.functional as F
+
+    from workers.models.mamba2 import Mamba2
+
+    torch.manual_seed(0)
+    cfg = ArchConfig(pattern="M", d_model=48, mamba2={"head_dim": 16, "d_state": 8})
+    mixer = build_model(cfg).blocks[0].sublayer
+    assert isinstance(mixer, Mamba2) and mixer.in_proj.out_features % 16 != 0
+    assert mixer.in_proj.weight.shape == (2 * 96 + 2 * 8 + 6, 48)
+    u = torch.randn(2, 5, 48)
+    z, x, B, C, dt, _ = mixer._split(u, None)
+    assert z.stride(1) % 16 == 0
+    gn = mixer.n_groups * mixer.d_state
+    z0, xbc0, dt0 = F.linear(u, mixer.in_proj.weight).split([96, 96 + 2 * gn, 6], dim=-1)
+    xbc0, _ = mixer.conv(xbc0)
+    for got, want in zip((z, torch.cat([x, B, C], -1), dt),
+                         (z0, xbc0, F.softplus(dt0 + mixer.dt_bias)), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
 def test_moe_routes_every_token_and_balances():
     torch.manual_seed(4)
     cfg = ArchConfig(pattern="E", d_model=32, moe={"experts": 4, "top_k": 2})
