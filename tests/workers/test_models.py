@@ -162,6 +162,16 @@ def test_rope_rotates_pairs_by_position_times_frequency():
             torch.ones_like(angle), angle)[None, :, None, :]
         torch.testing.assert_close(got, torch.cat([z.real, z.imag, x[..., rotary:].double()], -1).float())
     torch.library.opcheck(rope_table, (torch.arange(9), 10000.0, 64))
+    graphs = []  # compiled, the table is the operator (Inductor cannot fuse it into the rotation)
+
+    def record(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.testing.assert_close(torch.compile(rope, backend=record, fullgraph=True)(x, 7, 500.0, 16),
+                               rope(x, 7, 500.0, 16))
+    assert any("rope_table" in str(node.target) for gm in graphs for node in gm.graph.nodes)
 
 
 def test_mamba2_pads_its_projection_rows_without_changing_a_number():

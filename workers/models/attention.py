@@ -20,18 +20,19 @@ class KVCache:
     pos: torch.Tensor  # [1] long, on the device: tokens written so far (a CUDA graph reads it there)
 
 
-@torch.library.custom_op("hybrid_nas::rope_table", mutates_args=())
-def rope_table(positions: torch.Tensor, theta: float, rotary_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin, [T, rotary_dim/2] fp32, of the angles positions [T] · θ^(−2i/rotary_dim).
-
-    An operator of its own, so that torch.compile keeps the table a small tensor: traced inline, Inductor fuses
-    it into the kernel that rotates q and k and evaluates sin and cos again for every element of every head
-    (that kernel then took longer than the attention it feeds).
-    """
+def _rope_table(positions: torch.Tensor, theta: float, rotary_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin, [T, rotary_dim/2] fp32, of the angles positions [T] · θ^(−2i/rotary_dim)."""
     inv_freq = theta ** (-torch.arange(0, rotary_dim // 2, device=positions.device, dtype=torch.float32) * 2
                          / rotary_dim)
     angles = positions.float()[:, None] * inv_freq
     return angles.cos(), angles.sin()
+
+
+# The table as an operator of its own, for torch.compile: traced inline, Inductor fuses it into the kernel that
+# rotates q and k and evaluates sin and cos again for every element of every head (that kernel then took longer
+# than the attention it feeds). Eagerly the operator's dispatch would only add to each call, so `rope` calls it
+# only while compiling.
+rope_table = torch.library.custom_op("hybrid_nas::rope_table", _rope_table, mutates_args=())
 
 
 @rope_table.register_fake
@@ -45,7 +46,8 @@ def rope(x: torch.Tensor, start: int | torch.Tensor, theta: float, rotary_dim: i
 
     `start` (the position of x[:, 0]) may be a device tensor, so that a captured decode step reads it there.
     """
-    cos, sin = rope_table(torch.arange(x.shape[1], device=x.device) + start, theta, rotary_dim)
+    table = rope_table if torch.compiler.is_compiling() else _rope_table
+    cos, sin = table(torch.arange(x.shape[1], device=x.device) + start, theta, rotary_dim)
     cos, sin = cos[None, :, None, :], sin[None, :, None, :]  # [1, T, 1, rotary_dim/2]
     x1, x2, rest = x.float().split([rotary_dim // 2, rotary_dim // 2, x.shape[-1] - rotary_dim], dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos, rest], dim=-1).to(x.dtype)
