@@ -60,6 +60,18 @@ def publish(path: Path, lines: list[str], smoke: bool) -> None:
         write(path, lines)
 
 
+def gpu_or_smoke(smoke: bool):
+    """The device a GPU timing script runs on: the CPU for `--smoke`, else the CUDA GPU, or the script ends
+    saying there is none."""
+    import torch
+
+    if smoke:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        sys.exit(f"{Path(sys.argv[0]).name} times a CUDA GPU; this machine has none (--smoke runs it tiny on the CPU)")
+    return torch.device("cuda")
+
+
 def families(spec: str, known) -> list[str]:
     """The comma-separated families of `spec`, each one of `known`; an unknown one ends the run, saying which."""
     chosen = [f.strip() for f in spec.split(",") if f.strip()]

@@ -15,6 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _report import gpu_or_smoke
 from proxy_evidence import arch
 from proxy_throughput import FAMILIES, PlainTransformer, plain_transformer, train_timing
 
@@ -26,9 +27,7 @@ def main() -> None:
     ap.add_argument("--lengths", default="2048")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, eager")
     args = ap.parse_args()
-    if not (args.smoke or torch.cuda.is_available()):
-        sys.exit("attention_ab.py times training on a CUDA GPU; this machine has none (--smoke runs it tiny)")
-    dev = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    dev = gpu_or_smoke(args.smoke)
     params, tokens, d, steps, warmup = (2e5, 64, 64, 1, 1) if args.smoke else (2.5e7, 65536, 448, 6, 3)
     cfg = arch(FAMILIES["attention"], params)
     nope = cfg.model_copy(update={"attention": cfg.attention.model_copy(update={"pos": "nope"})})

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _report import families
+from _report import families, gpu_or_smoke
 from proxy_evidence import arch
 from proxy_throughput import FAMILIES, train_timing
 
@@ -61,9 +61,7 @@ def main() -> None:
     ap.add_argument("--families", default="mamba2")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, eager")
     args = ap.parse_args()
-    if not (args.smoke or torch.cuda.is_available()):
-        sys.exit("in_proj_padding.py times training on a CUDA GPU; this machine has none (--smoke runs it tiny)")
-    dev = torch.device("cpu" if args.smoke else "cuda")
+    dev = gpu_or_smoke(args.smoke)
     if not args.smoke:
         time_conv(dev)
     params, T, tokens, steps, warmup = (2e5, 32, 64, 1, 1) if args.smoke else (2.5e7, 2048, 65536, 6, 3)
