@@ -6,7 +6,7 @@ that projection, and the compiled proxy's training, side by side in one run on a
 
 `2·d_inner + 2·G·N + H` is 1934 at the 25M proxy's d448: a row of the projection's output is not a multiple of
 16 bytes, and the conv kernels read their slice of it element by element. The model pads the rows as it runs
-(`workers.models.mamba2.Mamba2._split`); *unpadded* is the projection as it was. The conv rows time the
+(`workers.models.mamba2.Mamba2._project`); *unpadded* is the projection as it was. The conv rows time the
 forward and backward operators (`triton.testing.do_bench`) on a slice of rows 1934 and 1936 wide; the training
 rows are `proxy_throughput.py`'s measurement (whole model compiled, B32 T2048, median of 6 steps after 3).
 Output of the run that led to the padding: docs/benchmarks/logs/in-proj-padding-2026-12-01.log.
@@ -31,14 +31,9 @@ from workers.models import build_model
 from workers.models.mamba2 import Mamba2
 
 
-def unpadded_split(self: Mamba2, u: torch.Tensor, conv_state: torch.Tensor | None):
-    """`Mamba2._split` as it was: the projection's output as wide as its weight."""
-    gn = self.n_groups * self.d_state
-    z, xbc, dt = F.linear(u, self.in_proj.weight).split([self.d_inner, self.d_inner + 2 * gn, self.n_heads], dim=-1)
-    xbc, conv_state = self.conv(xbc, conv_state)
-    x, B, C = xbc.split([self.d_inner, gn, gn], dim=-1)
-    dt = F.softplus(dt.float() + self.dt_bias)
-    return z, x, B, C, dt, conv_state
+def unpadded_project(self: Mamba2, u: torch.Tensor) -> torch.Tensor:
+    """`Mamba2._project` as it was: the projection's output as wide as its weight."""
+    return F.linear(u, self.in_proj.weight)
 
 
 def time_conv(dev: torch.device) -> None:
@@ -65,12 +60,12 @@ def main() -> None:
     if not args.smoke:
         time_conv(dev)
     params, T, tokens, steps, warmup = (2e5, 32, 64, 1, 1) if args.smoke else (2.5e7, 2048, 65536, 6, 3)
-    padded_split = Mamba2._split
+    padded_project = Mamba2._project
     try:
         for fam in families(args.families, FAMILIES):
             cfg = arch(FAMILIES[fam], params)
-            for name, split in (("unpadded", unpadded_split), ("padded to 16", padded_split)):
-                Mamba2._split = split
+            for name, project in (("unpadded", unpadded_project), ("padded to 16", padded_project)):
+                Mamba2._project = project
                 torch.manual_seed(0)
                 model = build_model(cfg).to(dev)
                 if not args.smoke:
@@ -79,7 +74,7 @@ def main() -> None:
                 tps, first = train_timing(model, tokens // T, T, steps, warmup, dev)
                 print(f"{fam} T{T} {name:14s} {tps / 1e6:.3f} M tok/s (first step {first:.0f} s)", flush=True)
     finally:
-        Mamba2._split = padded_split
+        Mamba2._project = padded_project
 
 
 if __name__ == "__main__":

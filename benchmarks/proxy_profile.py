@@ -167,8 +167,10 @@ def main() -> None:
     summary: list[tuple[str, str, float, dict[str, float]]] = []
     for name in chosen:
         cfg = arch(FAMILIES[name], args.params) if name != "anchor" else None
-        anchor_d = plain_transformer(args.params, 256).embed.embedding_dim
-        pattern, d_model = (cfg.pattern, cfg.d_model) if cfg else ("", anchor_d)
+        if cfg is None:
+            pattern, d_model = "", plain_transformer(args.params, 256).embed.embedding_dim
+        else:
+            pattern, d_model = cfg.pattern, cfg.d_model
         for conv in convs:
             if conv == "unfused" and not any(s in pattern for s in "mMD"):
                 continue  # no conv in this family

@@ -271,7 +271,9 @@ def main() -> None:
         args.params, args.lengths, args.tokens_per_step, args.steps, args.warmup = 2e5, "32", 64, 2, 1
         args.contexts, args.decode_batch, args.decode_tokens, args.compile = "16", 2, 2, False
         args.decode_steps = "eager"
-    args.modes = [m.strip() for m in args.modes.split(",") if m.strip() and (args.compile or m.strip() == "eager")]
+    if not args.compile:  # --no-compile (and --smoke): the anchor and every family eager
+        args.modes = "eager"
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not args.modes or not set(args.modes) <= {"eager", "compiled"}:
         raise SystemExit(f"--modes: one or both of eager, compiled, got {args.modes!r}")
     args.lengths = [int(x) for x in args.lengths.split(",")]

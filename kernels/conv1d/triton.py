@@ -155,8 +155,8 @@ def causal_conv1d_bwd_op(dy: Tensor, x: Tensor, weight: Tensor, bias: Tensor | N
     dy = dy.contiguous()
     dx = torch.empty(b, T, C, device=x.device, dtype=x.dtype)
     g = torch.empty(b, T, C, device=x.device, dtype=torch.float32) if silu else dy
-    # fixed, not tuned (the parts are laid out by BT): 64 x 128 was the fastest of nine on an H200, 15% ahead of
-    # 64 x 64 at the proxies' widths (C 896 and 1664)
+    # fixed, not tuned (the parts are laid out by BT): 64 x 128 was the fastest of nine on an H200, 13-15% ahead
+    # of 64 x 64 at the proxies' widths (C 896 and 1664; benchmarks/conv_tiles.py)
     BT, BC = (16, 16) if interpreting() else (64, min(128, max(16, triton.next_power_of_2(C))))
     nt = triton.cdiv(T, BT)
     dw_part = torch.empty(b * nt, W, C, device=x.device, dtype=torch.float32)

@@ -189,6 +189,7 @@ def test_mamba2_pads_its_projection_rows_without_changing_a_number():
     u = torch.randn(2, 5, 48)
     z, x, B, C, dt, _ = mixer._split(u, None)
     assert z.stride(1) % 16 == 0
+    assert mixer._project(u[:, :1]).shape[-1] == mixer.in_proj.out_features  # a decode step's one token is not
     gn = mixer.n_groups * mixer.d_state
     z0, xbc0, dt0 = F.linear(u, mixer.in_proj.weight).split([96, 96 + 2 * gn, 6], dim=-1)
     xbc0, _ = mixer.conv(xbc0)

@@ -29,7 +29,7 @@ class Mamba2(nn.Module):
         self.chunk_size = opts.chunk_size
         gn = self.n_groups * self.d_state
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner + 2 * gn + self.n_heads, bias=False)
-        self.in_pad = -self.in_proj.out_features % 16  # see _split
+        self.in_pad = -self.in_proj.out_features % 16  # see _project
         self.conv = CausalConv1d(self.d_inner + 2 * gn, opts.d_conv, activation="silu")
         # dt = softplus(raw + dt_bias) starts log-uniform in [1e-3, 1e-1]; A = -exp(A_log) in [-16, -1]
         dt = torch.exp(torch.rand(self.n_heads) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
@@ -43,15 +43,22 @@ class Mamba2(nn.Module):
         ssm = torch.zeros(batch, self.n_heads, self.head_dim, self.d_state, device=device)
         return Mamba2State(self.conv.init_state(batch, device, dtype), ssm)
 
+    def _project(self, u: torch.Tensor) -> torch.Tensor:
+        """in_proj(u) [B, T, 2·d_inner + 2·G·N + H], its rows padded to a multiple of 16 elements when T > 1.
+
+        The weight keeps Mamba's shape; the padding is made as the projection runs. 2·d_inner + 2·G·N + H is
+        rarely a multiple of 16 (1934 at d448), and the conv's kernels read their slice of an unaligned row
+        element by element: padded, the compiled 25M Mamba-2 proxy trained 11% faster on an H200
+        (benchmarks/in_proj_padding.py). One token (a decode step) has no rows to align and is not padded.
+        """
+        w = self.in_proj.weight
+        return F.linear(u, F.pad(w, (0, 0, 0, self.in_pad)) if self.in_pad and u.shape[1] > 1 else w)
+
     def _split(self, u: torch.Tensor, conv_state: torch.Tensor | None):
         gn = self.n_groups * self.d_state
-        # The projection's rows are padded to a multiple of 16 elements as it runs (the weight keeps Mamba's
-        # shape): 2·d_inner + 2·G·N + H is rarely one (1934 at d448), and the conv's kernels read their slice
-        # of an unaligned row element by element. On an H200 the compiled 25M Mamba-2 proxy trained 11% faster
-        # (benchmarks/in_proj_padding.py).
-        w = self.in_proj.weight
-        zxbcdt = F.linear(u, F.pad(w, (0, 0, 0, self.in_pad)) if self.in_pad else w)
-        z, xbc, dt, _ = zxbcdt.split([self.d_inner, self.d_inner + 2 * gn, self.n_heads, self.in_pad], dim=-1)
+        zxbcdt = self._project(u)
+        pad = zxbcdt.shape[-1] - self.in_proj.out_features
+        z, xbc, dt, _ = zxbcdt.split([self.d_inner, self.d_inner + 2 * gn, self.n_heads, pad], dim=-1)
         xbc, conv_state = self.conv(xbc, conv_state)
         x, B, C = xbc.split([self.d_inner, gn, gn], dim=-1)
         dt = F.softplus(dt.float() + self.dt_bias)
