@@ -24,9 +24,10 @@ KERNELS = ("delta_fwd_kernel_wy", "delta_fwd_kernel_states", "delta_fwd_kernel_o
            "delta_bwd_kernel_dstates", "delta_bwd_kernel_dwy", "delta_bwd_kernel_dqkg")
 # (CHANNEL, BL, BK): a decay per head at chunks of 64 and 32, per key channel at 16
 TILES = ((False, 64, 64), (False, 32, 32), (True, 16, 16))
-# pointers in the input dtype (bf16 when the inputs are); every other buffer is fp32
+# pointers in the input dtype (bf16 when the inputs are: the inputs, their gradients and what the forward
+# keeps of its chunks but T); every other buffer is fp32
 INPUT_DTYPE = {"q_ptr", "k_ptr", "v_ptr", "beta_ptr", "do_ptr", "o_ptr", "dq_ptr", "dk_ptr", "dv_ptr", "dbeta_ptr",
-               "states_ptr", "dstates_ptr"}
+               "states_ptr", "dstates_ptr", "w_ptr", "u0_ptr", "u_ptr"}
 
 
 def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool) -> int:

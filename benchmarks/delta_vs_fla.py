@@ -26,6 +26,9 @@ def main() -> None:
     ap.add_argument("--shape", default="8,2048,16,128,128", help="B,T,H,K,V")
     ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--inverses", default="",
+                    help="comma-separated KERNELS_DELTA_INVERSE values to time in the same rounds (default: the "
+                         "environment's, or the kernels' default)")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU interpreter, ours only, no timing")
     args = ap.parse_args()
 
@@ -49,13 +52,18 @@ def main() -> None:
     g = F.logsigmoid(torch.randn(B, T, H, device=dev) + 3)
     beta = torch.sigmoid(torch.randn(B, T, H, device=dev)).bfloat16()
 
-    def ours():
+    inverses = [x for x in args.inverses.split(",") if x] or [os.environ.get("KERNELS_DELTA_INVERSE", "")]
+
+    def ours(inverse: str = inverses[0]):
+        if inverse:
+            os.environ["KERNELS_DELTA_INVERSE"] = inverse  # read at each call
         return gated_delta(q, k, v, g, beta, return_final_state=True, backend="triton")
 
     if args.smoke:
-        o, state = ours()
-        assert torch.isfinite(o.float()).all() and torch.isfinite(state).all()
-        print("smoke: forward ran; nothing timed")
+        for inverse in inverses:
+            o, state = ours(inverse)
+            assert torch.isfinite(o.float()).all() and torch.isfinite(state).all()
+        print(f"smoke: forward ran ({', '.join(x or 'default' for x in inverses)}); nothing timed")
         return
 
     if args.fla_src:
@@ -65,20 +73,27 @@ def main() -> None:
     def fla():
         return chunk_gated_delta_rule(q, k, v, g, beta, scale=K**-0.5, output_final_state=True)
 
-    for _ in range(3):  # compile and autotune both first
-        ours()
+    for _ in range(3):  # compile and autotune every variant first
+        for inverse in inverses:
+            ours(inverse)
         fla()
     torch.cuda.synchronize()
-    print(f"B{B} T{T} H{H} K{K} V{V}, bf16, forward with the final state, "
-          f"KERNELS_DELTA_INVERSE={os.environ.get('KERNELS_DELTA_INVERSE', 'blocks')}")
+
+    names = [x or os.environ.get("KERNELS_DELTA_INVERSE") or "default" for x in inverses]
+    print(f"B{B} T{T} H{H} K{K} V{V}, bf16, forward with the final state; ours by KERNELS_DELTA_INVERSE")
     for rnd in range(args.rounds):
-        a = triton.testing.do_bench(ours, warmup=50, rep=300, return_mode="median")
+        row = []
+        for inverse, name in zip(inverses, names):
+            a = triton.testing.do_bench(lambda inverse=inverse: ours(inverse), warmup=50, rep=300, return_mode="median")
+            row.append((name, a))
         b = triton.testing.do_bench(fla, warmup=50, rep=300, return_mode="median")
-        print(f"round {rnd}: ours {a:.3f} ms  fla {b:.3f} ms  ratio {a / b:.2f}")
-    o1, _ = ours()
+        cells = "  ".join(f"ours[{name}] {a:.3f} ms ({a / b:.2f}x)" for name, a in row)
+        print(f"round {rnd}: {cells}  fla {b:.3f} ms")
     o2, _ = fla()
-    gap = ((o1.float() - o2.float()).abs().max() / o2.float().abs().max()).item()
-    print(f"max |ours - fla| / max |fla|: {gap:.1e}")
+    for inverse, name in zip(inverses, names):
+        o1, _ = ours(inverse)
+        gap = ((o1.float() - o2.float()).abs().max() / o2.float().abs().max()).item()
+        print(f"ours[{name}]: max |ours - fla| / max |fla|: {gap:.1e}")
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
 
 

@@ -23,6 +23,8 @@ def main() -> None:
     ap.add_argument("--op", choices=["gated_delta"], default="gated_delta")
     ap.add_argument("--channel", action="store_true", help="a decay per key channel (KDA)")
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked): also profile fla's "
+                                      "chunk_gated_delta_rule forward on the same inputs")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU interpreter, no timing")
     args = ap.parse_args()
 
@@ -64,7 +66,17 @@ def main() -> None:
         fwd_bwd()
         print("smoke: forward and backward ran; nothing timed")
         return
-    for name, step in (("forward", fwd), ("forward+backward", fwd_bwd)):
+    steps = [("forward", fwd), ("forward+backward", fwd_bwd)]
+    if args.fla_src and not args.channel:  # its forward only: its gated backward refuses Hopper with Triton 3.4 to 3.7.0
+        sys.path.insert(0, args.fla_src)
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+
+        def fla_fwd():
+            with torch.no_grad():
+                return chunk_gated_delta_rule(**t, scale=K**-0.5, output_final_state=True)
+
+        steps.append(("fla chunk_gated_delta_rule forward", fla_fwd))
+    for name, step in steps:
         for _ in range(args.steps):
             step()
         torch.cuda.synchronize()

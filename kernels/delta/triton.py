@@ -162,13 +162,17 @@ def _unit_lower_inverse_blocks(A, a_buf, t_buf, BL: tl.constexpr):
 # fp32 products at 8 (K = 12; docs/benchmarks/delta_h200.md). It runs at 4 warps; the others tune freely.
 AVOID_DWY = {DOT_FP32: (8,), DOT_BF16: (8,)}
 CHUNK_WARPS = warps((4, 2), (8, 2))
+# the wy kernel's inverse is vector steps on 16×16 blocks: fewer warps sum their columns with fewer barriers
+# (the forward at B8 T2048 H16 K128 V128 on the H200: 0.73 ms with 4 and 8 warps to choose from, 0.54 with
+# 1 and 2 too; docs/benchmarks/delta_h200.md)
+WY_WARPS = warps((1, 2), (2, 2)) + CHUNK_WARPS
 V_TILES = tiles(("BV",), [(32,), (64,)], (4, 2), (8, 2))
 # the state kernels hold a whole [K, BV] state and [L, K] tiles: at K = 256 in fp32 (tf32x3) every config
 # above asks for more shared memory than a Hopper SM has; these fit (autotuning skips the ones that don't)
-STATE_TILES = V_TILES + tiles(("BV",), [(16,), (32,)], (4, 1))
+STATE_TILES = V_TILES + tiles(("BV",), [(32,), (64,)], (4, 3)) + tiles(("BV",), [(16,), (32,)], (4, 1))
 
 
-@autotune(CHUNK_WARPS, key=["K", "V", "BL", "CHANNEL"])
+@autotune(WY_WARPS, key=["K", "V", "BL", "CHANNEL"])
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def delta_fwd_kernel_wy(
     k_ptr, v_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, w_ptr, u0_ptr,
@@ -179,8 +183,8 @@ def delta_fwd_kernel_wy(
     """T = (I + diag(β) G⁻(k, k))⁻¹ of one chunk, W = T diag(β)(k ⊙ e^b) and U' = T diag(β) v.
 
     The inverse (`INVERSE`, `inverse_method`) by blocks of 16 rows through memory (A in A_ptr, a scratch
-    the shape of Tm), or row by row. Tm [B·H, NC, BL, BL]; w [B·H, NC·L, K] and
-    u0 [B·H, NC·L, V], fp32. Grid (chunks, B·H)."""
+    the shape of Tm), or row by row. Tm [B·H, NC, BL, BL] fp32; w [B·H, NC·L, K] and
+    u0 [B·H, NC·L, V] in the states' dtype. Grid (chunks, B·H)."""
     c, bh = tl.program_id(0), tl.program_id(1)
     bb, h = (bh // H).to(tl.int64), bh % H
     l = tl.arange(0, BL)
@@ -211,13 +215,15 @@ def delta_fwd_kernel_wy(
                      mask=mask_t[:, None] & (kk < K)[None, :], other=0.0).to(tl.float32)
         b, _, _ = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
         w = dot(Tm, kt * tl.exp(b) * beta[:, None], MODE)
-        tl.store(w_ptr + rows[:, None] * K + kk[None, :], w, mask=(l < L)[:, None] & (kk < K)[None, :])
+        tl.store(w_ptr + rows[:, None] * K + kk[None, :], w.to(w_ptr.dtype.element_ty),
+                 mask=(l < L)[:, None] & (kk < K)[None, :])
     for v0 in range(0, V, BV):
         vv = v0 + tl.arange(0, BV)
         vt = tl.load(v_ptr + ((bb * T + t[:, None]) * H + h) * V + vv[None, :],
                      mask=mask_t[:, None] & (vv < V)[None, :], other=0.0).to(tl.float32)
         u0 = dot(Tm, vt * beta[:, None], MODE)
-        tl.store(u0_ptr + rows[:, None] * V + vv[None, :], u0, mask=(l < L)[:, None] & (vv < V)[None, :])
+        tl.store(u0_ptr + rows[:, None] * V + vv[None, :], u0.to(u0_ptr.dtype.element_ty),
+                 mask=(l < L)[:, None] & (vv < V)[None, :])
 
 
 @autotune(STATE_TILES, key=["K", "V", "BL", "CHANNEL"], interpret={"BV": 32}, fit={"BV": "V"})
@@ -230,8 +236,8 @@ def delta_fwd_kernel_states(
 ):
     """U_c = U' − W S_c and the state entering each chunk, walking the chunks in order.
 
-    states [B·H, NC, K, V] (index c: entering chunk c), u [B·H, NC·L, V] fp32, Sf the final state.
-    Grid (V/BV, B·H)."""
+    states [B·H, NC, K, V] (index c: entering chunk c), u [B·H, NC·L, V] in their dtype, Sf the final state
+    (fp32). Grid (V/BV, B·H)."""
     i_v, bh = tl.program_id(0), tl.program_id(1)
     bb, h = (bh // H).to(tl.int64), bh % H
     kk = tl.arange(0, BKF)
@@ -250,13 +256,18 @@ def delta_fwd_kernel_states(
         rows = (bh * NC * L + c * L + l).to(tl.int64)
         mask_lv = (l < L)[:, None] & (vv < V)[None, :]
         w = tl.load(w_ptr + rows[:, None] * K + kk[None, :], mask=(l < L)[:, None] & (kk < K)[None, :], other=0.0)
-        u = tl.load(u0_ptr + rows[:, None] * V + vv[None, :], mask=mask_lv, other=0.0) - dot(w, S, MODE)
-        tl.store(u_ptr + rows[:, None] * V + vv[None, :], u, mask=mask_lv)
+        u = tl.load(u0_ptr + rows[:, None] * V + vv[None, :], mask=mask_lv, other=0.0).to(tl.float32) - dot(w, S, MODE)
+        tl.store(u_ptr + rows[:, None] * V + vv[None, :], u.to(u_ptr.dtype.element_ty), mask=mask_lv)
         kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :],
-                     mask=mask_t[:, None] & (kk < K)[None, :], other=0.0).to(tl.float32)
-        b, b_last, _ = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
-        k_out = kt * tl.exp(b_last[None, :] - b)  # [BL, BKF]
-        S = S * tl.exp(b_last)[:, None] + dot(tl.trans(k_out), u, MODE)
+                     mask=mask_t[:, None] & (kk < K)[None, :], other=0.0)
+        if CHANNEL:
+            b, b_last, _ = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+            k_out = kt.to(tl.float32) * tl.exp(b_last[None, :] - b)  # [BL, BKF]
+            S = S * tl.exp(b_last)[:, None] + dot(tl.trans(k_out), u, MODE)
+        else:  # a scalar decay scales U's rows instead of k's: [BL, BV] products, not [BL, BKF]
+            _, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, l, BL, CHANNEL)
+            b_end = tl.sum(tl.where(l == BL - 1, b_row, 0.0), axis=0)
+            S = S * tl.exp(b_end) + dot(tl.trans(kt), u * tl.exp(b_end - b_row)[:, None], MODE)
     tl.store(Sf_ptr + ((bh * K + kk[:, None]) * V + vv[None, :]).to(tl.int64), S, mask=mask_kv)
 
 
@@ -283,11 +294,19 @@ def delta_fwd_kernel_output(
         mask_tk = mask_t[:, None] & (kk < K)[None, :]
         qt = tl.load(q_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :], mask=mask_tk, other=0.0)
         kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :], mask=mask_tk, other=0.0)
-        b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
         S = tl.load(states_ptr + ((bh * NC + c).to(tl.int64) * K + kk[:, None]) * V + vv[None, :],
                     mask=(kk < K)[:, None] & (vv < V)[None, :], other=0.0)  # [BK, BV]
-        P += _gated(qt, kt, b, b, b_row, b_row, causal, MODE, CHANNEL)
-        qS += dot(qt.to(tl.float32) * tl.exp(b), S, MODE)
+        if CHANNEL:
+            b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+            P += _gated(qt, kt, b, b, b_row, b_row, causal, MODE, CHANNEL)
+            qS += dot(qt.to(tl.float32) * tl.exp(b), S, MODE)
+        else:  # a scalar gate's decays leave the sums over K: applied once, below
+            P += dot(qt, tl.trans(kt), MODE)
+            qS += dot(qt, S, MODE)
+    if not CHANNEL:
+        _, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, l, BL, CHANNEL)
+        P = P * tl.exp(tl.where(causal, b_row[:, None] - b_row[None, :], float("-inf")))
+        qS = qS * tl.exp(b_row)[:, None]
     rows = (bh * NC * L + c * L + l).to(tl.int64)
     u = tl.load(u_ptr + rows[:, None] * V + vv[None, :], mask=(l < L)[:, None] & (vv < V)[None, :], other=0.0)
     o = scale * (qS + dot(P, u, MODE))
@@ -535,7 +554,8 @@ def inverse_method() -> int:
     products through memory) or `rows` (row by row: up to 63 steps of vector operations on [BL, BL]).
     The same result to fp32 rounding; docs/benchmarks/delta_h200.md has their times. (Forming the blocks
     with [BL, BL] products in registers was slower on the H200 and miscompiled there: dots whose right
-    operand is another dot's result.)"""
+    operand is another dot's result. Forming A and T in 16×16 tiles in registers, as flash-linear-attention's
+    fused kkt and solve do, compiled right but was slower than `blocks`: 0.59 against 0.54 ms a forward.)"""
     name = os.environ.get("KERNELS_DELTA_INVERSE", "blocks")
     if name not in INVERSES:
         raise ValueError(f"KERNELS_DELTA_INVERSE={name!r} is not an inverse method; use one of {', '.join(INVERSES)}")
@@ -559,16 +579,18 @@ def delta_fwd(q, k, v, g, beta, S0, scale, chunk_size):
     dims = (T, H, K, V, L, nc)
     dev, fp32 = q.device, torch.float32
 
+    kept = state_dtype(q.dtype)  # w, U' and U, as the states: bf16 for bf16 inputs (every reader multiplies
+    # them in bf16; U = U' − W S_c is formed in fp32 and rounded once)
     Tm = torch.empty(B * H, nc, BL, BL, device=dev, dtype=fp32)
     inverse = inverse_method()
     A = torch.empty_like(Tm) if inverse == INVERSES["blocks"] else Tm  # scratch
-    w = torch.empty(B * H, nc * L, K, device=dev, dtype=fp32)
-    u0 = torch.empty(B * H, nc * L, V, device=dev, dtype=fp32)
+    w = torch.empty(B * H, nc * L, K, device=dev, dtype=kept)
+    u0 = torch.empty(B * H, nc * L, V, device=dev, dtype=kept)
     delta_fwd_kernel_wy[(nc, B * H)](k, v, g, beta, Tm, A, w, u0, *dims, CHANNEL=channel, MODE=mode,
                                      INVERSE=inverse, **blocks)
 
-    u = torch.empty(B * H, nc * L, V, device=dev, dtype=fp32)
-    states = torch.empty(B * H, nc, K, V, device=dev, dtype=state_dtype(q.dtype))
+    u = torch.empty(B * H, nc * L, V, device=dev, dtype=kept)
+    states = torch.empty(B * H, nc, K, V, device=dev, dtype=kept)
     Sf = torch.empty(B, H, K, V, device=dev, dtype=fp32)
     grid = lambda meta: (triton.cdiv(V, meta["BV"]), B * H)  # noqa: E731
     delta_fwd_kernel_states[grid](
@@ -649,11 +671,11 @@ def _(q, k, v, g, beta, initial_state, scale, chunk_size):
     B, T, H, K = q.shape
     V, L = v.shape[-1], chunk_size
     nc, BL = -(-T // L), block(L)
-    fp32 = torch.float32
+    fp32, kept = torch.float32, state_dtype(q.dtype)
     return (
         q.new_empty(B, T, H, V), q.new_empty(B, H, K, V, dtype=fp32), q.new_empty(B * H, nc, BL, BL, dtype=fp32),
-        q.new_empty(B * H, nc * L, K, dtype=fp32), q.new_empty(B * H, nc * L, V, dtype=fp32),
-        q.new_empty(B * H, nc * L, V, dtype=fp32), q.new_empty(B * H, nc, K, V, dtype=state_dtype(q.dtype)),
+        q.new_empty(B * H, nc * L, K, dtype=kept), q.new_empty(B * H, nc * L, V, dtype=kept),
+        q.new_empty(B * H, nc * L, V, dtype=kept), q.new_empty(B * H, nc, K, V, dtype=kept),
     )
 
 
