@@ -20,8 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-KERNELS = ("delta_fwd_kernel_wy", "delta_fwd_kernel_states", "delta_fwd_kernel_output", "delta_bwd_kernel_dv_local",
-           "delta_bwd_kernel_dstates", "delta_bwd_kernel_dwy", "delta_bwd_kernel_dqkg")
+KERNELS = ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse", "delta_fwd_kernel_wu", "delta_fwd_kernel_states",
+           "delta_fwd_kernel_output", "delta_bwd_kernel_dv_local", "delta_bwd_kernel_dstates", "delta_bwd_kernel_dwy",
+           "delta_bwd_kernel_dqkg")
 # (CHANNEL, BL, BK): a decay per head at chunks of 64 and 32, per key channel at 16
 TILES = ((False, 64, 64), (False, 32, 32), (True, 16, 16))
 # pointers in the input dtype (bf16 when the inputs are: the inputs, their gradients and what the forward
@@ -73,7 +74,7 @@ def main() -> None:
     failed = 0
     for name in KERNELS:
         kernel, most = getattr(delta, name), 0
-        inverses = delta.INVERSES.values() if name == "delta_fwd_kernel_wy" else (0,)
+        inverses = delta.INVERSES.values() if name in ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse") else (0,)
         for (channel, BL, BK), mode, inverse, num_warps in itertools.product(
             tiles, modes, inverses, warp_counts
         ):

@@ -8,7 +8,12 @@ times ours and fla's `chunk_gated_delta_rule` in the same process, one after the
 (median of `triton.testing.do_bench` each), so that a slow round on a shared or throttled GPU shows as
 disagreeing rounds instead of a wrong ratio. Both return the final state. The inputs are made as the layer
 makes them (q and k L2-normalised, bf16; g = logσ(·) in fp32; β = σ(·)); the last line is how far the two
-outputs are apart, relative to the largest of fla's.
+outputs are apart, relative to the largest of fla's. `--variants blocks,tiles:split` times several forms of
+ours in the same rounds.
+
+do_bench times each call on the wall clock, the host's work included: fla launches seven kernels from Python
+that checks and prepares its inputs, and on a slow host that, not the GPU, sets its time (docs/benchmarks/
+delta_h200.md, section 6). `benchmarks/kernel_profile.py --fla-src DIR` gives both sides' GPU kernel time.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ def main() -> None:
     ap.add_argument("--shape", default="8,2048,16,128,128", help="B,T,H,K,V")
     ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--inverses", default="",
-                    help="comma-separated KERNELS_DELTA_INVERSE values to time in the same rounds (default: the "
-                         "environment's, or the kernels' default)")
+    ap.add_argument("--variants", default="",
+                    help="comma-separated forms of ours to time in the same rounds, each INVERSE or INVERSE:FORM "
+                         "(KERNELS_DELTA_INVERSE and KERNELS_DELTA_WY, e.g. blocks,tiles:split; default: the "
+                         "environment's, or the kernels' defaults)")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU interpreter, ours only, no timing")
     args = ap.parse_args()
 
@@ -52,18 +58,20 @@ def main() -> None:
     g = F.logsigmoid(torch.randn(B, T, H, device=dev) + 3)
     beta = torch.sigmoid(torch.randn(B, T, H, device=dev)).bfloat16()
 
-    inverses = [x for x in args.inverses.split(",") if x] or [os.environ.get("KERNELS_DELTA_INVERSE", "")]
+    variants = [x for x in args.variants.split(",") if x] or [""]
 
-    def ours(inverse: str = inverses[0]):
-        if inverse:
-            os.environ["KERNELS_DELTA_INVERSE"] = inverse  # read at each call
+    def ours(variant: str = variants[0]):
+        if variant:  # the kernels read both at each call
+            inverse, _, form = variant.partition(":")
+            os.environ["KERNELS_DELTA_INVERSE"] = inverse
+            os.environ["KERNELS_DELTA_WY"] = form or "fused"
         return gated_delta(q, k, v, g, beta, return_final_state=True, backend="triton")
 
     if args.smoke:
-        for inverse in inverses:
-            o, state = ours(inverse)
+        for variant in variants:
+            o, state = ours(variant)
             assert torch.isfinite(o.float()).all() and torch.isfinite(state).all()
-        print(f"smoke: forward ran ({', '.join(x or 'default' for x in inverses)}); nothing timed")
+        print(f"smoke: forward ran ({', '.join(x or 'default' for x in variants)}); nothing timed")
         return
 
     if args.fla_src:
@@ -74,24 +82,23 @@ def main() -> None:
         return chunk_gated_delta_rule(q, k, v, g, beta, scale=K**-0.5, output_final_state=True)
 
     for _ in range(3):  # compile and autotune every variant first
-        for inverse in inverses:
-            ours(inverse)
+        for variant in variants:
+            ours(variant)
         fla()
     torch.cuda.synchronize()
-
-    names = [x or os.environ.get("KERNELS_DELTA_INVERSE") or "default" for x in inverses]
-    print(f"B{B} T{T} H{H} K{K} V{V}, bf16, forward with the final state; ours by KERNELS_DELTA_INVERSE")
+    names = [x or "default" for x in variants]
+    print(f"B{B} T{T} H{H} K{K} V{V}, bf16, forward with the final state; ours as INVERSE:FORM")
     for rnd in range(args.rounds):
         row = []
-        for inverse, name in zip(inverses, names):
-            a = triton.testing.do_bench(lambda inverse=inverse: ours(inverse), warmup=50, rep=300, return_mode="median")
+        for variant, name in zip(variants, names):
+            a = triton.testing.do_bench(lambda variant=variant: ours(variant), warmup=50, rep=300, return_mode="median")
             row.append((name, a))
         b = triton.testing.do_bench(fla, warmup=50, rep=300, return_mode="median")
         cells = "  ".join(f"ours[{name}] {a:.3f} ms ({a / b:.2f}x)" for name, a in row)
         print(f"round {rnd}: {cells}  fla {b:.3f} ms")
     o2, _ = fla()
-    for inverse, name in zip(inverses, names):
-        o1, _ = ours(inverse)
+    for variant, name in zip(variants, names):
+        o1, _ = ours(variant)
         gap = ((o1.float() - o2.float()).abs().max() / o2.float().abs().max()).item()
         print(f"ours[{name}]: max |ours - fla| / max |fla|: {gap:.1e}")
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)

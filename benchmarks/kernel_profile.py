@@ -67,7 +67,7 @@ def main() -> None:
         print("smoke: forward and backward ran; nothing timed")
         return
     steps = [("forward", fwd), ("forward+backward", fwd_bwd)]
-    if args.fla_src and not args.channel:  # its forward only: its gated backward refuses Hopper with Triton 3.4 to 3.7.0
+    if args.fla_src and not args.channel:  # its forward only: its gated backward refuses Triton 3.4-3.7.0 on Hopper
         sys.path.insert(0, args.fla_src)
         from fla.ops.gated_delta_rule import chunk_gated_delta_rule
 

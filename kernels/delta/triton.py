@@ -154,6 +154,155 @@ def _unit_lower_inverse_blocks(A, a_buf, t_buf, BL: tl.constexpr):
     return tl.load(t_buf + full)
 
 
+@triton.jit
+def _rows16(x, i, BL: tl.constexpr):
+    """Elements 16·i to 16·i + 15 of a [BL] vector."""
+    l = tl.arange(0, BL)
+    r = tl.arange(0, 16)
+    return tl.sum(tl.where(l[None, :] == i * 16 + r[:, None], x[None, :], 0.0), axis=1)
+
+
+@triton.jit
+def _load16(x_ptr, bb, h, c, i, T, H, D, L, dd):
+    """Rows 16·i to 16·i + 15 of chunk c of a [B, T, H, D] tensor, columns dd (zero past the chunk's end)."""
+    r = tl.arange(0, 16)
+    t = c * L + i * 16 + r
+    mask = (i * 16 + r < L) & (t < T)
+    return tl.load(x_ptr + ((bb * T + t[:, None]) * H + h) * D + dd[None, :], mask=mask[:, None] & (dd < D)[None, :],
+                   other=0.0)
+
+
+@triton.jit
+def _beta16(beta_ptr, bb, h, c, i, T, H, L):
+    r = tl.arange(0, 16)
+    t = c * L + i * 16 + r
+    return tl.load(beta_ptr + (bb * T + t) * H + h, mask=(i * 16 + r < L) & (t < T), other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _decayed(A, b_row, i, j, beta, BL: tl.constexpr):
+    """Block (i, j) of diag(β) G⁻(k, k) from its undecayed product A = k_i k_jᵀ (a scalar gate)."""
+    r = tl.arange(0, 16)
+    bi, bj = _rows16(b_row, i, BL), _rows16(b_row, j, BL)
+    mask = (r[:, None] > r[None, :]) | (i > j)
+    return A * tl.exp(tl.where(mask, bi[:, None] - bj[None, :], float("-inf"))) * beta[:, None]
+
+
+@triton.jit
+def _substitute(D, A, t):
+    """One step of forward substitution on a [16, 16] block: row t of D becomes e_t − Σ_{s<t} A_ts D_s."""
+    r = tl.arange(0, 16)
+    a = tl.sum(tl.where(r[:, None] == t, A, 0.0), axis=0)  # row t of A
+    return tl.where(r[:, None] == t, D - tl.sum(a[:, None] * D, axis=0)[None, :], D)
+
+
+@triton.jit
+def _unit_lower_inverse_tiles(k_ptr, g_ptr, beta_ptr, tm_ptr, bb, h, c, T, H, K, L,
+                              CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, MODE: tl.constexpr):
+    """T = (I + A)⁻¹ of one chunk, A = diag(β) G⁻(k, k), formed in registers in blocks of 16 rows (BL 16, 32
+    or 64), as flash-linear-attention's fused kkt and solve: the lower blocks A_ij = k_i k_jᵀ (decayed after
+    the sum over K for a scalar gate), the diagonal blocks' inverses D_i by forward substitution (all of
+    them in one loop of 15 steps), then T_ij = −D_i Σ_{j≤m<i} A_im T_mj by diagonals, as 16×16 products,
+    too small for Hopper's warpgroup MMA (the code that miscompiles, `kernels/_triton.py`). T goes to
+    `tm_ptr` (the chunk's [BL, BL] fp32 slot) and is read back whole. A channel-wise gate's chunks are 16
+    tokens (BL 16): one block, its pairwise decays formed per block of K as `_gated` does."""
+    NB: tl.constexpr = BL // 16
+    r = tl.arange(0, 16)
+    strict = r[:, None] > r[None, :]
+    A00 = tl.zeros([16, 16], dtype=tl.float32)
+    if NB > 1:
+        A10 = tl.zeros([16, 16], dtype=tl.float32)
+        A11 = tl.zeros([16, 16], dtype=tl.float32)
+    if NB > 2:
+        A20 = tl.zeros([16, 16], dtype=tl.float32)
+        A21 = tl.zeros([16, 16], dtype=tl.float32)
+        A22 = tl.zeros([16, 16], dtype=tl.float32)
+        A30 = tl.zeros([16, 16], dtype=tl.float32)
+        A31 = tl.zeros([16, 16], dtype=tl.float32)
+        A32 = tl.zeros([16, 16], dtype=tl.float32)
+        A33 = tl.zeros([16, 16], dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        kk = k0 + tl.arange(0, BK)
+        k0t = _load16(k_ptr, bb, h, c, 0, T, H, K, L, kk)
+        if CHANNEL:  # BL == 16
+            b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+            A00 += _gated(k0t, k0t, b, b, b_row, b_row, strict, MODE, CHANNEL)
+        else:
+            A00 += dot(k0t, tl.trans(k0t), MODE)
+            if NB > 1:
+                k1t = _load16(k_ptr, bb, h, c, 1, T, H, K, L, kk)
+                A10 += dot(k1t, tl.trans(k0t), MODE)
+                A11 += dot(k1t, tl.trans(k1t), MODE)
+            if NB > 2:
+                k2t = _load16(k_ptr, bb, h, c, 2, T, H, K, L, kk)
+                k3t = _load16(k_ptr, bb, h, c, 3, T, H, K, L, kk)
+                A20 += dot(k2t, tl.trans(k0t), MODE)
+                A21 += dot(k2t, tl.trans(k1t), MODE)
+                A22 += dot(k2t, tl.trans(k2t), MODE)
+                A30 += dot(k3t, tl.trans(k0t), MODE)
+                A31 += dot(k3t, tl.trans(k1t), MODE)
+                A32 += dot(k3t, tl.trans(k2t), MODE)
+                A33 += dot(k3t, tl.trans(k3t), MODE)
+    beta0 = _beta16(beta_ptr, bb, h, c, 0, T, H, L)
+    if CHANNEL:
+        A00 = A00 * beta0[:, None]
+    else:
+        _, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, r, BL, CHANNEL)
+        A00 = _decayed(A00, b_row, 0, 0, beta0, BL)
+        if NB > 1:
+            beta1 = _beta16(beta_ptr, bb, h, c, 1, T, H, L)
+            A10 = _decayed(A10, b_row, 1, 0, beta1, BL)
+            A11 = _decayed(A11, b_row, 1, 1, beta1, BL)
+        if NB > 2:
+            beta2 = _beta16(beta_ptr, bb, h, c, 2, T, H, L)
+            beta3 = _beta16(beta_ptr, bb, h, c, 3, T, H, L)
+            A20 = _decayed(A20, b_row, 2, 0, beta2, BL)
+            A21 = _decayed(A21, b_row, 2, 1, beta2, BL)
+            A22 = _decayed(A22, b_row, 2, 2, beta2, BL)
+            A30 = _decayed(A30, b_row, 3, 0, beta3, BL)
+            A31 = _decayed(A31, b_row, 3, 1, beta3, BL)
+            A32 = _decayed(A32, b_row, 3, 2, beta3, BL)
+            A33 = _decayed(A33, b_row, 3, 3, beta3, BL)
+
+    eye = (r[:, None] == r[None, :]).to(tl.float32)
+    D0 = eye
+    if NB > 1:
+        D1 = eye
+    if NB > 2:
+        D2 = eye
+        D3 = eye
+    for t in range(1, 16):
+        D0 = _substitute(D0, A00, t)
+        if NB > 1:
+            D1 = _substitute(D1, A11, t)
+        if NB > 2:
+            D2 = _substitute(D2, A22, t)
+            D3 = _substitute(D3, A33, t)
+
+    rows = tl.arange(0, BL)
+    full = rows[:, None] * BL + rows[None, :]
+    tl.store(tm_ptr + full, tl.zeros([BL, BL], dtype=tl.float32), mask=rows[:, None] // 16 < rows[None, :] // 16)
+    tl.store(tm_ptr + _block(0, 0, BL), D0)
+    if NB > 1:
+        T10 = -dot(D1, dot(A10, D0, 0), 0)
+        tl.store(tm_ptr + _block(1, 0, BL), T10)
+        tl.store(tm_ptr + _block(1, 1, BL), D1)
+    if NB > 2:
+        T21 = -dot(D2, dot(A21, D1, 0), 0)
+        T32 = -dot(D3, dot(A32, D2, 0), 0)
+        T20 = -dot(D2, dot(A20, D0, 0) + dot(A21, T10, 0), 0)
+        T31 = -dot(D3, dot(A31, D1, 0) + dot(A32, T21, 0), 0)
+        T30 = -dot(D3, dot(A30, D0, 0) + dot(A31, T10, 0) + dot(A32, T20, 0), 0)
+        tl.store(tm_ptr + _block(2, 0, BL), T20)
+        tl.store(tm_ptr + _block(2, 1, BL), T21)
+        tl.store(tm_ptr + _block(2, 2, BL), D2)
+        tl.store(tm_ptr + _block(3, 0, BL), T30)
+        tl.store(tm_ptr + _block(3, 1, BL), T31)
+        tl.store(tm_ptr + _block(3, 2, BL), T32)
+        tl.store(tm_ptr + _block(3, 3, BL), D3)
+    tl.debug_barrier()
+    return tl.load(tm_ptr + full)
+
 # Warp counts Triton 3.4–3.7.0 miscompiles on Hopper, by dot mode (`kernels._triton.autotune`). The dwy
 # kernel once formed products whose right operand was another product; on an H200 with Triton 3.6 it read
 # out-of-range shared memory in fp32 at 8 warps and hit an illegal access in bf16 at K = 32 at 4 or 8, so it
@@ -166,48 +315,55 @@ CHUNK_WARPS = warps((4, 2), (8, 2))
 # (the forward at B8 T2048 H16 K128 V128 on the H200: 0.73 ms with 4 and 8 warps to choose from, 0.54 with
 # 1 and 2 too; docs/benchmarks/delta_h200.md)
 WY_WARPS = warps((1, 2), (2, 2)) + CHUNK_WARPS
+WU_WARPS = warps((2, 2)) + CHUNK_WARPS
 V_TILES = tiles(("BV",), [(32,), (64,)], (4, 2), (8, 2))
 # the state kernels hold a whole [K, BV] state and [L, K] tiles: at K = 256 in fp32 (tf32x3) every config
 # above asks for more shared memory than a Hopper SM has; these fit (autotuning skips the ones that don't)
 STATE_TILES = V_TILES + tiles(("BV",), [(32,), (64,)], (4, 3)) + tiles(("BV",), [(16,), (32,)], (4, 1))
 
 
-@autotune(WY_WARPS, key=["K", "V", "BL", "CHANNEL"])
-@triton.jit(do_not_specialize=["T", "L", "NC"])
-def delta_fwd_kernel_wy(
-    k_ptr, v_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, w_ptr, u0_ptr,
-    T, H, K, V, L, NC,
-    CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
-    INVERSE: tl.constexpr,
-):
-    """T = (I + diag(β) G⁻(k, k))⁻¹ of one chunk, W = T diag(β)(k ⊙ e^b) and U' = T diag(β) v.
+@triton.jit
+def _chunk_inverse(k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, bh, c, T, H, K, L, NC,
+                   CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, MODE: tl.constexpr,
+                   INVERSE: tl.constexpr):
+    """T = (I + diag(β) G⁻(k, k))⁻¹ of chunk c, stored in its [BL, BL] slot of Tm and returned: by 16×16 tiles
+    in registers (INVERSE 2), by blocks of 16 rows through memory (1; A in A_ptr, a scratch the shape of
+    Tm) or row by row (0)."""
+    bb, h = (bh // H).to(tl.int64), bh % H
+    l = tl.arange(0, BL)
+    t = c * L + l
+    mask_t = (l < L) & (t < T)
+    chunk = (bh * NC + c).to(tl.int64) * BL * BL  # this chunk's [BL, BL] slot
+    tm_ptr = Tm_ptr + chunk
+    if INVERSE == 2:
+        Tm = _unit_lower_inverse_tiles(k_ptr, g_ptr, beta_ptr, tm_ptr, bb, h, c, T, H, K, L, CHANNEL, BL, BK, MODE)
+    else:
+        beta = tl.load(beta_ptr + (bb * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
+        strict = l[:, None] > l[None, :]
+        A = tl.zeros([BL, BL], dtype=tl.float32)
+        for k0 in range(0, K, BK):
+            kk = k0 + tl.arange(0, BK)
+            kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :],
+                         mask=mask_t[:, None] & (kk < K)[None, :], other=0.0)
+            b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+            A += _gated(kt, kt, b, b, b_row, b_row, strict, MODE, CHANNEL)
+        if INVERSE == 1:
+            Tm = _unit_lower_inverse_blocks(A * beta[:, None], A_ptr + chunk, tm_ptr, BL)
+        else:
+            Tm = _unit_lower_inverse(A * beta[:, None], BL)
+            tl.store(tm_ptr + l[:, None] * BL + l[None, :], Tm)
+    return Tm
 
-    The inverse (`INVERSE`, `inverse_method`) by blocks of 16 rows through memory (A in A_ptr, a scratch
-    the shape of Tm), or row by row. Tm [B·H, NC, BL, BL] fp32; w [B·H, NC·L, K] and
-    u0 [B·H, NC·L, V] in the states' dtype. Grid (chunks, B·H)."""
-    c, bh = tl.program_id(0), tl.program_id(1)
+
+@triton.jit
+def _chunk_wu(Tm, k_ptr, v_ptr, g_ptr, beta_ptr, w_ptr, u0_ptr, bh, c, T, H, K, V, L, NC,
+              CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr):
+    """W = T diag(β)(k ⊙ e^b) and U' = T diag(β) v of chunk c, stored in w and u0's dtype."""
     bb, h = (bh // H).to(tl.int64), bh % H
     l = tl.arange(0, BL)
     t = c * L + l
     mask_t = (l < L) & (t < T)
     beta = tl.load(beta_ptr + (bb * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
-    strict = l[:, None] > l[None, :]
-
-    A = tl.zeros([BL, BL], dtype=tl.float32)
-    for k0 in range(0, K, BK):
-        kk = k0 + tl.arange(0, BK)
-        kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :],
-                     mask=mask_t[:, None] & (kk < K)[None, :], other=0.0)
-        b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
-        A += _gated(kt, kt, b, b, b_row, b_row, strict, MODE, CHANNEL)
-    chunk = (bh * NC + c).to(tl.int64) * BL * BL  # this chunk's [BL, BL] slot
-    tm_ptr = Tm_ptr + chunk
-    if INVERSE == 1:
-        Tm = _unit_lower_inverse_blocks(A * beta[:, None], A_ptr + chunk, tm_ptr, BL)
-    else:
-        Tm = _unit_lower_inverse(A * beta[:, None], BL)
-        tl.store(tm_ptr + l[:, None] * BL + l[None, :], Tm)
-
     rows = (bh * NC * L + c * L + l).to(tl.int64)  # this chunk's rows of w and u0
     for k0 in range(0, K, BK):
         kk = k0 + tl.arange(0, BK)
@@ -224,6 +380,49 @@ def delta_fwd_kernel_wy(
         u0 = dot(Tm, vt * beta[:, None], MODE)
         tl.store(u0_ptr + rows[:, None] * V + vv[None, :], u0.to(u0_ptr.dtype.element_ty),
                  mask=(l < L)[:, None] & (vv < V)[None, :])
+
+
+@autotune(WY_WARPS, key=["K", "V", "BL", "CHANNEL"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
+def delta_fwd_kernel_wy(
+    k_ptr, v_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, w_ptr, u0_ptr,
+    T, H, K, V, L, NC,
+    CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
+    INVERSE: tl.constexpr,
+):
+    """T = (I + diag(β) G⁻(k, k))⁻¹ of one chunk, W = T diag(β)(k ⊙ e^b) and U' = T diag(β) v, in one program
+    (`_chunk_inverse`, then `_chunk_wu`). Tm [B·H, NC, BL, BL] fp32; w [B·H, NC·L, K] and u0 [B·H, NC·L, V]
+    in the states' dtype. Grid (chunks, B·H)."""
+    c, bh = tl.program_id(0), tl.program_id(1)
+    Tm = _chunk_inverse(k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, bh, c, T, H, K, L, NC, CHANNEL, BL, BK, MODE, INVERSE)
+    _chunk_wu(Tm, k_ptr, v_ptr, g_ptr, beta_ptr, w_ptr, u0_ptr, bh, c, T, H, K, V, L, NC, CHANNEL, BL, BK, BV, MODE)
+
+
+@autotune(WY_WARPS, key=["K", "BL", "CHANNEL"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
+def delta_fwd_kernel_inverse(
+    k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr,
+    T, H, K, L, NC,
+    CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, MODE: tl.constexpr, INVERSE: tl.constexpr,
+):
+    """The wy kernel's first half alone (`KERNELS_DELTA_WY=split`): T of one chunk. Grid (chunks, B·H)."""
+    c, bh = tl.program_id(0), tl.program_id(1)
+    _chunk_inverse(k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, bh, c, T, H, K, L, NC, CHANNEL, BL, BK, MODE, INVERSE)
+
+
+@autotune(WU_WARPS, key=["K", "V", "BL", "CHANNEL"])
+@triton.jit(do_not_specialize=["T", "L", "NC"])
+def delta_fwd_kernel_wu(
+    k_ptr, v_ptr, g_ptr, beta_ptr, Tm_ptr, w_ptr, u0_ptr,
+    T, H, K, V, L, NC,
+    CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
+):
+    """The wy kernel's second half alone (`KERNELS_DELTA_WY=split`): W and U' of one chunk from its T, read
+    from Tm. Grid (chunks, B·H)."""
+    c, bh = tl.program_id(0), tl.program_id(1)
+    l = tl.arange(0, BL)
+    Tm = tl.load(Tm_ptr + (bh * NC + c).to(tl.int64) * BL * BL + l[:, None] * BL + l[None, :])
+    _chunk_wu(Tm, k_ptr, v_ptr, g_ptr, beta_ptr, w_ptr, u0_ptr, bh, c, T, H, K, V, L, NC, CHANNEL, BL, BK, BV, MODE)
 
 
 @autotune(STATE_TILES, key=["K", "V", "BL", "CHANNEL"], interpret={"BV": 32}, fit={"BV": "V"})
@@ -545,21 +744,33 @@ def delta_bwd_kernel_dqkg(
         tl.store(dg_ptr + (i_k * tl.num_programs(2) + bh).to(tl.int64) * NC * L + c * L + l, dg, mask=l < L)
 
 
-INVERSES = {"rows": 0, "blocks": 1}
+INVERSES = {"rows": 0, "blocks": 1, "tiles": 2}
+WY_FORMS = ("fused", "split")
 
 
 def inverse_method() -> int:
     """How the wy kernel inverts each chunk's I + A, from `KERNELS_DELTA_INVERSE` (read at each call):
     `blocks` (the default: 15 steps of vector operations on the diagonal blocks of 16 rows, then 16×16
-    products through memory) or `rows` (row by row: up to 63 steps of vector operations on [BL, BL]).
-    The same result to fp32 rounding; docs/benchmarks/delta_h200.md has their times. (Forming the blocks
-    with [BL, BL] products in registers was slower on the H200 and miscompiled there: dots whose right
-    operand is another dot's result. Forming A and T in 16×16 tiles in registers, as flash-linear-attention's
-    fused kkt and solve do, compiled right but was slower than `blocks`: 0.59 against 0.54 ms a forward.)"""
+    products through memory), `tiles` (A and T formed in 16×16 blocks in registers, as
+    flash-linear-attention's fused kkt and solve) or `rows` (row by row: up to 63 steps of vector operations
+    on [BL, BL]). The same result to fp32 rounding; docs/benchmarks/delta_h200.md has their times: in one
+    kernel with W and U', `tiles` was the slower (0.59 against 0.54 ms a forward). (Forming the blocks with
+    [BL, BL] products in registers was slower still on the H200 and miscompiled there: 64-row products,
+    Hopper's warpgroup MMA, whose right operand is another product.)"""
     name = os.environ.get("KERNELS_DELTA_INVERSE", "blocks")
     if name not in INVERSES:
         raise ValueError(f"KERNELS_DELTA_INVERSE={name!r} is not an inverse method; use one of {', '.join(INVERSES)}")
     return INVERSES[name]
+
+
+def wy_form() -> str:
+    """`KERNELS_DELTA_WY` (read at each call): `fused` (the default: one program per chunk forms T, then W
+    and U') or `split` (T in a kernel of its own, tuned alone, then W and U' in another that reads T back,
+    as flash-linear-attention splits its solve and its recompute of w and u). The same numbers either way."""
+    name = os.environ.get("KERNELS_DELTA_WY", "fused")
+    if name not in WY_FORMS:
+        raise ValueError(f"KERNELS_DELTA_WY={name!r} is not a form of the wy kernel; use one of {', '.join(WY_FORMS)}")
+    return name
 
 
 def _tiles(K: int, V: int, L: int, channel: bool) -> dict[str, int]:
@@ -586,8 +797,13 @@ def delta_fwd(q, k, v, g, beta, S0, scale, chunk_size):
     A = torch.empty_like(Tm) if inverse == INVERSES["blocks"] else Tm  # scratch
     w = torch.empty(B * H, nc * L, K, device=dev, dtype=kept)
     u0 = torch.empty(B * H, nc * L, V, device=dev, dtype=kept)
-    delta_fwd_kernel_wy[(nc, B * H)](k, v, g, beta, Tm, A, w, u0, *dims, CHANNEL=channel, MODE=mode,
-                                     INVERSE=inverse, **blocks)
+    if wy_form() == "split":
+        delta_fwd_kernel_inverse[(nc, B * H)](k, g, beta, Tm, A, T, H, K, L, nc, CHANNEL=channel, MODE=mode,
+                                              INVERSE=inverse, BL=BL, BK=blocks["BK"])
+        delta_fwd_kernel_wu[(nc, B * H)](k, v, g, beta, Tm, w, u0, *dims, CHANNEL=channel, MODE=mode, **blocks)
+    else:
+        delta_fwd_kernel_wy[(nc, B * H)](k, v, g, beta, Tm, A, w, u0, *dims, CHANNEL=channel, MODE=mode,
+                                         INVERSE=inverse, **blocks)
 
     u = torch.empty(B * H, nc * L, V, device=dev, dtype=kept)
     states = torch.empty(B * H, nc, K, V, device=dev, dtype=kept)

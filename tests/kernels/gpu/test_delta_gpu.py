@@ -71,18 +71,32 @@ def test_gated_delta_large(dtype: torch.dtype, case: tuple, record_property) -> 
     run(case, dtype, record_property)
 
 
-@pytest.mark.parametrize("case", [c for c in SMALL if c[0][-1] >= 32 and "channel" not in c[1]], ids=case_id)
+# the wy kernel's forms other than the default (the inverse by blocks through memory, in one kernel with W
+# and U'): `KERNELS_DELTA_INVERSE` and `KERNELS_DELTA_WY`
+VARIANTS = [("rows", "fused"), ("tiles", "fused"), ("blocks", "split"), ("tiles", "split")]
+VARIANT_IDS = [f"{inverse}-{form}" for inverse, form in VARIANTS]
+VARIANT_SMALL = [c for c in SMALL if c[0][1] in (1, 37, 65, 257) and "channel" not in c[1]] + [
+    c for c in SMALL if c[0][1] == 37 and c[1] == "channel-state"
+]
+
+
+@pytest.mark.parametrize("case", VARIANT_SMALL, ids=case_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_gated_delta_rows_small(dtype: torch.dtype, case: tuple, record_property, monkeypatch) -> None:
-    """Each chunk's inverse row by row (`KERNELS_DELTA_INVERSE=rows`) instead of by blocks."""
-    monkeypatch.setenv("KERNELS_DELTA_INVERSE", "rows")
+@pytest.mark.parametrize(("inverse", "form"), VARIANTS, ids=VARIANT_IDS)
+def test_gated_delta_variants_small(inverse: str, form: str, dtype: torch.dtype, case: tuple, record_property,
+                                    monkeypatch) -> None:
+    monkeypatch.setenv("KERNELS_DELTA_INVERSE", inverse)
+    monkeypatch.setenv("KERNELS_DELTA_WY", form)
     run(case, dtype, record_property)
 
 
 @pytest.mark.parametrize("case", [LARGE[0], LARGE[3]], ids=case_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_gated_delta_rows_large(dtype: torch.dtype, case: tuple, record_property, monkeypatch) -> None:
-    monkeypatch.setenv("KERNELS_DELTA_INVERSE", "rows")
+@pytest.mark.parametrize(("inverse", "form"), VARIANTS, ids=VARIANT_IDS)
+def test_gated_delta_variants_large(inverse: str, form: str, dtype: torch.dtype, case: tuple, record_property,
+                                    monkeypatch) -> None:
+    monkeypatch.setenv("KERNELS_DELTA_INVERSE", inverse)
+    monkeypatch.setenv("KERNELS_DELTA_WY", form)
     run(case, dtype, record_property)
 
 

@@ -124,21 +124,27 @@ def test_gated_delta_triton_strided_inputs() -> None:
     assert torch.equal(o, ref_o) and torch.equal(state, ref_state)
 
 
+# the wy kernel's other forms (`KERNELS_DELTA_INVERSE`, `KERNELS_DELTA_WY`) than the default (blocks, fused),
+# which the other tests run
+VARIANTS = [("rows", "fused"), ("tiles", "fused"), ("blocks", "split"), ("tiles", "split")]
+
+
 @pytest.mark.parametrize("case", [CASES[i] for i in (1, 3, 5, 10)] + [((1, 130, 2, 12, 10, 64), "state-strong"),
                                                                      ((1, 70, 2, 12, 10, 32), "plain")], ids=case_id)
-def test_gated_delta_triton_inverse_by_rows(case: tuple, monkeypatch) -> None:
-    """`KERNELS_DELTA_INVERSE=rows`, the inverse other than the default (by blocks of 16 rows, which the
-    other tests run over one, two and four blocks): each chunk's (I + A)⁻¹ row by row gives the
-    recurrence's outputs and gradients."""
-    monkeypatch.setenv("KERNELS_DELTA_INVERSE", "rows")
+@pytest.mark.parametrize(("inverse", "form"), VARIANTS, ids=[f"{i}-{f}" for i, f in VARIANTS])
+def test_gated_delta_triton_other_wy_forms(inverse: str, form: str, case: tuple, monkeypatch) -> None:
+    """Each chunk's (I + A)⁻¹ row by row or by 16×16 tiles in registers, and T in a kernel of its own apart
+    from W and U', over one, two and four blocks of 16 rows: the recurrence's outputs and gradients."""
+    monkeypatch.setenv("KERNELS_DELTA_INVERSE", inverse)
+    monkeypatch.setenv("KERNELS_DELTA_WY", form)
     (*dims, chunk_size), options = case
     run(delta_inputs(*dims, options), chunk_size, torch.float32)
 
 
-@pytest.mark.parametrize("inverse", ["rows", "blocks"])
+@pytest.mark.parametrize("inverse", ["rows", "blocks", "tiles"])
 def test_gated_delta_triton_nearly_aligned_keys(inverse: str, monkeypatch) -> None:
-    """Keys all nearly the same direction and β near 1, where I + A is the least well conditioned: both
-    inverses stay at fp32 accuracy against the fp64 recurrence."""
+    """Keys all nearly the same direction and β near 1, where I + A is the least well conditioned: every
+    inverse stays at fp32 accuracy against the fp64 recurrence."""
     monkeypatch.setenv("KERNELS_DELTA_INVERSE", inverse)
     torch.manual_seed(0)
     B, T, H, K, V = 1, 128, 2, 16, 8
@@ -159,6 +165,10 @@ def test_gated_delta_triton_refuses_an_unknown_inverse(monkeypatch) -> None:
     monkeypatch.setenv("KERNELS_DELTA_INVERSE", "lu")
     inputs, _ = split({name: t.detach() for name, t in delta_inputs(1, 5, 2, 8, 16, "plain").items()})
     with pytest.raises(ValueError, match=r"KERNELS_DELTA_INVERSE='lu' is not an inverse method; use one of rows, "):
+        gated_delta(**inputs, **TRITON)
+    monkeypatch.setenv("KERNELS_DELTA_INVERSE", "blocks")
+    monkeypatch.setenv("KERNELS_DELTA_WY", "three")
+    with pytest.raises(ValueError, match=r"KERNELS_DELTA_WY='three' is not a form of the wy kernel; use one of fused"):
         gated_delta(**inputs, **TRITON)
 
 

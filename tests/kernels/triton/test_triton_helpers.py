@@ -73,6 +73,14 @@ def _delta(t: dict) -> tuple:
     return gated_delta(**t, return_final_state=True, chunk_size=16, backend="triton")
 
 
+def _delta_split(t: dict) -> tuple:
+    """The wy kernel in two (`KERNELS_DELTA_WY=split`), the inverse by tiles in registers."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("KERNELS_DELTA_WY", "split")
+        env.setenv("KERNELS_DELTA_INVERSE", "tiles")
+        return _delta(t)
+
+
 RELAUNCH_CASES = {  # op: (run, inputs), each over two chunks or blocks and with every optional input
     "ssd": (_ssd, lambda: __import__("kernel_inputs").ssd_inputs(1, 37, 2, 12, 10, 2, "D-z-state")),
     "mlstm": (_mlstm, lambda: __import__("kernel_inputs").mlstm_inputs(1, 37, 2, 12, 10, "state")),
@@ -81,6 +89,7 @@ RELAUNCH_CASES = {  # op: (run, inputs), each over two chunks or blocks and with
     ),
     "delta": (_delta, lambda: __import__("kernel_inputs").delta_inputs(1, 37, 2, 12, 10, "state")),
     "delta-channel": (_delta, lambda: __import__("kernel_inputs").delta_inputs(1, 37, 2, 12, 10, "channel-state")),
+    "delta-split": (_delta_split, lambda: __import__("kernel_inputs").delta_inputs(1, 37, 2, 12, 10, "state")),
 }
 
 
