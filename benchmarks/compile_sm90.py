@@ -2,19 +2,29 @@
 
     python benchmarks/compile_sm90.py            # every kernel x tiles x dot mode x 2, 4 and 8 warps
     python benchmarks/compile_sm90.py --smoke    # one tile set, bf16, 4 warps (CI)
+    python benchmarks/compile_sm90.py --registers --bf16-only --tiles 0 --warps 1,2,4,8 \
+        --kernels delta_fwd_kernel_wy,delta_fwd_kernel_inverse,delta_fwd_kernel_wu   # registers and spills
 
 Triton's `compile` with a CUDA target needs only its bundled ptxas, so the front-end and back-end errors
 that the interpreter cannot see (a `static_range` bound that is not a constexpr, a loop-carried value
 that changes type, a layout the backend rejects) show here before a GPU call is spent on them. It does
 not show miscompiles: the GPU suite and compute-sanitizer do (docs/benchmarks/delta_h200.md). Prints one
 line per kernel with the largest shared memory any of its configs asked for; exits 1 if any failed.
+
+`--registers` also assembles each config's PTX with the ptxas bundled with this machine's Triton (`-v`, sm_90a)
+and prints the registers per thread and the bytes spilled to local memory: a kernel at 255 registers that
+spills holds fewer programs per SM, and waits on local memory. This machine's Triton may generate other code
+than the GPU machine's (3.6), so the figures point where to look; the GPU's timings decide.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import re
+import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -31,8 +41,8 @@ INPUT_DTYPE = {"q_ptr", "k_ptr", "v_ptr", "beta_ptr", "do_ptr", "o_ptr", "dq_ptr
                "states_ptr", "dstates_ptr", "w_ptr", "u0_ptr", "u_ptr"}
 
 
-def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool) -> int:
-    """Compiles one config for sm_90; returns the shared memory it asks for, in bytes."""
+def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool):
+    """Compiles one config for sm_90; returns Triton's compiled kernel (`.metadata.shared`, `.asm["ptx"]`)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -54,25 +64,64 @@ def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool) -> int:
         else:
             signature[name] = "fp32" if name == "scale" else "i32"
     src = ASTSource(fn=fn, signature=signature, constexprs=consts)
-    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": 2})
-    return compiled.metadata.shared
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": 2})
+
+
+def ptxas_usage(ptx: str) -> tuple[int, int]:
+    """(registers per thread, bytes spilled) of one kernel's PTX, from the ptxas bundled with Triton."""
+    import triton
+
+    bin_dir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "kernel.ptx"
+        src.write_text(ptx)
+        errors = []
+        for name in ("ptxas-blackwell", "ptxas"):  # the one whose PTX version matches Triton's output
+            if not (bin_dir / name).exists():
+                continue
+            run = subprocess.run([str(bin_dir / name), "-v", "--gpu-name=sm_90a", str(src), "-o", str(Path(tmp) / "k")],
+                                 capture_output=True, text=True)
+            used = re.search(r"Used (\d+) registers", run.stderr)
+            if run.returncode == 0 and used:
+                spills = re.search(r"(\d+) bytes spill stores", run.stderr)
+                return int(used.group(1)), int(spills.group(1)) if spills else 0
+            errors.append(f"{name}: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}")
+    raise RuntimeError("no bundled ptxas assembled the PTX (" + "; ".join(errors) + ")")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="one tile set, bf16 products, 4 warps")
+    ap.add_argument("--registers", action="store_true", help="also each config's registers and spills (ptxas -v)")
+    ap.add_argument("--kernels", default=",".join(KERNELS), help="comma-separated kernel names")
+    ap.add_argument("--warps", default="2,4,8", help="comma-separated warp counts")
+    ap.add_argument("--tiles", default=",".join(str(i) for i in range(len(TILES))),
+                    help=f"comma-separated indices into {TILES} (CHANNEL, BL, BK)")
+    ap.add_argument("--bf16-only", action="store_true", help="bf16 products only")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
 
     from kernels._triton import DOT_BF16, DOT_FP32
     from kernels.delta import triton as delta
 
+    unknown = [k for k in args.kernels.split(",") if k not in KERNELS]
+    if unknown:
+        raise SystemExit(f"unknown kernel {unknown[0]!r}; choose from {', '.join(KERNELS)}")
     if args.smoke:
         tiles, modes, warp_counts = TILES[:1], (DOT_BF16,), (4,)
     else:
-        tiles, modes, warp_counts = TILES, (DOT_FP32, DOT_BF16), (2, 4, 8)
+        tiles = tuple(TILES[int(i)] for i in args.tiles.split(","))
+        modes = (DOT_BF16,) if args.bf16_only else (DOT_FP32, DOT_BF16)
+        warp_counts = tuple(int(w) for w in args.warps.split(","))
+    if args.registers:
+        import triton
+
+        print(f"registers per thread and bytes spilled, Triton {triton.__version__}'s PTX for sm_90a (the GPU "
+              f"machine's Triton may differ)\n")
+        print("| kernel | CHANNEL, BL, BK | products | inverse | warps | registers | spilled bytes | shared bytes |")
+        print("|---|---|---|---:|---:|---:|---:|---:|")
     failed = 0
-    for name in KERNELS:
+    for name in args.kernels.split(","):
         kernel, most = getattr(delta, name), 0
         inverses = delta.INVERSES.values() if name in ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse") else (0,)
         for (channel, BL, BK), mode, inverse, num_warps in itertools.product(
@@ -81,12 +130,19 @@ def main() -> None:
             consts = dict(CHANNEL=channel, BL=BL, BK=BK, BV=64, BKF=128, MODE=mode, INVERSE=inverse,
                           HAS_INIT=True, HAS_DFINAL=True)
             try:
-                most = max(most, compile_kernel(kernel, consts, num_warps, bf16=mode == DOT_BF16))
+                compiled = compile_kernel(kernel, consts, num_warps, bf16=mode == DOT_BF16)
+                most = max(most, compiled.metadata.shared)
+                if args.registers:
+                    regs, spilled = ptxas_usage(compiled.asm["ptx"])
+                    inv = inverse if name in ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse") else "–"
+                    print(f"| {name} | {channel}, {BL}, {BK} | {'bf16' if mode == DOT_BF16 else 'fp32'} | {inv} "
+                          f"| {num_warps} | {regs} | {spilled:,} | {compiled.metadata.shared:,} |", flush=True)
             except Exception as e:  # report every failure, then exit 1
                 failed += 1
                 last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
                 print(f"FAILED {name} {consts} warps={num_warps}: {last[:300]}")
-        print(f"{name}: compiled, up to {most:,} bytes of shared memory")
+        if not args.registers:
+            print(f"{name}: compiled, up to {most:,} bytes of shared memory")
     if failed:
         raise SystemExit(f"{failed} configs failed to compile for sm_90")
 
