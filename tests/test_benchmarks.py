@@ -71,3 +71,17 @@ def test_early_stopping_replay_plays_successive_halving_over_the_table():
     assert (r["complete"], r["pruned"], r["job_s"]) == (2, 4, 6 * 1.0 + 2 * 3.0)
     assert r["tokens"] == 6 * 100 + 2 * 4400  # rung 0 trains the task alone (the objectives read no LM loss)
     assert r["hv"] == pytest.approx(0.95 * 10 + 0.6 * 10)  # the staircase of a (0.95, 10) and c (0.6, 20)
+
+
+def test_compile_sm90_reports_registers_and_spills():
+    """`--registers` assembles the PTX with Triton's bundled ptxas and prints a row of numbers per config."""
+    script = Path(__file__).parents[1] / "benchmarks" / "compile_sm90.py"
+    r = subprocess.run([sys.executable, str(script), "--registers", "--bf16-only", "--tiles", "0", "--warps", "4",
+                        "--kernels", "delta_fwd_kernel_wu"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| delta_fwd_kernel_wu |")]
+    assert len(rows) == 1, r.stdout
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[1:5] == ["False, 64, 64", "bf16", "–", "4"]
+    registers, spilled, shared = (int(c.replace(",", "")) for c in cells[5:])
+    assert 0 < registers <= 255 and spilled >= 0 and shared > 0
