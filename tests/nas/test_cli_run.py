@@ -29,6 +29,13 @@ def ray_cpus() -> int:
     return int(get_num_cpus())
 
 
+def _ctrl_c_reaches() -> None:
+    """In the child: SIGINT at its default, so that Python turns it into KeyboardInterrupt as a terminal's Ctrl-C
+    would. A shell script started in the background (`nohup bash .ci/run &`) ignores SIGINT, its children inherit
+    that, and Python then never sees the signal this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def write(tmp_path, name, **kw):
     data = {"name": name, "space": SPACE, "budget": {"trials": 2}, "concurrency": 2, "profile": micro_profile(),
             "storage": f"sqlite:///{tmp_path / 'studies.db'}", "tracking": f"sqlite:///{tmp_path / 'mlflow.db'}"}
@@ -63,13 +70,11 @@ def test_a_waiting_trial_says_why_and_ctrl_c_marks_the_trials_interrupted(tmp_pa
     """Each trial asks for every CPU of the local Ray instance: one runs, the other waits and says so; the
     output is a pipe, so progress comes as lines every few seconds; Ctrl-C then interrupts the run."""
     n = ray_cpus()
-    # three trials in flight at once, one at a time on the CPUs: some trial waits while another runs. Six in the
-    # budget, so that the run is far from over when it is interrupted, however slowly the status calls below run
-    # (with three, a loaded machine once saw them all finish first, and the run end cleanly)
-    path, storage = write(tmp_path, "busy", profile="cpu-tiny", resources={"cpus": n}, budget={"trials": 6},
+    # three trials in flight at once, one at a time on the CPUs: some trial waits until the last one runs
+    path, storage = write(tmp_path, "busy", profile="cpu-tiny", resources={"cpus": n}, budget={"trials": 3},
                           concurrency=3)
     proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "run", str(path)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_reaches)
     lines: list[tuple[float, str]] = []
 
     def read() -> None:
