@@ -12,8 +12,8 @@ import platform
 import sys
 from pathlib import Path
 
-__all__ = ["RECALL_SPEED", "command", "free_port", "machine", "project_path_for_ray", "recall_speed_study",
-           "smoke_profile", "write"]
+__all__ = ["DELTA_VARIANTS_HELP", "RECALL_SPEED", "command", "delta_variants", "free_port", "machine",
+           "project_path_for_ray", "recall_speed_study", "smoke_profile", "use_delta_variant", "write"]
 
 RECALL_SPEED = ["synthetic_accuracy", "decode_tps"]  # the objectives of the studies the benchmarks run
 
@@ -129,3 +129,21 @@ def smoke_profile(params: float, lm_steps: int, task_steps: int) -> dict:
                       "tasks": [{"name": "mqar", "settings": {"vocab_size": 64, "seq_len": 32, "num_kv_pairs": 4}}]},
         "throughput": {"contexts": [32], "decode_tokens": 2, "repeats": 1},
     }
+
+
+DELTA_VARIANTS_HELP = ("comma-separated forms of the gated delta rule's wy kernel, each INVERSE or INVERSE:FORM "
+                       "(KERNELS_DELTA_INVERSE and KERNELS_DELTA_WY, e.g. blocks,tiles:split; default: the "
+                       "environment's, or the kernels' defaults)")
+
+
+def delta_variants(spec: str) -> list[str]:
+    """`--variants` as a list ("" for the defaults alone)."""
+    return [x for x in spec.split(",") if x] or [""]
+
+
+def use_delta_variant(variant: str) -> None:
+    """Makes the next gated delta call use `variant` (the kernels read both variables at each call)."""
+    if variant:
+        inverse, _, form = variant.partition(":")
+        os.environ["KERNELS_DELTA_INVERSE"] = inverse
+        os.environ["KERNELS_DELTA_WY"] = form or "fused"

@@ -36,9 +36,9 @@ KERNELS = ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse", "delta_fwd_kernel_
 # (CHANNEL, BL, BK): a decay per head at chunks of 64 and 32, per key channel at 16
 TILES = ((False, 64, 64), (False, 32, 32), (True, 16, 16))
 # pointers in the input dtype (bf16 when the inputs are: the inputs, their gradients and what the forward
-# keeps of its chunks but T); every other buffer is fp32
+# keeps of its chunks); every other buffer is fp32
 INPUT_DTYPE = {"q_ptr", "k_ptr", "v_ptr", "beta_ptr", "do_ptr", "o_ptr", "dq_ptr", "dk_ptr", "dv_ptr", "dbeta_ptr",
-               "states_ptr", "dstates_ptr", "w_ptr", "u0_ptr", "u_ptr"}
+               "states_ptr", "dstates_ptr", "w_ptr", "u0_ptr", "u_ptr", "Tm_ptr"}
 
 
 def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool):
@@ -101,7 +101,7 @@ def main() -> None:
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
 
-    from kernels._triton import DOT_BF16, DOT_FP32
+    from kernels._triton import DOT_BF16, DOT_FP32, tf32_mode
     from kernels.delta import triton as delta
 
     unknown = [k for k in args.kernels.split(",") if k not in KERNELS]
@@ -128,7 +128,7 @@ def main() -> None:
             tiles, modes, inverses, warp_counts
         ):
             consts = dict(CHANNEL=channel, BL=BL, BK=BK, BV=64, BKF=128, MODE=mode, INVERSE=inverse,
-                          HAS_INIT=True, HAS_DFINAL=True)
+                          INV_MODE=tf32_mode(mode), HAS_INIT=True, HAS_DFINAL=True)
             try:
                 compiled = compile_kernel(kernel, consts, num_warps, bf16=mode == DOT_BF16)
                 most = max(most, compiled.metadata.shared)

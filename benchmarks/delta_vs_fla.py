@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _report import DELTA_VARIANTS_HELP, delta_variants, use_delta_variant
 
 
 def main() -> None:
@@ -31,10 +32,7 @@ def main() -> None:
     ap.add_argument("--shape", default="8,2048,16,128,128", help="B,T,H,K,V")
     ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--variants", default="",
-                    help="comma-separated forms of ours to time in the same rounds, each INVERSE or INVERSE:FORM "
-                         "(KERNELS_DELTA_INVERSE and KERNELS_DELTA_WY, e.g. blocks,tiles:split; default: the "
-                         "environment's, or the kernels' defaults)")
+    ap.add_argument("--variants", default="", help=DELTA_VARIANTS_HELP + "; timed in the same rounds")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU interpreter, ours only, no timing")
     args = ap.parse_args()
 
@@ -58,13 +56,10 @@ def main() -> None:
     g = F.logsigmoid(torch.randn(B, T, H, device=dev) + 3)
     beta = torch.sigmoid(torch.randn(B, T, H, device=dev)).bfloat16()
 
-    variants = [x for x in args.variants.split(",") if x] or [""]
+    variants = delta_variants(args.variants)
 
     def ours(variant: str = variants[0]):
-        if variant:  # the kernels read both at each call
-            inverse, _, form = variant.partition(":")
-            os.environ["KERNELS_DELTA_INVERSE"] = inverse
-            os.environ["KERNELS_DELTA_WY"] = form or "fused"
+        use_delta_variant(variant)
         return gated_delta(q, k, v, g, beta, return_final_state=True, backend="triton")
 
     if args.smoke:

@@ -2,6 +2,7 @@
 
     python benchmarks/kernel_profile.py --op gated_delta                 # on a CUDA GPU
     python benchmarks/kernel_profile.py --op gated_delta --channel       # KDA's decay per key channel
+    python benchmarks/kernel_profile.py --variants blocks,tiles:split    # several forms of the wy kernel
     python benchmarks/kernel_profile.py --smoke                          # tiny, CPU interpreter, no timing (CI)
 
 The shapes are `benchmarks/kernels.py`'s first (bf16 inputs); each kernel's time is the mean over
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _report import DELTA_VARIANTS_HELP, delta_variants, use_delta_variant
 
 
 def main() -> None:
@@ -25,6 +27,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked): also profile fla's "
                                       "chunk_gated_delta_rule forward on the same inputs")
+    ap.add_argument("--variants", default="", help=DELTA_VARIANTS_HELP + "; the forward of each is profiled, "
+                                                   "forward+backward of the first")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU interpreter, no timing")
     args = ap.parse_args()
 
@@ -53,8 +57,10 @@ def main() -> None:
     for x in t.values():
         x.requires_grad_()
     chunk = 16 if args.channel else 64
+    variants = delta_variants(args.variants)
 
-    def fwd():
+    def fwd(variant: str = variants[0]):
+        use_delta_variant(variant)
         return gated_delta(**t, chunk_size=chunk, backend="triton")
 
     dy = torch.randn_like(fwd())
@@ -63,10 +69,14 @@ def main() -> None:
         fwd().backward(dy)
 
     if args.smoke:
+        for variant in variants:
+            fwd(variant)
         fwd_bwd()
-        print("smoke: forward and backward ran; nothing timed")
+        print(f"smoke: forward ({', '.join(x or 'default' for x in variants)}) and backward ran; nothing timed")
         return
-    steps = [("forward", fwd), ("forward+backward", fwd_bwd)]
+    steps = [(f"forward [{variant}]" if variant else "forward", lambda variant=variant: fwd(variant))
+             for variant in variants]
+    steps.append(("forward+backward", fwd_bwd))
     if args.fla_src and not args.channel:  # its forward only: its gated backward refuses Triton 3.4-3.7.0 on Hopper
         sys.path.insert(0, args.fla_src)
         from fla.ops.gated_delta_rule import chunk_gated_delta_rule

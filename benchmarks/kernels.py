@@ -44,7 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _report import command, machine
+from _report import DELTA_VARIANTS_HELP, command, delta_variants, machine
 
 NA = "not available"
 VERBOSE = False  # --verbose: the traceback of an anchor that fails
@@ -722,10 +722,12 @@ def delta_tables(shapes: dict, args, smoke: bool) -> list[Table]:
                     return gated_delta(**t, return_final_state=True, chunk_size=L, backend="triton")
 
                 measure_ours(table, f"triton (ours), chunk {L}", run, ref, base, DELTA_BF16, smoke, nbytes)
-                if L > 16:  # each chunk's inverse row by row instead of by blocks of 16 rows
-                    with environment(KERNELS_DELTA_INVERSE="rows"):
-                        measure_ours(table, f"triton (ours), chunk {L}, inverse by rows", run, ref, base,
-                                     DELTA_BF16, smoke, nbytes)
+                for variant in delta_variants(args.delta_variants) if L > 16 else []:  # other forms of the wy kernel
+                    if variant:
+                        inverse, _, form = variant.partition(":")
+                        with environment(KERNELS_DELTA_INVERSE=inverse, KERNELS_DELTA_WY=form or "fused"):
+                            measure_ours(table, f"triton (ours), chunk {L}, {variant}", run, ref, base,
+                                         DELTA_BF16, smoke, nbytes)
             if smoke:
                 table.finish()
                 continue
@@ -789,6 +791,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mlstm-chunk-sizes", default="64,128", help="chunk sizes to time our mLSTM at")
     parser.add_argument("--delta-chunk-sizes", default="64",
                         help="chunk sizes to time our gated delta rule at (a decay per head; per channel: 16)")
+    parser.add_argument("--delta-variants", default="",
+                        help=DELTA_VARIANTS_HELP.replace("default: the environment's, or the kernels' defaults",
+                                                         "each a row of its own beside the default's; default: none"))
     parser.add_argument("--scan-blocks", default="16x32,32x16,16x64",
                         help="tokens×channels per block of our selective scan, to time each")
     parser.add_argument("--no-compile-reference", dest="compile_reference", action="store_false",

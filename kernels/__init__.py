@@ -9,8 +9,9 @@ Each op's Triton forward and backward are PyTorch operators (`torch.library.cust
 traces a whole proxy without a graph break (tests/kernels/triton/test_models_compile.py).
 
 Environment knobs: `KERNELS_BACKEND=reference|triton` (read at each call: the backend of every op called
-with `backend=None`; `triton` on the CPU needs `TRITON_INTERPRET=1`), `KERNELS_DELTA_INVERSE=blocks|rows`
-(read at each call: the gated delta rule's chunk inverse), and, read when the kernels are imported,
+with `backend=None`; `triton` on the CPU needs `TRITON_INTERPRET=1`), `KERNELS_DELTA_INVERSE=tiles|blocks|rows`
+and `KERNELS_DELTA_WY=split|fused` (read at each call: how the gated delta rule forms each chunk's inverse,
+and whether in a kernel apart from W and U'; `kernels/delta/triton.py`), and, read when the kernels are imported,
 `KERNELS_WARPS=W` (every tuned kernel at W warps) and `KERNELS_AUTOTUNE=once` (every config run once,
 untimed; `kernels/_triton.py`).
 """

@@ -24,6 +24,9 @@ import triton.language as tl
 DOT_FP32 = 0  # fp32 inputs: tf32x3 on the GPU (fp32 accuracy on tensor cores), exact under the interpreter
 DOT_BF16 = 1  # bf16 inputs: bf16 operands, fp32 accumulation
 DOT_BF16_EMULATED = 2  # the same rounding under the interpreter, whose tl.dot cannot multiply bf16 tiles
+DOT_TF32 = 3  # fp32 operands read as tf32 (one tensor-core product, not tf32x3's three): for fp32 work whose
+# result is rounded to bf16 anyway
+DOT_TF32_EMULATED = 4  # the same rounding under the interpreter
 
 
 def interpreting() -> bool:
@@ -35,6 +38,12 @@ def dot_mode(dtype: torch.dtype) -> int:
     if dtype == torch.float32:
         return DOT_FP32
     return DOT_BF16_EMULATED if interpreting() else DOT_BF16
+
+
+def tf32_mode(mode: int) -> int:
+    """The mode for products of fp32 tiles in a kernel whose inputs multiply in `mode`: tf32 where the inputs
+    are bf16 (their result is rounded to bf16 before it is used), fp32 accuracy where they are fp32."""
+    return {DOT_BF16: DOT_TF32, DOT_BF16_EMULATED: DOT_TF32_EMULATED}.get(mode, DOT_FP32)
 
 
 def state_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -200,11 +209,15 @@ def tiles(names: tuple[str, ...], sizes: list[tuple[int, ...]], *pairs: tuple[in
 
 @triton.jit
 def dot(a, b, MODE: tl.constexpr):
-    """a @ b with fp32 accumulation; the operands rounded to bf16 unless MODE is DOT_FP32."""
+    """a @ b with fp32 accumulation; the operands as MODE says (DOT_FP32, DOT_BF16, DOT_TF32, or emulated)."""
     if MODE == 1:
         out = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
     elif MODE == 2:
         out = tl.dot(round_bf16(a), round_bf16(b), input_precision="ieee")
+    elif MODE == 3:
+        out = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="tf32")
+    elif MODE == 4:
+        out = tl.dot(truncate_tf32(a), truncate_tf32(b), input_precision="ieee")
     else:
         out = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="tf32x3")
     return out
@@ -217,6 +230,14 @@ def round_bf16(x):
     bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
     bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
     return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def truncate_tf32(x):
+    """x with the low 13 bits of its fp32 mantissa cleared: a tf32 operand, at the larger of the errors of the
+    conversions a tensor core may apply (truncation rather than rounding to nearest)."""
+    bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
+    return (bits & 0xFFFFE000).to(tl.float32, bitcast=True)
 
 
 @triton.jit

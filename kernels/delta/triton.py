@@ -46,6 +46,7 @@ from kernels._triton import (
     keep_for_backward,
     on_device,
     state_dtype,
+    tf32_mode,
     tiles,
     warps,
 )
@@ -119,13 +120,14 @@ def _block(i, j, BL: tl.constexpr):
 
 
 @triton.jit
-def _unit_lower_inverse_blocks(A, a_buf, t_buf, BL: tl.constexpr):
+def _unit_lower_inverse_blocks(A, a_buf, t_buf, BL: tl.constexpr, INV_MODE: tl.constexpr):
     """(I + A)⁻¹ of a strictly lower triangular A [BL, BL] (BL 16, 32 or 64) by blocks of 16 rows, as
     flash-linear-attention's solve_tril: the diagonal blocks' inverses D_i by forward substitution, all
-    blocks at once (15 steps of vector operations on [BL/16, 16, 16]), then the blocks below them, row of
-    blocks by row, T_ij = −(Σ_{j<k≤i} T_ik A_kj) D_j: 16×16 products whose operands are read from memory.
-    A goes through `a_buf` and T through `t_buf` (this chunk's [BL, BL] fp32 slots); t_buf ends holding
-    the inverse. A write that other threads of the program read is followed by a barrier."""
+    blocks at once (14 steps of vector operations on [BL/16, 16, 16], each reading its row of A from
+    memory), then the blocks below them, a row of blocks at a time, T_ij = −D_i Σ_{j≤m<i} A_im T_mj (T_jj =
+    D_j): 16×16 products in `INV_MODE` whose operands are read from memory. A goes through `a_buf` and T
+    through `t_buf` ([BL, BL] fp32 slots); t_buf ends holding the inverse. A write that other threads of the
+    program read is followed by a barrier: one per row of blocks."""
     NB: tl.constexpr = BL // 16
     rows = tl.arange(0, BL)
     full = rows[:, None] * BL + rows[None, :]
@@ -135,22 +137,22 @@ def _unit_lower_inverse_blocks(A, a_buf, t_buf, BL: tl.constexpr):
     r = tl.arange(0, 16)[None, :, None]
     col = tl.arange(0, 16)[None, None, :]
     diag = (blk * 16 + r) * BL + blk * 16 + col  # [NB, 16, 16]: the diagonal blocks
-    A3 = tl.load(a_buf + diag)
     eye = (r == col).to(tl.float32) + tl.zeros([NB, 16, 16], dtype=tl.float32)
-    D = eye
-    for t in range(1, 16):
-        a = tl.sum(tl.where(r == t, A3, 0.0), axis=1)  # [NB, 16]: row t of each block
-        D = tl.where(r == t, eye - tl.sum(a[:, :, None] * D, axis=1)[:, None, :], D)
+    D = eye - tl.load(a_buf + diag)  # rows 0 and 1 are final: e_0, and e_1 − A_10 e_0
+    for t in range(2, 16):
+        a = tl.load(a_buf + (blk * 16 + t) * BL + blk * 16 + r)  # [NB, 16, 1]: row t of each block, down axis 1
+        D = tl.where(r == t, eye - tl.sum(a * D, axis=1)[:, None, :], D)
     tl.store(t_buf + diag, D)
     tl.store(t_buf + full, tl.zeros([BL, BL], dtype=tl.float32), mask=rows[:, None] // 16 < rows[None, :] // 16)
     tl.debug_barrier()
     for i in tl.static_range(1, NB):
-        for j in tl.static_range(i - 1, -1, -1):  # right to left: T_ij reads the blocks right of it in row i
+        D_i = tl.load(t_buf + _block(i, i, BL))
+        for j in tl.static_range(0, i):  # row i reads rows above it only
             acc = tl.zeros([16, 16], dtype=tl.float32)
-            for k in tl.static_range(j + 1, i + 1):
-                acc += dot(tl.load(t_buf + _block(i, k, BL)), tl.load(a_buf + _block(k, j, BL)), 0)
-            tl.store(t_buf + _block(i, j, BL), -dot(acc, tl.load(t_buf + _block(j, j, BL)), 0))
-            tl.debug_barrier()
+            for m in tl.static_range(j, i):
+                acc += dot(tl.load(a_buf + _block(i, m, BL)), tl.load(t_buf + _block(m, j, BL)), INV_MODE)
+            tl.store(t_buf + _block(i, j, BL), -dot(D_i, acc, INV_MODE))
+        tl.debug_barrier()
     return tl.load(t_buf + full)
 
 
@@ -180,12 +182,15 @@ def _beta16(beta_ptr, bb, h, c, i, T, H, L):
 
 
 @triton.jit
-def _decayed(A, b_row, i, j, beta, BL: tl.constexpr):
-    """Block (i, j) of diag(β) G⁻(k, k) from its undecayed product A = k_i k_jᵀ (a scalar gate)."""
+def _decayed(A, bi, bj, beta, DIAGONAL: tl.constexpr):
+    """A block of diag(β) G⁻(k, k) from its undecayed product A = k_i k_jᵀ (a scalar gate; bi, bj the [16]
+    log decays of its rows and columns, β its rows')."""
     r = tl.arange(0, 16)
-    bi, bj = _rows16(b_row, i, BL), _rows16(b_row, j, BL)
-    mask = (r[:, None] > r[None, :]) | (i > j)
-    return A * tl.exp(tl.where(mask, bi[:, None] - bj[None, :], float("-inf"))) * beta[:, None]
+    if DIAGONAL:
+        decay = tl.exp(tl.where(r[:, None] > r[None, :], bi[:, None] - bj[None, :], float("-inf")))
+    else:
+        decay = tl.exp(bi[:, None] - bj[None, :])
+    return A * decay * beta[:, None]
 
 
 @triton.jit
@@ -193,19 +198,21 @@ def _substitute(D, A, t):
     """One step of forward substitution on a [16, 16] block: row t of D becomes e_t − Σ_{s<t} A_ts D_s."""
     r = tl.arange(0, 16)
     a = tl.sum(tl.where(r[:, None] == t, A, 0.0), axis=0)  # row t of A
-    return tl.where(r[:, None] == t, D - tl.sum(a[:, None] * D, axis=0)[None, :], D)
+    e_t = (r == t).to(tl.float32)
+    return tl.where(r[:, None] == t, (e_t - tl.sum(a[:, None] * D, axis=0))[None, :], D)
 
 
 @triton.jit
 def _unit_lower_inverse_tiles(k_ptr, g_ptr, beta_ptr, tm_ptr, bb, h, c, T, H, K, L,
-                              CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, MODE: tl.constexpr):
+                              CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, MODE: tl.constexpr,
+                              INV_MODE: tl.constexpr):
     """T = (I + A)⁻¹ of one chunk, A = diag(β) G⁻(k, k), formed in registers in blocks of 16 rows (BL 16, 32
     or 64), as flash-linear-attention's fused kkt and solve: the lower blocks A_ij = k_i k_jᵀ (decayed after
     the sum over K for a scalar gate), the diagonal blocks' inverses D_i by forward substitution (all of
-    them in one loop of 15 steps), then T_ij = −D_i Σ_{j≤m<i} A_im T_mj by diagonals, as 16×16 products,
-    too small for Hopper's warpgroup MMA (the code that miscompiles, `kernels/_triton.py`). T goes to
-    `tm_ptr` (the chunk's [BL, BL] fp32 slot) and is read back whole. A channel-wise gate's chunks are 16
-    tokens (BL 16): one block, its pairwise decays formed per block of K as `_gated` does."""
+    them in one loop of 14 steps), then T_ij = −D_i Σ_{j≤m<i} A_im T_mj by diagonals, as 16×16 products in
+    `INV_MODE`, too small for Hopper's warpgroup MMA (the code that miscompiles, `kernels/_triton.py`). T
+    goes to `tm_ptr` (the chunk's [BL, BL] slot, in its dtype) and is read back whole. A channel-wise gate's
+    chunks are 16 tokens (BL 16): one block, its pairwise decays formed per block of K as `_gated` does."""
     NB: tl.constexpr = BL // 16
     r = tl.arange(0, 16)
     strict = r[:, None] > r[None, :]
@@ -248,30 +255,33 @@ def _unit_lower_inverse_tiles(k_ptr, g_ptr, beta_ptr, tm_ptr, bb, h, c, T, H, K,
         A00 = A00 * beta0[:, None]
     else:
         _, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, r, BL, CHANNEL)
-        A00 = _decayed(A00, b_row, 0, 0, beta0, BL)
+        b0 = _rows16(b_row, 0, BL)
+        A00 = _decayed(A00, b0, b0, beta0, True)
         if NB > 1:
             beta1 = _beta16(beta_ptr, bb, h, c, 1, T, H, L)
-            A10 = _decayed(A10, b_row, 1, 0, beta1, BL)
-            A11 = _decayed(A11, b_row, 1, 1, beta1, BL)
+            b1 = _rows16(b_row, 1, BL)
+            A10 = _decayed(A10, b1, b0, beta1, False)
+            A11 = _decayed(A11, b1, b1, beta1, True)
         if NB > 2:
             beta2 = _beta16(beta_ptr, bb, h, c, 2, T, H, L)
             beta3 = _beta16(beta_ptr, bb, h, c, 3, T, H, L)
-            A20 = _decayed(A20, b_row, 2, 0, beta2, BL)
-            A21 = _decayed(A21, b_row, 2, 1, beta2, BL)
-            A22 = _decayed(A22, b_row, 2, 2, beta2, BL)
-            A30 = _decayed(A30, b_row, 3, 0, beta3, BL)
-            A31 = _decayed(A31, b_row, 3, 1, beta3, BL)
-            A32 = _decayed(A32, b_row, 3, 2, beta3, BL)
-            A33 = _decayed(A33, b_row, 3, 3, beta3, BL)
+            b2, b3 = _rows16(b_row, 2, BL), _rows16(b_row, 3, BL)
+            A20 = _decayed(A20, b2, b0, beta2, False)
+            A21 = _decayed(A21, b2, b1, beta2, False)
+            A22 = _decayed(A22, b2, b2, beta2, True)
+            A30 = _decayed(A30, b3, b0, beta3, False)
+            A31 = _decayed(A31, b3, b1, beta3, False)
+            A32 = _decayed(A32, b3, b2, beta3, False)
+            A33 = _decayed(A33, b3, b3, beta3, True)
 
     eye = (r[:, None] == r[None, :]).to(tl.float32)
-    D0 = eye
+    D0 = eye - A00  # rows 0 and 1 are final: e_0, and e_1 − A_10 e_0
     if NB > 1:
-        D1 = eye
+        D1 = eye - A11
     if NB > 2:
-        D2 = eye
-        D3 = eye
-    for t in range(1, 16):
+        D2 = eye - A22
+        D3 = eye - A33
+    for t in range(2, 16):
         D0 = _substitute(D0, A00, t)
         if NB > 1:
             D1 = _substitute(D1, A11, t)
@@ -281,25 +291,26 @@ def _unit_lower_inverse_tiles(k_ptr, g_ptr, beta_ptr, tm_ptr, bb, h, c, T, H, K,
 
     rows = tl.arange(0, BL)
     full = rows[:, None] * BL + rows[None, :]
-    tl.store(tm_ptr + full, tl.zeros([BL, BL], dtype=tl.float32), mask=rows[:, None] // 16 < rows[None, :] // 16)
-    tl.store(tm_ptr + _block(0, 0, BL), D0)
+    out = tm_ptr.dtype.element_ty
+    tl.store(tm_ptr + full, tl.zeros([BL, BL], dtype=out), mask=rows[:, None] // 16 < rows[None, :] // 16)
+    tl.store(tm_ptr + _block(0, 0, BL), D0.to(out))
     if NB > 1:
-        T10 = -dot(D1, dot(A10, D0, 0), 0)
-        tl.store(tm_ptr + _block(1, 0, BL), T10)
-        tl.store(tm_ptr + _block(1, 1, BL), D1)
+        T10 = -dot(D1, dot(A10, D0, INV_MODE), INV_MODE)
+        tl.store(tm_ptr + _block(1, 0, BL), T10.to(out))
+        tl.store(tm_ptr + _block(1, 1, BL), D1.to(out))
     if NB > 2:
-        T21 = -dot(D2, dot(A21, D1, 0), 0)
-        T32 = -dot(D3, dot(A32, D2, 0), 0)
-        T20 = -dot(D2, dot(A20, D0, 0) + dot(A21, T10, 0), 0)
-        T31 = -dot(D3, dot(A31, D1, 0) + dot(A32, T21, 0), 0)
-        T30 = -dot(D3, dot(A30, D0, 0) + dot(A31, T10, 0) + dot(A32, T20, 0), 0)
-        tl.store(tm_ptr + _block(2, 0, BL), T20)
-        tl.store(tm_ptr + _block(2, 1, BL), T21)
-        tl.store(tm_ptr + _block(2, 2, BL), D2)
-        tl.store(tm_ptr + _block(3, 0, BL), T30)
-        tl.store(tm_ptr + _block(3, 1, BL), T31)
-        tl.store(tm_ptr + _block(3, 2, BL), T32)
-        tl.store(tm_ptr + _block(3, 3, BL), D3)
+        T21 = -dot(D2, dot(A21, D1, INV_MODE), INV_MODE)
+        T32 = -dot(D3, dot(A32, D2, INV_MODE), INV_MODE)
+        T20 = -dot(D2, dot(A20, D0, INV_MODE) + dot(A21, T10, INV_MODE), INV_MODE)
+        T31 = -dot(D3, dot(A31, D1, INV_MODE) + dot(A32, T21, INV_MODE), INV_MODE)
+        T30 = -dot(D3, dot(A30, D0, INV_MODE) + dot(A31, T10, INV_MODE) + dot(A32, T20, INV_MODE), INV_MODE)
+        tl.store(tm_ptr + _block(2, 0, BL), T20.to(out))
+        tl.store(tm_ptr + _block(2, 1, BL), T21.to(out))
+        tl.store(tm_ptr + _block(2, 2, BL), D2.to(out))
+        tl.store(tm_ptr + _block(3, 0, BL), T30.to(out))
+        tl.store(tm_ptr + _block(3, 1, BL), T31.to(out))
+        tl.store(tm_ptr + _block(3, 2, BL), T32.to(out))
+        tl.store(tm_ptr + _block(3, 3, BL), D3.to(out))
     tl.debug_barrier()
     return tl.load(tm_ptr + full)
 
@@ -313,22 +324,28 @@ AVOID_DWY = {DOT_FP32: (8,), DOT_BF16: (8,)}
 CHUNK_WARPS = warps((4, 2), (8, 2))
 # the wy kernel's inverse is vector steps on 16×16 blocks: fewer warps sum their columns with fewer barriers
 # (the forward at B8 T2048 H16 K128 V128 on the H200: 0.73 ms with 4 and 8 warps to choose from, 0.54 with
-# 1 and 2 too; docs/benchmarks/delta_h200.md)
+# 1 and 2 too; docs/benchmarks/delta_h200.md). W and U' alone are two products a block, as
+# flash-linear-attention's recompute of w and u, tuned over the warps and pipeline stages it tunes over.
 WY_WARPS = warps((1, 2), (2, 2)) + CHUNK_WARPS
-WU_WARPS = warps((2, 2)) + CHUNK_WARPS
+WU_WARPS = warps((2, 2), (2, 3), (4, 3), (8, 3)) + CHUNK_WARPS
 V_TILES = tiles(("BV",), [(32,), (64,)], (4, 2), (8, 2))
 # the state kernels hold a whole [K, BV] state and [L, K] tiles: at K = 256 in fp32 (tf32x3) every config
 # above asks for more shared memory than a Hopper SM has; these fit (autotuning skips the ones that don't)
-STATE_TILES = V_TILES + tiles(("BV",), [(32,), (64,)], (4, 3)) + tiles(("BV",), [(16,), (32,)], (4, 1))
+STATE_TILES = (V_TILES + tiles(("BV",), [(32,), (64,)], (2, 2), (2, 3), (4, 3), (4, 4))
+               + tiles(("BV",), [(16,), (32,)], (4, 1)))
+# the output kernel's tiles: wider ones, and more pipeline stages, as flash-linear-attention's chunk_fwd_o
+OUTPUT_TILES = (V_TILES + tiles(("BV",), [(32,), (64,)], (2, 3), (4, 3))
+                + tiles(("BV",), [(128,)], (4, 2), (8, 2), (8, 3)))
 
 
 @triton.jit
 def _chunk_inverse(k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, bh, c, T, H, K, L, NC,
                    CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, MODE: tl.constexpr,
-                   INVERSE: tl.constexpr):
-    """T = (I + diag(β) G⁻(k, k))⁻¹ of chunk c, stored in its [BL, BL] slot of Tm and returned: by 16×16 tiles
-    in registers (INVERSE 2), by blocks of 16 rows through memory (1; A in A_ptr, a scratch the shape of
-    Tm) or row by row (0)."""
+                   INVERSE: tl.constexpr, INV_MODE: tl.constexpr):
+    """T = (I + diag(β) G⁻(k, k))⁻¹ of chunk c, stored in its [BL, BL] slot of Tm (in Tm's dtype) and returned:
+    by 16×16 tiles in registers (INVERSE 2), by blocks of 16 rows through memory (1; A and T in fp32 in A_ptr,
+    a scratch of two [BL, BL] slots a chunk) or row by row (0). The products that form T from A are in
+    `INV_MODE`."""
     bb, h = (bh // H).to(tl.int64), bh % H
     l = tl.arange(0, BL)
     t = c * L + l
@@ -336,7 +353,8 @@ def _chunk_inverse(k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, bh, c, T, H, K, L, NC,
     chunk = (bh * NC + c).to(tl.int64) * BL * BL  # this chunk's [BL, BL] slot
     tm_ptr = Tm_ptr + chunk
     if INVERSE == 2:
-        Tm = _unit_lower_inverse_tiles(k_ptr, g_ptr, beta_ptr, tm_ptr, bb, h, c, T, H, K, L, CHANNEL, BL, BK, MODE)
+        Tm = _unit_lower_inverse_tiles(k_ptr, g_ptr, beta_ptr, tm_ptr, bb, h, c, T, H, K, L, CHANNEL, BL, BK, MODE,
+                                       INV_MODE)
     else:
         beta = tl.load(beta_ptr + (bb * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
         strict = l[:, None] > l[None, :]
@@ -348,10 +366,11 @@ def _chunk_inverse(k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, bh, c, T, H, K, L, NC,
             b, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
             A += _gated(kt, kt, b, b, b_row, b_row, strict, MODE, CHANNEL)
         if INVERSE == 1:
-            Tm = _unit_lower_inverse_blocks(A * beta[:, None], A_ptr + chunk, tm_ptr, BL)
+            a_buf = A_ptr + 2 * chunk
+            Tm = _unit_lower_inverse_blocks(A * beta[:, None], a_buf, a_buf + BL * BL, BL, INV_MODE)
         else:
             Tm = _unit_lower_inverse(A * beta[:, None], BL)
-            tl.store(tm_ptr + l[:, None] * BL + l[None, :], Tm)
+        tl.store(tm_ptr + l[:, None] * BL + l[None, :], Tm.to(tm_ptr.dtype.element_ty))
     return Tm
 
 
@@ -365,12 +384,18 @@ def _chunk_wu(Tm, k_ptr, v_ptr, g_ptr, beta_ptr, w_ptr, u0_ptr, bh, c, T, H, K, 
     mask_t = (l < L) & (t < T)
     beta = tl.load(beta_ptr + (bb * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
     rows = (bh * NC * L + c * L + l).to(tl.int64)  # this chunk's rows of w and u0
+    if not CHANNEL:
+        _, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, l, BL, CHANNEL)
+        row_scale = tl.exp(b_row) * beta  # a scalar gate's e^b, and β, once for every block of K
     for k0 in range(0, K, BK):
         kk = k0 + tl.arange(0, BK)
         kt = tl.load(k_ptr + ((bb * T + t[:, None]) * H + h) * K + kk[None, :],
                      mask=mask_t[:, None] & (kk < K)[None, :], other=0.0).to(tl.float32)
-        b, _, _ = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
-        w = dot(Tm, kt * tl.exp(b) * beta[:, None], MODE)
+        if CHANNEL:
+            b, _, _ = _gates(g_ptr, bb, h, c, T, H, K, L, kk, BL, CHANNEL)
+            w = dot(Tm, kt * tl.exp(b) * beta[:, None], MODE)
+        else:
+            w = dot(Tm, kt * row_scale[:, None], MODE)
         tl.store(w_ptr + rows[:, None] * K + kk[None, :], w.to(w_ptr.dtype.element_ty),
                  mask=(l < L)[:, None] & (kk < K)[None, :])
     for v0 in range(0, V, BV):
@@ -388,13 +413,14 @@ def delta_fwd_kernel_wy(
     k_ptr, v_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, w_ptr, u0_ptr,
     T, H, K, V, L, NC,
     CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
-    INVERSE: tl.constexpr,
+    INVERSE: tl.constexpr, INV_MODE: tl.constexpr,
 ):
     """T = (I + diag(β) G⁻(k, k))⁻¹ of one chunk, W = T diag(β)(k ⊙ e^b) and U' = T diag(β) v, in one program
-    (`_chunk_inverse`, then `_chunk_wu`). Tm [B·H, NC, BL, BL] fp32; w [B·H, NC·L, K] and u0 [B·H, NC·L, V]
-    in the states' dtype. Grid (chunks, B·H)."""
+    (`_chunk_inverse`, then `_chunk_wu`). Tm [B·H, NC, BL, BL], w [B·H, NC·L, K] and u0 [B·H, NC·L, V] in the
+    states' dtype. Grid (chunks, B·H)."""
     c, bh = tl.program_id(0), tl.program_id(1)
-    Tm = _chunk_inverse(k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, bh, c, T, H, K, L, NC, CHANNEL, BL, BK, MODE, INVERSE)
+    Tm = _chunk_inverse(k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, bh, c, T, H, K, L, NC, CHANNEL, BL, BK, MODE, INVERSE,
+                        INV_MODE)
     _chunk_wu(Tm, k_ptr, v_ptr, g_ptr, beta_ptr, w_ptr, u0_ptr, bh, c, T, H, K, V, L, NC, CHANNEL, BL, BK, BV, MODE)
 
 
@@ -404,10 +430,12 @@ def delta_fwd_kernel_inverse(
     k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr,
     T, H, K, L, NC,
     CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, MODE: tl.constexpr, INVERSE: tl.constexpr,
+    INV_MODE: tl.constexpr,
 ):
     """The wy kernel's first half alone (`KERNELS_DELTA_WY=split`): T of one chunk. Grid (chunks, B·H)."""
     c, bh = tl.program_id(0), tl.program_id(1)
-    _chunk_inverse(k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, bh, c, T, H, K, L, NC, CHANNEL, BL, BK, MODE, INVERSE)
+    _chunk_inverse(k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, bh, c, T, H, K, L, NC, CHANNEL, BL, BK, MODE, INVERSE,
+                   INV_MODE)
 
 
 @autotune(WU_WARPS, key=["K", "V", "BL", "CHANNEL"])
@@ -470,7 +498,7 @@ def delta_fwd_kernel_states(
     tl.store(Sf_ptr + ((bh * K + kk[:, None]) * V + vv[None, :]).to(tl.int64), S, mask=mask_kv)
 
 
-@autotune(V_TILES, key=["K", "V", "BL", "CHANNEL"], interpret={"BV": 32}, fit={"BV": "V"})
+@autotune(OUTPUT_TILES, key=["K", "V", "BL", "CHANNEL"], interpret={"BV": 32}, fit={"BV": "V"})
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def delta_fwd_kernel_output(
     q_ptr, k_ptr, g_ptr, u_ptr, states_ptr, o_ptr,
@@ -750,24 +778,26 @@ WY_FORMS = ("fused", "split")
 
 def inverse_method() -> int:
     """How the wy kernel inverts each chunk's I + A, from `KERNELS_DELTA_INVERSE` (read at each call):
-    `blocks` (the default: 15 steps of vector operations on the diagonal blocks of 16 rows, then 16×16
-    products through memory), `tiles` (A and T formed in 16×16 blocks in registers, as
-    flash-linear-attention's fused kkt and solve) or `rows` (row by row: up to 63 steps of vector operations
-    on [BL, BL]). The same result to fp32 rounding; docs/benchmarks/delta_h200.md has their times: in one
-    kernel with W and U', `tiles` was the slower (0.59 against 0.54 ms a forward). (Forming the blocks with
-    [BL, BL] products in registers was slower still on the H200 and miscompiled there: 64-row products,
+    `tiles` (the default: A and T formed in 16×16 blocks in registers, as flash-linear-attention's fused kkt
+    and solve), `blocks` (14 steps of vector operations on the diagonal blocks of 16 rows, then 16×16
+    products through memory) or `rows` (row by row: up to 63 steps of vector operations on [BL, BL]). The
+    same result to the rounding of T's products; docs/benchmarks/delta_h200.md has their times: in a kernel
+    of its own, `tiles` took 0.077 ms at B8 T2048 H16 K128 on the H200 and `blocks` 0.110. (Forming the
+    blocks with [BL, BL] products in registers was slower still there and miscompiled: 64-row products,
     Hopper's warpgroup MMA, whose right operand is another product.)"""
-    name = os.environ.get("KERNELS_DELTA_INVERSE", "blocks")
+    name = os.environ.get("KERNELS_DELTA_INVERSE", "tiles")
     if name not in INVERSES:
         raise ValueError(f"KERNELS_DELTA_INVERSE={name!r} is not an inverse method; use one of {', '.join(INVERSES)}")
     return INVERSES[name]
 
 
 def wy_form() -> str:
-    """`KERNELS_DELTA_WY` (read at each call): `fused` (the default: one program per chunk forms T, then W
-    and U') or `split` (T in a kernel of its own, tuned alone, then W and U' in another that reads T back,
-    as flash-linear-attention splits its solve and its recompute of w and u). The same numbers either way."""
-    name = os.environ.get("KERNELS_DELTA_WY", "fused")
+    """`KERNELS_DELTA_WY` (read at each call): `split` (the default: T in a kernel of its own, tuned alone,
+    then W and U' in another that reads T back, as flash-linear-attention splits its solve and its recompute
+    of w and u) or `fused` (one program per chunk forms T, then W and U', at one warp count for both). The
+    same numbers either way; split was the faster on the H200 (0.403 against 0.484 ms a forward with the
+    tiles inverse, docs/benchmarks/delta_h200.md)."""
+    name = os.environ.get("KERNELS_DELTA_WY", "split")
     if name not in WY_FORMS:
         raise ValueError(f"KERNELS_DELTA_WY={name!r} is not a form of the wy kernel; use one of {', '.join(WY_FORMS)}")
     return name
@@ -792,18 +822,19 @@ def delta_fwd(q, k, v, g, beta, S0, scale, chunk_size):
 
     kept = state_dtype(q.dtype)  # w, U' and U, as the states: bf16 for bf16 inputs (every reader multiplies
     # them in bf16; U = U' − W S_c is formed in fp32 and rounded once)
-    Tm = torch.empty(B * H, nc, BL, BL, device=dev, dtype=fp32)
-    inverse = inverse_method()
-    A = torch.empty_like(Tm) if inverse == INVERSES["blocks"] else Tm  # scratch
+    # T too: its every reader multiplies it in the inputs' mode, so its products are tf32 for bf16 inputs
+    Tm = torch.empty(B * H, nc, BL, BL, device=dev, dtype=kept)
+    inverse, inv_mode = inverse_method(), tf32_mode(mode)
+    A = torch.empty(B * H, nc, 2, BL, BL, device=dev, dtype=fp32) if inverse == INVERSES["blocks"] else Tm  # scratch
     w = torch.empty(B * H, nc * L, K, device=dev, dtype=kept)
     u0 = torch.empty(B * H, nc * L, V, device=dev, dtype=kept)
     if wy_form() == "split":
         delta_fwd_kernel_inverse[(nc, B * H)](k, g, beta, Tm, A, T, H, K, L, nc, CHANNEL=channel, MODE=mode,
-                                              INVERSE=inverse, BL=BL, BK=blocks["BK"])
+                                              INVERSE=inverse, INV_MODE=inv_mode, BL=BL, BK=blocks["BK"])
         delta_fwd_kernel_wu[(nc, B * H)](k, v, g, beta, Tm, w, u0, *dims, CHANNEL=channel, MODE=mode, **blocks)
     else:
         delta_fwd_kernel_wy[(nc, B * H)](k, v, g, beta, Tm, A, w, u0, *dims, CHANNEL=channel, MODE=mode,
-                                         INVERSE=inverse, **blocks)
+                                         INVERSE=inverse, INV_MODE=inv_mode, **blocks)
 
     u = torch.empty(B * H, nc * L, V, device=dev, dtype=kept)
     states = torch.empty(B * H, nc, K, V, device=dev, dtype=kept)
@@ -889,7 +920,7 @@ def _(q, k, v, g, beta, initial_state, scale, chunk_size):
     nc, BL = -(-T // L), block(L)
     fp32, kept = torch.float32, state_dtype(q.dtype)
     return (
-        q.new_empty(B, T, H, V), q.new_empty(B, H, K, V, dtype=fp32), q.new_empty(B * H, nc, BL, BL, dtype=fp32),
+        q.new_empty(B, T, H, V), q.new_empty(B, H, K, V, dtype=fp32), q.new_empty(B * H, nc, BL, BL, dtype=kept),
         q.new_empty(B * H, nc * L, K, dtype=kept), q.new_empty(B * H, nc * L, V, dtype=kept),
         q.new_empty(B * H, nc * L, V, dtype=kept), q.new_empty(B * H, nc, K, V, dtype=kept),
     )

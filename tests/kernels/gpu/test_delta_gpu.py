@@ -71,9 +71,9 @@ def test_gated_delta_large(dtype: torch.dtype, case: tuple, record_property) -> 
     run(case, dtype, record_property)
 
 
-# the wy kernel's forms other than the default (the inverse by blocks through memory, in one kernel with W
-# and U'): `KERNELS_DELTA_INVERSE` and `KERNELS_DELTA_WY`
-VARIANTS = [("rows", "fused"), ("tiles", "fused"), ("blocks", "split"), ("tiles", "split")]
+# the wy kernel's forms other than the default (the inverse by 16×16 tiles in registers, in a kernel of its own
+# apart from W and U'): `KERNELS_DELTA_INVERSE` and `KERNELS_DELTA_WY`
+VARIANTS = [("rows", "fused"), ("tiles", "fused"), ("blocks", "fused"), ("blocks", "split")]
 VARIANT_IDS = [f"{inverse}-{form}" for inverse, form in VARIANTS]
 VARIANT_SMALL = [c for c in SMALL if c[0][1] in (1, 37, 65, 257) and "channel" not in c[1]] + [
     c for c in SMALL if c[0][1] == 37 and c[1] == "channel-state"

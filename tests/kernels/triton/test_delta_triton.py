@@ -124,17 +124,17 @@ def test_gated_delta_triton_strided_inputs() -> None:
     assert torch.equal(o, ref_o) and torch.equal(state, ref_state)
 
 
-# the wy kernel's other forms (`KERNELS_DELTA_INVERSE`, `KERNELS_DELTA_WY`) than the default (blocks, fused),
+# the wy kernel's other forms (`KERNELS_DELTA_INVERSE`, `KERNELS_DELTA_WY`) than the default (tiles, split),
 # which the other tests run
-VARIANTS = [("rows", "fused"), ("tiles", "fused"), ("blocks", "split"), ("tiles", "split")]
+VARIANTS = [("rows", "fused"), ("tiles", "fused"), ("blocks", "fused"), ("blocks", "split")]
 
 
 @pytest.mark.parametrize("case", [CASES[i] for i in (1, 3, 5, 10)] + [((1, 130, 2, 12, 10, 64), "state-strong"),
                                                                      ((1, 70, 2, 12, 10, 32), "plain")], ids=case_id)
 @pytest.mark.parametrize(("inverse", "form"), VARIANTS, ids=[f"{i}-{f}" for i, f in VARIANTS])
 def test_gated_delta_triton_other_wy_forms(inverse: str, form: str, case: tuple, monkeypatch) -> None:
-    """Each chunk's (I + A)⁻¹ row by row or by 16×16 tiles in registers, and T in a kernel of its own apart
-    from W and U', over one, two and four blocks of 16 rows: the recurrence's outputs and gradients."""
+    """Each chunk's (I + A)⁻¹ row by row or by blocks of 16 rows through memory, and T in one kernel with W
+    and U', over one, two and four blocks of 16 rows: the recurrence's outputs and gradients."""
     monkeypatch.setenv("KERNELS_DELTA_INVERSE", inverse)
     monkeypatch.setenv("KERNELS_DELTA_WY", form)
     (*dims, chunk_size), options = case

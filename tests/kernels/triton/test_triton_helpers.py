@@ -73,11 +73,11 @@ def _delta(t: dict) -> tuple:
     return gated_delta(**t, return_final_state=True, chunk_size=16, backend="triton")
 
 
-def _delta_split(t: dict) -> tuple:
-    """The wy kernel in two (`KERNELS_DELTA_WY=split`), the inverse by tiles in registers."""
+def _delta_fused(t: dict) -> tuple:
+    """The wy kernel in one (`KERNELS_DELTA_WY=fused`), the inverse by blocks through memory."""
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("KERNELS_DELTA_WY", "split")
-        env.setenv("KERNELS_DELTA_INVERSE", "tiles")
+        env.setenv("KERNELS_DELTA_WY", "fused")
+        env.setenv("KERNELS_DELTA_INVERSE", "blocks")
         return _delta(t)
 
 
@@ -89,7 +89,7 @@ RELAUNCH_CASES = {  # op: (run, inputs), each over two chunks or blocks and with
     ),
     "delta": (_delta, lambda: __import__("kernel_inputs").delta_inputs(1, 37, 2, 12, 10, "state")),
     "delta-channel": (_delta, lambda: __import__("kernel_inputs").delta_inputs(1, 37, 2, 12, 10, "channel-state")),
-    "delta-split": (_delta_split, lambda: __import__("kernel_inputs").delta_inputs(1, 37, 2, 12, 10, "state")),
+    "delta-fused": (_delta_fused, lambda: __import__("kernel_inputs").delta_inputs(1, 37, 2, 12, 10, "state")),
 }
 
 
