@@ -706,7 +706,7 @@ def delta_tables(shapes: dict, args, smoke: bool) -> list[Table]:
 
     tables = []
     for name, dims in shapes.items():
-        for channel in (False, True):
+        for channel in args.delta_gates:
             table = Table("gated_delta", f"{name}, decay per {'key channel (KDA)' if channel else 'head'}",
                           tbps=args.hbm_tbps)
             tables.append(table)
@@ -791,6 +791,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mlstm-chunk-sizes", default="64,128", help="chunk sizes to time our mLSTM at")
     parser.add_argument("--delta-chunk-sizes", default="64",
                         help="chunk sizes to time our gated delta rule at (a decay per head; per channel: 16)")
+    parser.add_argument("--delta-shapes", default=",".join(DELTA_SHAPES),
+                        help=f"the gated delta rule's shapes to time (of {', '.join(DELTA_SHAPES)})")
+    parser.add_argument("--delta-gates", default="head,channel",
+                        help="the gated delta rule's decays to time: per head (Gated DeltaNet), per key channel (KDA)")
     parser.add_argument("--delta-variants", default="",
                         help=DELTA_VARIANTS_HELP.replace("default: the environment's, or the kernels' defaults",
                                                          "each a row of its own beside the default's; default: none"))
@@ -824,6 +828,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, AssertionError):
         parser.error("--ssd-chunk-sizes/--mlstm-chunk-sizes/--delta-chunk-sizes: comma-separated positive "
                      "integers (64,128); --scan-blocks: comma-separated powers of two TxD (16x32,32x16)")
+    unknown = [x for x in args.delta_shapes.split(",") if x not in DELTA_SHAPES]
+    if unknown:
+        parser.error(f"--delta-shapes: {', '.join(unknown)} is not a shape of the benchmark; use any of "
+                     f"{', '.join(DELTA_SHAPES)}")
+    gates = {"head": False, "channel": True}
+    if not set(args.delta_gates.split(",")) <= set(gates):
+        parser.error(f"--delta-gates {args.delta_gates!r}: use head, channel or head,channel")
+    args.delta_shapes = {name: DELTA_SHAPES[name] for name in args.delta_shapes.split(",")}
+    args.delta_gates = [gates[x] for x in args.delta_gates.split(",")]
 
     import torch
 
@@ -849,7 +862,7 @@ def main(argv: list[str] | None = None) -> int:
         "ssd": lambda: ssd_tables(SMOKE["ssd"] if smoke else SSD_SHAPES, args, smoke),
         "mlstm": lambda: mlstm_tables(SMOKE["mlstm"] if smoke else MLSTM_SHAPES, args, smoke),
         "selective_scan": lambda: scan_tables(SMOKE["selective_scan"] if smoke else SCAN_SHAPES, args, smoke),
-        "gated_delta": lambda: delta_tables(SMOKE["gated_delta"] if smoke else DELTA_SHAPES, args, smoke),
+        "gated_delta": lambda: delta_tables(SMOKE["gated_delta"] if smoke else args.delta_shapes, args, smoke),
     }
     for op in dict.fromkeys(ops):  # in the order given
         tables += runs[op]()  # each row printed as it is measured

@@ -85,3 +85,25 @@ def test_compile_sm90_reports_registers_and_spills():
     assert cells[1:5] == ["False, 64, 64", "bf16", "–", "4"]
     registers, spilled, shared = (int(c.replace(",", "")) for c in cells[5:])
     assert 0 < registers <= 255 and spilled >= 0 and shared > 0
+
+
+def test_kernels_refuses_an_unknown_delta_shape_or_gate():
+    script = str(SCRIPTS[0].parent / "kernels.py")
+    for flag, value, said in (("--delta-shapes", "B9", "B9 is not a shape of the benchmark; use any of B8-T2048"),
+                              ("--delta-gates", "heads", "--delta-gates 'heads': use head, channel or head,channel")):
+        r = subprocess.run([sys.executable, script, "--smoke", "--ops", "gated_delta", flag, value],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and said in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_kernels_times_other_forms_of_the_delta_wy_kernel_beside_the_default(tmp_path):
+    """`--delta-variants`: a row of its own for each form, each checked against the reference."""
+    r = subprocess.run([sys.executable, str(SCRIPTS[0].parent / "kernels.py"), "--smoke", "--ops", "gated_delta",
+                        "--delta-gates", "head", "--delta-variants", "blocks:fused", "--out", str(tmp_path / "k.md")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    text = (tmp_path / "k.md").read_text()
+    assert "| triton (ours), chunk 64 | — | — | — | — | checked |" in text
+    assert "| triton (ours), chunk 64, blocks:fused | — | — | — | — | checked |" in text
+    assert "decay per key channel" not in text
