@@ -12,8 +12,8 @@ import platform
 import sys
 from pathlib import Path
 
-__all__ = ["DELTA_VARIANTS_HELP", "RECALL_SPEED", "command", "delta_variants", "free_port", "machine",
-           "project_path_for_ray", "recall_speed_study", "smoke_profile", "use_delta_variant", "write"]
+__all__ = ["DELTA_VARIANTS_HELP", "RECALL_SPEED", "command", "delta_variant_env", "delta_variants", "free_port",
+           "machine", "project_path_for_ray", "recall_speed_study", "smoke_profile", "use_delta_variant", "write"]
 
 RECALL_SPEED = ["synthetic_accuracy", "decode_tps"]  # the objectives of the studies the benchmarks run
 
@@ -132,8 +132,8 @@ def smoke_profile(params: float, lm_steps: int, task_steps: int) -> dict:
 
 
 DELTA_VARIANTS_HELP = ("comma-separated forms of the gated delta rule's wy kernel, each INVERSE or INVERSE:FORM "
-                       "(KERNELS_DELTA_INVERSE and KERNELS_DELTA_WY, e.g. blocks,tiles:split; default: the "
-                       "environment's, or the kernels' defaults)")
+                       "(KERNELS_DELTA_INVERSE and KERNELS_DELTA_WY, e.g. blocks,tiles:split; a bare INVERSE is "
+                       "the fused form)")
 
 
 def delta_variants(spec: str) -> list[str]:
@@ -141,9 +141,13 @@ def delta_variants(spec: str) -> list[str]:
     return [x for x in spec.split(",") if x] or [""]
 
 
+def delta_variant_env(variant: str) -> dict[str, str]:
+    """The environment that selects `variant`, INVERSE or INVERSE:FORM (the kernels read it at each call)."""
+    inverse, _, form = variant.partition(":")
+    return {"KERNELS_DELTA_INVERSE": inverse, "KERNELS_DELTA_WY": form or "fused"}
+
+
 def use_delta_variant(variant: str) -> None:
-    """Makes the next gated delta call use `variant` (the kernels read both variables at each call)."""
+    """Makes the next gated delta call use `variant` ("": whatever the environment already says)."""
     if variant:
-        inverse, _, form = variant.partition(":")
-        os.environ["KERNELS_DELTA_INVERSE"] = inverse
-        os.environ["KERNELS_DELTA_WY"] = form or "fused"
+        os.environ.update(delta_variant_env(variant))

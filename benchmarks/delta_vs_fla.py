@@ -32,7 +32,8 @@ def main() -> None:
     ap.add_argument("--shape", default="8,2048,16,128,128", help="B,T,H,K,V")
     ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--variants", default="", help=DELTA_VARIANTS_HELP + "; timed in the same rounds")
+    ap.add_argument("--variants", default="", help=DELTA_VARIANTS_HELP + "; timed in the same rounds (default: "
+                                                   "the environment's form, or the kernels' default)")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU interpreter, ours only, no timing")
     args = ap.parse_args()
 

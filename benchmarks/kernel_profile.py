@@ -28,7 +28,8 @@ def main() -> None:
     ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked): also profile fla's "
                                       "chunk_gated_delta_rule forward on the same inputs")
     ap.add_argument("--variants", default="", help=DELTA_VARIANTS_HELP + "; the forward of each is profiled, "
-                                                   "forward+backward of the first")
+                                                   "forward+backward of the first (default: the environment's "
+                                                   "form, or the kernels' default)")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU interpreter, no timing")
     args = ap.parse_args()
 

@@ -44,7 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _report import DELTA_VARIANTS_HELP, command, delta_variants, machine
+from _report import DELTA_VARIANTS_HELP, command, delta_variant_env, machine
 
 NA = "not available"
 VERBOSE = False  # --verbose: the traceback of an anchor that fails
@@ -722,12 +722,10 @@ def delta_tables(shapes: dict, args, smoke: bool) -> list[Table]:
                     return gated_delta(**t, return_final_state=True, chunk_size=L, backend="triton")
 
                 measure_ours(table, f"triton (ours), chunk {L}", run, ref, base, DELTA_BF16, smoke, nbytes)
-                for variant in delta_variants(args.delta_variants) if L > 16 else []:  # other forms of the wy kernel
-                    if variant:
-                        inverse, _, form = variant.partition(":")
-                        with environment(KERNELS_DELTA_INVERSE=inverse, KERNELS_DELTA_WY=form or "fused"):
-                            measure_ours(table, f"triton (ours), chunk {L}, {variant}", run, ref, base,
-                                         DELTA_BF16, smoke, nbytes)
+                for variant in args.delta_variants if L > 16 else []:  # other forms of the wy kernel
+                    with environment(**delta_variant_env(variant)):
+                        measure_ours(table, f"triton (ours), chunk {L}, {variant}", run, ref, base, DELTA_BF16,
+                                     smoke, nbytes)
             if smoke:
                 table.finish()
                 continue
@@ -796,8 +794,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delta-gates", default="head,channel",
                         help="the gated delta rule's decays to time: per head (Gated DeltaNet), per key channel (KDA)")
     parser.add_argument("--delta-variants", default="",
-                        help=DELTA_VARIANTS_HELP.replace("default: the environment's, or the kernels' defaults",
-                                                         "each a row of its own beside the default's; default: none"))
+                        help=DELTA_VARIANTS_HELP + "; each a row of its own beside the default's (default: none)")
     parser.add_argument("--scan-blocks", default="16x32,32x16,16x64",
                         help="tokens×channels per block of our selective scan, to time each")
     parser.add_argument("--no-compile-reference", dest="compile_reference", action="store_false",
@@ -837,6 +834,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--delta-gates {args.delta_gates!r}: use head, channel or head,channel")
     args.delta_shapes = {name: DELTA_SHAPES[name] for name in args.delta_shapes.split(",")}
     args.delta_gates = [gates[x] for x in args.delta_gates.split(",")]
+    args.delta_variants = [x for x in args.delta_variants.split(",") if x]
 
     import torch
 

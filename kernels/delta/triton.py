@@ -795,8 +795,8 @@ def wy_form() -> str:
     """`KERNELS_DELTA_WY` (read at each call): `split` (the default: T in a kernel of its own, tuned alone,
     then W and U' in another that reads T back, as flash-linear-attention splits its solve and its recompute
     of w and u) or `fused` (one program per chunk forms T, then W and U', at one warp count for both). The
-    same numbers either way; split was the faster on the H200 (0.403 against 0.484 ms a forward with the
-    tiles inverse, docs/benchmarks/delta_h200.md)."""
+    same numbers either way; split was the faster on the H200 with either inverse (tiles: 0.450 against 0.484 ms
+    a forward, measured in one run before the last changes of docs/benchmarks/delta_h200.md section 7)."""
     name = os.environ.get("KERNELS_DELTA_WY", "split")
     if name not in WY_FORMS:
         raise ValueError(f"KERNELS_DELTA_WY={name!r} is not a form of the wy kernel; use one of {', '.join(WY_FORMS)}")
