@@ -3,17 +3,28 @@
     python benchmarks/kernel_profile.py --op gated_delta                 # on a CUDA GPU
     python benchmarks/kernel_profile.py --op gated_delta --channel       # KDA's decay per key channel
     python benchmarks/kernel_profile.py --variants blocks,tiles:split    # several forms of the wy kernel
+    python benchmarks/kernel_profile.py --wall --fla-src .anchors/fla_src  # and where the wall time goes
     python benchmarks/kernel_profile.py --smoke                          # tiny, CPU interpreter, no timing (CI)
 
-The shapes are `benchmarks/kernels.py`'s first (bf16 inputs); each kernel's time is the mean over
-`--steps` profiled steps after as many warm-up steps (autotuning included), from torch.profiler.
+The shape is `benchmarks/kernels.py`'s first unless `--shape` says otherwise (bf16 inputs); each kernel's
+time is the mean over `--steps` profiled steps after as many warm-up steps (autotuning included), from
+torch.profiler.
+
+`--wall` also sets each step's wall time (the median of `triton.testing.do_bench`, as kernels.py times it)
+beside the sum of its kernels and the host's time to issue it (the mean over `--steps` calls made without
+waiting for the GPU): a wall time above the kernels' sum, with a host time near it, is launch overhead.
+`--host-profile N` prints the N functions where the host spends most of the forward's time (cProfile).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import os
+import pstats
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,11 +36,16 @@ def main() -> None:
     ap.add_argument("--op", choices=["gated_delta"], default="gated_delta")
     ap.add_argument("--channel", action="store_true", help="a decay per key channel (KDA)")
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--shape", default="8,2048,16,128,128", help="B,T,H,K,V (default: kernels.py's first shape)")
+    ap.add_argument("--forward", action="store_true", help="the forwards only (no backward to tune and time)")
     ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked): also profile fla's "
                                       "chunk_gated_delta_rule forward on the same inputs")
     ap.add_argument("--variants", default="", help=DELTA_VARIANTS_HELP + "; the forward of each is profiled, "
                                                    "forward+backward of the first (default: the environment's "
                                                    "form, or the kernels' default)")
+    ap.add_argument("--wall", action="store_true", help="also each step's wall time and the host's time to issue it")
+    ap.add_argument("--host-profile", type=int, default=0, metavar="N",
+                    help="print the N functions where the host spends most of a forward's time (cProfile)")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU interpreter, no timing")
     args = ap.parse_args()
 
@@ -45,7 +61,10 @@ def main() -> None:
 
     from kernels.delta import gated_delta
 
-    B, T, H, K, V = (1, 37, 2, 16, 16) if args.smoke else (8, 2048, 16, 128, 128)
+    try:
+        B, T, H, K, V = (1, 37, 2, 16, 16) if args.smoke else (int(x) for x in args.shape.split(","))
+    except ValueError:
+        raise SystemExit(f"--shape {args.shape!r}: five positive integers B,T,H,K,V (8,2048,16,128,128)") from None
     torch.manual_seed(0)
     dev, bf16 = ("cpu" if args.smoke else "cuda"), torch.bfloat16
     t = {  # as benchmarks/kernels.py makes them: bf16 q, k, v, beta; the log decay in fp32
@@ -77,16 +96,26 @@ def main() -> None:
         return
     steps = [(f"forward [{variant}]" if variant else "forward", lambda variant=variant: fwd(variant))
              for variant in variants]
-    steps.append(("forward+backward", fwd_bwd))
+    if not args.forward:
+        steps.append(("forward+backward", fwd_bwd))
+    if args.wall:  # the launches alone: no checks, no operator, no autograd around them
+        from kernels.delta.triton import delta_fwd
+
+        leaves = {k: x.detach() for k, x in t.items()}
+
+        def launches():
+            return delta_fwd(**leaves, S0=None, scale=K**-0.5, chunk_size=chunk)
+
+        steps.append(("forward, kernels alone (delta_fwd)", launches))
     if args.fla_src and not args.channel:  # its forward only: its gated backward refuses Triton 3.4-3.7.0 on Hopper
         sys.path.insert(0, args.fla_src)
         from fla.ops.gated_delta_rule import chunk_gated_delta_rule
 
         def fla_fwd():
-            with torch.no_grad():
-                return chunk_gated_delta_rule(**t, scale=K**-0.5, output_final_state=True)
+            return chunk_gated_delta_rule(**t, scale=K**-0.5, output_final_state=True)
 
         steps.append(("fla chunk_gated_delta_rule forward", fla_fwd))
+    walls = []
     for name, step in steps:
         for _ in range(args.steps):
             step()
@@ -104,6 +133,49 @@ def main() -> None:
         for key, ms in rows[:12]:
             print(f"| `{key[:60]}` | {ms:.3f} | {ms / total:.0%} |")
         print()
+        if args.wall:
+            walls.append((name, total, *wall_and_host(step, args.steps)))
+    if walls:
+        print(f"## Wall time, B{B} T{T} H{H} K{K} V{V}, bf16 (median of do_bench; host: the mean time to issue "
+              f"a call)\n")
+        print("| step | kernels ms | wall ms | host ms a call |\n|---|---:|---:|---:|")
+        for name, kernels, wall, host in walls:
+            print(f"| {name} | {kernels:.3f} | {wall:.3f} | {host:.3f} |")
+        print()
+    if args.host_profile:
+        host_profile(steps[0][1], args.steps, args.host_profile)
+
+
+def wall_and_host(step, n: int) -> tuple[float, float]:
+    """(do_bench median ms, host ms to issue one call): the calls issued back to back, the GPU left to
+    catch up after the clock stops (n calls of a few kernels each fit in the launch queue)."""
+    import torch
+    from triton.testing import do_bench
+
+    wall = do_bench(step, warmup=25, rep=100, return_mode="median")
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    host = (time.perf_counter() - t0) / n * 1e3
+    torch.cuda.synchronize()
+    return wall, host
+
+
+def host_profile(step, n: int, top: int) -> None:
+    """The functions where the host spends its time in n calls of `step`, by their own time."""
+    import torch
+
+    torch.cuda.synchronize()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(n):
+        step()
+    prof.disable()
+    torch.cuda.synchronize()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    print(f"## Host profile of {n} forwards (cProfile, by own time)\n\n```\n{out.getvalue().strip()}\n```")
 
 
 if __name__ == "__main__":

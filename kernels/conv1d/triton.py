@@ -18,7 +18,17 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, interpreting, keep_for_backward, on_device, silu_parts, tiles, warps
+from kernels._triton import (
+    autotune,
+    eager,
+    eager_autograd,
+    interpreting,
+    keep_for_backward,
+    on_device,
+    silu_parts,
+    tiles,
+    warps,
+)
 
 Tensor = torch.Tensor
 
@@ -127,9 +137,10 @@ def _inputs(x: Tensor, weight: Tensor, initial_state: Tensor | None):
     return x, weight.contiguous(), state
 
 
-@torch.library.custom_op("hybrid_nas::causal_conv1d_fwd", mutates_args=())
-def causal_conv1d_fwd_op(x: Tensor, weight: Tensor, bias: Tensor | None, initial_state: Tensor | None,
-                         silu: bool) -> Tensor:
+# The forward and the backward as PyTorch operators with their autograd and their shapes registered, so
+# that torch.compile traces a layer around them whole; an eager call runs the same functions without the
+# dispatcher (`eager_autograd`).
+def _fwd(x: Tensor, weight: Tensor, bias: Tensor | None, initial_state: Tensor | None, silu: bool) -> Tensor:
     b, T, C = x.shape
     x, weight, state = _inputs(x, weight, initial_state)
     y = x.new_empty(b, T, C)
@@ -141,14 +152,15 @@ def causal_conv1d_fwd_op(x: Tensor, weight: Tensor, bias: Tensor | None, initial
     return y
 
 
+causal_conv1d_fwd_op = torch.library.custom_op("hybrid_nas::causal_conv1d_fwd", _fwd, mutates_args=())
+
 @causal_conv1d_fwd_op.register_fake
 def _(x, weight, bias, initial_state, silu):
     return x.new_empty(x.shape)
 
 
-@torch.library.custom_op("hybrid_nas::causal_conv1d_bwd", mutates_args=())
-def causal_conv1d_bwd_op(dy: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, initial_state: Tensor | None,
-                         silu: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _bwd(dy: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, initial_state: Tensor | None,
+         silu: bool) -> tuple[Tensor, Tensor, Tensor]:
     b, T, C = x.shape
     x, weight, state = _inputs(x, weight, initial_state)
     W = weight.shape[1]
@@ -172,6 +184,8 @@ def causal_conv1d_bwd_op(dy: Tensor, x: Tensor, weight: Tensor, bias: Tensor | N
     return dx, dw, db
 
 
+causal_conv1d_bwd_op = torch.library.custom_op("hybrid_nas::causal_conv1d_bwd", _bwd, mutates_args=())
+
 @causal_conv1d_bwd_op.register_fake
 def _(dy, x, weight, bias, initial_state, silu):
     return x.new_empty(x.shape), torch.empty_like(weight), x.new_empty(0) if bias is None else torch.empty_like(bias)
@@ -187,14 +201,16 @@ def _backward(ctx, dy):
     x, weight, bias, initial_state = ctx.saved_tensors
     if dy is None:
         return None, None, None, None, None
-    dx, dw, db = causal_conv1d_bwd_op(dy, x, weight, bias, initial_state, ctx.silu)
+    bwd = _bwd if eager(ctx) else causal_conv1d_bwd_op
+    dx, dw, db = bwd(dy, x, weight, bias, initial_state, ctx.silu)
     return dx, dw, db if bias is not None else None, None, None
 
 
 causal_conv1d_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+_causal_conv1d = eager_autograd(causal_conv1d_fwd_op, _fwd, _setup_context, _backward)
 
 
 def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Tensor | None, initial_state: Tensor | None,
                          silu: bool) -> Tensor:
     """The Triton causal conv1d; arguments as `kernels.conv1d.causal_conv1d` (its initial state takes no gradient)."""
-    return causal_conv1d_fwd_op(x, weight, bias, initial_state, silu)
+    return _causal_conv1d(x, weight, bias, initial_state, silu)

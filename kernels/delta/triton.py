@@ -43,6 +43,8 @@ from kernels._triton import (
     block,
     dot,
     dot_mode,
+    eager,
+    eager_autograd,
     keep_for_backward,
     on_device,
     state_dtype,
@@ -901,16 +903,19 @@ def delta_bwd(do, dSf, q, k, v, g, beta, saved, scale, chunk_size):
 
 
 # The forward and the backward as PyTorch operators with their autograd and their shapes registered, so
-# that torch.compile traces a layer around them whole (fullgraph=True) instead of breaking its graph there.
+# that torch.compile traces a layer around them whole (fullgraph=True) instead of breaking its graph there;
+# an eager call runs the same functions without the dispatcher (`eager_autograd`).
 # The forward returns what the backward reads after o and the final state.
-@torch.library.custom_op("hybrid_nas::gated_delta_fwd", mutates_args=())
-def gated_delta_fwd_op(
+def _fwd(
     q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, initial_state: Tensor | None, scale: float,
     chunk_size: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     with on_device(q):
         o, Sf, saved = delta_fwd(q, k, v, g, beta, initial_state, scale, chunk_size)
     return (o, Sf, *saved)
+
+
+gated_delta_fwd_op = torch.library.custom_op("hybrid_nas::gated_delta_fwd", _fwd, mutates_args=())
 
 
 @gated_delta_fwd_op.register_fake
@@ -926,13 +931,15 @@ def _(q, k, v, g, beta, initial_state, scale, chunk_size):
     )
 
 
-@torch.library.custom_op("hybrid_nas::gated_delta_bwd", mutates_args=())
-def gated_delta_bwd_op(
+def _bwd(
     do: Tensor, d_final_state: Tensor | None, q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor,
     Tm: Tensor, w: Tensor, u0: Tensor, u: Tensor, states: Tensor, scale: float, chunk_size: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     with on_device(q):
         return delta_bwd(do, d_final_state, q, k, v, g, beta, (Tm, w, u0, u, states), scale, chunk_size)
+
+
+gated_delta_bwd_op = torch.library.custom_op("hybrid_nas::gated_delta_bwd", _bwd, mutates_args=())
 
 
 @gated_delta_bwd_op.register_fake
@@ -952,12 +959,13 @@ def _backward(ctx, do, d_final_state, *_saved_grads):
     q, k, v, g, beta, *saved = ctx.saved_tensors
     do = torch.zeros(*q.shape[:3], v.shape[-1], device=q.device, dtype=q.dtype) if do is None else do.contiguous()
     d_final_state = d_final_state.float().contiguous() if d_final_state is not None else None
-    dq, dk, dv, dg, dbeta, dS0 = gated_delta_bwd_op(do, d_final_state, q, k, v, g, beta, *saved, ctx.scale,
-                                                    ctx.chunk_size)
+    bwd = _bwd if eager(ctx) else gated_delta_bwd_op
+    dq, dk, dv, dg, dbeta, dS0 = bwd(do, d_final_state, q, k, v, g, beta, *saved, ctx.scale, ctx.chunk_size)
     return dq, dk, dv, dg, dbeta, dS0 if ctx.has_init else None, None, None
 
 
 gated_delta_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+_gated_delta = eager_autograd(gated_delta_fwd_op, _fwd, _setup_context, _backward)
 
 
 def gated_delta_triton(q, k, v, g, beta, *, scale: float, initial_state=None, chunk_size: int = 64):
@@ -971,5 +979,5 @@ def gated_delta_triton(q, k, v, g, beta, *, scale: float, initial_state=None, ch
     chunk_size = min(chunk_size, cap, q.shape[1])
     q, k, v, g, beta = (t.contiguous() for t in (q, k, v, g, beta))
     S0 = initial_state.float().contiguous() if initial_state is not None else None  # its gradient casts back
-    o, final_state, *_ = gated_delta_fwd_op(q, k, v, g, beta, S0, scale, chunk_size)
+    o, final_state, *_ = _gated_delta(q, k, v, g, beta, S0, scale, chunk_size)
     return o, final_state

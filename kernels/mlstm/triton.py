@@ -33,6 +33,8 @@ from kernels._triton import (
     block,
     dot,
     dot_mode,
+    eager,
+    eager_autograd,
     keep_for_backward,
     on_device,
     state_dtype,
@@ -555,11 +557,11 @@ def _argmax_path(i: Tensor, f: Tensor, m0: Tensor | None) -> Tensor:
 
 
 # The forward and the backward as PyTorch operators with their autograd and their shapes registered, so
-# that torch.compile traces a layer around them whole (fullgraph=True) instead of breaking its graph there.
+# that torch.compile traces a layer around them whole (fullgraph=True) instead of breaking its graph there;
+# an eager call runs the same functions without the dispatcher (`eager_autograd`).
 # The forward returns what the backward reads after h and the final (C, n, m); an operator returns no
 # None, so the initial state's gradients without one are empty tensors between the two.
-@torch.library.custom_op("hybrid_nas::mlstm_fwd", mutates_args=())
-def mlstm_fwd_op(
+def _fwd(
     q: Tensor, k: Tensor, v: Tensor, i: Tensor, f: Tensor, C0: Tensor | None, n0: Tensor | None, m0: Tensor | None,
     chunk_size: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -567,6 +569,8 @@ def mlstm_fwd_op(
         h, final, saved = mlstm_fwd(q, k, v, i, f, C0, n0, m0, chunk_size)
     return (h, *final, *saved)
 
+
+mlstm_fwd_op = torch.library.custom_op("hybrid_nas::mlstm_fwd", _fwd, mutates_args=())
 
 @mlstm_fwd_op.register_fake
 def _(q, k, v, i, f, C0, n0, m0, chunk_size):
@@ -580,8 +584,7 @@ def _(q, k, v, i, f, C0, n0, m0, chunk_size):
     )
 
 
-@torch.library.custom_op("hybrid_nas::mlstm_bwd", mutates_args=())
-def mlstm_bwd_op(
+def _bwd(
     dh: Tensor, dCf: Tensor | None, dnf: Tensor | None, dmf: Tensor | None, q: Tensor, k: Tensor, v: Tensor,
     i: Tensor, f: Tensor, h: Tensor, Cf: Tensor, nf: Tensor, mf: Tensor, states: Tensor, nstates: Tensor,
     mstates: Tensor, mtok: Tensor, den: Tensor, m0: Tensor | None, chunk_size: int, has_init: bool,
@@ -591,6 +594,8 @@ def mlstm_bwd_op(
                           m0, chunk_size, has_init)
     return tuple(q.new_empty(0) if g is None else g for g in grads)
 
+
+mlstm_bwd_op = torch.library.custom_op("hybrid_nas::mlstm_bwd", _bwd, mutates_args=())
 
 @mlstm_bwd_op.register_fake
 def _(dh, dCf, dnf, dmf, q, k, v, i, f, h, Cf, nf, mf, states, nstates, mstates, mtok, den, m0, chunk_size, has_init):
@@ -609,14 +614,16 @@ def _setup_context(ctx, inputs, output) -> None:
 def _backward(ctx, dh, dCf, dnf, dmf, *_saved_grads):
     q, k, v, i, f, h, Cf, nf, mf, *saved, m0 = ctx.saved_tensors
     dh = torch.zeros_like(h) if dh is None else dh.contiguous()
-    dq, dk, dv, di, df, dC0, dn0, dm0 = mlstm_bwd_op(dh, dCf, dnf, dmf, q, k, v, i, f, h, Cf, nf, mf, *saved, m0,
-                                                     ctx.chunk_size, ctx.has_init)
+    bwd = _bwd if eager(ctx) else mlstm_bwd_op
+    dq, dk, dv, di, df, dC0, dn0, dm0 = bwd(dh, dCf, dnf, dmf, q, k, v, i, f, h, Cf, nf, mf, *saved, m0,
+                                            ctx.chunk_size, ctx.has_init)
     if not ctx.has_init:
         dC0 = dn0 = dm0 = None
     return dq, dk, dv, di, df, dC0, dn0, dm0, None
 
 
 mlstm_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+_mlstm = eager_autograd(mlstm_fwd_op, _fwd, _setup_context, _backward)
 
 
 def mlstm_triton(q, k, v, i, f, *, initial_state=None, chunk_size: int = 64):
@@ -630,5 +637,5 @@ def mlstm_triton(q, k, v, i, f, *, initial_state=None, chunk_size: int = 64):
     C0 = n0 = m0 = None
     if initial_state is not None:  # the gradients cast back to the state's dtype
         C0, n0, m0 = (t.float().contiguous() for t in initial_state)
-    h, C, n, m, *_ = mlstm_fwd_op(q, k, v, i, f, C0, n0, m0, chunk_size)
+    h, C, n, m, *_ = _mlstm(q, k, v, i, f, C0, n0, m0, chunk_size)
     return h, (C, n, m)

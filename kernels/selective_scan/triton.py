@@ -20,7 +20,17 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune, block, interpreting, keep_for_backward, on_device, silu_parts, warps
+from kernels._triton import (
+    autotune,
+    block,
+    eager,
+    eager_autograd,
+    interpreting,
+    keep_for_backward,
+    on_device,
+    silu_parts,
+    warps,
+)
 
 Tensor = torch.Tensor
 
@@ -256,11 +266,11 @@ def selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved, block_t: int 
 
 
 # The forward and the backward as PyTorch operators with their autograd and their shapes registered, so
-# that torch.compile traces a layer around them whole (fullgraph=True) instead of breaking its graph there.
+# that torch.compile traces a layer around them whole (fullgraph=True) instead of breaking its graph there;
+# an eager call runs the same functions without the dispatcher (`eager_autograd`).
 # An operator returns no None: the saved states of a forward that needs no backward, and the gradients of an
 # absent D or z, are empty tensors between the two.
-@torch.library.custom_op("hybrid_nas::selective_scan_fwd", mutates_args=())
-def selective_scan_fwd_op(
+def _fwd(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
     initial_state: Tensor | None, save: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -268,6 +278,8 @@ def selective_scan_fwd_op(
         y, final, saved = selective_scan_fwd(u, delta, A, B, C, D, z, initial_state, save=save)
     return y, final, u.new_empty(0, dtype=torch.float32) if saved is None else saved
 
+
+selective_scan_fwd_op = torch.library.custom_op("hybrid_nas::selective_scan_fwd", _fwd, mutates_args=())
 
 @selective_scan_fwd_op.register_fake
 def _(u, delta, A, B, C, D, z, initial_state, save):
@@ -277,8 +289,7 @@ def _(u, delta, A, B, C, D, z, initial_state, save):
     return torch.empty_like(u), u.new_empty(b, Dc, N, dtype=fp32), saved
 
 
-@torch.library.custom_op("hybrid_nas::selective_scan_bwd", mutates_args=())
-def selective_scan_bwd_op(
+def _bwd(
     dy: Tensor, dfinal: Tensor | None, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
     z: Tensor | None, saved: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -286,6 +297,8 @@ def selective_scan_bwd_op(
         du, ddelta, dA, dB, dC, dD, dz, dinit = selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved)
     return du, ddelta, dA, dB, dC, u.new_empty(0) if dD is None else dD, u.new_empty(0) if dz is None else dz, dinit
 
+
+selective_scan_bwd_op = torch.library.custom_op("hybrid_nas::selective_scan_bwd", _bwd, mutates_args=())
 
 @selective_scan_bwd_op.register_fake
 def _(dy, dfinal, u, delta, A, B, C, D, z, saved):
@@ -305,12 +318,14 @@ def _backward(ctx, dy, dfinal, _saved_grad):
     u, delta, A, B, C, D, z, saved = ctx.saved_tensors
     dy = torch.zeros_like(u) if dy is None else dy.contiguous()
     dfinal = dfinal.float().contiguous() if dfinal is not None else None
-    du, ddelta, dA, dB, dC, dD, dz, dinit = selective_scan_bwd_op(dy, dfinal, u, delta, A, B, C, D, z, saved)
+    bwd = _bwd if eager(ctx) else selective_scan_bwd_op
+    du, ddelta, dA, dB, dC, dD, dz, dinit = bwd(dy, dfinal, u, delta, A, B, C, D, z, saved)
     has_D, has_z, has_init = ctx.has
     return du, ddelta, dA, dB, dC, dD if has_D else None, dz if has_z else None, dinit if has_init else None, None
 
 
 selective_scan_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+_selective_scan = eager_autograd(selective_scan_fwd_op, _fwd, _setup_context, _backward)
 
 
 def selective_scan_triton(u, delta, A, B, C, *, D=None, z=None, initial_state=None):
@@ -322,5 +337,5 @@ def selective_scan_triton(u, delta, A, B, C, *, D=None, z=None, initial_state=No
     init = initial_state.float().contiguous() if initial_state is not None else None  # its gradient casts back
     inputs = (u, delta, A, B, C, D, z, init)
     save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-    y, final, _ = selective_scan_fwd_op(*inputs, save)
+    y, final, _ = _selective_scan(*inputs, save)
     return y, final

@@ -30,6 +30,8 @@ from kernels._triton import (
     block,
     dot,
     dot_mode,
+    eager,
+    eager_autograd,
     keep_for_backward,
     on_device,
     silu_parts,
@@ -432,16 +434,18 @@ def ssd_bwd(
 
 
 # The forward and the backward as PyTorch operators with their autograd and their shapes registered, so
-# that torch.compile traces a layer around them whole (fullgraph=True) instead of breaking its graph there.
+# that torch.compile traces a layer around them whole (fullgraph=True) instead of breaking its graph there;
+# an eager call runs the same functions without the dispatcher (`eager_autograd`).
 # An operator returns no None: a gradient of an absent D or z is an empty tensor of its own between the two.
-@torch.library.custom_op("hybrid_nas::ssd_fwd", mutates_args=())
-def ssd_fwd_op(
+def _fwd(
     x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
     initial_state: Tensor | None, chunk_size: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     with on_device(x):
         return ssd_fwd(x, dt, A, B, C, D, z, initial_state, chunk_size)
 
+
+ssd_fwd_op = torch.library.custom_op("hybrid_nas::ssd_fwd", _fwd, mutates_args=())
 
 @ssd_fwd_op.register_fake
 def _(x, dt, A, B, C, D, z, initial_state, chunk_size):
@@ -452,8 +456,7 @@ def _(x, dt, A, B, C, D, z, initial_state, chunk_size):
             x.new_empty(b, nc, H, N, P, dtype=state_dtype(x.dtype)))
 
 
-@torch.library.custom_op("hybrid_nas::ssd_bwd", mutates_args=())
-def ssd_bwd_op(
+def _bwd(
     dy: Tensor, dfinal: Tensor | None, x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
     z: Tensor | None, g: Tensor, states: Tensor, chunk_size: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -461,6 +464,8 @@ def ssd_bwd_op(
         dx, ddt, dA, dB, dC, dD, dz, dinit = ssd_bwd(dy, dfinal, x, dt, A, B, C, D, z, g, states, chunk_size)
     return dx, ddt, dA, dB, dC, x.new_empty(0) if dD is None else dD, x.new_empty(0) if dz is None else dz, dinit
 
+
+ssd_bwd_op = torch.library.custom_op("hybrid_nas::ssd_bwd", _bwd, mutates_args=())
 
 @ssd_bwd_op.register_fake
 def _(dy, dfinal, x, dt, A, B, C, D, z, g, states, chunk_size):
@@ -480,12 +485,14 @@ def _backward(ctx, dy, dfinal, *_saved_grads):
     x, dt, A, B, C, D, z, g, states = ctx.saved_tensors
     dy = torch.zeros_like(x) if dy is None else dy.contiguous()
     dfinal = dfinal.contiguous() if dfinal is not None else None
-    dx, ddt, dA, dB, dC, dD, dz, dinit = ssd_bwd_op(dy, dfinal, x, dt, A, B, C, D, z, g, states, ctx.chunk_size)
+    bwd = _bwd if eager(ctx) else ssd_bwd_op
+    dx, ddt, dA, dB, dC, dD, dz, dinit = bwd(dy, dfinal, x, dt, A, B, C, D, z, g, states, ctx.chunk_size)
     has_D, has_z, has_init = ctx.has
     return dx, ddt, dA, dB, dC, dD if has_D else None, dz if has_z else None, dinit if has_init else None, None
 
 
 ssd_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+_ssd = eager_autograd(ssd_fwd_op, _fwd, _setup_context, _backward)
 
 
 def ssd_triton(
@@ -510,7 +517,7 @@ def ssd_triton(
     D = D.contiguous() if D is not None else None
     z = z.contiguous() if z is not None else None
     init = initial_state.float().contiguous() if initial_state is not None else None  # its gradient casts back
-    y, final, *_ = ssd_fwd_op(x, dt, A, B, C, D, z, init, chunk_size)
+    y, final, *_ = _ssd(x, dt, A, B, C, D, z, init, chunk_size)
     return y, final
 
 

@@ -139,3 +139,54 @@ def test_a_final_state_the_loss_does_not_use_reaches_the_backward_as_none(op: st
     out.float().square().sum().backward()
     assert seen == [None]
     assert all(t.grad is not None for t in inputs.values())
+
+
+def _eager_cases():
+    """(module, call): each op's Triton path on small inputs that take gradients."""
+    import torch.nn.functional as F
+
+    from kernels.conv1d import causal_conv1d
+    from kernels.delta import gated_delta
+    from kernels.mlstm import mlstm
+    from kernels.selective_scan import selective_scan
+    from kernels.ssd import ssd
+
+    torch.manual_seed(0)
+    b, T, H, K = 1, 9, 2, 8
+
+    def leaf(*shape, f=lambda x: x):
+        return f(torch.randn(*shape)).requires_grad_()
+
+    return {
+        "ssd": lambda: ssd(leaf(b, T, H, K), leaf(b, T, H, f=F.softplus), leaf(H, f=lambda x: -x.exp()),
+                           leaf(b, T, 1, 4), leaf(b, T, 1, 4), backend="triton"),
+        "mlstm": lambda: mlstm(leaf(b, T, H, K), leaf(b, T, H, K), leaf(b, T, H, K), leaf(b, T, H),
+                               leaf(b, T, H), backend="triton"),
+        "selective_scan": lambda: selective_scan(leaf(b, T, 16), leaf(b, T, 16, f=F.softplus),
+                                                 leaf(16, 4, f=lambda x: -x.exp()), leaf(b, T, 4), leaf(b, T, 4),
+                                                 backend="triton"),
+        "conv1d": lambda: causal_conv1d(leaf(b, T, 16), leaf(16, 4), leaf(16), backend="triton"),
+        "delta": lambda: gated_delta(leaf(b, T, H, K, f=lambda x: F.normalize(x, dim=-1)),
+                                     leaf(b, T, H, K, f=lambda x: F.normalize(x, dim=-1)), leaf(b, T, H, K),
+                                     leaf(b, T, H, f=F.logsigmoid), leaf(b, T, H, f=torch.sigmoid),
+                                     backend="triton"),
+    }
+
+
+@pytest.mark.parametrize("op", ["ssd", "mlstm", "selective_scan", "conv1d", "delta"])
+def test_an_eager_call_runs_the_kernels_without_their_operators(op: str, monkeypatch) -> None:
+    """Eager mode skips the dispatcher (`eager_autograd`): the output's autograd node is the Function's, and
+    its backward calls the backward's function, never the operator, whose registrations torch.compile uses
+    (each op's compile test)."""
+    import importlib
+
+    module = importlib.import_module(f"kernels.{op}.triton")
+    bwd_op = next(name for name in vars(module) if name.endswith("_bwd_op"))
+
+    def refuse(*args):
+        raise AssertionError(f"the eager backward called {bwd_op}")
+
+    monkeypatch.setattr(module, bwd_op, refuse)
+    out = _eager_cases()[op]()
+    assert type(out.grad_fn).__name__ == "EagerBackward"
+    out.float().square().sum().backward()
