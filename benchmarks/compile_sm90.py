@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--tiles", default=",".join(str(i) for i in range(len(TILES))),
                     help=f"comma-separated indices into {TILES} (CHANNEL, BL, BK)")
     ap.add_argument("--bf16-only", action="store_true", help="bf16 products only")
+    ap.add_argument("--bv", default="64", help="comma-separated widths of V's tiles (BV) for the kernels that take one")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -118,16 +119,17 @@ def main() -> None:
 
         print(f"registers per thread and bytes spilled, Triton {triton.__version__}'s PTX for sm_90a (the GPU "
               f"machine's Triton may differ)\n")
-        print("| kernel | CHANNEL, BL, BK | products | inverse | warps | registers | spilled bytes | shared bytes |")
-        print("|---|---|---|---:|---:|---:|---:|---:|")
+        print("| kernel | CHANNEL, BL, BK | products | inverse | BV | warps | registers | spilled bytes "
+              "| shared bytes |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     failed = 0
     for name in args.kernels.split(","):
         kernel, most = getattr(delta, name), 0
         inverses = delta.INVERSES.values() if name in ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse") else (0,)
-        for (channel, BL, BK), mode, inverse, num_warps in itertools.product(
-            tiles, modes, inverses, warp_counts
+        for (channel, BL, BK), mode, inverse, num_warps, BV in itertools.product(
+            tiles, modes, inverses, warp_counts, [int(x) for x in args.bv.split(",")]
         ):
-            consts = dict(CHANNEL=channel, BL=BL, BK=BK, BV=64, BKF=128, MODE=mode, INVERSE=inverse,
+            consts = dict(CHANNEL=channel, BL=BL, BK=BK, BV=BV, BKF=128, MODE=mode, INVERSE=inverse,
                           INV_MODE=tf32_mode(mode), HAS_INIT=True, HAS_DFINAL=True)
             try:
                 compiled = compile_kernel(kernel, consts, num_warps, bf16=mode == DOT_BF16)
@@ -136,7 +138,7 @@ def main() -> None:
                     regs, spilled = ptxas_usage(compiled.asm["ptx"])
                     inv = inverse if name in ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse") else "–"
                     print(f"| {name} | {channel}, {BL}, {BK} | {'bf16' if mode == DOT_BF16 else 'fp32'} | {inv} "
-                          f"| {num_warps} | {regs} | {spilled:,} | {compiled.metadata.shared:,} |", flush=True)
+                          f"| {BV} | {num_warps} | {regs} | {spilled:,} | {compiled.metadata.shared:,} |", flush=True)
             except Exception as e:  # report every failure, then exit 1
                 failed += 1
                 last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__

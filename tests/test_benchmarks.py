@@ -82,8 +82,8 @@ def test_compile_sm90_reports_registers_and_spills():
     rows = [line for line in r.stdout.splitlines() if line.startswith("| delta_fwd_kernel_wu |")]
     assert len(rows) == 1, r.stdout
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert cells[1:5] == ["False, 64, 64", "bf16", "–", "4"]
-    registers, spilled, shared = (int(c.replace(",", "")) for c in cells[5:])
+    assert cells[1:6] == ["False, 64, 64", "bf16", "–", "64", "4"]
+    registers, spilled, shared = (int(c.replace(",", "")) for c in cells[6:])
     assert 0 < registers <= 255 and spilled >= 0 and shared > 0
 
 

@@ -334,7 +334,9 @@ V_TILES = tiles(("BV",), [(32,), (64,)], (4, 2), (8, 2))
 # the state kernels hold a whole [K, BV] state and [L, K] tiles: at K = 256 in fp32 (tf32x3) every config
 # above asks for more shared memory than a Hopper SM has; these fit (autotuning skips the ones that don't)
 STATE_TILES = (V_TILES + tiles(("BV",), [(32,), (64,)], (2, 2), (2, 3), (4, 3), (4, 4))
-               + tiles(("BV",), [(16,), (32,)], (4, 1)))
+               + tiles(("BV",), [(16,), (32,)], (4, 1))
+               # with few sequences (B2 H16: 32 walks of 128 chunks for 132 SMs at T8192) V in 16s
+               + tiles(("BV",), [(16,)], (2, 2), (2, 3), (4, 2), (4, 3)))
 # the output kernel's tiles: wider ones, and more pipeline stages, as flash-linear-attention's chunk_fwd_o
 OUTPUT_TILES = (V_TILES + tiles(("BV",), [(32,), (64,)], (2, 3), (4, 3))
                 + tiles(("BV",), [(128,)], (4, 2), (8, 2), (8, 3)))
@@ -377,9 +379,10 @@ def _chunk_inverse(k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, bh, c, T, H, K, L, NC,
 
 
 @triton.jit
-def _chunk_wu(Tm, k_ptr, v_ptr, g_ptr, beta_ptr, w_ptr, u0_ptr, bh, c, T, H, K, V, L, NC,
+def _chunk_wu(Tm, k_ptr, v_ptr, g_ptr, beta_ptr, w_ptr, u0_ptr, gc_ptr, bh, c, T, H, K, V, L, NC,
               CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr):
-    """W = T diag(β)(k ⊙ e^b) and U' = T diag(β) v of chunk c, stored in w and u0's dtype."""
+    """W = T diag(β)(k ⊙ e^b) and U' = T diag(β) v of chunk c, stored in w and u0's dtype; a scalar gate's b
+    (its sum from the chunk's start) in gc [B·H, NC·L] fp32, for the states kernel."""
     bb, h = (bh // H).to(tl.int64), bh % H
     l = tl.arange(0, BL)
     t = c * L + l
@@ -388,6 +391,7 @@ def _chunk_wu(Tm, k_ptr, v_ptr, g_ptr, beta_ptr, w_ptr, u0_ptr, bh, c, T, H, K, 
     rows = (bh * NC * L + c * L + l).to(tl.int64)  # this chunk's rows of w and u0
     if not CHANNEL:
         _, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, l, BL, CHANNEL)
+        tl.store(gc_ptr + rows, b_row, mask=l < L)
         row_scale = tl.exp(b_row) * beta  # a scalar gate's e^b, and β, once for every block of K
     for k0 in range(0, K, BK):
         kk = k0 + tl.arange(0, BK)
@@ -412,7 +416,7 @@ def _chunk_wu(Tm, k_ptr, v_ptr, g_ptr, beta_ptr, w_ptr, u0_ptr, bh, c, T, H, K, 
 @autotune(WY_WARPS, key=["K", "V", "BL", "CHANNEL"])
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def delta_fwd_kernel_wy(
-    k_ptr, v_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, w_ptr, u0_ptr,
+    k_ptr, v_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, w_ptr, u0_ptr, gc_ptr,
     T, H, K, V, L, NC,
     CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
     INVERSE: tl.constexpr, INV_MODE: tl.constexpr,
@@ -423,7 +427,8 @@ def delta_fwd_kernel_wy(
     c, bh = tl.program_id(0), tl.program_id(1)
     Tm = _chunk_inverse(k_ptr, g_ptr, beta_ptr, Tm_ptr, A_ptr, bh, c, T, H, K, L, NC, CHANNEL, BL, BK, MODE, INVERSE,
                         INV_MODE)
-    _chunk_wu(Tm, k_ptr, v_ptr, g_ptr, beta_ptr, w_ptr, u0_ptr, bh, c, T, H, K, V, L, NC, CHANNEL, BL, BK, BV, MODE)
+    _chunk_wu(Tm, k_ptr, v_ptr, g_ptr, beta_ptr, w_ptr, u0_ptr, gc_ptr, bh, c, T, H, K, V, L, NC, CHANNEL, BL, BK, BV,
+              MODE)
 
 
 @autotune(WY_WARPS, key=["K", "BL", "CHANNEL"])
@@ -443,7 +448,7 @@ def delta_fwd_kernel_inverse(
 @autotune(WU_WARPS, key=["K", "V", "BL", "CHANNEL"])
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def delta_fwd_kernel_wu(
-    k_ptr, v_ptr, g_ptr, beta_ptr, Tm_ptr, w_ptr, u0_ptr,
+    k_ptr, v_ptr, g_ptr, beta_ptr, Tm_ptr, w_ptr, u0_ptr, gc_ptr,
     T, H, K, V, L, NC,
     CHANNEL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
 ):
@@ -452,21 +457,24 @@ def delta_fwd_kernel_wu(
     c, bh = tl.program_id(0), tl.program_id(1)
     l = tl.arange(0, BL)
     Tm = tl.load(Tm_ptr + (bh * NC + c).to(tl.int64) * BL * BL + l[:, None] * BL + l[None, :])
-    _chunk_wu(Tm, k_ptr, v_ptr, g_ptr, beta_ptr, w_ptr, u0_ptr, bh, c, T, H, K, V, L, NC, CHANNEL, BL, BK, BV, MODE)
+    _chunk_wu(Tm, k_ptr, v_ptr, g_ptr, beta_ptr, w_ptr, u0_ptr, gc_ptr, bh, c, T, H, K, V, L, NC, CHANNEL, BL, BK, BV,
+              MODE)
 
 
-@autotune(STATE_TILES, key=["K", "V", "BL", "CHANNEL"], interpret={"BV": 32}, fit={"BV": "V"})
-@triton.jit(do_not_specialize=["T", "L", "NC"])
+@autotune(STATE_TILES, key=["K", "V", "BL", "CHANNEL", "BH"], interpret={"BV": 32}, fit={"BV": "V"})
+@triton.jit(do_not_specialize=["T", "L", "NC", "BH"])
 def delta_fwd_kernel_states(
-    k_ptr, g_ptr, w_ptr, u0_ptr, S0_ptr, u_ptr, states_ptr, Sf_ptr,
-    T, H, K, V, L, NC,
+    k_ptr, g_ptr, gc_ptr, w_ptr, u0_ptr, S0_ptr, u_ptr, states_ptr, Sf_ptr,
+    T, H, K, V, L, NC, BH,
     HAS_INIT: tl.constexpr, CHANNEL: tl.constexpr, BL: tl.constexpr, BKF: tl.constexpr, BV: tl.constexpr,
     MODE: tl.constexpr,
 ):
     """U_c = U' − W S_c and the state entering each chunk, walking the chunks in order.
 
     states [B·H, NC, K, V] (index c: entering chunk c), u [B·H, NC·L, V] in their dtype, Sf the final state
-    (fp32). Grid (V/BV, B·H)."""
+    (fp32). A scalar gate's b comes from gc (the wy kernel's), so the walk has no scan or reduction across the
+    chunk. BH (B·H to a power of two) is read only by the autotuner: with few sequences a narrower tile of V
+    gives the walk more programs. Grid (V/BV, B·H)."""
     i_v, bh = tl.program_id(0), tl.program_id(1)
     bb, h = (bh // H).to(tl.int64), bh % H
     kk = tl.arange(0, BKF)
@@ -494,8 +502,8 @@ def delta_fwd_kernel_states(
             k_out = kt.to(tl.float32) * tl.exp(b_last[None, :] - b)  # [BL, BKF]
             S = S * tl.exp(b_last)[:, None] + dot(tl.trans(k_out), u, MODE)
         else:  # a scalar decay scales U's rows instead of k's: [BL, BV] products, not [BL, BKF]
-            _, _, b_row = _gates(g_ptr, bb, h, c, T, H, K, L, l, BL, CHANNEL)
-            b_end = tl.sum(tl.where(l == BL - 1, b_row, 0.0), axis=0)
+            b_row = tl.load(gc_ptr + rows, mask=l < L, other=0.0)
+            b_end = tl.load(gc_ptr + bh * NC * L + c * L + L - 1)  # padded tokens do not decay
             S = S * tl.exp(b_end) + dot(tl.trans(kt), u * tl.exp(b_end - b_row)[:, None], MODE)
     tl.store(Sf_ptr + ((bh * K + kk[:, None]) * V + vv[None, :]).to(tl.int64), S, mask=mask_kv)
 
@@ -830,12 +838,13 @@ def delta_fwd(q, k, v, g, beta, S0, scale, chunk_size):
     A = torch.empty(B * H, nc, 2, BL, BL, device=dev, dtype=fp32) if inverse == INVERSES["blocks"] else Tm  # scratch
     w = torch.empty(B * H, nc * L, K, device=dev, dtype=kept)
     u0 = torch.empty(B * H, nc * L, V, device=dev, dtype=kept)
+    gc = g if channel else torch.empty(B * H, nc * L, device=dev, dtype=fp32)  # a scalar gate's b (channel: unused)
     if wy_form() == "split":
         delta_fwd_kernel_inverse[(nc, B * H)](k, g, beta, Tm, A, T, H, K, L, nc, CHANNEL=channel, MODE=mode,
                                               INVERSE=inverse, INV_MODE=inv_mode, BL=BL, BK=blocks["BK"])
-        delta_fwd_kernel_wu[(nc, B * H)](k, v, g, beta, Tm, w, u0, *dims, CHANNEL=channel, MODE=mode, **blocks)
+        delta_fwd_kernel_wu[(nc, B * H)](k, v, g, beta, Tm, w, u0, gc, *dims, CHANNEL=channel, MODE=mode, **blocks)
     else:
-        delta_fwd_kernel_wy[(nc, B * H)](k, v, g, beta, Tm, A, w, u0, *dims, CHANNEL=channel, MODE=mode,
+        delta_fwd_kernel_wy[(nc, B * H)](k, v, g, beta, Tm, A, w, u0, gc, *dims, CHANNEL=channel, MODE=mode,
                                          INVERSE=inverse, INV_MODE=inv_mode, **blocks)
 
     u = torch.empty(B * H, nc * L, V, device=dev, dtype=kept)
@@ -843,7 +852,7 @@ def delta_fwd(q, k, v, g, beta, S0, scale, chunk_size):
     Sf = torch.empty(B, H, K, V, device=dev, dtype=fp32)
     grid = lambda meta: (triton.cdiv(V, meta["BV"]), B * H)  # noqa: E731
     delta_fwd_kernel_states[grid](
-        k, g, w, u0, S0, u, states, Sf, *dims,
+        k, g, gc, w, u0, S0, u, states, Sf, *dims, triton.next_power_of_2(B * H),
         HAS_INIT=S0 is not None, CHANNEL=channel, MODE=mode, BL=BL, BKF=block(K),
     )
 
