@@ -58,6 +58,7 @@ class Row:
     note: str = ""
     bytes_fwd: float = 0.0
     bytes_fwdbwd: float = 0.0
+    fwd_graph_ms: float | None = None  # the forward replayed from a CUDA graph: its GPU time, no host in it
 
 
 @dataclass
@@ -188,8 +189,8 @@ def measure_ours(
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         leaves = cast(base, keys, torch.bfloat16)
-        fwd_ms, fb_ms = time_fwd_bwd(lambda: run(leaves), list(leaves.values()))
-        table.add(Row(label, fwd_ms, fb_ms, note(fb_ms), *nbytes))
+        fwd_ms, fb_ms, graph_ms = time_fwd_bwd(lambda: run(leaves), list(leaves.values()))
+        table.add(Row(label, fwd_ms, fb_ms, note(fb_ms), *nbytes, graph_ms))
     except Exception as e:
         traceback.print_exc()
         msg = str(e).splitlines()[0][:160] if str(e) else ""
@@ -222,8 +223,27 @@ def environment(**values: str):
                 os.environ[k] = v
 
 
-def time_fwd_bwd(fwd: Callable[[], object], leaves: list) -> tuple[float | None, float | None]:
-    """(forward ms, forward+backward ms); fwd returns a tensor or a tuple whose first is the output."""
+def bench_graph(fn: Callable[[], object]) -> float | None:
+    """Median ms of `fn` replayed from a CUDA graph (`triton.testing.do_bench_cudagraph`): the GPU's time with
+    no host in it, where `bench` is also the host's time to launch the kernels when that is the longer. None on
+    the CPU, or where `fn` cannot be captured."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    from triton.testing import do_bench_cudagraph
+
+    try:
+        return do_bench_cudagraph(fn, rep=20, return_mode="median")
+    except Exception as e:
+        print(f"no CUDA-graph time: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}",
+              file=sys.stderr, flush=True)
+        return None
+
+
+def time_fwd_bwd(fwd: Callable[[], object], leaves: list) -> tuple[float | None, float | None, float | None]:
+    """(forward ms, forward+backward ms, forward ms in a CUDA graph); fwd returns a tensor or a tuple whose
+    first is the output."""
     import torch
 
     def first(out):
@@ -238,7 +258,7 @@ def time_fwd_bwd(fwd: Callable[[], object], leaves: list) -> tuple[float | None,
     fwd_bwd()  # the backward's autotuning, before the timer's first estimate
     fwd_ms = bench(fwd)
     fwdbwd_ms = bench(fwd_bwd, grad_to_none=leaves)
-    return fwd_ms, fwdbwd_ms
+    return fwd_ms, fwdbwd_ms, bench_graph(fwd)
 
 
 def attempt(label: str, op: str, shape: str, anchor: str, args) -> Row:
@@ -322,12 +342,14 @@ def fmt_pct(nbytes: float, ms: float | None, tbps: float) -> str:
 
 
 def table_head(t: Table) -> list[str]:
-    return [f"## {t.op} {t.shape}", "", "| implementation | fwd ms | fwd+bwd ms | fwd % HBM | fwd+bwd % HBM | notes |",
-            "|---|---:|---:|---:|---:|---|"]
+    return [f"## {t.op} {t.shape}", "",
+            "| implementation | fwd ms | fwd ms, CUDA graph | fwd+bwd ms | fwd % HBM | fwd+bwd % HBM | notes |",
+            "|---|---:|---:|---:|---:|---:|---|"]
 
 
 def row_line(r: Row, tbps: float) -> str:
-    return (f"| {r.impl} | {fmt_ms(r.fwd_ms)} | {fmt_ms(r.fwdbwd_ms)} | {fmt_pct(r.bytes_fwd, r.fwd_ms, tbps)} | "
+    return (f"| {r.impl} | {fmt_ms(r.fwd_ms)} | {fmt_ms(r.fwd_graph_ms)} | {fmt_ms(r.fwdbwd_ms)} | "
+            f"{fmt_pct(r.bytes_fwd, r.fwd_ms, tbps)} | "
             f"{fmt_pct(r.bytes_fwdbwd, r.fwdbwd_ms, tbps)} | {r.note} |")
 
 
@@ -364,11 +386,11 @@ def mamba_ssd_row(base: dict, args, nbytes: tuple[float, float]) -> Row:
 
     mod = import_from_checkout("mamba_ssm.ops.triton.ssd_combined", args.mamba_ssm_src)
     t = cast(base, SSD_BF16, torch.bfloat16)
-    fwd_ms, fb_ms = time_fwd_bwd(
+    fwd_ms, fb_ms, graph_ms = time_fwd_bwd(
         lambda: mod.mamba_chunk_scan_combined(t["x"], t["dt"], t["A"], t["B"], t["C"], 256, D=t["D"]),
         list(t.values()),
     )
-    return Row("mamba_ssm mamba_chunk_scan_combined (chunk 256)", fwd_ms, fb_ms, "", *nbytes)
+    return Row("mamba_ssm mamba_chunk_scan_combined (chunk 256)", fwd_ms, fb_ms, "", *nbytes, graph_ms)
 
 
 def fla_ssd_row(base: dict, args, nbytes: tuple[float, float]) -> Row:
@@ -387,8 +409,8 @@ def fla_ssd_row(base: dict, args, nbytes: tuple[float, float]) -> Row:
     kw = {"scale": 1.0}
     if "head_first" in inspect.signature(chunk_simple_gla).parameters:
         kw["head_first"] = False
-    fwd_ms, fb_ms = time_fwd_bwd(lambda: chunk_simple_gla(q=q, k=k, v=v, g=g, **kw), [q, k, v, g])
-    return Row("fla chunk_simple_gla (q=C, k=B, v=dt·x)", fwd_ms, fb_ms, "", *nbytes)
+    fwd_ms, fb_ms, graph_ms = time_fwd_bwd(lambda: chunk_simple_gla(q=q, k=k, v=v, g=g, **kw), [q, k, v, g])
+    return Row("fla chunk_simple_gla (q=C, k=B, v=dt·x)", fwd_ms, fb_ms, "", *nbytes, graph_ms)
 
 
 def ssd_tables(shapes: dict, args, smoke: bool) -> list[Table]:
@@ -481,17 +503,17 @@ def tfla_row(base: dict, dims: tuple[int, ...], nbytes: tuple[float, float]) -> 
     from mlstm_kernels.torch.chunkwise import mlstm_chunkwise__xl_chunk
 
     q, k, v, i, f = time_last(base, "qkvif")
-    fwd_ms, fb_ms = time_fwd_bwd(lambda: mlstm_chunkwise__xl_chunk(q, k, v, i, f), [q, k, v, i, f])
+    fwd_ms, fb_ms, graph_ms = time_fwd_bwd(lambda: mlstm_chunkwise__xl_chunk(q, k, v, i, f), [q, k, v, i, f])
     return Row("mlstm_kernels mlstm_chunkwise__xl_chunk (TFLA)", fwd_ms, fb_ms, per_65536_tokens(fb_ms, dims),
-               *nbytes)
+               *nbytes, graph_ms)
 
 
 def sdpa_row(base: dict, dims: tuple[int, ...], nbytes: tuple[float, float]) -> Row:
     import torch.nn.functional as F
 
     q, k, v = time_last(base, "qkv")
-    fwd_ms, fb_ms = time_fwd_bwd(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), [q, k, v])
-    return Row("torch scaled_dot_product_attention (causal)", fwd_ms, fb_ms, "", *nbytes)
+    fwd_ms, fb_ms, graph_ms = time_fwd_bwd(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), [q, k, v])
+    return Row("torch scaled_dot_product_attention (causal)", fwd_ms, fb_ms, "", *nbytes, graph_ms)
 
 
 def mlstm_tables(shapes: dict, args, smoke: bool) -> list[Table]:
@@ -568,10 +590,10 @@ def mamba_scan_row(base: dict, dims: tuple[int, ...], args, nbytes: tuple[float,
     mod = import_from_checkout("mamba_ssm.ops.selective_scan_interface", args.mamba_ssm_src)
     u, delta, z, Bm, Cm = time_last(base, ("u", "delta", "z", "B", "C"))
     A, D = base["A"].clone().requires_grad_(), base["D"].clone().requires_grad_()
-    fwd_ms, fb_ms = time_fwd_bwd(
+    fwd_ms, fb_ms, graph_ms = time_fwd_bwd(
         lambda: mod.selective_scan_fn(u, delta, A, Bm, Cm, D=D, z=z), [u, delta, A, Bm, Cm, D, z]
     )
-    return Row("mamba_ssm selective_scan_fn (CUDA)", fwd_ms, fb_ms, "", *nbytes)
+    return Row("mamba_ssm selective_scan_fn (CUDA)", fwd_ms, fb_ms, "", *nbytes, graph_ms)
 
 
 def compiled_scan_row(base: dict, dims: tuple[int, ...], args, nbytes: tuple[float, float]) -> Row:
@@ -586,8 +608,8 @@ def compiled_scan_row(base: dict, dims: tuple[int, ...], args, nbytes: tuple[flo
     fn(**t)[0].sum().backward()
     torch.cuda.synchronize()
     compile_s = time.perf_counter() - t0
-    fwd_ms, fb_ms = time_fwd_bwd(lambda: fn(**t), list(t.values()))
-    return Row("reference, torch.compile", fwd_ms, fb_ms, f"compiled in {compile_s:.0f} s", *nbytes)
+    fwd_ms, fb_ms, graph_ms = time_fwd_bwd(lambda: fn(**t), list(t.values()))
+    return Row("reference, torch.compile", fwd_ms, fb_ms, f"compiled in {compile_s:.0f} s", *nbytes, graph_ms)
 
 
 def scan_tables(shapes: dict, args, smoke: bool) -> list[Table]:
@@ -690,14 +712,14 @@ def fla_delta_row(base: dict, args, nbytes: tuple[float, float]) -> Row:
     if "head_first" in inspect.signature(fn).parameters:
         kw["head_first"] = False
     try:
-        fwd_ms, fb_ms = time_fwd_bwd(lambda: fn(**t, **kw), list(t.values()))
+        fwd_ms, fb_ms, graph_ms = time_fwd_bwd(lambda: fn(**t, **kw), list(t.values()))
         note = ""
     except Exception as e:  # its backward may refuse this GPU and Triton; the forward is still an anchor
         for x in t.values():
             x.grad = None
-        fwd_ms, fb_ms = bench(lambda: fn(**t, **kw)), None
+        fwd_ms, fb_ms, graph_ms = bench(lambda: fn(**t, **kw)), None, bench_graph(lambda: fn(**t, **kw))
         note = f"backward failed: {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"
-    return Row(label, fwd_ms, fb_ms, note, *nbytes)
+    return Row(label, fwd_ms, fb_ms, note, *nbytes, graph_ms)
 
 
 def delta_tables(shapes: dict, args, smoke: bool) -> list[Table]:
@@ -737,6 +759,12 @@ def delta_tables(shapes: dict, args, smoke: bool) -> list[Table]:
                 table.verdict += (f"Target fwd ≤ fla ({fla.fwd_ms:.2f} ms), measured in this run: ours "
                                   f"{o.fwd_ms:.2f} ms, {o.fwd_ms / fla.fwd_ms:.2f}× "
                                   f"({'met' if o.fwd_ms <= fla.fwd_ms else 'NOT met'}).")
+                g = [r for r in ours if r.fwd_graph_ms]
+                if g and fla.fwd_graph_ms:
+                    o = min(g, key=lambda r: r.fwd_graph_ms)
+                    table.verdict += (f" In a CUDA graph (GPU time, no host): ours {o.fwd_graph_ms:.3f} ms, fla "
+                                      f"{fla.fwd_graph_ms:.3f}, {o.fwd_graph_ms / fla.fwd_graph_ms:.2f}× "
+                                      f"({'met' if o.fwd_graph_ms <= fla.fwd_graph_ms else 'NOT met'}).")
                 if fla.fwdbwd_ms:
                     b = min(ours, key=lambda r: r.fwdbwd_ms)
                     table.verdict += f" Forward+backward {b.fwdbwd_ms / fla.fwdbwd_ms:.2f}× fla's."
@@ -763,7 +791,9 @@ def render(tables: list[Table], args, smoke: bool) -> str:
         "# Triton kernels: speed beside the anchors",
         "",
         f"Device: {dev}, triton {triton.__version__}; bf16 inputs, fp32 state; "
-        f"median of `triton.testing.do_bench`. % HBM: bytes that must move ÷ time ÷ {args.hbm_tbps} TB/s.",
+        f"median of `triton.testing.do_bench` (it includes the host's time to launch the kernels where that is "
+        f"the longer); fwd ms, CUDA graph: the forward replayed from a CUDA graph (`do_bench_cudagraph`), the "
+        f"GPU's time alone. % HBM: bytes that must move ÷ time ÷ {args.hbm_tbps} TB/s.",
         "",
         f"Command: `{command()}`",
         "",

@@ -104,6 +104,6 @@ def test_kernels_times_other_forms_of_the_delta_wy_kernel_beside_the_default(tmp
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     text = (tmp_path / "k.md").read_text()
-    assert "| triton (ours), chunk 64 | — | — | — | — | checked |" in text
-    assert "| triton (ours), chunk 64, blocks:fused | — | — | — | — | checked |" in text
+    assert "| triton (ours), chunk 64 | — | — | — | — | — | checked |" in text
+    assert "| triton (ours), chunk 64, blocks:fused | — | — | — | — | — | checked |" in text
     assert "decay per key channel" not in text
