@@ -15,6 +15,13 @@ line per kernel with the largest shared memory any of its configs asked for; exi
 and prints the registers per thread and the bytes spilled to local memory: a kernel at 255 registers that
 spills holds fewer programs per SM, and waits on local memory. This machine's Triton may generate other code
 than the GPU machine's (3.6), so the figures point where to look; the GPU's timings decide.
+
+Each kernel is compiled as Triton's launcher specialises it at the benchmark's shapes: every pointer 16-byte
+aligned (torch's allocations are) and every integer argument that the kernel does not exempt
+(`do_not_specialize`) a multiple of 16 (H, K and V at B8 T2048 H16 K128 V128), which is what lets its loads
+move 16 bytes at a time. `--unaligned` compiles without that knowledge (as this script did before
+2026-12-02: scalar 16-bit loads, and more registers; the tables of docs/benchmarks/logs/delta-registers-*.md
+are of such code).
 """
 
 from __future__ import annotations
@@ -41,8 +48,9 @@ INPUT_DTYPE = {"q_ptr", "k_ptr", "v_ptr", "beta_ptr", "do_ptr", "o_ptr", "dq_ptr
                "states_ptr", "dstates_ptr", "w_ptr", "u0_ptr", "u_ptr", "Tm_ptr"}
 
 
-def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool):
-    """Compiles one config for sm_90; returns Triton's compiled kernel (`.metadata.shared`, `.asm["ptx"]`)."""
+def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool, aligned: bool = True):
+    """Compiles one config for sm_90; returns Triton's compiled kernel (`.metadata.shared`, `.asm["ptx"]`).
+    `aligned`: pointers and the specialised integers divisible by 16, as the launcher finds them."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -55,15 +63,18 @@ def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool):
     missing = wanted - set(consts)
     if missing:
         raise ValueError(f"{fn.__name__}: no value for {sorted(missing)}")
-    signature = {}
-    for name in fn.arg_names:
+    signature, attrs = {}, {}
+    for i, param in enumerate(fn.params):
+        name = param.name
         if name in consts:
             signature[name] = "constexpr"
         elif name.endswith("_ptr"):
             signature[name] = "*bf16" if bf16 and name in INPUT_DTYPE else "*fp32"
         else:
             signature[name] = "fp32" if name == "scale" else "i32"
-    src = ASTSource(fn=fn, signature=signature, constexprs=consts)
+        if aligned and name not in consts and name != "scale" and not param.do_not_specialize:
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    src = ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
     return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": 2})
 
 
@@ -98,6 +109,8 @@ def main() -> None:
     ap.add_argument("--tiles", default=",".join(str(i) for i in range(len(TILES))),
                     help=f"comma-separated indices into {TILES} (CHANNEL, BL, BK)")
     ap.add_argument("--bf16-only", action="store_true", help="bf16 products only")
+    ap.add_argument("--unaligned", action="store_true",
+                    help="compile without the launcher's knowledge that pointers and H, K, V divide by 16")
     ap.add_argument("--bv", default="64", help="comma-separated widths of V's tiles (BV) for the kernels that take one")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -132,7 +145,7 @@ def main() -> None:
             consts = dict(CHANNEL=channel, BL=BL, BK=BK, BV=BV, BKF=128, MODE=mode, INVERSE=inverse,
                           INV_MODE=tf32_mode(mode), HAS_INIT=True, HAS_DFINAL=True)
             try:
-                compiled = compile_kernel(kernel, consts, num_warps, bf16=mode == DOT_BF16)
+                compiled = compile_kernel(kernel, consts, num_warps, bf16=mode == DOT_BF16, aligned=not args.unaligned)
                 most = max(most, compiled.metadata.shared)
                 if args.registers:
                     regs, spilled = ptxas_usage(compiled.asm["ptx"])
