@@ -143,7 +143,7 @@ def main() -> None:
             tiles, modes, inverses, warp_counts, [int(x) for x in args.bv.split(",")]
         ):
             consts = dict(CHANNEL=channel, BL=BL, BK=BK, BV=BV, BKF=128, MODE=mode, INVERSE=inverse,
-                          INV_MODE=tf32_mode(mode), HAS_INIT=True, HAS_DFINAL=True)
+                          INV_MODE=tf32_mode(mode), HAS_INIT=True, HAS_DFINAL=True, EVEN=True)
             try:
                 compiled = compile_kernel(kernel, consts, num_warps, bf16=mode == DOT_BF16, aligned=not args.unaligned)
                 most = max(most, compiled.metadata.shared)

@@ -467,20 +467,22 @@ def delta_fwd_kernel_states(
     k_ptr, g_ptr, gc_ptr, w_ptr, u0_ptr, S0_ptr, u_ptr, states_ptr, Sf_ptr,
     T, H, K, V, L, NC, BH,
     HAS_INIT: tl.constexpr, CHANNEL: tl.constexpr, BL: tl.constexpr, BKF: tl.constexpr, BV: tl.constexpr,
-    MODE: tl.constexpr,
+    MODE: tl.constexpr, EVEN: tl.constexpr,
 ):
     """U_c = U' − W S_c and the state entering each chunk, walking the chunks in order.
 
     states [B·H, NC, K, V] (index c: entering chunk c), u [B·H, NC·L, V] in their dtype, Sf the final state
     (fp32). A scalar gate's b comes from gc (the wy kernel's), so the walk has no scan or reduction across the
-    chunk. BH (B·H to a power of two) is read only by the autotuner: with few sequences a narrower tile of V
-    gives the walk more programs. Grid (V/BV, B·H)."""
+    chunk. EVEN: the chunk fills its tile (L = BL), so no row of it needs a mask. BH (B·H to a power of two) is
+    read only by the autotuner: with few sequences a narrower tile of V gives the walk more programs.
+    Grid (V/BV, B·H)."""
     i_v, bh = tl.program_id(0), tl.program_id(1)
     bb, h = (bh // H).to(tl.int64), bh % H
     kk = tl.arange(0, BKF)
     vv = i_v * BV + tl.arange(0, BV)
     l = tl.arange(0, BL)
     mask_kv = (kk < K)[:, None] & (vv < V)[None, :]
+    in_chunk = tl.full([BL], 1, tl.int1) if EVEN else l < L  # the chunk's rows: EVEN, all BL of them
     if HAS_INIT:
         S = tl.load(S0_ptr + ((bh * K + kk[:, None]) * V + vv[None, :]).to(tl.int64), mask=mask_kv, other=0.0)
     else:
@@ -489,10 +491,10 @@ def delta_fwd_kernel_states(
         off_s = ((bh * NC + c).to(tl.int64) * K + kk[:, None]) * V + vv[None, :]
         tl.store(states_ptr + off_s, S.to(states_ptr.dtype.element_ty), mask=mask_kv)
         t = c * L + l
-        mask_t = (l < L) & (t < T)
+        mask_t = in_chunk & (t < T)
         rows = (bh * NC * L + c * L + l).to(tl.int64)
-        mask_lv = (l < L)[:, None] & (vv < V)[None, :]
-        w = tl.load(w_ptr + rows[:, None] * K + kk[None, :], mask=(l < L)[:, None] & (kk < K)[None, :], other=0.0)
+        mask_lv = in_chunk[:, None] & (vv < V)[None, :]
+        w = tl.load(w_ptr + rows[:, None] * K + kk[None, :], mask=in_chunk[:, None] & (kk < K)[None, :], other=0.0)
         u = tl.load(u0_ptr + rows[:, None] * V + vv[None, :], mask=mask_lv, other=0.0).to(tl.float32) - dot(w, S, MODE)
         tl.store(u_ptr + rows[:, None] * V + vv[None, :], u.to(u_ptr.dtype.element_ty), mask=mask_lv)
         if CHANNEL:
@@ -502,7 +504,7 @@ def delta_fwd_kernel_states(
             k_out = kt.to(tl.float32) * tl.exp(b_last[None, :] - b)  # [BL, BKF]
             S = S * tl.exp(b_last)[:, None] + dot(tl.trans(k_out), u, MODE)
         else:  # a scalar decay scales U's rows instead of k's: [BL, BV] products, not [BL, BKF]
-            b_row = tl.load(gc_ptr + rows, mask=l < L, other=0.0)
+            b_row = tl.load(gc_ptr + rows, mask=in_chunk, other=0.0)
             b_end = tl.load(gc_ptr + bh * NC * L + c * L + L - 1)  # padded tokens do not decay
             # kᵀ loaded as it is multiplied ([BKF, BL]), not transposed after the load: 148 registers instead
             # of 184 at BV 32 and 4 warps (compile_sm90.py --registers)
@@ -857,7 +859,7 @@ def delta_fwd(q, k, v, g, beta, S0, scale, chunk_size):
     grid = lambda meta: (triton.cdiv(V, meta["BV"]), B * H)  # noqa: E731
     delta_fwd_kernel_states[grid](
         k, g, gc, w, u0, S0, u, states, Sf, *dims, triton.next_power_of_2(B * H),
-        HAS_INIT=S0 is not None, CHANNEL=channel, MODE=mode, BL=BL, BKF=block(K),
+        HAS_INIT=S0 is not None, CHANNEL=channel, MODE=mode, BL=BL, BKF=block(K), EVEN=L == BL,
     )
 
     o = torch.empty(B, T, H, V, device=dev, dtype=q.dtype)
