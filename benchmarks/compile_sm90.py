@@ -2,6 +2,8 @@
 
     python benchmarks/compile_sm90.py            # every kernel x tiles x dot mode x 2, 4 and 8 warps
     python benchmarks/compile_sm90.py --smoke    # one tile set, bf16, 4 warps (CI)
+    python benchmarks/compile_sm90.py --registers --bf16-only --tiles 0 --warps 4 --bv 16,32,64 \
+        --kernels delta_fwd_kernel_states --fla-src .anchors/fla_src            # beside fla's states kernel
     python benchmarks/compile_sm90.py --registers --bf16-only --tiles 0 --warps 1,2,4,8 \
         --kernels delta_fwd_kernel_wy,delta_fwd_kernel_inverse,delta_fwd_kernel_wu   # registers and spills
 
@@ -112,6 +114,9 @@ def main() -> None:
     ap.add_argument("--unaligned", action="store_true",
                     help="compile without the launcher's knowledge that pointers and H, K, V divide by 16")
     ap.add_argument("--bv", default="64", help="comma-separated widths of V's tiles (BV) for the kernels that take one")
+    ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked): with --registers, also "
+                                      "fla's chunk_gated_delta_rule_fwd_kernel_h_blockdim64 (its states kernel, a "
+                                      "decay per head, K = V = 128, chunks of 64) at each BV and warp count")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -158,8 +163,45 @@ def main() -> None:
                 print(f"FAILED {name} {consts} warps={num_warps}: {last[:300]}")
         if not args.registers:
             print(f"{name}: compiled, up to {most:,} bytes of shared memory")
+    if args.fla_src and args.registers:
+        for num_warps, BV in itertools.product(warp_counts, [int(x) for x in args.bv.split(",")]):
+            regs, spilled, shared = fla_states_usage(args.fla_src, BV, num_warps, aligned=not args.unaligned)
+            print(f"| fla chunk_gated_delta_rule_fwd_kernel_h_blockdim64 | False, 64, – | bf16 | – | {BV} "
+                  f"| {num_warps} | {regs} | {spilled:,} | {shared:,} |", flush=True)
     if failed:
         raise SystemExit(f"{failed} configs failed to compile for sm_90")
+
+
+def fla_states_usage(fla_src: str, BV: int, num_warps: int, aligned: bool) -> tuple[int, int, int]:
+    """(registers, bytes spilled, shared bytes) of fla's states kernel compiled for sm_90a as its launcher would
+    at B8 T2048 H16 K128 V128 in bf16 with a decay per head: the anchor beside `delta_fwd_kernel_states`."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    sys.path.insert(0, fla_src)
+    from fla.ops.common import chunk_delta_h
+
+    fn = chunk_delta_h.chunk_gated_delta_rule_fwd_kernel_h_blockdim64
+    while not isinstance(fn, triton.runtime.jit.JITFunction):  # under its autotune and heuristics
+        fn = fn.fn
+    consts = dict(H=16, HV=16, K=128, V=128, BT=64, BV=BV, USE_G=True, USE_GK=False, USE_INITIAL_STATE=False,
+                  STORE_FINAL_STATE=True, SAVE_NEW_VALUE=True, STATE_V_FIRST=False, IS_VARLEN=False,
+                  gk=None, h0=None, cu_seqlens=None, chunk_offsets=None)  # absent: constexpr None, as launched
+    consts = {k: v for k, v in consts.items() if k in fn.arg_names}
+    signature, attrs = {}, {}
+    for i, param in enumerate(fn.params):
+        if param.name in consts:
+            signature[param.name] = "constexpr"
+        elif param.name == "T":
+            signature[param.name] = "i32"
+        else:
+            signature[param.name] = "*fp32" if param.name in ("g", "ht") else "*bf16"
+            if aligned:
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    src = ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
+    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": 2})
+    return (*ptxas_usage(compiled.asm["ptx"]), compiled.metadata.shared)
 
 
 if __name__ == "__main__":
