@@ -140,6 +140,8 @@ def test_the_dashboard_in_a_browser(server, studies):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(60_000)
+            expect.set_options(timeout=60_000)  # assertions too (their own default is 5 s: a
+            # Streamlit page's first render on a busy 2-core machine can take longer)
 
             page.goto(f"{base}/")
             expect(page.get_by_role("heading", name="Studies")).to_be_visible()

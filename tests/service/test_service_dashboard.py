@@ -85,6 +85,8 @@ def test_in_a_browser_an_anonymous_user_cannot_act_and_a_signed_in_one_can(dashb
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(60_000)
+            expect.set_options(timeout=60_000)  # assertions too (their own default is 5 s: a
+            # Streamlit page's first render on a busy 2-core machine can take longer)
 
             def select_the_study(reload: bool = True):
                 if reload:
