@@ -67,9 +67,11 @@ def eager_autograd(op, forward, setup_context, backward):
     `setup_context` and `backward`) while torch.compile traces the call, so that a layer around it compiles
     whole; in eager mode `forward` and `backward` themselves, as a `torch.autograd.Function`.
 
-    The operator's dispatcher hops between C++ and Python at each call, and its checks, cost the host 0.15 ms
-    a forward of the gated delta rule on the H200's machine, where the forward's four kernels take 0.40 ms
-    on the GPU (`benchmarks/kernel_profile.py --wall`): a launch-bound step waits on the host. The backward
+    The operator's dispatcher hops between C++ and Python at each call and runs its own checks. On the H200's
+    machine the gated delta rule's forward took the host 0.417 ms to issue with the operator and 0.312 with this
+    path (the four launches alone: 0.27–0.34), where its kernels take 0.40 ms on the GPU
+    (`benchmarks/kernel_profile.py --wall`; docs/benchmarks/delta_h200.md section 8): a launch-bound step waits
+    on the host. The backward
     asks `eager(ctx)` which of its operator and that operator's function to call."""
 
     class Eager(torch.autograd.Function):
