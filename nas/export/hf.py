@@ -54,6 +54,11 @@ _HOLDS: dict[str, set[str]] = {
 }
 
 
+# hybrid classes whose transformers cache reads the sequence length from an attention layer: a model of
+# theirs with no attention layer fails in forward() and generate() with the cache on (transformers 5.x)
+_CACHE_NEEDS_ATTENTION = frozenset(_HOLDS) - {"mamba", "mamba2", "xlstm", "llama"}
+
+
 class _Cannot(Exception):
     """A class cannot express the architecture; the message completes "<class> cannot express it: ..."."""
 
@@ -624,6 +629,8 @@ def build(cfg: ArchConfig, target: str | None = None) -> dict[str, Any]:
         if not others:
             raise Unfit(why)
         raise ConfigError(f"{why}; use --target {or_list(others)}")
+    if target in _CACHE_NEEDS_ATTENTION and "attention" not in cfg.families:
+        config["use_cache"] = False  # what the class's cache needs: readme() says so
     return config
 
 
@@ -669,6 +676,9 @@ def readme(cfg: ArchConfig, config: dict[str, Any]) -> str:
     t = config["model_type"]
     cls = HF_CLASSES[t]
     notes = [n for fam, n in _HF_NOTES[t] if not fam or fam in cfg.families]
+    if config.get("use_cache") is False:
+        notes.append(f"`use_cache` is false: the cache of `{cls}` takes the sequence length from an attention "
+                     "layer and this model has none, so `generate()` runs each step over the whole sequence")
     lines = [
         f"# `{cls}` config exported by hybrid-nas",
         "",

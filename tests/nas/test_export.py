@@ -130,8 +130,11 @@ def assert_builds_as(tf, cfg: ArchConfig, path, target: str) -> None:
     model = build(tf, path)
     assert type(model).__name__ == config["architectures"][0]
     with torch.no_grad():
-        logits = model(torch.randint(0, cfg.vocab_size, (2, 7)), use_cache=False).logits
+        ids = torch.randint(0, cfg.vocab_size, (2, 7))
+        logits = model(ids, use_cache=False).logits
+        cached = model(ids).logits  # the default: the model's own cache, as generate() uses it
     assert logits.shape == (2, 7, cfg.vocab_size) and torch.isfinite(logits).all()
+    torch.testing.assert_close(cached, logits)
     found = sublayers(model)
     assert "".join(s for s, _ in found) == cfg.pattern
     for symbol, module in found:
@@ -237,6 +240,32 @@ HAND_MADE = {
                           shortconv={"d_conv": 4}, mlp={"ratio": 3})),
     "lfm2-conv-only": ("lfm2", dict(pattern="C-C-", tie_embeddings=False)),
 }
+
+
+NO_ATTENTION = {  # hybrid classes whose transformers cache needs an attention layer, given a model without one
+    "nemotron_h": dict(pattern="M-M-", mamba2=M2, tie_embeddings=False, mlp={"activation": "relu2"}),
+    "granitemoehybrid": dict(pattern="M-M-", mamba2=M2),
+    "bamba": dict(pattern="M-M-", mamba2=M2),
+    "jamba": dict(pattern="m-m-", mamba1={"d_state": 8}),
+    "qwen3_next": dict(pattern="D-D-", deltanet={"heads": 2}),
+    "lfm2": dict(pattern="C-C-"),
+}
+
+
+@pytest.mark.parametrize("target", list(NO_ATTENTION))
+def test_an_export_without_attention_turns_the_cache_off_and_generates(transformers, tmp_path, target):
+    import torch
+
+    cfg = ArchConfig.from_dict({**D, **NO_ATTENTION[target]})
+    export(cfg, "hf", tmp_path, target=target)
+    assert json.loads((tmp_path / "config.json").read_text())["use_cache"] is False
+    assert "`use_cache` is false" in (tmp_path / "README.md").read_text()
+    assert_builds_as(transformers, cfg, tmp_path, target)
+    model = build(transformers, tmp_path)
+    ids = torch.randint(0, cfg.vocab_size, (2, 5))
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=3, do_sample=False,
+                         pad_token_id=0)
+    assert out.shape == (2, 8) and torch.equal(out[:, :5], ids)
 
 
 @pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # Granite's width-0 shared MLP
