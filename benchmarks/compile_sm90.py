@@ -1,4 +1,5 @@
-"""Compile the gated delta rule's Triton kernels for Hopper (sm_90) on a machine without a GPU.
+"""Compile the gated delta rule's (or, with `--op ssd`, Mamba-2's SSD) Triton kernels for Hopper (sm_90) on a
+machine without a GPU.
 
     python benchmarks/compile_sm90.py            # every kernel x tiles x dot mode x 2, 4 and 8 warps
     python benchmarks/compile_sm90.py --smoke    # one tile set, bf16, 4 warps (CI)
@@ -6,6 +7,7 @@
         --kernels delta_fwd_kernel_states --fla-src .anchors/fla_src            # beside fla's states kernel
     python benchmarks/compile_sm90.py --registers --bf16-only --tiles 0 --warps 1,2,4,8 \
         --kernels delta_fwd_kernel_wy,delta_fwd_kernel_inverse,delta_fwd_kernel_wu   # registers and spills
+    python benchmarks/compile_sm90.py --op ssd --registers --bf16-only --warps 4,8 --kernels ssd_bwd_kernel_dx
 
 Triton's `compile` with a CUDA target needs only its bundled ptxas, so the front-end and back-end errors
 that the interpreter cannot see (a `static_range` bound that is not a constexpr, a loop-carried value
@@ -48,11 +50,20 @@ TILES = ((False, 64, 64), (False, 32, 32), (True, 16, 16))
 # keeps of its chunks); every other buffer is fp32
 INPUT_DTYPE = {"q_ptr", "k_ptr", "v_ptr", "beta_ptr", "do_ptr", "o_ptr", "dq_ptr", "dk_ptr", "dv_ptr", "dbeta_ptr",
                "states_ptr", "dstates_ptr", "w_ptr", "u0_ptr", "u_ptr", "Tm_ptr"}
+# Mamba-2's SSD (kernels/ssd/triton.py): its chunked kernels, its tiles (BL, BN, BP: chunks of 64 and 128 at
+# N = P = 64, the proxies' shapes) and the pointers in the input dtype
+SSD_KERNELS = ("ssd_fwd_kernel_states", "ssd_fwd_kernel_output", "ssd_bwd_kernel_dstates", "ssd_bwd_kernel_dx",
+               "ssd_bwd_kernel_dbc")
+SSD_TILES = ((64, 64, 64), (128, 64, 64))
+SSD_INPUT_DTYPE = {"x_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dy_ptr", "y_ptr", "dx_ptr", "ddt_ptr", "dz_ptr",
+                   "dB_ptr", "dC_ptr", "states_ptr", "dstates_ptr"}
 
 
-def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool, aligned: bool = True):
+def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool, aligned: bool = True,
+                   input_dtype: set[str] = INPUT_DTYPE):
     """Compiles one config for sm_90; returns Triton's compiled kernel (`.metadata.shared`, `.asm["ptx"]`).
-    `aligned`: pointers and the specialised integers divisible by 16, as the launcher finds them."""
+    `aligned`: pointers and the specialised integers divisible by 16, as the launcher finds them;
+    `input_dtype`: the pointers that are bf16 when `bf16` is (the rest are fp32)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -71,7 +82,7 @@ def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool, aligned
         if name in consts:
             signature[name] = "constexpr"
         elif name.endswith("_ptr"):
-            signature[name] = "*bf16" if bf16 and name in INPUT_DTYPE else "*fp32"
+            signature[name] = "*bf16" if bf16 and name in input_dtype else "*fp32"
         else:
             signature[name] = "fp32" if name == "scale" else "i32"
         if aligned and name not in consts and name != "scale" and not param.do_not_specialize:
@@ -104,12 +115,15 @@ def ptxas_usage(ptx: str) -> tuple[int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--op", choices=("delta", "ssd"), default="delta",
+                    help=f"the gated delta rule's kernels, or Mamba-2's SSD ({', '.join(SSD_KERNELS)}; tiles "
+                         f"(BL, BN, BP) {SSD_TILES}, z and D present)")
     ap.add_argument("--smoke", action="store_true", help="one tile set, bf16 products, 4 warps")
     ap.add_argument("--registers", action="store_true", help="also each config's registers and spills (ptxas -v)")
-    ap.add_argument("--kernels", default=",".join(KERNELS), help="comma-separated kernel names")
+    ap.add_argument("--kernels", help="comma-separated kernel names (default: every kernel of the op)")
     ap.add_argument("--warps", default="2,4,8", help="comma-separated warp counts")
-    ap.add_argument("--tiles", default=",".join(str(i) for i in range(len(TILES))),
-                    help=f"comma-separated indices into {TILES} (CHANNEL, BL, BK)")
+    ap.add_argument("--tiles", help=f"comma-separated indices into {TILES} (CHANNEL, BL, BK), or with --op ssd "
+                                    f"into {SSD_TILES} (BL, BN, BP); default: all")
     ap.add_argument("--bf16-only", action="store_true", help="bf16 products only")
     ap.add_argument("--unaligned", action="store_true",
                     help="compile without the launcher's knowledge that pointers and H, K, V divide by 16")
@@ -122,14 +136,19 @@ def main() -> None:
 
     from kernels._triton import DOT_BF16, DOT_FP32, tf32_mode
     from kernels.delta import triton as delta
+    from kernels.ssd import triton as ssd
 
-    unknown = [k for k in args.kernels.split(",") if k not in KERNELS]
+    ssd_op = args.op == "ssd"
+    known = SSD_KERNELS if ssd_op else KERNELS
+    args.kernels = args.kernels or ",".join(known)
+    unknown = [k for k in args.kernels.split(",") if k not in known]
     if unknown:
-        raise SystemExit(f"unknown kernel {unknown[0]!r}; choose from {', '.join(KERNELS)}")
+        raise SystemExit(f"unknown kernel {unknown[0]!r}; choose from {', '.join(known)}")
+    all_tiles = SSD_TILES if ssd_op else TILES
     if args.smoke:
-        tiles, modes, warp_counts = TILES[:1], (DOT_BF16,), (4,)
+        tiles, modes, warp_counts = all_tiles[:1], (DOT_BF16,), (4,)
     else:
-        tiles = tuple(TILES[int(i)] for i in args.tiles.split(","))
+        tiles = tuple(all_tiles[int(i)] for i in args.tiles.split(",")) if args.tiles else all_tiles
         modes = (DOT_BF16,) if args.bf16_only else (DOT_FP32, DOT_BF16)
         warp_counts = tuple(int(w) for w in args.warps.split(","))
     if args.registers:
@@ -137,25 +156,30 @@ def main() -> None:
 
         print(f"registers per thread and bytes spilled, Triton {triton.__version__}'s PTX for sm_90a (the GPU "
               f"machine's Triton may differ)\n")
-        print("| kernel | CHANNEL, BL, BK | products | inverse | BV | warps | registers | spilled bytes "
-              "| shared bytes |")
+        print(f"| kernel | {'BL, BN, BP' if ssd_op else 'CHANNEL, BL, BK'} | products | inverse | BV | warps "
+              f"| registers | spilled bytes | shared bytes |")
         print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     failed = 0
     for name in args.kernels.split(","):
-        kernel, most = getattr(delta, name), 0
+        kernel, most = getattr(ssd if ssd_op else delta, name), 0
         inverses = delta.INVERSES.values() if name in ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse") else (0,)
-        for (channel, BL, BK), mode, inverse, num_warps, BV in itertools.product(
-            tiles, modes, inverses, warp_counts, [int(x) for x in args.bv.split(",")]
-        ):
-            consts = dict(CHANNEL=channel, BL=BL, BK=BK, BV=BV, BKF=128, MODE=mode, INVERSE=inverse,
-                          INV_MODE=tf32_mode(mode), HAS_INIT=True, HAS_DFINAL=True, EVEN=True)
+        bvs = ("–",) if ssd_op else [int(x) for x in args.bv.split(",")]
+        for tile, mode, inverse, num_warps, BV in itertools.product(tiles, modes, inverses, warp_counts, bvs):
+            if ssd_op:
+                BL, BN, BP = tile
+                consts = dict(BL=BL, BN=BN, BP=BP, MODE=mode, HAS_D=True, HAS_Z=True, HAS_INIT=True, HAS_DFINAL=True)
+            else:
+                channel, BL, BK = tile
+                consts = dict(CHANNEL=channel, BL=BL, BK=BK, BV=BV, BKF=128, MODE=mode, INVERSE=inverse,
+                              INV_MODE=tf32_mode(mode), HAS_INIT=True, HAS_DFINAL=True, EVEN=True)
             try:
-                compiled = compile_kernel(kernel, consts, num_warps, bf16=mode == DOT_BF16, aligned=not args.unaligned)
+                compiled = compile_kernel(kernel, consts, num_warps, bf16=mode == DOT_BF16, aligned=not args.unaligned,
+                                          input_dtype=SSD_INPUT_DTYPE if ssd_op else INPUT_DTYPE)
                 most = max(most, compiled.metadata.shared)
                 if args.registers:
                     regs, spilled = ptxas_usage(compiled.asm["ptx"])
                     inv = inverse if name in ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse") else "–"
-                    print(f"| {name} | {channel}, {BL}, {BK} | {'bf16' if mode == DOT_BF16 else 'fp32'} | {inv} "
+                    print(f"| {name} | {', '.join(map(str, tile))} | {'bf16' if mode == DOT_BF16 else 'fp32'} | {inv} "
                           f"| {BV} | {num_warps} | {regs} | {spilled:,} | {compiled.metadata.shared:,} |", flush=True)
             except Exception as e:  # report every failure, then exit 1
                 failed += 1

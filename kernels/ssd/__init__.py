@@ -37,7 +37,7 @@ def ssd(
         z: `[B, T, H, P]` gate, optional: y ← y · silu(z).
         initial_state: `[B, H, P, N]`, optional (zeros).
         return_final_state: also return the state after the last token.
-        chunk_size: tokens per chunk, default 64; any T works.
+        chunk_size: tokens per chunk, default 64; any T works. The Triton backend runs at most 64.
         backend: None (Triton for CUDA tensors, else the reference), "reference" or "triton".
 
     Returns:

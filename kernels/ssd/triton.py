@@ -41,7 +41,11 @@ from kernels._triton import (
 )
 
 Tensor = torch.Tensor
-MAX_CHUNK = 128
+# Chunks of 128 tokens compile to tiles that spill (ssd_bwd_kernel_dx: 255 registers and 2-10 KB spilled per
+# thread, `benchmarks/compile_sm90.py --op ssd --registers`), and on an H200 forward+backward took 1.0x, 1.66x
+# and 1.68x the time of chunks of 64 at kernels.py's three shapes (docs/benchmarks/kernels_h200.md). Mamba-2's
+# published chunk_size (256, its default in search_spaces) therefore runs in chunks of 64.
+MAX_CHUNK = 64
 
 
 @triton.jit(do_not_specialize=["T", "L", "NC"])
@@ -217,18 +221,10 @@ def ssd_bwd_kernel_dx(
     mask_t = (l < L) & (t < T)
     mask_tp = mask_t[:, None] & (p < P)[None, :]
     off_tp = ((b * T + t[:, None]) * H + h) * P + p[None, :]
-    g = tl.load(g_ptr + (b * H + h) * NC * L + c * L + l, mask=l < L, other=0.0)
-    g_last = tl.load(g_ptr + (b * H + h) * NC * L + c * L + L - 1)
-    dt = tl.load(dt_ptr + (b * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
-    x = tl.load(x_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
-    dout = tl.load(dy_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
-    if HAS_Z:
-        z = tl.load(z_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
-        silu_z, dsilu_z = silu_parts(z)
-        dy = dout * silu_z
-    else:
-        dy = dout
 
+    # the products over N first: the [L, P] tiles of this chunk are loaded after them, so that none of
+    # them is live across the loop (at chunks of 64, 4 warps: 788 bytes spilled instead of 1,272;
+    # docs/benchmarks/logs/ssd-registers-2026-12-02.md)
     cb = tl.zeros([BL, BL], dtype=tl.float32)
     y_in = tl.zeros([BL, BP], dtype=tl.float32)  # C S_c
     b_ds_t = tl.zeros([BP, BL], dtype=tl.float32)  # (B dS_{c+1})ᵀ
@@ -247,36 +243,49 @@ def ssd_bwd_kernel_dx(
         b_ds_t += dot(tl.trans(dS), tl.trans(Bm), MODE)
         s_ds += tl.sum(tl.sum(S * dS, axis=1), axis=0)
 
+    g = tl.load(g_ptr + (b * H + h) * NC * L + c * L + l, mask=l < L, other=0.0)
+    g_last = tl.load(g_ptr + (b * H + h) * NC * L + c * L + L - 1)
+    dt = tl.load(dt_ptr + (b * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
     causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
     cbm = cb * tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))  # [BL, BL]
-    v = x * dt[:, None]
-    w_end = tl.exp(g_last - g)  # [BL]
     y_in = y_in * tl.exp(g)[:, None]
-    b_ds_t = b_ds_t * w_end[None, :]
+    b_ds_t = b_ds_t * tl.exp(g_last - g)[None, :]
 
-    dv_t = dot(tl.trans(dy), cbm, MODE) + b_ds_t  # [BP, BL]
-    dx_t = dv_t * dt[None, :]
+    # each [L, P] tile as late, and each product as early, as its uses allow (fewer of them live at once)
+    x = tl.load(x_ptr + off_tp, mask=mask_tp, other=0.0)  # in its dtype until used
+    v = x.to(tl.float32) * dt[:, None]
+    dout = tl.load(dy_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
     if HAS_D:
         D = tl.load(D_ptr + h).to(tl.float32)
-        dx_t += D * tl.trans(dy)
-        tl.store(dD_ptr + (b * NC + c) * H + h, tl.sum(tl.sum(dy * x, axis=1), axis=0))
     if HAS_Z:
+        z = tl.load(z_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
+        silu_z, dsilu_z = silu_parts(z)
+        dy = dout * silu_z
         y = y_in + dot(cbm, v, MODE)
         if HAS_D:
-            y += D * x
+            y += D * x.to(tl.float32)
         tl.store(dz_ptr + off_tp, (dout * y * dsilu_z).to(dz_ptr.dtype.element_ty), mask=mask_tp)
+    else:
+        dy = dout
+    dg = tl.sum(dy * y_in, axis=1)  # the entering state's read
+    z_end = tl.sum(tl.trans(v) * b_ds_t, axis=0)  # [BL]: the chunk-end state's share of dg
 
-    # dg_l: the entering state's read, the quadratic form (rows +, columns -), the chunk-end state
+    dv_t = dot(tl.trans(dy), cbm, MODE) + b_ds_t  # [BP, BL]
+    ddt_v = tl.sum(dv_t * tl.trans(x.to(tl.float32)), axis=0)
+    dx_t = dv_t * dt[None, :]
+    if HAS_D:
+        dx_t += D * tl.trans(dy)
+        tl.store(dD_ptr + (b * NC + c) * H + h, tl.sum(tl.sum(dy * x.to(tl.float32), axis=1), axis=0))
+    off_pt = ((b * T + t[None, :]) * H + h) * P + p[:, None]  # [BP, BL]
+    tl.store(dx_ptr + off_pt, dx_t.to(dx_ptr.dtype.element_ty), mask=(p < P)[:, None] & mask_t[None, :])
+
+    # dg_l, the rest: the quadratic form (rows +, columns -), the chunk-end state
     W = cbm * dot(dy, tl.trans(v), MODE)  # [BL, BL]
-    z_end = tl.sum(tl.trans(v) * b_ds_t, axis=0)  # [BL]
-    dg = tl.sum(dy * y_in, axis=1) + tl.sum(W, axis=1) - tl.sum(W, axis=0) - z_end
+    dg += tl.sum(W, axis=1) - tl.sum(W, axis=0) - z_end
     dg += tl.where(l == L - 1, tl.sum(z_end, axis=0) + tl.exp(g_last) * s_ds, 0.0)
     da = tl.cumsum(dg, axis=0, reverse=True)  # d(dt_l A): g_l = Σ_{j≤l} dt_j A
     A = tl.load(A_ptr + h).to(tl.float32)
-    ddt = da * A + tl.sum(dv_t * tl.trans(x), axis=0)
-    off_pt = ((b * T + t[None, :]) * H + h) * P + p[:, None]  # [BP, BL]
-    tl.store(dx_ptr + off_pt, dx_t.to(dx_ptr.dtype.element_ty), mask=(p < P)[:, None] & mask_t[None, :])
-    tl.store(ddt_ptr + (b * T + t) * H + h, ddt.to(ddt_ptr.dtype.element_ty), mask=mask_t)
+    tl.store(ddt_ptr + (b * T + t) * H + h, (da * A + ddt_v).to(ddt_ptr.dtype.element_ty), mask=mask_t)
     tl.store(dA_ptr + (b * NC + c) * H + h, tl.sum(da * dt, axis=0))
 
 
@@ -510,7 +519,7 @@ def ssd_triton(
     """The Triton SSD; arguments and results as `reference.ssd_chunked` (inputs already checked).
 
     The result does not depend on the chunk size, so a chunk is at most MAX_CHUNK tokens (the tiles
-    of a longer one do not fit in registers) and at most T (a short sequence is one small chunk).
+    of a longer one spill registers) and at most T (a short sequence is one small chunk).
     """
     chunk_size = min(chunk_size, MAX_CHUNK, x.shape[1])
     x, dt, A, B, C = (t.contiguous() for t in (x, dt, A, B, C))
