@@ -36,6 +36,28 @@ def test_proxy_evidence_spread_over_seeds():
     assert pe.spread_section(rows[:1], ["mqar"]) == []  # one seed: no section
 
 
+def test_recall_calibration_picks_each_cells_best_rate_and_the_hybrids_share_of_the_gap():
+    sys.path.insert(0, str(SCRIPTS[0].parent))
+    import recall_calibration as rc
+
+    from workers.profile import load_profile
+
+    def cell(family, lr, acc, pairs=32, d_state=None):
+        return {"key": rc.cell_key(family, d_state, pairs, 10**6, lr), "family": family, "d_state": d_state,
+                "pairs": pairs, "tokens": 10**6, "lr": lr, "accuracy": acc, "seconds": 12.0, "failure": None}
+
+    cells = [cell("attention", 1e-3, 0.9), cell("attention", 3e-3, 0.5), cell("mamba2", 1e-3, 0.3),
+             cell("hybrid 1:7", 3e-3, 0.78), cell("mamba2", 1e-3, 0.6, d_state=256),
+             {**cell("mamba2", 3e-3, None), "failure": "diverged"}]
+    best = rc.best_cells(cells)
+    assert best[("attention", None, 32, 10**6)]["lr"] == 1e-3
+    assert abs(rc.gap_closed(best, 32, 10**6) - 0.8) < 1e-9 and rc.gap_closed(best, 16, 10**6) is None
+    text = "\n".join(rc.render(load_profile("cpu-tiny"), "mqar", {"seq_len": 256}, 2e5, cells, "cpu", "cmd"))
+    assert "| attention | default | 0.900 (lr 0.001, 12 s) |" in text
+    assert "| mamba2 | 256 | 0.600 (lr 0.001, 12 s) |" in text
+    assert "32 pairs, 1M tokens: 80%" in text and "mamba2 32 pairs lr 0.003: diverged" in text
+
+
 def test_proxy_throughput_anchor_is_sized_like_the_proxies():
     """The plain Transformer anchor: 8 layers, head dim 64, d a multiple of 64, within 10% of the target
     size, and a loss a fresh model gives near ln(vocab)."""

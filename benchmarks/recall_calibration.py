@@ -1,0 +1,201 @@
+"""How much training does a recall task need before it separates the families? A sweep to calibrate a profile.
+
+    python benchmarks/recall_calibration.py --profile gpu-small --task mqar \
+        --settings seq_len=256,vocab_size=8192 --pairs 16,32,64 --tokens 4e6,16e6 --lrs 3e-4,1e-3,3e-3
+    python benchmarks/recall_calibration.py --profile gpu-small --families mamba2 --d-state 16,64,256 ...
+    python benchmarks/recall_calibration.py --profile cpu-tiny --task mqar --settings seq_len=64,vocab_size=128 \
+        --pairs 4,8 --tokens 2e5,8e5 --lrs 1e-3,3e-3 --families attention,mamba2       # ~10 min on 2 CPU cores
+    python benchmarks/recall_calibration.py --smoke                                      # seconds (CI)
+
+A profile's synthetic suite trains each task on a fresh model for `tokens_per_task` tokens at one learning
+rate. Too few steps and every family sits at chance (MQAR at 16 pairs in `gpu-small`: 0.008-0.027), and a
+task that separates nothing only adds noise to the score. This sweep trains each family of
+`proxy_evidence.py` (at the profile's size, by the same scaling rule) on one task alone, for each number of
+key-value pairs (`--pairs`; MQAR's `num_kv_pairs`), token budget and learning rate, exactly as a trial's
+synthetic part (`workers.evaluate` with `parts=[task]`), and scores it on the profile's held-out examples.
+
+The report gives, for each family, pairs and budget, the best accuracy over the learning rates and the rate
+that reached it (as Zoology and MAD pick a learning rate per model), with the seconds a cell took; then, at
+each pairs and budget, the share of the gap between pure Mamba-2 and attention that the 1:7 hybrid closes.
+`--d-state` repeats the SSM families (Mamba-2's `d_state`) at other state sizes: a fixed-state mixer should
+recall more pairs with a larger state.
+
+Each cell is kept as it finishes (`--out`'s JSON; a cell already there is not trained again), so a run cut
+short by a device's time limit resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+# the project's `kernels` package, not this folder's kernels.py (a script's folder comes first)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _report import machine, publish
+from proxy_evidence import FAMILIES, arch
+
+from nas import units as fmt
+from search_spaces import ArchConfig
+from search_spaces.scaling import scale
+from workers.evaluate import evaluate
+from workers.profile import ProxyProfile, load_profile
+
+SSM_FAMILIES = ("mamba2", "hybrid 1:7")  # the ones `--d-state` varies (Mamba-2's d_state)
+
+
+def cell_key(family: str, d_state: int | None, pairs: int, tokens: int, lr: float) -> str:
+    return f"{family}|{d_state or '-'}|{pairs}|{tokens}|{lr:g}"
+
+
+def task_profile(profile: ProxyProfile, task: str, settings: dict, pairs: int, tokens: int,
+                 lr: float) -> ProxyProfile:
+    """`profile` with one synthetic task (`settings`, `num_kv_pairs` = pairs) at `tokens` and learning rate `lr`."""
+    data = profile.model_dump()
+    data["synthetic"]["tasks"] = [{"name": task, "settings": {**settings, "num_kv_pairs": pairs}, "tokens": tokens}]
+    data["synthetic"]["optim"]["lr"] = lr
+    return ProxyProfile(**data)
+
+
+def family_arch(family: str, params: float, d_state: int | None) -> ArchConfig:
+    cfg = arch(FAMILIES[family], params)
+    if d_state is None:
+        return cfg
+    spec = cfg.to_dict()
+    spec["mamba2"] = {**spec["mamba2"], "d_state": d_state}
+    return scale(ArchConfig.from_dict(spec), params, vocab_size=cfg.vocab_size)
+
+
+def best_cells(cells: list[dict]) -> dict[tuple, dict]:
+    """(family, d_state, pairs, tokens) -> the cell of the best accuracy over the learning rates."""
+    best: dict[tuple, dict] = {}
+    for c in cells:
+        key = (c["family"], c["d_state"], c["pairs"], c["tokens"])
+        if c["accuracy"] is not None and (key not in best or c["accuracy"] > best[key]["accuracy"]):
+            best[key] = c
+    return best
+
+
+def gap_closed(best: dict[tuple, dict], pairs: int, tokens: int) -> float | None:
+    """The share of the accuracy gap between pure Mamba-2 and attention that the 1:7 hybrid closes."""
+    try:
+        att, m2, hyb = (best[(f, None, pairs, tokens)]["accuracy"] for f in ("attention", "mamba2", "hybrid 1:7"))
+    except KeyError:
+        return None
+    return None if att <= m2 else (hyb - m2) / (att - m2)
+
+
+def render(profile: ProxyProfile, task: str, settings: dict, params: float, cells: list[dict], device: str,
+           command: str) -> list[str]:
+    best = best_cells(cells)
+    pairs = sorted({c["pairs"] for c in cells})
+    budgets = sorted({c["tokens"] for c in cells})
+    rows = sorted({(c["family"], c["d_state"]) for c in cells},
+                  key=lambda r: (list(FAMILIES).index(r[0]), r[1] or 0))
+    lines = [
+        f"# Recall calibration: `{task}` at `{profile.name}`'s size",
+        "",
+        f"`{command}` on {device}.",
+        "",
+        f"Task settings {json.dumps(settings)}, key-value pairs as the columns say; each family at about "
+        f"{fmt.count(params)} parameters, a fresh model per cell, batch {profile.synthetic.batch_size}, "
+        f"scored on {profile.synthetic.eval_examples} held-out examples. Each cell: the best accuracy over the "
+        "learning rates tried, the rate, and the cell's seconds.",
+        "",
+        "| family | d_state | " + " | ".join(f"{p} pairs, {fmt.count(t)} tokens" for p in pairs for t in budgets)
+        + " |",
+        "|---|---:|" + "---:|" * (len(pairs) * len(budgets)),
+    ]
+    for family, d_state in rows:
+        out = []
+        for p in pairs:
+            for t in budgets:
+                c = best.get((family, d_state, p, t))
+                out.append("–" if c is None else f"{c['accuracy']:.3f} (lr {c['lr']:g}, {c['seconds']:.0f} s)")
+        lines.append(f"| {family} | {d_state or 'default'} | " + " | ".join(out) + " |")
+    closed = [(p, t, gap_closed(best, p, t)) for p in pairs for t in budgets]
+    closed = [(p, t, g) for p, t, g in closed if g is not None]
+    if closed:
+        lines += ["", "The 1:7 hybrid's share of the gap between pure Mamba-2 and attention (goal ≥ 80%): "
+                  + "; ".join(f"{p} pairs, {fmt.count(t)} tokens: {g:.0%}" for p, t, g in closed) + "."]
+    failed = [c for c in cells if c["accuracy"] is None]
+    if failed:
+        lines += ["", "Failed cells: " + "; ".join(f"{c['family']} {c['pairs']} pairs lr {c['lr']:g}: "
+                                                  f"{c['failure']}" for c in failed) + "."]
+    lines += ["", f"Every cell, each learning rate: `{task}-{profile.name}.json` beside this page."]
+    return lines
+
+
+def numbers(text: str, kind=float) -> list:
+    return [kind(float(x)) for x in text.split(",") if x]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="cpu-tiny")
+    ap.add_argument("--task", default="mqar", help="a synthetic task with num_kv_pairs (mqar)")
+    ap.add_argument("--settings", default="", help="the task's other settings, key=value,... (seq_len=256,...)")
+    ap.add_argument("--pairs", default="4,8", help="comma-separated numbers of key-value pairs")
+    ap.add_argument("--tokens", default="2e5", help="comma-separated training budgets in tokens (4e6,16e6)")
+    ap.add_argument("--lrs", default="1e-3,3e-3", help="comma-separated learning rates")
+    ap.add_argument("--families", default="attention,mamba2,hybrid 1:7", help=f"of: {', '.join(FAMILIES)}")
+    ap.add_argument("--d-state", default="", help=f"also these Mamba-2 state sizes for {', '.join(SSM_FAMILIES)}")
+    ap.add_argument("--seed", type=int, default=None, help="default: the profile's")
+    ap.add_argument("--out", type=Path, default=Path("docs/proxy-fidelity"))
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes and budgets; writes nothing")
+    args = ap.parse_args()
+
+    profile = load_profile(args.profile)
+    families = args.families.split(",")
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise SystemExit(f"unknown family {unknown[0]!r}; choose from {', '.join(FAMILIES)}")
+    try:
+        settings = {k: int(v) for k, v in (kv.split("=") for kv in args.settings.split(",") if kv)}
+        pairs, budgets, lrs = numbers(args.pairs, int), numbers(args.tokens, int), numbers(args.lrs)
+        d_states = [None, *numbers(args.d_state, int)]
+    except ValueError:
+        raise SystemExit("--settings is key=integer pairs (seq_len=256,vocab_size=8192); --pairs, --tokens, "
+                         "--lrs and --d-state are comma-separated numbers") from None
+    params = profile.params
+    if args.smoke:
+        settings, pairs, budgets, lrs, params = {"seq_len": 16, "vocab_size": 32}, [2], [4096], [3e-3], 5e4
+        d_states = [None]
+    json_path = args.out / f"{args.task}-{profile.name}.json"
+    cells = json.loads(json_path.read_text()) if json_path.exists() and not args.smoke else []
+    done = {c["key"] for c in cells}
+    plan = [(f, d, p, t, lr) for f in families for d in d_states if d is None or f in SSM_FAMILIES
+            for p in pairs for t in budgets for lr in lrs]
+    t0 = time.perf_counter()
+    for i, (family, d_state, p, tokens, lr) in enumerate(plan, 1):
+        key = cell_key(family, d_state, p, tokens, lr)
+        if key in done:
+            continue
+        cfg = family_arch(family, params, d_state)
+        prof = task_profile(profile, args.task, settings, p, tokens, lr)
+        r = evaluate(cfg, prof, seed=args.seed, parts=[args.task])
+        score = r.tasks.get(args.task)
+        cells.append({
+            "key": key, "family": family, "d_state": d_state, "pairs": p, "tokens": tokens, "lr": lr,
+            "pattern": cfg.pattern, "d_model": cfg.d_model, "params": r.params,
+            "accuracy": score.accuracy if score else None, "val_loss": score.val_loss if score else None,
+            "steps": score.steps if score else None, "seconds": score.seconds if score else r.wall_seconds,
+            "failure": r.failure.reason if r.failure else None,
+        })
+        acc = f"{score.accuracy:.3f}" if score else f"failed: {r.failure.reason if r.failure else '?'}"
+        print(f"[{i}/{len(plan)} {time.perf_counter() - t0:.0f}s] {family} d_state={d_state or '-'} pairs={p} "
+              f"tokens={tokens:,} lr={lr:g}: {acc} ({cells[-1]['seconds']:.0f} s)", flush=True)
+        if not args.smoke:  # each cell kept as it finishes
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(cells, indent=1) + "\n")
+    command = "python benchmarks/recall_calibration.py " + " ".join(
+        f"'{a}'" if " " in a else a for a in sys.argv[1:])
+    lines = render(profile, args.task, settings, params, cells, machine(gpu=True), command)
+    publish(args.out / f"{args.task}-{profile.name}.md", lines, args.smoke)
+
+
+if __name__ == "__main__":
+    main()
