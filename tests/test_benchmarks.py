@@ -52,6 +52,8 @@ def test_recall_calibration_picks_each_cells_best_rate_and_the_hybrids_share_of_
     best = rc.best_cells(cells)
     assert best[("attention", None, 32, 10**6)]["lr"] == 1e-3
     assert abs(rc.gap_closed(best, 32, 10**6) - 0.8) < 1e-9 and rc.gap_closed(best, 16, 10**6) is None
+    near = rc.best_cells([cell("attention", 1e-3, 0.34), cell("mamba2", 1e-3, 0.3), cell("hybrid 1:7", 1e-3, 0.5)])
+    assert rc.gap_closed(near, 32, 10**6) is None  # attention 0.04 ahead: no gap to share
     text = "\n".join(rc.render(load_profile("cpu-tiny"), "mqar", {"seq_len": 256}, 2e5, cells, "cpu", "cmd"))
     assert "| attention | default | 0.900 (lr 0.001, 12 s) |" in text
     assert "| mamba2 | 256 | 0.600 (lr 0.001, 12 s) |" in text
