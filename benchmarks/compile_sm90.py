@@ -31,12 +31,15 @@ are of such code).
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import re
 import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,13 +53,47 @@ TILES = ((False, 64, 64), (False, 32, 32), (True, 16, 16))
 # keeps of its chunks); every other buffer is fp32
 INPUT_DTYPE = {"q_ptr", "k_ptr", "v_ptr", "beta_ptr", "do_ptr", "o_ptr", "dq_ptr", "dk_ptr", "dv_ptr", "dbeta_ptr",
                "states_ptr", "dstates_ptr", "w_ptr", "u0_ptr", "u_ptr", "Tm_ptr"}
-# Mamba-2's SSD (kernels/ssd/triton.py): its chunked kernels, its tiles (BL, BN, BP: chunks of 64 and 128 at
-# N = P = 64, the proxies' shapes) and the pointers in the input dtype
+# Mamba-2's SSD (kernels/ssd/triton.py): its chunked kernels, its tiles (BL, BN, BP at N = P = 64, the proxies'
+# shapes: chunks of 64, the most its Triton path runs, and of 128 for comparison) and the pointers in the input dtype
 SSD_KERNELS = ("ssd_fwd_kernel_states", "ssd_fwd_kernel_output", "ssd_bwd_kernel_dstates", "ssd_bwd_kernel_dx",
                "ssd_bwd_kernel_dbc")
 SSD_TILES = ((64, 64, 64), (128, 64, 64))
 SSD_INPUT_DTYPE = {"x_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dy_ptr", "y_ptr", "dx_ptr", "ddt_ptr", "dz_ptr",
                    "dB_ptr", "dC_ptr", "states_ptr", "dstates_ptr"}
+INVERSE_KERNELS = ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse")  # compiled once per inverse method
+
+
+def delta_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
+    from kernels._triton import tf32_mode
+
+    channel, BL, BK = tile
+    return dict(CHANNEL=channel, BL=BL, BK=BK, BV=BV, BKF=BKF, MODE=mode, INVERSE=inverse, INV_MODE=tf32_mode(mode),
+                HAS_INIT=True, HAS_DFINAL=True, EVEN=True)
+
+
+def ssd_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
+    BL, BN, BP = tile
+    return dict(BL=BL, BN=BN, BP=BP, MODE=mode, HAS_D=True, HAS_Z=True, HAS_INIT=True, HAS_DFINAL=True)
+
+
+@dataclass(frozen=True)
+class Op:
+    """What this script compiles of one op: its kernels' module and names, its tile sets (and their column's
+    header), the pointers in the input dtype, and the constexprs of one config."""
+
+    module: str
+    kernels: tuple[str, ...]
+    tiles: tuple[tuple, ...]
+    tile_names: str
+    input_dtype: set[str]
+    consts: Callable[[tuple, int, int, int, int], dict]
+    takes_bv: bool
+
+
+OPS = {
+    "delta": Op("kernels.delta.triton", KERNELS, TILES, "CHANNEL, BL, BK", INPUT_DTYPE, delta_consts, True),
+    "ssd": Op("kernels.ssd.triton", SSD_KERNELS, SSD_TILES, "BL, BN, BP", SSD_INPUT_DTYPE, ssd_consts, False),
+}
 
 
 def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool, aligned: bool = True,
@@ -128,27 +165,26 @@ def main() -> None:
     ap.add_argument("--unaligned", action="store_true",
                     help="compile without the launcher's knowledge that pointers and H, K, V divide by 16")
     ap.add_argument("--bv", default="64", help="comma-separated widths of V's tiles (BV) for the kernels that take one")
+    ap.add_argument("--bkf", type=int, default=128,
+                    help="the gated delta rule's whole width of K in the state kernels (BKF: K to a power of two)")
     ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked): with --registers, also "
                                       "fla's chunk_gated_delta_rule_fwd_kernel_h_blockdim64 (its states kernel, a "
                                       "decay per head, K = V = 128, chunks of 64) at each BV and warp count")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
 
-    from kernels._triton import DOT_BF16, DOT_FP32, tf32_mode
-    from kernels.delta import triton as delta
-    from kernels.ssd import triton as ssd
+    from kernels._triton import DOT_BF16, DOT_FP32
 
-    ssd_op = args.op == "ssd"
-    known = SSD_KERNELS if ssd_op else KERNELS
-    args.kernels = args.kernels or ",".join(known)
-    unknown = [k for k in args.kernels.split(",") if k not in known]
+    op = OPS[args.op]
+    module = importlib.import_module(op.module)
+    names = args.kernels.split(",") if args.kernels else list(op.kernels)
+    unknown = [k for k in names if k not in op.kernels]
     if unknown:
-        raise SystemExit(f"unknown kernel {unknown[0]!r}; choose from {', '.join(known)}")
-    all_tiles = SSD_TILES if ssd_op else TILES
+        raise SystemExit(f"unknown kernel {unknown[0]!r}; choose from {', '.join(op.kernels)}")
     if args.smoke:
-        tiles, modes, warp_counts = all_tiles[:1], (DOT_BF16,), (4,)
+        tiles, modes, warp_counts = op.tiles[:1], (DOT_BF16,), (4,)
     else:
-        tiles = tuple(all_tiles[int(i)] for i in args.tiles.split(",")) if args.tiles else all_tiles
+        tiles = tuple(op.tiles[int(i)] for i in args.tiles.split(",")) if args.tiles else op.tiles
         modes = (DOT_BF16,) if args.bf16_only else (DOT_FP32, DOT_BF16)
         warp_counts = tuple(int(w) for w in args.warps.split(","))
     if args.registers:
@@ -156,29 +192,23 @@ def main() -> None:
 
         print(f"registers per thread and bytes spilled, Triton {triton.__version__}'s PTX for sm_90a (the GPU "
               f"machine's Triton may differ)\n")
-        print(f"| kernel | {'BL, BN, BP' if ssd_op else 'CHANNEL, BL, BK'} | products | inverse | BV | warps "
-              f"| registers | spilled bytes | shared bytes |")
+        print(f"| kernel | {op.tile_names} | products | inverse | BV | warps | registers | spilled bytes "
+              f"| shared bytes |")
         print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     failed = 0
-    for name in args.kernels.split(","):
-        kernel, most = getattr(ssd if ssd_op else delta, name), 0
-        inverses = delta.INVERSES.values() if name in ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse") else (0,)
-        bvs = ("–",) if ssd_op else [int(x) for x in args.bv.split(",")]
+    for name in names:
+        kernel, most = getattr(module, name), 0
+        inverses = module.INVERSES.values() if name in INVERSE_KERNELS else (0,)
+        bvs = [int(x) for x in args.bv.split(",")] if op.takes_bv else ("–",)
         for tile, mode, inverse, num_warps, BV in itertools.product(tiles, modes, inverses, warp_counts, bvs):
-            if ssd_op:
-                BL, BN, BP = tile
-                consts = dict(BL=BL, BN=BN, BP=BP, MODE=mode, HAS_D=True, HAS_Z=True, HAS_INIT=True, HAS_DFINAL=True)
-            else:
-                channel, BL, BK = tile
-                consts = dict(CHANNEL=channel, BL=BL, BK=BK, BV=BV, BKF=128, MODE=mode, INVERSE=inverse,
-                              INV_MODE=tf32_mode(mode), HAS_INIT=True, HAS_DFINAL=True, EVEN=True)
+            consts = op.consts(tile, mode, inverse, BV, args.bkf)
             try:
                 compiled = compile_kernel(kernel, consts, num_warps, bf16=mode == DOT_BF16, aligned=not args.unaligned,
-                                          input_dtype=SSD_INPUT_DTYPE if ssd_op else INPUT_DTYPE)
+                                          input_dtype=op.input_dtype)
                 most = max(most, compiled.metadata.shared)
                 if args.registers:
                     regs, spilled = ptxas_usage(compiled.asm["ptx"])
-                    inv = inverse if name in ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse") else "–"
+                    inv = inverse if name in INVERSE_KERNELS else "–"
                     print(f"| {name} | {', '.join(map(str, tile))} | {'bf16' if mode == DOT_BF16 else 'fp32'} | {inv} "
                           f"| {BV} | {num_warps} | {regs} | {spilled:,} | {compiled.metadata.shared:,} |", flush=True)
             except Exception as e:  # report every failure, then exit 1
