@@ -815,8 +815,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated subset, run in this order")
     parser.add_argument("--mamba-ssm-src", help="a state-spaces/mamba checkout (the folder with mamba_ssm/)")
     parser.add_argument("--fla-src", help="a checkout of flash-linear-attention (the folder holding fla/)")
-    parser.add_argument("--ssd-chunk-sizes", default="32,64",
-                        help="chunk sizes to time our SSD at (its Triton path runs at most 64)")
+    parser.add_argument("--ssd-chunk-sizes", default="64", help="chunk sizes to time our SSD at (at most 64)")
     parser.add_argument("--mlstm-chunk-sizes", default="64,128", help="chunk sizes to time our mLSTM at")
     parser.add_argument("--delta-chunk-sizes", default="64",
                         help="chunk sizes to time our gated delta rule at (a decay per head; per channel: 16)")
@@ -856,6 +855,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, AssertionError):
         parser.error("--ssd-chunk-sizes/--mlstm-chunk-sizes/--delta-chunk-sizes: comma-separated positive "
                      "integers (64,128); --scan-blocks: comma-separated powers of two TxD (16x32,32x16)")
+    from kernels.delta.triton import MAX_CHUNK as DELTA_MAX_CHUNK
+    from kernels.mlstm.triton import MAX_CHUNK as MLSTM_MAX_CHUNK
+    from kernels.ssd.triton import MAX_CHUNK as SSD_MAX_CHUNK
+
+    for flag, sizes, most in (("--ssd-chunk-sizes", args.ssd_chunk_sizes, SSD_MAX_CHUNK),
+                              ("--mlstm-chunk-sizes", args.mlstm_chunk_sizes, MLSTM_MAX_CHUNK),
+                              ("--delta-chunk-sizes", args.delta_chunk_sizes, DELTA_MAX_CHUNK)):
+        if max(sizes) > most:  # the op would run it as `most`, under another row's name
+            parser.error(f"{flag}: {max(sizes)} is more than the {most} tokens our kernels put in a chunk; "
+                         f"use sizes up to {most}")
     unknown = [x for x in args.delta_shapes.split(",") if x not in DELTA_SHAPES]
     if unknown:
         parser.error(f"--delta-shapes: {', '.join(unknown)} is not a shape of the benchmark; use any of "

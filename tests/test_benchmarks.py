@@ -111,10 +111,11 @@ def test_compile_sm90_reports_registers_and_spills():
     assert 0 < registers <= 255 and spilled >= 0 and shared > 0
 
 
-def test_kernels_refuses_an_unknown_delta_shape_or_gate():
+def test_kernels_refuses_an_unknown_delta_shape_or_gate_or_a_chunk_it_would_not_run():
     script = str(SCRIPTS[0].parent / "kernels.py")
     for flag, value, said in (("--delta-shapes", "B9", "B9 is not a shape of the benchmark; use any of B8-T2048"),
-                              ("--delta-gates", "heads", "--delta-gates 'heads': use head, channel or head,channel")):
+                              ("--delta-gates", "heads", "--delta-gates 'heads': use head, channel or head,channel"),
+                              ("--ssd-chunk-sizes", "64,128", "128 is more than the 64 tokens our kernels put in a")):
         r = subprocess.run([sys.executable, script, "--smoke", "--ops", "gated_delta", flag, value],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and said in r.stderr, r.stderr[-2000:]
