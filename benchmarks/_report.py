@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def machine(gpu: bool = False) -> str:
 
 def command() -> str:
     """The command line that ran this script, as a reader would type it again."""
-    return " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    return shlex.join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])  # "hybrid 1:7" quoted
 
 
 def write(path: Path, lines: list[str]) -> None:

@@ -20,8 +20,8 @@ each pairs and budget, the share of the gap between pure Mamba-2 and attention t
 `--d-state` repeats the SSM families (Mamba-2's `d_state`) at other state sizes: a fixed-state mixer should
 recall more pairs with a larger state.
 
-Each cell is kept as it finishes (`--out`'s JSON; a cell already there is not trained again), so a run cut
-short by a device's time limit resumes where it stopped.
+Each cell is kept as it finishes (`--out`'s JSON; a cell already there, of the same task settings and seed,
+is not trained again), so a run cut short by a device's time limit resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ from pathlib import Path
 # the project's `kernels` package, not this folder's kernels.py (a script's folder comes first)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _report import machine, publish
+from _report import command, machine, publish
 from proxy_evidence import FAMILIES, arch
 
 from nas import units as fmt
-from search_spaces import ArchConfig
+from search_spaces import ArchConfig, ConfigError
 from search_spaces.scaling import scale
+from workers.data.synthetic import make_task
 from workers.evaluate import evaluate
 from workers.profile import ProxyProfile, load_profile
 
@@ -50,6 +51,11 @@ MIN_GAP = 0.05  # a gap between attention and Mamba-2 smaller than this is noise
 
 def cell_key(family: str, d_state: int | None, pairs: int, tokens: int, lr: float) -> str:
     return f"{family}|{d_state or '-'}|{pairs}|{tokens}|{lr:g}"
+
+
+def same_run(cell: dict, settings: dict, seed: int) -> bool:
+    """Whether a kept cell was trained with these task settings and this seed (the JSON may hold others)."""
+    return cell["settings"] == settings and cell["seed"] == seed
 
 
 def task_profile(profile: ProxyProfile, task: str, settings: dict, pairs: int, tokens: int,
@@ -128,7 +134,9 @@ def render(profile: ProxyProfile, task: str, settings: dict, params: float, cell
     if failed:
         lines += ["", "Failed cells: " + "; ".join(f"{c['family']} {c['pairs']} pairs lr {c['lr']:g}: "
                                                   f"{c['failure']}" for c in failed) + "."]
-    lines += ["", f"Every cell, each learning rate: `{task}-{profile.name}.json` beside this page."]
+    minutes = sum(c["seconds"] for c in cells) / 60
+    lines += ["", f"{len(cells)} cells, {minutes:.1f} min of training and scoring in all. Every cell, each "
+              f"learning rate: `{task}-{profile.name}.json` beside this page."]
     return lines
 
 
@@ -167,8 +175,15 @@ def main() -> None:
     if args.smoke:
         settings, pairs, budgets, lrs, params = {"seq_len": 16, "vocab_size": 32}, [2], [4096], [3e-3], 5e4
         d_states = [None]
+    try:  # every task of the plan, before any training
+        for p in pairs:
+            make_task(args.task, **settings, num_kv_pairs=p)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
+    seed = profile.seed if args.seed is None else args.seed
     json_path = args.out / f"{args.task}-{profile.name}.json"
-    cells = json.loads(json_path.read_text()) if json_path.exists() and not args.smoke else []
+    kept = json.loads(json_path.read_text()) if json_path.exists() and not args.smoke else []
+    cells = [c for c in kept if same_run(c, settings, seed)]
     done = {c["key"] for c in cells}
     plan = [(f, d, p, t, lr) for f in families for d in d_states if d is None or f in SSM_FAMILIES
             for p in pairs for t in budgets for lr in lrs]
@@ -179,10 +194,11 @@ def main() -> None:
             continue
         cfg = family_arch(family, params, d_state)
         prof = task_profile(profile, args.task, settings, p, tokens, lr)
-        r = evaluate(cfg, prof, seed=args.seed, parts=[args.task])
+        r = evaluate(cfg, prof, seed=seed, parts=[args.task])
         score = r.tasks.get(args.task)
         cells.append({
-            "key": key, "family": family, "d_state": d_state, "pairs": p, "tokens": tokens, "lr": lr,
+            "key": key, "settings": settings, "seed": seed,
+            "family": family, "d_state": d_state, "pairs": p, "tokens": tokens, "lr": lr,
             "pattern": cfg.pattern, "d_model": cfg.d_model, "params": r.params,
             "accuracy": score.accuracy if score else None, "val_loss": score.val_loss if score else None,
             "steps": score.steps if score else None, "seconds": score.seconds if score else r.wall_seconds,
@@ -191,12 +207,11 @@ def main() -> None:
         acc = f"{score.accuracy:.3f}" if score else f"failed: {r.failure.reason if r.failure else '?'}"
         print(f"[{i}/{len(plan)} {time.perf_counter() - t0:.0f}s] {family} d_state={d_state or '-'} pairs={p} "
               f"tokens={tokens:,} lr={lr:g}: {acc} ({cells[-1]['seconds']:.0f} s)", flush=True)
-        if not args.smoke:  # each cell kept as it finishes
+        if not args.smoke:  # each cell kept as it finishes, beside those of other settings or seeds
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(cells, indent=1) + "\n")
-    command = "python benchmarks/recall_calibration.py " + " ".join(
-        f"'{a}'" if " " in a else a for a in sys.argv[1:])
-    lines = render(profile, args.task, settings, params, cells, machine(gpu=True), command)
+            others = [c for c in kept if not same_run(c, settings, seed)]
+            json_path.write_text(json.dumps(others + cells, indent=1) + "\n")
+    lines = render(profile, args.task, settings, params, cells, machine(gpu=True), command())
     publish(args.out / f"{args.task}-{profile.name}.md", lines, args.smoke)
 
 

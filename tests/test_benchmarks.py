@@ -58,6 +58,10 @@ def test_recall_calibration_picks_each_cells_best_rate_and_the_hybrids_share_of_
     assert "| attention | default | 0.900 (lr 0.001, 12 s) |" in text
     assert "| mamba2 | 256 | 0.600 (lr 0.001, 12 s) |" in text
     assert "32 pairs, 1M tokens: 80%" in text and "mamba2 32 pairs lr 0.003: diverged" in text
+    assert "6 cells, 1.2 min of training and scoring" in text
+    kept = {"settings": {"seq_len": 256}, "seed": 0}  # a re-run reuses only cells of its own settings and seed
+    assert rc.same_run(kept, {"seq_len": 256}, 0) and not rc.same_run(kept, {"seq_len": 128}, 0)
+    assert not rc.same_run(kept, {"seq_len": 256}, 1)
 
 
 def test_proxy_throughput_anchor_is_sized_like_the_proxies():
