@@ -121,8 +121,8 @@ def build(tf, path):
     return tf.AutoModelForCausalLM.from_config(config, experts_implementation="eager")
 
 
-def assert_builds_as(tf, cfg: ArchConfig, path, target: str) -> None:
-    """Load the export with AutoConfig, build it, run a forward pass, and read the pattern back."""
+def assert_builds_as(tf, cfg: ArchConfig, path, target: str):
+    """Load the export with AutoConfig, build it, run a forward pass, and read the pattern back; the model."""
     import torch
 
     config = json.loads((path / "config.json").read_text())
@@ -145,6 +145,7 @@ def assert_builds_as(tf, cfg: ArchConfig, path, target: str) -> None:
         assert rotary_dims(model) == rotary
     assert model.config.tie_word_embeddings == cfg.tie_embeddings
     assert (model.get_output_embeddings().weight is model.get_input_embeddings().weight) == cfg.tie_embeddings
+    return model
 
 
 # ----- Hugging Face ----------------------------------------------------------------------------------
@@ -260,8 +261,7 @@ def test_an_export_without_attention_turns_the_cache_off_and_generates(transform
     export(cfg, "hf", tmp_path, target=target)
     assert json.loads((tmp_path / "config.json").read_text())["use_cache"] is False
     assert "`use_cache` is false" in (tmp_path / "README.md").read_text()
-    assert_builds_as(transformers, cfg, tmp_path, target)
-    model = build(transformers, tmp_path)
+    model = assert_builds_as(transformers, cfg, tmp_path, target)
     ids = torch.randint(0, cfg.vocab_size, (2, 5))
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=3, do_sample=False,
                          pad_token_id=0)
