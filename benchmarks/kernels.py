@@ -855,16 +855,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, AssertionError):
         parser.error("--ssd-chunk-sizes/--mlstm-chunk-sizes/--delta-chunk-sizes: comma-separated positive "
                      "integers (64,128); --scan-blocks: comma-separated powers of two TxD (16x32,32x16)")
-    from kernels.delta.triton import MAX_CHUNK as DELTA_MAX_CHUNK
-    from kernels.mlstm.triton import MAX_CHUNK as MLSTM_MAX_CHUNK
-    from kernels.ssd.triton import MAX_CHUNK as SSD_MAX_CHUNK
-
-    for flag, sizes, most in (("--ssd-chunk-sizes", args.ssd_chunk_sizes, SSD_MAX_CHUNK),
-                              ("--mlstm-chunk-sizes", args.mlstm_chunk_sizes, MLSTM_MAX_CHUNK),
-                              ("--delta-chunk-sizes", args.delta_chunk_sizes, DELTA_MAX_CHUNK)):
-        if max(sizes) > most:  # the op would run it as `most`, under another row's name
-            parser.error(f"{flag}: {max(sizes)} is more than the {most} tokens our kernels put in a chunk; "
-                         f"use sizes up to {most}")
     unknown = [x for x in args.delta_shapes.split(",") if x not in DELTA_SHAPES]
     if unknown:
         parser.error(f"--delta-shapes: {', '.join(unknown)} is not a shape of the benchmark; use any of "
@@ -884,6 +874,17 @@ def main(argv: list[str] | None = None) -> int:
         # before triton is imported: its @jit functions (ours and its standard library) must interpret
         os.environ["TRITON_INTERPRET"] = "1"
     args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    # after TRITON_INTERPRET is settled: importing the kernels builds their autotuners for the GPU or the interpreter
+    from kernels.delta.triton import MAX_CHUNK as DELTA_MAX_CHUNK
+    from kernels.mlstm.triton import MAX_CHUNK as MLSTM_MAX_CHUNK
+    from kernels.ssd.triton import MAX_CHUNK as SSD_MAX_CHUNK
+
+    for flag, sizes, most in (("--ssd-chunk-sizes", args.ssd_chunk_sizes, SSD_MAX_CHUNK),
+                              ("--mlstm-chunk-sizes", args.mlstm_chunk_sizes, MLSTM_MAX_CHUNK),
+                              ("--delta-chunk-sizes", args.delta_chunk_sizes, DELTA_MAX_CHUNK)):
+        if max(sizes) > most:  # the op would run it as `most`, under another row's name
+            parser.error(f"{flag}: {max(sizes)} is more than the {most} tokens our kernels put in a chunk; "
+                         f"use sizes up to {most}")
     global VERBOSE
     VERBOSE = args.verbose
     torch.backends.cuda.matmul.allow_tf32 = False  # the fp32 reference is the ground truth
