@@ -8,6 +8,8 @@ machine without a GPU.
     python benchmarks/compile_sm90.py --registers --bf16-only --tiles 0 --warps 1,2,4,8 \
         --kernels delta_fwd_kernel_wy,delta_fwd_kernel_inverse,delta_fwd_kernel_wu   # registers and spills
     python benchmarks/compile_sm90.py --op ssd --registers --bf16-only --warps 4,8 --kernels ssd_bwd_kernel_dx
+    python benchmarks/compile_sm90.py --registers --tiles 0 --warps 2,4 --bv 16,32,64 --stages 1,2,3 --bkf 256 \
+        --kernels delta_fwd_kernel_states,delta_bwd_kernel_dstates       # which configs fit an SM at K 256
 
 Triton's `compile` with a CUDA target needs only its bundled ptxas, so the front-end and back-end errors
 that the interpreter cannot see (a `static_range` bound that is not a constexpr, a loop-carried value
@@ -37,6 +39,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,7 +100,7 @@ OPS = {
 
 
 def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool, aligned: bool = True,
-                   input_dtype: set[str] = INPUT_DTYPE):
+                   input_dtype: set[str] = INPUT_DTYPE, num_stages: int = 2):
     """Compiles one config for sm_90; returns Triton's compiled kernel (`.metadata.shared`, `.asm["ptx"]`).
     `aligned`: pointers and the specialised integers divisible by 16, as the launcher finds them;
     `input_dtype`: the pointers that are bf16 when `bf16` is (the rest are fp32)."""
@@ -125,7 +128,8 @@ def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool, aligned
         if aligned and name not in consts and name != "scale" and not param.do_not_specialize:
             attrs[(i,)] = [["tt.divisibility", 16]]
     src = ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
-    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": 2})
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                          options={"num_warps": num_warps, "num_stages": num_stages})
 
 
 def ptxas_usage(ptx: str) -> tuple[int, int]:
@@ -164,6 +168,7 @@ def main() -> None:
     ap.add_argument("--bf16-only", action="store_true", help="bf16 products only")
     ap.add_argument("--unaligned", action="store_true",
                     help="compile without the launcher's knowledge that pointers and H, K, V divide by 16")
+    ap.add_argument("--stages", default="2", help="comma-separated numbers of pipeline stages")
     ap.add_argument("--bv", default="64", help="comma-separated widths of V's tiles (BV) for the kernels that take one")
     ap.add_argument("--bkf", type=int, default=128,
                     help="the gated delta rule's whole width of K in the state kernels (BKF: K to a power of two)")
@@ -187,41 +192,46 @@ def main() -> None:
         tiles = tuple(op.tiles[int(i)] for i in args.tiles.split(",")) if args.tiles else op.tiles
         modes = (DOT_BF16,) if args.bf16_only else (DOT_FP32, DOT_BF16)
         warp_counts = tuple(int(w) for w in args.warps.split(","))
+    stage_counts = (2,) if args.smoke else tuple(int(s) for s in args.stages.split(","))
     if args.registers:
         import triton
 
         print(f"registers per thread and bytes spilled, Triton {triton.__version__}'s PTX for sm_90a (the GPU "
               f"machine's Triton may differ)\n")
-        print(f"| kernel | {op.tile_names} | products | inverse | BV | warps | registers | spilled bytes "
-              f"| shared bytes |")
-        print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+        print(f"| kernel | {op.tile_names} | products | inverse | BV | warps | stages | registers | spilled bytes "
+              f"| shared bytes | compile s |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     failed = 0
     for name in names:
         kernel, most = getattr(module, name), 0
         inverses = module.INVERSES.values() if name in INVERSE_KERNELS else (0,)
         bvs = [int(x) for x in args.bv.split(",")] if op.takes_bv else ("–",)
-        for tile, mode, inverse, num_warps, BV in itertools.product(tiles, modes, inverses, warp_counts, bvs):
+        for tile, mode, inverse, num_warps, BV, stages in itertools.product(tiles, modes, inverses, warp_counts, bvs,
+                                                                            stage_counts):
             consts = op.consts(tile, mode, inverse, BV, args.bkf)
             try:
+                start = time.perf_counter()
                 compiled = compile_kernel(kernel, consts, num_warps, bf16=mode == DOT_BF16, aligned=not args.unaligned,
-                                          input_dtype=op.input_dtype)
+                                          input_dtype=op.input_dtype, num_stages=stages)
+                seconds = time.perf_counter() - start
                 most = max(most, compiled.metadata.shared)
                 if args.registers:
                     regs, spilled = ptxas_usage(compiled.asm["ptx"])
                     inv = inverse if name in INVERSE_KERNELS else "–"
                     print(f"| {name} | {', '.join(map(str, tile))} | {'bf16' if mode == DOT_BF16 else 'fp32'} | {inv} "
-                          f"| {BV} | {num_warps} | {regs} | {spilled:,} | {compiled.metadata.shared:,} |", flush=True)
+                          f"| {BV} | {num_warps} | {stages} | {regs} | {spilled:,} | {compiled.metadata.shared:,} "
+                          f"| {seconds:.1f} |", flush=True)
             except Exception as e:  # report every failure, then exit 1
                 failed += 1
                 last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-                print(f"FAILED {name} {consts} warps={num_warps}: {last[:300]}")
+                print(f"FAILED {name} {consts} warps={num_warps} stages={stages}: {last[:300]}")
         if not args.registers:
             print(f"{name}: compiled, up to {most:,} bytes of shared memory")
     if args.fla_src and args.registers:
         for num_warps, BV in itertools.product(warp_counts, [int(x) for x in args.bv.split(",")]):
             regs, spilled, shared = fla_states_usage(args.fla_src, BV, num_warps, aligned=not args.unaligned)
             print(f"| fla chunk_gated_delta_rule_fwd_kernel_h_blockdim64 | False, 64, – | bf16 | – | {BV} "
-                  f"| {num_warps} | {regs} | {spilled:,} | {shared:,} |", flush=True)
+                  f"| {num_warps} | 2 | {regs} | {spilled:,} | {shared:,} | |", flush=True)
     if failed:
         raise SystemExit(f"{failed} configs failed to compile for sm_90")
 

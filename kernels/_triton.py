@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+from collections.abc import Callable
 
 import torch
 import triton
@@ -146,6 +147,7 @@ def autotune(
     interpret: dict[str, int] | None = None,
     fit: dict[str, str] | None = None,
     avoid: dict[int, tuple[int, ...]] | None = None,
+    fits: Callable[[triton.Config, dict], bool] | None = None,
 ):
     """`triton.autotune` on the GPU. Under the interpreter, which has no timer to tune with, the kernel
     as it is, launched with the meta-parameters `interpret` (the block sizes the configs would set).
@@ -169,6 +171,11 @@ def autotune(
     flash-linear-attention refuses its gated backward on the same Triton range.
     `KERNELS_WARPS=W` holds every tuned kernel to W warps (for such measurements).
 
+    `fits(config, meta)` says whether a config can run at the launch's constexprs (`meta`): Triton compiles a
+    config before it finds that its shared memory exceeds the SM's, so one that cannot fit costs its whole
+    compile (seconds, at the widest tiles) for nothing. Configs it rejects are not compiled; if it rejects
+    every one, all are kept.
+
     Otherwise the chosen configs are kept in Triton's cache directory beside the compiled kernels
     (`cache_results`): a proxy's first run in a process, compiling and tuning its kernels, costs tens of
     seconds on an H200 (benchmarks/trial_phases.py), and each new Ray worker is a new process.
@@ -181,20 +188,29 @@ def autotune(
         avoid = None
 
     def prune(cfgs: list[triton.Config], args: dict, **meta) -> list[triton.Config]:
-        if fit:
-            cfgs = fit_blocks(cfgs, args, fit)
-        if avoid and not os.environ.get("KERNELS_WARPS"):  # a measurement of each warp count runs them all
-            cfgs = _avoiding(cfgs, meta.get("MODE"), avoid)
-        return cfgs
+        return prune_configs(cfgs, args, meta, fit=fit, avoid=avoid, fits=fits)
 
     extra = {}
-    if fit or avoid:
+    if fit or avoid or fits:
         extra["prune_configs_by"] = {"early_config_prune": prune}
     if os.environ.get("KERNELS_AUTOTUNE") == "once":
         extra["do_bench"] = _run_once
     elif not os.environ.get("KERNELS_WARPS") and _CACHES_RESULTS:
         extra["cache_results"] = True  # a new process (a new Ray worker) reads the choice, not tuning again
     return triton.autotune(configs=configs, key=key, **extra)
+
+
+def prune_configs(configs: list[triton.Config], args: dict, meta: dict, *, fit: dict[str, str] | None = None,
+                  avoid: dict[int, tuple[int, ...]] | None = None,
+                  fits: Callable[[triton.Config, dict], bool] | None = None) -> list[triton.Config]:
+    """The configs `autotune` compiles and times for one launch (its `fit`, `avoid` and `fits`)."""
+    if fit:
+        configs = fit_blocks(configs, args, fit)
+    if avoid and not os.environ.get("KERNELS_WARPS"):  # a measurement of each warp count runs them all
+        configs = _avoiding(configs, meta.get("MODE"), avoid)
+    if fits:
+        configs = [c for c in configs if fits(c, meta)] or configs
+    return configs
 
 
 def fit_blocks(configs: list[triton.Config], args: dict, fit: dict[str, str]) -> list[triton.Config]:

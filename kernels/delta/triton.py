@@ -31,6 +31,7 @@ orientations of an [L, L] product it forms each from loaded tiles.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 import triton
@@ -332,11 +333,30 @@ WY_WARPS = warps((1, 2), (2, 2)) + CHUNK_WARPS
 WU_WARPS = warps((2, 2), (2, 3), (4, 3), (8, 3)) + CHUNK_WARPS
 V_TILES = tiles(("BV",), [(32,), (64,)], (4, 2), (8, 2))
 # the state kernels hold a whole [K, BV] state and [L, K] tiles: at K = 256 in fp32 (tf32x3) every config
-# above asks for more shared memory than a Hopper SM has; these fit (autotuning skips the ones that don't)
+# above asks for more shared memory than a Hopper SM has; these fit (`state_fits` keeps the others from compiling)
 STATE_TILES = (V_TILES + tiles(("BV",), [(32,), (64,)], (2, 2), (2, 3), (4, 3), (4, 4))
                + tiles(("BV",), [(16,), (32,)], (4, 1))
                # with few sequences (B2 H16: 32 walks of 128 chunks for 132 SMs at T8192) V in 16s
                + tiles(("BV",), [(16,)], (2, 2), (2, 3), (4, 2), (4, 3)))
+
+
+def state_fits(forward: bool) -> Callable[[triton.Config, dict], bool]:
+    """Whether a state kernel's config fits a Hopper SM's 232,448 bytes of shared memory, which only K = 256
+    (BKF 256) can exceed: its [K, BV] state and [L, K] tiles, once per pipeline stage. Compiled for sm_90a at
+    chunks of 64 (`benchmarks/compile_sm90.py --registers --tiles 0 --bkf 256 --stages 1,2,3`;
+    docs/benchmarks/logs/delta-registers-k256-stages-2026-12-02.md): fp32 products (tf32x3) fit at one stage,
+    and the forward also at two with BV ≤ 32; bf16 ones at two, the forward at three with BV ≤ 32, and at
+    2 warps both at three at every BV."""
+    def fits(cfg: triton.Config, meta: dict) -> bool:
+        if meta.get("BKF", 0) <= 128:
+            return True
+        stages = cfg.num_stages
+        if meta.get("MODE") != DOT_FP32:  # bf16 tiles take half the bytes, and at 2 warps less again
+            stages -= 2 if cfg.num_warps <= 2 else 1
+        return stages <= 1 or (forward and stages == 2 and cfg.kwargs["BV"] <= 32)
+    return fits
+
+
 # the output kernel's tiles: wider ones, and more pipeline stages, as flash-linear-attention's chunk_fwd_o
 OUTPUT_TILES = (V_TILES + tiles(("BV",), [(32,), (64,)], (2, 3), (4, 3))
                 + tiles(("BV",), [(128,)], (4, 2), (8, 2), (8, 3)))
@@ -461,7 +481,8 @@ def delta_fwd_kernel_wu(
               MODE)
 
 
-@autotune(STATE_TILES, key=["K", "V", "BL", "CHANNEL", "BH"], interpret={"BV": 32}, fit={"BV": "V"})
+@autotune(STATE_TILES, key=["K", "V", "BL", "CHANNEL", "BH"], interpret={"BV": 32}, fit={"BV": "V"},
+          fits=state_fits(forward=True))
 @triton.jit(do_not_specialize=["T", "L", "NC", "BH"])
 def delta_fwd_kernel_states(
     k_ptr, g_ptr, gc_ptr, w_ptr, u0_ptr, S0_ptr, u_ptr, states_ptr, Sf_ptr,
@@ -588,7 +609,8 @@ def delta_bwd_kernel_dv_local(
     tl.store(du_ptr + rows[:, None] * V + vv[None, :], du, mask=(l < L)[:, None] & (vv < V)[None, :])
 
 
-@autotune(STATE_TILES, key=["K", "V", "BL", "CHANNEL"], interpret={"BV": 32}, fit={"BV": "V"})
+@autotune(STATE_TILES, key=["K", "V", "BL", "CHANNEL"], interpret={"BV": 32}, fit={"BV": "V"},
+          fits=state_fits(forward=False))
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def delta_bwd_kernel_dstates(
     q_ptr, k_ptr, g_ptr, do_ptr, w_ptr, dSf_ptr, du_local_ptr, du_ptr, dstates_ptr, dS0_ptr,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -44,6 +46,36 @@ def test_the_warp_counts_a_kernel_avoids_on_a_miscompiling_triton():
     assert [c.num_warps for c in _avoiding(configs, DOT_BF16, {DOT_FP32: (8,)})] == [4, 4, 8]  # other modes keep all
     held = _avoiding(configs, DOT_BF16, {DOT_BF16: (4, 8)})  # nothing left: every config at 2 warps, once each
     assert [(c.num_warps, c.num_stages) for c in held] == [(2, 2), (2, 3)]
+
+
+def test_the_state_kernels_compile_at_k256_only_the_configs_that_fit_a_hopper_sm():
+    """At K = 256 the state kernels' wide configs need more shared memory than an SM has, and Triton would
+    compile each before finding out. `state_fits` agrees with every config compiled for sm_90a in the log
+    (shared bytes ≤ 232,448), and below K = 256 keeps every config."""
+    import triton
+
+    from kernels._triton import DOT_BF16, DOT_FP32, prune_configs
+    from kernels.delta.triton import STATE_TILES, state_fits
+
+    log = Path(__file__).parents[3] / "docs/benchmarks/logs/delta-registers-k256-stages-2026-12-02.md"
+    rows = [[x.strip() for x in line.strip("|\n").split("|")] for line in log.read_text().splitlines()
+            if line.startswith("| delta_")]
+    assert len(rows) == 72
+    for name, _, mode, _, bv, warps, stages, _, _, shared, _ in rows:
+        cfg = triton.Config({"BV": int(bv)}, num_warps=int(warps), num_stages=int(stages))
+        meta = {"BKF": 256, "MODE": DOT_FP32 if mode == "fp32" else DOT_BF16}
+        assert state_fits("fwd" in name)(cfg, meta) == (int(shared.replace(",", "")) <= 232_448), (name, mode, cfg)
+
+    def kept(forward: bool, K: int, mode: int) -> set[tuple[int, int, int]]:
+        cfgs = prune_configs(STATE_TILES, {"V": 64}, {"BKF": K, "MODE": mode}, fit={"BV": "V"},
+                             fits=state_fits(forward))
+        return {(c.kwargs["BV"], c.num_warps, c.num_stages) for c in cfgs}
+
+    every = {(c.kwargs["BV"], c.num_warps, c.num_stages) for c in STATE_TILES}
+    for forward in (True, False):
+        assert kept(forward, 128, DOT_FP32) == kept(forward, 128, DOT_BF16) == every
+    assert kept(False, 256, DOT_FP32) == {(16, 4, 1), (32, 4, 1)}
+    assert len(kept(True, 256, DOT_BF16)) < len(every)
 
 
 def _ssd(t: dict) -> tuple:
