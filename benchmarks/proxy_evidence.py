@@ -47,8 +47,8 @@ FAMILIES = {
 }
 
 
-def arch(pattern: str, params: float) -> ArchConfig:
-    return scale(ArchConfig.compose(pattern, 512, **_OPTIONS), params, vocab_size=256)
+def arch(pattern: str, params: float, vocab_size: int = 256) -> ArchConfig:
+    return scale(ArchConfig.compose(pattern, 512, **_OPTIONS), params, vocab_size=vocab_size)
 
 
 def seed_of(row: dict) -> int:

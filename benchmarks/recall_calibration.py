@@ -21,7 +21,8 @@ each pairs and budget, the share of the gap between pure Mamba-2 and attention t
 recall more pairs with a larger state.
 
 Each cell is kept as it finishes (`--out`'s JSON; a cell already there, of the same task settings and seed,
-is not trained again), so a run cut short by a device's time limit resumes where it stopped.
+is not trained again), so a run cut short by a device's time limit resumes where it stopped, smallest budget
+first; `--report-only` writes the report from the cells kept so far.
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ def task_profile(profile: ProxyProfile, task: str, settings: dict, pairs: int, t
     return ProxyProfile(**data)
 
 
-def family_arch(family: str, params: float, d_state: int | None) -> ArchConfig:
-    cfg = arch(FAMILIES[family], params)
+def family_arch(family: str, params: float, d_state: int | None, vocab_size: int = 256) -> ArchConfig:
+    """The family's proxy at `params`, its vocabulary at least the task's (the rest of the budget in its blocks)."""
+    cfg = arch(FAMILIES[family], params, max(256, vocab_size))
     if d_state is None:
         return cfg
     spec = cfg.to_dict()
@@ -96,23 +98,35 @@ def gap_closed(best: dict[tuple, dict], pairs: int, tokens: int) -> float | None
     return None if att - m2 < MIN_GAP else (hyb - m2) / (att - m2)
 
 
-def render(profile: ProxyProfile, task: str, settings: dict, params: float, cells: list[dict], device: str,
-           command: str) -> list[str]:
+def render(profile: ProxyProfile, task: str, groups: list[tuple[dict, list[dict]]], params: float,
+           device: str | None, command: str) -> list[str]:
+    """The report: a table per task settings (the run's own first, then those kept from earlier runs); `device`
+    None for a report of kept cells only."""
+    lines = [
+        f"# Recall calibration: `{task}` at `{profile.name}`'s size",
+        "",
+        (f"`{command}` on {device}." if device else f"`{command}`, from the cells kept by earlier runs.") + (" Cells of earlier runs with other task settings (same seed, same JSON) "
+                                       "follow under their own heading." if len(groups) > 1 else "")
+        + " Each table names the machines its cells were measured on.",
+        "",
+        f"Each family at about {fmt.count(params)} parameters (its vocabulary at least the task's), a fresh model "
+        f"per cell, batch {profile.synthetic.batch_size}, scored on {profile.synthetic.eval_examples} held-out "
+        "examples. Each cell: the best accuracy over the learning rates tried, the rate, and the cell's seconds.",
+    ]
+    for settings, cells in groups:
+        measured = sorted({c.get("device") or "a machine this JSON does not name" for c in cells})
+        lines += ["", f"## Task settings {json.dumps(settings)}", "", f"Measured on {'; '.join(measured)}.", "",
+                  *render_cells(task, profile, cells)]
+    return lines
+
+
+def render_cells(task: str, profile: ProxyProfile, cells: list[dict]) -> list[str]:
     best = best_cells(cells)
     pairs = sorted({c["pairs"] for c in cells})
     budgets = sorted({c["tokens"] for c in cells})
     rows = sorted({(c["family"], c["d_state"]) for c in cells},
                   key=lambda r: (list(FAMILIES).index(r[0]), r[1] or 0))
     lines = [
-        f"# Recall calibration: `{task}` at `{profile.name}`'s size",
-        "",
-        f"`{command}` on {device}.",
-        "",
-        f"Task settings {json.dumps(settings)}, key-value pairs as the columns say; each family at about "
-        f"{fmt.count(params)} parameters, a fresh model per cell, batch {profile.synthetic.batch_size}, "
-        f"scored on {profile.synthetic.eval_examples} held-out examples. Each cell: the best accuracy over the "
-        "learning rates tried, the rate, and the cell's seconds.",
-        "",
         "| family | d_state | " + " | ".join(f"{p} pairs, {fmt.count(t)} tokens" for p in pairs for t in budgets)
         + " |",
         "|---|---:|" + "---:|" * (len(pairs) * len(budgets)),
@@ -156,6 +170,8 @@ def main() -> None:
     ap.add_argument("--d-state", default="", help=f"also these Mamba-2 state sizes for {', '.join(SSM_FAMILIES)}")
     ap.add_argument("--seed", type=int, default=None, help="default: the profile's")
     ap.add_argument("--out", type=Path, default=Path("docs/proxy-fidelity"))
+    ap.add_argument("--report-only", action="store_true",
+                    help="write the report from the cells kept in --out's JSON, training none")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes and budgets; writes nothing")
     args = ap.parse_args()
 
@@ -185,14 +201,16 @@ def main() -> None:
     kept = json.loads(json_path.read_text()) if json_path.exists() and not args.smoke else []
     cells = [c for c in kept if same_run(c, settings, seed)]
     done = {c["key"] for c in cells}
-    plan = [(f, d, p, t, lr) for f in families for d in d_states if d is None or f in SSM_FAMILIES
-            for p in pairs for t in budgets for lr in lrs]
+    # smallest budget first, every family at each: a run cut short by a time limit still compares them
+    plan = [(f, d, p, t, lr) for t in budgets for p in pairs for d in d_states for f in families
+            if d is None or f in SSM_FAMILIES for lr in lrs]
+    device = machine(gpu=True)
     t0 = time.perf_counter()
     for i, (family, d_state, p, tokens, lr) in enumerate(plan, 1):
         key = cell_key(family, d_state, p, tokens, lr)
-        if key in done:
+        if key in done or args.report_only:
             continue
-        cfg = family_arch(family, params, d_state)
+        cfg = family_arch(family, params, d_state, settings.get("vocab_size", 0))
         prof = task_profile(profile, args.task, settings, p, tokens, lr)
         r = evaluate(cfg, prof, seed=seed, parts=[args.task])
         score = r.tasks.get(args.task)
@@ -202,7 +220,7 @@ def main() -> None:
             "pattern": cfg.pattern, "d_model": cfg.d_model, "params": r.params,
             "accuracy": score.accuracy if score else None, "val_loss": score.val_loss if score else None,
             "steps": score.steps if score else None, "seconds": score.seconds if score else r.wall_seconds,
-            "failure": r.failure.reason if r.failure else None,
+            "failure": r.failure.reason if r.failure else None, "device": device,
         })
         acc = f"{score.accuracy:.3f}" if score else f"failed: {r.failure.reason if r.failure else '?'}"
         print(f"[{i}/{len(plan)} {time.perf_counter() - t0:.0f}s] {family} d_state={d_state or '-'} pairs={p} "
@@ -210,8 +228,19 @@ def main() -> None:
         if not args.smoke:  # each cell kept as it finishes, beside those of other settings or seeds
             json_path.parent.mkdir(parents=True, exist_ok=True)
             others = [c for c in kept if not same_run(c, settings, seed)]
-            json_path.write_text(json.dumps(others + cells, indent=1) + "\n")
-    lines = render(profile, args.task, settings, params, cells, machine(gpu=True), command())
+            partial = json_path.with_suffix(".json.part")  # a run killed mid-write leaves the last whole file
+            partial.write_text(json.dumps(others + cells, indent=1) + "\n")
+            partial.replace(json_path)
+    if not cells:
+        raise SystemExit(f"no cells of these task settings and seed in {json_path}; run without --report-only")
+    groups = [(settings, cells)]
+    for c in kept:  # earlier runs' other settings, of this seed, each under its own heading
+        if c["seed"] == seed and not same_run(c, settings, seed):
+            group = next((g for g in groups if g[0] == c["settings"]), None)
+            if group is None:
+                groups.append(group := (c["settings"], []))
+            group[1].append(c)
+    lines = render(profile, args.task, groups, params, None if args.report_only else device, command())
     publish(args.out / f"{args.task}-{profile.name}.md", lines, args.smoke)
 
 

@@ -54,7 +54,11 @@ def test_recall_calibration_picks_each_cells_best_rate_and_the_hybrids_share_of_
     assert abs(rc.gap_closed(best, 32, 10**6) - 0.8) < 1e-9 and rc.gap_closed(best, 16, 10**6) is None
     near = rc.best_cells([cell("attention", 1e-3, 0.34), cell("mamba2", 1e-3, 0.3), cell("hybrid 1:7", 1e-3, 0.5)])
     assert rc.gap_closed(near, 32, 10**6) is None  # attention 0.04 ahead: no gap to share
-    text = "\n".join(rc.render(load_profile("cpu-tiny"), "mqar", {"seq_len": 256}, 2e5, cells, "cpu", "cmd"))
+    other = [{**cell("attention", 1e-3, 0.25), "settings": {"seq_len": 128}}]
+    text = "\n".join(rc.render(load_profile("cpu-tiny"), "mqar", [({"seq_len": 256}, cells), ({"seq_len": 128}, other)],
+                               2e5, "cpu", "cmd"))
+    assert text.index('## Task settings {"seq_len": 256}') < text.index('## Task settings {"seq_len": 128}')
+    assert "| attention | default | 0.250 (lr 0.001, 12 s) |" in text and "1 cells, 0.2 min" in text
     assert "| attention | default | 0.900 (lr 0.001, 12 s) |" in text
     assert "| mamba2 | 256 | 0.600 (lr 0.001, 12 s) |" in text
     assert "32 pairs, 1M tokens: 80%" in text and "mamba2 32 pairs lr 0.003: diverged" in text
