@@ -102,12 +102,13 @@ def render(profile: ProxyProfile, task: str, groups: list[tuple[dict, list[dict]
            device: str | None, command: str) -> list[str]:
     """The report: a table per task settings (the run's own first, then those kept from earlier runs); `device`
     None for a report of kept cells only."""
+    run = f"`{command}` on {device}." if device else f"`{command}`, from the cells kept by earlier runs."
+    if len(groups) > 1:
+        run += " Cells of earlier runs with other task settings (same seed, same JSON) follow under their own heading."
     lines = [
         f"# Recall calibration: `{task}` at `{profile.name}`'s size",
         "",
-        (f"`{command}` on {device}." if device else f"`{command}`, from the cells kept by earlier runs.") + (" Cells of earlier runs with other task settings (same seed, same JSON) "
-                                       "follow under their own heading." if len(groups) > 1 else "")
-        + " Each table names the machines its cells were measured on.",
+        run + " Each table names the machines its cells were measured on.",
         "",
         f"Each family at about {fmt.count(params)} parameters (its vocabulary at least the task's), a fresh model "
         f"per cell, batch {profile.synthetic.batch_size}, scored on {profile.synthetic.eval_examples} held-out "
