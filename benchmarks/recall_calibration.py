@@ -117,11 +117,11 @@ def render(profile: ProxyProfile, task: str, groups: list[tuple[dict, list[dict]
     for settings, cells in groups:
         measured = sorted({c.get("device") or "a machine this JSON does not name" for c in cells})
         lines += ["", f"## Task settings {json.dumps(settings)}", "", f"Measured on {'; '.join(measured)}.", "",
-                  *render_cells(task, profile, cells)]
+                  *render_cells(profile, task, cells)]
     return lines
 
 
-def render_cells(task: str, profile: ProxyProfile, cells: list[dict]) -> list[str]:
+def render_cells(profile: ProxyProfile, task: str, cells: list[dict]) -> list[str]:
     best = best_cells(cells)
     pairs = sorted({c["pairs"] for c in cells})
     budgets = sorted({c["tokens"] for c in cells})
@@ -234,14 +234,12 @@ def main() -> None:
             partial.replace(json_path)
     if not cells:
         raise SystemExit(f"no cells of these task settings and seed in {json_path}; run without --report-only")
-    groups = [(settings, cells)]
+    groups = {json.dumps(settings, sort_keys=True): (settings, cells)}
     for c in kept:  # earlier runs' other settings, of this seed, each under its own heading
         if c["seed"] == seed and not same_run(c, settings, seed):
-            group = next((g for g in groups if g[0] == c["settings"]), None)
-            if group is None:
-                groups.append(group := (c["settings"], []))
-            group[1].append(c)
-    lines = render(profile, args.task, groups, params, None if args.report_only else device, command())
+            groups.setdefault(json.dumps(c["settings"], sort_keys=True), (c["settings"], []))[1].append(c)
+    lines = render(profile, args.task, list(groups.values()), params, None if args.report_only else device,
+                   command())
     publish(args.out / f"{args.task}-{profile.name}.md", lines, args.smoke)
 
 
