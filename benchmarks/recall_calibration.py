@@ -54,15 +54,19 @@ def cell_key(family: str, d_state: int | None, pairs: int, tokens: int, lr: floa
     return f"{family}|{d_state or '-'}|{pairs}|{tokens}|{lr:g}"
 
 
-def same_run(cell: dict, settings: dict, seed: int) -> bool:
-    """Whether a kept cell was trained with these task settings and this seed (the JSON may hold others)."""
-    return cell["settings"] == settings and cell["seed"] == seed
+def same_run(cell: dict, settings: dict, seed: int, batch_size: int) -> bool:
+    """Whether a kept cell was trained with these task settings, seed and batch size (the JSON may hold others;
+    a cell that names no batch size was trained at the profile's, `batch_size` here)."""
+    return cell["settings"] == settings and cell["seed"] == seed and cell.get("batch_size", batch_size) == batch_size
 
 
 def task_profile(profile: ProxyProfile, task: str, settings: dict, pairs: int, tokens: int,
-                 lr: float) -> ProxyProfile:
-    """`profile` with one synthetic task (`settings`, `num_kv_pairs` = pairs) at `tokens` and learning rate `lr`."""
+                 lr: float, batch_size: int | None = None) -> ProxyProfile:
+    """`profile` with one synthetic task (`settings`, `num_kv_pairs` = pairs) at `tokens`, learning rate `lr` and
+    (where given) `batch_size` sequences a step."""
     data = profile.model_dump()
+    if batch_size is not None:
+        data["synthetic"]["batch_size"] = batch_size
     data["synthetic"]["tasks"] = [{"name": task, "settings": {**settings, "num_kv_pairs": pairs}, "tokens": tokens}]
     data["synthetic"]["optim"]["lr"] = lr
     return ProxyProfile(**data)
@@ -98,25 +102,28 @@ def gap_closed(best: dict[tuple, dict], pairs: int, tokens: int) -> float | None
     return None if att - m2 < MIN_GAP else (hyb - m2) / (att - m2)
 
 
-def render(profile: ProxyProfile, task: str, groups: list[tuple[dict, list[dict]]], params: float,
+def render(profile: ProxyProfile, task: str, groups: list[tuple[dict, int, list[dict]]], params: float,
            device: str | None, command: str) -> list[str]:
-    """The report: a table per task settings (the run's own first, then those kept from earlier runs); `device`
-    None for a report of kept cells only."""
+    """The report: a table per task settings and batch size (the run's own first, then those kept from earlier
+    runs); `device` None for a report of kept cells only."""
     run = f"`{command}` on {device}." if device else f"`{command}`, from the cells kept by earlier runs."
     if len(groups) > 1:
-        run += " Cells of earlier runs with other task settings (same seed, same JSON) follow under their own heading."
+        run += (" Cells of earlier runs with other task settings or batch sizes (same seed, same JSON) follow under "
+                "their own heading.")
     lines = [
         f"# Recall calibration: `{task}` at `{profile.name}`'s size",
         "",
         run + " Each table names the machines its cells were measured on.",
         "",
         f"Each family at about {fmt.count(params)} parameters (its vocabulary at least the task's), a fresh model "
-        f"per cell, batch {profile.synthetic.batch_size}, scored on {profile.synthetic.eval_examples} held-out "
-        "examples. Each cell: the best accuracy over the learning rates tried, the rate, and the cell's seconds.",
+        f"per cell, scored on {profile.synthetic.eval_examples} held-out examples. Each cell: the best accuracy "
+        "over the learning rates tried, the rate, and the cell's seconds.",
     ]
-    for settings, cells in groups:
+    for settings, batch_size, cells in groups:
         measured = sorted({c.get("device") or "a machine this JSON does not name" for c in cells})
-        lines += ["", f"## Task settings {json.dumps(settings)}", "", f"Measured on {'; '.join(measured)}.", "",
+        steps = sorted({c["steps"] for c in cells if c.get("steps")})
+        lines += ["", f"## Task settings {json.dumps(settings)}, batch {batch_size}", "",
+                  f"Measured on {'; '.join(measured)}. Steps a cell: {', '.join(f'{s:,}' for s in steps)}.", "",
                   *render_cells(profile, task, cells)]
     return lines
 
@@ -137,7 +144,7 @@ def render_cells(profile: ProxyProfile, task: str, cells: list[dict]) -> list[st
         for p in pairs:
             for t in budgets:
                 c = best.get((family, d_state, p, t))
-                out.append("–" if c is None else f"{c['accuracy']:.3f} (lr {c['lr']:g}, {c['seconds']:.0f} s)")
+                out.append("–" if c is None else f"{c['accuracy']:.3f} (lr {c['lr']:g}, {seconds(c)})")
         lines.append(f"| {family} | {d_state or 'default'} | " + " | ".join(out) + " |")
     closed = [(p, t, gap_closed(best, p, t)) for p in pairs for t in budgets]
     closed = [(p, t, g) for p, t, g in closed if g is not None]
@@ -155,6 +162,12 @@ def render_cells(profile: ProxyProfile, task: str, cells: list[dict]) -> list[st
     return lines
 
 
+def seconds(cell: dict) -> str:
+    """A cell's wall seconds, and how many runs shared the device while it trained (their seconds are not solo)."""
+    shared = cell.get("sharing", 1)
+    return f"{cell['seconds']:.0f} s" + (f", {shared} runs on the device" if shared > 1 else "")
+
+
 def numbers(text: str, kind=float) -> list:
     return [kind(float(x)) for x in text.split(",") if x]
 
@@ -170,9 +183,14 @@ def main() -> None:
     ap.add_argument("--families", default="attention,mamba2,hybrid 1:7", help=f"of: {', '.join(FAMILIES)}")
     ap.add_argument("--d-state", default="", help=f"also these Mamba-2 state sizes for {', '.join(SSM_FAMILIES)}")
     ap.add_argument("--seed", type=int, default=None, help="default: the profile's")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="sequences a step; default: the profile's synthetic batch size")
     ap.add_argument("--out", type=Path, default=Path("docs/proxy-fidelity"))
     ap.add_argument("--report-only", action="store_true",
                     help="write the report from the cells kept in --out's JSON, training none")
+    ap.add_argument("--progress", action="store_true", help="print each cell's training loss as it goes")
+    ap.add_argument("--sharing", type=int, default=1,
+                    help="how many runs of this script share the device (kept with each cell: not solo seconds)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes and budgets; writes nothing")
     args = ap.parse_args()
 
@@ -198,9 +216,10 @@ def main() -> None:
     except ConfigError as e:
         raise SystemExit(str(e)) from None
     seed = profile.seed if args.seed is None else args.seed
+    batch = args.batch_size or profile.synthetic.batch_size
     json_path = args.out / f"{args.task}-{profile.name}.json"
     kept = json.loads(json_path.read_text()) if json_path.exists() and not args.smoke else []
-    cells = [c for c in kept if same_run(c, settings, seed)]
+    cells = [c for c in kept if same_run(c, settings, seed, batch)]
     done = {c["key"] for c in cells}
     # smallest budget first, every family at each: a run cut short by a time limit still compares them
     plan = [(f, d, p, t, lr) for t in budgets for p in pairs for d in d_states for f in families
@@ -212,32 +231,43 @@ def main() -> None:
         if key in done or args.report_only:
             continue
         cfg = family_arch(family, params, d_state, settings.get("vocab_size", 0))
-        prof = task_profile(profile, args.task, settings, p, tokens, lr)
-        r = evaluate(cfg, prof, seed=seed, parts=[args.task])
+        prof = task_profile(profile, args.task, settings, p, tokens, lr, batch)
+        curve: list[list[float]] = []  # (step, mean training loss since the last report): where it starts to learn
+
+        def report(e, curve=curve, name=f"{family} pairs={p} lr={lr:g}"):
+            curve.append([e.step, round(e.loss, 4)])
+            if args.progress:
+                print(f"  {name} step {e.step}/{e.steps} loss {e.loss:.3f} {e.tokens_per_s / 1e3:.0f}K tok/s",
+                      flush=True)
+
+        r = evaluate(cfg, prof, seed=seed, parts=[args.task], progress=report)
         score = r.tasks.get(args.task)
         cells.append({
-            "key": key, "settings": settings, "seed": seed,
+            "key": key, "settings": settings, "seed": seed, "batch_size": batch,
             "family": family, "d_state": d_state, "pairs": p, "tokens": tokens, "lr": lr,
             "pattern": cfg.pattern, "d_model": cfg.d_model, "params": r.params,
             "accuracy": score.accuracy if score else None, "val_loss": score.val_loss if score else None,
             "steps": score.steps if score else None, "seconds": score.seconds if score else r.wall_seconds,
-            "failure": r.failure.reason if r.failure else None, "device": device,
+            "failure": r.failure.reason if r.failure else None, "device": device, "sharing": args.sharing,
+            "curve": curve,
         })
         acc = f"{score.accuracy:.3f}" if score else f"failed: {r.failure.reason if r.failure else '?'}"
         print(f"[{i}/{len(plan)} {time.perf_counter() - t0:.0f}s] {family} d_state={d_state or '-'} pairs={p} "
               f"tokens={tokens:,} lr={lr:g}: {acc} ({cells[-1]['seconds']:.0f} s)", flush=True)
         if not args.smoke:  # each cell kept as it finishes, beside those of other settings or seeds
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            others = [c for c in kept if not same_run(c, settings, seed)]
+            others = [c for c in kept if not same_run(c, settings, seed, batch)]
             partial = json_path.with_suffix(".json.part")  # a run killed mid-write leaves the last whole file
             partial.write_text(json.dumps(others + cells, indent=1) + "\n")
             partial.replace(json_path)
     if not cells:
         raise SystemExit(f"no cells of these task settings and seed in {json_path}; run without --report-only")
-    groups = {json.dumps(settings, sort_keys=True): (settings, cells)}
-    for c in kept:  # earlier runs' other settings, of this seed, each under its own heading
-        if c["seed"] == seed and not same_run(c, settings, seed):
-            groups.setdefault(json.dumps(c["settings"], sort_keys=True), (c["settings"], []))[1].append(c)
+    default_batch = profile.synthetic.batch_size
+    groups = {(json.dumps(settings, sort_keys=True), batch): (settings, batch, cells)}
+    for c in kept:  # earlier runs' other settings or batch sizes, of this seed, each under its own heading
+        if c["seed"] == seed and not same_run(c, settings, seed, batch):
+            b = c.get("batch_size", default_batch)
+            groups.setdefault((json.dumps(c["settings"], sort_keys=True), b), (c["settings"], b, []))[2].append(c)
     lines = render(profile, args.task, list(groups.values()), params, None if args.report_only else device,
                    command())
     publish(args.out / f"{args.task}-{profile.name}.md", lines, args.smoke)

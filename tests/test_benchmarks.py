@@ -55,17 +55,19 @@ def test_recall_calibration_picks_each_cells_best_rate_and_the_hybrids_share_of_
     near = rc.best_cells([cell("attention", 1e-3, 0.34), cell("mamba2", 1e-3, 0.3), cell("hybrid 1:7", 1e-3, 0.5)])
     assert rc.gap_closed(near, 32, 10**6) is None  # attention 0.04 ahead: no gap to share
     other = [{**cell("attention", 1e-3, 0.25), "settings": {"seq_len": 128}}]
-    text = "\n".join(rc.render(load_profile("cpu-tiny"), "mqar", [({"seq_len": 256}, cells), ({"seq_len": 128}, other)],
-                               2e5, "cpu", "cmd"))
-    assert text.index('## Task settings {"seq_len": 256}') < text.index('## Task settings {"seq_len": 128}')
+    text = "\n".join(rc.render(load_profile("cpu-tiny"), "mqar",
+                               [({"seq_len": 256}, 64, cells), ({"seq_len": 128}, 16, other)], 2e5, "cpu", "cmd"))
+    first, second = '## Task settings {"seq_len": 256}, batch 64', '## Task settings {"seq_len": 128}, batch 16'
+    assert text.index(first) < text.index(second)
     assert "| attention | default | 0.250 (lr 0.001, 12 s) |" in text and "1 cells, 0.2 min" in text
     assert "| attention | default | 0.900 (lr 0.001, 12 s) |" in text
     assert "| mamba2 | 256 | 0.600 (lr 0.001, 12 s) |" in text
     assert "32 pairs, 1M tokens: 80%" in text and "mamba2 32 pairs lr 0.003: diverged" in text
     assert "6 cells, 1.2 min of training and scoring" in text
-    kept = {"settings": {"seq_len": 256}, "seed": 0}  # a re-run reuses only cells of its own settings and seed
-    assert rc.same_run(kept, {"seq_len": 256}, 0) and not rc.same_run(kept, {"seq_len": 128}, 0)
-    assert not rc.same_run(kept, {"seq_len": 256}, 1)
+    kept = {"settings": {"seq_len": 256}, "seed": 0}  # a re-run reuses only cells of its own settings, seed, batch
+    assert rc.same_run(kept, {"seq_len": 256}, 0, 64) and not rc.same_run(kept, {"seq_len": 128}, 0, 64)
+    assert not rc.same_run(kept, {"seq_len": 256}, 1, 64)
+    assert not rc.same_run({**kept, "batch_size": 16}, {"seq_len": 256}, 0, 64)
 
 
 def test_proxy_throughput_anchor_is_sized_like_the_proxies():
