@@ -168,6 +168,43 @@ def seconds(cell: dict) -> str:
     return f"{cell['seconds']:.0f} s" + (f", {shared} runs on the device" if shared > 1 else "")
 
 
+def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], path: Path) -> bool:
+    """Training loss against tokens seen, a panel per number of pairs, a line per cell that kept its curve:
+    where each family starts to learn the task, if it does. False (nothing written) where no cell has a curve."""
+    cells = [c for c in cells if c.get("curve")]
+    if not cells:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = sorted({c["pairs"] for c in cells})
+    fig, axes = plt.subplots(1, len(pairs), figsize=(6.5 * len(pairs), 4.2), squeeze=False, sharey=True)
+    colours = {f: f"C{i}" for i, f in enumerate(FAMILIES)}
+    styles = ["-", "--", ":", "-."]
+    seq = make_task(task, **settings, num_kv_pairs=pairs[0]).seq_len
+    for ax, p in zip(axes[0], pairs, strict=True):
+        here = sorted((c for c in cells if c["pairs"] == p), key=lambda c: (list(FAMILIES).index(c["family"]),
+                                                                           c["lr"], c["tokens"]))
+        lrs = sorted({c["lr"] for c in here})
+        for c in here:
+            steps, loss = zip(*c["curve"], strict=True)
+            ax.plot([s * batch_size * seq / 1e6 for s in steps], loss, color=colours[c["family"]],
+                    linestyle=styles[lrs.index(c["lr"]) % len(styles)], linewidth=1.2,
+                    label=f"{c['family']} lr {c['lr']:g}, {fmt.count(c['tokens'])}: {c['accuracy']:.2f}")
+        ax.set_title(f"{p} pairs")
+        ax.set_xlabel("training tokens (M)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, title="family, rate, budget: accuracy", title_fontsize=7)
+    axes[0][0].set_ylabel("training loss on the answers")
+    fig.suptitle(f"{task} {json.dumps(settings)}, batch {batch_size}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def numbers(text: str, kind=float) -> list:
     return [kind(float(x)) for x in text.split(",") if x]
 
@@ -270,6 +307,9 @@ def main() -> None:
             groups.setdefault((json.dumps(c["settings"], sort_keys=True), b), (c["settings"], b, []))[2].append(c)
     lines = render(profile, args.task, list(groups.values()), params, None if args.report_only else device,
                    command())
+    png = args.out / f"{args.task}-{profile.name}-curves.png"
+    if not args.smoke and plot_curves(args.task, settings, batch, cells, png):
+        lines += ["", f"Training curves of the first table's cells: ![training loss against tokens]({png.name})"]
     publish(args.out / f"{args.task}-{profile.name}.md", lines, args.smoke)
 
 
