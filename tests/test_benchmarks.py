@@ -70,6 +70,21 @@ def test_recall_calibration_picks_each_cells_best_rate_and_the_hybrids_share_of_
     assert not rc.same_run({**kept, "batch_size": 16}, {"seq_len": 256}, 0, 64)
 
 
+def test_recall_calibration_plots_the_kept_training_curves(tmp_path):
+    sys.path.insert(0, str(SCRIPTS[0].parent))
+    import recall_calibration as rc
+
+    def cell(family, lr, curve):
+        return {"family": family, "pairs": 8, "tokens": 10**6, "lr": lr, "accuracy": 0.5, "curve": curve}
+
+    png = tmp_path / "curves.png"
+    settings = {"seq_len": 64, "vocab_size": 256}
+    assert not rc.plot_curves("mqar", settings, 64, [cell("attention", 1e-3, [])], png) and not png.exists()
+    cells = [cell("attention", 1e-3, [[10, 5.5], [20, 2.0]]), cell("mamba2", 3e-3, [[10, 5.5], [20, 5.4]])]
+    assert rc.plot_curves("mqar", settings, 64, cells, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
 def test_proxy_throughput_anchor_is_sized_like_the_proxies():
     """The plain Transformer anchor: 8 layers, head dim 64, d a multiple of 64, within 10% of the target
     size, and a loss a fresh model gives near ln(vocab)."""
