@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 # the project's `kernels` package, not this folder's kernels.py (a script's folder comes first)
@@ -168,6 +170,34 @@ def seconds(cell: dict) -> str:
     return f"{cell['seconds']:.0f} s" + (f", {shared} runs on the device" if shared > 1 else "")
 
 
+def train_cell(job: dict) -> dict:
+    """Train and score one cell (`job`: the run's common settings and the cell's family, d_state, pairs, tokens,
+    lr and key); the cell as the JSON keeps it. Top level, so that a spawned process can run it (`--jobs`)."""
+    family, d_state, p, lr = job["family"], job["d_state"], job["pairs"], job["lr"]
+    settings = job["settings"]
+    cfg = family_arch(family, job["params"], d_state, settings.get("vocab_size", 0))
+    prof = task_profile(job["profile"], job["task"], settings, p, job["tokens"], lr, job["batch_size"])
+    curve: list[list[float]] = []  # (step, mean training loss since the last report): where it starts to learn
+
+    def report(e) -> None:
+        curve.append([e.step, round(e.loss, 4)])
+        if job["progress"]:
+            print(f"  {family} pairs={p} lr={lr:g} step {e.step}/{e.steps} loss {e.loss:.3f} "
+                  f"{e.tokens_per_s / 1e3:.0f}K tok/s", flush=True)
+
+    r = evaluate(cfg, prof, seed=job["seed"], parts=[job["task"]], progress=report)
+    score = r.tasks.get(job["task"])
+    return {
+        "key": job["key"], "settings": settings, "seed": job["seed"], "batch_size": job["batch_size"],
+        "family": family, "d_state": d_state, "pairs": p, "tokens": job["tokens"], "lr": lr,
+        "pattern": cfg.pattern, "d_model": cfg.d_model, "params": r.params,
+        "accuracy": score.accuracy if score else None, "val_loss": score.val_loss if score else None,
+        "steps": score.steps if score else None, "seconds": score.seconds if score else r.wall_seconds,
+        "failure": (r.failure.reason if r.failure else "no score") if score is None else None,
+        "device": job["device"], "sharing": job["sharing"], "curve": curve,
+    }
+
+
 def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], path: Path) -> bool:
     """Training loss against tokens seen, a panel per number of pairs, a line per cell that kept its curve:
     where each family starts to learn the task, if it does. False (nothing written) where no cell has a curve."""
@@ -226,8 +256,11 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true",
                     help="write the report from the cells kept in --out's JSON, training none")
     ap.add_argument("--progress", action="store_true", help="print each cell's training loss as it goes")
-    ap.add_argument("--sharing", type=int, default=1,
-                    help="how many runs of this script share the device (kept with each cell: not solo seconds)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="cells trained at once on the one device, each in its own process (4 packs an H200)")
+    ap.add_argument("--sharing", type=int, default=None,
+                    help="how many runs share the device, where several runs of this script do (default: --jobs); "
+                         "kept with each cell, whose seconds are then not solo")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes and budgets; writes nothing")
     args = ap.parse_args()
 
@@ -262,41 +295,35 @@ def main() -> None:
     plan = [(f, d, p, t, lr) for t in budgets for p in pairs for d in d_states for f in families
             if d is None or f in SSM_FAMILIES for lr in lrs]
     device = machine(gpu=True)
+    todo = [] if args.report_only else [
+        {"family": f, "d_state": d, "pairs": p, "tokens": t, "lr": lr, "key": cell_key(f, d, p, t, lr)}
+        for f, d, p, t, lr in plan if cell_key(f, d, p, t, lr) not in done]
+    common = {"profile": profile, "task": args.task, "settings": settings, "params": params, "seed": seed,
+              "batch_size": batch, "progress": args.progress, "device": device,
+              "sharing": args.sharing or max(1, min(args.jobs, len(todo)))}
     t0 = time.perf_counter()
-    for i, (family, d_state, p, tokens, lr) in enumerate(plan, 1):
-        key = cell_key(family, d_state, p, tokens, lr)
-        if key in done or args.report_only:
-            continue
-        cfg = family_arch(family, params, d_state, settings.get("vocab_size", 0))
-        prof = task_profile(profile, args.task, settings, p, tokens, lr, batch)
-        curve: list[list[float]] = []  # (step, mean training loss since the last report): where it starts to learn
 
-        def report(e, curve=curve, name=f"{family} pairs={p} lr={lr:g}"):
-            curve.append([e.step, round(e.loss, 4)])
-            if args.progress:
-                print(f"  {name} step {e.step}/{e.steps} loss {e.loss:.3f} {e.tokens_per_s / 1e3:.0f}K tok/s",
-                      flush=True)
-
-        r = evaluate(cfg, prof, seed=seed, parts=[args.task], progress=report)
-        score = r.tasks.get(args.task)
-        cells.append({
-            "key": key, "settings": settings, "seed": seed, "batch_size": batch,
-            "family": family, "d_state": d_state, "pairs": p, "tokens": tokens, "lr": lr,
-            "pattern": cfg.pattern, "d_model": cfg.d_model, "params": r.params,
-            "accuracy": score.accuracy if score else None, "val_loss": score.val_loss if score else None,
-            "steps": score.steps if score else None, "seconds": score.seconds if score else r.wall_seconds,
-            "failure": r.failure.reason if r.failure else None, "device": device, "sharing": args.sharing,
-            "curve": curve,
-        })
-        acc = f"{score.accuracy:.3f}" if score else f"failed: {r.failure.reason if r.failure else '?'}"
-        print(f"[{i}/{len(plan)} {time.perf_counter() - t0:.0f}s] {family} d_state={d_state or '-'} pairs={p} "
-              f"tokens={tokens:,} lr={lr:g}: {acc} ({cells[-1]['seconds']:.0f} s)", flush=True)
+    def keep(cell: dict) -> None:
+        cells.append(cell)
+        acc = f"{cell['accuracy']:.3f}" if cell["accuracy"] is not None else f"failed: {cell['failure']}"
+        print(f"[{len(cells) - len(done)}/{len(todo)} {time.perf_counter() - t0:.0f}s] {cell['family']} "
+              f"d_state={cell['d_state'] or '-'} pairs={cell['pairs']} tokens={cell['tokens']:,} lr={cell['lr']:g}: "
+              f"{acc} ({cell['seconds']:.0f} s)", flush=True)
         if not args.smoke:  # each cell kept as it finishes, beside those of other settings or seeds
             json_path.parent.mkdir(parents=True, exist_ok=True)
             others = [c for c in kept if not same_run(c, settings, seed, batch)]
             partial = json_path.with_suffix(".json.part")  # a run killed mid-write leaves the last whole file
             partial.write_text(json.dumps(others + cells, indent=1) + "\n")
             partial.replace(json_path)
+
+    if args.jobs > 1 and len(todo) > 1:  # several cells at once on the one device, each in its own process
+        ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+        with ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
+            for future in as_completed([pool.submit(train_cell, {**common, **job}) for job in todo]):
+                keep(future.result())
+    else:
+        for job in todo:
+            keep(train_cell({**common, **job}))
     if not cells:
         raise SystemExit(f"no cells of these task settings and seed in {json_path}; run without --report-only")
     default_batch = profile.synthetic.batch_size

@@ -17,6 +17,22 @@ def test_benchmark_smoke(script, tmp_path):
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
 
 
+@pytest.mark.slow
+def test_recall_calibration_trains_cells_in_parallel_processes(tmp_path):
+    """`--jobs 2`: the cells train in two spawned processes and come back the same as trained one by one."""
+    script = SCRIPTS[0].parent / "recall_calibration.py"
+
+    def table(*extra):
+        r = subprocess.run([sys.executable, str(script), "--smoke", "--families", "attention,mamba2", *extra],
+                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+        return {line.split("|")[1].strip(): line.split("|")[3].split("(")[0].strip()
+                for line in r.stdout.splitlines() if line.startswith("| attention") or line.startswith("| mamba2")}
+
+    one, two = table(), table("--jobs", "2")
+    assert set(one) == {"attention", "mamba2"} and one == two
+
+
 def test_proxy_evidence_spread_over_seeds():
     """The seeds section: mean ± standard deviation per family, and Kendall τ of the families' order."""
     sys.path.insert(0, str(SCRIPTS[0].parent))
