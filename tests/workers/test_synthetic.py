@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from workers.data import IGNORE_INDEX, TASKS, Task, accuracy, make_task
 
 PUBLISHED = {
-    "mqar": dict(vocab_size=8192, seq_len=64, num_kv_pairs=4, power_a=0.01),
+    "mqar": dict(vocab_size=8192, seq_len=64, num_kv_pairs=4, power_a=0.01, random_non_queries=True),
     "in_context_recall": dict(vocab_size=16, seq_len=128),
     "fuzzy_in_context_recall": dict(vocab_size=16, seq_len=128, k_motif_size=3, v_motif_size=3),
     "noisy_in_context_recall": dict(vocab_size=32, seq_len=128, noise_vocab_size=16, frac_noise=0.2),
@@ -262,6 +262,19 @@ def test_mqar_pairs_and_queries():
         assert sorted(x[b, pos].tolist()) == sorted(keys[b].tolist())
         value_of = dict(zip(keys[b].tolist(), values[b].tolist(), strict=True))
         assert [value_of[k] for k in x[b, pos].tolist()] == y[b, pos].tolist()
+
+
+def test_mqar_filler_is_random_or_zero():
+    """Zoology's published experiments fill the non-query positions with 0 (never a key); its default is random."""
+    settings = dict(vocab_size=512, seq_len=128, num_kv_pairs=16)
+    x, y = make_task("mqar", **settings, random_non_queries=False).batch(64, gen(3))
+    filler = torch.ones_like(x, dtype=torch.bool)
+    filler[:, : 2 * 16] = False
+    filler &= y == IGNORE_INDEX
+    assert (x[filler] == 0).all() and ((x[y != IGNORE_INDEX] >= 1) & (x[y != IGNORE_INDEX] < 256)).all()
+    x_random, y_random = make_task("mqar", **settings).batch(64, gen(3))
+    assert (x_random[filler] != 0).float().mean() > 0.9
+    assert torch.equal(y, y_random)  # the same pairs and queries from the same stream, only the filler differs
 
 
 def test_mqar_power_law_puts_queries_close_to_the_pairs():

@@ -10,7 +10,7 @@ position t are compared with `targets[:, t]`. Token ids lie in `[0, task.vocab_s
 
 | name | defaults | published in |
 |---|---|---|
-| `mqar` | vocab 8192, seq_len 64, 4 pairs, power_a 0.01 | Zoology `zoology/data/associative_recall.py` |
+| `mqar` | vocab 8192, seq_len 64, 4 pairs, power_a 0.01, random filler | Zoology `zoology/data/associative_recall.py` |
 | `in_context_recall` | vocab 16, seq_len 128 | MAD `configs/tasks/in-context-recall.yml` |
 | `fuzzy_in_context_recall` | vocab 16, seq_len 128, motifs of 1-3 | MAD `…/fuzzy-in-context-recall.yml` |
 | `noisy_in_context_recall` | vocab 32, seq_len 128, 20 % noise | MAD `…/noisy-in-context-recall.yml` |
@@ -77,7 +77,9 @@ class MQARSettings(TaskSettings):
     `1 .. vocab_size/2 - 1`, values from `vocab_size/2 .. vocab_size - 1`); then every key is asked
     again, key j at position `2·num_kv_pairs + 2·gap_j`, where the gaps are distinct draws from
     `0 .. (seq_len - 2·num_kv_pairs)/2 - 1` with probability ∝ gap^(power_a - 1) (power_a = 1: uniform;
-    small power_a: most queries close to the pairs). Every other position holds a uniformly random token.
+    small power_a: most queries close to the pairs). Every other position holds a uniformly random token
+    (`random_non_queries`, the default of Zoology's function) or token 0, which is never a key (False: what
+    Zoology's published MQAR experiments set; random filler can repeat a key and makes the task harder).
     Only the queries are scored, each with its key's value.
     """
 
@@ -86,6 +88,7 @@ class MQARSettings(TaskSettings):
     seq_len: int = Field(64, ge=4)
     num_kv_pairs: int = Field(4, ge=1)
     power_a: float = Field(0.01, gt=0, le=1)
+    random_non_queries: bool = True
 
     @model_validator(mode="after")
     def _fits(self) -> MQARSettings:
@@ -114,7 +117,10 @@ class MQARSettings(TaskSettings):
         gaps = (log_p - (-u.log()).log()).topk(N, dim=1).indices  # [B, N]
         query_pos = ctx + 2 * gaps
 
-        inputs = _randint(g, 0, V, (B, T))
+        if self.random_non_queries:
+            inputs = _randint(g, 0, V, (B, T))
+        else:
+            inputs = torch.zeros(B, T, dtype=torch.int64, device=g.device)
         inputs[:, 0:ctx:2] = keys
         inputs[:, 1:ctx:2] = values
         inputs.scatter_(1, query_pos, keys)
