@@ -74,9 +74,16 @@ def task_profile(profile: ProxyProfile, task: str, settings: dict, pairs: int, t
     return ProxyProfile(**data)
 
 
-def family_arch(family: str, params: float, d_state: int | None, vocab_size: int = 256) -> ArchConfig:
-    """The family's proxy at `params`, its vocabulary at least the task's (the rest of the budget in its blocks)."""
-    cfg = arch(FAMILIES[family], params, max(256, vocab_size))
+def order(family: str) -> tuple[int, str]:
+    """Where a family's row goes: proxy-evidence's families in their order, then named patterns by name."""
+    return (list(FAMILIES).index(family), "") if family in FAMILIES else (len(FAMILIES), family)
+
+
+def family_arch(family: str, params: float, d_state: int | None, vocab_size: int = 256,
+                pattern: str | None = None) -> ArchConfig:
+    """The family's proxy (or `pattern`'s, under the family options of proxy-evidence) at `params`, its vocabulary
+    at least the task's (the rest of the budget in its blocks)."""
+    cfg = arch(pattern or FAMILIES[family], params, max(256, vocab_size))
     if d_state is None:
         return cfg
     spec = cfg.to_dict()
@@ -135,7 +142,7 @@ def render_cells(profile: ProxyProfile, task: str, cells: list[dict]) -> list[st
     pairs = sorted({c["pairs"] for c in cells})
     budgets = sorted({c["tokens"] for c in cells})
     rows = sorted({(c["family"], c["d_state"]) for c in cells},
-                  key=lambda r: (list(FAMILIES).index(r[0]), r[1] or 0))
+                  key=lambda r: (order(r[0]), r[1] or 0))
     lines = [
         "| family | d_state | " + " | ".join(f"{p} pairs, {fmt.count(t)} tokens" for p in pairs for t in budgets)
         + " |",
@@ -175,7 +182,7 @@ def train_cell(job: dict) -> dict:
     lr and key); the cell as the JSON keeps it. Top level, so that a spawned process can run it (`--jobs`)."""
     family, d_state, p, lr = job["family"], job["d_state"], job["pairs"], job["lr"]
     settings = job["settings"]
-    cfg = family_arch(family, job["params"], d_state, settings.get("vocab_size", 0))
+    cfg = family_arch(family, job["params"], d_state, settings.get("vocab_size", 0), job.get("pattern"))
     prof = task_profile(job["profile"], job["task"], settings, p, job["tokens"], lr, job["batch_size"])
     curve: list[list[float]] = []  # (step, mean training loss since the last report): where it starts to learn
 
@@ -211,11 +218,12 @@ def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], p
 
     pairs = sorted({c["pairs"] for c in cells})
     fig, axes = plt.subplots(1, len(pairs), figsize=(6.5 * len(pairs), 4.2), squeeze=False, sharey=True)
-    colours = {f: f"C{i}" for i, f in enumerate(FAMILIES)}
+    named = sorted({c["family"] for c in cells} - set(FAMILIES))
+    colours = {f: f"C{i % 10}" for i, f in enumerate([*FAMILIES, *named])}
     styles = ["-", "--", ":", "-."]
     seq = make_task(task, **settings, num_kv_pairs=pairs[0]).seq_len
     for ax, p in zip(axes[0], pairs, strict=True):
-        here = sorted((c for c in cells if c["pairs"] == p), key=lambda c: (list(FAMILIES).index(c["family"]),
+        here = sorted((c for c in cells if c["pairs"] == p), key=lambda c: (order(c["family"]),
                                                                            c["lr"], c["tokens"]))
         lrs = sorted({c["lr"] for c in here})
         for c in here:
@@ -247,7 +255,8 @@ def main() -> None:
     ap.add_argument("--pairs", default="4,8", help="comma-separated numbers of key-value pairs")
     ap.add_argument("--tokens", default="2e5", help="comma-separated training budgets in tokens (4e6,16e6)")
     ap.add_argument("--lrs", default="1e-3,3e-3", help="comma-separated learning rates")
-    ap.add_argument("--families", default="attention,mamba2,hybrid 1:7", help=f"of: {', '.join(FAMILIES)}")
+    ap.add_argument("--families", default="attention,mamba2,hybrid 1:7",
+                    help=f"of: {', '.join(FAMILIES)}; or NAME=PATTERN for any other layout (1:1=M-*-M-*-M-*-M-*-)")
     ap.add_argument("--d-state", default="", help=f"also these Mamba-2 state sizes for {', '.join(SSM_FAMILIES)}")
     ap.add_argument("--seed", type=int, default=None, help="default: the profile's")
     ap.add_argument("--batch-size", type=int, default=None,
@@ -266,9 +275,16 @@ def main() -> None:
 
     profile = load_profile(args.profile)
     families = args.families.split(",")
-    unknown = [f for f in families if f not in FAMILIES]
+    patterns = dict(f.split("=", 1) for f in families if "=" in f)  # named layouts beside the families
+    families = [f.split("=", 1)[0] for f in families]
+    unknown = [f for f in families if f not in FAMILIES and f not in patterns]
     if unknown:
-        raise SystemExit(f"unknown family {unknown[0]!r}; choose from {', '.join(FAMILIES)}")
+        raise SystemExit(f"unknown family {unknown[0]!r}; choose from {', '.join(FAMILIES)}, or give NAME=PATTERN")
+    for name, pattern in patterns.items():
+        try:
+            arch(pattern, profile.params)
+        except ConfigError as e:
+            raise SystemExit(f"--families {name}={pattern}: {e}") from None
     try:
         settings = {k: int(v) for k, v in (kv.split("=") for kv in args.settings.split(",") if kv)}
         pairs, budgets, lrs = numbers(args.pairs, int), numbers(args.tokens, int), numbers(args.lrs)
@@ -296,7 +312,8 @@ def main() -> None:
             if d is None or f in SSM_FAMILIES for lr in lrs]
     device = machine(gpu=True)
     todo = [] if args.report_only else [
-        {"family": f, "d_state": d, "pairs": p, "tokens": t, "lr": lr, "key": cell_key(f, d, p, t, lr)}
+        {"family": f, "pattern": patterns.get(f), "d_state": d, "pairs": p, "tokens": t, "lr": lr,
+         "key": cell_key(f, d, p, t, lr)}
         for f, d, p, t, lr in plan if cell_key(f, d, p, t, lr) not in done]
     common = {"profile": profile, "task": args.task, "settings": settings, "params": params, "seed": seed,
               "batch_size": batch, "progress": args.progress, "device": device,

@@ -86,6 +86,18 @@ def test_recall_calibration_picks_each_cells_best_rate_and_the_hybrids_share_of_
     assert not rc.same_run({**kept, "batch_size": 16}, {"seq_len": 256}, 0, 64)
 
 
+def test_recall_calibration_takes_named_patterns_beside_the_families(tmp_path):
+    sys.path.insert(0, str(SCRIPTS[0].parent))
+    import recall_calibration as rc
+
+    assert rc.family_arch("1:1", 2e5, None, 256, "M-*-M-*-").pattern == "M-*-M-*-"
+    assert rc.order("attention") < rc.order("hybrid 1:7") < rc.order("1:1") < rc.order("2:1")
+    script = SCRIPTS[0].parent / "recall_calibration.py"
+    r = subprocess.run([sys.executable, str(script), "--smoke", "--families", "attention,odd=M-Q-"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode != 0 and "--families odd=M-Q-: unknown layer symbol 'Q'" in r.stderr
+
+
 def test_recall_calibration_plots_the_kept_training_curves(tmp_path):
     sys.path.insert(0, str(SCRIPTS[0].parent))
     import recall_calibration as rc
