@@ -154,7 +154,9 @@ def render_cells(profile: ProxyProfile, task: str, cells: list[dict]) -> list[st
             for t in budgets:
                 c = best.get((family, d_state, p, t))
                 out.append("–" if c is None else f"{c['accuracy']:.3f} (lr {c['lr']:g}, {seconds(c)})")
-        lines.append(f"| {family} | {d_state or 'default'} | " + " | ".join(out) + " |")
+        pattern = next(c.get("pattern") for c in cells if c["family"] == family)
+        label = family if family in FAMILIES else f"{family} `{pattern}`"
+        lines.append(f"| {label} | {d_state or 'default'} | " + " | ".join(out) + " |")
     closed = [(p, t, gap_closed(best, p, t)) for p in pairs for t in budgets]
     closed = [(p, t, g) for p, t, g in closed if g is not None]
     if closed:
