@@ -561,6 +561,8 @@ def fidelity(
     sample: Annotated[int, typer.Option("--sample", min=0, help="other complete trials, drawn at random")] = 8,
     name: Annotated[str | None, typer.Option("--name", help="the new study's name (default: STUDY-at-PROFILE)")] = None,
     seed: Annotated[int, typer.Option("--seed", help="the random draw's seed")] = 0,
+    seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="seeds per architecture at the larger size "
+                                              "(default: the study's)")] = None,
     storage: StorageArg = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="an existing Ray cluster")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not record to MLflow")] = False,
@@ -574,9 +576,42 @@ def fidelity(
     from nas.settings import settings
 
     url = storage or settings().storage
-    spec = fidelity_spec(url, study, profile, top=top, sample=sample, name=name, seed=seed)
+    spec = fidelity_spec(url, study, profile, top=top, sample=sample, name=name, seed=seed, seeds=seeds)
     again = f"nas fidelity {study} --profile {profile} --top {top} --sample {sample} --seed {seed}"
-    _run(spec, ray_address, track=not no_tracking, resume=again + (f" --name {name}" if name else ""))
+    again += (f" --seeds {seeds}" if seeds else "") + (f" --name {name}" if name else "")
+    _run(spec, ray_address, track=not no_tracking, resume=again)
+
+
+@app.command()
+@friendly
+def seeds(
+    study: Annotated[str, typer.Argument(help="a study that trained two seeds or more (`seeds: N` in its spec)")],
+    metric: Annotated[list[str] | None, typer.Option("--metric", help="a metric to show (repeat it); default: "
+                                                     "the objectives, LM loss and every recall accuracy")] = None,
+    storage: StorageArg = None,
+) -> None:
+    """How much each score moves between seeds, and whether the seeds rank the architectures alike.
+
+    Per metric: the standard deviation over seeds (the median over architectures), the architectures'
+    spread against it, and Kendall's τ between the rankings of each pair of seeds."""
+    from nas.seeds import seed_report
+    from nas.settings import settings
+
+    rows = seed_report(storage or settings().storage, study, metric or None)
+    table = Table(title=f"Seed noise of {study}: {rows[0].archs} architectures, {rows[0].seeds} seeds",
+                  caption="sd: the median over architectures of the standard deviation over seeds; "
+                          "separation: the spread of the architectures' means ÷ the seed noise (below ~1 a ranking "
+                          "is mostly luck); τ: Kendall's rank correlation between two seeds' rankings")
+    for col in ("metric", "archs", "mean", "sd", "sd ÷ value", "separation", "τ (mean)", "τ (lowest pair)"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+
+    def num(x: float, fmt: str) -> str:
+        return format(x, fmt) if math.isfinite(x) else "—"
+
+    for r in rows:
+        table.add_row(r.metric, str(r.archs), num(r.mean, ".4g"), num(r.sd, ".2g"), num(r.rel_sd, ".1%"),
+                      num(r.separation, ".1f"), num(r.tau, "+.2f"), num(r.tau_min, "+.2f"))
+    out.print(table)
 
 
 @app.command()

@@ -70,10 +70,10 @@ def choose_trials(url: str, study: str, top: int, sample: int, seed: int = 0) ->
 
 
 def fidelity_spec(url: str, study: str, profile: str, *, top: int, sample: int, name: str | None = None,
-                  seed: int = 0, tracking: str | None = None):
-    """The fidelity study of `study` (in storage `url`) at `profile`: its objectives, seeds, resources and
-    concurrency, and the architectures `choose_trials` picks. Raises ConfigError with one sentence when the
-    source has too few complete trials or the profile is not larger than the source's."""
+                  seed: int = 0, seeds: int | None = None, tracking: str | None = None):
+    """The fidelity study of `study` (in storage `url`) at `profile`: its objectives, seeds (or `seeds`),
+    resources and concurrency, and the architectures `choose_trials` picks. Raises ConfigError with one
+    sentence when the source has too few complete trials or the profile is not larger than the source's."""
     from nas.reader import study_frame, trial_archs
     from nas.spec import StudySpec, validate
     from workers.profile import load_profile
@@ -103,7 +103,7 @@ def fidelity_spec(url: str, study: str, profile: str, *, top: int, sample: int, 
         "fidelity": {"source": study, "archs": {str(n): archs[n].to_dict() for n in numbers}},
         "objectives": stored.get("objectives") or [{"metric": m} for m in source.metrics],
         "profile": profile,
-        "seeds": stored.get("seeds", 1),
+        "seeds": seeds or stored.get("seeds", 1),
         "resources": stored.get("resources") or {},
         "concurrency": stored.get("concurrency", 1),
         "storage": url,

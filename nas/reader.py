@@ -50,6 +50,7 @@ __all__ = [
     "param_distributions",
     "pareto_trials",
     "running_trials",
+    "seed_metrics",
     "ssm_family",
     "storage_exists",
     "study_frame",
@@ -667,6 +668,18 @@ def _attrs_of(url: str, sid: int, keys: tuple[str, ...], numbers: list[int] | No
     ):
         out.setdefault(number, {})[key] = json.loads(value)
     return out
+
+
+def seed_metrics(url: str, name: str) -> dict[int, dict[int, dict[str, float]]]:
+    """trial number -> seed -> that seed's metrics, for the study's complete trials that trained two seeds
+    or more themselves (a repeat that took another trial's result is left out: it adds no measurement)."""
+    meta = _meta_or_error(url, name)
+    attrs = _attrs_of(url, meta.study_id, (record.SEED_METRICS, record.DUPLICATE_OF))
+    return {
+        n: {int(seed): m for seed, m in a[record.SEED_METRICS].items()}
+        for n, a in sorted(attrs.items())
+        if a.get(record.SEED_METRICS) and a.get(record.DUPLICATE_OF) is None
+    }
 
 
 # ----- typed reads (the CLI, scripts, tests) ------------------------------------------------------

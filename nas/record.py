@@ -62,6 +62,7 @@ __all__ = [
     "RESULT_FAILURES",
     "RUNG_DONE",
     "RUNG_RESULTS",
+    "SEED_METRICS",
     "SPEC",
     "STATUSES",
     "THROUGHPUT",
@@ -101,6 +102,7 @@ THROUGHPUT = "throughput"  # each seed's prefill/decode figures at the first run
 JOB_SECONDS = "job_seconds"  # wall time of every job the trial ran, all rungs and seeds (its cost)
 METRICS = "metrics"  # every metric of the finished trial (the mean over seeds)
 METRICS_SD = "metrics_sd"  # each metric's standard deviation over the trial's seeds (two seeds or more)
+SEED_METRICS = "seed_metrics"  # {str(seed): every metric of that seed's result} (two seeds or more)
 RESULT = "result"  # the first seed's TrialResult, as JSON
 FAILURE = "failure"  # {"kind": ..., "reason": ...}
 MLFLOW_RUN = "mlflow_run_id"

@@ -383,7 +383,8 @@ class _Runner:
         self.waiting.pop(number, None)
         own = self.handle.trial(number)
         arch = own.user_attrs[record.ARCH]
-        for k in (record.RUNG_RESULTS, record.RUNG_DONE, record.TOKENS, record.METRICS, record.RESULT):
+        for k in (record.RUNG_RESULTS, record.RUNG_DONE, record.TOKENS, record.METRICS, record.METRICS_SD,
+                  record.SEED_METRICS, record.RESULT):
             if k in a:
                 self.handle.set_trial_attr(number, k, a[k])
         if status == "complete":
@@ -467,6 +468,9 @@ class _Runner:
         self.handle.set_trial_attr(slot.trial, record.METRICS, metrics)
         if len(results) > 1:
             self.handle.set_trial_attr(slot.trial, record.METRICS_SD, spread_metrics(results))
+            seeds = self._seeds(self.handle.trial(slot.trial).params)
+            self.handle.set_trial_attr(slot.trial, record.SEED_METRICS,
+                                       {str(s): r.metrics() for s, r in zip(seeds, results, strict=True)})
         self.handle.set_trial_attr(slot.trial, record.RESULT, results[0].model_dump(mode="json"))
         self.handle.set_trial_attr(slot.trial, record.RUNG_DONE, slot.rung)
         self._complete(slot.trial, arch, metrics, results, values)

@@ -50,8 +50,8 @@ def make_spec(urls, **kw) -> StudySpec:
 
 def add_finished(spec: StudySpec, rows: list[dict]) -> None:
     """Finished trials written straight through Optuna, as the runner records them, without training:
-    each row has `params` (categorical search dimensions), `pattern` and `metrics`; `failed: True`
-    makes it a failed trial. Creates the study (with its spec) if needed."""
+    each row has `params` (categorical search dimensions), `pattern` and `metrics`, and may have `attrs`
+    (more user attributes); `failed: True` makes it a failed trial. Creates the study (with its spec) if needed."""
     import optuna
     from optuna.distributions import CategoricalDistribution
 
@@ -67,6 +67,6 @@ def add_finished(spec: StudySpec, rows: list[dict]) -> None:
             params=r["params"],
             distributions={p: CategoricalDistribution(dims[p]) for p in r["params"]},
             values=[r["metrics"][m] for m in spec.metrics] if ok else None,
-            user_attrs={"pattern": r["pattern"], **({"metrics": r["metrics"]} if ok else {})},
+            user_attrs={"pattern": r["pattern"], **({"metrics": r["metrics"]} if ok else {}), **r.get("attrs", {})},
         ))
     study.add_trials(trials)

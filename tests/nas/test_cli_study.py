@@ -208,6 +208,10 @@ def test_fidelity_retrains_a_studys_trials_larger_and_reports_their_rank_correla
 
     again = nas(*args)  # the same command resumes the study: nothing is trained twice
     assert again.returncode == 0 and f"{len(chosen)} complete" in again.stdout
+    from nas.fidelity import fidelity_spec  # --seeds: the larger size's seeds, instead of the study's
+
+    assert fidelity_spec(storage, "src", str(big), top=2, sample=2).seeds == 1
+    assert fidelity_spec(storage, "src", str(big), top=2, sample=2, seeds=3).seeds == 3
 
     no_larger = nas("fidelity", "src", "--profile", str(path.parent / "small.yaml"), "--storage", storage)
     assert no_larger.returncode != 0

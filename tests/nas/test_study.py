@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -17,6 +18,7 @@ from nas.executor import RayExecutor
 from nas.reader import pareto_trials, study_summaries, study_trials, trial_archs
 from nas.report import ablation_report
 from nas.runner import run_study
+from nas.seeds import seed_report
 from nas.spec import StudySpec
 from search_spaces import ArchConfig, ConfigError
 
@@ -77,6 +79,11 @@ def test_several_seeds_give_each_objective_its_spread(ray_cluster, urls):
     for t in ts:
         sd = t.user_attrs["metrics_sd"]
         assert set(sd) == set(t.user_attrs["metrics"]) and sd["lm_loss"] > 0  # two seeds never train alike
+        each = t.user_attrs["seed_metrics"]  # every seed's own metrics, kept for `nas seeds`
+        assert sorted(each) == ["0", "1"]
+        losses = [each[s]["lm_loss"] for s in ("0", "1")]
+        assert t.user_attrs["metrics"]["lm_loss"] == pytest.approx(sum(losses) / 2)
+        assert sd["lm_loss"] == pytest.approx(abs(losses[0] - losses[1]) / 2**0.5)
     front = pareto_trials(spec.storage_url, spec.name)
     assert front and all(set(r["spread"]) == {"lm_loss", "decode_tps"} for r in front)
     by_number = {t.number: t for t in ts}
@@ -338,6 +345,12 @@ def test_an_ablation_reports_means_and_intervals(ray_cluster, urls):
     nope = next(r for r in rows if r.level == "nope")
     rope = next(r for r in rows if r.level == "rope")
     assert nope.diff == pytest.approx(nope.mean - rope.mean)
+    (noise,) = seed_report(spec.storage_url, spec.name, ["lm_loss"])  # an ablation's seeds are trials of a cell
+    assert (noise.archs, noise.seeds) == (4, 2)
+    by_cell = {}
+    for t in ts:
+        by_cell.setdefault((t.params["pos"], t.params["ssm"]), []).append(t.user_attrs["metrics"]["lm_loss"])
+    assert noise.sd == pytest.approx(float(np.median([np.std(v, ddof=1) for v in by_cell.values()])))
 
 
 def test_a_changed_spec_does_not_resume_the_old_study(ray_cluster, urls):
