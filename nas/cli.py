@@ -483,8 +483,8 @@ def status(
             if s.waiting_for:
                 notes.append(f"{s.name}: {s.waiting_for}")
             if s.status == "interrupted":
-                notes.append(f"{s.name}: interrupted with {c['interrupted']} trial(s) in flight; "
-                             "resume it with `nas run` and its spec")
+                how = "the `nas fidelity` command that made it" if s.kind == "fidelity" else "`nas run` and its spec"
+                notes.append(f"{s.name}: interrupted with {c['interrupted']} trial(s) in flight; resume it with {how}")
         out.print(table)
         for note in notes:
             out.print(note, markup=False, soft_wrap=True)

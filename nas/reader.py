@@ -772,7 +772,7 @@ def study_trials(url: str, name: str) -> list[TrialRow]:
                 number=int(t["number"]),
                 state=t["state"],
                 status=t["status"],
-                pattern=t["pattern"],
+                pattern=_none(t["pattern"]),  # NaN for a trial that never started
                 values=values,
                 params={c[2:]: t[c] for c in params if _none(t[c]) is not None},
                 arch=a.get(record.ARCH),
