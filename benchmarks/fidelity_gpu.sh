@@ -5,6 +5,9 @@
 #   OUT=./fidelity-gpu bash benchmarks/fidelity_gpu.sh       # -> $OUT/nas/{studies.db,mlflow.db}, *.log
 #   FROM=DIR OUT=... bash benchmarks/fidelity_gpu.sh         # go on from the stores a cut-off run left in DIR
 #
+# (git ignores *.db: a store brought back into the working tree travels to the GPU machine only where the
+# run's `carry` names its folder; on a machine still warm, the copy the last call left in /tmp does too.)
+#
 # SPEC (studies/families-gpu-tiny.yaml), BIG (gpu-small), BIG_SEEDS (1: seeds per architecture at BIG),
 # LIMIT (seconds for everything, 540), MPS (1: run the trials under the CUDA MPS daemon where the image has
 # it; docs/gpu-studies.md measured 4 trials a GPU at 2.14x one alone with it, 1.74x without). Each step

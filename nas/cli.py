@@ -563,6 +563,8 @@ def fidelity(
     seed: Annotated[int, typer.Option("--seed", help="the random draw's seed")] = 0,
     seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="seeds per architecture at the larger size "
                                               "(default: the study's)")] = None,
+    report_only: Annotated[bool, typer.Option("--report", help="print the fidelity study's report so far; "
+                                                "train nothing")] = False,
     storage: StorageArg = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="an existing Ray cluster")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not record to MLflow")] = False,
@@ -576,6 +578,11 @@ def fidelity(
     from nas.settings import settings
 
     url = storage or settings().storage
+    if report_only:
+        from workers.profile import load_profile
+
+        _print_fidelity(url, name or f"{study}-at-{load_profile(profile).name}")
+        return
     spec = fidelity_spec(url, study, profile, top=top, sample=sample, name=name, seed=seed, seeds=seeds)
     again = f"nas fidelity {study} --profile {profile} --top {top} --sample {sample} --seed {seed}"
     again += (f" --seeds {seeds}" if seeds else "") + (f" --name {name}" if name else "")
@@ -588,16 +595,18 @@ def seeds(
     study: Annotated[str, typer.Argument(help="a study that trained two seeds or more (`seeds: N` in its spec)")],
     metric: Annotated[list[str] | None, typer.Option("--metric", help="a metric to show (repeat it); default: "
                                                      "the objectives, LM loss and every recall accuracy")] = None,
+    archs: Annotated[bool, typer.Option("--archs", help="also each architecture's mean ± sd over its seeds")] = False,
     storage: StorageArg = None,
 ) -> None:
     """How much each score moves between seeds, and whether the seeds rank the architectures alike.
 
     Per metric: the standard deviation over seeds (the median over architectures), the architectures'
     spread against it, and Kendall's τ between the rankings of each pair of seeds."""
-    from nas.seeds import seed_report
+    from nas.seeds import arch_spreads, seed_report
     from nas.settings import settings
 
-    rows = seed_report(storage or settings().storage, study, metric or None)
+    url = storage or settings().storage
+    rows = seed_report(url, study, metric or None)
     table = Table(title=f"Seed noise of {study}: {rows[0].archs} architectures, {rows[0].seeds} seeds",
                   caption="sd: the median over architectures of the standard deviation over seeds; "
                           "separation: the spread of the architectures' means ÷ the seed noise (below ~1 a ranking "
@@ -612,6 +621,16 @@ def seeds(
         table.add_row(r.metric, str(r.archs), num(r.mean, ".4g"), num(r.sd, ".2g"), num(r.rel_sd, ".1%"),
                       num(r.separation, ".1f"), num(r.tau, "+.2f"), num(r.tau_min, "+.2f"))
     out.print(table)
+    if not archs:
+        return
+    shown = [r.metric for r in rows]
+    each = Table(title=f"Each architecture of {study}: its mean ± sd over seeds")
+    each.add_column("trial / cell", no_wrap=True)
+    for m in shown:
+        each.add_column(m, justify="right")
+    for label, cells in arch_spreads(url, study, shown):
+        each.add_row(label, *(f"{cells[m][0]:.4g} ± {cells[m][1]:.2g}" if m in cells else "" for m in shown))
+    out.print(each)
 
 
 @app.command()

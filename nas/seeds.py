@@ -23,7 +23,7 @@ import numpy as np
 
 from search_spaces.config import ConfigError
 
-__all__ = ["SeedRow", "default_metrics", "seed_report", "seed_values"]
+__all__ = ["SeedRow", "arch_spreads", "default_metrics", "seed_report", "seed_values"]
 
 
 @dataclass(frozen=True)
@@ -130,3 +130,18 @@ def seed_report(url: str, study: str, metrics: list[str] | None = None) -> list[
         raise ConfigError(f"no trial of {study!r} has {missing[0]!r} from two seeds; its metrics: "
                           f"{', '.join(default_metrics([], values))}")
     return [r for r in rows if r is not None]
+
+
+def arch_spreads(url: str, study: str, metrics: list[str]) -> list[tuple[str, dict[str, tuple[float, float, int]]]]:
+    """Each architecture (or ablation cell) with two seeds or more: its label and, per metric, the mean over
+    its seeds, their standard deviation and how many seeds had it."""
+    labels, values = seed_values(url, study)
+    out = []
+    for unit, by_seed in values.items():
+        cells = {}
+        for m in metrics:
+            xs = [v[m] for v in by_seed.values() if m in v and math.isfinite(v[m])]
+            if len(xs) >= 2:
+                cells[m] = (float(np.mean(xs)), float(np.std(xs, ddof=1)), len(xs))
+        out.append((labels[unit], cells))
+    return out

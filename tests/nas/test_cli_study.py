@@ -208,6 +208,9 @@ def test_fidelity_retrains_a_studys_trials_larger_and_reports_their_rank_correla
 
     again = nas(*args)  # the same command resumes the study: nothing is trained twice
     assert again.returncode == 0 and f"{len(chosen)} complete" in again.stdout
+    shown = nas("fidelity", "src", "--profile", str(big), "--report", "--storage", storage)  # trains nothing
+    assert shown.returncode == 0 and "Fidelity of src-at-micro-10x" in shown.stdout
+    assert "complete" not in shown.stdout  # no run summary: the report alone
     from nas.fidelity import fidelity_spec  # --seeds: the larger size's seeds, instead of the study's
 
     assert fidelity_spec(storage, "src", str(big), top=2, sample=2).seeds == 1

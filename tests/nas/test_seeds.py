@@ -56,6 +56,10 @@ def test_the_cli_prints_the_table_and_names_a_missing_metric(urls):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "Seed noise of noisy: 3 architectures, 3 seeds" in run.stdout and "lm_loss" in run.stdout
+    each = subprocess.run([sys.executable, "-m", "nas.cli", "seeds", spec.name, "--archs", "--storage",
+                           spec.storage_url], capture_output=True, text=True, timeout=120)
+    assert each.returncode == 0, each.stderr
+    assert "2 1:1-mamba2" in each.stdout and "5.1 ± 0.1" in each.stdout  # trial 2: 5.0, 5.1, 5.2
     bad = subprocess.run([sys.executable, "-m", "nas.cli", "seeds", spec.name, "--metric", "acc.nope",
                           "--storage", spec.storage_url], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "no trial of 'noisy' has 'acc.nope' from two seeds" in bad.stderr + bad.stdout
