@@ -264,6 +264,22 @@ def fidelity(url: str, name: str, version: tuple) -> list:
     return fidelity_report(url, name)
 
 
+@st.cache_data(ttl=3600, max_entries=16, show_spinner="Computing the seed noise…")
+def seed_noise(url: str, name: str, version: tuple) -> pd.DataFrame:
+    """`nas seeds`' table: one row per metric; empty where no trial trained two seeds or more."""
+    import dataclasses
+
+    import pandas as pd
+
+    from nas.seeds import SeedRow, seed_report
+
+    try:
+        rows = seed_report(url, name)
+    except ConfigError:
+        rows = []
+    return pd.DataFrame([dataclasses.asdict(r) for r in rows], columns=[f.name for f in dataclasses.fields(SeedRow)])
+
+
 # ----- choosing a study ---------------------------------------------------------------------------
 def pick_study(names: list[str], *, label: str = "Study", key: str = "study") -> str | None:
     """A study picker kept in the URL (?study=NAME), so a page can be linked and reloaded."""

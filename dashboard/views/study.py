@@ -467,6 +467,36 @@ def fidelity_section(url: str, name: str, meta, version: tuple) -> None:
                f"the larger models rank exactly as {source}'s proxies did.")
 
 
+def seeds_section(url: str, name: str, version: tuple) -> None:
+    """Where trials trained several seeds: how far each score moves between them (`nas seeds`)."""
+    noise = common.seed_noise(url, name, version)
+    if noise.empty:
+        return
+    first = noise.iloc[0]
+    with st.expander(f"Seed noise: {first['archs']} architectures, up to {first['seeds']} seeds each"):
+        table = pd.DataFrame({
+            "metric": noise["metric"],
+            "architectures": noise["archs"],
+            "mean": noise["mean"],
+            "sd over seeds": noise["sd"],
+            "sd ÷ value": noise["rel_sd"],
+            "separation": noise["separation"],
+            "Kendall τ": noise["tau"],
+            "τ, lowest pair": noise["tau_min"],
+        })
+        st.dataframe(table, hide_index=True, key="seed_noise", column_config={
+            "mean": st.column_config.NumberColumn(format="%.4g"),
+            "sd over seeds": st.column_config.NumberColumn(format="%.2g"),
+            "sd ÷ value": st.column_config.NumberColumn(format="percent"),
+            "separation": st.column_config.NumberColumn(format="%.1f"),
+            "Kendall τ": st.column_config.NumberColumn(format="%+.2f"),
+            "τ, lowest pair": st.column_config.NumberColumn(format="%+.2f"),
+        })
+        st.caption("sd: the median over architectures of the standard deviation over their seeds. Separation: "
+                   "the spread of the architectures' means over that noise; below ~1 a ranking by the metric is "
+                   "mostly luck. Kendall τ: how alike two seeds rank the architectures (1: the same order).")
+
+
 def body(url: str, name: str) -> bool:
     version, meta, df = common.study_frame(url, name)
     rows = common.studies(url)
@@ -475,6 +505,7 @@ def body(url: str, name: str) -> bool:
     if meta.kind == "fidelity":
         fidelity_section(url, name, meta, version)
     picked = pareto_section(meta, df, name)
+    seeds_section(url, name, version)
     strips_section(meta, df)
     n_running = int(df["status"].isin(["running", "paused", "interrupted"]).sum())
     history = "Hypervolume" if len(meta.metrics) > 1 else "History"

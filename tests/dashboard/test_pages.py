@@ -514,3 +514,36 @@ def test_a_fidelity_study_shows_each_objectives_rank_correlation(tmp_path, monke
     rows = fidelity_report(urls["storage"], spec.name)
     assert len(panels["data"]) == 2 and titles[0].startswith(f"lm_loss: ρ {rows[0].rho:+.2f}")
     assert panels["data"][0]["x"] == rows[0].source and panels["data"][0]["y"] == rows[0].larger
+
+
+def test_a_study_with_seeds_shows_its_seed_noise(tmp_path, monkeypatch):
+    """Trials of three seeds each: the Study page's seed-noise table holds `nas seeds`' figures."""
+    import numpy as np
+    from studyutil import add_finished, make_spec
+
+    from nas.seeds import seed_report
+
+    urls = {"storage": f"sqlite:///{tmp_path / 'studies.db'}", "tracking": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    spec = make_spec(urls, name="noisy", objectives=[{"metric": "lm_loss"}])
+    rows = []
+    cells = [("0", "mamba2", "M-M-"), ("0", "mlstm", "X-X-"), ("1:1", "mamba2", "M-*-"), ("all", "mamba2", "*-*-")]
+    for i, (ratio, ssm, pattern) in enumerate(cells):
+        by_seed = [{"lm_loss": 3.0 + i + 0.1 * ((s * (i + 1)) % 3)} for s in range(3)]
+        rows.append({"params": {"attn_ratio": ratio, "ssm": ssm}, "pattern": pattern,
+                     "metrics": {"lm_loss": float(np.mean([b["lm_loss"] for b in by_seed]))},
+                     "attrs": {"seed_metrics": {str(s): b for s, b in enumerate(by_seed)}}})
+    add_finished(spec, rows)
+    monkeypatch.setenv("NAS_STORAGE", urls["storage"])
+    monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
+    at = page(AppTest.from_file(str(APP), default_timeout=60), "views/study.py", study="noisy")
+    assert any(e.label == "Seed noise: 4 architectures, up to 3 seeds each" for e in at.expander)
+    (table,) = [d.value for d in at.dataframe if "Kendall τ" in d.value.columns]
+    (expected,) = seed_report(urls["storage"], "noisy")
+    shown = table.set_index("metric").loc["lm_loss"]
+    assert shown["sd over seeds"] == pytest.approx(expected.sd) and shown["Kendall τ"] == pytest.approx(expected.tau)
+    assert shown["separation"] == pytest.approx(expected.separation)
+
+
+def test_a_study_of_one_seed_shows_no_seed_noise(fast_app):
+    at = page(fast_app, "views/study.py", study="two")
+    assert not any(e.label.startswith("Seed noise") for e in at.expander)
