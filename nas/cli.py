@@ -539,15 +539,23 @@ def _print_fidelity(url: str, name: str) -> None:
 
     source = study_meta(url, name).spec["fidelity"]["source"]
     patterns = {n: p for r in rows for n, p in zip(r.trials, r.patterns, strict=True)}
-    pairs = Table(title=f"Each re-trained trial of {source}: its value there → here")
+    there = "there (± sd over its seeds)" if any(r.source_sd for r in rows) else "there"
+    pairs = Table(title=f"Each re-trained trial of {source}: its value {there} → here")
     pairs.add_column("trial", justify="right")
     pairs.add_column("pattern", no_wrap=True)
     for r in rows:
         pairs.add_column(r.metric, justify="right")
-    values = {r.metric: dict(zip(r.trials, zip(r.source, r.larger, strict=True), strict=True)) for r in rows}
+    values = {r.metric: dict(zip(r.trials, zip(r.source, r.larger, r.source_sd or [None] * r.pairs, strict=True),
+                                 strict=True)) for r in rows}
+
+    def cell(metric: str, n: int) -> str:
+        if n not in values[metric]:
+            return ""
+        there, here, sd = values[metric][n]
+        return f"{there:.4g}" + (f" ± {sd:.2g}" if sd is not None else "") + f" → {here:.4g}"
+
     for n in sorted({n for r in rows for n in r.trials}):
-        cells = [f"{values[r.metric][n][0]:.4g} → {values[r.metric][n][1]:.4g}" if n in values[r.metric] else ""
-                 for r in rows]
+        cells = [cell(r.metric, n) for r in rows]
         pairs.add_row(str(n), patterns[n], *cells)
     out.print(pairs)
 

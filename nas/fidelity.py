@@ -122,7 +122,8 @@ class FidelityRow:
     source: list[float]  # the paired values: at the source's size,
     larger: list[float]  # and at the fidelity study's,
     trials: list[int]  # of these source trials,
-    patterns: list[str]  # with these layer patterns
+    patterns: list[str]  # with these layer patterns,
+    source_sd: list[float | None] | None = None  # and the source values' sd over seeds (where it had several)
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -166,6 +167,9 @@ def fidelity_report(url: str, name: str) -> list[FidelityRow]:
         rho = spearman(x, y) if len(pairs) >= 3 else float("nan")
         low, high = _interval(x, y) if len(pairs) >= 3 else (float("nan"), float("nan"))
         trials = [p[0] for p in pairs]
+        sd = [float(small.at[n, f"sd.{m}"]) if f"sd.{m}" in small and np.isfinite(small.at[n, f"sd.{m}"]) else None
+              for n in trials]
         rows.append(FidelityRow(m, len(pairs), rho, low, high, x.tolist(), y.tolist(), trials,
-                                [small.at[n, "pattern"] or "" for n in trials]))
+                                [small.at[n, "pattern"] or "" for n in trials], sd if any(v is not None for v in sd)
+                                else None))
     return rows

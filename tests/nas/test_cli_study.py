@@ -204,6 +204,7 @@ def test_fidelity_retrains_a_studys_trials_larger_and_reports_their_rank_correla
     assert [x.metric for x in rows] == ["lm_loss", "decode_tps"]
     assert all(x.pairs == len(chosen) and len(x.source) == len(x.larger) == x.pairs for x in rows)
     assert all(x.trials == chosen for x in rows)
+    assert all(x.source_sd is None for x in rows)  # one seed: no spread to show beside the source's values
     assert all(-1 <= x.rho <= 1 and x.low <= x.high for x in rows if x.rho == x.rho)
 
     again = nas(*args)  # the same command resumes the study: nothing is trained twice
