@@ -702,7 +702,8 @@ def slice_figure(
 
 def fidelity_figure(rows: list, directions: dict[str, str], source: str, study: str) -> go.Figure:
     """One panel per objective: each re-trained architecture's value at the source study's size (x) against
-    the larger size's (y), titled with Spearman's ρ and its bootstrap 95% interval (`nas.fidelity`)."""
+    the larger size's (y), titled with Spearman's ρ and its bootstrap 95% interval (`nas.fidelity`); where the
+    source trained several seeds, horizontal error bars of ± their standard deviation."""
     import math
 
     import plotly.graph_objects as go
@@ -716,8 +717,11 @@ def fidelity_figure(rows: list, directions: dict[str, str], source: str, study: 
     fig = make_subplots(rows=1, cols=len(rows), subplot_titles=[title(r) for r in rows],
                         horizontal_spacing=0.12)
     for i, r in enumerate(rows, start=1):
+        sd = {"error_x": {"type": "data", "array": [v or 0.0 for v in r.source_sd], "thickness": 1}} \
+            if r.source_sd else {}
         fig.add_trace(
             go.Scatter(x=r.source, y=r.larger, customdata=r.trials, mode="markers", name=r.metric, showlegend=False,
+                       **sd,
                        marker={"size": 10, "color": SYMBOL_COLORS["*"], "line": {"color": "#222", "width": 1}},
                        hovertemplate=f"trial %{{customdata}} of {source}<br>there: %{{x:.4g}}<br>here: %{{y:.4g}}"
                        "<extra></extra>"),

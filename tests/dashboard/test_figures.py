@@ -277,3 +277,15 @@ def test_thinning_keeps_the_front():
     assert len(sample) == 100 and sample["pareto"].sum() == df["pareto"].sum()
     assert (np.diff(sample["number"]) > 0).all()
     assert analysis.thin(df, 1000) is df
+
+
+def test_the_fidelity_panels_carry_the_sources_seed_spread():
+    from nas.fidelity import FidelityRow
+
+    common = {"pairs": 3, "rho": 0.5, "low": -1.0, "high": 1.0, "larger": [1.0, 2.0, 3.0], "trials": [0, 1, 2],
+              "patterns": ["M-M-", "*-*-", "X-X-"], "source": [1.5, 2.5, 3.5]}
+    noisy = FidelityRow("lm_loss", source_sd=[0.1, None, 0.3], **common)
+    plain = FidelityRow("decode_tps", **common)
+    fig = figures.fidelity_figure([noisy, plain], {"lm_loss": "minimize", "decode_tps": "maximize"}, "src", "big")
+    assert list(fig.data[0].error_x.array) == [0.1, 0.0, 0.3]  # a source trial of one seed: no bar
+    assert fig.data[1].error_x.array is None
