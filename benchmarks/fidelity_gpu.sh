@@ -4,6 +4,7 @@
 #
 #   OUT=./fidelity-gpu bash benchmarks/fidelity_gpu.sh       # -> $OUT/nas/{studies.db,mlflow.db}, *.log
 #   FROM=DIR OUT=... bash benchmarks/fidelity_gpu.sh         # go on from the stores a cut-off run left in DIR
+#   bash benchmarks/fidelity_gpu.sh --rates LOG               # tokens/s of each task in a run's progress lines
 #
 # (git ignores *.db: a store brought back into the working tree travels to the GPU machine only where the
 # run's `carry` names its folder; on a machine still warm, the copy the last call left in /tmp does too.)
@@ -15,6 +16,18 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+
+if [ "${1:-}" = "--rates" ]; then  # LOG: per task, the min / median / max of its "... 123K tok/s" lines
+    "$PY" - "$2" <<'PYEOF'
+import re, statistics, sys
+rates = {}
+for task, k in re.findall(r"^\s+trial \d+ \S+ (\w+) \d+/\d+ loss \S+ ([\d.]+)K tok/s", open(sys.argv[1]).read(), re.M):
+    rates.setdefault(task, []).append(float(k))
+for task, xs in sorted(rates.items(), key=lambda kv: -statistics.median(kv[1])):
+    print(f"{task:28s} {min(xs):7.1f}K {statistics.median(xs):7.1f}K {max(xs):7.1f}K tok/s  ({len(xs)} lines)")
+PYEOF
+    exit
+fi
 SPEC=${SPEC:-studies/families-gpu-tiny.yaml}
 BIG=${BIG:-gpu-small}
 BIG_SEEDS=${BIG_SEEDS:-1}
@@ -24,7 +37,11 @@ NAME=$("$PY" -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['name
 BIG_NAME=$("$PY" -c "import sys; from workers.profile import load_profile; print(load_profile(sys.argv[1]).name)" \
     "$BIG") || exit 2
 mkdir -p "$OUT/nas"
-[ -n "${FROM:-}" ] && cp -n "$FROM"/*.db "$OUT/nas/" 2>/dev/null
+if [ -n "${FROM:-}" ]; then
+    ls "$FROM"/studies.db >/dev/null 2>&1 || { echo "FROM=$FROM holds no studies.db; give the folder a cut-off run \
+left its store in (on a GPU machine, a folder the run's carry names: git ignores *.db)" >&2; exit 2; }
+    cp -n "$FROM"/*.db "$OUT/nas/"
+fi
 export NAS_HOME="$OUT/nas" PYTHONUNBUFFERED=1
 t0=$(date +%s)
 left() { echo $(( LIMIT - ($(date +%s) - t0) )); }

@@ -610,11 +610,11 @@ def seeds(
 
     Per metric: the standard deviation over seeds (the median over architectures), the architectures'
     spread against it, and Kendall's τ between the rankings of each pair of seeds."""
-    from nas.seeds import arch_spreads, seed_report
+    from nas.seeds import arch_spreads, seed_rows, seed_values
     from nas.settings import settings
 
-    url = storage or settings().storage
-    rows = seed_report(url, study, metric or None)
+    data = seed_values(storage or settings().storage, study)
+    rows = seed_rows(data, metric or None)
     table = Table(title=f"Seed noise of {study}: {rows[0].archs} architectures, {rows[0].seeds} seeds",
                   caption="sd: the median over architectures of the standard deviation over seeds; "
                           "separation: the spread of the architectures' means ÷ the seed noise (below ~1 a ranking "
@@ -636,7 +636,7 @@ def seeds(
     each.add_column("trial / cell", no_wrap=True)
     for m in shown:
         each.add_column(m, justify="right")
-    for label, cells in arch_spreads(url, study, shown):
+    for label, cells in arch_spreads(data, shown):
         each.add_row(label, *(f"{cells[m][0]:.4g} ± {cells[m][1]:.2g}" if m in cells else "" for m in shown))
     out.print(each)
 

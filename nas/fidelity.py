@@ -167,9 +167,9 @@ def fidelity_report(url: str, name: str) -> list[FidelityRow]:
         rho = spearman(x, y) if len(pairs) >= 3 else float("nan")
         low, high = _interval(x, y) if len(pairs) >= 3 else (float("nan"), float("nan"))
         trials = [p[0] for p in pairs]
-        sd = [float(small.at[n, f"sd.{m}"]) if f"sd.{m}" in small and np.isfinite(small.at[n, f"sd.{m}"]) else None
-              for n in trials]
+        spread = small.get(f"sd.{m}")
+        sd = [float(spread[n]) if np.isfinite(spread[n]) else None for n in trials] if spread is not None else []
         rows.append(FidelityRow(m, len(pairs), rho, low, high, x.tolist(), y.tolist(), trials,
-                                [small.at[n, "pattern"] or "" for n in trials], sd if any(v is not None for v in sd)
-                                else None))
+                                [small.at[n, "pattern"] or "" for n in trials],
+                                sd if any(v is not None for v in sd) else None))
     return rows

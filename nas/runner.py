@@ -468,9 +468,8 @@ class _Runner:
         self.handle.set_trial_attr(slot.trial, record.METRICS, metrics)
         if len(results) > 1:
             self.handle.set_trial_attr(slot.trial, record.METRICS_SD, spread_metrics(results))
-            seeds = self._seeds(self.handle.trial(slot.trial).params)
             self.handle.set_trial_attr(slot.trial, record.SEED_METRICS,
-                                       {str(s): r.metrics() for s, r in zip(seeds, results, strict=True)})
+                                       {str(s): r.metrics() for s, r in zip(outcome.job.seeds, results, strict=True)})
         self.handle.set_trial_attr(slot.trial, record.RESULT, results[0].model_dump(mode="json"))
         self.handle.set_trial_attr(slot.trial, record.RUNG_DONE, slot.rung)
         self._complete(slot.trial, arch, metrics, results, values)

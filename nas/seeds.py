@@ -23,7 +23,7 @@ import numpy as np
 
 from search_spaces.config import ConfigError
 
-__all__ = ["SeedRow", "arch_spreads", "default_metrics", "seed_report", "seed_values"]
+__all__ = ["SeedRow", "SeedValues", "arch_spreads", "default_metrics", "seed_report", "seed_rows", "seed_values"]
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,18 @@ class SeedRow:
     tau_min: float  # the lowest pair's
 
 
-def seed_values(url: str, study: str) -> tuple[dict[str, str], dict[str, dict[int, dict[str, float]]]]:
-    """The study's units (an architecture's trial, or an ablation cell) with two seeds or more:
-    ({unit: label}, {unit: {seed: metrics}}). Raises ConfigError when there are none."""
+@dataclass(frozen=True)
+class SeedValues:
+    """A study's units (an architecture's trial, or an ablation cell) with two seeds or more."""
+
+    study: str
+    objectives: list[str]
+    labels: dict[str, str]  # unit -> what a table calls it
+    values: dict[str, dict[int, dict[str, float]]]  # unit -> seed -> that seed's metrics
+
+
+def seed_values(url: str, study: str) -> SeedValues:
+    """Read the study's units with two seeds or more. Raises ConfigError when there are none."""
     from nas.reader import seed_metrics, study_frame
 
     meta, df = study_frame(url, study)
@@ -69,7 +78,7 @@ def seed_values(url: str, study: str) -> tuple[dict[str, str], dict[str, dict[in
             f"study {study!r} has no complete trial trained with two seeds or more; give its spec `seeds: 3` "
             "(a search trains each architecture once per seed, an ablation each cell) and run it"
         )
-    return labels, values
+    return SeedValues(study, list(meta.metrics), labels, values)
 
 
 def default_metrics(objectives: list[str], values: dict[str, dict[int, dict[str, float]]]) -> list[str]:
@@ -87,10 +96,15 @@ def _tau(x: np.ndarray, y: np.ndarray) -> float:
     return float(kendalltau(x, y).statistic)
 
 
-def _row(metric: str, values: dict[str, dict[int, dict[str, float]]]) -> SeedRow | None:
+def _per_unit(metric: str, values: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict[int, float]]:
+    """unit -> seed -> the metric's value, for the units where two seeds or more have a finite one."""
     per_unit = {u: {s: m[metric] for s, m in by_seed.items() if metric in m and math.isfinite(m[metric])}
                 for u, by_seed in values.items()}
-    per_unit = {u: v for u, v in per_unit.items() if len(v) >= 2}
+    return {u: v for u, v in per_unit.items() if len(v) >= 2}
+
+
+def _row(metric: str, values: dict[str, dict[int, dict[str, float]]]) -> SeedRow | None:
+    per_unit = _per_unit(metric, values)
     if not per_unit:
         return None
     means = np.array([np.mean(list(v.values())) for v in per_unit.values()])
@@ -117,31 +131,36 @@ def _row(metric: str, values: dict[str, dict[int, dict[str, float]]]) -> SeedRow
     )
 
 
-def seed_report(url: str, study: str, metrics: list[str] | None = None) -> list[SeedRow]:
+def seed_rows(data: SeedValues, metrics: list[str] | None = None) -> list[SeedRow]:
     """Per metric (`metrics`, or `default_metrics`): its seed spread and the seeds' rank agreement."""
-    from nas.reader import study_meta
-
-    _, values = seed_values(url, study)
-    meta = study_meta(url, study)
-    chosen = metrics or default_metrics(meta.metrics, values)
-    rows = [_row(m, values) for m in chosen]
+    chosen = metrics or default_metrics(data.objectives, data.values)
+    rows = [_row(m, data.values) for m in chosen]
     missing = [m for m, r in zip(chosen, rows, strict=True) if r is None]
     if metrics and missing:
-        raise ConfigError(f"no trial of {study!r} has {missing[0]!r} from two seeds; its metrics: "
-                          f"{', '.join(default_metrics([], values))}")
-    return [r for r in rows if r is not None]
+        raise ConfigError(f"no trial of {data.study!r} has {missing[0]!r} from two seeds; its metrics: "
+                          f"{', '.join(default_metrics([], data.values))}")
+    kept = [r for r in rows if r is not None]
+    if not kept:
+        raise ConfigError(f"no quality metric of {data.study!r} has finite values from two seeds; name one with "
+                          "--metric")
+    return kept
 
 
-def arch_spreads(url: str, study: str, metrics: list[str]) -> list[tuple[str, dict[str, tuple[float, float, int]]]]:
-    """Each architecture (or ablation cell) with two seeds or more: its label and, per metric, the mean over
-    its seeds, their standard deviation and how many seeds had it."""
-    labels, values = seed_values(url, study)
+def seed_report(url: str, study: str, metrics: list[str] | None = None) -> list[SeedRow]:
+    """`seed_rows` of the study in storage `url`."""
+    return seed_rows(seed_values(url, study), metrics)
+
+
+def arch_spreads(data: SeedValues, metrics: list[str]) -> list[tuple[str, dict[str, tuple[float, float, int]]]]:
+    """Each unit: its label and, per metric, the mean over its seeds, their standard deviation and how many
+    seeds had it."""
+    per_metric = {m: _per_unit(m, data.values) for m in metrics}
     out = []
-    for unit, by_seed in values.items():
+    for unit, label in data.labels.items():
         cells = {}
-        for m in metrics:
-            xs = [v[m] for v in by_seed.values() if m in v and math.isfinite(v[m])]
-            if len(xs) >= 2:
+        for m, per_unit in per_metric.items():
+            if unit in per_unit:
+                xs = list(per_unit[unit].values())
                 cells[m] = (float(np.mean(xs)), float(np.std(xs, ddof=1)), len(xs))
-        out.append((labels[unit], cells))
+        out.append((label, cells))
     return out

@@ -467,8 +467,11 @@ def fidelity_section(url: str, name: str, meta, version: tuple) -> None:
                f"the larger models rank exactly as {source}'s proxies did.")
 
 
-def seeds_section(url: str, name: str, version: tuple) -> None:
+def seeds_section(url: str, name: str, df: pd.DataFrame, version: tuple) -> None:
     """Where trials trained several seeds: how far each score moves between them (`nas seeds`)."""
+    several = any(c.startswith("sd.") for c in df.columns)  # a trial's spread over its seeds
+    if not several and not ("p.seed" in df and df["p.seed"].nunique() > 1):  # or an ablation's seeds
+        return  # one seed: nothing to read again
     noise = common.seed_noise(url, name, version)
     if noise.empty:
         return
@@ -505,7 +508,7 @@ def body(url: str, name: str) -> bool:
     if meta.kind == "fidelity":
         fidelity_section(url, name, meta, version)
     picked = pareto_section(meta, df, name)
-    seeds_section(url, name, version)
+    seeds_section(url, name, df, version)
     strips_section(meta, df)
     n_running = int(df["status"].isin(["running", "paused", "interrupted"]).sum())
     history = "Hypervolume" if len(meta.metrics) > 1 else "History"

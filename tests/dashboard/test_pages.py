@@ -531,7 +531,8 @@ def test_a_study_with_seeds_shows_its_seed_noise(tmp_path, monkeypatch):
         by_seed = [{"lm_loss": 3.0 + i + 0.1 * ((s * (i + 1)) % 3)} for s in range(3)]
         rows.append({"params": {"attn_ratio": ratio, "ssm": ssm}, "pattern": pattern,
                      "metrics": {"lm_loss": float(np.mean([b["lm_loss"] for b in by_seed]))},
-                     "attrs": {"seed_metrics": {str(s): b for s, b in enumerate(by_seed)}}})
+                     "attrs": {"seed_metrics": {str(s): b for s, b in enumerate(by_seed)},  # as the runner
+                               "metrics_sd": {"lm_loss": float(np.std([b["lm_loss"] for b in by_seed], ddof=1))}}})
     add_finished(spec, rows)
     monkeypatch.setenv("NAS_STORAGE", urls["storage"])
     monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
