@@ -521,13 +521,14 @@ def pareto(study: Annotated[str, typer.Argument(help="the study")], storage: Sto
     _print_pareto(url, study, s.metrics, s.directions)
 
 
-def _print_fidelity(url: str, name: str) -> None:
+def _print_fidelity(url: str, name: str, metrics: list[str] | None = None) -> None:
     from nas.fidelity import fidelity_report
 
-    rows = fidelity_report(url, name)
-    table = Table(title=f"Fidelity of {name}: each objective's rank correlation between the two sizes")
-    for col in ("objective", "pairs", "Spearman ρ", "95% interval (bootstrap)"):
-        table.add_column(col, justify="left" if col == "objective" else "right")
+    rows = fidelity_report(url, name, metrics)
+    what = "metric" if metrics else "objective"
+    table = Table(title=f"Fidelity of {name}: each {what}'s rank correlation between the two sizes")
+    for col in (what, "pairs", "Spearman ρ", "95% interval (bootstrap)"):
+        table.add_column(col, justify="left" if col == what else "right")
     for r in rows:
         shown = math.isfinite(r.rho)
         table.add_row(r.metric, str(r.pairs), f"{r.rho:+.2f}" if shown else "—",
@@ -573,6 +574,8 @@ def fidelity(
                                               "(default: the study's)")] = None,
     report_only: Annotated[bool, typer.Option("--report", help="print the fidelity study's report so far; "
                                                 "train nothing")] = False,
+    metric: Annotated[list[str] | None, typer.Option("--metric", help="with --report: a metric to correlate instead "
+                                                     "of the objectives (repeat it), e.g. lm_loss or acc.mqar")] = None,
     storage: StorageArg = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="an existing Ray cluster")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not record to MLflow")] = False,
@@ -584,12 +587,15 @@ def fidelity(
     between the two sizes with a bootstrap 95% interval."""
     from nas.fidelity import fidelity_spec
     from nas.settings import settings
+    from search_spaces.config import ConfigError
 
+    if metric and not report_only:
+        raise ConfigError("--metric picks what a report correlates; add --report (a run reports its objectives)")
     url = storage or settings().storage
     if report_only:
         from workers.profile import load_profile
 
-        _print_fidelity(url, name or f"{study}-at-{load_profile(profile).name}")
+        _print_fidelity(url, name or f"{study}-at-{load_profile(profile).name}", metric or None)
         return
     spec = fidelity_spec(url, study, profile, top=top, sample=sample, name=name, seed=seed, seeds=seeds)
     again = f"nas fidelity {study} --profile {profile} --top {top} --sample {sample} --seed {seed}"

@@ -146,8 +146,9 @@ def _interval(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float
     return float(np.percentile(rhos, 2.5)), float(np.percentile(rhos, 97.5))
 
 
-def fidelity_report(url: str, name: str) -> list[FidelityRow]:
-    """Per objective: the source trials' values against their re-trainings', Spearman ρ and its interval."""
+def fidelity_report(url: str, name: str, metrics: list[str] | None = None) -> list[FidelityRow]:
+    """Per objective (or per metric of `metrics`: any the two studies' trials both record, such as one task's
+    `acc.mqar`): the source trials' values against their re-trainings', Spearman ρ and its interval."""
     from nas.reader import study_frame
 
     meta, big = study_frame(url, name)
@@ -156,11 +157,21 @@ def fidelity_report(url: str, name: str) -> list[FidelityRow]:
     _, small = study_frame(url, meta.spec["fidelity"]["source"])
     small = small.set_index("number")
     done = big[big["status"] == "complete"]
+    def column(m: str) -> str:  # an objective has a column of its own; any other metric its `m.` column
+        return m if m in meta.metrics else f"m.{m}"
+
+    missing = [m for m in metrics or [] if column(m) not in small.columns or column(m) not in done.columns]
+    if missing:
+        both = set(small.columns) & set(done.columns)
+        known = [*meta.metrics, *sorted(c[2:] for c in both if c.startswith("m.") and c[2:] not in meta.metrics)]
+        raise ConfigError(f"{name!r} and its source do not both record {missing[0]!r}; choose from "
+                          f"{', '.join(known)}")
     rows = []
-    for m in meta.metrics:
-        pairs = [(int(n), float(small.at[int(n), m]), float(v))
-                 for n, v in zip(done["p.source"], done[m], strict=True)
-                 if int(n) in small.index and np.isfinite(small.at[int(n), m])]
+    for m in metrics or meta.metrics:
+        c = column(m)
+        pairs = [(int(n), float(small.at[int(n), c]), float(v))
+                 for n, v in zip(done["p.source"], done[c], strict=True)
+                 if int(n) in small.index and np.isfinite(small.at[int(n), c])]
         pairs.sort()
         x = np.array([p[1] for p in pairs])
         y = np.array([p[2] for p in pairs])

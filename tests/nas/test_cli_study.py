@@ -212,6 +212,17 @@ def test_fidelity_retrains_a_studys_trials_larger_and_reports_their_rank_correla
     shown = nas("fidelity", "src", "--profile", str(big), "--report", "--storage", storage)  # trains nothing
     assert shown.returncode == 0 and "Fidelity of src-at-micro-10x" in shown.stdout
     assert "complete" not in shown.stdout  # no run summary: the report alone
+    # --metric: any metric both sizes record, here one the study does not optimise, beside an objective
+    picked = fidelity_report(storage, "src-at-micro-10x", ["bpb", "lm_loss"])
+    assert [x.metric for x in picked] == ["bpb", "lm_loss"] and picked[1].larger == rows[0].larger
+    assert picked[0].pairs == len(chosen) and picked[0].larger != rows[0].larger  # bpb: its own values
+    by_metric = nas("fidelity", "src", "--profile", str(big), "--report", "--metric", "bpb", "--storage", storage)
+    assert by_metric.returncode == 0 and "each metric's rank" in by_metric.stdout
+    assert "bpb" in by_metric.stdout and "decode_tps" not in by_metric.stdout
+    unknown = nas("fidelity", "src", "--profile", str(big), "--report", "--metric", "acc.nope", "--storage", storage)
+    assert unknown.returncode == 2 and "do not both record 'acc.nope'" in unknown.stderr and "bpb" in unknown.stderr
+    not_a_report = nas("fidelity", "src", "--profile", str(big), "--metric", "bpb", "--storage", storage)
+    assert not_a_report.returncode == 2 and "add --report" in not_a_report.stderr
     from nas.fidelity import fidelity_spec  # --seeds: the larger size's seeds, instead of the study's
 
     assert fidelity_spec(storage, "src", str(big), top=2, sample=2).seeds == 1
