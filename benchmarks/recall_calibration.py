@@ -7,6 +7,10 @@
         --pairs 4,8 --tokens 2e5,8e5 --lrs 1e-3,3e-3 --families attention,mamba2       # ~10 min on 2 CPU cores
     python benchmarks/recall_calibration.py --smoke                                      # seconds (CI)
 
+`--compile` trains each cell with its blocks compiled (`torch.compile`, as a profile's `compile: true`): the same
+training, about twice the tokens a second on a GPU, which is what makes budgets of 100M tokens and more a cell
+affordable there.
+
 A profile's synthetic suite trains each task on a fresh model for `tokens_per_task` tokens at one learning
 rate. Too few steps and every family sits at chance (MQAR at 16 pairs in `gpu-small`: 0.008-0.027), and a
 task that separates nothing only adds noise to the score. This sweep trains each family of
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -63,10 +68,12 @@ def same_run(cell: dict, settings: dict, seed: int, batch_size: int) -> bool:
 
 
 def task_profile(profile: ProxyProfile, task: str, settings: dict, pairs: int, tokens: int,
-                 lr: float, batch_size: int | None = None) -> ProxyProfile:
+                 lr: float, batch_size: int | None = None, compile: bool | None = None) -> ProxyProfile:
     """`profile` with one synthetic task (`settings`, `num_kv_pairs` = pairs) at `tokens`, learning rate `lr` and
-    (where given) `batch_size` sequences a step."""
+    (where given) `batch_size` sequences a step, its blocks compiled where `compile` says so."""
     data = profile.model_dump()
+    if compile is not None:
+        data["compile"] = compile
     if batch_size is not None:
         data["synthetic"]["batch_size"] = batch_size
     data["synthetic"]["tasks"] = [{"name": task, "settings": {**settings, "num_kv_pairs": pairs}, "tokens": tokens}]
@@ -174,9 +181,11 @@ def render_cells(profile: ProxyProfile, task: str, cells: list[dict]) -> list[st
 
 
 def seconds(cell: dict) -> str:
-    """A cell's wall seconds, and how many runs shared the device while it trained (their seconds are not solo)."""
+    """A cell's wall seconds, whether its blocks were compiled, and how many runs shared the device while it trained
+    (their seconds are not solo)."""
     shared = cell.get("sharing", 1)
-    return f"{cell['seconds']:.0f} s" + (f", {shared} runs on the device" if shared > 1 else "")
+    return (f"{cell['seconds']:.0f} s" + (", compiled" if cell.get("compiled") else "")
+            + (f", {shared} runs on the device" if shared > 1 else ""))
 
 
 def train_cell(job: dict) -> dict:
@@ -185,7 +194,8 @@ def train_cell(job: dict) -> dict:
     family, d_state, p, lr = job["family"], job["d_state"], job["pairs"], job["lr"]
     settings = job["settings"]
     cfg = family_arch(family, job["params"], d_state, settings.get("vocab_size", 0), job.get("pattern"))
-    prof = task_profile(job["profile"], job["task"], settings, p, job["tokens"], lr, job["batch_size"])
+    prof = task_profile(job["profile"], job["task"], settings, p, job["tokens"], lr, job["batch_size"],
+                        job["compile"])
     curve: list[list[float]] = []  # (step, mean training loss since the last report): where it starts to learn
 
     def report(e) -> None:
@@ -203,13 +213,31 @@ def train_cell(job: dict) -> dict:
         "accuracy": score.accuracy if score else None, "val_loss": score.val_loss if score else None,
         "steps": score.steps if score else None, "seconds": score.seconds if score else r.wall_seconds,
         "failure": (r.failure.reason if r.failure else "no score") if score is None else None,
-        "device": job["device"], "sharing": job["sharing"], "curve": curve,
+        "device": job["device"], "sharing": job["sharing"], "compiled": prof.compile, "curve": curve,
     }
 
 
+PROGRESS = re.compile(r"^\s+(?P<family>\S.*?) pairs=(?P<pairs>\d+) lr=(?P<lr>\S+) step (?P<step>\d+)/(?P<steps>\d+) "
+                      r"loss (?P<loss>[\d.]+)", re.M)
+
+
+def log_curves(path: Path, batch_size: int, seq_len: int) -> list[dict]:
+    """The training curves in a run's `--progress` lines (`path`), one per family, pairs, rate and budget: all
+    that is left of a cell its run was cut off before scoring. Each as a cell without an accuracy (`cut`: the
+    step it reached)."""
+    runs: dict[tuple, list[list[float]]] = {}
+    for m in PROGRESS.finditer(path.read_text()):
+        key = (m["family"], int(m["pairs"]), float(m["lr"]), int(m["steps"]))
+        runs.setdefault(key, []).append([int(m["step"]), float(m["loss"])])
+    return [{"family": f, "pairs": p, "lr": lr, "tokens": steps * batch_size * seq_len, "accuracy": None,
+             "curve": curve, "cut": curve[-1][0], "log": path.name}
+            for (f, p, lr, steps), curve in runs.items() if curve[-1][0] < steps]
+
+
 def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], path: Path) -> bool:
-    """Training loss against tokens seen, a panel per number of pairs, a line per cell that kept its curve:
-    where each family starts to learn the task, if it does. False (nothing written) where no cell has a curve."""
+    """Training loss against tokens seen, a panel per number of pairs, a line per cell that kept its curve (and per
+    cut-off run of `log_curves`, dotted): where each family starts to learn the task, if it does. False (nothing
+    written) where no cell has a curve."""
     cells = [c for c in cells if c.get("curve")]
     if not cells:
         return False
@@ -219,7 +247,7 @@ def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], p
     import matplotlib.pyplot as plt
 
     pairs = sorted({c["pairs"] for c in cells})
-    fig, axes = plt.subplots(1, len(pairs), figsize=(6.5 * len(pairs), 4.2), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(10 * len(pairs), 4.6), squeeze=False, sharey=True)
     named = sorted({c["family"] for c in cells} - set(FAMILIES))
     colours = {f: f"C{i % 10}" for i, f in enumerate([*FAMILIES, *named])}
     styles = ["-", "--", ":", "-."]
@@ -230,13 +258,17 @@ def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], p
         lrs = sorted({c["lr"] for c in here})
         for c in here:
             steps, loss = zip(*c["curve"], strict=True)
+            cut = c.get("cut")
+            score = (f"{c['accuracy']:.2f}" if not cut else
+                     f"cut at {fmt.count(cut * batch_size * seq)} tokens, not scored ({c['log']})")
             ax.plot([s * batch_size * seq / 1e6 for s in steps], loss, color=colours[c["family"]],
-                    linestyle=styles[lrs.index(c["lr"]) % len(styles)], linewidth=1.2,
-                    label=f"{c['family']} lr {c['lr']:g}, {fmt.count(c['tokens'])}: {c['accuracy']:.2f}")
+                    linestyle=":" if cut else styles[lrs.index(c["lr"]) % len(styles)], linewidth=1.2,
+                    label=f"{c['family']} lr {c['lr']:g}, {fmt.count(c['tokens'])}: {score}")
         ax.set_title(f"{p} pairs")
         ax.set_xlabel("training tokens (M)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, title="family, rate, budget: accuracy", title_fontsize=7)
+        ax.legend(fontsize=7, title="family, rate, budget: accuracy", title_fontsize=7, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0))  # beside the panel: the curves it would hide start at the top
     axes[0][0].set_ylabel("training loss on the answers")
     fig.suptitle(f"{task} {json.dumps(settings)}, batch {batch_size}", fontsize=10)
     fig.tight_layout()
@@ -272,6 +304,12 @@ def main() -> None:
     ap.add_argument("--sharing", type=int, default=None,
                     help="how many runs share the device, where several runs of this script do (default: --jobs); "
                          "kept with each cell, whose seconds are then not solo")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                    help="train with each block compiled (the profile's `compile`; default: as the profile says); "
+                         "the same training, about twice as fast on a GPU (docs/benchmarks/compile_cost.md)")
+    ap.add_argument("--log-curves", type=Path, action="append", default=[],
+                    help="also plot the training curves of runs cut off before scoring, from the --progress lines "
+                         "of their log (repeat it); their cells stay untrained in the JSON")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes and budgets; writes nothing")
     args = ap.parse_args()
 
@@ -318,7 +356,7 @@ def main() -> None:
          "key": cell_key(f, d, p, t, lr)}
         for f, d, p, t, lr in plan if cell_key(f, d, p, t, lr) not in done]
     common = {"profile": profile, "task": args.task, "settings": settings, "params": params, "seed": seed,
-              "batch_size": batch, "progress": args.progress, "device": device,
+              "batch_size": batch, "progress": args.progress, "device": device, "compile": args.compile,
               "sharing": args.sharing or max(1, min(args.jobs, len(todo)))}
     t0 = time.perf_counter()
 
@@ -354,8 +392,15 @@ def main() -> None:
     lines = render(profile, args.task, list(groups.values()), params, None if args.report_only else device,
                    command())
     png = args.out / f"{args.task}-{profile.name}-curves.png"
-    if not args.smoke and plot_curves(args.task, settings, batch, cells, png):
+    seq_len = make_task(args.task, **settings, num_kv_pairs=pairs[0]).seq_len
+    cut = [c for log in args.log_curves for c in log_curves(log, batch, seq_len)]
+    if not args.smoke and plot_curves(args.task, settings, batch, cells + cut, png):
         lines += ["", f"Training curves of the first table's cells: ![training loss against tokens]({png.name})"]
+    if cut:
+        lines += ["", "Dotted in the plot, runs cut off before they were scored, from their logs: " + "; ".join(
+            f"{c['family']}, {c['pairs']} pairs, lr {c['lr']:g}, {fmt.count(c['tokens'])} tokens: step {c['cut']:,} of "
+            f"{c['tokens'] // (batch * seq_len):,}, training loss {c['curve'][-1][1]:.3f} ({c['log']})" for c in cut)
+            + "."]
     publish(args.out / f"{args.task}-{profile.name}.md", lines, args.smoke)
 
 

@@ -112,6 +112,18 @@ def test_recall_calibration_plots_the_kept_training_curves(tmp_path):
     assert rc.plot_curves("mqar", settings, 64, cells, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
+    # a run cut off before scoring leaves only its --progress lines: their curve, as a cell without an accuracy
+    log = tmp_path / "call.log"
+    log.write_text("  hybrid 1:7 pairs=8 lr=0.0006 step 25/100 loss 5.500 250K tok/s\n"
+                   "  1:1 pairs=8 lr=0.003 step 100/100 loss 0.100 250K tok/s\n"  # finished: a cell of its own
+                   "[1/2 40s] 1:1 d_state=- pairs=8 tokens=409,600 lr=0.003: 0.950 (40 s)\n"
+                   "  hybrid 1:7 pairs=8 lr=0.0006 step 50/100 loss 0.010 251K tok/s\n")
+    cut = rc.log_curves(log, 64, 64)
+    assert cut == [{"family": "hybrid 1:7", "pairs": 8, "lr": 6e-4, "tokens": 100 * 64 * 64, "accuracy": None,
+                    "curve": [[25, 5.5], [50, 0.01]], "cut": 50, "log": "call.log"}]
+    png.unlink()
+    assert rc.plot_curves("mqar", settings, 64, cells + cut, png) and png.stat().st_size > 10_000
+
 
 def test_proxy_throughput_anchor_is_sized_like_the_proxies():
     """The plain Transformer anchor: 8 layers, head dim 64, d a multiple of 64, within 10% of the target
