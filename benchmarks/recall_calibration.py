@@ -26,7 +26,9 @@ recall more pairs with a larger state.
 
 Each cell is kept as it finishes (`--out`'s JSON; a cell already there, of the same task settings and seed,
 is not trained again), so a run cut short by a device's time limit resumes where it stopped, smallest budget
-first; `--report-only` writes the report from the cells kept so far.
+first; `--report-only` writes the report from the cells kept so far. `--seed 0,1,2,3` trains every cell once per
+seed: where a task is learnt in a sudden jump after a plateau (MQAR), how often a family gets there within a
+budget is the number to know, and the report ends with each cell's accuracy per seed.
 """
 
 from __future__ import annotations
@@ -118,13 +120,14 @@ def gap_closed(best: dict[tuple, dict], pairs: int, tokens: int) -> float | None
     return None if att - m2 < MIN_GAP else (hyb - m2) / (att - m2)
 
 
-def render(profile: ProxyProfile, task: str, groups: list[tuple[dict, int, list[dict]]], params: float,
+def render(profile: ProxyProfile, task: str, groups: list[tuple[dict, int, int, list[dict]]], params: float,
            device: str | None, command: str) -> list[str]:
-    """The report: a table per task settings and batch size (the run's own first, then those kept from earlier
-    runs); `device` None for a report of kept cells only."""
+    """The report: a table per task settings, batch size and seed (the run's own first, then those kept from
+    earlier runs), then, where the run's cells have several seeds, each cell's accuracy per seed; `device` None
+    for a report of kept cells only."""
     run = f"`{command}` on {device}." if device else f"`{command}`, from the cells kept by earlier runs."
-    if len(groups) > 1:
-        run += (" Cells of earlier runs with other task settings or batch sizes (same seed, same JSON) follow under "
+    if len({(json.dumps(g[0], sort_keys=True), g[1]) for g in groups}) > 1:
+        run += (" Cells of earlier runs with other task settings or batch sizes (same seeds, same JSON) follow under "
                 "their own heading.")
     lines = [
         f"# Recall calibration: `{task}` at `{profile.name}`'s size",
@@ -135,12 +138,35 @@ def render(profile: ProxyProfile, task: str, groups: list[tuple[dict, int, list[
         f"per cell, scored on {profile.synthetic.eval_examples} held-out examples. Each cell: the best accuracy "
         "over the learning rates tried, the rate, and the cell's seconds.",
     ]
-    for settings, batch_size, cells in groups:
+    for settings, batch_size, seed, cells in groups:
         measured = sorted({c.get("device") or "a machine this JSON does not name" for c in cells})
         steps = sorted({c["steps"] for c in cells if c.get("steps")})
-        lines += ["", f"## Task settings {json.dumps(settings)}, batch {batch_size}", "",
+        seeded = "" if seed == profile.seed else f", seed {seed}"
+        lines += ["", f"## Task settings {json.dumps(settings)}, batch {batch_size}{seeded}", "",
                   f"Measured on {'; '.join(measured)}. Steps a cell: {', '.join(f'{s:,}' for s in steps)}.", "",
                   *render_cells(profile, task, cells)]
+    first = [g for g in groups if (g[0], g[1]) == (groups[0][0], groups[0][1])]
+    return lines + (seed_table(first) if len(first) > 1 else [])
+
+
+def seed_table(groups: list[tuple[dict, int, int, list[dict]]]) -> list[str]:
+    """Each family, pairs and budget that trained under several seeds (one task setting and batch size): its best
+    accuracy over the rates for each seed, and how many seeds left chance by far (MQAR's jump: ≥ 0.5)."""
+    seeds = [g[2] for g in groups]
+    best = {g[2]: best_cells(g[3]) for g in groups}
+    units = sorted({k for b in best.values() for k in b}, key=lambda k: (order(k[0]), k[1] or 0, k[2], k[3]))
+    units = [k for k in units if sum(k in best[s] for s in seeds) > 1]
+    if not units:
+        return []
+    lines = ["", f"## Over seeds {', '.join(map(str, seeds))}: each cell's best accuracy", "",
+             "| family | d_state | pairs | tokens | " + " | ".join(f"seed {s}" for s in seeds) + " | ≥ 0.5 |",
+             "|---|---:|---:|---:|" + "---:|" * (len(seeds) + 1)]
+    for k in units:
+        accs = [best[s][k]["accuracy"] if k in best[s] else None for s in seeds]
+        shown = [a for a in accs if a is not None]
+        lines.append(f"| {k[0]} | {k[1] or 'default'} | {k[2]} | {fmt.count(k[3])} | "
+                     + " | ".join("–" if a is None else f"{a:.3f}" for a in accs)
+                     + f" | {sum(a >= 0.5 for a in shown)} of {len(shown)} |")
     return lines
 
 
@@ -247,6 +273,7 @@ def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], p
     import matplotlib.pyplot as plt
 
     pairs = sorted({c["pairs"] for c in cells})
+    several_seeds = len({c.get("seed") for c in cells if not c.get("cut")}) > 1
     fig, axes = plt.subplots(1, len(pairs), figsize=(10 * len(pairs), 4.6), squeeze=False, sharey=True)
     named = sorted({c["family"] for c in cells} - set(FAMILIES))
     colours = {f: f"C{i % 10}" for i, f in enumerate([*FAMILIES, *named])}
@@ -261,9 +288,10 @@ def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], p
             cut = c.get("cut")
             score = (f"{c['accuracy']:.2f}" if not cut else
                      f"cut at {fmt.count(cut * batch_size * seq)} tokens, not scored ({c['log']})")
+            seeded = f" seed {c['seed']}" if several_seeds else ""
             ax.plot([s * batch_size * seq / 1e6 for s in steps], loss, color=colours[c["family"]],
                     linestyle=":" if cut else styles[lrs.index(c["lr"]) % len(styles)], linewidth=1.2,
-                    label=f"{c['family']} lr {c['lr']:g}, {fmt.count(c['tokens'])}: {score}")
+                    label=f"{c['family']}{seeded} lr {c['lr']:g}, {fmt.count(c['tokens'])}: {score}")
         ax.set_title(f"{p} pairs")
         ax.set_xlabel("training tokens (M)")
         ax.grid(alpha=0.3)
@@ -292,7 +320,8 @@ def main() -> None:
     ap.add_argument("--families", default="attention,mamba2,hybrid 1:7",
                     help=f"of: {', '.join(FAMILIES)}; or NAME=PATTERN for any other layout (1:1=M-*-M-*-M-*-M-*-)")
     ap.add_argument("--d-state", default="", help=f"also these Mamba-2 state sizes for {', '.join(SSM_FAMILIES)}")
-    ap.add_argument("--seed", type=int, default=None, help="default: the profile's")
+    ap.add_argument("--seed", default=None, help="comma-separated seeds, each cell trained once per seed "
+                    "(0,1,2,3: how often a family leaves chance); default: the profile's")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="sequences a step; default: the profile's synthetic batch size")
     ap.add_argument("--out", type=Path, default=Path("docs/proxy-fidelity"))
@@ -329,9 +358,10 @@ def main() -> None:
         settings = {k: int(v) for k, v in (kv.split("=") for kv in args.settings.split(",") if kv)}
         pairs, budgets, lrs = numbers(args.pairs, int), numbers(args.tokens, int), numbers(args.lrs)
         d_states = [None, *numbers(args.d_state, int)]
+        seeds = numbers(args.seed, int) if args.seed else [profile.seed]
     except ValueError:
         raise SystemExit("--settings is key=integer pairs (seq_len=256,vocab_size=8192); --pairs, --tokens, "
-                         "--lrs and --d-state are comma-separated numbers") from None
+                         "--lrs, --d-state and --seed are comma-separated numbers") from None
     params = profile.params
     if args.smoke:
         settings, pairs, budgets, lrs, params = {"seq_len": 16, "vocab_size": 32}, [2], [4096], [3e-3], 5e4
@@ -341,21 +371,24 @@ def main() -> None:
             make_task(args.task, **settings, num_kv_pairs=p)
     except ConfigError as e:
         raise SystemExit(str(e)) from None
-    seed = profile.seed if args.seed is None else args.seed
     batch = args.batch_size or profile.synthetic.batch_size
     json_path = args.out / f"{args.task}-{profile.name}.json"
     kept = json.loads(json_path.read_text()) if json_path.exists() and not args.smoke else []
-    cells = [c for c in kept if same_run(c, settings, seed, batch)]
-    done = {c["key"] for c in cells}
-    # smallest budget first, every family at each: a run cut short by a time limit still compares them
-    plan = [(f, d, p, t, lr) for t in budgets for p in pairs for d in d_states for f in families
+
+    def mine(c: dict) -> bool:  # a kept cell of this run's task settings, batch size and seeds
+        return c["seed"] in seeds and same_run(c, settings, c["seed"], batch)
+
+    cells = [c for c in kept if mine(c)]
+    done = {(c["key"], c["seed"]) for c in cells}
+    # smallest budget first, every family and seed at each: a run cut short by a time limit still compares them
+    plan = [(f, d, p, t, lr, s) for t in budgets for s in seeds for p in pairs for d in d_states for f in families
             if d is None or f in SSM_FAMILIES for lr in lrs]
     device = machine(gpu=True)
     todo = [] if args.report_only else [
-        {"family": f, "pattern": patterns.get(f), "d_state": d, "pairs": p, "tokens": t, "lr": lr,
+        {"family": f, "pattern": patterns.get(f), "d_state": d, "pairs": p, "tokens": t, "lr": lr, "seed": s,
          "key": cell_key(f, d, p, t, lr)}
-        for f, d, p, t, lr in plan if cell_key(f, d, p, t, lr) not in done]
-    common = {"profile": profile, "task": args.task, "settings": settings, "params": params, "seed": seed,
+        for f, d, p, t, lr, s in plan if (cell_key(f, d, p, t, lr), s) not in done]
+    common = {"profile": profile, "task": args.task, "settings": settings, "params": params,
               "batch_size": batch, "progress": args.progress, "device": device, "compile": args.compile,
               "sharing": args.sharing or max(1, min(args.jobs, len(todo)))}
     t0 = time.perf_counter()
@@ -363,12 +396,13 @@ def main() -> None:
     def keep(cell: dict) -> None:
         cells.append(cell)
         acc = f"{cell['accuracy']:.3f}" if cell["accuracy"] is not None else f"failed: {cell['failure']}"
+        seeded = f" seed={cell['seed']}" if len(seeds) > 1 else ""
         print(f"[{len(cells) - len(done)}/{len(todo)} {time.perf_counter() - t0:.0f}s] {cell['family']} "
-              f"d_state={cell['d_state'] or '-'} pairs={cell['pairs']} tokens={cell['tokens']:,} lr={cell['lr']:g}: "
-              f"{acc} ({cell['seconds']:.0f} s)", flush=True)
+              f"d_state={cell['d_state'] or '-'} pairs={cell['pairs']} tokens={cell['tokens']:,} lr={cell['lr']:g}"
+              f"{seeded}: {acc} ({cell['seconds']:.0f} s)", flush=True)
         if not args.smoke:  # each cell kept as it finishes, beside those of other settings or seeds
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            others = [c for c in kept if not same_run(c, settings, seed, batch)]
+            others = [c for c in kept if not mine(c)]
             partial = json_path.with_suffix(".json.part")  # a run killed mid-write leaves the last whole file
             partial.write_text(json.dumps(others + cells, indent=1) + "\n")
             partial.replace(json_path)
@@ -382,20 +416,24 @@ def main() -> None:
         for job in todo:
             keep(train_cell({**common, **job}))
     if not cells:
-        raise SystemExit(f"no cells of these task settings and seed in {json_path}; run without --report-only")
+        raise SystemExit(f"no cells of these task settings and seeds in {json_path}; run without --report-only")
     default_batch = profile.synthetic.batch_size
-    groups = {(json.dumps(settings, sort_keys=True), batch): (settings, batch, cells)}
-    for c in kept:  # earlier runs' other settings or batch sizes, of this seed, each under its own heading
-        if c["seed"] == seed and not same_run(c, settings, seed, batch):
+    ours = json.dumps(settings, sort_keys=True)
+    groups = {(ours, batch, s): (settings, batch, s, [c for c in cells if c["seed"] == s]) for s in seeds}
+    groups = {k: g for k, g in groups.items() if g[3]}
+    for c in kept:  # earlier runs' other settings or batch sizes, of these seeds, each under its own heading
+        if c["seed"] in seeds and not mine(c):
             b = c.get("batch_size", default_batch)
-            groups.setdefault((json.dumps(c["settings"], sort_keys=True), b), (c["settings"], b, []))[2].append(c)
+            key = (json.dumps(c["settings"], sort_keys=True), b, c["seed"])
+            groups.setdefault(key, (c["settings"], b, c["seed"], []))[3].append(c)
     lines = render(profile, args.task, list(groups.values()), params, None if args.report_only else device,
                    command())
     png = args.out / f"{args.task}-{profile.name}-curves.png"
     seq_len = make_task(args.task, **settings, num_kv_pairs=pairs[0]).seq_len
     cut = [c for log in args.log_curves for c in log_curves(log, batch, seq_len)]
     if not args.smoke and plot_curves(args.task, settings, batch, cells + cut, png):
-        lines += ["", f"Training curves of the first table's cells: ![training loss against tokens]({png.name})"]
+        lines += ["", f"Training curves of the cells with task settings {json.dumps(settings)}: "
+                  f"![training loss against tokens]({png.name})"]
     if cut:
         lines += ["", "Dotted in the plot, runs cut off before they were scored, from their logs: " + "; ".join(
             f"{c['family']}, {c['pairs']} pairs, lr {c['lr']:g}, {fmt.count(c['tokens'])} tokens: step {c['cut']:,} of "

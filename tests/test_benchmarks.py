@@ -72,7 +72,7 @@ def test_recall_calibration_picks_each_cells_best_rate_and_the_hybrids_share_of_
     assert rc.gap_closed(near, 32, 10**6) is None  # attention 0.04 ahead: no gap to share
     other = [{**cell("attention", 1e-3, 0.25), "settings": {"seq_len": 128}}]
     text = "\n".join(rc.render(load_profile("cpu-tiny"), "mqar",
-                               [({"seq_len": 256}, 64, cells), ({"seq_len": 128}, 16, other)], 2e5, "cpu", "cmd"))
+                               [({"seq_len": 256}, 64, 0, cells), ({"seq_len": 128}, 16, 0, other)], 2e5, "cpu", "cmd"))
     first, second = '## Task settings {"seq_len": 256}, batch 64', '## Task settings {"seq_len": 128}, batch 16'
     assert text.index(first) < text.index(second)
     assert "| attention | default | 0.250 (lr 0.001, 12 s) |" in text and "1 cells, 0.2 min" in text
@@ -80,6 +80,17 @@ def test_recall_calibration_picks_each_cells_best_rate_and_the_hybrids_share_of_
     assert "| mamba2 | 256 | 0.600 (lr 0.001, 12 s) |" in text
     assert "32 pairs, 1M tokens: 80%" in text and "mamba2 32 pairs lr 0.003: diverged" in text
     assert "6 cells, 1.2 min of training and scoring" in text
+    assert "Over seeds" not in text  # one seed: no table across seeds
+
+    # several seeds: a table each, then each cell's best accuracy per seed and how many seeds jumped
+    again = [{**cell("attention", 1e-3, 0.97), "seed": 1}, {**cell("hybrid 1:7", 3e-3, 0.02), "seed": 1}]
+    groups = [({"seq_len": 256}, 64, 0, cells), ({"seq_len": 256}, 64, 1, again)]
+    text = "\n".join(rc.render(load_profile("cpu-tiny"), "mqar", groups, 2e5, "cpu", "cmd"))
+    assert '## Task settings {"seq_len": 256}, batch 64\n' in text and '{"seq_len": 256}, batch 64, seed 1' in text
+    assert "## Over seeds 0, 1: each cell's best accuracy" in text
+    assert "| attention | default | 32 | 1M | 0.900 | 0.970 | 2 of 2 |" in text
+    assert "| hybrid 1:7 | default | 32 | 1M | 0.780 | 0.020 | 1 of 2 |" in text
+    assert "| mamba2 | default | 32 |" not in text  # trained under one seed only
     kept = {"settings": {"seq_len": 256}, "seed": 0}  # a re-run reuses only cells of its own settings, seed, batch
     assert rc.same_run(kept, {"seq_len": 256}, 0, 64) and not rc.same_run(kept, {"seq_len": 128}, 0, 64)
     assert not rc.same_run(kept, {"seq_len": 256}, 1, 64)
