@@ -227,7 +227,7 @@ def train_cell(job: dict) -> dict:
     def report(e) -> None:
         curve.append([e.step, round(e.loss, 4)])
         if job["progress"]:
-            print(f"  {family} pairs={p} lr={lr:g} step {e.step}/{e.steps} loss {e.loss:.3f} "
+            print(f"  {family} pairs={p} lr={lr:g} seed={job['seed']} step {e.step}/{e.steps} loss {e.loss:.3f} "
                   f"{e.tokens_per_s / 1e3:.0f}K tok/s", flush=True)
 
     r = evaluate(cfg, prof, seed=job["seed"], parts=[job["task"]], progress=report)
@@ -243,21 +243,21 @@ def train_cell(job: dict) -> dict:
     }
 
 
-PROGRESS = re.compile(r"^\s+(?P<family>\S.*?) pairs=(?P<pairs>\d+) lr=(?P<lr>\S+) step (?P<step>\d+)/(?P<steps>\d+) "
-                      r"loss (?P<loss>[\d.]+)", re.M)
+PROGRESS = re.compile(r"^\s+(?P<family>\S.*?) pairs=(?P<pairs>\d+) lr=(?P<lr>\S+)(?: seed=(?P<seed>\d+))? "
+                      r"step (?P<step>\d+)/(?P<steps>\d+) loss (?P<loss>[\d.]+)", re.M)
 
 
-def log_curves(path: Path, batch_size: int, seq_len: int) -> list[dict]:
-    """The training curves in a run's `--progress` lines (`path`), one per family, pairs, rate and budget: all
-    that is left of a cell its run was cut off before scoring. Each as a cell without an accuracy (`cut`: the
-    step it reached)."""
+def log_curves(path: Path, batch_size: int, seq_len: int, seed: int = 0) -> list[dict]:
+    """The training curves in a run's `--progress` lines (`path`), one per family, pairs, rate, seed and budget:
+    all that is left of a cell its run was cut off before scoring. Each as a cell without an accuracy (`cut`: the
+    step it reached); `seed` for lines that name none (a run of one seed before they did)."""
     runs: dict[tuple, list[list[float]]] = {}
     for m in PROGRESS.finditer(path.read_text()):
-        key = (m["family"], int(m["pairs"]), float(m["lr"]), int(m["steps"]))
+        key = (m["family"], int(m["pairs"]), float(m["lr"]), int(m["seed"] or seed), int(m["steps"]))
         runs.setdefault(key, []).append([int(m["step"]), float(m["loss"])])
-    return [{"family": f, "pairs": p, "lr": lr, "tokens": steps * batch_size * seq_len, "accuracy": None,
-             "curve": curve, "cut": curve[-1][0], "log": path.name}
-            for (f, p, lr, steps), curve in runs.items() if curve[-1][0] < steps]
+    return [{"family": f, "pairs": p, "lr": lr, "seed": s, "tokens": steps * batch_size * seq_len,
+             "accuracy": None, "curve": curve, "cut": curve[-1][0], "log": path.name}
+            for (f, p, lr, s, steps), curve in runs.items() if curve[-1][0] < steps]
 
 
 def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], path: Path) -> bool:
@@ -430,7 +430,7 @@ def main() -> None:
                    command())
     png = args.out / f"{args.task}-{profile.name}-curves.png"
     seq_len = make_task(args.task, **settings, num_kv_pairs=pairs[0]).seq_len
-    cut = [c for log in args.log_curves for c in log_curves(log, batch, seq_len)]
+    cut = [c for log in args.log_curves for c in log_curves(log, batch, seq_len, seeds[0])]
     if not args.smoke and plot_curves(args.task, settings, batch, cells + cut, png):
         lines += ["", f"Training curves of the cells with task settings {json.dumps(settings)}: "
                   f"![training loss against tokens]({png.name})"]

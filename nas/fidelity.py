@@ -157,6 +157,7 @@ def fidelity_report(url: str, name: str, metrics: list[str] | None = None) -> li
     _, small = study_frame(url, meta.spec["fidelity"]["source"])
     small = small.set_index("number")
     done = big[big["status"] == "complete"]
+
     def column(m: str) -> str:  # an objective has a column of its own; any other metric its `m.` column
         return m if m in meta.metrics else f"m.{m}"
 

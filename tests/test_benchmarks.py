@@ -128,10 +128,13 @@ def test_recall_calibration_plots_the_kept_training_curves(tmp_path):
     log.write_text("  hybrid 1:7 pairs=8 lr=0.0006 step 25/100 loss 5.500 250K tok/s\n"
                    "  1:1 pairs=8 lr=0.003 step 100/100 loss 0.100 250K tok/s\n"  # finished: a cell of its own
                    "[1/2 40s] 1:1 d_state=- pairs=8 tokens=409,600 lr=0.003: 0.950 (40 s)\n"
-                   "  hybrid 1:7 pairs=8 lr=0.0006 step 50/100 loss 0.010 251K tok/s\n")
+                   "  hybrid 1:7 pairs=8 lr=0.0006 step 50/100 loss 0.010 251K tok/s\n"
+                   "  hybrid 1:7 pairs=8 lr=0.0006 seed=3 step 25/100 loss 5.600 250K tok/s\n")  # another seed
     cut = rc.log_curves(log, 64, 64)
-    assert cut == [{"family": "hybrid 1:7", "pairs": 8, "lr": 6e-4, "tokens": 100 * 64 * 64, "accuracy": None,
-                    "curve": [[25, 5.5], [50, 0.01]], "cut": 50, "log": "call.log"}]
+    assert cut == [{"family": "hybrid 1:7", "pairs": 8, "lr": 6e-4, "seed": 0, "tokens": 100 * 64 * 64,
+                    "accuracy": None, "curve": [[25, 5.5], [50, 0.01]], "cut": 50, "log": "call.log"},
+                   {"family": "hybrid 1:7", "pairs": 8, "lr": 6e-4, "seed": 3, "tokens": 100 * 64 * 64,
+                    "accuracy": None, "curve": [[25, 5.6]], "cut": 25, "log": "call.log"}]
     png.unlink()
     assert rc.plot_curves("mqar", settings, 64, cells + cut, png) and png.stat().st_size > 10_000
 
