@@ -258,10 +258,11 @@ def ablation(url: str, name: str, version: tuple) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=3600, max_entries=16, show_spinner="Computing the rank correlations…")
-def fidelity(url: str, name: str, version: tuple) -> list:
+def fidelity(url: str, name: str, version: tuple, metrics: tuple[str, ...] = ()) -> list:
+    """`nas fidelity --report`'s rows: the objectives', or those of `metrics` (("all",): every quality metric)."""
     from nas.fidelity import fidelity_report
 
-    return fidelity_report(url, name)
+    return fidelity_report(url, name, list(metrics) or None)
 
 
 @st.cache_data(ttl=3600, max_entries=16, show_spinner="Computing the seed noise…")

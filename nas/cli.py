@@ -534,7 +534,7 @@ def _print_fidelity(url: str, name: str, metrics: list[str] | None = None) -> No
         table.add_row(r.metric, str(r.pairs), f"{r.rho:+.2f}" if shown else "—",
                       f"{r.low:+.2f} … {r.high:+.2f}" if math.isfinite(r.low) else "—")
     out.print(table)
-    if not rows or not rows[0].trials:
+    if not rows or not rows[0].trials or metrics == ["all"]:  # every metric's pairs: too wide to read
         return
     from nas.reader import study_meta
 
@@ -575,7 +575,8 @@ def fidelity(
     report_only: Annotated[bool, typer.Option("--report", help="print the fidelity study's report so far; "
                                                 "train nothing")] = False,
     metric: Annotated[list[str] | None, typer.Option("--metric", help="with --report: a metric to correlate instead "
-                                                     "of the objectives (repeat it), e.g. lm_loss or acc.mqar")] = None,
+                                                     "of the objectives (repeat it), e.g. lm_loss or acc.mqar; all: "
+                                                     "the objectives and every quality metric")] = None,
     storage: StorageArg = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="an existing Ray cluster")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not record to MLflow")] = False,

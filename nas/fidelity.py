@@ -146,9 +146,14 @@ def _interval(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float
     return float(np.percentile(rhos, 2.5)), float(np.percentile(rhos, 97.5))
 
 
+QUALITY = ("lm_loss", "bpb", "synthetic_accuracy")  # with every `acc.<task>`: `metrics=["all"]`
+
+
 def fidelity_report(url: str, name: str, metrics: list[str] | None = None) -> list[FidelityRow]:
     """Per objective (or per metric of `metrics`: any the two studies' trials both record, such as one task's
-    `acc.mqar`): the source trials' values against their re-trainings', Spearman ρ and its interval."""
+    `acc.mqar`; `["all"]`: the objectives, then every quality metric both record, the LM loss and bits per
+    byte, the recall mean and each task's accuracy): the source trials' values against their re-trainings',
+    Spearman ρ and its interval."""
     from nas.reader import study_frame
 
     meta, big = study_frame(url, name)
@@ -161,12 +166,15 @@ def fidelity_report(url: str, name: str, metrics: list[str] | None = None) -> li
     def column(m: str) -> str:  # an objective has a column of its own; any other metric its `m.` column
         return m if m in meta.metrics else f"m.{m}"
 
-    missing = [m for m in metrics or [] if column(m) not in small.columns or column(m) not in done.columns]
+    both = set(small.columns) & set(done.columns)
+    known = [*meta.metrics, *sorted(c[2:] for c in both if c.startswith("m.") and c[2:] not in meta.metrics)]
+    if metrics == ["all"]:
+        more = [m for m in known if m not in meta.metrics and (m in QUALITY or m.startswith("acc."))]
+        metrics = [*meta.metrics, *sorted(more, key=lambda m: (QUALITY.index(m) if m in QUALITY else len(QUALITY), m))]
+    missing = [m for m in metrics or [] if column(m) not in both]
     if missing:
-        both = set(small.columns) & set(done.columns)
-        known = [*meta.metrics, *sorted(c[2:] for c in both if c.startswith("m.") and c[2:] not in meta.metrics)]
         raise ConfigError(f"{name!r} and its source do not both record {missing[0]!r}; choose from "
-                          f"{', '.join(known)}")
+                          f"{', '.join(known)}, or all")
     rows = []
     for m in metrics or meta.metrics:
         c = column(m)

@@ -465,6 +465,21 @@ def fidelity_section(url: str, name: str, meta, version: tuple) -> None:
                     config={"displaylogo": False})
     st.caption("Spearman's ρ between the two sizes, per objective, with a bootstrap 95% interval: 1 means "
                f"the larger models rank exactly as {source}'s proxies did.")
+    every = common.fidelity(url, name, version, ("all",))
+    if len(every) <= len(rows):
+        return
+    with st.expander("Every quality metric's rank correlation (each recall task's too)"):
+        table = pd.DataFrame({
+            "metric": [r.metric for r in every],
+            "pairs": [r.pairs for r in every],
+            "Spearman ρ": [r.rho for r in every],
+            "95% from": [r.low for r in every],
+            "95% to": [r.high for r in every],
+        })
+        st.dataframe(table, hide_index=True, key="fidelity_all", column_config={
+            c: st.column_config.NumberColumn(format="%+.2f") for c in ("Spearman ρ", "95% from", "95% to")})
+        st.caption("Which scores keep their ranking at the larger size. A task at chance or saturated at either "
+                   "size ranks by noise (ρ near 0, or none where every value is the same).")
 
 
 def seeds_section(url: str, name: str, df: pd.DataFrame, version: tuple) -> None:

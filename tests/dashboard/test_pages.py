@@ -514,6 +514,14 @@ def test_a_fidelity_study_shows_each_objectives_rank_correlation(tmp_path, monke
     rows = fidelity_report(urls["storage"], spec.name)
     assert len(panels["data"]) == 2 and titles[0].startswith(f"lm_loss: ρ {rows[0].rho:+.2f}")
     assert panels["data"][0]["x"] == rows[0].source and panels["data"][0]["y"] == rows[0].larger
+    every = fidelity_report(urls["storage"], spec.name, ["all"])  # the objectives, then bpb and the task's accuracy
+    assert [r.metric for r in every][:2] == ["lm_loss", "decode_tps"] and "bpb" in [r.metric for r in every]
+    assert any(e.label.startswith("Every quality metric's rank correlation") for e in at.expander)
+    (table,) = [d.value for d in at.dataframe if "Spearman ρ" in d.value.columns]
+    assert list(table["metric"]) == [r.metric for r in every]
+    shown = table.set_index("metric").loc["bpb"]
+    bpb = next(r for r in every if r.metric == "bpb")
+    assert shown["pairs"] == bpb.pairs and (shown["Spearman ρ"] == pytest.approx(bpb.rho) or bpb.rho != bpb.rho)
 
 
 def test_a_study_with_seeds_shows_its_seed_noise(tmp_path, monkeypatch):

@@ -221,6 +221,8 @@ def test_fidelity_retrains_a_studys_trials_larger_and_reports_their_rank_correla
     assert "bpb" in by_metric.stdout and "decode_tps" not in by_metric.stdout
     unknown = nas("fidelity", "src", "--profile", str(big), "--report", "--metric", "acc.nope", "--storage", storage)
     assert unknown.returncode == 2 and "do not both record 'acc.nope'" in unknown.stderr and "bpb" in unknown.stderr
+    every = nas("fidelity", "src", "--profile", str(big), "--report", "--metric", "all", "--storage", storage)
+    assert every.returncode == 0 and "bpb" in every.stdout and "Each re-trained trial" not in every.stdout
     not_a_report = nas("fidelity", "src", "--profile", str(big), "--metric", "bpb", "--storage", storage)
     assert not_a_report.returncode == 2 and "add --report" in not_a_report.stderr
     from nas.fidelity import fidelity_spec  # --seeds: the larger size's seeds, instead of the study's
