@@ -7,6 +7,9 @@
         --pairs 4,8 --tokens 2e5,8e5 --lrs 1e-3,3e-3 --families attention,mamba2       # ~10 min on 2 CPU cores
     python benchmarks/recall_calibration.py --smoke                                      # seconds (CI)
 
+Any other synthetic task works the same way (`--task in_context_recall --settings seq_len=256`), without
+`--pairs` where it has no key-value pairs: its columns are the budgets alone.
+
 `--compile` trains each cell with its blocks compiled (`torch.compile`, as a profile's `compile: true`): the same
 training, about twice the tokens a second on a GPU, which is what makes budgets of 100M tokens and more a cell
 affordable there.
@@ -51,7 +54,7 @@ from proxy_evidence import FAMILIES, arch
 from nas import units as fmt
 from search_spaces import ArchConfig, ConfigError
 from search_spaces.scaling import scale
-from workers.data.synthetic import make_task
+from workers.data.synthetic import TASKS, make_task
 from workers.evaluate import evaluate
 from workers.profile import ProxyProfile, load_profile
 
@@ -59,8 +62,18 @@ SSM_FAMILIES = ("mamba2", "hybrid 1:7")  # the ones `--d-state` varies (Mamba-2'
 MIN_GAP = 0.05  # a gap between attention and Mamba-2 smaller than this is noise: no share of it is reported
 
 
-def cell_key(family: str, d_state: int | None, pairs: int, tokens: int, lr: float) -> str:
-    return f"{family}|{d_state or '-'}|{pairs}|{tokens}|{lr:g}"
+def cell_key(family: str, d_state: int | None, pairs: int | None, tokens: int, lr: float) -> str:
+    return f"{family}|{d_state or '-'}|{'-' if pairs is None else pairs}|{tokens}|{lr:g}"
+
+
+def sized(settings: dict, pairs: int | None) -> dict:
+    """The task's settings with `num_kv_pairs` = pairs, for a task that has it (None: a task without pairs)."""
+    return settings if pairs is None else {**settings, "num_kv_pairs": pairs}
+
+
+def at(pairs: int | None, tokens: int) -> str:
+    """A column's name: '32 pairs, 96M tokens', or '96M tokens' for a task without pairs."""
+    return ("" if pairs is None else f"{pairs} pairs, ") + f"{fmt.count(tokens)} tokens"
 
 
 def same_run(cell: dict, settings: dict, seed: int, batch_size: int) -> bool:
@@ -69,7 +82,7 @@ def same_run(cell: dict, settings: dict, seed: int, batch_size: int) -> bool:
     return cell["settings"] == settings and cell["seed"] == seed and cell.get("batch_size", batch_size) == batch_size
 
 
-def task_profile(profile: ProxyProfile, task: str, settings: dict, pairs: int, tokens: int,
+def task_profile(profile: ProxyProfile, task: str, settings: dict, pairs: int | None, tokens: int,
                  lr: float, batch_size: int | None = None, compile: bool | None = None) -> ProxyProfile:
     """`profile` with one synthetic task (`settings`, `num_kv_pairs` = pairs) at `tokens`, learning rate `lr` and
     (where given) `batch_size` sequences a step, its blocks compiled where `compile` says so."""
@@ -78,7 +91,7 @@ def task_profile(profile: ProxyProfile, task: str, settings: dict, pairs: int, t
         data["compile"] = compile
     if batch_size is not None:
         data["synthetic"]["batch_size"] = batch_size
-    data["synthetic"]["tasks"] = [{"name": task, "settings": {**settings, "num_kv_pairs": pairs}, "tokens": tokens}]
+    data["synthetic"]["tasks"] = [{"name": task, "settings": sized(settings, pairs), "tokens": tokens}]
     data["synthetic"]["optim"]["lr"] = lr
     return ProxyProfile(**data)
 
@@ -164,7 +177,7 @@ def seed_table(groups: list[tuple[dict, int, int, list[dict]]]) -> list[str]:
     for k in units:
         accs = [best[s][k]["accuracy"] if k in best[s] else None for s in seeds]
         shown = [a for a in accs if a is not None]
-        lines.append(f"| {k[0]} | {k[1] or 'default'} | {k[2]} | {fmt.count(k[3])} | "
+        lines.append(f"| {k[0]} | {k[1] or 'default'} | {'–' if k[2] is None else k[2]} | {fmt.count(k[3])} | "
                      + " | ".join("–" if a is None else f"{a:.3f}" for a in accs)
                      + f" | {sum(a >= 0.5 for a in shown)} of {len(shown)} |")
     return lines
@@ -172,12 +185,12 @@ def seed_table(groups: list[tuple[dict, int, int, list[dict]]]) -> list[str]:
 
 def render_cells(profile: ProxyProfile, task: str, cells: list[dict]) -> list[str]:
     best = best_cells(cells)
-    pairs = sorted({c["pairs"] for c in cells})
+    pairs = sorted({c["pairs"] for c in cells}, key=lambda p: p or 0)
     budgets = sorted({c["tokens"] for c in cells})
     rows = sorted({(c["family"], c["d_state"]) for c in cells},
                   key=lambda r: (order(r[0]), r[1] or 0))
     lines = [
-        "| family | d_state | " + " | ".join(f"{p} pairs, {fmt.count(t)} tokens" for p in pairs for t in budgets)
+        "| family | d_state | " + " | ".join(at(p, t) for p in pairs for t in budgets)
         + " |",
         "|---|---:|" + "---:|" * (len(pairs) * len(budgets)),
     ]
@@ -195,10 +208,10 @@ def render_cells(profile: ProxyProfile, task: str, cells: list[dict]) -> list[st
     if closed:
         lines += ["", f"The 1:7 hybrid's share of the gap between pure Mamba-2 and attention (goal ≥ 80%), where "
                   f"attention leads by {MIN_GAP} or more: "
-                  + "; ".join(f"{p} pairs, {fmt.count(t)} tokens: {g:.0%}" for p, t, g in closed) + "."]
+                  + "; ".join(f"{at(p, t)}: {g:.0%}" for p, t, g in closed) + "."]
     failed = [c for c in cells if c["accuracy"] is None]
     if failed:
-        lines += ["", "Failed cells: " + "; ".join(f"{c['family']} {c['pairs']} pairs lr {c['lr']:g}: "
+        lines += ["", "Failed cells: " + "; ".join(f"{c['family']} {at(c['pairs'], c['tokens'])} lr {c['lr']:g}: "
                                                   f"{c['failure']}" for c in failed) + "."]
     minutes = sum(c["seconds"] for c in cells) / 60
     lines += ["", f"{len(cells)} cells, {minutes:.1f} min of training and scoring in all. Every cell, each "
@@ -227,7 +240,8 @@ def train_cell(job: dict) -> dict:
     def report(e) -> None:
         curve.append([e.step, round(e.loss, 4)])
         if job["progress"]:
-            print(f"  {family} pairs={p} lr={lr:g} seed={job['seed']} step {e.step}/{e.steps} loss {e.loss:.3f} "
+            print(f"  {family} pairs={'-' if p is None else p} lr={lr:g} seed={job['seed']} "
+                  f"step {e.step}/{e.steps} loss {e.loss:.3f} "
                   f"{e.tokens_per_s / 1e3:.0f}K tok/s", flush=True)
 
     r = evaluate(cfg, prof, seed=job["seed"], parts=[job["task"]], progress=report)
@@ -243,7 +257,7 @@ def train_cell(job: dict) -> dict:
     }
 
 
-PROGRESS = re.compile(r"^\s+(?P<family>\S.*?) pairs=(?P<pairs>\d+) lr=(?P<lr>\S+)(?: seed=(?P<seed>\d+))? "
+PROGRESS = re.compile(r"^\s+(?P<family>\S.*?) pairs=(?P<pairs>\d+|-) lr=(?P<lr>\S+)(?: seed=(?P<seed>\d+))? "
                       r"step (?P<step>\d+)/(?P<steps>\d+) loss (?P<loss>[\d.]+)", re.M)
 
 
@@ -253,7 +267,8 @@ def log_curves(path: Path, batch_size: int, seq_len: int, seed: int = 0) -> list
     step it reached); `seed` for lines that name none (a run of one seed before they did)."""
     runs: dict[tuple, list[list[float]]] = {}
     for m in PROGRESS.finditer(path.read_text()):
-        key = (m["family"], int(m["pairs"]), float(m["lr"]), int(m["seed"] or seed), int(m["steps"]))
+        pairs = None if m["pairs"] == "-" else int(m["pairs"])
+        key = (m["family"], pairs, float(m["lr"]), int(m["seed"] or seed), int(m["steps"]))
         runs.setdefault(key, []).append([int(m["step"]), float(m["loss"])])
     return [{"family": f, "pairs": p, "lr": lr, "seed": s, "tokens": steps * batch_size * seq_len,
              "accuracy": None, "curve": curve, "cut": curve[-1][0], "log": path.name}
@@ -272,13 +287,13 @@ def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], p
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = sorted({c["pairs"] for c in cells})
+    pairs = sorted({c["pairs"] for c in cells}, key=lambda p: p or 0)
     several_seeds = len({c.get("seed") for c in cells if not c.get("cut")}) > 1
     fig, axes = plt.subplots(1, len(pairs), figsize=(10 * len(pairs), 4.6), squeeze=False, sharey=True)
     named = sorted({c["family"] for c in cells} - set(FAMILIES))
     colours = {f: f"C{i % 10}" for i, f in enumerate([*FAMILIES, *named])}
     styles = ["-", "--", ":", "-."]
-    seq = make_task(task, **settings, num_kv_pairs=pairs[0]).seq_len
+    seq = make_task(task, **sized(settings, pairs[0])).seq_len
     for ax, p in zip(axes[0], pairs, strict=True):
         here = sorted((c for c in cells if c["pairs"] == p), key=lambda c: (order(c["family"]),
                                                                            c["lr"], c["tokens"]))
@@ -292,7 +307,7 @@ def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], p
             ax.plot([s * batch_size * seq / 1e6 for s in steps], loss, color=colours[c["family"]],
                     linestyle=":" if cut else styles[lrs.index(c["lr"]) % len(styles)], linewidth=1.2,
                     label=f"{c['family']}{seeded} lr {c['lr']:g}, {fmt.count(c['tokens'])}: {score}")
-        ax.set_title(f"{p} pairs")
+        ax.set_title(task if p is None else f"{p} pairs")
         ax.set_xlabel("training tokens (M)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, title="family, rate, budget: accuracy", title_fontsize=7, loc="upper left",
@@ -312,9 +327,11 @@ def numbers(text: str, kind=float) -> list:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="cpu-tiny")
-    ap.add_argument("--task", default="mqar", help="a synthetic task with num_kv_pairs (mqar)")
+    ap.add_argument("--task", default="mqar", help="a synthetic task (workers.data.synthetic: mqar, "
+                    "in_context_recall, ...); its size is --settings, and --pairs where it has key-value pairs")
     ap.add_argument("--settings", default="", help="the task's other settings, key=value,... (seq_len=256,...)")
-    ap.add_argument("--pairs", default="4,8", help="comma-separated numbers of key-value pairs")
+    ap.add_argument("--pairs", default=None, help="comma-separated numbers of key-value pairs (MQAR's "
+                    "num_kv_pairs; default 4,8), for a task that has them")
     ap.add_argument("--tokens", default="2e5", help="comma-separated training budgets in tokens (4e6,16e6)")
     ap.add_argument("--lrs", default="1e-3,3e-3", help="comma-separated learning rates")
     ap.add_argument("--families", default="attention,mamba2,hybrid 1:7",
@@ -356,7 +373,9 @@ def main() -> None:
             raise SystemExit(f"--families {name}={pattern}: {e}") from None
     try:
         settings = {k: int(v) for k, v in (kv.split("=") for kv in args.settings.split(",") if kv)}
-        pairs, budgets, lrs = numbers(args.pairs, int), numbers(args.tokens, int), numbers(args.lrs)
+        has_pairs = "num_kv_pairs" in getattr(TASKS.get(args.task), "model_fields", {"num_kv_pairs": 0})
+        pairs = numbers(args.pairs or "4,8", int) if has_pairs else [None]
+        budgets, lrs = numbers(args.tokens, int), numbers(args.lrs)
         d_states = [None, *numbers(args.d_state, int)]
         seeds = numbers(args.seed, int) if args.seed else [profile.seed]
     except ValueError:
@@ -364,11 +383,16 @@ def main() -> None:
                          "--lrs, --d-state and --seed are comma-separated numbers") from None
     params = profile.params
     if args.smoke:
-        settings, pairs, budgets, lrs, params = {"seq_len": 16, "vocab_size": 32}, [2], [4096], [3e-3], 5e4
+        budgets, lrs, params = [4096], [3e-3], 5e4
+        if has_pairs:  # MQAR at its smallest; any other task at its published size
+            settings, pairs = {"seq_len": 16, "vocab_size": 32}, [2]
         d_states = [None]
+    if args.pairs and not has_pairs:
+        raise SystemExit(f"--pairs: the task {args.task} has no key-value pairs; set its size with --settings "
+                         "(seq_len=...)")
     try:  # every task of the plan, before any training
         for p in pairs:
-            make_task(args.task, **settings, num_kv_pairs=p)
+            make_task(args.task, **sized(settings, p))
     except ConfigError as e:
         raise SystemExit(str(e)) from None
     batch = args.batch_size or profile.synthetic.batch_size
@@ -398,8 +422,8 @@ def main() -> None:
         acc = f"{cell['accuracy']:.3f}" if cell["accuracy"] is not None else f"failed: {cell['failure']}"
         seeded = f" seed={cell['seed']}" if len(seeds) > 1 else ""
         print(f"[{len(cells) - len(done)}/{len(todo)} {time.perf_counter() - t0:.0f}s] {cell['family']} "
-              f"d_state={cell['d_state'] or '-'} pairs={cell['pairs']} tokens={cell['tokens']:,} lr={cell['lr']:g}"
-              f"{seeded}: {acc} ({cell['seconds']:.0f} s)", flush=True)
+              f"d_state={cell['d_state'] or '-'} pairs={cell['pairs'] or '-'} tokens={cell['tokens']:,} "
+              f"lr={cell['lr']:g}{seeded}: {acc} ({cell['seconds']:.0f} s)", flush=True)
         if not args.smoke:  # each cell kept as it finishes, beside those of other settings or seeds
             json_path.parent.mkdir(parents=True, exist_ok=True)
             others = [c for c in kept if not mine(c)]
@@ -429,14 +453,14 @@ def main() -> None:
     lines = render(profile, args.task, list(groups.values()), params, None if args.report_only else device,
                    command())
     png = args.out / f"{args.task}-{profile.name}-curves.png"
-    seq_len = make_task(args.task, **settings, num_kv_pairs=pairs[0]).seq_len
+    seq_len = make_task(args.task, **sized(settings, pairs[0])).seq_len
     cut = [c for log in args.log_curves for c in log_curves(log, batch, seq_len, seeds[0])]
     if not args.smoke and plot_curves(args.task, settings, batch, cells + cut, png):
         lines += ["", f"Training curves of the cells with task settings {json.dumps(settings)}: "
                   f"![training loss against tokens]({png.name})"]
     if cut:
         lines += ["", "Dotted in the plot, runs cut off before they were scored, from their logs: " + "; ".join(
-            f"{c['family']}, {c['pairs']} pairs, lr {c['lr']:g}, {fmt.count(c['tokens'])} tokens: step {c['cut']:,} of "
+            f"{c['family']}, {at(c['pairs'], c['tokens'])}, lr {c['lr']:g}: step {c['cut']:,} of "
             f"{c['tokens'] // (batch * seq_len):,}, training loss {c['curve'][-1][1]:.3f} ({c['log']})" for c in cut)
             + "."]
     publish(args.out / f"{args.task}-{profile.name}.md", lines, args.smoke)

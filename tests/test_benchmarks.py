@@ -78,7 +78,7 @@ def test_recall_calibration_picks_each_cells_best_rate_and_the_hybrids_share_of_
     assert "| attention | default | 0.250 (lr 0.001, 12 s) |" in text and "1 cells, 0.2 min" in text
     assert "| attention | default | 0.900 (lr 0.001, 12 s) |" in text
     assert "| mamba2 | 256 | 0.600 (lr 0.001, 12 s) |" in text
-    assert "32 pairs, 1M tokens: 80%" in text and "mamba2 32 pairs lr 0.003: diverged" in text
+    assert "32 pairs, 1M tokens: 80%" in text and "mamba2 32 pairs, 1M tokens lr 0.003: diverged" in text
     assert "6 cells, 1.2 min of training and scoring" in text
     assert "Over seeds" not in text  # one seed: no table across seeds
 
@@ -95,6 +95,31 @@ def test_recall_calibration_picks_each_cells_best_rate_and_the_hybrids_share_of_
     assert rc.same_run(kept, {"seq_len": 256}, 0, 64) and not rc.same_run(kept, {"seq_len": 128}, 0, 64)
     assert not rc.same_run(kept, {"seq_len": 256}, 1, 64)
     assert not rc.same_run({**kept, "batch_size": 16}, {"seq_len": 256}, 0, 64)
+
+
+def test_recall_calibration_takes_a_task_without_pairs(tmp_path):
+    """In-context recall has no `num_kv_pairs`: its cells have none, its columns name only the budget, and
+    --pairs for it is refused with what to set instead."""
+    sys.path.insert(0, str(SCRIPTS[0].parent))
+    import recall_calibration as rc
+
+    assert rc.sized({"seq_len": 64}, None) == {"seq_len": 64} and rc.sized({}, 8) == {"num_kv_pairs": 8}
+    assert rc.at(None, 10**6) == "1M tokens" and rc.at(32, 10**6) == "32 pairs, 1M tokens"
+    assert rc.cell_key("attention", None, None, 10**6, 1e-3) == "attention|-|-|1000000|0.001"
+    cells = [{"key": rc.cell_key(f, None, None, 10**6, 1e-3), "family": f, "d_state": None, "pairs": None,
+              "tokens": 10**6, "lr": 1e-3, "accuracy": a, "seconds": 6.0, "failure": None}
+             for f, a in (("attention", 0.9), ("mamba2", 0.1), ("hybrid 1:7", 0.5))]
+    from workers.profile import load_profile
+
+    text = "\n".join(rc.render_cells(load_profile("cpu-tiny"), "in_context_recall", cells))
+    assert "| family | d_state | 1M tokens |" in text and "1M tokens: 50%" in text
+    log = tmp_path / "call.log"
+    log.write_text("  attention pairs=- lr=0.001 seed=0 step 5/10 loss 1.000 9K tok/s\n")
+    assert rc.log_curves(log, 64, 127)[0]["pairs"] is None
+    script = SCRIPTS[0].parent / "recall_calibration.py"
+    r = subprocess.run([sys.executable, str(script), "--smoke", "--task", "in_context_recall", "--pairs", "4"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode != 0 and "--pairs: the task in_context_recall has no key-value pairs" in r.stderr
 
 
 def test_recall_calibration_takes_named_patterns_beside_the_families(tmp_path):
