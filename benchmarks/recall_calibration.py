@@ -54,12 +54,20 @@ from proxy_evidence import FAMILIES, arch
 from nas import units as fmt
 from search_spaces import ArchConfig, ConfigError
 from search_spaces.scaling import scale
-from workers.data.synthetic import TASKS, make_task
+from workers.data.synthetic import IGNORE_INDEX, TASKS, make_task
 from workers.evaluate import evaluate
 from workers.profile import ProxyProfile, load_profile
 
 SSM_FAMILIES = ("mamba2", "hybrid 1:7")  # the ones `--d-state` varies (Mamba-2's d_state)
 MIN_GAP = 0.05  # a gap between attention and Mamba-2 smaller than this is noise: no share of it is reported
+
+
+def setting(text: str) -> int | float | list[int | float]:
+    """A `--settings` value: a number (an integer where it is one), or numbers joined by '/' for a list."""
+    if "/" in text:
+        return [setting(t) for t in text.split("/")]  # type: ignore[misc]
+    value = float(text)
+    return int(value) if value.is_integer() and not any(c in text for c in ".eE") else value
 
 
 def cell_key(family: str, d_state: int | None, pairs: int | None, tokens: int, lr: float) -> str:
@@ -286,15 +294,17 @@ def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], p
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import torch
 
     pairs = sorted({c["pairs"] for c in cells}, key=lambda p: p or 0)
     several_seeds = len({c.get("seed") for c in cells if not c.get("cut")}) > 1
-    fig, axes = plt.subplots(1, len(pairs), figsize=(10 * len(pairs), 4.6), squeeze=False, sharey=True)
+    # a panel per number of pairs, one above the other: each keeps its legend beside it at a readable width
+    fig, axes = plt.subplots(len(pairs), 1, figsize=(11, 4.6 * len(pairs)), squeeze=False, sharey=True)
     named = sorted({c["family"] for c in cells} - set(FAMILIES))
     colours = {f: f"C{i % 10}" for i, f in enumerate([*FAMILIES, *named])}
     styles = ["-", "--", ":", "-."]
     seq = make_task(task, **sized(settings, pairs[0])).seq_len
-    for ax, p in zip(axes[0], pairs, strict=True):
+    for ax, p in zip(axes[:, 0], pairs, strict=True):
         here = sorted((c for c in cells if c["pairs"] == p), key=lambda c: (order(c["family"]),
                                                                            c["lr"], c["tokens"]))
         lrs = sorted({c["lr"] for c in here})
@@ -312,10 +322,13 @@ def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], p
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, title="family, rate, budget: accuracy", title_fontsize=7, loc="upper left",
                   bbox_to_anchor=(1.01, 1.0))  # beside the panel: the curves it would hide start at the top
-    axes[0][0].set_ylabel("training loss on the answers")
+    _, y = make_task(task, **sized(settings, pairs[0])).batch(1, torch.Generator(), train=True)
+    every = (y != IGNORE_INDEX).all().item()  # MAD's in-context recall tasks train on every next token
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training loss, every next token" if every else "training loss on the answers")
     fig.suptitle(f"{task} {json.dumps(settings)}, batch {batch_size}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the legends beside the panels kept whole
     plt.close(fig)
     return True
 
@@ -329,7 +342,8 @@ def main() -> None:
     ap.add_argument("--profile", default="cpu-tiny")
     ap.add_argument("--task", default="mqar", help="a synthetic task (workers.data.synthetic: mqar, "
                     "in_context_recall, ...); its size is --settings, and --pairs where it has key-value pairs")
-    ap.add_argument("--settings", default="", help="the task's other settings, key=value,... (seq_len=256,...)")
+    ap.add_argument("--settings", default="", help="the task's other settings, key=value,... (seq_len=256,...; "
+                    "a list '/'-joined: train_pairs=4/8/16)")
     ap.add_argument("--pairs", default=None, help="comma-separated numbers of key-value pairs (MQAR's "
                     "num_kv_pairs; default 4,8), for a task that has them")
     ap.add_argument("--tokens", default="2e5", help="comma-separated training budgets in tokens (4e6,16e6)")
@@ -372,14 +386,15 @@ def main() -> None:
         except ConfigError as e:
             raise SystemExit(f"--families {name}={pattern}: {e}") from None
     try:
-        settings = {k: int(v) for k, v in (kv.split("=") for kv in args.settings.split(",") if kv)}
+        settings = {k: setting(v) for k, v in (kv.split("=") for kv in args.settings.split(",") if kv)}
         has_pairs = "num_kv_pairs" in getattr(TASKS.get(args.task), "model_fields", {"num_kv_pairs": 0})
         pairs = numbers(args.pairs or "4,8", int) if has_pairs else [None]
         budgets, lrs = numbers(args.tokens, int), numbers(args.lrs)
         d_states = [None, *numbers(args.d_state, int)]
         seeds = numbers(args.seed, int) if args.seed else [profile.seed]
     except ValueError:
-        raise SystemExit("--settings is key=integer pairs (seq_len=256,vocab_size=8192); --pairs, --tokens, "
+        raise SystemExit("--settings is key=number pairs, a list's numbers joined by / (seq_len=256,vocab_size=512,"
+                         "train_pairs=4/8/16/32/64,train_weights=5/1/1/1/1); --pairs, --tokens, "
                          "--lrs, --d-state and --seed are comma-separated numbers") from None
     params = profile.params
     if args.smoke:

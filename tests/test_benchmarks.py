@@ -122,6 +122,28 @@ def test_recall_calibration_takes_a_task_without_pairs(tmp_path):
     assert r.returncode != 0 and "--pairs: the task in_context_recall has no key-value pairs" in r.stderr
 
 
+def test_recall_calibration_settings_take_numbers_and_lists(tmp_path):
+    """--settings values: integers stay integers (the JSON's kept cells compare equal), rates stay floats, and a
+    '/'-joined list is MQAR's training mixture; a mixture MQAR cannot draw ends the run before any training."""
+    sys.path.insert(0, str(SCRIPTS[0].parent))
+    import recall_calibration as rc
+
+    assert rc.setting("256") == 256 and isinstance(rc.setting("256"), int)
+    assert rc.setting("0.5") == 0.5 and rc.setting("1e-3") == 1e-3 and isinstance(rc.setting("1e3"), float)
+    assert rc.setting("4/8/16") == [4, 8, 16] and rc.setting("5/1/0.5") == [5, 1, 0.5]
+    with pytest.raises(ValueError):
+        rc.setting("4/x")
+    script = SCRIPTS[0].parent / "recall_calibration.py"
+    r = subprocess.run([sys.executable, str(script), "--task", "mqar", "--profile", "cpu-tiny", "--pairs", "8",
+                        "--settings", "seq_len=64,vocab_size=256,train_pairs=4/32", "--tokens", "4096",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode != 0 and "train_pairs [32] do not fit seq_len=64; each must lie in 1..16" in r.stderr
+    assert not list(tmp_path.glob("*.json"))
+    r = subprocess.run([sys.executable, str(script), "--settings", "seq_len=six"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode != 0 and "--settings is key=number pairs" in r.stderr
+
+
 def test_recall_calibration_takes_named_patterns_beside_the_families(tmp_path):
     sys.path.insert(0, str(SCRIPTS[0].parent))
     import recall_calibration as rc

@@ -1,13 +1,18 @@
+import re
 import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from search_spaces import ConfigError
 from workers.data import IGNORE_INDEX, TASKS, Task, accuracy, make_task
 
 PUBLISHED = {
-    "mqar": dict(vocab_size=8192, seq_len=64, num_kv_pairs=4, power_a=0.01, random_non_queries=True),
+    "mqar": dict(
+        vocab_size=8192, seq_len=64, num_kv_pairs=4, power_a=0.01, random_non_queries=True,
+        train_pairs=[], train_weights=[],
+    ),
     "in_context_recall": dict(vocab_size=16, seq_len=128),
     "fuzzy_in_context_recall": dict(vocab_size=16, seq_len=128, k_motif_size=3, v_motif_size=3),
     "noisy_in_context_recall": dict(vocab_size=32, seq_len=128, noise_vocab_size=16, frac_noise=0.2),
@@ -275,6 +280,43 @@ def test_mqar_filler_is_random_or_zero():
     x_random, y_random = make_task("mqar", **settings).batch(64, gen(3))
     assert (x_random[filler] != 0).float().mean() > 0.9
     assert torch.equal(y, y_random)  # the same pairs and queries from the same stream, only the filler differs
+
+
+def test_mqar_trains_on_a_mixture_of_pair_counts_and_is_scored_on_its_own():
+    """Zoology's reproduction trains on several pair counts at once; the held-out stream keeps num_kv_pairs."""
+    task = make_task("mqar", vocab_size=512, seq_len=128, num_kv_pairs=16, train_pairs=[4, 16, 32],
+                     train_weights=[6, 1, 1])
+    train, held_out = task.split(0)
+    x, y = train.batch(4096)
+    scored = (y != IGNORE_INDEX).sum(1)
+    counts = {n: (scored == n).sum().item() for n in (4, 16, 32)}
+    assert sum(counts.values()) == 4096  # every row has one of the listed counts
+    assert counts[4] / 4096 == pytest.approx(6 / 8, abs=0.03)
+    assert counts[16] / 4096 == pytest.approx(1 / 8, abs=0.03) and counts[32] / 4096 == pytest.approx(1 / 8, abs=0.03)
+    for b in (scored == 4).nonzero().flatten()[:20].tolist():  # a row of 4 pairs is MQAR of 4 pairs
+        pos = (y[b] != IGNORE_INDEX).nonzero().flatten()
+        value_of = dict(zip(x[b, 0:8:2].tolist(), x[b, 1:8:2].tolist(), strict=True))
+        assert [value_of[k] for k in x[b, pos].tolist()] == y[b, pos].tolist()
+    _, y_eval = held_out.batch(64)
+    assert ((y_eval != IGNORE_INDEX).sum(1) == 16).all()
+    # equal shares where the weights are left out; the stream is deterministic
+    even = make_task("mqar", vocab_size=512, seq_len=128, num_kv_pairs=16, train_pairs=[4, 8])
+    a, b = even.split(3)[0].batch(2048), even.split(3)[0].batch(2048)
+    assert torch.equal(a[0], b[0])
+    assert ((a[1] != IGNORE_INDEX).sum(1) == 4).float().mean() == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        (dict(train_pairs=[4, 40]), "train_pairs [40] do not fit seq_len=128; each must lie in 1..32"),
+        (dict(train_pairs=[4, 8], train_weights=[1]), "train_weights has 1 entries for 2 train_pairs"),
+        (dict(train_pairs=[4, 8], train_weights=[0, 0]), "non-negative with a positive sum"),
+    ],
+)
+def test_mqar_refuses_a_mixture_it_cannot_draw(settings, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        make_task("mqar", vocab_size=512, seq_len=128, **settings)
 
 
 def test_mqar_power_law_puts_queries_close_to_the_pairs():

@@ -81,6 +81,11 @@ class MQARSettings(TaskSettings):
     (`random_non_queries`, the default of Zoology's function) or token 0, which is never a key (False: what
     Zoology's published MQAR experiments set; random filler can repeat a key and makes the task harder).
     Only the queries are scored, each with its key's value.
+
+    `train_pairs` (with `train_weights`, equal where left out) makes training a mixture: each training sequence
+    draws its number of pairs from that list, as Zoology's reproduction trains on 4, 8, 16, 32 and 64 pairs at
+    once (five parts easy to one of each other); evaluation keeps `num_kv_pairs`. The easy sequences let a model
+    find the lookup long before the scored count alone would.
     """
 
     name: ClassVar[str] = "mqar"
@@ -89,6 +94,8 @@ class MQARSettings(TaskSettings):
     num_kv_pairs: int = Field(4, ge=1)
     power_a: float = Field(0.01, gt=0, le=1)
     random_non_queries: bool = True
+    train_pairs: tuple[int, ...] = ()
+    train_weights: tuple[float, ...] = ()
 
     @model_validator(mode="after")
     def _fits(self) -> MQARSettings:
@@ -103,10 +110,32 @@ class MQARSettings(TaskSettings):
                 f"num_kv_pairs={self.num_kv_pairs} is too many for seq_len={self.seq_len}; "
                 f"mqar needs 4 × num_kv_pairs ≤ seq_len, so at most {self.seq_len // 4}"
             )
+        bad = [n for n in self.train_pairs if not 1 <= n <= self.seq_len // 4]
+        if bad:
+            raise ValueError(
+                f"train_pairs {bad} do not fit seq_len={self.seq_len}; each must lie in 1..{self.seq_len // 4}"
+            )
+        if self.train_weights and len(self.train_weights) != len(self.train_pairs):
+            raise ValueError(
+                f"train_weights has {len(self.train_weights)} entries for {len(self.train_pairs)} train_pairs; "
+                "give one weight per pair count, or none for equal shares"
+            )
+        if any(w < 0 for w in self.train_weights) or (self.train_weights and sum(self.train_weights) <= 0):
+            raise ValueError(f"train_weights must be non-negative with a positive sum, got {list(self.train_weights)}")
         return self
 
     def _sample(self, batch_size: int, g: torch.Generator, train: bool) -> tuple[Tensor, Tensor]:
-        B, T, N, V = batch_size, self.seq_len, self.num_kv_pairs, self.vocab_size
+        if not (train and self.train_pairs):
+            return self._rows(batch_size, self.num_kv_pairs, g)
+        weights = torch.tensor(self.train_weights or [1.0] * len(self.train_pairs), device=g.device)
+        counts = torch.multinomial(weights, batch_size, replacement=True, generator=g).bincount(
+            minlength=len(self.train_pairs)
+        )
+        rows = [self._rows(int(b), n, g) for n, b in zip(self.train_pairs, counts.tolist()) if b]
+        return torch.cat([x for x, _ in rows]), torch.cat([y for _, y in rows])
+
+    def _rows(self, batch_size: int, num_kv_pairs: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        B, T, N, V = batch_size, self.seq_len, num_kv_pairs, self.vocab_size
         half, ctx = V // 2, 2 * N
         keys = _distinct(g, (B,), half - 1, N) + 1  # [B, N]
         values = _distinct(g, (B,), V - half, N) + half  # [B, N]
@@ -509,7 +538,7 @@ class Task:
 
     def settings(self) -> dict[str, Any]:
         """The settings as plain values, to record beside a score."""
-        return self.config.model_dump()
+        return self.config.model_dump(mode="json")
 
     def batch(
         self, batch_size: int, generator: torch.Generator, *, train: bool = False
