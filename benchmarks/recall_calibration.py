@@ -303,7 +303,8 @@ def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], p
     named = sorted({c["family"] for c in cells} - set(FAMILIES))
     colours = {f: f"C{i % 10}" for i, f in enumerate([*FAMILIES, *named])}
     styles = ["-", "--", ":", "-."]
-    seq = make_task(task, **sized(settings, pairs[0])).seq_len
+    probe = make_task(task, **sized(settings, pairs[0]))
+    seq = probe.seq_len
     for ax, p in zip(axes[:, 0], pairs, strict=True):
         here = sorted((c for c in cells if c["pairs"] == p), key=lambda c: (order(c["family"]),
                                                                            c["lr"], c["tokens"]))
@@ -322,7 +323,7 @@ def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], p
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, title="family, rate, budget: accuracy", title_fontsize=7, loc="upper left",
                   bbox_to_anchor=(1.01, 1.0))  # beside the panel: the curves it would hide start at the top
-    _, y = make_task(task, **sized(settings, pairs[0])).batch(1, torch.Generator(), train=True)
+    _, y = probe.batch(1, torch.Generator(), train=True)
     every = (y != IGNORE_INDEX).all().item()  # MAD's in-context recall tasks train on every next token
     for ax in axes[:, 0]:
         ax.set_ylabel("training loss, every next token" if every else "training loss on the answers")

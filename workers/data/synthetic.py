@@ -84,8 +84,8 @@ class MQARSettings(TaskSettings):
 
     `train_pairs` (with `train_weights`, equal where left out) makes training a mixture: each training sequence
     draws its number of pairs from that list, as Zoology's reproduction trains on 4, 8, 16, 32 and 64 pairs at
-    once (five parts easy to one of each other); evaluation keeps `num_kv_pairs`. The easy sequences let a model
-    find the lookup long before the scored count alone would.
+    once (five parts easy to one of each other); evaluation keeps `num_kv_pairs`. It is no shortcut past the
+    plateau: at cpu-tiny it slowed attention (docs/proxy-evidence.md), as few pairs reward naming any value shown.
     """
 
     name: ClassVar[str] = "mqar"
