@@ -44,6 +44,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import NamedTuple
 
 # the project's `kernels` package, not this folder's kernels.py (a script's folder comes first)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -84,16 +85,20 @@ def at(pairs: int | None, tokens: int) -> str:
     return ("" if pairs is None else f"{pairs} pairs, ") + f"{fmt.count(tokens)} tokens"
 
 
-def same_run(cell: dict, settings: dict, seed: int, batch_size: int) -> bool:
-    """Whether a kept cell was trained with these task settings, seed and batch size (the JSON may hold others;
-    a cell that names no batch size was trained at the profile's, `batch_size` here)."""
-    return cell["settings"] == settings and cell["seed"] == seed and cell.get("batch_size", batch_size) == batch_size
+def same_run(cell: dict, settings: dict, seed: int, batch_size: int, weight_decay: float | None = None) -> bool:
+    """Whether a kept cell was trained with these task settings, seed, batch size and weight decay (the JSON may
+    hold others; a cell that names no batch size or weight decay was trained at the profile's, given here;
+    `weight_decay` None: any)."""
+    return (cell["settings"] == settings and cell["seed"] == seed and cell.get("batch_size", batch_size) == batch_size
+            and (weight_decay is None or cell.get("weight_decay", weight_decay) == weight_decay))
 
 
 def task_profile(profile: ProxyProfile, task: str, settings: dict, pairs: int | None, tokens: int,
-                 lr: float, batch_size: int | None = None, compile: bool | None = None) -> ProxyProfile:
+                 lr: float, batch_size: int | None = None, compile: bool | None = None,
+                 weight_decay: float | None = None) -> ProxyProfile:
     """`profile` with one synthetic task (`settings`, `num_kv_pairs` = pairs) at `tokens`, learning rate `lr` and
-    (where given) `batch_size` sequences a step, its blocks compiled where `compile` says so."""
+    (where given) `batch_size` sequences a step and AdamW's `weight_decay`, its blocks compiled where `compile`
+    says so."""
     data = profile.model_dump()
     if compile is not None:
         data["compile"] = compile
@@ -101,7 +106,44 @@ def task_profile(profile: ProxyProfile, task: str, settings: dict, pairs: int | 
         data["synthetic"]["batch_size"] = batch_size
     data["synthetic"]["tasks"] = [{"name": task, "settings": sized(settings, pairs), "tokens": tokens}]
     data["synthetic"]["optim"]["lr"] = lr
+    if weight_decay is not None:
+        data["synthetic"]["optim"]["weight_decay"] = weight_decay
     return ProxyProfile(**data)
+
+
+class Group(NamedTuple):
+    """A table of the report: the cells of one task setting, batch size, seed and weight decay (None: the
+    profile's)."""
+
+    settings: dict
+    batch_size: int
+    seed: int
+    cells: list[dict]
+    weight_decay: float | None = None
+
+
+def ident(cell: dict) -> tuple:
+    """What makes a kept cell one of its own in the JSON: its key, seed, task settings, batch size and weight
+    decay (the last two as the cell names them)."""
+    return (cell["key"], cell["seed"], json.dumps(cell["settings"], sort_keys=True), cell.get("batch_size"),
+            cell.get("weight_decay"))
+
+
+def merge(kept: list[dict], folders: list[Path], name: str) -> list[dict]:
+    """`kept` with the cells that other runs kept in their own --out folders (`name` in each) and `kept` lacks:
+    runs of this script side by side on one device, each with its own folder, fold into one JSON."""
+    have = {ident(c) for c in kept}
+    out = list(kept)
+    for folder in folders:
+        path = folder / name
+        if not path.is_file():
+            raise SystemExit(f"--merge {folder}: there is no {name} there; give the --out folder of a run of this "
+                             "task and profile")
+        for cell in json.loads(path.read_text()):
+            if ident(cell) not in have:
+                have.add(ident(cell))
+                out.append(cell)
+    return out
 
 
 def order(family: str) -> tuple[int, str]:
@@ -141,15 +183,16 @@ def gap_closed(best: dict[tuple, dict], pairs: int, tokens: int) -> float | None
     return None if att - m2 < MIN_GAP else (hyb - m2) / (att - m2)
 
 
-def render(profile: ProxyProfile, task: str, groups: list[tuple[dict, int, int, list[dict]]], params: float,
+def render(profile: ProxyProfile, task: str, groups: list[tuple], params: float,
            device: str | None, command: str) -> list[str]:
-    """The report: a table per task settings, batch size and seed (the run's own first, then those kept from
-    earlier runs), then, where the run's cells have several seeds, each cell's accuracy per seed; `device` None
-    for a report of kept cells only."""
+    """The report: a table per task settings, batch size, weight decay and seed (`Group`s, or tuples of their
+    fields: the run's own first, then those kept from earlier runs), then, where the run's cells have several seeds,
+    each cell's accuracy per seed; `device` None for a report of kept cells only."""
+    groups = [Group(*g) for g in groups]
     run = f"`{command}` on {device}." if device else f"`{command}`, from the cells kept by earlier runs."
-    if len({(json.dumps(g[0], sort_keys=True), g[1]) for g in groups}) > 1:
-        run += (" Cells of earlier runs with other task settings or batch sizes (same seeds, same JSON) follow under "
-                "their own heading.")
+    if len({run_of(g) for g in groups}) > 1:
+        run += (" Cells of earlier runs with other task settings, batch sizes or weight decays (same seeds, same "
+                "JSON) follow under their own heading.")
     lines = [
         f"# Recall calibration: `{task}` at `{profile.name}`'s size",
         "",
@@ -159,22 +202,29 @@ def render(profile: ProxyProfile, task: str, groups: list[tuple[dict, int, int, 
         f"per cell, scored on {profile.synthetic.eval_examples} held-out examples. Each cell: the best accuracy "
         "over the learning rates tried, the rate, and the cell's seconds.",
     ]
-    for settings, batch_size, seed, cells in groups:
+    for settings, batch_size, seed, cells, weight_decay in groups:
         measured = sorted({c.get("device") or "a machine this JSON does not name" for c in cells})
         steps = sorted({c["steps"] for c in cells if c.get("steps")})
         seeded = "" if seed == profile.seed else f", seed {seed}"
-        lines += ["", f"## Task settings {json.dumps(settings)}, batch {batch_size}{seeded}", "",
+        decayed = "" if weight_decay is None else f", weight decay {weight_decay:g}"
+        lines += ["", f"## Task settings {json.dumps(settings)}, batch {batch_size}{decayed}{seeded}", "",
                   f"Measured on {'; '.join(measured)}. Steps a cell: {', '.join(f'{s:,}' for s in steps)}.", "",
                   *render_cells(profile, task, cells)]
-    first = [g for g in groups if (g[0], g[1]) == (groups[0][0], groups[0][1])]
+    first = [g for g in groups if run_of(g) == run_of(groups[0])]
     return lines + (seed_table(first) if len(first) > 1 else [])
 
 
-def seed_table(groups: list[tuple[dict, int, int, list[dict]]]) -> list[str]:
-    """Each family, pairs and budget that trained under several seeds (one task setting and batch size): its best
-    accuracy over the rates for each seed, and how many seeds left chance by far (MQAR's jump: ≥ 0.5)."""
-    seeds = [g[2] for g in groups]
-    best = {g[2]: best_cells(g[3]) for g in groups}
+def run_of(group: Group) -> tuple:
+    """What the groups of one run's seeds share: task settings, batch size and weight decay."""
+    return json.dumps(group.settings, sort_keys=True), group.batch_size, group.weight_decay
+
+
+def seed_table(groups: list[Group]) -> list[str]:
+    """Each family, pairs and budget that trained under several seeds (one task setting, batch size and weight
+    decay): its best accuracy over the rates for each seed, and how many seeds left chance by far (MQAR's jump:
+    ≥ 0.5)."""
+    seeds = [g.seed for g in groups]
+    best = {g.seed: best_cells(g.cells) for g in groups}
     units = sorted({k for b in best.values() for k in b}, key=lambda k: (order(k[0]), k[1] or 0, k[2], k[3]))
     units = [k for k in units if sum(k in best[s] for s in seeds) > 1]
     if not units:
@@ -242,13 +292,15 @@ def train_cell(job: dict) -> dict:
     settings = job["settings"]
     cfg = family_arch(family, job["params"], d_state, settings.get("vocab_size", 0), job.get("pattern"))
     prof = task_profile(job["profile"], job["task"], settings, p, job["tokens"], lr, job["batch_size"],
-                        job["compile"])
+                        job["compile"], job.get("weight_decay"))
+    decayed = "" if job.get("weight_decay") is None else f" wd={job['weight_decay']:g}"
     curve: list[list[float]] = []  # (step, mean training loss since the last report): where it starts to learn
 
     def report(e) -> None:
         curve.append([e.step, round(e.loss, 4)])
         if job["progress"]:
-            print(f"  {family} pairs={'-' if p is None else p} lr={lr:g} seed={job['seed']} "
+            print(f"  {family}{'' if d_state is None else f' d_state={d_state}'} pairs={'-' if p is None else p} "
+                  f"lr={lr:g} seed={job['seed']}{decayed} "
                   f"step {e.step}/{e.steps} loss {e.loss:.3f} "
                   f"{e.tokens_per_s / 1e3:.0f}K tok/s", flush=True)
 
@@ -256,6 +308,7 @@ def train_cell(job: dict) -> dict:
     score = r.tasks.get(job["task"])
     return {
         "key": job["key"], "settings": settings, "seed": job["seed"], "batch_size": job["batch_size"],
+        **({} if job.get("weight_decay") is None else {"weight_decay": job["weight_decay"]}),
         "family": family, "d_state": d_state, "pairs": p, "tokens": job["tokens"], "lr": lr,
         "pattern": cfg.pattern, "d_model": cfg.d_model, "params": r.params,
         "accuracy": score.accuracy if score else None, "val_loss": score.val_loss if score else None,
@@ -265,7 +318,8 @@ def train_cell(job: dict) -> dict:
     }
 
 
-PROGRESS = re.compile(r"^\s+(?P<family>\S.*?) pairs=(?P<pairs>\d+|-) lr=(?P<lr>\S+)(?: seed=(?P<seed>\d+))? "
+PROGRESS = re.compile(r"^\s+(?P<family>\S.*?)(?: d_state=(?P<d_state>\d+))? pairs=(?P<pairs>\d+|-) "
+                      r"lr=(?P<lr>\S+)(?: seed=(?P<seed>\d+))?(?: wd=(?P<wd>\S+))? "
                       r"step (?P<step>\d+)/(?P<steps>\d+) loss (?P<loss>[\d.]+)", re.M)
 
 
@@ -276,11 +330,23 @@ def log_curves(path: Path, batch_size: int, seq_len: int, seed: int = 0) -> list
     runs: dict[tuple, list[list[float]]] = {}
     for m in PROGRESS.finditer(path.read_text()):
         pairs = None if m["pairs"] == "-" else int(m["pairs"])
-        key = (m["family"], pairs, float(m["lr"]), int(m["seed"] or seed), int(m["steps"]))
+        wd = None if m["wd"] is None else float(m["wd"])
+        d_state = None if m["d_state"] is None else int(m["d_state"])
+        key = (m["family"], d_state, pairs, float(m["lr"]), int(m["seed"] or seed), wd, int(m["steps"]))
         runs.setdefault(key, []).append([int(m["step"]), float(m["loss"])])
-    return [{"family": f, "pairs": p, "lr": lr, "seed": s, "tokens": steps * batch_size * seq_len,
-             "accuracy": None, "curve": curve, "cut": curve[-1][0], "log": path.name}
-            for (f, p, lr, s, steps), curve in runs.items() if curve[-1][0] < steps]
+    return [{"family": f, "d_state": d, "pairs": p, "lr": lr, "seed": s, "tokens": steps * batch_size * seq_len,
+             "accuracy": None, "curve": curve, "cut": curve[-1][0], "log": path.name,
+             **({} if wd is None else {"weight_decay": wd})}
+            for (f, d, p, lr, s, wd, steps), curve in runs.items() if curve[-1][0] < steps]
+
+
+def cut_note(cell: dict, batch_size: int, seq_len: int) -> str:
+    """A run cut off before scoring (`log_curves`), in words: which, where it stopped, its last training loss."""
+    name = cell["family"] + ("" if cell.get("d_state") is None else f" d_state {cell['d_state']}")
+    decayed = "" if cell.get("weight_decay") is None else f", weight decay {cell['weight_decay']:g}"
+    steps = cell["tokens"] // (batch_size * seq_len)
+    return (f"{name}, seed {cell['seed']}{decayed}, {at(cell['pairs'], cell['tokens'])}, lr {cell['lr']:g}: step "
+            f"{cell['cut']:,} of {steps:,}, training loss {cell['curve'][-1][1]:.3f} ({cell['log']})")
 
 
 def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], path: Path) -> bool:
@@ -314,7 +380,9 @@ def plot_curves(task: str, settings: dict, batch_size: int, cells: list[dict], p
             cut = c.get("cut")
             score = (f"{c['accuracy']:.2f}" if not cut else
                      f"cut at {fmt.count(cut * batch_size * seq)} tokens, not scored ({c['log']})")
-            seeded = f" seed {c['seed']}" if several_seeds else ""
+            seeded = ("" if c.get("d_state") is None else f" d_state {c['d_state']}") + (
+                f" seed {c['seed']}" if several_seeds else "") + (
+                f" wd {c['weight_decay']:g}" if c.get("weight_decay") is not None else "")
             ax.plot([s * batch_size * seq / 1e6 for s in steps], loss, color=colours[c["family"]],
                     linestyle=":" if cut else styles[lrs.index(c["lr"]) % len(styles)], linewidth=1.2,
                     label=f"{c['family']}{seeded} lr {c['lr']:g}, {fmt.count(c['tokens'])}: {score}")
@@ -356,7 +424,14 @@ def main() -> None:
                     "(0,1,2,3: how often a family leaves chance); default: the profile's")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="sequences a step; default: the profile's synthetic batch size")
+    ap.add_argument("--weight-decay", type=float, default=None,
+                    help="AdamW's weight decay for every cell (default: the profile's synthetic optimiser's, 0 at "
+                         "gpu-small; Zoology trains MQAR at 0.1); cells at another than the profile's are kept and "
+                         "reported under their own heading")
     ap.add_argument("--out", type=Path, default=Path("docs/proxy-fidelity"))
+    ap.add_argument("--merge", type=Path, action="append", default=[], metavar="DIR",
+                    help="first fold in the cells kept in DIR (another run's --out: runs side by side on one "
+                         "device, each with its own folder) that --out's JSON lacks; repeat it for several")
     ap.add_argument("--report-only", action="store_true",
                     help="write the report from the cells kept in --out's JSON, training none")
     ap.add_argument("--progress", action="store_true", help="print each cell's training loss as it goes")
@@ -412,11 +487,22 @@ def main() -> None:
     except ConfigError as e:
         raise SystemExit(str(e)) from None
     batch = args.batch_size or profile.synthetic.batch_size
+    default_wd = profile.synthetic.optim.weight_decay
+    wd = None if args.weight_decay in (None, default_wd) else args.weight_decay  # None: the profile's
     json_path = args.out / f"{args.task}-{profile.name}.json"
     kept = json.loads(json_path.read_text()) if json_path.exists() and not args.smoke else []
+    if args.merge and not args.smoke:
+        kept = merge(kept, args.merge, json_path.name)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = json_path.with_suffix(".json.part")
+        partial.write_text(json.dumps(kept, indent=1) + "\n")
+        partial.replace(json_path)
 
-    def mine(c: dict) -> bool:  # a kept cell of this run's task settings, batch size and seeds
-        return c["seed"] in seeds and same_run(c, settings, c["seed"], batch)
+    def decay_of(c: dict) -> float | None:  # a kept cell's weight decay, None for the profile's
+        return None if c.get("weight_decay", default_wd) == default_wd else c["weight_decay"]
+
+    def mine(c: dict) -> bool:  # a kept cell of this run's task settings, batch size, weight decay and seeds
+        return c["seed"] in seeds and same_run(c, settings, c["seed"], batch) and decay_of(c) == wd
 
     cells = [c for c in kept if mine(c)]
     done = {(c["key"], c["seed"]) for c in cells}
@@ -428,7 +514,7 @@ def main() -> None:
         {"family": f, "pattern": patterns.get(f), "d_state": d, "pairs": p, "tokens": t, "lr": lr, "seed": s,
          "key": cell_key(f, d, p, t, lr)}
         for f, d, p, t, lr, s in plan if (cell_key(f, d, p, t, lr), s) not in done]
-    common = {"profile": profile, "task": args.task, "settings": settings, "params": params,
+    common = {"profile": profile, "task": args.task, "settings": settings, "params": params, "weight_decay": wd,
               "batch_size": batch, "progress": args.progress, "device": device, "compile": args.compile,
               "sharing": args.sharing or max(1, min(args.jobs, len(todo)))}
     t0 = time.perf_counter()
@@ -459,26 +545,27 @@ def main() -> None:
         raise SystemExit(f"no cells of these task settings and seeds in {json_path}; run without --report-only")
     default_batch = profile.synthetic.batch_size
     ours = json.dumps(settings, sort_keys=True)
-    groups = {(ours, batch, s): (settings, batch, s, [c for c in cells if c["seed"] == s]) for s in seeds}
-    groups = {k: g for k, g in groups.items() if g[3]}
-    for c in kept:  # earlier runs' other settings or batch sizes, of these seeds, each under its own heading
-        if c["seed"] in seeds and not mine(c):
+    groups = {(ours, batch, wd, s): Group(settings, batch, s, [c for c in cells if c["seed"] == s], wd)
+              for s in seeds}
+    groups = {k: g for k, g in groups.items() if g.cells}
+    for c in kept:  # earlier runs' other settings, batch sizes or weight decays, of these seeds, each under its own
+        if c["seed"] in seeds and not mine(c):  # heading
             b = c.get("batch_size", default_batch)
-            key = (json.dumps(c["settings"], sort_keys=True), b, c["seed"])
-            groups.setdefault(key, (c["settings"], b, c["seed"], []))[3].append(c)
+            key = (json.dumps(c["settings"], sort_keys=True), b, decay_of(c), c["seed"])
+            groups.setdefault(key, Group(c["settings"], b, c["seed"], [], decay_of(c))).cells.append(c)
     lines = render(profile, args.task, list(groups.values()), params, None if args.report_only else device,
                    command())
     png = args.out / f"{args.task}-{profile.name}-curves.png"
     seq_len = make_task(args.task, **sized(settings, pairs[0])).seq_len
     cut = [c for log in args.log_curves for c in log_curves(log, batch, seq_len, seeds[0])]
-    if not args.smoke and plot_curves(args.task, settings, batch, cells + cut, png):
+    # every weight decay's curves in one plot (each labelled with its own where it is not the profile's)
+    curves = cells + [c for c in kept if c["seed"] in seeds and same_run(c, settings, c["seed"], batch) and not mine(c)]
+    if not args.smoke and plot_curves(args.task, settings, batch, curves + cut, png):
         lines += ["", f"Training curves of the cells with task settings {json.dumps(settings)}: "
                   f"![training loss against tokens]({png.name})"]
     if cut:
-        lines += ["", "Dotted in the plot, runs cut off before they were scored, from their logs: " + "; ".join(
-            f"{c['family']}, {at(c['pairs'], c['tokens'])}, lr {c['lr']:g}: step {c['cut']:,} of "
-            f"{c['tokens'] // (batch * seq_len):,}, training loss {c['curve'][-1][1]:.3f} ({c['log']})" for c in cut)
-            + "."]
+        lines += ["", "Dotted in the plot, runs cut off before they were scored, from their logs: "
+                  + "; ".join(cut_note(c, batch, seq_len) for c in cut) + "."]
     publish(args.out / f"{args.task}-{profile.name}.md", lines, args.smoke)
 
 

@@ -1,5 +1,6 @@
 """Every script in benchmarks/ runs with --smoke (tiny sizes, CPU) and exits 0."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -178,12 +179,59 @@ def test_recall_calibration_plots_the_kept_training_curves(tmp_path):
                    "  hybrid 1:7 pairs=8 lr=0.0006 step 50/100 loss 0.010 251K tok/s\n"
                    "  hybrid 1:7 pairs=8 lr=0.0006 seed=3 step 25/100 loss 5.600 250K tok/s\n")  # another seed
     cut = rc.log_curves(log, 64, 64)
-    assert cut == [{"family": "hybrid 1:7", "pairs": 8, "lr": 6e-4, "seed": 0, "tokens": 100 * 64 * 64,
+    assert cut == [{"family": "hybrid 1:7", "d_state": None, "pairs": 8, "lr": 6e-4, "seed": 0, "tokens": 100 * 64 * 64,
                     "accuracy": None, "curve": [[25, 5.5], [50, 0.01]], "cut": 50, "log": "call.log"},
-                   {"family": "hybrid 1:7", "pairs": 8, "lr": 6e-4, "seed": 3, "tokens": 100 * 64 * 64,
+                   {"family": "hybrid 1:7", "d_state": None, "pairs": 8, "lr": 6e-4, "seed": 3, "tokens": 100 * 64 * 64,
                     "accuracy": None, "curve": [[25, 5.6]], "cut": 25, "log": "call.log"}]
     png.unlink()
     assert rc.plot_curves("mqar", settings, 64, cells + cut, png) and png.stat().st_size > 10_000
+
+
+def test_recall_calibration_weight_decay_and_merged_runs(tmp_path):
+    """--weight-decay: its cells are a run of their own (kept apart from the profile's, reported under their own
+    heading, their progress lines read back apart); --merge folds in the cells another run's folder kept."""
+    sys.path.insert(0, str(SCRIPTS[0].parent))
+    import recall_calibration as rc
+
+    from workers.profile import load_profile
+
+    def cell(family, acc, seed=0, **extra):
+        return {"key": rc.cell_key(family, None, 8, 10**6, 1e-3), "family": family, "d_state": None, "pairs": 8,
+                "tokens": 10**6, "lr": 1e-3, "accuracy": acc, "seconds": 6.0, "failure": None, "seed": seed,
+                "settings": {"seq_len": 64}, "batch_size": 64, **extra}
+
+    plain, decayed = cell("attention", 0.9), cell("attention", 0.4, weight_decay=0.1)
+    assert rc.same_run(decayed, {"seq_len": 64}, 0, 64) and not rc.same_run(decayed, {"seq_len": 64}, 0, 64, 0.0)
+    assert rc.same_run(plain, {"seq_len": 64}, 0, 64, 0.0) and rc.same_run(decayed, {"seq_len": 64}, 0, 64, 0.1)
+    groups = [rc.Group({"seq_len": 64}, 64, 0, [plain]), rc.Group({"seq_len": 64}, 64, 0, [decayed], 0.1)]
+    text = "\n".join(rc.render(load_profile("cpu-tiny"), "mqar", groups, 2e5, "cpu", "cmd"))
+    assert '{"seq_len": 64}, batch 64\n' in text and '{"seq_len": 64}, batch 64, weight decay 0.1\n' in text
+    assert "| attention | default | 0.900" in text and "| attention | default | 0.400" in text
+    assert "Over seeds" not in text  # two runs, not two seeds of one
+
+    log = tmp_path / "call.log"
+    log.write_text("  hybrid 1:7 pairs=8 lr=0.0006 seed=0 step 25/100 loss 5.500 250K tok/s\n"
+                   "  hybrid 1:7 pairs=8 lr=0.0006 seed=0 wd=0.1 step 25/100 loss 4.000 250K tok/s\n"
+                   "  mamba2 d_state=16 pairs=8 lr=0.0006 seed=0 step 25/100 loss 5.000 250K tok/s\n")
+    cut = rc.log_curves(log, 64, 64)
+    assert [c.get("weight_decay") for c in cut] == [None, 0.1, None] and [c["d_state"] for c in cut] == [None, None, 16]
+    assert [c["curve"] for c in cut] == [[[25, 5.5]], [[25, 4.0]], [[25, 5.0]]]
+
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    for folder, cells in ((ours, [plain]), (theirs, [plain, decayed, cell("mamba2", 0.01, seed=1)])):
+        folder.mkdir()
+        (folder / "mqar-cpu-tiny.json").write_text(json.dumps(cells))
+    merged = rc.merge([plain], [theirs], "mqar-cpu-tiny.json")
+    assert merged == [plain, decayed, cell("mamba2", 0.01, seed=1)]  # the shared cell once
+    with pytest.raises(SystemExit, match=r"--merge .*nothing: there is no mqar-cpu-tiny\.json there"):
+        rc.merge([], [tmp_path / "nothing"], "mqar-cpu-tiny.json")
+    script = SCRIPTS[0].parent / "recall_calibration.py"
+    r = subprocess.run([sys.executable, str(script), "--profile", "cpu-tiny", "--task", "mqar", "--pairs", "8",
+                        "--settings", "seq_len=64", "--report-only", "--out", str(ours), "--merge", str(theirs)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(json.loads((ours / "mqar-cpu-tiny.json").read_text())) == 3
+    assert "weight decay 0.1" in (ours / "mqar-cpu-tiny.md").read_text()
 
 
 def test_proxy_throughput_anchor_is_sized_like_the_proxies():
