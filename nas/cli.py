@@ -521,10 +521,10 @@ def pareto(study: Annotated[str, typer.Argument(help="the study")], storage: Sto
     _print_pareto(url, study, s.metrics, s.directions)
 
 
-def _print_fidelity(url: str, name: str, metrics: list[str] | None = None) -> None:
+def _print_fidelity(url: str, name: str, metrics: list[str] | None = None, without: list[str] | None = None) -> None:
     from nas.fidelity import fidelity_report
 
-    rows = fidelity_report(url, name, metrics)
+    rows = fidelity_report(url, name, metrics, without)
     what = "metric" if metrics else "objective"
     table = Table(title=f"Fidelity of {name}: each {what}'s rank correlation between the two sizes")
     for col in (what, "pairs", "Spearman ρ", "95% interval (bootstrap)"):
@@ -577,6 +577,9 @@ def fidelity(
     metric: Annotated[list[str] | None, typer.Option("--metric", help="with --report: a metric to correlate instead "
                                                      "of the objectives (repeat it), e.g. lm_loss or acc.mqar; all: "
                                                      "the objectives and every quality metric")] = None,
+    without: Annotated[list[str] | None, typer.Option("--without", help="with --report: also the recall mean without "
+                                                      "this task (repeat it), as a profile without it would score the "
+                                                      "same trainings, e.g. mqar")] = None,
     storage: StorageArg = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="an existing Ray cluster")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not record to MLflow")] = False,
@@ -592,11 +595,13 @@ def fidelity(
 
     if metric and not report_only:
         raise ConfigError("--metric picks what a report correlates; add --report (a run reports its objectives)")
+    if without and not report_only:
+        raise ConfigError("--without recomputes a report's recall mean; add --report")
     url = storage or settings().storage
     if report_only:
         from workers.profile import load_profile
 
-        _print_fidelity(url, name or f"{study}-at-{load_profile(profile).name}", metric or None)
+        _print_fidelity(url, name or f"{study}-at-{load_profile(profile).name}", metric or None, without or None)
         return
     spec = fidelity_spec(url, study, profile, top=top, sample=sample, name=name, seed=seed, seeds=seeds)
     again = f"nas fidelity {study} --profile {profile} --top {top} --sample {sample} --seed {seed}"

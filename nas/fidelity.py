@@ -149,11 +149,13 @@ def _interval(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float
 QUALITY = ("lm_loss", "bpb", "synthetic_accuracy")  # with every `acc.<task>`: `metrics=["all"]`
 
 
-def fidelity_report(url: str, name: str, metrics: list[str] | None = None) -> list[FidelityRow]:
+def fidelity_report(url: str, name: str, metrics: list[str] | None = None,
+                    without: list[str] | None = None) -> list[FidelityRow]:
     """Per objective (or per metric of `metrics`: any the two studies' trials both record, such as one task's
     `acc.mqar`; `["all"]`: the objectives, then every quality metric both record, the LM loss and bits per
     byte, the recall mean and each task's accuracy): the source trials' values against their re-trainings',
-    Spearman ρ and its interval."""
+    Spearman ρ and its interval. `without` (task names) adds a last row: the recall mean over the other tasks,
+    at both sizes, as a profile that dropped those tasks would have scored the same trainings."""
     from nas.reader import study_frame
 
     meta, big = study_frame(url, name)
@@ -175,12 +177,23 @@ def fidelity_report(url: str, name: str, metrics: list[str] | None = None) -> li
     if missing:
         raise ConfigError(f"{name!r} and its source do not both record {missing[0]!r}; choose from "
                           f"{', '.join(known)}, or all")
+    columns = {m: (small[column(m)], done[column(m)]) for m in metrics or meta.metrics}
+    if without:
+        tasks = sorted(c[len("m.acc."):] for c in both if c.startswith("m.acc."))
+        unknown = [t for t in without if t not in tasks]
+        if unknown:
+            raise ConfigError(f"--without {unknown[0]}: the two studies record no such task; choose from "
+                              f"{', '.join(tasks)}")
+        kept = [f"m.acc.{t}" for t in tasks if t not in without]
+        if not kept:
+            raise ConfigError("--without names every task the studies record: no recall mean is left to correlate")
+        columns[f"synthetic_accuracy without {', '.join(without)}"] = (small[kept].mean(axis=1, skipna=False),
+                                                                         done[kept].mean(axis=1, skipna=False))
     rows = []
-    for m in metrics or meta.metrics:
-        c = column(m)
-        pairs = [(int(n), float(small.at[int(n), c]), float(v))
-                 for n, v in zip(done["p.source"], done[c], strict=True)
-                 if int(n) in small.index and np.isfinite(small.at[int(n), c])]
+    for m, (there, here) in columns.items():
+        pairs = [(int(n), float(there[int(n)]), float(v))
+                 for n, v in zip(done["p.source"], here, strict=True)
+                 if int(n) in small.index and np.isfinite(there[int(n)])]
         pairs.sort()
         x = np.array([p[1] for p in pairs])
         y = np.array([p[2] for p in pairs])

@@ -225,6 +225,14 @@ def test_fidelity_retrains_a_studys_trials_larger_and_reports_their_rank_correla
     assert every.returncode == 0 and "bpb" in every.stdout and "Each re-trained trial" not in every.stdout
     not_a_report = nas("fidelity", "src", "--profile", str(big), "--metric", "bpb", "--storage", storage)
     assert not_a_report.returncode == 2 and "add --report" in not_a_report.stderr
+    task = next(x.metric[len("acc."):] for x in fidelity_report(storage, "src-at-micro-10x", ["all"])
+                if x.metric.startswith("acc."))  # the one task of the micro profile
+    for without, said in (("nope", f"--without nope: the two studies record no such task; choose from {task}"),
+                           (task, "--without names every task the studies record: no recall mean is left")):
+        refused = nas("fidelity", "src", "--profile", str(big), "--report", "--without", without, "--storage", storage)
+        assert refused.returncode == 2 and said in refused.stderr, refused.stderr[-500:]
+    no_report = nas("fidelity", "src", "--profile", str(big), "--without", task, "--storage", storage)
+    assert no_report.returncode == 2 and "--without recomputes a report's recall mean; add --report" in no_report.stderr
     from nas.fidelity import fidelity_spec  # --seeds: the larger size's seeds, instead of the study's
 
     assert fidelity_spec(storage, "src", str(big), top=2, sample=2).seeds == 1
