@@ -58,8 +58,8 @@ INPUT_DTYPE = {"q_ptr", "k_ptr", "v_ptr", "beta_ptr", "do_ptr", "o_ptr", "dq_ptr
                "states_ptr", "dstates_ptr", "w_ptr", "u0_ptr", "u_ptr", "Tm_ptr"}
 # Mamba-2's SSD (kernels/ssd/triton.py): its chunked kernels, its tiles (BL, BN, BP at N = P = 64, the proxies'
 # shapes: chunks of 64, the most its Triton path runs, and of 128 for comparison) and the pointers in the input dtype
-SSD_KERNELS = ("ssd_fwd_kernel_states", "ssd_fwd_kernel_output", "ssd_bwd_kernel_dstates", "ssd_bwd_kernel_dx",
-               "ssd_bwd_kernel_dbc")
+SSD_KERNELS = ("ssd_fwd_kernel_cb", "ssd_fwd_kernel_states", "ssd_fwd_kernel_output", "ssd_bwd_kernel_dstates",
+               "ssd_bwd_kernel_dx", "ssd_bwd_kernel_dbc")
 SSD_TILES = ((64, 64, 64), (128, 64, 64))
 SSD_INPUT_DTYPE = {"x_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dy_ptr", "y_ptr", "dx_ptr", "ddt_ptr", "dz_ptr",
                    "dB_ptr", "dC_ptr", "states_ptr", "dstates_ptr"}

@@ -1,12 +1,13 @@
 """Where an op's time goes: the GPU time of each kernel of one forward and one forward+backward.
 
     python benchmarks/kernel_profile.py --op gated_delta                 # on a CUDA GPU
+    python benchmarks/kernel_profile.py --op ssd --shape 8,8192,16,64,128,1   # Mamba-2's SSD (B,T,H,P,N,G)
     python benchmarks/kernel_profile.py --op gated_delta --channel       # KDA's decay per key channel
     python benchmarks/kernel_profile.py --variants blocks,tiles:split    # several forms of the wy kernel
     python benchmarks/kernel_profile.py --wall --fla-src .anchors/fla_src  # and where the wall time goes
     python benchmarks/kernel_profile.py --smoke                          # tiny, CPU interpreter, no timing (CI)
 
-The shape is `benchmarks/kernels.py`'s first unless `--shape` says otherwise (bf16 inputs); each kernel's
+The shape is `benchmarks/kernels.py`'s first of the op unless `--shape` says otherwise (bf16 inputs); each kernel's
 time is the mean over `--steps` profiled steps after as many warm-up steps (autotuning included), from
 torch.profiler.
 
@@ -33,10 +34,11 @@ from _report import DELTA_VARIANTS_HELP, delta_variants, use_delta_variant
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--op", choices=["gated_delta"], default="gated_delta")
+    ap.add_argument("--op", choices=["gated_delta", "ssd"], default="gated_delta")
     ap.add_argument("--channel", action="store_true", help="a decay per key channel (KDA)")
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--shape", default="8,2048,16,128,128", help="B,T,H,K,V (default: kernels.py's first shape)")
+    ap.add_argument("--shape", help="B,T,H,K,V (gated_delta; default 8,2048,16,128,128) or B,T,H,P,N,G (ssd; "
+                                    "default 16,2048,16,64,64,1): kernels.py's first shape of the op")
     ap.add_argument("--forward", action="store_true", help="the forwards only (no backward to tune and time)")
     ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked): also profile fla's "
                                       "chunk_gated_delta_rule forward on the same inputs")
@@ -48,6 +50,9 @@ def main() -> None:
                     help="print the N functions where the host spends most of a forward's time (cProfile)")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU interpreter, no timing")
     args = ap.parse_args()
+    if args.op == "ssd" and (args.wall or args.variants or args.fla_src or args.channel or args.host_profile):
+        raise SystemExit("--op ssd profiles the forward and forward+backward only: drop --wall, --variants, "
+                         "--fla-src, --channel and --host-profile")
 
     import torch
 
@@ -57,10 +62,13 @@ def main() -> None:
                              "or use --smoke")
         os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported
     import torch.nn.functional as F
-    from torch.profiler import ProfilerActivity, profile
 
     from kernels.delta import gated_delta
 
+    if args.op == "ssd":
+        profile_ssd(args)
+        return
+    args.shape = args.shape or "8,2048,16,128,128"
     try:
         B, T, H, K, V = (1, 37, 2, 16, 16) if args.smoke else (int(x) for x in args.shape.split(","))
     except ValueError:
@@ -117,22 +125,8 @@ def main() -> None:
         steps.append(("fla chunk_gated_delta_rule forward", fla_fwd))
     walls = []
     for name, step in steps:
-        for _ in range(args.steps):
-            step()
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(args.steps):
-                step()
-            torch.cuda.synchronize()
-        rows = [(e.key, e.device_time_total / args.steps / 1e3) for e in prof.key_averages() if e.device_time_total]
-        rows.sort(key=lambda r: -r[1])
-        total = sum(ms for _, ms in rows)
-        print(f"## {args.op} {name}, B{B} T{T} H{H} K{K} V{V}, decay per {'key channel' if args.channel else 'head'}"
-              f", bf16: {total:.3f} ms of kernels a step\n")
-        print("| kernel | ms a step | share |\n|---|---:|---:|")
-        for key, ms in rows[:12]:
-            print(f"| `{key[:60]}` | {ms:.3f} | {ms / total:.0%} |")
-        print()
+        total = print_profile(f"{args.op} {name}, B{B} T{T} H{H} K{K} V{V}, decay per "
+                              f"{'key channel' if args.channel else 'head'}, bf16", step, args.steps)
         if args.wall:
             walls.append((name, total, *wall_and_host(step, args.steps)))
     if walls:
@@ -144,6 +138,76 @@ def main() -> None:
         print()
     if args.host_profile:
         host_profile(steps[0][1], args.steps, args.host_profile)
+
+
+def print_profile(title: str, step, n: int) -> float:
+    """Profiles n calls of `step` after n warm-up calls; prints each kernel's GPU time a step, the 12 largest, and
+    returns the sum over all kernels."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(n):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(n):
+            step()
+        torch.cuda.synchronize()
+    rows = [(e.key, e.device_time_total / n / 1e3) for e in prof.key_averages() if e.device_time_total]
+    rows.sort(key=lambda r: -r[1])
+    total = sum(ms for _, ms in rows)
+    print(f"## {title}: {total:.3f} ms of kernels a step\n")
+    print("| kernel | ms a step | share |\n|---|---:|---:|")
+    for key, ms in rows[:12]:
+        print(f"| `{key[:60]}` | {ms:.3f} | {ms / total:.0%} |")
+    print()
+    return total
+
+
+def profile_ssd(args) -> None:
+    """Mamba-2's SSD at B,T,H,P,N,G, its inputs as benchmarks/kernels.py makes them (bf16 x, B, C; fp32 dt,
+    A, D), chunks of 64: each kernel's GPU time in a forward and in a forward+backward."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    from kernels.ssd import ssd
+
+    try:
+        B, T, H, P, N, G = (1, 37, 4, 16, 16, 2) if args.smoke else (int(x) for x in (args.shape or
+                                                                                     "16,2048,16,64,64,1").split(","))
+    except ValueError:
+        raise SystemExit(f"--shape {args.shape!r}: six positive integers B,T,H,P,N,G (16,2048,16,64,64,1)") from None
+    torch.manual_seed(0)
+    dev, bf16 = ("cpu" if args.smoke else "cuda"), torch.bfloat16
+    t = {
+        "x": torch.randn(B, T, H, P, device=dev).to(bf16),
+        "dt": F.softplus(torch.randn(B, T, H, device=dev) - 3),
+        "A": -torch.exp(torch.rand(H, device=dev) * math.log(16)),
+        "B": torch.randn(B, T, G, N, device=dev).to(bf16),
+        "C": torch.randn(B, T, G, N, device=dev).to(bf16),
+        "D": torch.randn(H, device=dev),
+    }
+    for x in t.values():
+        x.requires_grad_()
+
+    def fwd():
+        return ssd(**t, chunk_size=64, backend="triton")
+
+    dy = torch.randn_like(fwd())
+
+    def fwd_bwd():
+        fwd().backward(dy)
+
+    if args.smoke:
+        fwd_bwd()
+        print("smoke: the SSD's forward and backward ran; nothing timed")
+        return
+    shape = f"B{B} T{T} H{H} P{P} N{N} G{G}, bf16, chunks of 64"
+    print_profile(f"ssd forward, {shape}", fwd, args.steps)
+    if not args.forward:
+        print_profile(f"ssd forward+backward, {shape}", fwd_bwd, args.steps)
 
 
 def wall_and_host(step, n: int) -> tuple[float, float]:

@@ -288,6 +288,7 @@ def test_compile_sm90_reports_registers_and_spills():
 def test_kernels_refuses_an_unknown_delta_shape_or_gate_or_a_chunk_it_would_not_run():
     script = str(SCRIPTS[0].parent / "kernels.py")
     for flag, value, said in (("--delta-shapes", "B9", "B9 is not a shape of the benchmark; use any of B8-T2048"),
+                              ("--ssd-shapes", "B9", "--ssd-shapes: B9 is not a shape of the benchmark; use any of"),
                               ("--delta-gates", "heads", "--delta-gates 'heads': use head, channel or head,channel"),
                               ("--ssd-chunk-sizes", "64,128", "128 is more than the 64 tokens our kernels put in a")):
         r = subprocess.run([sys.executable, script, "--smoke", "--ops", "gated_delta", flag, value],
@@ -306,3 +307,11 @@ def test_kernels_times_other_forms_of_the_delta_wy_kernel_beside_the_default(tmp
     assert "| triton (ours), chunk 64 | — | — | — | — | — | checked |" in text
     assert "| triton (ours), chunk 64, blocks:fused | — | — | — | — | — | checked |" in text
     assert "decay per key channel" not in text
+
+
+def test_kernel_profile_runs_the_ssd_and_refuses_what_only_the_delta_rule_has():
+    script = str(SCRIPTS[0].parent / "kernel_profile.py")
+    r = subprocess.run([sys.executable, script, "--op", "ssd", "--smoke"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "the SSD's forward and backward ran" in r.stdout, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, script, "--op", "ssd", "--wall"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "--op ssd profiles the forward and forward+backward only" in r.stderr, r.stderr[-2000:]

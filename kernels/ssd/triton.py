@@ -6,10 +6,11 @@ of L tokens, with g_l = Σ_{j≤l} dt_j A the log decay from the chunk start and
 entering the chunk (the transpose of the public [P, N] state):
 
     forward   cumsum   g [B, H, T']                                   (T' = chunks × L)
+              cb       C Bᵀ [L, L] of each chunk, once per group (its heads share B and C)
               states   S_{c+1} = exp(g_L) S_c + (B ⊙ exp(g_L - g) dt)ᵀ x      walks the chunks in order
               output   y = exp(g) ⊙ C S_c + (C Bᵀ ⊙ exp(g_l - g_s)[s≤l] ⊙ dt_s) x + D x,  y ← y·silu(z)
     backward  dstates  dS_c = exp(g_L) dS_{c+1} + (C ⊙ exp(g))ᵀ dy              walks the chunks in reverse
-              dx       dx, ddt, dz, and the partial sums of dA and dD, per head
+              dx       dx, ddt, dz, and the partial sums of dA and dD, per head, from the forward's cb
               dbc      dB, dC, per group: the heads of a group summed inside the program
 
 The states walk fuses Mamba-2's chunk-state and state-passing stages: it keeps S in registers, so the
@@ -62,6 +63,41 @@ def ssd_fwd_kernel_cumsum(dt_ptr, A_ptr, g_ptr, T, H, L, NC, BL: tl.constexpr, B
     tl.store(g_ptr + (b * H + h[None, :]) * NC * L + t[:, None], g, mask=(l < L)[:, None] & (h < H)[None, :])
 
 
+@triton.jit(do_not_specialize=["T", "L", "NC"])
+def ssd_fwd_kernel_cb(
+    B_ptr, C_ptr, cb_ptr, T, G, N, L, NC, BL: tl.constexpr, BN: tl.constexpr, MODE: tl.constexpr,
+):
+    """cb[b, g, c] = C Bᵀ [L, L] of chunk c (fp32; padded tokens give zero rows and columns). Grid (chunks, B·G).
+
+    Every head of a group reads the same product: the output and dx kernels load it instead of forming it
+    once per head (16 or 32 times at the proxies' single group)."""
+    c, bg = tl.program_id(0), tl.program_id(1)
+    b, grp = (bg // G).to(tl.int64), bg % G
+    l = tl.arange(0, BL)
+    t = c * L + l
+    mask_t = (l < L) & (t < T)
+    cb = tl.zeros([BL, BL], dtype=tl.float32)
+    for n0 in range(0, N, BN):
+        n = n0 + tl.arange(0, BN)
+        mask_tn = mask_t[:, None] & (n < N)[None, :]
+        Cm = tl.load(C_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
+        Bm = tl.load(B_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
+        cb += dot(Cm, tl.trans(Bm), MODE)
+    mask_ll = (l < L)[:, None] & (l < L)[None, :]
+    tl.store(cb_ptr + ((bg * NC + c) * L + l[:, None]) * L + l[None, :], cb, mask=mask_ll)
+
+
+@triton.jit
+def _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL: tl.constexpr, TRANSPOSED: tl.constexpr):
+    """The chunk's C Bᵀ as stored by `ssd_fwd_kernel_cb`, [l, s] (TRANSPOSED: [s, l]); zero outside L × L."""
+    l = tl.arange(0, BL)
+    base = cb_ptr + ((b * G + grp) * NC + c) * L * L
+    mask_ll = (l < L)[:, None] & (l < L)[None, :]
+    if TRANSPOSED:
+        return tl.load(base + l[None, :] * L + l[:, None], mask=mask_ll, other=0.0)
+    return tl.load(base + l[:, None] * L + l[None, :], mask=mask_ll, other=0.0)
+
+
 # the sequential walks tune their split of the state: more programs, or fewer redundant loads
 # warp counts Triton 3.4–3.7.0 miscompiles on Hopper, by dot mode (`kernels._triton.autotune`)
 AVOID = {DOT_FP32: (8,)}
@@ -108,12 +144,12 @@ def ssd_fwd_kernel_states(
 @autotune(warps((4, 2), (4, 3), (8, 2)), key=["N", "P", "BL"], avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_fwd_kernel_output(
-    x_ptr, dt_ptr, B_ptr, C_ptr, D_ptr, z_ptr, g_ptr, states_ptr, y_ptr,
+    x_ptr, dt_ptr, C_ptr, D_ptr, z_ptr, g_ptr, states_ptr, cb_ptr, y_ptr,
     T, H, G, P, N, L, NC,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     BL: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr,
 ):
-    """y of one chunk: the entering state read by C, plus the masked quadratic form.
+    """y of one chunk: the entering state read by C, plus the masked quadratic form of the group's C Bᵀ.
 
     Grid (P/BP, chunks, B·H)."""
     i_p, c, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -128,17 +164,15 @@ def ssd_fwd_kernel_output(
     dt = tl.load(dt_ptr + (b * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
 
     y = tl.zeros([BL, BP], dtype=tl.float32)
-    cb = tl.zeros([BL, BL], dtype=tl.float32)
     for n0 in range(0, N, BN):
         n = n0 + tl.arange(0, BN)
         mask_tn = mask_t[:, None] & (n < N)[None, :]
         Cm = tl.load(C_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
-        Bm = tl.load(B_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
         S = tl.load(states_ptr + (((b * NC + c) * H + h) * N + n[:, None]) * P + p[None, :],
                     mask=(n < N)[:, None] & (p < P)[None, :], other=0.0)  # [BN, BP]
         y += dot(Cm, S, MODE)
-        cb += dot(Cm, tl.trans(Bm), MODE)  # [BL, BL] C_l · B_s
     y = y * tl.exp(g)[:, None]
+    cb = _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL, False)  # [BL, BL] C_l · B_s
     causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
     decay = tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))  # [BL, BL]
     x = tl.load(x_ptr + ((b * T + t[:, None]) * H + h) * P + p[None, :], mask=mask_tp, other=0.0)
@@ -198,7 +232,7 @@ def ssd_bwd_kernel_dstates(
 @autotune(warps((4, 2), (8, 2), (8, 3)), key=["N", "P", "BL"], avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dx(
-    x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr,
+    x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr, cb_ptr,
     dx_ptr, ddt_ptr, dz_ptr, dA_ptr, dD_ptr,
     T, H, G, P, N, L, NC,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
@@ -206,11 +240,11 @@ def ssd_bwd_kernel_dx(
 ):
     """dx, ddt and dz of one chunk and head, and its share of dA and dD. Grid (chunks, B·H).
 
-    With v = dt·x, dv = (C Bᵀ ⊙ decay)ᵀ dy + exp(g_L - g) ⊙ B dS_{c+1}, formed transposed ([P, L]) so
-    that no dot reads the transpose of the C Bᵀ accumulator (see `kernels/_triton.py`); dx is stored
-    from that orientation. The gradient of the log decays, dg_l = C_l·dC_l - B_l·dB_l (plus the
-    chunk-end terms at l = L-1), is formed from the same products without dB and dC themselves, and
-    becomes d(dt·A) by a reverse cumulative sum.
+    With v = dt·x, dv = (C Bᵀ ⊙ decay)ᵀ dy + exp(g_L - g) ⊙ B dS_{c+1}. The forward's C Bᵀ is loaded in
+    both orientations, so no dot reads a transposed accumulator (see `kernels/_triton.py`) and every
+    [L, P] tile keeps the layout it is loaded and stored in. The gradient of the log decays,
+    dg_l = C_l·dC_l - B_l·dB_l (plus the chunk-end terms at l = L-1), is formed from the same products
+    without dB and dC themselves, and becomes d(dt·A) by a reverse cumulative sum.
     """
     c, bh = tl.program_id(0), tl.program_id(1)
     b, h = (bh // H).to(tl.int64), bh % H
@@ -222,12 +256,9 @@ def ssd_bwd_kernel_dx(
     mask_tp = mask_t[:, None] & (p < P)[None, :]
     off_tp = ((b * T + t[:, None]) * H + h) * P + p[None, :]
 
-    # the products over N first: the [L, P] tiles of this chunk are loaded after them, so that none of
-    # them is live across the loop (at chunks of 64, 4 warps: 788 bytes spilled instead of 1,272;
-    # docs/benchmarks/logs/ssd-registers-2026-12-02.md)
-    cb = tl.zeros([BL, BL], dtype=tl.float32)
+    # the products over N first, the [L, P] tiles of this chunk after them, so that none is live across the loop
     y_in = tl.zeros([BL, BP], dtype=tl.float32)  # C S_c
-    b_ds_t = tl.zeros([BP, BL], dtype=tl.float32)  # (B dS_{c+1})ᵀ
+    b_ds = tl.zeros([BL, BP], dtype=tl.float32)  # B dS_{c+1}
     s_ds = tl.sum(tl.zeros([BN], dtype=tl.float32), axis=0)  # Σ S_c ⊙ dS_{c+1}
     for n0 in range(0, N, BN):
         n = n0 + tl.arange(0, BN)
@@ -236,28 +267,27 @@ def ssd_bwd_kernel_dx(
         Cm = tl.load(C_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
         Bm = tl.load(B_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
         off_s = (((b * NC + c) * H + h) * N + n[:, None]) * P + p[None, :]
-        S = tl.load(states_ptr + off_s, mask=mask_np, other=0.0).to(tl.float32)  # [BN, BP]
-        dS = tl.load(dstates_ptr + off_s, mask=mask_np, other=0.0).to(tl.float32)
-        cb += dot(Cm, tl.trans(Bm), MODE)
+        S = tl.load(states_ptr + off_s, mask=mask_np, other=0.0)  # [BN, BP]
+        dS = tl.load(dstates_ptr + off_s, mask=mask_np, other=0.0)
         y_in += dot(Cm, S, MODE)
-        b_ds_t += dot(tl.trans(dS), tl.trans(Bm), MODE)
-        s_ds += tl.sum(tl.sum(S * dS, axis=1), axis=0)
+        b_ds += dot(Bm, dS, MODE)
+        s_ds += tl.sum(tl.sum(S.to(tl.float32) * dS.to(tl.float32), axis=1), axis=0)
 
     g = tl.load(g_ptr + (b * H + h) * NC * L + c * L + l, mask=l < L, other=0.0)
     g_last = tl.load(g_ptr + (b * H + h) * NC * L + c * L + L - 1)
     dt = tl.load(dt_ptr + (b * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
-    causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
-    cbm = cb * tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))  # [BL, BL]
     y_in = y_in * tl.exp(g)[:, None]
-    b_ds_t = b_ds_t * tl.exp(g_last - g)[None, :]
+    b_ds = b_ds * tl.exp(g_last - g)[:, None]
 
-    # each [L, P] tile as late, and each product as early, as its uses allow (fewer of them live at once)
     x = tl.load(x_ptr + off_tp, mask=mask_tp, other=0.0)  # in its dtype until used
     v = x.to(tl.float32) * dt[:, None]
     dout = tl.load(dy_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
     if HAS_D:
         D = tl.load(D_ptr + h).to(tl.float32)
     if HAS_Z:
+        causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
+        cbm = _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL, False) * tl.exp(
+            tl.where(causal, g[:, None] - g[None, :], float("-inf")))  # [l, s]
         z = tl.load(z_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
         silu_z, dsilu_z = silu_parts(z)
         dy = dout * silu_z
@@ -268,20 +298,23 @@ def ssd_bwd_kernel_dx(
     else:
         dy = dout
     dg = tl.sum(dy * y_in, axis=1)  # the entering state's read
-    z_end = tl.sum(tl.trans(v) * b_ds_t, axis=0)  # [BL]: the chunk-end state's share of dg
+    z_end = tl.sum(v * b_ds, axis=1)  # [BL]: the chunk-end state's share of dg
 
-    dv_t = dot(tl.trans(dy), cbm, MODE) + b_ds_t  # [BP, BL]
-    ddt_v = tl.sum(dv_t * tl.trans(x.to(tl.float32)), axis=0)
-    dx_t = dv_t * dt[None, :]
+    causal_t = (l[None, :] >= l[:, None]) & (l < L)[None, :]  # [s, l]
+    cbm_t = _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL, True) * tl.exp(
+        tl.where(causal_t, g[None, :] - g[:, None], float("-inf")))  # [s, l]
+    dv = dot(cbm_t, dy, MODE) + b_ds  # [BL, BP]
+    ddt_v = tl.sum(dv * x.to(tl.float32), axis=1)
+    dx = dv * dt[:, None]
     if HAS_D:
-        dx_t += D * tl.trans(dy)
+        dx += D * dy
         tl.store(dD_ptr + (b * NC + c) * H + h, tl.sum(tl.sum(dy * x.to(tl.float32), axis=1), axis=0))
-    off_pt = ((b * T + t[None, :]) * H + h) * P + p[:, None]  # [BP, BL]
-    tl.store(dx_ptr + off_pt, dx_t.to(dx_ptr.dtype.element_ty), mask=(p < P)[:, None] & mask_t[None, :])
+    tl.store(dx_ptr + off_tp, dx.to(dx_ptr.dtype.element_ty), mask=mask_tp)
 
-    # dg_l, the rest: the quadratic form (rows +, columns -), the chunk-end state
-    W = cbm * dot(dy, tl.trans(v), MODE)  # [BL, BL]
-    dg += tl.sum(W, axis=1) - tl.sum(W, axis=0) - z_end
+    # dg_l, the rest: the quadratic form (rows +, columns -), the chunk-end state; with Wᵀ [s, l] the
+    # columns' sums are its rows'
+    W_t = cbm_t * dot(v, tl.trans(dy), MODE)  # [s, l]
+    dg += tl.sum(W_t, axis=0) - tl.sum(W_t, axis=1) - z_end
     dg += tl.where(l == L - 1, tl.sum(z_end, axis=0) + tl.exp(g_last) * s_ds, 0.0)
     da = tl.cumsum(dg, axis=0, reverse=True)  # d(dt_l A): g_l = Σ_{j≤l} dt_j A
     A = tl.load(A_ptr + h).to(tl.float32)
@@ -365,7 +398,8 @@ def ssd_fwd(
     initial_state: Tensor | None,
     chunk_size: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Returns `(y [B, T, H, P], final_state [B, H, P, N] fp32, g [B, H, T'], states [B, c, H, N, P])`."""
+    """Returns `(y [B, T, H, P], final_state [B, H, P, N] fp32, g [B, H, T'], states [B, c, H, N, P],
+    cb [B, G, c, L, L] fp32)`."""
     b, T, H, P = x.shape
     G, N = B.shape[2:]
     L = chunk_size
@@ -375,6 +409,8 @@ def ssd_fwd(
 
     g = torch.empty(b, H, nc * L, device=x.device, dtype=torch.float32)
     ssd_fwd_kernel_cumsum[(nc, b)](dt, A, g, T, H, L, nc, BL=blocks["BL"], BH=block(H, 1))
+    cb = torch.empty(b, G, nc, L, L, device=x.device, dtype=torch.float32)
+    ssd_fwd_kernel_cb[(nc, b * G)](B, C, cb, T, G, N, L, nc, BL=blocks["BL"], BN=blocks["BN"], MODE=mode)
 
     states = torch.empty(b, nc, H, N, P, device=x.device, dtype=state_dtype(x.dtype))
     final = torch.empty(b, H, P, N, device=x.device, dtype=torch.float32)
@@ -386,10 +422,10 @@ def ssd_fwd(
     y = torch.empty_like(x)
     grid = (triton.cdiv(P, blocks["BP"]), nc, b * H)
     ssd_fwd_kernel_output[grid](
-        x, dt, B, C, D, z, g, states, y, *dims,
+        x, dt, C, D, z, g, states, cb, y, *dims,
         HAS_D=D is not None, HAS_Z=z is not None, MODE=mode, **blocks,
     )
-    return y, final, g, states
+    return y, final, g, states, cb
 
 
 def ssd_bwd(
@@ -404,6 +440,7 @@ def ssd_bwd(
     z: Tensor | None,
     g: Tensor,
     states: Tensor,
+    cb: Tensor,
     chunk_size: int,
 ) -> tuple[Tensor, ...]:
     """Returns `(dx, ddt, dA, dB, dC, dD or None, dz or None, d initial_state)`."""
@@ -427,7 +464,7 @@ def ssd_bwd(
     dA_part = torch.empty(b, nc, H, device=x.device, dtype=torch.float32)
     dD_part = torch.empty(b, nc, H, device=x.device, dtype=torch.float32) if D is not None else None
     ssd_bwd_kernel_dx[(nc, b * H)](
-        x, dt, A, B, C, D, z, dy, g, states, dstates, dx, ddt, dz, dA_part, dD_part, *dims,
+        x, dt, A, B, C, D, z, dy, g, states, dstates, cb, dx, ddt, dz, dA_part, dD_part, *dims,
         HAS_D=D is not None, HAS_Z=has_z, MODE=mode, BL=blocks["BL"], BN=blocks["BN"], BP=block(P),
     )
 
@@ -449,7 +486,7 @@ def ssd_bwd(
 def _fwd(
     x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
     initial_state: Tensor | None, chunk_size: int,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     with on_device(x):
         return ssd_fwd(x, dt, A, B, C, D, z, initial_state, chunk_size)
 
@@ -459,25 +496,26 @@ ssd_fwd_op = torch.library.custom_op("hybrid_nas::ssd_fwd", _fwd, mutates_args=(
 @ssd_fwd_op.register_fake
 def _(x, dt, A, B, C, D, z, initial_state, chunk_size):
     b, T, H, P = x.shape
-    N, nc = B.shape[3], -(-T // chunk_size)
+    G, N = B.shape[2:]
+    nc, L = -(-T // chunk_size), chunk_size
     fp32 = torch.float32
-    return (torch.empty_like(x), x.new_empty(b, H, P, N, dtype=fp32), x.new_empty(b, H, nc * chunk_size, dtype=fp32),
-            x.new_empty(b, nc, H, N, P, dtype=state_dtype(x.dtype)))
+    return (torch.empty_like(x), x.new_empty(b, H, P, N, dtype=fp32), x.new_empty(b, H, nc * L, dtype=fp32),
+            x.new_empty(b, nc, H, N, P, dtype=state_dtype(x.dtype)), x.new_empty(b, G, nc, L, L, dtype=fp32))
 
 
 def _bwd(
     dy: Tensor, dfinal: Tensor | None, x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
-    z: Tensor | None, g: Tensor, states: Tensor, chunk_size: int,
+    z: Tensor | None, g: Tensor, states: Tensor, cb: Tensor, chunk_size: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     with on_device(x):
-        dx, ddt, dA, dB, dC, dD, dz, dinit = ssd_bwd(dy, dfinal, x, dt, A, B, C, D, z, g, states, chunk_size)
+        dx, ddt, dA, dB, dC, dD, dz, dinit = ssd_bwd(dy, dfinal, x, dt, A, B, C, D, z, g, states, cb, chunk_size)
     return dx, ddt, dA, dB, dC, x.new_empty(0) if dD is None else dD, x.new_empty(0) if dz is None else dz, dinit
 
 
 ssd_bwd_op = torch.library.custom_op("hybrid_nas::ssd_bwd", _bwd, mutates_args=())
 
 @ssd_bwd_op.register_fake
-def _(dy, dfinal, x, dt, A, B, C, D, z, g, states, chunk_size):
+def _(dy, dfinal, x, dt, A, B, C, D, z, g, states, cb, chunk_size):
     b, _, H, P = x.shape
     return (torch.empty_like(x), torch.empty_like(dt), torch.empty_like(A), torch.empty_like(B), torch.empty_like(C),
             x.new_empty(0) if D is None else torch.empty_like(D), x.new_empty(0) if z is None else torch.empty_like(z),
@@ -491,11 +529,11 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _backward(ctx, dy, dfinal, *_saved_grads):
-    x, dt, A, B, C, D, z, g, states = ctx.saved_tensors
+    x, dt, A, B, C, D, z, g, states, cb = ctx.saved_tensors
     dy = torch.zeros_like(x) if dy is None else dy.contiguous()
     dfinal = dfinal.contiguous() if dfinal is not None else None
     bwd = _bwd if eager(ctx) else ssd_bwd_op
-    dx, ddt, dA, dB, dC, dD, dz, dinit = bwd(dy, dfinal, x, dt, A, B, C, D, z, g, states, ctx.chunk_size)
+    dx, ddt, dA, dB, dC, dD, dz, dinit = bwd(dy, dfinal, x, dt, A, B, C, D, z, g, states, cb, ctx.chunk_size)
     has_D, has_z, has_init = ctx.has
     return dx, ddt, dA, dB, dC, dD if has_D else None, dz if has_z else None, dinit if has_init else None, None
 

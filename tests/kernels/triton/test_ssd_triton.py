@@ -117,10 +117,10 @@ def test_ssd_ops_pass_opcheck() -> None:
     t = {n: v.detach() for n, v in ssd_inputs(1, 20, 2, 8, 8, 1, "D-z-state").items()}
     args = (t["x"], t["dt"], t["A"], t["B"], t["C"], t["D"], t["z"], t["initial_state"], 16)
     with torch.no_grad():
-        y, final, g, states = ssd_fwd_op(*args)
+        y, final, g, states, cb = ssd_fwd_op(*args)
     for D, z in ((t["D"], t["z"]), (None, None)):
         torch.library.opcheck(ssd_bwd_op, (torch.randn_like(y), torch.randn_like(final), *args[:5], D, z, g, states,
-                                           16), test_utils=("test_schema", "test_faketensor"))
+                                           cb, 16), test_utils=("test_schema", "test_faketensor"))
     for a in args[:8]:
         a.requires_grad_(True)
     torch.library.opcheck(ssd_fwd_op, args, test_utils=("test_schema", "test_autograd_registration",
