@@ -1,5 +1,5 @@
-"""Compile the gated delta rule's (or, with `--op ssd`, Mamba-2's SSD) Triton kernels for Hopper (sm_90) on a
-machine without a GPU.
+"""Compile the gated delta rule's (or, with `--op ssd`, Mamba-2's SSD; with `--op mlstm`, xLSTM's mLSTM) Triton
+kernels for Hopper (sm_90) on a machine without a GPU.
 
     python benchmarks/compile_sm90.py            # every kernel x tiles x dot mode x 2, 4 and 8 warps
     python benchmarks/compile_sm90.py --smoke    # one tile set, bf16, 4 warps (CI)
@@ -8,6 +8,7 @@ machine without a GPU.
     python benchmarks/compile_sm90.py --registers --bf16-only --tiles 0 --warps 1,2,4,8 \
         --kernels delta_fwd_kernel_wy,delta_fwd_kernel_inverse,delta_fwd_kernel_wu   # registers and spills
     python benchmarks/compile_sm90.py --op ssd --registers --bf16-only --warps 4,8 --kernels ssd_bwd_kernel_dx
+    python benchmarks/compile_sm90.py --op mlstm --registers --bf16-only --warps 2,4 --tiles 0,2  # dq/dk's BK
     python benchmarks/compile_sm90.py --registers --tiles 0 --warps 2,4 --bv 16,32,64 --stages 1,2,3 --bkf 256 \
         --kernels delta_fwd_kernel_states,delta_bwd_kernel_dstates       # which configs fit an SM at K 256
 
@@ -63,6 +64,13 @@ SSD_KERNELS = ("ssd_fwd_kernel_cb", "ssd_fwd_kernel_states", "ssd_fwd_kernel_out
 SSD_TILES = ((64, 64, 64), (128, 64, 64))
 SSD_INPUT_DTYPE = {"x_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dy_ptr", "y_ptr", "dx_ptr", "ddt_ptr", "dz_ptr",
                    "dB_ptr", "dC_ptr", "states_ptr", "dstates_ptr"}
+# xLSTM's mLSTM (kernels/mlstm/triton.py): its chunked kernels at K 128, V 256 (kernels.py's shapes), tiles
+# (BL, BK, BV), chunks of 64 and 128
+MLSTM_KERNELS = ("mlstm_fwd_kernel_states", "mlstm_fwd_kernel_output", "mlstm_bwd_kernel_prep",
+                 "mlstm_bwd_kernel_dstates", "mlstm_bwd_kernel_dv", "mlstm_bwd_kernel_dqk", "mlstm_bwd_kernel_gates")
+MLSTM_TILES = ((64, 64, 64), (128, 64, 64), (64, 32, 64))
+MLSTM_INPUT_DTYPE = {"q_ptr", "k_ptr", "v_ptr", "i_ptr", "f_ptr", "h_ptr", "dh_ptr", "dq_ptr", "dk_ptr", "dv_ptr",
+                     "di_ptr", "df_ptr", "states_ptr", "dstates_ptr"}
 INVERSE_KERNELS = ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse")  # compiled once per inverse method
 
 
@@ -77,6 +85,11 @@ def delta_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dic
 def ssd_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
     BL, BN, BP = tile
     return dict(BL=BL, BN=BN, BP=BP, MODE=mode, HAS_D=True, HAS_Z=True, HAS_INIT=True, HAS_DFINAL=True)
+
+
+def mlstm_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
+    BL, BK, BV = tile
+    return dict(BL=BL, BK=BK, BV=BV, MODE=mode, HAS_INIT=True, HAS_DFINAL=True, HAS_ROUTE=True)
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,8 @@ class Op:
 OPS = {
     "delta": Op("kernels.delta.triton", KERNELS, TILES, "CHANNEL, BL, BK", INPUT_DTYPE, delta_consts, True),
     "ssd": Op("kernels.ssd.triton", SSD_KERNELS, SSD_TILES, "BL, BN, BP", SSD_INPUT_DTYPE, ssd_consts, False),
+    "mlstm": Op("kernels.mlstm.triton", MLSTM_KERNELS, MLSTM_TILES, "BL, BK, BV", MLSTM_INPUT_DTYPE, mlstm_consts,
+                False),
 }
 
 
@@ -156,15 +171,17 @@ def ptxas_usage(ptx: str) -> tuple[int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--op", choices=("delta", "ssd"), default="delta",
-                    help=f"the gated delta rule's kernels, or Mamba-2's SSD ({', '.join(SSD_KERNELS)}; tiles "
-                         f"(BL, BN, BP) {SSD_TILES}, z and D present)")
+    ap.add_argument("--op", choices=tuple(OPS), default="delta",
+                    help=f"the gated delta rule's kernels, Mamba-2's SSD ({', '.join(SSD_KERNELS)}; tiles "
+                         f"(BL, BN, BP) {SSD_TILES}, z and D present) or xLSTM's mLSTM (tiles (BL, BK, BV) "
+                         f"{MLSTM_TILES})")
     ap.add_argument("--smoke", action="store_true", help="one tile set, bf16 products, 4 warps")
     ap.add_argument("--registers", action="store_true", help="also each config's registers and spills (ptxas -v)")
     ap.add_argument("--kernels", help="comma-separated kernel names (default: every kernel of the op)")
     ap.add_argument("--warps", default="2,4,8", help="comma-separated warp counts")
-    ap.add_argument("--tiles", help=f"comma-separated indices into {TILES} (CHANNEL, BL, BK), or with --op ssd "
-                                    f"into {SSD_TILES} (BL, BN, BP); default: all")
+    ap.add_argument("--tiles", help=f"comma-separated indices into {TILES} (CHANNEL, BL, BK), with --op ssd "
+                                    f"into {SSD_TILES} (BL, BN, BP), with --op mlstm into {MLSTM_TILES} (BL, BK, BV); "
+                                    "default: all")
     ap.add_argument("--bf16-only", action="store_true", help="bf16 products only")
     ap.add_argument("--unaligned", action="store_true",
                     help="compile without the launcher's knowledge that pointers and H, K, V divide by 16")

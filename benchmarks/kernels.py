@@ -551,6 +551,10 @@ def mlstm_tables(shapes: dict, args, smoke: bool) -> list[Table]:
 
             measure_ours(table, f"triton (ours), chunk {L}", run, ref, base, MLSTM_BF16, smoke, nbytes,
                          note=lambda ms, dims=dims: per_65536_tokens(ms, dims))
+            for bk in args.mlstm_dqk_bk:  # the dq/dk kernel in other blocks of K
+                with environment(KERNELS_MLSTM_DQK_BK=str(bk)):
+                    measure_ours(table, f"triton (ours), chunk {L}, dq/dk in blocks of {bk} keys", run, ref, base,
+                                 MLSTM_BF16, smoke, nbytes, note=lambda ms, dims=dims: per_65536_tokens(ms, dims))
         if smoke:
             table.finish()
             continue
@@ -829,6 +833,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fla-src", help="a checkout of flash-linear-attention (the folder holding fla/)")
     parser.add_argument("--ssd-chunk-sizes", default="64", help="chunk sizes to time our SSD at (at most 64)")
     parser.add_argument("--mlstm-chunk-sizes", default="64,128", help="chunk sizes to time our mLSTM at")
+    parser.add_argument("--mlstm-dqk-bk", default="",
+                        help="blocks of K for the mLSTM's dq/dk kernel, each a row of its own beside the default's "
+                             "64 (KERNELS_MLSTM_DQK_BK; e.g. 32; default: none)")
     parser.add_argument("--delta-chunk-sizes", default="64",
                         help="chunk sizes to time our gated delta rule at (a decay per head; per channel: 16)")
     parser.add_argument("--ssd-shapes", default=",".join(SSD_SHAPES),
@@ -863,12 +870,15 @@ def main(argv: list[str] | None = None) -> int:
         args.ssd_chunk_sizes = [int(x) for x in args.ssd_chunk_sizes.split(",")]
         args.mlstm_chunk_sizes = [int(x) for x in args.mlstm_chunk_sizes.split(",")]
         args.delta_chunk_sizes = [int(x) for x in args.delta_chunk_sizes.split(",")]
+        args.mlstm_dqk_bk = [int(x) for x in args.mlstm_dqk_bk.split(",") if x]
+        assert all(x >= 16 and x & (x - 1) == 0 for x in args.mlstm_dqk_bk)
         args.scan_blocks = [tuple(int(v) for v in x.split("x")) for x in args.scan_blocks.split(",")]
         assert all(len(b) == 2 and all(v > 0 and v & (v - 1) == 0 for v in b) for b in args.scan_blocks)
         assert all(x > 0 for x in args.ssd_chunk_sizes + args.mlstm_chunk_sizes + args.delta_chunk_sizes)
     except (ValueError, AssertionError):
         parser.error("--ssd-chunk-sizes/--mlstm-chunk-sizes/--delta-chunk-sizes: comma-separated positive "
-                     "integers (64,128); --scan-blocks: comma-separated powers of two TxD (16x32,32x16)")
+                     "integers (64,128); --scan-blocks: comma-separated powers of two TxD (16x32,32x16); "
+                     "--mlstm-dqk-bk: comma-separated powers of two of at least 16 (32)")
     for flag, given, known in (("--ssd-shapes", args.ssd_shapes, SSD_SHAPES),
                                ("--delta-shapes", args.delta_shapes, DELTA_SHAPES)):
         unknown = [x for x in given.split(",") if x not in known]

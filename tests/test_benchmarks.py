@@ -285,6 +285,17 @@ def test_compile_sm90_reports_registers_and_spills():
     assert 0 < registers <= 255 and spilled >= 0 and shared > 0 and float(cells[10]) >= 0
 
 
+def test_compile_sm90_compiles_the_mlstm_and_the_ssd_with_its_cb_kernel():
+    script = Path(__file__).parents[1] / "benchmarks" / "compile_sm90.py"
+    for op, kernels in (("mlstm", ("mlstm_fwd_kernel_states", "mlstm_bwd_kernel_dqk", "mlstm_bwd_kernel_gates")),
+                        ("ssd", ("ssd_fwd_kernel_cb", "ssd_bwd_kernel_dx"))):
+        r = subprocess.run([sys.executable, str(script), "--op", op, "--smoke"], capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+        for name in kernels:
+            assert f"{name}: compiled" in r.stdout, r.stdout
+
+
 def test_kernels_refuses_an_unknown_delta_shape_or_gate_or_a_chunk_it_would_not_run():
     script = str(SCRIPTS[0].parent / "kernels.py")
     for flag, value, said in (("--delta-shapes", "B9", "B9 is not a shape of the benchmark; use any of B8-T2048"),

@@ -22,6 +22,8 @@ initial m's gradient is ⟨dC_0, C_0⟩ + ⟨dn_0, n_0⟩. Both are finished on 
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -439,6 +441,21 @@ def _tiles(K: int, V: int, L: int) -> dict[str, int]:
     return {"BL": block(L), "BK": min(64, block(K)), "BV": min(64, block(V))}
 
 
+def dqk_block_k(K: int) -> int:
+    """The block of K that each program of `mlstm_bwd_kernel_dqk` owns: 64 (at most K), or `KERNELS_MLSTM_DQK_BK`
+    (read at each call, for measurements). A host choice, not a tuned one: the per-block partial sums that the
+    gates kernel adds up are as many as the blocks.
+
+    The kernel holds three fp32 accumulators, two of them [L, BK]; where the dot kernels are held to 2 warps
+    (bf16 on Hopper under Triton 3.4-3.7.0, `kernels._triton.autotune`), ptxas compiles the BK = 64 form at
+    32 registers and 20 KB spilled a thread, the BK = 32 form at 255 and 868 bytes
+    (`benchmarks/compile_sm90.py --op mlstm --registers`, Triton 3.9, sm_90a)."""
+    bk = int(os.environ.get("KERNELS_MLSTM_DQK_BK", 64))
+    if bk < 16 or bk & (bk - 1):
+        raise ValueError(f"KERNELS_MLSTM_DQK_BK={bk}: use a power of two of at least 16 (32 or 64)")
+    return min(bk, block(K))
+
+
 def mlstm_fwd(q, k, v, i, f, C0, n0, m0, chunk_size):
     """Returns `(h, (C, n, m) final fp32, saved)`; `saved` holds what the backward reads."""
     b, T, H, K = q.shape
@@ -514,12 +531,14 @@ def mlstm_bwd(dh, dCf, dnf, dmf, q, k, v, i, f, h, final, saved, m0, chunk_size,
     )
 
     dq, dk = torch.empty_like(q), torch.empty_like(k)
-    qdq = torch.empty(n_k, b * H, nc * L, device=dev, dtype=fp32)
-    kdk = torch.empty(n_k, b * H, nc * L, device=dev, dtype=fp32)
-    dlast = torch.empty(n_k, b * H, nc, device=dev, dtype=fp32)
-    mlstm_bwd_kernel_dqk[(n_k, nc, b * H)](
+    bk = dqk_block_k(K)
+    n_kq = triton.cdiv(K, bk)
+    qdq = torch.empty(n_kq, b * H, nc * L, device=dev, dtype=fp32)
+    kdk = torch.empty(n_kq, b * H, nc * L, device=dev, dtype=fp32)
+    dlast = torch.empty(n_kq, b * H, nc, device=dev, dtype=fp32)
+    mlstm_bwd_kernel_dqk[(n_kq, nc, b * H)](
         q, k, v, dh, i, f, mtok, rn, dden, states, nstates, mstates, dstates, dnstates,
-        dq, dk, qdq, kdk, dlast, scale, *dims, MODE=mode, **blocks,
+        dq, dk, qdq, kdk, dlast, scale, *dims, MODE=mode, **{**blocks, "BK": bk},
     )
 
     # the final m's cotangent, less what it does through C_T and n_T, along the arg-max path of m_T
@@ -532,7 +551,7 @@ def mlstm_bwd(dh, dCf, dnf, dmf, q, k, v, i, f, h, final, saved, m0, chunk_size,
         route = _argmax_path(i, f, m0)
     di, df = torch.empty_like(i), torch.empty_like(f)
     mlstm_bwd_kernel_gates[(nc, b * H)](
-        f, qdq, kdk, dlast, route, dm, di, df, T, H, L, nc, n_k, b * H, HAS_ROUTE=route is not None,
+        f, qdq, kdk, dlast, route, dm, di, df, T, H, L, nc, n_kq, b * H, HAS_ROUTE=route is not None,
         BL=blocks["BL"],
     )
     if not has_init:

@@ -64,6 +64,24 @@ def test_mlstm_triton(case: tuple) -> None:
     run(mlstm_inputs(*dims, options), chunk_size, torch.float32)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_mlstm_triton_dqk_in_blocks_of_16_keys(dtype, monkeypatch) -> None:
+    """`KERNELS_MLSTM_DQK_BK`: the dq/dk kernel in blocks of 16 of K's 72 (five blocks, the last partial), each
+    with its own partial sums for the gates, gives the reference's gradients."""
+    monkeypatch.setenv("KERNELS_MLSTM_DQK_BK", "16")
+    (*dims, chunk_size), options = CASES[6]
+    run(mlstm_inputs(*dims, options, dtype=dtype), chunk_size, dtype)
+
+
+def test_mlstm_triton_refuses_a_dqk_block_that_is_no_power_of_two(monkeypatch) -> None:
+    monkeypatch.setenv("KERNELS_MLSTM_DQK_BK", "48")
+    (*dims, chunk_size), options = CASES[0]
+    args, _ = split(mlstm_inputs(*dims, options))
+    h, _ = mlstm(**args, return_final_state=True, chunk_size=chunk_size, backend="triton")
+    with pytest.raises(ValueError, match="KERNELS_MLSTM_DQK_BK=48: use a power of two of at least 16"):
+        h.sum().backward()
+
+
 @pytest.mark.parametrize("case", [CASES[1], CASES[4]], ids=case_id)
 def test_mlstm_triton_bf16(case: tuple) -> None:
     (*dims, chunk_size), options = case
