@@ -129,6 +129,15 @@ def ident(cell: dict) -> tuple:
             cell.get("weight_decay"))
 
 
+def save_cells(path: Path, cells: list[dict]) -> None:
+    """Writes the kept cells to `path` whole: through a neighbour file, so a run killed mid-write leaves the last
+    whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.part")
+    partial.write_text(json.dumps(cells, indent=1) + "\n")
+    partial.replace(path)
+
+
 def merge(kept: list[dict], folders: list[Path], name: str) -> list[dict]:
     """`kept` with the cells that other runs kept in their own --out folders (`name` in each) and `kept` lacks:
     runs of this script side by side on one device, each with its own folder, fold into one JSON."""
@@ -183,12 +192,11 @@ def gap_closed(best: dict[tuple, dict], pairs: int, tokens: int) -> float | None
     return None if att - m2 < MIN_GAP else (hyb - m2) / (att - m2)
 
 
-def render(profile: ProxyProfile, task: str, groups: list[tuple], params: float,
+def render(profile: ProxyProfile, task: str, groups: list[Group], params: float,
            device: str | None, command: str) -> list[str]:
-    """The report: a table per task settings, batch size, weight decay and seed (`Group`s, or tuples of their
-    fields: the run's own first, then those kept from earlier runs), then, where the run's cells have several seeds,
-    each cell's accuracy per seed; `device` None for a report of kept cells only."""
-    groups = [Group(*g) for g in groups]
+    """The report: a table per task settings, batch size, weight decay and seed (the run's own `Group`s first, then
+    those kept from earlier runs), then, where the run's cells have several seeds, each cell's accuracy per seed;
+    `device` None for a report of kept cells only."""
     run = f"`{command}` on {device}." if device else f"`{command}`, from the cells kept by earlier runs."
     if len({run_of(g) for g in groups}) > 1:
         run += (" Cells of earlier runs with other task settings, batch sizes or weight decays (same seeds, same "
@@ -493,10 +501,7 @@ def main() -> None:
     kept = json.loads(json_path.read_text()) if json_path.exists() and not args.smoke else []
     if args.merge and not args.smoke:
         kept = merge(kept, args.merge, json_path.name)
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = json_path.with_suffix(".json.part")
-        partial.write_text(json.dumps(kept, indent=1) + "\n")
-        partial.replace(json_path)
+        save_cells(json_path, kept)
 
     def decay_of(c: dict) -> float | None:  # a kept cell's weight decay, None for the profile's
         return None if c.get("weight_decay", default_wd) == default_wd else c["weight_decay"]
@@ -527,11 +532,7 @@ def main() -> None:
               f"d_state={cell['d_state'] or '-'} pairs={cell['pairs'] or '-'} tokens={cell['tokens']:,} "
               f"lr={cell['lr']:g}{seeded}: {acc} ({cell['seconds']:.0f} s)", flush=True)
         if not args.smoke:  # each cell kept as it finishes, beside those of other settings or seeds
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            others = [c for c in kept if not mine(c)]
-            partial = json_path.with_suffix(".json.part")  # a run killed mid-write leaves the last whole file
-            partial.write_text(json.dumps(others + cells, indent=1) + "\n")
-            partial.replace(json_path)
+            save_cells(json_path, [c for c in kept if not mine(c)] + cells)
 
     if args.jobs > 1 and len(todo) > 1:  # several cells at once on the one device, each in its own process
         ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked

@@ -73,7 +73,8 @@ def test_recall_calibration_picks_each_cells_best_rate_and_the_hybrids_share_of_
     assert rc.gap_closed(near, 32, 10**6) is None  # attention 0.04 ahead: no gap to share
     other = [{**cell("attention", 1e-3, 0.25), "settings": {"seq_len": 128}}]
     text = "\n".join(rc.render(load_profile("cpu-tiny"), "mqar",
-                               [({"seq_len": 256}, 64, 0, cells), ({"seq_len": 128}, 16, 0, other)], 2e5, "cpu", "cmd"))
+                               [rc.Group({"seq_len": 256}, 64, 0, cells), rc.Group({"seq_len": 128}, 16, 0, other)],
+                               2e5, "cpu", "cmd"))
     first, second = '## Task settings {"seq_len": 256}, batch 64', '## Task settings {"seq_len": 128}, batch 16'
     assert text.index(first) < text.index(second)
     assert "| attention | default | 0.250 (lr 0.001, 12 s) |" in text and "1 cells, 0.2 min" in text
@@ -85,7 +86,7 @@ def test_recall_calibration_picks_each_cells_best_rate_and_the_hybrids_share_of_
 
     # several seeds: a table each, then each cell's best accuracy per seed and how many seeds jumped
     again = [{**cell("attention", 1e-3, 0.97), "seed": 1}, {**cell("hybrid 1:7", 3e-3, 0.02), "seed": 1}]
-    groups = [({"seq_len": 256}, 64, 0, cells), ({"seq_len": 256}, 64, 1, again)]
+    groups = [rc.Group({"seq_len": 256}, 64, 0, cells), rc.Group({"seq_len": 256}, 64, 1, again)]
     text = "\n".join(rc.render(load_profile("cpu-tiny"), "mqar", groups, 2e5, "cpu", "cmd"))
     assert '## Task settings {"seq_len": 256}, batch 64\n' in text and '{"seq_len": 256}, batch 64, seed 1' in text
     assert "## Over seeds 0, 1: each cell's best accuracy" in text
