@@ -17,8 +17,8 @@
 #
 # A step that fails or runs out of its time does not stop the next; the exit code of each is in the
 # table printed at the end (124: out of time). Step budgets in seconds: TESTS_S, SANITIZER_S, BENCH_S,
-# BF16_S. TESTS (and SANITIZER_TESTS) pick the test files. Every log comes back in gpu-check-logs.tgz,
-# the benchmark's table beside it.
+# BF16_S. TESTS (and SANITIZER_TESTS) pick the test files; BENCH_ARGS adds to kernels.py's options. Every
+# log comes back in gpu-check-logs.tgz, the benchmark's table beside it.
 set -uo pipefail
 
 OUT=${OUT:-./gpu-check-out}
@@ -104,7 +104,7 @@ fla_src=${FLA_SRC:-.anchors/fla_src}
 [ -d "$fla_src/fla" ] && anchors+=(--fla-src "$fla_src")
 run_step "bench" "$BENCH_S" "$OUT/bench.log" \
     "$PY" benchmarks/kernels.py --ops "${BENCH_OPS:-ssd,mlstm,selective_scan,gated_delta}" --out "$OUT/kernels_h200.md" "${anchors[@]}" \
-    --anchor-timeout "${ANCHOR_S:-120}" --compile-timeout 45
+    --anchor-timeout "${ANCHOR_S:-120}" --compile-timeout 45 ${BENCH_ARGS:-}
 
 # summary: one line a step
 result() {

@@ -2,6 +2,7 @@
 
     python benchmarks/kernel_profile.py --op gated_delta                 # on a CUDA GPU
     python benchmarks/kernel_profile.py --op ssd --shape 8,8192,16,64,128,1   # Mamba-2's SSD (B,T,H,P,N,G)
+    python benchmarks/kernel_profile.py --op mlstm --shape 4,8192,4,128,256   # xLSTM's mLSTM (B,T,H,K,V)
     python benchmarks/kernel_profile.py --op gated_delta --channel       # KDA's decay per key channel
     python benchmarks/kernel_profile.py --variants blocks,tiles:split    # several forms of the wy kernel
     python benchmarks/kernel_profile.py --wall --fla-src .anchors/fla_src  # and where the wall time goes
@@ -34,11 +35,12 @@ from _report import DELTA_VARIANTS_HELP, delta_variants, use_delta_variant
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--op", choices=["gated_delta", "ssd"], default="gated_delta")
+    ap.add_argument("--op", choices=["gated_delta", "ssd", "mlstm"], default="gated_delta")
     ap.add_argument("--channel", action="store_true", help="a decay per key channel (KDA)")
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--shape", help="B,T,H,K,V (gated_delta; default 8,2048,16,128,128) or B,T,H,P,N,G (ssd; "
-                                    "default 16,2048,16,64,64,1): kernels.py's first shape of the op")
+    ap.add_argument("--shape", help="B,T,H,K,V (gated_delta; default 8,2048,16,128,128), B,T,H,P,N,G (ssd; "
+                                    "default 16,2048,16,64,64,1) or B,T,H,K,V (mlstm; default 16,2048,4,128,256): "
+                                    "kernels.py's first shape of the op")
     ap.add_argument("--forward", action="store_true", help="the forwards only (no backward to tune and time)")
     ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked): also profile fla's "
                                       "chunk_gated_delta_rule forward on the same inputs")
@@ -50,8 +52,8 @@ def main() -> None:
                     help="print the N functions where the host spends most of a forward's time (cProfile)")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU interpreter, no timing")
     args = ap.parse_args()
-    if args.op == "ssd" and (args.wall or args.variants or args.fla_src or args.channel or args.host_profile):
-        raise SystemExit("--op ssd profiles the forward and forward+backward only: drop --wall, --variants, "
+    if args.op in PLAIN and (args.wall or args.variants or args.fla_src or args.channel or args.host_profile):
+        raise SystemExit(f"--op {args.op} profiles the forward and forward+backward only: drop --wall, --variants, "
                          "--fla-src, --channel and --host-profile")
 
     import torch
@@ -65,8 +67,8 @@ def main() -> None:
 
     from kernels.delta import gated_delta
 
-    if args.op == "ssd":
-        profile_ssd(args)
+    if args.op in PLAIN:
+        profile_plain(args)
         return
     args.shape = args.shape or "8,2048,16,128,128"
     try:
@@ -164,36 +166,68 @@ def print_profile(title: str, step, n: int) -> float:
     return total
 
 
-def profile_ssd(args) -> None:
-    """Mamba-2's SSD at B,T,H,P,N,G, its inputs as benchmarks/kernels.py makes them (bf16 x, B, C; fp32 dt,
-    A, D), chunks of 64: each kernel's GPU time in a forward and in a forward+backward."""
+# ops profiled as they are (no variants, no anchor): default shape, smoke shape, what the shape names
+PLAIN = {
+    "ssd": ("16,2048,16,64,64,1", (1, 37, 4, 16, 16, 2), "B,T,H,P,N,G"),
+    "mlstm": ("16,2048,4,128,256", (1, 37, 2, 16, 32), "B,T,H,K,V"),
+}
+
+
+def plain_inputs(op: str, dims: tuple[int, ...], dev: str) -> dict:
+    """The op's inputs as benchmarks/kernels.py makes them, bf16 where it runs them in bf16, each a leaf that
+    takes a gradient. SSD: bf16 x, B, C; fp32 dt, A, D. mLSTM: bf16 q, k, v, i, f."""
     import math
 
     import torch
     import torch.nn.functional as F
 
-    from kernels.ssd import ssd
-
-    try:
-        B, T, H, P, N, G = (1, 37, 4, 16, 16, 2) if args.smoke else (int(x) for x in (args.shape or
-                                                                                     "16,2048,16,64,64,1").split(","))
-    except ValueError:
-        raise SystemExit(f"--shape {args.shape!r}: six positive integers B,T,H,P,N,G (16,2048,16,64,64,1)") from None
     torch.manual_seed(0)
-    dev, bf16 = ("cpu" if args.smoke else "cuda"), torch.bfloat16
-    t = {
-        "x": torch.randn(B, T, H, P, device=dev).to(bf16),
-        "dt": F.softplus(torch.randn(B, T, H, device=dev) - 3),
-        "A": -torch.exp(torch.rand(H, device=dev) * math.log(16)),
-        "B": torch.randn(B, T, G, N, device=dev).to(bf16),
-        "C": torch.randn(B, T, G, N, device=dev).to(bf16),
-        "D": torch.randn(H, device=dev),
-    }
-    for x in t.values():
-        x.requires_grad_()
+    bf16 = torch.bfloat16
+    if op == "ssd":
+        B, T, H, P, N, G = dims
+        t = {
+            "x": torch.randn(B, T, H, P, device=dev).to(bf16),
+            "dt": F.softplus(torch.randn(B, T, H, device=dev) - 3),
+            "A": -torch.exp(torch.rand(H, device=dev) * math.log(16)),
+            "B": torch.randn(B, T, G, N, device=dev).to(bf16),
+            "C": torch.randn(B, T, G, N, device=dev).to(bf16),
+            "D": torch.randn(H, device=dev),
+        }
+    else:
+        B, T, H, K, V = dims
+        t = {
+            "q": torch.randn(B, T, H, K, device=dev), "k": torch.randn(B, T, H, K, device=dev),
+            "v": torch.randn(B, T, H, V, device=dev), "i": torch.randn(B, T, H, device=dev),
+            "f": torch.randn(B, T, H, device=dev) + 3,
+        }
+        t = {name: x.to(bf16) for name, x in t.items()}
+    return {name: x.requires_grad_() for name, x in t.items()}
 
-    def fwd():
-        return ssd(**t, chunk_size=64, backend="triton")
+
+def profile_plain(args) -> None:
+    """Mamba-2's SSD or the mLSTM at the given shape, chunks of 64: each kernel's GPU time in a forward and in a
+    forward+backward."""
+    import torch
+
+    default, tiny, names = PLAIN[args.op]
+    try:
+        dims = tuple(int(x) for x in (args.shape or default).split(","))
+        if len(dims) != len(tiny) or min(dims) < 1:
+            raise ValueError
+    except ValueError:
+        raise SystemExit(f"--shape {args.shape!r}: {len(tiny)} positive integers {names} ({default})") from None
+    dims = tiny if args.smoke else dims
+    t = plain_inputs(args.op, dims, "cpu" if args.smoke else "cuda")
+    if args.op == "ssd":
+        from kernels.ssd import ssd
+
+        def fwd():
+            return ssd(**t, chunk_size=64, backend="triton")
+    else:
+        from kernels.mlstm import mlstm
+
+        def fwd():
+            return mlstm(**t, chunk_size=64, backend="triton")
 
     dy = torch.randn_like(fwd())
 
@@ -202,12 +236,12 @@ def profile_ssd(args) -> None:
 
     if args.smoke:
         fwd_bwd()
-        print("smoke: the SSD's forward and backward ran; nothing timed")
+        print(f"smoke: the {args.op}'s forward and backward ran; nothing timed")
         return
-    shape = f"B{B} T{T} H{H} P{P} N{N} G{G}, bf16, chunks of 64"
-    print_profile(f"ssd forward, {shape}", fwd, args.steps)
+    shape = " ".join(f"{n}{d}" for n, d in zip(names.split(","), dims)) + ", bf16, chunks of 64"
+    print_profile(f"{args.op} forward, {shape}", fwd, args.steps)
     if not args.forward:
-        print_profile(f"ssd forward+backward, {shape}", fwd_bwd, args.steps)
+        print_profile(f"{args.op} forward+backward, {shape}", fwd_bwd, args.steps)
 
 
 def wall_and_host(step, n: int) -> tuple[float, float]:

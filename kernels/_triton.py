@@ -13,6 +13,7 @@ transposed); transposing a loaded tile is fine.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 from collections.abc import Callable
@@ -113,12 +114,43 @@ def block(n: int, least: int = 16) -> int:
     return max(least, triton.next_power_of_2(n))
 
 
+@functools.cache
 def _miscompiling_triton() -> bool:
     """Hopper with Triton 3.4 to 3.7.0, whose products of tiles go wrong at some warp counts (see `autotune`)."""
     if interpreting() or not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
         return False
     version = tuple(int(x) for x in triton.__version__.split("+")[0].split(".")[:3] if x.isdigit())
     return (3, 4) <= version < (3, 7, 1)
+
+
+# Whether a kernel that asks for it (`ampere_mma`) compiles its products to Ampere's MMA on the miscompiling
+# Triton; `KERNELS_AMPERE_MMA=0` (read when a kernel module is imported) keeps Hopper's and the kernel's `avoid`
+AMPERE_MMA = os.environ.get("KERNELS_AMPERE_MMA", "1") != "0"
+
+
+@contextlib.contextmanager
+def ampere_mma(mode: int):
+    """A context in which the kernels launched (and so compiled) multiply their tiles with Ampere's MMA
+    (`mma.sync`, one warp a product) instead of Hopper's warpgroup MMA, where Triton 3.4 to 3.7.0 would
+    miscompile them on Hopper in this dot mode (bf16).
+
+    Triton picks the MMA when it compiles, from the environment (`DISABLE_MMA_V3`, one of the variables its cache
+    keys include), so the context sets that variable around the launches alone: other kernels keep Hopper's MMA.
+    Setting it is process-wide while the context lasts: a kernel compiled on another thread in that window would
+    take Ampere's MMA too (correct, maybe slower). Outside that Triton range, on other GPUs, in other modes and
+    with `KERNELS_AMPERE_MMA=0`, it does nothing."""
+    if not (AMPERE_MMA and mode == DOT_BF16 and _miscompiling_triton()):
+        yield
+        return
+    before = os.environ.get("DISABLE_MMA_V3")
+    os.environ["DISABLE_MMA_V3"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["DISABLE_MMA_V3"]
+        else:
+            os.environ["DISABLE_MMA_V3"] = before
 
 
 def _with_warps(configs: list[triton.Config], num_warps: int) -> list[triton.Config]:

@@ -321,9 +321,14 @@ def test_kernels_times_other_forms_of_the_delta_wy_kernel_beside_the_default(tmp
     assert "decay per key channel" not in text
 
 
-def test_kernel_profile_runs_the_ssd_and_refuses_what_only_the_delta_rule_has():
+@pytest.mark.parametrize("op", ["ssd", "mlstm"])
+def test_kernel_profile_runs_the_ssd_and_the_mlstm_and_refuses_what_only_the_delta_rule_has(op):
     script = str(SCRIPTS[0].parent / "kernel_profile.py")
-    r = subprocess.run([sys.executable, script, "--op", "ssd", "--smoke"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "the SSD's forward and backward ran" in r.stdout, r.stderr[-2000:]
-    r = subprocess.run([sys.executable, script, "--op", "ssd", "--wall"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and "--op ssd profiles the forward and forward+backward only" in r.stderr, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, script, "--op", op, "--smoke"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and f"the {op}'s forward and backward ran" in r.stdout, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, script, "--op", op, "--wall"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and f"--op {op} profiles the forward and forward+backward only" in r.stderr, \
+        r.stderr[-2000:]
+    r = subprocess.run([sys.executable, script, "--op", op, "--smoke", "--shape", "4,2048"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1 and "--shape '4,2048': " in r.stderr and "positive integers" in r.stderr, r.stderr[-2000:]

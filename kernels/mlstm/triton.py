@@ -30,7 +30,9 @@ import triton
 import triton.language as tl
 
 from kernels._triton import (
+    AMPERE_MMA,
     DOT_BF16,
+    ampere_mma,
     autotune,
     block,
     dot,
@@ -60,9 +62,11 @@ def _chunk_gates(i_ptr, f_ptr, b, h, c, T, H, L, BL: tl.constexpr):
     return tl.cumsum(log_f, axis=0), ig
 
 
-# the sequential walk tunes its split of the state; the per-chunk kernels their block of V
-# warp counts Triton 3.4–3.7.0 miscompiles on Hopper, by dot mode (`kernels._triton.autotune`)
-AVOID = {DOT_BF16: (4, 8)}
+# the sequential walk tunes its split of the state; the per-chunk kernels their block of V.
+# On Hopper, Triton 3.4–3.7.0 gets the bf16 products wrong at 4 and 8 warps of warpgroup MMA: the kernels compile
+# to Ampere's MMA there (`ampere_mma`), or, with KERNELS_AMPERE_MMA=0, keep Hopper's and avoid those warp counts
+# (`kernels._triton.autotune`), which holds them to 2 warps
+AVOID = {} if AMPERE_MMA else {DOT_BF16: (4, 8)}
 STATE_TILES = tiles(("BK", "BV"), [(64, 64), (64, 32), (32, 64), (128, 64)], (4, 2), (8, 2))
 V_TILES = tiles(("BV",), [(64,), (128,)], (4, 2), (8, 2))
 
@@ -584,7 +588,7 @@ def _fwd(
     q: Tensor, k: Tensor, v: Tensor, i: Tensor, f: Tensor, C0: Tensor | None, n0: Tensor | None, m0: Tensor | None,
     chunk_size: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    with on_device(q):
+    with on_device(q), ampere_mma(dot_mode(q.dtype)):
         h, final, saved = mlstm_fwd(q, k, v, i, f, C0, n0, m0, chunk_size)
     return (h, *final, *saved)
 
@@ -608,7 +612,7 @@ def _bwd(
     i: Tensor, f: Tensor, h: Tensor, Cf: Tensor, nf: Tensor, mf: Tensor, states: Tensor, nstates: Tensor,
     mstates: Tensor, mtok: Tensor, den: Tensor, m0: Tensor | None, chunk_size: int, has_init: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    with on_device(q):
+    with on_device(q), ampere_mma(dot_mode(q.dtype)):
         grads = mlstm_bwd(dh, dCf, dnf, dmf, q, k, v, i, f, h, (Cf, nf, mf), (states, nstates, mstates, mtok, den),
                           m0, chunk_size, has_init)
     return tuple(q.new_empty(0) if g is None else g for g in grads)

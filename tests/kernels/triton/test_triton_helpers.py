@@ -48,6 +48,34 @@ def test_the_warp_counts_a_kernel_avoids_on_a_miscompiling_triton():
     assert [(c.num_warps, c.num_stages) for c in held] == [(2, 2), (2, 3)]
 
 
+def test_ampere_mma_sets_disable_mma_v3_around_bf16_launches_on_a_miscompiling_triton_only(monkeypatch):
+    """Triton reads DISABLE_MMA_V3 when it compiles: the context sets it for bf16 products on Hopper under Triton
+    3.4-3.7.0 and puts back what was there; elsewhere, in fp32 and with KERNELS_AMPERE_MMA=0 it leaves it alone."""
+    import os
+
+    import kernels._triton as kt
+    from kernels.mlstm import triton as mlstm_triton
+
+    def inside(mode: int) -> str | None:
+        with kt.ampere_mma(mode):
+            return os.environ.get("DISABLE_MMA_V3")
+
+    monkeypatch.delenv("DISABLE_MMA_V3", raising=False)
+    assert inside(kt.DOT_BF16) is None  # the interpreter: no Hopper, nothing to do
+    monkeypatch.setattr(kt, "_miscompiling_triton", lambda: True)
+    assert inside(kt.DOT_BF16) == "1" and "DISABLE_MMA_V3" not in os.environ
+    assert inside(kt.DOT_FP32) is None  # fp32's tf32x3 products keep Hopper's MMA and their own `avoid`
+    monkeypatch.setenv("DISABLE_MMA_V3", "0")
+    assert inside(kt.DOT_BF16) == "1" and os.environ["DISABLE_MMA_V3"] == "0"
+    with pytest.raises(RuntimeError), kt.ampere_mma(kt.DOT_BF16):
+        raise RuntimeError("a launch that fails")
+    assert os.environ["DISABLE_MMA_V3"] == "0"
+    monkeypatch.setattr(kt, "AMPERE_MMA", False)  # KERNELS_AMPERE_MMA=0
+    assert inside(kt.DOT_BF16) == "0"
+    # the mLSTM avoids no warp count when its products compile to Ampere's MMA, and 4 and 8 in bf16 when not
+    assert ({} if mlstm_triton.AMPERE_MMA else {kt.DOT_BF16: (4, 8)}) == mlstm_triton.AVOID
+
+
 def test_the_state_kernels_compile_at_k256_only_the_configs_that_fit_a_hopper_sm():
     """At K = 256 the state kernels' wide configs need more shared memory than an SM has, and Triton would
     compile each before finding out. `state_fits` agrees with every config compiled for sm_90a in the log
