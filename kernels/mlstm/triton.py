@@ -67,7 +67,9 @@ def _chunk_gates(i_ptr, f_ptr, b, h, c, T, H, L, BL: tl.constexpr):
 # to Ampere's MMA there (`ampere_mma`), or, with KERNELS_AMPERE_MMA=0, keep Hopper's and avoid those warp counts
 # (`kernels._triton.autotune`), which holds them to 2 warps
 AVOID = {} if AMPERE_MMA else {DOT_BF16: (4, 8)}
-STATE_TILES = tiles(("BK", "BV"), [(64, 64), (64, 32), (32, 64), (128, 64)], (4, 2), (8, 2))
+# (32, 32): at B4 H4 (K 128, V 256) the walks have 512 programs instead of 128-256, which an H200's 132 SMs need to
+# hide each chunk's latency
+STATE_TILES = tiles(("BK", "BV"), [(64, 64), (64, 32), (32, 64), (128, 64), (32, 32)], (4, 2), (8, 2))
 V_TILES = tiles(("BV",), [(64,), (128,)], (4, 2), (8, 2))
 
 
@@ -207,18 +209,17 @@ def mlstm_bwd_kernel_prep(
     tl.store(dden_ptr + (b * H + h) * NC * L + t, dden, mask=l < L)
 
 
-@autotune(warps((4, 2), (4, 3), (8, 2)), key=["K", "V", "BL"], avoid=AVOID)
+@autotune(STATE_TILES, key=["K", "V", "BL"], interpret={"BK": 32, "BV": 32}, fit={"BK": "K", "BV": "V"}, avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def mlstm_bwd_kernel_dstates(
-    q_ptr, dh_ptr, i_ptr, f_ptr, mtok_ptr, rn_ptr, dden_ptr, states_ptr, nstates_ptr, mstates_ptr,
-    dCf_ptr, dnf_ptr, dstates_ptr, dnstates_ptr, dC0_ptr, dn0_ptr, dm0_ptr,
+    q_ptr, dh_ptr, i_ptr, f_ptr, mtok_ptr, rn_ptr, dden_ptr, mstates_ptr,
+    dCf_ptr, dnf_ptr, dstates_ptr, dnstates_ptr, dC0_ptr, dn0_ptr,
     scale, T, H, K, V, L, NC,
     HAS_DFINAL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
 ):
     """G_{c+1}, the gradient of the state at the end of chunk c, walking the chunks in reverse.
 
-    dstates[:, :, c] = G_{c+1} (dnstates likewise); G_0 is the initial state's gradient, and
-    dm0 gets this tile's share of ⟨G_0, C_0⟩ + ⟨Gn_0, n_0⟩. Grid (K/BK, V/BV, B·H).
+    dstates[:, :, c] = G_{c+1} (dnstates likewise); G_0 is the initial state's gradient. Grid (K/BK, V/BV, B·H).
     """
     i_k, i_v, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, h = (bh // H).to(tl.int64), bh % H
@@ -257,15 +258,8 @@ def mlstm_bwd_kernel_dstates(
         dC = beta * dC + dot(tl.trans(qa), dht * rn[:, None], MODE)
         dn = beta * dn + tl.sum(qa * dden[:, None], axis=0)
     tl.store(dC0_ptr + ((b * H + h) * K + kk[:, None]) * V + vv[None, :], dC, mask=mask_kv)
-    C0 = tl.load(states_ptr + (((b * H + h) * (NC + 1)) * K + kk[:, None]) * V + vv[None, :],
-                 mask=mask_kv, other=0.0).to(tl.float32)
-    part = tl.sum(tl.sum(dC * C0, axis=1), axis=0)
     if i_v == 0:
         tl.store(dn0_ptr + (b * H + h) * K + kk, dn, mask=kk < K)
-        n0 = tl.load(nstates_ptr + ((b * H + h) * (NC + 1)) * K + kk, mask=kk < K, other=0.0)
-        part += tl.sum(dn * n0, axis=0)
-    tile = i_k * tl.num_programs(1) + i_v
-    tl.store(dm0_ptr + tile * tl.num_programs(2) + bh, part)
 
 
 @triton.jit
@@ -450,10 +444,11 @@ def dqk_block_k(K: int) -> int:
     (read at each call, for measurements). A host choice, not a tuned one: the per-block partial sums that the
     gates kernel adds up are as many as the blocks.
 
-    The kernel holds three fp32 accumulators, two of them [L, BK]; where the dot kernels are held to 2 warps
-    (bf16 on Hopper under Triton 3.4-3.7.0, `kernels._triton.autotune`), ptxas compiles the BK = 64 form at
-    32 registers and 20 KB spilled a thread, the BK = 32 form at 255 and 868 bytes
-    (`benchmarks/compile_sm90.py --op mlstm --registers`, Triton 3.9, sm_90a)."""
+    The kernel holds three fp32 accumulators, two of them [L, BK]. Held to 2 warps (as it was on Hopper under
+    Triton 3.4-3.7.0 before `ampere_mma`), ptxas compiles the BK = 64 form at 32 registers and 20 KB spilled a
+    thread, the BK = 32 form at 255 and 868 bytes (`benchmarks/compile_sm90.py --op mlstm --registers`, Triton
+    3.9, sm_90a); at the 4 and 8 warps it now runs at, blocks of 64 keys are the faster on an H200
+    (docs/benchmarks/kernels_h200.md)."""
     bk = int(os.environ.get("KERNELS_MLSTM_DQK_BK", 64))
     if bk < 16 or bk & (bk - 1):
         raise ValueError(f"KERNELS_MLSTM_DQK_BK={bk}: use a power of two of at least 16 (32 or 64)")
@@ -515,16 +510,14 @@ def mlstm_bwd(dh, dCf, dnf, dmf, q, k, v, i, f, h, final, saved, m0, chunk_size,
         h, dh, mtok, den, rn, dden, T, H, V, L, nc, BL=blocks["BL"], BV=blocks["BV"]
     )
 
-    n_k, n_v = triton.cdiv(K, blocks["BK"]), triton.cdiv(V, blocks["BV"])
     dstates = torch.empty(b, H, nc, K, V, device=dev, dtype=states.dtype)
     dnstates = torch.empty(b, H, nc, K, device=dev, dtype=fp32)
     dC0 = torch.empty(b, H, K, V, device=dev, dtype=fp32)
     dn0 = torch.empty(b, H, K, device=dev, dtype=fp32)
-    dm0_part = torch.empty(n_k * n_v, b * H, device=dev, dtype=fp32)
-    mlstm_bwd_kernel_dstates[(n_k, n_v, b * H)](
-        q, dh, i, f, mtok, rn, dden, states, nstates, mstates, dCf, dnf,
-        dstates, dnstates, dC0, dn0, dm0_part,
-        scale, *dims, HAS_DFINAL=has_dfinal, MODE=mode, **blocks,
+    grid = lambda meta: (triton.cdiv(K, meta["BK"]), triton.cdiv(V, meta["BV"]), b * H)  # noqa: E731
+    mlstm_bwd_kernel_dstates[grid](
+        q, dh, i, f, mtok, rn, dden, mstates, dCf, dnf, dstates, dnstates, dC0, dn0,
+        scale, *dims, HAS_DFINAL=has_dfinal, MODE=mode, BL=blocks["BL"],
     )
 
     dv = torch.empty_like(v)
@@ -560,7 +553,8 @@ def mlstm_bwd(dh, dCf, dnf, dmf, q, k, v, i, f, h, final, saved, m0, chunk_size,
     )
     if not has_init:
         return dq, dk, dv, di, df, None, None, None
-    dm0 = dm0_part.sum(0).view(b, H)
+    # ⟨G_0, C_0⟩ + ⟨Gn_0, n_0⟩, with C_0 as the kernels read it (states[:, :, 0], in the states' dtype)
+    dm0 = (dC0 * states[:, :, 0].float()).sum((-2, -1)) + (dn0 * nstates[:, :, 0]).sum(-1)
     if route is not None:
         dm0 = dm0 + torch.where(route.view(b, H) < 0, dm, 0.0)
     return dq, dk, dv, di, df, dC0, dn0, dm0
