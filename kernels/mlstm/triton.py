@@ -73,15 +73,19 @@ STATE_TILES = tiles(("BK", "BV"), [(64, 64), (64, 32), (32, 64), (128, 64), (32,
 V_TILES = tiles(("BV",), [(64,), (128,)], (4, 2), (8, 2))
 
 
-@autotune(STATE_TILES, key=["K", "V", "BL"], interpret={"BK": 32, "BV": 32}, fit={"BK": "K", "BV": "V"}, avoid=AVOID)
-@triton.jit(do_not_specialize=["T", "L", "NC"])
+@autotune(STATE_TILES, key=["K", "V", "BL", "WALKS"], interpret={"BK": 32, "BV": 32}, fit={"BK": "K", "BV": "V"},
+          avoid=AVOID)
+@triton.jit(do_not_specialize=["T", "L", "NC", "WALKS"])
 def mlstm_fwd_kernel_states(
     k_ptr, v_ptr, i_ptr, f_ptr, C0_ptr, n0_ptr, m0_ptr,
     states_ptr, nstates_ptr, mstates_ptr, Cf_ptr, nf_ptr, mf_ptr,
-    T, H, K, V, L, NC,
+    T, H, K, V, L, NC, WALKS,
     HAS_INIT: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
 ):
     """The state entering each chunk and the final one, walking the chunks in order. Grid (K/BK, V/BV, B·H).
+
+    WALKS (B·H to a power of two, unused but in the tuning key): how many walks share the GPU decides the tiles,
+    as few sequences and heads need small ones to fill it (`walks`).
 
     states [B, H, c+1, K, V] (index c: entering chunk c; the last: the final state), nstates and mstates
     likewise, fp32. Every program tracks m; the (0, 0) program stores it.
@@ -209,17 +213,19 @@ def mlstm_bwd_kernel_prep(
     tl.store(dden_ptr + (b * H + h) * NC * L + t, dden, mask=l < L)
 
 
-@autotune(STATE_TILES, key=["K", "V", "BL"], interpret={"BK": 32, "BV": 32}, fit={"BK": "K", "BV": "V"}, avoid=AVOID)
-@triton.jit(do_not_specialize=["T", "L", "NC"])
+@autotune(STATE_TILES, key=["K", "V", "BL", "WALKS"], interpret={"BK": 32, "BV": 32}, fit={"BK": "K", "BV": "V"},
+          avoid=AVOID)
+@triton.jit(do_not_specialize=["T", "L", "NC", "WALKS"])
 def mlstm_bwd_kernel_dstates(
     q_ptr, dh_ptr, i_ptr, f_ptr, mtok_ptr, rn_ptr, dden_ptr, mstates_ptr,
     dCf_ptr, dnf_ptr, dstates_ptr, dnstates_ptr, dC0_ptr, dn0_ptr,
-    scale, T, H, K, V, L, NC,
+    scale, T, H, K, V, L, NC, WALKS,
     HAS_DFINAL: tl.constexpr, BL: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, MODE: tl.constexpr,
 ):
     """G_{c+1}, the gradient of the state at the end of chunk c, walking the chunks in reverse.
 
-    dstates[:, :, c] = G_{c+1} (dnstates likewise); G_0 is the initial state's gradient. Grid (K/BK, V/BV, B·H).
+    dstates[:, :, c] = G_{c+1} (dnstates likewise); G_0 is the initial state's gradient. Grid (K/BK, V/BV, B·H);
+    WALKS as in `mlstm_fwd_kernel_states`.
     """
     i_k, i_v, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, h = (bh // H).to(tl.int64), bh % H
@@ -439,6 +445,13 @@ def _tiles(K: int, V: int, L: int) -> dict[str, int]:
     return {"BL": block(L), "BK": min(64, block(K)), "BV": min(64, block(V))}
 
 
+def walks(n: int) -> int:
+    """The tuning key's count of sequential walks (sequences × heads), to a power of two: the state kernels' best
+    tiles at B16 H4 and at B4 H4 differ (at 16 walks of 128 chunks each, 64 × 64 tiles leave most of an H200's SMs
+    idle), and one tuning must not serve both."""
+    return triton.next_power_of_2(n)
+
+
 def dqk_block_k(K: int) -> int:
     """The block of K that each program of `mlstm_bwd_kernel_dqk` owns: 64 (at most K), or `KERNELS_MLSTM_DQK_BK`
     (read at each call, for measurements). A host choice, not a tuned one: the per-block partial sums that the
@@ -473,7 +486,7 @@ def mlstm_fwd(q, k, v, i, f, C0, n0, m0, chunk_size):
     mf = torch.empty(b, H, device=dev, dtype=fp32)
     grid = lambda meta: (triton.cdiv(K, meta["BK"]), triton.cdiv(V, meta["BV"]), b * H)  # noqa: E731
     mlstm_fwd_kernel_states[grid](
-        k, v, i, f, C0, n0, m0, states, nstates, mstates, Cf, nf, mf, *dims,
+        k, v, i, f, C0, n0, m0, states, nstates, mstates, Cf, nf, mf, *dims, walks(b * H),
         HAS_INIT=C0 is not None, MODE=mode, BL=blocks["BL"],
     )
 
@@ -517,7 +530,7 @@ def mlstm_bwd(dh, dCf, dnf, dmf, q, k, v, i, f, h, final, saved, m0, chunk_size,
     grid = lambda meta: (triton.cdiv(K, meta["BK"]), triton.cdiv(V, meta["BV"]), b * H)  # noqa: E731
     mlstm_bwd_kernel_dstates[grid](
         q, dh, i, f, mtok, rn, dden, mstates, dCf, dnf, dstates, dnstates, dC0, dn0,
-        scale, *dims, HAS_DFINAL=has_dfinal, MODE=mode, BL=blocks["BL"],
+        scale, *dims, walks(b * H), HAS_DFINAL=has_dfinal, MODE=mode, BL=blocks["BL"],
     )
 
     dv = torch.empty_like(v)
