@@ -195,7 +195,8 @@ def autotune(
     `avoid` ({dot mode: warp counts}) is what this kernel must not run with on Hopper under Triton 3.4 to
     3.7.0, whose warpgroup-MMA code (4 warps and more) miscompiles some products of tiles. Measured on an
     H200 with Triton 3.6 (`benchmarks/bf16_errors.py`, `benchmarks/gpu_check.sh`): the mLSTM in bf16 is off
-    by 0.16 relative at 4 warps and 0.08 at 8 (its h and every gradient but dv), 2e-3 at 2; the SSD in
+    by 0.16 relative at 4 warps and 0.08 at 8 (its h and every gradient but dv), 2e-3 at 2, and right at every
+    count under Ampere's MMA, which it now compiles to there instead of avoiding them (`ampere_mma`); the SSD in
     fp32 (tf32x3 products) hits an illegal memory access at 8 warps and is right at 4; the SSD in bf16 is
     right at 2, 4 and 8; the gated delta rule's dwy kernel reads invalid shared memory in its fp32
     products at 8 warps (and, while it still multiplied by products, also in bf16 at 4 or 8 at K = 32;
