@@ -1,5 +1,5 @@
-"""Compile the gated delta rule's (or, with `--op ssd`, Mamba-2's SSD; with `--op mlstm`, xLSTM's mLSTM) Triton
-kernels for Hopper (sm_90) on a machine without a GPU.
+"""Compile the gated delta rule's (or, with `--op ssd`, Mamba-2's SSD; with `--op mlstm`, xLSTM's mLSTM; with
+`--op conv1d`, the causal conv1d) Triton kernels for Hopper (sm_90) on a machine without a GPU.
 
     python benchmarks/compile_sm90.py            # every kernel x tiles x dot mode x 2, 4 and 8 warps
     python benchmarks/compile_sm90.py --smoke    # one tile set, bf16, 4 warps (CI)
@@ -9,6 +9,7 @@ kernels for Hopper (sm_90) on a machine without a GPU.
         --kernels delta_fwd_kernel_wy,delta_fwd_kernel_inverse,delta_fwd_kernel_wu   # registers and spills
     python benchmarks/compile_sm90.py --op ssd --registers --bf16-only --warps 4,8 --kernels ssd_bwd_kernel_dx
     python benchmarks/compile_sm90.py --op mlstm --registers --bf16-only --warps 2,4 --tiles 0,2  # dq/dk's BK
+    python benchmarks/compile_sm90.py --op conv1d --registers --bf16-only --warps 4,8 --tiles 0   # the conv's backward
     python benchmarks/compile_sm90.py --registers --tiles 0 --warps 2,4 --bv 16,32,64 --stages 1,2,3 --bkf 256 \
         --kernels delta_fwd_kernel_states,delta_bwd_kernel_dstates       # which configs fit an SM at K 256
 
@@ -71,6 +72,13 @@ MLSTM_KERNELS = ("mlstm_fwd_kernel_states", "mlstm_fwd_kernel_output", "mlstm_bw
 MLSTM_TILES = ((64, 64, 64), (128, 64, 64), (64, 32, 64))
 MLSTM_INPUT_DTYPE = {"q_ptr", "k_ptr", "v_ptr", "i_ptr", "f_ptr", "h_ptr", "dh_ptr", "dq_ptr", "dk_ptr", "dv_ptr",
                      "di_ptr", "df_ptr", "states_ptr", "dstates_ptr"}
+# the causal conv1d (kernels/conv1d/triton.py): its kernels at tiles (BT, BC), W 4, bias, state and SiLU; its pointers
+# are named without `_ptr`
+CONV_KERNELS = ("causal_conv1d_fwd_kernel", "causal_conv1d_bwd_kernel_g", "causal_conv1d_bwd_kernel_dx",
+                "causal_conv1d_bwd_kernel_fused")
+CONV_TILES = ((64, 128), (64, 64))
+CONV_POINTERS = frozenset({"x", "w", "bias", "state", "dy", "y", "g", "g_out", "dx", "dw_part", "db_part"})
+CONV_INPUT_DTYPE = {"x", "state", "dy", "y", "dx"}
 INVERSE_KERNELS = ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse")  # compiled once per inverse method
 
 
@@ -92,6 +100,11 @@ def mlstm_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dic
     return dict(BL=BL, BK=BK, BV=BV, MODE=mode, HAS_INIT=True, HAS_DFINAL=True, HAS_ROUTE=True)
 
 
+def conv_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
+    BT, BC = tile
+    return dict(BT=BT, BC=BC, W=4, HAS_BIAS=True, HAS_STATE=True, SILU=True)
+
+
 @dataclass(frozen=True)
 class Op:
     """What this script compiles of one op: its kernels' module and names, its tile sets (and their column's
@@ -104,6 +117,7 @@ class Op:
     input_dtype: set[str]
     consts: Callable[[tuple, int, int, int, int], dict]
     takes_bv: bool
+    pointers: frozenset[str] = frozenset()  # pointer arguments whose names do not end in `_ptr`
 
 
 OPS = {
@@ -111,14 +125,17 @@ OPS = {
     "ssd": Op("kernels.ssd.triton", SSD_KERNELS, SSD_TILES, "BL, BN, BP", SSD_INPUT_DTYPE, ssd_consts, False),
     "mlstm": Op("kernels.mlstm.triton", MLSTM_KERNELS, MLSTM_TILES, "BL, BK, BV", MLSTM_INPUT_DTYPE, mlstm_consts,
                 False),
+    "conv1d": Op("kernels.conv1d.triton", CONV_KERNELS, CONV_TILES, "BT, BC", CONV_INPUT_DTYPE, conv_consts, False,
+                 CONV_POINTERS),
 }
 
 
 def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool, aligned: bool = True,
-                   input_dtype: set[str] = INPUT_DTYPE, num_stages: int = 2):
+                   input_dtype: set[str] = INPUT_DTYPE, num_stages: int = 2, pointers: frozenset[str] = frozenset()):
     """Compiles one config for sm_90; returns Triton's compiled kernel (`.metadata.shared`, `.asm["ptx"]`).
     `aligned`: pointers and the specialised integers divisible by 16, as the launcher finds them;
-    `input_dtype`: the pointers that are bf16 when `bf16` is (the rest are fp32)."""
+    `input_dtype`: the pointers that are bf16 when `bf16` is (the rest are fp32); `pointers`: the pointer
+    arguments besides those named `*_ptr`."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -136,7 +153,7 @@ def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool, aligned
         name = param.name
         if name in consts:
             signature[name] = "constexpr"
-        elif name.endswith("_ptr"):
+        elif name.endswith("_ptr") or name in pointers:
             signature[name] = "*bf16" if bf16 and name in input_dtype else "*fp32"
         else:
             signature[name] = "fp32" if name == "scale" else "i32"
@@ -173,15 +190,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--op", choices=tuple(OPS), default="delta",
                     help=f"the gated delta rule's kernels, Mamba-2's SSD ({', '.join(SSD_KERNELS)}; tiles "
-                         f"(BL, BN, BP) {SSD_TILES}, z and D present) or xLSTM's mLSTM (tiles (BL, BK, BV) "
-                         f"{MLSTM_TILES})")
+                         f"(BL, BN, BP) {SSD_TILES}, z and D present), xLSTM's mLSTM (tiles (BL, BK, BV) "
+                         f"{MLSTM_TILES}) or the causal conv1d (tiles (BT, BC) {CONV_TILES}; 'bf16' its inputs)")
     ap.add_argument("--smoke", action="store_true", help="one tile set, bf16 products, 4 warps")
     ap.add_argument("--registers", action="store_true", help="also each config's registers and spills (ptxas -v)")
     ap.add_argument("--kernels", help="comma-separated kernel names (default: every kernel of the op)")
     ap.add_argument("--warps", default="2,4,8", help="comma-separated warp counts")
     ap.add_argument("--tiles", help=f"comma-separated indices into {TILES} (CHANNEL, BL, BK), with --op ssd "
-                                    f"into {SSD_TILES} (BL, BN, BP), with --op mlstm into {MLSTM_TILES} (BL, BK, BV); "
-                                    "default: all")
+                                    f"into {SSD_TILES} (BL, BN, BP), with --op mlstm into {MLSTM_TILES} (BL, BK, BV), "
+                                    f"with --op conv1d into {CONV_TILES} (BT, BC); default: all")
     ap.add_argument("--bf16-only", action="store_true", help="bf16 products only")
     ap.add_argument("--unaligned", action="store_true",
                     help="compile without the launcher's knowledge that pointers and H, K, V divide by 16")
@@ -229,7 +246,7 @@ def main() -> None:
             try:
                 start = time.perf_counter()
                 compiled = compile_kernel(kernel, consts, num_warps, bf16=mode == DOT_BF16, aligned=not args.unaligned,
-                                          input_dtype=op.input_dtype, num_stages=stages)
+                                          input_dtype=op.input_dtype, num_stages=stages, pointers=op.pointers)
                 seconds = time.perf_counter() - start
                 most = max(most, compiled.metadata.shared)
                 if args.registers:
