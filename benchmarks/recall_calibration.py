@@ -85,12 +85,11 @@ def at(pairs: int | None, tokens: int) -> str:
     return ("" if pairs is None else f"{pairs} pairs, ") + f"{fmt.count(tokens)} tokens"
 
 
-def same_run(cell: dict, settings: dict, seed: int, batch_size: int, weight_decay: float | None = None) -> bool:
-    """Whether a kept cell was trained with these task settings, seed, batch size and weight decay (the JSON may
-    hold others; a cell that names no batch size or weight decay was trained at the profile's, given here;
-    `weight_decay` None: any)."""
-    return (cell["settings"] == settings and cell["seed"] == seed and cell.get("batch_size", batch_size) == batch_size
-            and (weight_decay is None or cell.get("weight_decay", weight_decay) == weight_decay))
+def same_run(cell: dict, settings: dict, seed: int, batch_size: int) -> bool:
+    """Whether a kept cell was trained with these task settings, seed and batch size (the JSON may hold others; a
+    cell that names no batch size was trained at the profile's, given here). Weight decays are told apart by the
+    run itself, against the profile's decay (`decay_of` in `main`)."""
+    return cell["settings"] == settings and cell["seed"] == seed and cell.get("batch_size", batch_size) == batch_size
 
 
 def task_profile(profile: ProxyProfile, task: str, settings: dict, pairs: int | None, tokens: int,
