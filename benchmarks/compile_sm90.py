@@ -1,5 +1,6 @@
 """Compile the gated delta rule's (or, with `--op ssd`, Mamba-2's SSD; with `--op mlstm`, xLSTM's mLSTM; with
-`--op conv1d`, the causal conv1d) Triton kernels for Hopper (sm_90) on a machine without a GPU.
+`--op selective_scan`, Mamba-1's scan; with `--op conv1d`, the causal conv1d) Triton kernels for Hopper (sm_90) on a
+machine without a GPU.
 
     python benchmarks/compile_sm90.py            # every kernel x tiles x dot mode x 2, 4 and 8 warps
     python benchmarks/compile_sm90.py --smoke    # one tile set, bf16, 4 warps (CI)
@@ -79,6 +80,12 @@ CONV_KERNELS = ("causal_conv1d_fwd_kernel", "causal_conv1d_bwd_kernel_g", "causa
 CONV_TILES = ((64, 128), (64, 64))
 CONV_POINTERS = frozenset({"x", "w", "bias", "state", "dy", "y", "g", "g_out", "dx", "dw_part", "db_part"})
 CONV_INPUT_DTYPE = {"x", "state", "dy", "y", "dx"}
+# Mamba-1's selective scan (kernels/selective_scan/triton.py): its two kernels at tiles (BT, BD, BN), D, z, an
+# initial state and the final state's gradient present, the scan as `tl.associative_scan` (the GPU's path)
+SCAN_KERNELS = ("selective_scan_fwd_kernel", "selective_scan_bwd_kernel")
+SCAN_TILES = ((16, 32, 16), (16, 16, 16), (8, 32, 16), (32, 16, 16))
+SCAN_INPUT_DTYPE = {"u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "y_ptr", "dy_ptr", "du_ptr", "ddelta_ptr",
+                    "dz_ptr"}
 INVERSE_KERNELS = ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse")  # compiled once per inverse method
 
 
@@ -98,6 +105,12 @@ def ssd_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
 def mlstm_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
     BL, BK, BV = tile
     return dict(BL=BL, BK=BK, BV=BV, MODE=mode, HAS_INIT=True, HAS_DFINAL=True, HAS_ROUTE=True)
+
+
+def scan_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
+    BT, BD, BN = tile
+    return dict(BT=BT, BD=BD, BN=BN, HAS_D=True, HAS_Z=True, HAS_INIT=True, SAVE=True, HAS_DFINAL=True,
+                USE_SCAN=True)
 
 
 def conv_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
@@ -125,6 +138,8 @@ OPS = {
     "ssd": Op("kernels.ssd.triton", SSD_KERNELS, SSD_TILES, "BL, BN, BP", SSD_INPUT_DTYPE, ssd_consts, False),
     "mlstm": Op("kernels.mlstm.triton", MLSTM_KERNELS, MLSTM_TILES, "BL, BK, BV", MLSTM_INPUT_DTYPE, mlstm_consts,
                 False),
+    "selective_scan": Op("kernels.selective_scan.triton", SCAN_KERNELS, SCAN_TILES, "BT, BD, BN", SCAN_INPUT_DTYPE,
+                         scan_consts, False),
     "conv1d": Op("kernels.conv1d.triton", CONV_KERNELS, CONV_TILES, "BT, BC", CONV_INPUT_DTYPE, conv_consts, False,
                  CONV_POINTERS),
 }
@@ -191,14 +206,16 @@ def main() -> None:
     ap.add_argument("--op", choices=tuple(OPS), default="delta",
                     help=f"the gated delta rule's kernels, Mamba-2's SSD ({', '.join(SSD_KERNELS)}; tiles "
                          f"(BL, BN, BP) {SSD_TILES}, z and D present), xLSTM's mLSTM (tiles (BL, BK, BV) "
-                         f"{MLSTM_TILES}) or the causal conv1d (tiles (BT, BC) {CONV_TILES}; 'bf16' its inputs)")
+                         f"{MLSTM_TILES}), Mamba-1's selective scan (tiles (BT, BD, BN) {SCAN_TILES}) or the causal "
+                         f"conv1d (tiles (BT, BC) {CONV_TILES}); for the last two 'bf16' means bf16 inputs")
     ap.add_argument("--smoke", action="store_true", help="one tile set, bf16 products, 4 warps")
     ap.add_argument("--registers", action="store_true", help="also each config's registers and spills (ptxas -v)")
     ap.add_argument("--kernels", help="comma-separated kernel names (default: every kernel of the op)")
     ap.add_argument("--warps", default="2,4,8", help="comma-separated warp counts")
     ap.add_argument("--tiles", help=f"comma-separated indices into {TILES} (CHANNEL, BL, BK), with --op ssd "
                                     f"into {SSD_TILES} (BL, BN, BP), with --op mlstm into {MLSTM_TILES} (BL, BK, BV), "
-                                    f"with --op conv1d into {CONV_TILES} (BT, BC); default: all")
+                                    f"with --op selective_scan into {SCAN_TILES} (BT, BD, BN), with --op conv1d into "
+                                    f"{CONV_TILES} (BT, BC); default: all")
     ap.add_argument("--bf16-only", action="store_true", help="bf16 products only")
     ap.add_argument("--unaligned", action="store_true",
                     help="compile without the launcher's knowledge that pointers and H, K, V divide by 16")
