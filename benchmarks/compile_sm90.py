@@ -82,8 +82,10 @@ CONV_POINTERS = frozenset({"x", "w", "bias", "state", "dy", "y", "g", "g_out", "
 CONV_INPUT_DTYPE = {"x", "state", "dy", "y", "dx"}
 # Mamba-1's selective scan (kernels/selective_scan/triton.py): its two kernels at tiles (BT, BD, BN), D, z, an
 # initial state and the final state's gradient present, the scan as `tl.associative_scan` (the GPU's path)
-SCAN_KERNELS = ("selective_scan_fwd_kernel", "selective_scan_bwd_kernel")
-SCAN_TILES = ((16, 32, 16), (16, 16, 16), (8, 32, 16), (32, 16, 16))
+# (the state loop's kernels, `*_loop`, hold [BT, BD] tiles: 64 tokens is their block on the GPU)
+SCAN_KERNELS = ("selective_scan_fwd_kernel", "selective_scan_bwd_kernel", "selective_scan_fwd_kernel_loop",
+                "selective_scan_bwd_kernel_loop")
+SCAN_TILES = ((16, 32, 16), (16, 16, 16), (8, 32, 16), (32, 16, 16), (64, 32, 16), (64, 64, 16), (32, 32, 16))
 SCAN_INPUT_DTYPE = {"u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "y_ptr", "dy_ptr", "du_ptr", "ddelta_ptr",
                     "dz_ptr"}
 INVERSE_KERNELS = ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse")  # compiled once per inverse method

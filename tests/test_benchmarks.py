@@ -285,11 +285,12 @@ def test_compile_sm90_reports_registers_and_spills():
     assert 0 < registers <= 255 and spilled >= 0 and shared > 0 and float(cells[10]) >= 0
 
 
-def test_compile_sm90_compiles_the_mlstm_the_ssd_with_its_cb_kernel_and_the_conv():
+def test_compile_sm90_compiles_the_mlstm_the_ssd_with_its_cb_kernel_the_conv_and_the_scan():
     script = Path(__file__).parents[1] / "benchmarks" / "compile_sm90.py"
     for op, kernels in (("mlstm", ("mlstm_fwd_kernel_states", "mlstm_bwd_kernel_dqk", "mlstm_bwd_kernel_gates")),
                         ("ssd", ("ssd_fwd_kernel_cb", "ssd_bwd_kernel_dx")),
-                        ("conv1d", ("causal_conv1d_fwd_kernel", "causal_conv1d_bwd_kernel_fused"))):
+                        ("conv1d", ("causal_conv1d_fwd_kernel", "causal_conv1d_bwd_kernel_fused")),
+                        ("selective_scan", ("selective_scan_bwd_kernel", "selective_scan_bwd_kernel_loop"))):
         r = subprocess.run([sys.executable, str(script), "--op", op, "--smoke"], capture_output=True, text=True,
                            timeout=600)
         assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])

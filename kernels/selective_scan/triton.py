@@ -16,6 +16,8 @@ groups (BD divides Dc / G).
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -53,7 +55,7 @@ def _linear_combine(a1, b1, a2, b2):
 
 @triton.jit
 def _scan(log_a, b, BT: tl.constexpr, REVERSE: tl.constexpr, USE_SCAN: tl.constexpr):
-    """h_t = a_t h_{t-1} + b_t along axis 0 of [BT, BD, BN] from h = 0 (REVERSE: h_t = a_t h_{t+1} + b_t).
+    """h_t = a_t h_{t-1} + b_t along axis 0 of [BT, BD, BN] or [BT, BD] from h = 0 (REVERSE: h_t = a_t h_{t+1} + b_t).
 
     Returns (Π a over the scanned prefix, h). USE_SCAN: `tl.associative_scan`, the GPU path. Otherwise
     the same sums in closed form, Σ_s exp(Σ log a between s and t) b_s over a [BT, BT, BD, BN] tile:
@@ -65,12 +67,15 @@ def _scan(log_a, b, BT: tl.constexpr, REVERSE: tl.constexpr, USE_SCAN: tl.conste
         if REVERSE:
             cum = tl.cumsum(log_a, axis=0, reverse=True)  # Σ_{j≥t} log a_j
             s_on_t = tl.arange(0, BT)[None, :] >= tl.arange(0, BT)[:, None]
-            w = tl.exp(tl.where(s_on_t[:, :, None, None], cum[:, None] - cum[None, :], float("-inf")))
         else:
             cum = tl.cumsum(log_a, axis=0)  # Σ_{j≤t} log a_j
             s_on_t = tl.arange(0, BT)[None, :] <= tl.arange(0, BT)[:, None]
+        if len(b.shape) == 2:  # [BT, BD]: the state loop's tiles
+            w = tl.exp(tl.where(s_on_t[:, :, None], cum[:, None] - cum[None, :], float("-inf")))
+            h = tl.sum(w * b[None, :, :], axis=1)
+        else:  # [BT, BD, BN]
             w = tl.exp(tl.where(s_on_t[:, :, None, None], cum[:, None] - cum[None, :], float("-inf")))
-        h = tl.sum(w * b[None, :, :, :], axis=1)  # [BT, BD, BN]
+            h = tl.sum(w * b[None, :, :, :], axis=1)
         a_cum = tl.exp(cum)
     return a_cum, h
 
@@ -210,6 +215,198 @@ def selective_scan_bwd_kernel(
         tl.store(dD_ptr + b * Dc + d, dD, mask=d < Dc)
 
 
+# The state loop (KERNELS_SCAN=loop): the same walk over blocks of tokens, but each block is scanned one state
+# index at a time, on [BT, BD] tiles, as mamba_ssm's CUDA kernel loops over the state; see `scan_form`.
+# tokens per block in the state loop (and the spacing of its saved states) on the GPU: at 32 tokens × 32 channels its
+# backward compiles without spilling at 4 and 8 warps, at 64 it spills at 4 (`compile_sm90.py --op selective_scan`)
+LOOP_BLOCK_T = 32
+
+
+@triton.jit
+def _column(x, n_idx, n):
+    """x[:, n] of a [BD, BN] tile, as [BD]."""
+    return tl.sum(tl.where(n_idx[None, :] == n, x, 0.0), axis=1)
+
+
+@triton.jit
+def _into_column(x, n_idx, n, v):
+    """x with v [BD] added to its column n."""
+    return x + tl.where(n_idx[None, :] == n, v[:, None], 0.0)
+
+
+@autotune(warps((4, 2), (8, 2)), key=["N", "BD", "BT"])
+@triton.jit(do_not_specialize=["T", "NT"])
+def selective_scan_fwd_kernel_loop(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, init_ptr, y_ptr, saved_ptr, final_ptr,
+    T, Dc, G, N, NT,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_INIT: tl.constexpr, SAVE: tl.constexpr,
+    BT: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, USE_SCAN: tl.constexpr,
+):
+    """`selective_scan_fwd_kernel` with each block of BT tokens scanned one state index n at a time: [BT, BD]
+    tiles (the decays exp(Δ A[:, n]), the inputs Δ u B[:, n]), y summed over n, the [BD, BN] state carried in
+    registers from block to block. Grid (Dc/BD, B)."""
+    i_d, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    d = i_d * BD + tl.arange(0, BD)
+    n_idx = tl.arange(0, BN)
+    rows = tl.arange(0, BT)
+    grp = (i_d * BD) // (Dc // G)
+    mask_d = d < Dc
+    mask_dn = mask_d[:, None] & (n_idx < N)[None, :]
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_INIT:
+        h = tl.load(init_ptr + (b * Dc + d[:, None]) * N + n_idx[None, :], mask=mask_dn, other=0.0)
+    else:
+        h = tl.zeros([BD, BN], dtype=tl.float32)
+    for blk in range(NT):
+        if SAVE:
+            tl.store(saved_ptr + ((b * NT + blk) * Dc + d[:, None]) * N + n_idx[None, :], h, mask=mask_dn)
+        t = blk * BT + rows
+        mask_t = t < T
+        mask_td = mask_t[:, None] & mask_d[None, :]
+        off_td = (b * T + t[:, None]) * Dc + d[None, :]
+        u = tl.load(u_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)  # [BT, BD]
+        delta = tl.load(delta_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
+        du_in = delta * u
+        off_t = ((b * T + t) * G + grp) * N
+        y = tl.zeros([BT, BD], dtype=tl.float32)
+        for n in range(N):
+            A_n = tl.load(A_ptr + d * N + n, mask=mask_d, other=0.0).to(tl.float32)  # [BD]
+            B_n = tl.load(B_ptr + off_t + n, mask=mask_t, other=0.0).to(tl.float32)  # [BT]
+            C_n = tl.load(C_ptr + off_t + n, mask=mask_t, other=0.0).to(tl.float32)
+            a_cum, b_cum = _scan(delta * A_n[None, :], du_in * B_n[:, None], BT, False, USE_SCAN)
+            hs = a_cum * _column(h, n_idx, n)[None, :] + b_cum  # [BT, BD] the state n after each token
+            y += hs * C_n[:, None]
+            last = tl.sum(tl.where(rows[:, None] == BT - 1, hs, 0.0), axis=0)  # padded tokens keep h
+            h = tl.where(n_idx[None, :] == n, last[:, None], h)
+        if HAS_D:
+            y += Dv[None, :] * u
+        if HAS_Z:
+            z = tl.load(z_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
+            y = y * silu_parts(z)[0]
+        tl.store(y_ptr + off_td, y.to(y_ptr.dtype.element_ty), mask=mask_td)
+    tl.store(final_ptr + (b * Dc + d[:, None]) * N + n_idx[None, :], h, mask=mask_dn)
+
+
+@autotune(warps((4, 2), (8, 2)), key=["N", "BD", "BT"])
+@triton.jit(do_not_specialize=["T", "NT"])
+def selective_scan_bwd_kernel_loop(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, saved_ptr, dfinal_ptr,
+    du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dinit_ptr,
+    T, Dc, G, N, NT,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DFINAL: tl.constexpr,
+    BT: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, USE_SCAN: tl.constexpr,
+):
+    """`selective_scan_bwd_kernel` with each block scanned one state index at a time, forwards from its saved
+    state and backwards for the state's gradient; du and dΔ summed over n in registers, dB and dC of the block
+    gathered into [BT, BN] tiles. Grid (Dc/BD, B); the outputs' layout as the tiled kernel's."""
+    i_d, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    ND = tl.num_programs(0)
+    d = i_d * BD + tl.arange(0, BD)
+    n_idx = tl.arange(0, BN)
+    rows = tl.arange(0, BT)
+    grp = (i_d * BD) // (Dc // G)
+    mask_d = d < Dc
+    mask_dn = mask_d[:, None] & (n_idx < N)[None, :]
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_DFINAL:
+        g_next = tl.load(dfinal_ptr + (b * Dc + d[:, None]) * N + n_idx[None, :], mask=mask_dn, other=0.0)
+    else:
+        g_next = tl.zeros([BD, BN], dtype=tl.float32)  # dL/dh at the block's last token, from later ones
+    dA = tl.zeros([BD, BN], dtype=tl.float32)
+    dD = tl.zeros([BD], dtype=tl.float32)
+    for i in range(NT):
+        blk = NT - 1 - i
+        h0 = tl.load(saved_ptr + ((b * NT + blk) * Dc + d[:, None]) * N + n_idx[None, :], mask=mask_dn, other=0.0)
+        t = blk * BT + rows
+        mask_t = t < T
+        mask_td = mask_t[:, None] & mask_d[None, :]
+        off_td = (b * T + t[:, None]) * Dc + d[None, :]
+        u = tl.load(u_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
+        delta = tl.load(delta_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
+        # Δ of the next token: a_{t+1} carries g_{t+1} back to h_t (1 past the end of the sequence)
+        delta_next = tl.load(delta_ptr + off_td + Dc, mask=(t + 1 < T)[:, None] & mask_d[None, :],
+                             other=0.0).to(tl.float32)
+        dout = tl.load(dy_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
+        if HAS_Z:
+            z = tl.load(z_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
+            silu_z, dsilu_z = silu_parts(z)
+            dy = dout * silu_z
+        else:
+            dy = dout
+        du_in = delta * u
+        delta0 = tl.sum(tl.where(rows[:, None] == 0, delta, 0.0), axis=0)  # [BD] Δ of the block's first token
+        off_t = ((b * T + t) * G + grp) * N
+        y = tl.zeros([BT, BD], dtype=tl.float32)
+        gb = tl.zeros([BT, BD], dtype=tl.float32)  # Σ_n dL/dh ⊙ B: dL/d(Δ u)
+        ddelta = tl.zeros([BT, BD], dtype=tl.float32)
+        dB_blk = tl.zeros([BT, BN], dtype=tl.float32)
+        dC_blk = tl.zeros([BT, BN], dtype=tl.float32)
+        g_first = tl.zeros([BD, BN], dtype=tl.float32)  # a_t g_t at the block's first token, per n
+        for n in range(N):
+            A_n = tl.load(A_ptr + d * N + n, mask=mask_d, other=0.0).to(tl.float32)
+            B_n = tl.load(B_ptr + off_t + n, mask=mask_t, other=0.0).to(tl.float32)
+            C_n = tl.load(C_ptr + off_t + n, mask=mask_t, other=0.0).to(tl.float32)
+            bx = du_in * B_n[:, None]  # [BT, BD]
+            a_cum, b_cum = _scan(delta * A_n[None, :], bx, BT, False, USE_SCAN)
+            hs = a_cum * _column(h0, n_idx, n)[None, :] + b_cum
+            if HAS_Z:
+                y += hs * C_n[:, None]
+            gy = dy * C_n[:, None] + tl.where(rows[:, None] == BT - 1, _column(g_next, n_idx, n)[None, :], 0.0)
+            _, gh = _scan(delta_next * A_n[None, :], gy, BT, True, USE_SCAN)  # dL/dh_t
+            ga = gh * (hs - bx)  # dL/d(Δ_t A)
+            dA = _into_column(dA, n_idx, n, tl.sum(ga * delta, axis=0))
+            ghB = gh * B_n[:, None]
+            gb += ghB
+            ddelta += ga * A_n[None, :]
+            dB_blk += tl.where(n_idx[None, :] == n, tl.sum(gh * du_in, axis=1)[:, None], 0.0)
+            dC_blk += tl.where(n_idx[None, :] == n, tl.sum(hs * dy, axis=1)[:, None], 0.0)
+            gh0 = tl.sum(tl.where(rows[:, None] == 0, gh, 0.0), axis=0)
+            g_first = _into_column(g_first, n_idx, n, tl.exp(delta0 * A_n) * gh0)
+        if HAS_Z:
+            if HAS_D:
+                y += Dv[None, :] * u
+            tl.store(dz_ptr + off_td, (dout * y * dsilu_z).to(dz_ptr.dtype.element_ty), mask=mask_td)
+        ddelta += gb * u
+        du = gb * delta
+        if HAS_D:
+            du += Dv[None, :] * dy
+            dD += tl.sum(dy * u, axis=0)
+        tl.store(du_ptr + off_td, du.to(du_ptr.dtype.element_ty), mask=mask_td)
+        tl.store(ddelta_ptr + off_td, ddelta.to(ddelta_ptr.dtype.element_ty), mask=mask_td)
+        off_part = ((b * T + t[:, None]) * ND + i_d) * N + n_idx[None, :]
+        mask_tn = mask_t[:, None] & (n_idx < N)[None, :]
+        tl.store(dB_ptr + off_part, dB_blk, mask=mask_tn)
+        tl.store(dC_ptr + off_part, dC_blk, mask=mask_tn)
+        g_next = g_first
+    tl.store(dinit_ptr + (b * Dc + d[:, None]) * N + n_idx[None, :], g_next, mask=mask_dn)
+    tl.store(dA_ptr + (b * Dc + d[:, None]) * N + n_idx[None, :], dA, mask=mask_dn)
+    if HAS_D:
+        tl.store(dD_ptr + b * Dc + d, dD, mask=mask_d)
+
+
+def scan_form() -> str:
+    """`KERNELS_SCAN` (read at each call; a process keeps one): "tiles" (the default: each block of 16 tokens scanned
+    as one [BT, BD, N] tile) or "loop" (blocks of LOOP_BLOCK_T tokens, scanned one state index at a time on
+    [BT, BD] tiles: no [BT, BD, N] tile in registers, half the saved states). The loop form has not yet been timed
+    on a GPU (`benchmarks/kernels.py --ops selective_scan` times both: `--scan-loop-blocks`)."""
+    form = os.environ.get("KERNELS_SCAN", "tiles")
+    if form not in ("tiles", "loop"):
+        raise ValueError(f"KERNELS_SCAN={form!r}: use tiles (the default) or loop")
+    return form
+
+
+def block_t(form: str) -> int:
+    """The tokens a scanned block holds, the spacing of the saved states."""
+    if form == "tiles":
+        return BLOCK_T
+    return 16 if interpreting() and not FORCE_LOOP_BLOCK else LOOP_BLOCK_T
+
+
+FORCE_LOOP_BLOCK = False  # a test sets it to run the loop form at the GPU's block under the interpreter
+
+
 def _channel_block(Dc: int, G: int) -> int:
     """The largest power of two ≤ BLOCK_D that divides the channels of one group."""
     per_group, bd = Dc // G, BLOCK_D
@@ -221,28 +418,33 @@ def _channel_block(Dc: int, G: int) -> int:
 def selective_scan_fwd(u, delta, A, B, C, D, z, initial_state, save: bool = True):
     """B/C [B, T, G, N]. Returns `(y [B, T, Dc], final_state [B, Dc, N] fp32, saved states or None)`.
 
-    The saved states [B, T/BLOCK_T, Dc, N] fp32 are what the backward starts each block from."""
+    The saved states [B, T/BT, Dc, N] fp32 (BT: `block_t`) are what the backward starts each block from."""
     b, T, Dc = u.shape
     G, N = B.shape[2:]
-    BD, NT = _channel_block(Dc, G), triton.cdiv(T, BLOCK_T)
+    form = scan_form()
+    BT = block_t(form)
+    BD, NT = _channel_block(Dc, G), triton.cdiv(T, BT)
     y = torch.empty_like(u)
     saved = torch.empty(b, NT, Dc, N, device=u.device, dtype=torch.float32) if save else None
     final = torch.empty(b, Dc, N, device=u.device, dtype=torch.float32)
-    selective_scan_fwd_kernel[(triton.cdiv(Dc, BD), b)](
+    kernel = selective_scan_fwd_kernel_loop if form == "loop" else selective_scan_fwd_kernel
+    kernel[(triton.cdiv(Dc, BD), b)](
         u, delta, A, B, C, D, z, initial_state, y, saved, final, T, Dc, G, N, NT,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_INIT=initial_state is not None, SAVE=save,
-        BT=BLOCK_T, BD=BD, BN=block(N, 1), USE_SCAN=use_associative_scan(),
+        BT=BT, BD=BD, BN=block(N, 1), USE_SCAN=use_associative_scan(),
     )
     return y, final, saved
 
 
-def selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved, block_t: int = BLOCK_T):
-    """Returns `(du, ddelta, dA, dB, dC, dD or None, dz or None, d initial_state)`; dB/dC [B, T, G, N].
-
-    `block_t`: the forward's block, the spacing of the saved states."""
+def selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved):
+    """Returns `(du, ddelta, dA, dB, dC, dD or None, dz or None, d initial_state)`; dB/dC [B, T, G, N]."""
     b, T, Dc = u.shape
     G, N = B.shape[2:]
-    BT, BD, NT = block_t, _channel_block(Dc, G), saved.shape[1]
+    form = scan_form()
+    BT, BD, NT = block_t(form), _channel_block(Dc, G), saved.shape[1]
+    if triton.cdiv(T, BT) != NT:
+        raise RuntimeError(f"selective_scan: the forward saved {NT} states for {T} tokens, not one every {BT}: "
+                           "KERNELS_SCAN changed between the forward and the backward; keep one for the process")
     nd = triton.cdiv(Dc, BD)
     dev, fp32 = u.device, torch.float32
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
@@ -252,7 +454,8 @@ def selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved, block_t: int 
     dA_part = torch.empty(b, Dc, N, device=dev, dtype=fp32)
     dD_part = torch.empty(b, Dc, device=dev, dtype=fp32) if D is not None else None
     dinit = torch.empty(b, Dc, N, device=dev, dtype=fp32)
-    selective_scan_bwd_kernel[(nd, b)](
+    kernel = selective_scan_bwd_kernel_loop if form == "loop" else selective_scan_bwd_kernel
+    kernel[(nd, b)](
         u, delta, A, B, C, D, z, dy, saved, dfinal, du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dinit,
         T, Dc, G, N, NT,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DFINAL=dfinal is not None,
@@ -285,7 +488,7 @@ selective_scan_fwd_op = torch.library.custom_op("hybrid_nas::selective_scan_fwd"
 def _(u, delta, A, B, C, D, z, initial_state, save):
     b, T, Dc = u.shape
     N, fp32 = B.shape[3], torch.float32
-    saved = u.new_empty(b, -(-T // BLOCK_T), Dc, N, dtype=fp32) if save else u.new_empty(0, dtype=fp32)
+    saved = u.new_empty(b, -(-T // block_t(scan_form())), Dc, N, dtype=fp32) if save else u.new_empty(0, dtype=fp32)
     return torch.empty_like(u), u.new_empty(b, Dc, N, dtype=fp32), saved
 
 

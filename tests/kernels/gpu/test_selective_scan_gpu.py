@@ -45,22 +45,31 @@ def run(case: tuple, dtype: torch.dtype, record) -> None:
     compare((y, state), reference(ref_inputs), ("y", "final_state"), inputs, ref_inputs, dtype, record)
 
 
+FORMS = ["tiles", "loop"]  # KERNELS_SCAN: each block as one [BT, BD, N] tile, or one state index at a time
+
+
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("case", SMALL, ids=case_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_selective_scan_small(dtype: torch.dtype, case: tuple, record_property) -> None:
+def test_selective_scan_small(dtype: torch.dtype, case: tuple, form: str, record_property, monkeypatch) -> None:
+    monkeypatch.setenv("KERNELS_SCAN", form)
     run(case, dtype, record_property)
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("case", LARGE, ids=case_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_selective_scan_large(dtype: torch.dtype, case: tuple, record_property) -> None:
+def test_selective_scan_large(dtype: torch.dtype, case: tuple, form: str, record_property, monkeypatch) -> None:
+    monkeypatch.setenv("KERNELS_SCAN", form)
     run(case, dtype, record_property)
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_selective_scan_split_small(dtype: torch.dtype, record_property) -> None:
+def test_selective_scan_split_small(dtype: torch.dtype, form: str, record_property, monkeypatch) -> None:
     """A sequence run in two pieces, the state carried from the first, equals the whole: the outputs and
     every gradient, through the carried state too."""
+    monkeypatch.setenv("KERNELS_SCAN", form)
     inputs = on_gpu(selective_scan_inputs(2, 257, 24, 6, 2, "D-z-state", dtype))
 
     def piece(t: slice, initial_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

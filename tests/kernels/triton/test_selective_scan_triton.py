@@ -46,22 +46,55 @@ def run(inputs: dict[str, torch.Tensor], dtype: torch.dtype) -> None:
     )
 
 
+FORMS = ["tiles", "loop"]  # KERNELS_SCAN: each block as one [BT, BD, N] tile, or one state index at a time
+
+
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_selective_scan_triton(case: tuple) -> None:
+def test_selective_scan_triton(case: tuple, form: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KERNELS_SCAN", form)
     dims, options = case
     run(selective_scan_inputs(*dims, options), torch.float32)
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("case", [CASES[4], CASES[7]], ids=case_id)
-def test_selective_scan_triton_bf16(case: tuple) -> None:
+def test_selective_scan_triton_bf16(case: tuple, form: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KERNELS_SCAN", form)
     dims, options = case
     run(selective_scan_inputs(*dims, options, dtype=torch.bfloat16), torch.bfloat16)
 
 
-def test_selective_scan_triton_associative_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("form", FORMS)
+def test_selective_scan_triton_associative_scan(form: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The GPU path's `tl.associative_scan` (slow under the interpreter, hence the tiny shape)."""
+    monkeypatch.setenv("KERNELS_SCAN", form)
     monkeypatch.setattr(scan_kernels, "FORCE_ASSOCIATIVE_SCAN", True)
     run(selective_scan_inputs(1, 20, 4, 2, 2, "D-z-state"), torch.float32)
+
+
+def test_selective_scan_triton_state_loop_at_the_gpus_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state loop in blocks of LOOP_BLOCK_T tokens, as on the GPU (the interpreter's are 16), at 32 and 64:
+    several blocks, the last one partial, saved states one every block."""
+    monkeypatch.setenv("KERNELS_SCAN", "loop")
+    monkeypatch.setattr(scan_kernels, "FORCE_LOOP_BLOCK", True)
+    assert scan_kernels.block_t("loop") == scan_kernels.LOOP_BLOCK_T == 32
+    run(selective_scan_inputs(1, 150, 32, 8, 2, "D-z-state"), torch.float32)
+    monkeypatch.setattr(scan_kernels, "LOOP_BLOCK_T", 64)
+    run(selective_scan_inputs(1, 150, 32, 8, 2, "D-z-state"), torch.float32)
+
+
+def test_selective_scan_triton_refuses_an_unknown_form_and_a_form_changed_midway(monkeypatch) -> None:
+    inputs = selective_scan_inputs(1, 40, 16, 4, None, "plain")
+    monkeypatch.setenv("KERNELS_SCAN", "rows")
+    with pytest.raises(ValueError, match="KERNELS_SCAN='rows': use tiles"):
+        selective_scan(**inputs, backend="triton")
+    monkeypatch.setenv("KERNELS_SCAN", "tiles")
+    y = selective_scan(**inputs, backend="triton")
+    monkeypatch.setenv("KERNELS_SCAN", "loop")
+    monkeypatch.setattr(scan_kernels, "FORCE_LOOP_BLOCK", True)  # 32 tokens a block against the tiles' 16
+    with pytest.raises(RuntimeError, match="KERNELS_SCAN changed between the forward and the backward"):
+        y.sum().backward()
 
 
 def test_selective_scan_triton_split_sequence() -> None:
