@@ -174,34 +174,14 @@ PLAIN = {
 
 
 def plain_inputs(op: str, dims: tuple[int, ...], dev: str) -> dict:
-    """The op's inputs as benchmarks/kernels.py makes them, bf16 where it runs them in bf16, each a leaf that
-    takes a gradient. SSD: bf16 x, B, C; fp32 dt, A, D. mLSTM: bf16 q, k, v, i, f."""
-    import math
-
+    """The op's inputs as `bf16_errors.inputs_of` draws them (benchmarks/kernels.py's), in bf16 where kernels.py runs
+    them in bf16, each a leaf that takes a gradient. SSD: bf16 x, B, C; fp32 dt, A, D. mLSTM: bf16 q, k, v, i, f."""
     import torch
-    import torch.nn.functional as F
+    from bf16_errors import inputs_of
 
-    torch.manual_seed(0)
-    bf16 = torch.bfloat16
-    if op == "ssd":
-        B, T, H, P, N, G = dims
-        t = {
-            "x": torch.randn(B, T, H, P, device=dev).to(bf16),
-            "dt": F.softplus(torch.randn(B, T, H, device=dev) - 3),
-            "A": -torch.exp(torch.rand(H, device=dev) * math.log(16)),
-            "B": torch.randn(B, T, G, N, device=dev).to(bf16),
-            "C": torch.randn(B, T, G, N, device=dev).to(bf16),
-            "D": torch.randn(H, device=dev),
-        }
-    else:
-        B, T, H, K, V = dims
-        t = {
-            "q": torch.randn(B, T, H, K, device=dev), "k": torch.randn(B, T, H, K, device=dev),
-            "v": torch.randn(B, T, H, V, device=dev), "i": torch.randn(B, T, H, device=dev),
-            "f": torch.randn(B, T, H, device=dev) + 3,
-        }
-        t = {name: x.to(bf16) for name, x in t.items()}
-    return {name: x.requires_grad_() for name, x in t.items()}
+    keep_fp32 = ("dt", "A", "D")  # the SSD's step sizes, decays and skip, as kernels.py keeps them
+    return {name: (x if name in keep_fp32 else x.to(torch.bfloat16)).requires_grad_()
+            for name, x in inputs_of(op, dims, dev).items()}
 
 
 def profile_plain(args) -> None:

@@ -124,7 +124,7 @@ def _miscompiling_triton() -> bool:
 
 
 # Whether a kernel that asks for it (`ampere_mma`) compiles its products to Ampere's MMA on the miscompiling
-# Triton; `KERNELS_AMPERE_MMA=0` (read when a kernel module is imported) keeps Hopper's and the kernel's `avoid`
+# Triton; `KERNELS_AMPERE_MMA=0` (read when this module is imported) keeps Hopper's and the kernel's `avoid`
 AMPERE_MMA = os.environ.get("KERNELS_AMPERE_MMA", "1") != "0"
 
 

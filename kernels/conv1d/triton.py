@@ -15,7 +15,7 @@ the second gathers dx from the W values of g at and after each token.
 its tokens and at the W-1 after them (recomputing their pre-activations), gathers dx from them, and sums its
 parts of dw and db, so g never goes to memory. Where the two kernels move x, dy and dx once each plus g in fp32
 (written once, read W times), it moves x, dy and dx once each. It is not the default until an H200 has timed it
-beside them (`benchmarks/conv_tiles.py --bwd split,fused`).
+beside them (`benchmarks/conv_tiles.py`, which times both forms).
 """
 
 from __future__ import annotations
@@ -70,6 +70,19 @@ def _pre(x, w, bias, state, b, q, c, T, C, sxb, sxt, W: tl.constexpr, HAS_BIAS: 
     return acc
 
 
+@triton.jit
+def _store_parts(x, state, g, dw_part, db_part, b, row, t, c, T, C, sxb, sxt, W: tl.constexpr,
+                 HAS_BIAS: tl.constexpr, HAS_STATE: tl.constexpr):
+    """A program's parts of dw and db from g on its tokens t ([BT, BC], fp32): row `row` of the [B·nT, W, C]
+    and [B·nT, C] parts."""
+    cm = c < C
+    if HAS_BIAS:
+        tl.store(db_part + row * C + c, tl.sum(g, axis=0), mask=cm)
+    for k in tl.static_range(W):
+        xk = _tap(x, state, b, t - (W - 1) + k, c, T, C, sxb, sxt, W, HAS_STATE)
+        tl.store(dw_part + (row * W + k) * C + c, tl.sum(g * xk, axis=0), mask=cm)
+
+
 @autotune(_CONFIGS, key=["C", "W"], interpret={"BT": 16, "BC": 16}, fit={"BC": "C"})
 @triton.jit
 def causal_conv1d_fwd_kernel(
@@ -107,12 +120,7 @@ def causal_conv1d_bwd_kernel_g(
         _, dact = silu_parts(_pre(x, w, bias, state, b, t, c, T, C, sxb, sxt, W, HAS_BIAS, HAS_STATE))
         g = g * dact
         tl.store(g_out + b * T * C + t[:, None] * C + c[None, :], g, mask=mask)
-    row = b * NT + pid_t
-    if HAS_BIAS:
-        tl.store(db_part + row * C + c, tl.sum(g, axis=0), mask=cm)
-    for k in tl.static_range(W):
-        xk = _tap(x, state, b, t - (W - 1) + k, c, T, C, sxb, sxt, W, HAS_STATE)
-        tl.store(dw_part + (row * W + k) * C + c, tl.sum(g * xk, axis=0), mask=cm)
+    _store_parts(x, state, g, dw_part, db_part, b, b * NT + pid_t, t, c, T, C, sxb, sxt, W, HAS_BIAS, HAS_STATE)
 
 
 @autotune(warps((4, 2), (8, 2)), key=["C", "W"])
@@ -139,12 +147,8 @@ def causal_conv1d_bwd_kernel_fused(
             gq = gq * dact
         acc += gq * tl.load(w + c * W + (W - 1 - s), mask=cm, other=0.0).to(tl.float32)[None, :]
         if s == 0:  # this program's own tokens: its parts of dw and db
-            row = b * NT + pid_t
-            if HAS_BIAS:
-                tl.store(db_part + row * C + c, tl.sum(gq, axis=0), mask=cm)
-            for k in tl.static_range(W):
-                xk = _tap(x, state, b, t - (W - 1) + k, c, T, C, sxb, sxt, W, HAS_STATE)
-                tl.store(dw_part + (row * W + k) * C + c, tl.sum(gq * xk, axis=0), mask=cm)
+            _store_parts(x, state, gq, dw_part, db_part, b, b * NT + pid_t, t, c, T, C, sxb, sxt, W, HAS_BIAS,
+                         HAS_STATE)
     tl.store(dx + b * T * C + t[:, None] * C + c[None, :], acc.to(dx.dtype.element_ty),
              mask=(t < T)[:, None] & cm[None, :])
 

@@ -234,6 +234,15 @@ def _into_column(x, n_idx, n, v):
     return x + tl.where(n_idx[None, :] == n, v[:, None], 0.0)
 
 
+@triton.jit
+def _state_inputs(A_ptr, B_ptr, C_ptr, d, mask_d, off_t, mask_t, n, N):
+    """(A[d, n] [BD], B[t, n] and C[t, n] [BT]) as fp32: what state index n of a block reads."""
+    A_n = tl.load(A_ptr + d * N + n, mask=mask_d, other=0.0).to(tl.float32)
+    B_n = tl.load(B_ptr + off_t + n, mask=mask_t, other=0.0).to(tl.float32)
+    C_n = tl.load(C_ptr + off_t + n, mask=mask_t, other=0.0).to(tl.float32)
+    return A_n, B_n, C_n
+
+
 @autotune(warps((4, 2), (8, 2)), key=["N", "BD", "BT"])
 @triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_fwd_kernel_loop(
@@ -271,9 +280,7 @@ def selective_scan_fwd_kernel_loop(
         off_t = ((b * T + t) * G + grp) * N
         y = tl.zeros([BT, BD], dtype=tl.float32)
         for n in range(N):
-            A_n = tl.load(A_ptr + d * N + n, mask=mask_d, other=0.0).to(tl.float32)  # [BD]
-            B_n = tl.load(B_ptr + off_t + n, mask=mask_t, other=0.0).to(tl.float32)  # [BT]
-            C_n = tl.load(C_ptr + off_t + n, mask=mask_t, other=0.0).to(tl.float32)
+            A_n, B_n, C_n = _state_inputs(A_ptr, B_ptr, C_ptr, d, mask_d, off_t, mask_t, n, N)
             a_cum, b_cum = _scan(delta * A_n[None, :], du_in * B_n[:, None], BT, False, USE_SCAN)
             hs = a_cum * _column(h, n_idx, n)[None, :] + b_cum  # [BT, BD] the state n after each token
             y += hs * C_n[:, None]
@@ -345,9 +352,7 @@ def selective_scan_bwd_kernel_loop(
         dC_blk = tl.zeros([BT, BN], dtype=tl.float32)
         g_first = tl.zeros([BD, BN], dtype=tl.float32)  # a_t g_t at the block's first token, per n
         for n in range(N):
-            A_n = tl.load(A_ptr + d * N + n, mask=mask_d, other=0.0).to(tl.float32)
-            B_n = tl.load(B_ptr + off_t + n, mask=mask_t, other=0.0).to(tl.float32)
-            C_n = tl.load(C_ptr + off_t + n, mask=mask_t, other=0.0).to(tl.float32)
+            A_n, B_n, C_n = _state_inputs(A_ptr, B_ptr, C_ptr, d, mask_d, off_t, mask_t, n, N)
             bx = du_in * B_n[:, None]  # [BT, BD]
             a_cum, b_cum = _scan(delta * A_n[None, :], bx, BT, False, USE_SCAN)
             hs = a_cum * _column(h0, n_idx, n)[None, :] + b_cum
