@@ -285,11 +285,8 @@ def test_an_outage_takeover_a_kill_and_a_pause_never_lose_or_retrain(service, db
         os.killpg(c.pid, signal.SIGKILL)
         c.wait(10)
         wait_for("the takeover after the kill", lambda: takeovers() == 2, 60, logs=logs)
-        since = time.time()
-        wait_for("a trial in flight after the kill", lambda: in_flight(db_url, name, since), 120, logs=logs)
-        lost += lost_since(before, complete(db_url, name))
-
-        before = complete(db_url, name)
+        # paused at once: the trial the killed scheduler had in flight is still to train, so the pause has work
+        # to stop (waiting for it in flight first let the study finish before the runner saw the request)
         queue.pause(i, url=db_url)
         wait_for("the pause", lambda: queue.get_study(i, url=db_url).status == "paused", 30, logs=logs)
         queue.resume(i, url=db_url)
