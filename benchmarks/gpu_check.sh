@@ -12,7 +12,8 @@
 #      beside it benchmarks/bf16_errors.py on BF16_OPS (where each op's bf16 error comes from, and how it
 #      moves with the warp count) -> bf16-errors.log; with WARPS_BISECT=1 also issue 11's SSD fp32 case at
 #      4 and at 8 warps -> ssd-fp32-w{4,8}.log
-#   3. benchmarks/kernels.py (BENCH_OPS) with the anchors found in .anchors/ (or $MAMBA_SSM_SRC, $FLA_SRC)
+#   3. benchmarks/kernels.py (BENCH_OPS) with the anchors found in .anchors/ (or $MAMBA_SSM_SRC, $FLA_SRC,
+#      $MAMBA_SCAN_SO)
 #                                                        -> bench.log, kernels_h200.md
 #
 # A step that fails or runs out of its time does not stop the next; the exit code of each is in the
@@ -102,6 +103,8 @@ mamba_src=${MAMBA_SSM_SRC:-.anchors}
 fla_src=${FLA_SRC:-.anchors/fla_src}
 [ -d "$mamba_src/mamba_ssm" ] && anchors+=(--mamba-ssm-src "$mamba_src")
 [ -d "$fla_src/fla" ] && anchors+=(--fla-src "$fla_src")
+scan_so=${MAMBA_SCAN_SO:-.anchors/selective_scan_anchor.so}  # benchmarks/scan_anchor/build.sh
+[ -f "$scan_so" ] && anchors+=(--mamba-scan-so "$scan_so")
 run_step "bench" "$BENCH_S" "$OUT/bench.log" \
     "$PY" benchmarks/kernels.py --ops "${BENCH_OPS:-ssd,mlstm,selective_scan,gated_delta}" --out "$OUT/kernels_h200.md" "${anchors[@]}" \
     --anchor-timeout "${ANCHOR_S:-120}" --compile-timeout 45 ${BENCH_ARGS:-}

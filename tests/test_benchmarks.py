@@ -1,6 +1,7 @@
 """Every script in benchmarks/ runs with --smoke (tiny sizes, CPU) and exits 0."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -333,3 +334,19 @@ def test_kernel_profile_runs_the_ssd_and_the_mlstm_and_refuses_what_only_the_del
     r = subprocess.run([sys.executable, script, "--op", op, "--smoke", "--shape", "4,2048"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 1 and "--shape '4,2048': " in r.stderr and "positive integers" in r.stderr, r.stderr[-2000:]
+
+
+def test_the_scan_anchor_says_what_it_needs_to_be_built_and_loaded(tmp_path):
+    """benchmarks/scan_anchor: build.sh without a mamba-ssm sdist, and the module without its library, each
+    say in one sentence what to do (the build itself needs the sdist and nvcc, and runs by hand)."""
+    folder = SCRIPTS[0].parent / "scan_anchor"
+    env = {k: v for k, v in os.environ.items() if k != "MAMBA_SSM_SDIST"}
+    for extra, said in (({}, "set MAMBA_SSM_SDIST"),
+                        ({"MAMBA_SSM_SDIST": str(tmp_path)}, "point MAMBA_SSM_SDIST at an unpacked mamba-ssm sdist")):
+        r = subprocess.run(["bash", str(folder / "build.sh")], capture_output=True, text=True, env={**env, **extra})
+        assert r.returncode != 0 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    missing = tmp_path / "none.so"
+    r = subprocess.run([sys.executable, "-c", "import selective_scan_cuda"], capture_output=True, text=True,
+                       env={**env, "PYTHONPATH": str(folder), "HNAS_SCAN_ANCHOR_SO": str(missing)})
+    assert r.returncode != 0
+    assert f"ImportError: no {missing}: build it with benchmarks/scan_anchor/build.sh" in r.stderr, r.stderr
