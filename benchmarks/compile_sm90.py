@@ -109,10 +109,11 @@ def mlstm_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dic
     return dict(BL=BL, BK=BK, BV=BV, MODE=mode, HAS_INIT=True, HAS_DFINAL=True, HAS_ROUTE=True)
 
 
-def scan_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
+def scan_consts(tile: tuple, mode: int, inverse: int, SN: int | str, BKF: int) -> dict:
+    """SN (the state loop's states a step, from --states) arrives where the delta rule's BV does."""
     BT, BD, BN = tile
-    return dict(BT=BT, BD=BD, BN=BN, HAS_D=True, HAS_Z=True, HAS_INIT=True, SAVE=True, HAS_DFINAL=True,
-                USE_SCAN=True)
+    return dict(BT=BT, BD=BD, BN=BN, SN=SN if isinstance(SN, int) else 1, HAS_D=True, HAS_Z=True, HAS_INIT=True,
+                SAVE=True, HAS_DFINAL=True, USE_SCAN=True)
 
 
 def conv_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
@@ -223,6 +224,8 @@ def main() -> None:
                     help="compile without the launcher's knowledge that pointers and H, K, V divide by 16")
     ap.add_argument("--stages", default="2", help="comma-separated numbers of pipeline stages")
     ap.add_argument("--bv", default="64", help="comma-separated widths of V's tiles (BV) for the kernels that take one")
+    ap.add_argument("--states", default="1,2,4",
+                    help="comma-separated SN, the states a step of the selective scan's state loop scans (*_loop)")
     ap.add_argument("--bkf", type=int, default=128,
                     help="the gated delta rule's whole width of K in the state kernels (BKF: K to a power of two)")
     ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked): with --registers, also "
@@ -251,7 +254,8 @@ def main() -> None:
 
         print(f"registers per thread and bytes spilled, Triton {triton.__version__}'s PTX for sm_90a (the GPU "
               f"machine's Triton may differ)\n")
-        print(f"| kernel | {op.tile_names} | products | inverse | BV | warps | stages | registers | spilled bytes "
+        swept = "SN" if args.op == "selective_scan" else "BV"
+        print(f"| kernel | {op.tile_names} | products | inverse | {swept} | warps | stages | registers | spilled bytes "
               f"| shared bytes | compile s |")
         print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     failed = 0
@@ -259,6 +263,8 @@ def main() -> None:
         kernel, most = getattr(module, name), 0
         inverses = module.INVERSES.values() if name in INVERSE_KERNELS else (0,)
         bvs = [int(x) for x in args.bv.split(",")] if op.takes_bv else ("–",)
+        if args.op == "selective_scan" and name.endswith("_loop"):
+            bvs = [int(x) for x in args.states.split(",")]
         for tile, mode, inverse, num_warps, BV, stages in itertools.product(tiles, modes, inverses, warp_counts, bvs,
                                                                             stage_counts):
             consts = op.consts(tile, mode, inverse, BV, args.bkf)

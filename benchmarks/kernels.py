@@ -650,6 +650,19 @@ def compiled_scan_row(base: dict, dims: tuple[int, ...], args, nbytes: tuple[flo
     return Row("reference, torch.compile", fwd_ms, fb_ms, f"compiled in {compile_s:.0f} s", *nbytes, graph_ms)
 
 
+def loop_states() -> str:
+    """The states a step (SN) and warps that tuning chose for the state loop's kernels, as last launched."""
+    import kernels.selective_scan.triton as scan_kernels
+
+    picked = []
+    for what, kernel in (("fwd", scan_kernels.selective_scan_fwd_kernel_loop),
+                         ("bwd", scan_kernels.selective_scan_bwd_kernel_loop)):
+        config = getattr(kernel, "best_config", None)
+        if config is not None:
+            picked.append(f"{what} SN {config.kwargs.get('SN')}, {config.num_warps} warps")
+    return "; ".join(picked)
+
+
 def scan_tables(shapes: dict, args, smoke: bool) -> list[Table]:
     import kernels.selective_scan.triton as scan_kernels
     from kernels.selective_scan import selective_scan
@@ -679,7 +692,7 @@ def scan_tables(shapes: dict, args, smoke: bool) -> list[Table]:
 
             label = f"triton (ours), state loop, {block_t} tokens × {block_d} channels"
             with environment(KERNELS_SCAN="loop"):  # the forward and the backward alike
-                measure_ours(table, label, run, ref, base, SCAN_BF16, smoke, nbytes)
+                measure_ours(table, label, run, ref, base, SCAN_BF16, smoke, nbytes, note=lambda ms: loop_states())
         if smoke:
             table.finish()
             continue

@@ -31,6 +31,7 @@ from kernels._triton import (
     keep_for_backward,
     on_device,
     silu_parts,
+    tiles,
     warps,
 )
 
@@ -215,45 +216,56 @@ def selective_scan_bwd_kernel(
         tl.store(dD_ptr + b * Dc + d, dD, mask=d < Dc)
 
 
-# The state loop (KERNELS_SCAN=loop): the same walk over blocks of tokens, but each block is scanned one state
-# index at a time, on [BT, BD] tiles, as mamba_ssm's CUDA kernel loops over the state; see `scan_form`.
+# The state loop (KERNELS_SCAN=loop): the same walk over blocks of tokens, but each block is scanned a few state
+# indices at a time, on [BT, BD, SN] tiles, as mamba_ssm's CUDA kernel loops over the state; see `scan_form`.
 # tokens per block in the state loop (and the spacing of its saved states) on the GPU: at 32 tokens × 32 channels its
-# backward compiles without spilling at 4 and 8 warps, at 64 it spills at 4 (`compile_sm90.py --op selective_scan`)
+# backward compiles without spilling at 8 warps for 1 and 2 states a step, at 64 tokens it spills
+# (`compile_sm90.py --op selective_scan`; docs/benchmarks/logs/scan-loop-states-registers-2026-12-04.md)
 LOOP_BLOCK_T = 32
 
 
-@triton.jit
-def _column(x, n_idx, n):
-    """x[:, n] of a [BD, BN] tile, as [BD]."""
-    return tl.sum(tl.where(n_idx[None, :] == n, x, 0.0), axis=1)
+# the states a step of the loop scans together ([BT, BD, SN] tiles), tuned: 1 is mamba_ssm's CUDA kernel's loop
+# over the state, block(N) the tiled form's one [BT, BD, N] tile; between them, fewer sequential steps per block
+# against more registers. Under the interpreter the tests set it (`LOOP_STATES_INTERPRETED`).
+LOOP_STATES = tiles(("SN",), [(1,), (2,), (4,)], (4, 2), (8, 2))
+LOOP_STATES_INTERPRETED = {"SN": 2}
 
 
 @triton.jit
-def _into_column(x, n_idx, n, v):
-    """x with v [BD] added to its column n."""
-    return x + tl.where(n_idx[None, :] == n, v[:, None], 0.0)
+def _group(x, n_idx, s):
+    """x[:, s] of a [R, BN] tile, as [R, SN] (0 for an s past BN)."""
+    return tl.sum(tl.where(n_idx[None, :, None] == s[None, None, :], x[:, :, None], 0.0), axis=1)
 
 
 @triton.jit
-def _state_inputs(A_ptr, B_ptr, C_ptr, d, mask_d, off_t, mask_t, n, N):
-    """(A[d, n] [BD], B[t, n] and C[t, n] [BT]) as fp32: what state index n of a block reads."""
-    A_n = tl.load(A_ptr + d * N + n, mask=mask_d, other=0.0).to(tl.float32)
-    B_n = tl.load(B_ptr + off_t + n, mask=mask_t, other=0.0).to(tl.float32)
-    C_n = tl.load(C_ptr + off_t + n, mask=mask_t, other=0.0).to(tl.float32)
-    return A_n, B_n, C_n
+def _into_group(x, n_idx, s, v):
+    """x with v [R, SN] added to its columns s."""
+    return x + tl.sum(tl.where(n_idx[None, :, None] == s[None, None, :], v[:, None, :], 0.0), axis=2)
 
 
-@autotune(warps((4, 2), (8, 2)), key=["N", "BD", "BT"])
+@triton.jit
+def _state_inputs(A_ptr, B_ptr, C_ptr, d, mask_d, off_t, mask_t, s, N):
+    """(A[d, s] [BD, SN], B[t, s] and C[t, s] [BT, SN]) as fp32: what the states s of a block read."""
+    mask_s = s < N
+    A_s = tl.load(A_ptr + d[:, None] * N + s[None, :], mask=mask_d[:, None] & mask_s[None, :], other=0.0)
+    off_ts = off_t[:, None] + s[None, :]
+    mask_ts = mask_t[:, None] & mask_s[None, :]
+    B_s = tl.load(B_ptr + off_ts, mask=mask_ts, other=0.0).to(tl.float32)
+    C_s = tl.load(C_ptr + off_ts, mask=mask_ts, other=0.0).to(tl.float32)
+    return A_s.to(tl.float32), B_s, C_s
+
+
+@autotune(LOOP_STATES, key=["N", "BD", "BT"], interpret=LOOP_STATES_INTERPRETED, fit={"SN": "N"})
 @triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_fwd_kernel_loop(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, init_ptr, y_ptr, saved_ptr, final_ptr,
     T, Dc, G, N, NT,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_INIT: tl.constexpr, SAVE: tl.constexpr,
-    BT: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, USE_SCAN: tl.constexpr,
+    BT: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, SN: tl.constexpr, USE_SCAN: tl.constexpr,
 ):
-    """`selective_scan_fwd_kernel` with each block of BT tokens scanned one state index n at a time: [BT, BD]
-    tiles (the decays exp(Δ A[:, n]), the inputs Δ u B[:, n]), y summed over n, the [BD, BN] state carried in
-    registers from block to block. Grid (Dc/BD, B)."""
+    """`selective_scan_fwd_kernel` with each block of BT tokens scanned SN state indices at a time: [BT, BD, SN]
+    tiles (the decays exp(Δ A[:, s]), the inputs Δ u B[:, s]), y summed over the states, the [BD, BN] state
+    carried in registers from block to block. Grid (Dc/BD, B)."""
     i_d, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     d = i_d * BD + tl.arange(0, BD)
     n_idx = tl.arange(0, BN)
@@ -279,13 +291,16 @@ def selective_scan_fwd_kernel_loop(
         du_in = delta * u
         off_t = ((b * T + t) * G + grp) * N
         y = tl.zeros([BT, BD], dtype=tl.float32)
-        for n in range(N):
-            A_n, B_n, C_n = _state_inputs(A_ptr, B_ptr, C_ptr, d, mask_d, off_t, mask_t, n, N)
-            a_cum, b_cum = _scan(delta * A_n[None, :], du_in * B_n[:, None], BT, False, USE_SCAN)
-            hs = a_cum * _column(h, n_idx, n)[None, :] + b_cum  # [BT, BD] the state n after each token
-            y += hs * C_n[:, None]
-            last = tl.sum(tl.where(rows[:, None] == BT - 1, hs, 0.0), axis=0)  # padded tokens keep h
-            h = tl.where(n_idx[None, :] == n, last[:, None], h)
+        for n0 in range(0, N, SN):
+            s = n0 + tl.arange(0, SN)
+            A_s, B_s, C_s = _state_inputs(A_ptr, B_ptr, C_ptr, d, mask_d, off_t, mask_t, s, N)
+            a_cum, b_cum = _scan(delta[:, :, None] * A_s[None, :, :], du_in[:, :, None] * B_s[:, None, :], BT,
+                                 False, USE_SCAN)
+            h_s = _group(h, n_idx, s)  # [BD, SN] entering the block
+            hs = a_cum * h_s[None, :, :] + b_cum  # [BT, BD, SN] the states s after each token
+            y += tl.sum(hs * C_s[:, None, :], axis=2)
+            last = tl.sum(tl.where(rows[:, None, None] == BT - 1, hs, 0.0), axis=0)  # padded tokens keep h
+            h = _into_group(h, n_idx, s, last - h_s)  # the states s leaving it (the other columns are read later)
         if HAS_D:
             y += Dv[None, :] * u
         if HAS_Z:
@@ -295,18 +310,18 @@ def selective_scan_fwd_kernel_loop(
     tl.store(final_ptr + (b * Dc + d[:, None]) * N + n_idx[None, :], h, mask=mask_dn)
 
 
-@autotune(warps((4, 2), (8, 2)), key=["N", "BD", "BT"])
+@autotune(LOOP_STATES, key=["N", "BD", "BT"], interpret=LOOP_STATES_INTERPRETED, fit={"SN": "N"})
 @triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_bwd_kernel_loop(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, saved_ptr, dfinal_ptr,
     du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dinit_ptr,
     T, Dc, G, N, NT,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DFINAL: tl.constexpr,
-    BT: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, USE_SCAN: tl.constexpr,
+    BT: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, SN: tl.constexpr, USE_SCAN: tl.constexpr,
 ):
-    """`selective_scan_bwd_kernel` with each block scanned one state index at a time, forwards from its saved
-    state and backwards for the state's gradient; du and dΔ summed over n in registers, dB and dC of the block
-    gathered into [BT, BN] tiles. Grid (Dc/BD, B); the outputs' layout as the tiled kernel's."""
+    """`selective_scan_bwd_kernel` with each block scanned SN state indices at a time, forwards from its saved
+    state and backwards for the state's gradient; du and dΔ summed over the states in registers, dB and dC of
+    the block gathered into [BT, BN] tiles. Grid (Dc/BD, B); the outputs' layout as the tiled kernel's."""
     i_d, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
     ND = tl.num_programs(0)
     d = i_d * BD + tl.arange(0, BD)
@@ -350,25 +365,26 @@ def selective_scan_bwd_kernel_loop(
         ddelta = tl.zeros([BT, BD], dtype=tl.float32)
         dB_blk = tl.zeros([BT, BN], dtype=tl.float32)
         dC_blk = tl.zeros([BT, BN], dtype=tl.float32)
-        g_first = tl.zeros([BD, BN], dtype=tl.float32)  # a_t g_t at the block's first token, per n
-        for n in range(N):
-            A_n, B_n, C_n = _state_inputs(A_ptr, B_ptr, C_ptr, d, mask_d, off_t, mask_t, n, N)
-            bx = du_in * B_n[:, None]  # [BT, BD]
-            a_cum, b_cum = _scan(delta * A_n[None, :], bx, BT, False, USE_SCAN)
-            hs = a_cum * _column(h0, n_idx, n)[None, :] + b_cum
+        g_first = tl.zeros([BD, BN], dtype=tl.float32)  # a_t g_t at the block's first token, per state
+        for n0 in range(0, N, SN):
+            s = n0 + tl.arange(0, SN)
+            A_s, B_s, C_s = _state_inputs(A_ptr, B_ptr, C_ptr, d, mask_d, off_t, mask_t, s, N)
+            bx = du_in[:, :, None] * B_s[:, None, :]  # [BT, BD, SN]
+            a_cum, b_cum = _scan(delta[:, :, None] * A_s[None, :, :], bx, BT, False, USE_SCAN)
+            hs = a_cum * _group(h0, n_idx, s)[None, :, :] + b_cum
             if HAS_Z:
-                y += hs * C_n[:, None]
-            gy = dy * C_n[:, None] + tl.where(rows[:, None] == BT - 1, _column(g_next, n_idx, n)[None, :], 0.0)
-            _, gh = _scan(delta_next * A_n[None, :], gy, BT, True, USE_SCAN)  # dL/dh_t
+                y += tl.sum(hs * C_s[:, None, :], axis=2)
+            gy = dy[:, :, None] * C_s[:, None, :] + tl.where(rows[:, None, None] == BT - 1,
+                                                              _group(g_next, n_idx, s)[None, :, :], 0.0)
+            _, gh = _scan(delta_next[:, :, None] * A_s[None, :, :], gy, BT, True, USE_SCAN)  # dL/dh_t
             ga = gh * (hs - bx)  # dL/d(Δ_t A)
-            dA = _into_column(dA, n_idx, n, tl.sum(ga * delta, axis=0))
-            ghB = gh * B_n[:, None]
-            gb += ghB
-            ddelta += ga * A_n[None, :]
-            dB_blk += tl.where(n_idx[None, :] == n, tl.sum(gh * du_in, axis=1)[:, None], 0.0)
-            dC_blk += tl.where(n_idx[None, :] == n, tl.sum(hs * dy, axis=1)[:, None], 0.0)
-            gh0 = tl.sum(tl.where(rows[:, None] == 0, gh, 0.0), axis=0)
-            g_first = _into_column(g_first, n_idx, n, tl.exp(delta0 * A_n) * gh0)
+            dA = _into_group(dA, n_idx, s, tl.sum(ga * delta[:, :, None], axis=0))
+            gb += tl.sum(gh * B_s[:, None, :], axis=2)
+            ddelta += tl.sum(ga * A_s[None, :, :], axis=2)
+            dB_blk = _into_group(dB_blk, n_idx, s, tl.sum(gh * du_in[:, :, None], axis=1))
+            dC_blk = _into_group(dC_blk, n_idx, s, tl.sum(hs * dy[:, :, None], axis=1))
+            gh0 = tl.sum(tl.where(rows[:, None, None] == 0, gh, 0.0), axis=0)  # [BD, SN]
+            g_first = _into_group(g_first, n_idx, s, tl.exp(delta0[:, None] * A_s) * gh0)
         if HAS_Z:
             if HAS_D:
                 y += Dv[None, :] * u
@@ -393,9 +409,10 @@ def selective_scan_bwd_kernel_loop(
 
 def scan_form() -> str:
     """`KERNELS_SCAN` (read at each call; a process keeps one): "tiles" (the default: each block of 16 tokens scanned
-    as one [BT, BD, N] tile) or "loop" (blocks of LOOP_BLOCK_T tokens, scanned one state index at a time on
-    [BT, BD] tiles: no [BT, BD, N] tile in registers, half the saved states). The loop form has not yet been timed
-    on a GPU (`benchmarks/kernels.py --ops selective_scan` times both: `--scan-loop-blocks`)."""
+    as one [BT, BD, N] tile) or "loop" (blocks of LOOP_BLOCK_T tokens, scanned SN state indices at a time on
+    [BT, BD, SN] tiles, SN of 1, 2 or 4 tuned: no [BT, BD, N] tile in registers, half the saved states). The loop
+    form has not yet been timed on a GPU (`benchmarks/kernels.py --ops selective_scan` times both:
+    `--scan-loop-blocks`)."""
     form = os.environ.get("KERNELS_SCAN", "tiles")
     if form not in ("tiles", "loop"):
         raise ValueError(f"KERNELS_SCAN={form!r}: use tiles (the default) or loop")

@@ -45,7 +45,7 @@ def run(case: tuple, dtype: torch.dtype, record) -> None:
     compare((y, state), reference(ref_inputs), ("y", "final_state"), inputs, ref_inputs, dtype, record)
 
 
-FORMS = ["tiles", "loop"]  # KERNELS_SCAN: each block as one [BT, BD, N] tile, or one state index at a time
+FORMS = ["tiles", "loop"]  # KERNELS_SCAN: each block as one [BT, BD, N] tile, or a few state indices at a time
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -54,6 +54,21 @@ FORMS = ["tiles", "loop"]  # KERNELS_SCAN: each block as one [BT, BD, N] tile, o
 def test_selective_scan_small(dtype: torch.dtype, case: tuple, form: str, record_property, monkeypatch) -> None:
     monkeypatch.setenv("KERNELS_SCAN", form)
     run(case, dtype, record_property)
+
+
+@pytest.mark.parametrize("states", [1, 2, 4])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_selective_scan_loop_each_width_small(dtype: torch.dtype, states: int, record_property, monkeypatch) -> None:
+    """The state loop at each of the SN it tunes among, one config at a time: tuning runs only the one it picks."""
+    import triton
+
+    import kernels.selective_scan.triton as scan_kernels
+
+    monkeypatch.setenv("KERNELS_SCAN", "loop")
+    for kernel in (scan_kernels.selective_scan_fwd_kernel_loop, scan_kernels.selective_scan_bwd_kernel_loop):
+        monkeypatch.setattr(kernel, "configs", [triton.Config({"SN": states}, num_warps=4, num_stages=2)])
+    run(((2, 65, 24, 6, 2), "D-z-state"), dtype, record_property)
+    run(((1, 48, 96, 16, None), "D-z-state"), dtype, record_property)
 
 
 @pytest.mark.parametrize("form", FORMS)

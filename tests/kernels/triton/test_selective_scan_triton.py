@@ -84,6 +84,24 @@ def test_selective_scan_triton_state_loop_at_the_gpus_block(monkeypatch: pytest.
     run(selective_scan_inputs(1, 150, 32, 8, 2, "D-z-state"), torch.float32)
 
 
+@pytest.mark.parametrize("states", [1, 2, 4])
+@pytest.mark.parametrize("case", [CASES[4], CASES[9]], ids=case_id)
+def test_selective_scan_triton_state_loop_at_each_width(case: tuple, states: int, monkeypatch) -> None:
+    """The state loop scanning 1, 2 or 4 states a step (its tuned SN), also where they do not divide N (3)."""
+    monkeypatch.setenv("KERNELS_SCAN", "loop")
+    for kernel in (scan_kernels.selective_scan_fwd_kernel_loop, scan_kernels.selective_scan_bwd_kernel_loop):
+        monkeypatch.setitem(kernel.meta, "SN", states)
+    dims, options = case
+    run(selective_scan_inputs(*dims, options), torch.float32)
+
+
+def test_selective_scan_triton_state_loop_associative_scan_over_states(monkeypatch) -> None:
+    """The GPU path's `tl.associative_scan` over [BT, BD, SN] tiles of 2 states, N 3 (a state past N)."""
+    monkeypatch.setenv("KERNELS_SCAN", "loop")
+    monkeypatch.setattr(scan_kernels, "FORCE_ASSOCIATIVE_SCAN", True)
+    run(selective_scan_inputs(1, 20, 4, 3, None, "D-z-state"), torch.float32)
+
+
 def test_selective_scan_triton_refuses_an_unknown_form_and_a_form_changed_midway(monkeypatch) -> None:
     inputs = selective_scan_inputs(1, 40, 16, 4, None, "plain")
     monkeypatch.setenv("KERNELS_SCAN", "rows")
