@@ -24,12 +24,15 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 flags=(-O3 -std=c++17 -Xcompiler -fPIC --expt-relaxed-constexpr --expt-extended-lambda --use_fast_math
        -gencode "arch=compute_$arch,code=sm_$arch" -I "$here/shim" -I "$torch_include" -I "$src")
+echo "compiling mamba_ssm's selective-scan forward and backward for sm_$arch with $(command -v nvcc) (about a minute on 2 cores)"
 pids=()
 for f in "$src/selective_scan_fwd_bf16.cu" "$src/selective_scan_bwd_bf16_real.cu" "$here/wrapper.cu"; do
     nvcc "${flags[@]}" -c "$f" -o "$tmp/$(basename "$f" .cu).o" &
     pids+=($!)
 done
-for p in "${pids[@]}"; do wait "$p"; done
+for p in "${pids[@]}"; do
+    wait "$p" || { echo "nvcc failed (its errors are above): is MAMBA_SSM_SDIST a mamba-ssm 2.x sdist, and nvcc 12 or newer?" >&2; exit 1; }
+done
 nvcc -shared -o "$out.tmp" "$tmp"/*.o -lcudart_static
 mv "$out.tmp" "$out"
 echo "built $out"
