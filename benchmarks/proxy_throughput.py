@@ -12,7 +12,8 @@ tokens/s is the median over `--steps` steps after `--warmup`. Each family is tim
 (`torch.compile` of the whole model; a family whose compile fails keeps its eager figure and says why),
 and its ratio is its best ÷ the anchor's compiled figure at that length. Prefill and decode tokens/s are
 `workers.score.throughput` (bf16 weights; decode replays a CUDA graph of the step, eager or compiled:
-`--decode-steps`) at `--contexts` with batch `--decode-batch`.
+`--decode-steps`) at `--contexts` with batch `--decode-batch`. With `--mamba-scan-so`, the Mamba-1 proxy also
+trains on mamba_ssm's CUDA selective scan in place of ours (`benchmarks/scan_anchor`): a row for training only.
 Rows are printed as they are measured; an out-of-memory or a failure is a row with its reason.
 """
 
@@ -100,6 +101,7 @@ class Row:
     serve: dict[str, list] = field(default_factory=dict)  # decode step ("eager" / "compiled") -> Throughput rows
     note: str = ""
     cfg: object = None  # the ArchConfig of a family (None for the anchor)
+    train_only: bool = False  # a reference row with no decoding (Mamba-1 on mamba_ssm's CUDA scan)
 
 
 def next_token_loss(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
@@ -231,6 +233,8 @@ def report(rows: list[Row], args, dev: torch.device) -> list[str]:
                       + f" | {_k(c)} of bound" for c in args.contexts) + " |",
                   "|---|" + ("---:|" * (len(steps) + 2)) * len(args.contexts)]
         for r in rows[1:]:
+            if r.train_only:
+                continue
             by = {m: {s.context: s for s in r.serve.get(m, [])} for m in steps}
             cells = [r.name]
             for c in args.contexts:
@@ -242,6 +246,26 @@ def report(rows: list[Row], args, dev: torch.device) -> list[str]:
                 cells.append(f"{top / bound:.1%}" if top and bound else "–")
             lines.append("| " + " | ".join(cells) + (f" {r.note}" if r.note else "") + " |")
     return [*lines, ""]
+
+
+def cuda_scan_row(args, dev: torch.device) -> Row:
+    """The Mamba-1 proxy trained on mamba_ssm's CUDA selective scan (benchmarks/scan_anchor) in place of ours: how
+    fast the family could train with the reference kernel, beside ours and the anchor in the same run."""
+    from scan_anchor.ops import anchor_scan, load
+
+    cfg = arch(FAMILIES["mamba1"], args.params)
+    row = Row("mamba1 on mamba_ssm's CUDA scan", cfg.pattern, cfg.d_model, param_counts(cfg).total, cfg=cfg,
+              train_only=True)
+    print(f"{row.name}: {cfg.pattern} d{cfg.d_model}, {row.params / 1e6:.1f}M parameters", flush=True)
+    try:
+        module = load(args.mamba_scan_so)
+    except Exception as e:  # not built, or not loadable here: a row that says so
+        row.train = {t: {"eager note": f"not available ({_reason(e)})"} for t in args.lengths}
+        print(f"  {row.name:30s} not available ({_reason(e)})", flush=True)
+        return row
+    with anchor_scan(module):
+        measure(row, lambda: build_model(cfg), args, dev)
+    return row
 
 
 def main() -> None:
@@ -265,6 +289,8 @@ def main() -> None:
     ap.add_argument("--hbm-tb-s", type=float, default=4.8, help="the GPU's memory bandwidth (H200: 4.8 TB/s)")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/proxy_throughput.md"))
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, eager only, nothing written")
+    ap.add_argument("--mamba-scan-so", help="also train the Mamba-1 proxy on mamba_ssm's CUDA selective scan, the "
+                    "library benchmarks/scan_anchor/build.sh makes (.anchors/selective_scan_anchor.so)")
     args = ap.parse_args()
     chosen = families(args.families, FAMILIES)
     if args.smoke:
@@ -315,6 +341,10 @@ def main() -> None:
                     if dev.type == "cuda":
                         torch.cuda.empty_cache()
         if not args.smoke:  # the table so far: a run cut short by a time limit keeps the families it measured
+            write(args.out, report(rows, args, dev))
+    if args.mamba_scan_so and args.train:
+        rows.append(cuda_scan_row(args, dev))
+        if not args.smoke:
             write(args.out, report(rows, args, dev))
     publish(args.out, report(rows, args, dev), args.smoke)
 

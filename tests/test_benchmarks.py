@@ -1,5 +1,6 @@
 """Every script in benchmarks/ runs with --smoke (tiny sizes, CPU) and exits 0."""
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -350,3 +351,92 @@ def test_the_scan_anchor_says_what_it_needs_to_be_built_and_loaded(tmp_path):
                        env={**env, "PYTHONPATH": str(folder), "HNAS_SCAN_ANCHOR_SO": str(missing)})
     assert r.returncode != 0
     assert f"ImportError: no {missing}: build it with benchmarks/scan_anchor/build.sh" in r.stderr, r.stderr
+
+
+class _ReferenceScanModule:
+    """`selective_scan_cuda`'s fwd/bwd contract (channels-first bf16, B and C [B, G, N, L], out before the gate,
+    dB/dC back in B's dtype) computed by the project's reference, for the anchor operators' plumbing on a CPU."""
+
+    @staticmethod
+    def _y(u, delta, A, B, C, D):
+        from kernels.selective_scan.reference import selective_scan_blocked
+
+        y, _ = selective_scan_blocked(u.transpose(1, 2).float(), delta.transpose(1, 2).float(), A,
+                                      B.squeeze(1).transpose(1, 2).float(), C.squeeze(1).transpose(1, 2).float(), D=D)
+        return y.transpose(1, 2)  # [B, Dc, L]
+
+    @classmethod
+    def fwd(cls, u, delta, A, B, C, D, z, delta_bias, softplus):
+        import torch
+        import torch.nn.functional as F
+
+        assert u.dtype == delta.dtype == B.dtype == z.dtype == torch.bfloat16 and B.dim() == 4
+        assert all(t.is_contiguous() for t in (u, delta, B, C, z)) and delta_bias is None and not softplus
+        out = cls._y(u, delta, A, B, C, D)
+        x = torch.zeros(*u.shape[:2], 1, 2 * A.shape[1])
+        return [out.to(u.dtype), x, (out * F.silu(z.float())).to(u.dtype)]
+
+    @classmethod
+    def bwd(cls, u, delta, A, B, C, D, z, delta_bias, dout, x, out, dz, softplus, recompute_out_z):
+        import torch
+        import torch.nn.functional as F
+
+        def vjp():  # on a thread of its own: an operator's body runs below autograd on the calling one
+            leaves = [t.detach().float().requires_grad_() for t in (u, delta, A, B, C, D, z)]
+            lu, ld, lA, lB, lC, lD, lz = leaves
+            y = cls._y(lu, ld, lA, lB, lC, lD) * F.silu(lz)
+            return torch.autograd.grad(y, leaves, dout.float())
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            grads = pool.submit(vjp).result()
+        du, ddelta, dA, dB, dC, dD, dz = grads
+        return [du.to(u.dtype), ddelta.to(delta.dtype), dA, dB.to(B.dtype), dC.to(C.dtype), dD, None,
+                dz.to(z.dtype)]
+
+
+def test_the_scan_anchor_operators_keep_the_projects_layout_and_gradients_and_compile_whole():
+    """benchmarks/scan_anchor/ops.py, over a stand-in of mamba_ssm's module: the Mamba-1 proxy's call, in its
+    channels-last layout, gives the reference's output and every gradient (bf16-rounded, as the anchor takes its
+    inputs), traces whole under torch.compile(fullgraph=True), and the patch leaves workers.models.mamba1 as it was."""
+    import torch
+    from kernel_inputs import assert_compiles_whole, selective_scan_inputs
+
+    import workers.models.mamba1 as mamba1
+    from kernels.selective_scan.reference import selective_scan_blocked
+
+    sys.path.insert(0, str(SCRIPTS[0].parent))
+    from scan_anchor.ops import anchor_scan
+
+    inputs = selective_scan_inputs(2, 40, 8, 4, None, "D-z")
+    ours = mamba1.selective_scan
+    with anchor_scan(_ReferenceScanModule):
+        got = mamba1.selective_scan(**inputs)
+        grads = torch.autograd.grad(got.float().square().sum(), list(inputs.values()))
+        assert_compiles_whole(lambda **t: (mamba1.selective_scan(**t), ()), inputs)
+        with pytest.raises(ValueError, match="Mamba-1's training call only"):
+            mamba1.selective_scan(**inputs, return_final_state=True)
+    assert mamba1.selective_scan is ours
+
+    rounded = {k: (v.detach().to(torch.bfloat16).float() if k in ("u", "delta", "B", "C", "z") else v.detach())
+               .requires_grad_() for k, v in inputs.items()}
+    want = selective_scan_blocked(**rounded)[0]
+    assert torch.allclose(got.float(), want, rtol=2e-2, atol=2e-2)
+    ref_grads = torch.autograd.grad(want.square().sum(), list(rounded.values()))
+    for name, g, r in zip(inputs, grads, ref_grads, strict=True):
+        assert g.shape == r.shape and g.dtype == inputs[name].dtype, name
+        assert (g.float() - r).abs().max() <= 3e-2 * r.abs().max() + 1e-3, name
+
+
+def test_proxy_throughput_says_when_the_cuda_scan_row_has_no_library(tmp_path):
+    """`proxy_throughput.py --mamba-scan-so` with no library there: the Mamba-1 row on mamba_ssm's scan says why."""
+    import argparse
+
+    import torch
+
+    sys.path.insert(0, str(SCRIPTS[0].parent))
+    import proxy_throughput
+
+    args = argparse.Namespace(mamba_scan_so=str(tmp_path / "none.so"), params=2e5, lengths=[32])
+    row = proxy_throughput.cuda_scan_row(args, torch.device("cpu"))
+    assert row.train_only and row.pattern == proxy_throughput.FAMILIES["mamba1"]
+    assert "build it with benchmarks/scan_anchor/build.sh" in row.train[32]["eager note"]

@@ -1,0 +1,118 @@
+"""mamba_ssm's CUDA selective scan as torch operators with their autograd, in the project's layout, so that a
+Mamba-1 proxy trains (and compiles whole) on it in place of the project's Triton scan: the anchor row of
+`benchmarks/proxy_throughput.py --mamba-scan-so`.
+
+    with anchor_scan(module):          # module: selective_scan_cuda (the extension, or this folder's stand-in)
+        model = build_model(cfg)       # its Mamba-1 layers call the anchor while the block lasts
+
+The proxy's tensors are channels-last ([B, T, Dc], B and C [B, T, N]); mamba_ssm's kernels take channels-first
+bf16, so each call transposes its inputs and outputs (copies of the size of u that mamba_ssm's own Mamba block,
+channels-first throughout, does not make) and rounds Δ to bf16, as mamba_ssm's kernels take it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+Tensor = torch.Tensor
+_MODULE: list[ModuleType] = []  # the selective_scan_cuda that the operators call
+
+
+def load(so_path: str | Path) -> ModuleType:
+    """This folder's `selective_scan_cuda` over the library that build.sh made."""
+    os.environ["HNAS_SCAN_ANCHOR_SO"] = str(Path(so_path).resolve())
+    folder = str(Path(__file__).resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    import selective_scan_cuda
+
+    return selective_scan_cuda
+
+
+def _channels_first(u, delta, B, C, z):
+    bf16 = torch.bfloat16
+    ut, dt, zt = (t.transpose(1, 2).to(bf16).contiguous() for t in (u, delta, z))
+    Bt, Ct = (t.transpose(1, 2).unsqueeze(1).to(bf16).contiguous() for t in (B, C))  # [B, 1, N, T]
+    return ut, dt, Bt, Ct, zt
+
+
+@torch.library.custom_op("hnas_anchor::selective_scan_fwd", mutates_args=())
+def scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor
+             ) -> tuple[Tensor, Tensor, Tensor]:
+    """(y [B, T, Dc] in u's dtype, out before the gate [B, Dc, T], x: the states at each chunk of 2048 tokens)."""
+    ut, dt, Bt, Ct, zt = _channels_first(u, delta, B, C, z)
+    out, x, out_z = _MODULE[0].fwd(ut, dt, A.float().contiguous(), Bt, Ct, D.float().contiguous(), zt, None, False)
+    return out_z.transpose(1, 2).to(u.dtype).contiguous(), out, x
+
+
+@scan_fwd.register_fake
+def _(u, delta, A, B, C, D, z):
+    b, T, Dc = u.shape
+    chunks = -(-T // 2048)
+    return (u.new_empty(b, T, Dc), u.new_empty(b, Dc, T, dtype=torch.bfloat16),
+            u.new_empty(b, Dc, chunks, 2 * A.shape[1], dtype=torch.float32))
+
+
+@torch.library.custom_op("hnas_anchor::selective_scan_bwd", mutates_args=())
+def scan_bwd(dy: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
+             out: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(du, dΔ, dA, dB, dC, dD, dz), each in its input's layout and dtype."""
+    ut, dt, Bt, Ct, zt = _channels_first(u, delta, B, C, z)
+    dyt = dy.transpose(1, 2).to(torch.bfloat16).contiguous()
+    du, ddelta, dA, dB, dC, dD, _, dz = _MODULE[0].bwd(ut, dt, A.float().contiguous(), Bt, Ct,
+                                                      D.float().contiguous(), zt, None, dyt, x, out, None, False,
+                                                      False)
+
+    def back(t: Tensor, like: Tensor) -> Tensor:
+        return t.transpose(1, 2).to(like.dtype).contiguous()
+
+    return (back(du, u), back(ddelta, delta), dA.to(A.dtype), back(dB.squeeze(1), B), back(dC.squeeze(1), C),
+            dD.to(D.dtype), back(dz, z))
+
+
+@scan_bwd.register_fake
+def _(dy, u, delta, A, B, C, D, z, out, x):
+    return tuple(torch.empty_like(t) for t in (u, delta, A, B, C, D, z))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    ctx.save_for_backward(*inputs, output[1], output[2])
+
+
+def _backward(ctx, dy, _dout, _dx):
+    u, delta, A, B, C, D, z, out, x = ctx.saved_tensors
+    return scan_bwd(dy, u, delta, A, B, C, D, z, out, x)
+
+
+scan_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, *, D: Tensor | None = None,
+                   z: Tensor | None = None, initial_state: Tensor | None = None,
+                   return_final_state: bool = False) -> Tensor:
+    """`kernels.selective_scan.selective_scan`'s signature, training's path only (D and z given, no state)."""
+    if D is None or z is None or initial_state is not None or return_final_state or B.dim() != 3:
+        raise ValueError("the anchor's scan takes Mamba-1's training call only: D and z given, B and C [B, T, N], "
+                         "no initial or final state")
+    return scan_fwd(u, delta, A, B, C, D, z)[0]
+
+
+@contextlib.contextmanager
+def anchor_scan(module: ModuleType):
+    """Mamba-1 layers (`workers.models.mamba1`) call mamba_ssm's scan through `module` while the block lasts."""
+    import workers.models.mamba1 as mamba1
+
+    _MODULE[:] = [module]
+    before = mamba1.selective_scan
+    mamba1.selective_scan = selective_scan
+    try:
+        yield
+    finally:
+        mamba1.selective_scan = before
+        _MODULE.clear()
