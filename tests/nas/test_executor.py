@@ -59,6 +59,9 @@ def test_cancel(executor):
     job_id = executor.submit(Job(trial=3, arch=ARCH, profile=slow))
     time.sleep(0.5)
     executor.cancel(job_id)
-    outcomes = wait_all(executor, 1, timeout=30)
+    outcomes, t0 = [], time.time()
+    while executor.in_flight and time.time() - t0 < 30:  # Ray reports the cancelled job; inline drops it at once
+        outcomes += executor.wait(timeout=1.0)
     assert executor.in_flight == 0
+    assert len(outcomes) == (1 if isinstance(executor, RayExecutor) else 0)
     assert all(o.error == "cancelled" for o in outcomes)
