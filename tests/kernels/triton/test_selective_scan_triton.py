@@ -46,7 +46,7 @@ def run(inputs: dict[str, torch.Tensor], dtype: torch.dtype) -> None:
     )
 
 
-FORMS = ["tiles", "loop"]  # KERNELS_SCAN: each block as one [BT, BD, N] tile, or one state index at a time
+FORMS = ["tiles", "loop"]  # KERNELS_SCAN: each block as one [BT, BD, N] tile, or a few state indices a step
 
 
 @pytest.mark.parametrize("form", FORMS)
