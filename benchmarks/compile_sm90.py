@@ -110,7 +110,7 @@ def mlstm_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dic
 
 
 def scan_consts(tile: tuple, mode: int, inverse: int, SN: int | str, BKF: int) -> dict:
-    """SN (the state loop's states a step, from --states) arrives where the delta rule's BV does."""
+    """SN: the state loop's states a step (its swept constexpr; "–" for the tiled kernels, which have none)."""
     BT, BD, BN = tile
     return dict(BT=BT, BD=BD, BN=BN, SN=SN if isinstance(SN, int) else 1, HAS_D=True, HAS_Z=True, HAS_INIT=True,
                 SAVE=True, HAS_DFINAL=True, USE_SCAN=True)
@@ -131,20 +131,23 @@ class Op:
     tiles: tuple[tuple, ...]
     tile_names: str
     input_dtype: set[str]
-    consts: Callable[[tuple, int, int, int, int], dict]
-    takes_bv: bool
+    consts: Callable[[tuple, int, int, int | str, int], dict]  # (tile, dot mode, inverse, swept value, BKF)
+    swept: str | None = None  # a constexpr swept beside the tiles, from its option (SWEPT), or None
+    swept_by: str = ""  # the kernels that take it: those whose names end so ("": every kernel)
     pointers: frozenset[str] = frozenset()  # pointer arguments whose names do not end in `_ptr`
 
 
+SWEPT = {"BV": "bv", "SN": "states"}  # a swept constexpr -> the option that lists its values
+
+
 OPS = {
-    "delta": Op("kernels.delta.triton", KERNELS, TILES, "CHANNEL, BL, BK", INPUT_DTYPE, delta_consts, True),
-    "ssd": Op("kernels.ssd.triton", SSD_KERNELS, SSD_TILES, "BL, BN, BP", SSD_INPUT_DTYPE, ssd_consts, False),
-    "mlstm": Op("kernels.mlstm.triton", MLSTM_KERNELS, MLSTM_TILES, "BL, BK, BV", MLSTM_INPUT_DTYPE, mlstm_consts,
-                False),
+    "delta": Op("kernels.delta.triton", KERNELS, TILES, "CHANNEL, BL, BK", INPUT_DTYPE, delta_consts, "BV"),
+    "ssd": Op("kernels.ssd.triton", SSD_KERNELS, SSD_TILES, "BL, BN, BP", SSD_INPUT_DTYPE, ssd_consts),
+    "mlstm": Op("kernels.mlstm.triton", MLSTM_KERNELS, MLSTM_TILES, "BL, BK, BV", MLSTM_INPUT_DTYPE, mlstm_consts),
     "selective_scan": Op("kernels.selective_scan.triton", SCAN_KERNELS, SCAN_TILES, "BT, BD, BN", SCAN_INPUT_DTYPE,
-                         scan_consts, False),
-    "conv1d": Op("kernels.conv1d.triton", CONV_KERNELS, CONV_TILES, "BT, BC", CONV_INPUT_DTYPE, conv_consts, False,
-                 CONV_POINTERS),
+                         scan_consts, "SN", "_loop"),
+    "conv1d": Op("kernels.conv1d.triton", CONV_KERNELS, CONV_TILES, "BT, BC", CONV_INPUT_DTYPE, conv_consts,
+                 pointers=CONV_POINTERS),
 }
 
 
@@ -254,17 +257,15 @@ def main() -> None:
 
         print(f"registers per thread and bytes spilled, Triton {triton.__version__}'s PTX for sm_90a (the GPU "
               f"machine's Triton may differ)\n")
-        swept = "SN" if args.op == "selective_scan" else "BV"
-        print(f"| kernel | {op.tile_names} | products | inverse | {swept} | warps | stages | registers | spilled bytes "
-              f"| shared bytes | compile s |")
+        print(f"| kernel | {op.tile_names} | products | inverse | {op.swept or 'BV'} | warps | stages | registers "
+              f"| spilled bytes | shared bytes | compile s |")
         print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     failed = 0
     for name in names:
         kernel, most = getattr(module, name), 0
         inverses = module.INVERSES.values() if name in INVERSE_KERNELS else (0,)
-        bvs = [int(x) for x in args.bv.split(",")] if op.takes_bv else ("–",)
-        if args.op == "selective_scan" and name.endswith("_loop"):
-            bvs = [int(x) for x in args.states.split(",")]
+        takes = op.swept is not None and name.endswith(op.swept_by)
+        bvs = [int(x) for x in getattr(args, SWEPT[op.swept]).split(",")] if takes else ("–",)
         for tile, mode, inverse, num_warps, BV, stages in itertools.product(tiles, modes, inverses, warp_counts, bvs,
                                                                             stage_counts):
             consts = op.consts(tile, mode, inverse, BV, args.bkf)

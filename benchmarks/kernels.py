@@ -613,9 +613,10 @@ def mamba_scan_row(base: dict, dims: tuple[int, ...], args, nbytes: tuple[float,
 
     from kernels.selective_scan.reference import selective_scan_blocked
 
-    if args.mamba_scan_so:
-        os.environ["HNAS_SCAN_ANCHOR_SO"] = str(Path(args.mamba_scan_so).resolve())
-        sys.path.insert(0, str(Path(__file__).resolve().parent / "scan_anchor"))
+    if args.mamba_scan_so:  # its stand-in module first, where the interface's `import selective_scan_cuda` finds it
+        from scan_anchor.ops import load
+
+        load(args.mamba_scan_so)
     mod = import_from_checkout("mamba_ssm.ops.selective_scan_interface", args.mamba_ssm_src)
 
     def run(t: dict) -> tuple:  # y alone: the anchor's backward takes no gradient of its last state

@@ -35,45 +35,29 @@ def load(so_path: str | Path) -> ModuleType:
     return selective_scan_cuda
 
 
-def _channels_first(u, delta, B, C, z):
-    bf16 = torch.bfloat16
-    ut, dt, zt = (t.transpose(1, 2).to(bf16).contiguous() for t in (u, delta, z))
-    Bt, Ct = (t.transpose(1, 2).unsqueeze(1).to(bf16).contiguous() for t in (B, C))  # [B, 1, N, T]
-    return ut, dt, Bt, Ct, zt
-
-
 @torch.library.custom_op("hnas_anchor::selective_scan_fwd", mutates_args=())
 def scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor
              ) -> tuple[Tensor, Tensor, Tensor]:
-    """(y [B, T, Dc] in u's dtype, out before the gate [B, Dc, T], x: the states at each chunk of 2048 tokens)."""
-    ut, dt, Bt, Ct, zt = _channels_first(u, delta, B, C, z)
-    out, x, out_z = _MODULE[0].fwd(ut, dt, A.float().contiguous(), Bt, Ct, D.float().contiguous(), zt, None, False)
-    return out_z.transpose(1, 2).to(u.dtype).contiguous(), out, x
+    """mamba_ssm's forward, channels-first (u, Δ, z [B, Dc, T] bf16; B, C [B, 1, N, T] bf16; A, D fp32):
+    (y = out·silu(z), out, x: the states at each chunk of 2048 tokens, which the backward starts from)."""
+    out, x, out_z = _MODULE[0].fwd(u, delta, A, B, C, D, z, None, False)
+    return out_z, out, x
 
 
 @scan_fwd.register_fake
 def _(u, delta, A, B, C, D, z):
-    b, T, Dc = u.shape
-    chunks = -(-T // 2048)
-    return (u.new_empty(b, T, Dc), u.new_empty(b, Dc, T, dtype=torch.bfloat16),
-            u.new_empty(b, Dc, chunks, 2 * A.shape[1], dtype=torch.float32))
+    b, Dc, T = u.shape
+    return torch.empty_like(u), torch.empty_like(u), u.new_empty(b, Dc, -(-T // 2048), 2 * A.shape[1],
+                                                                   dtype=torch.float32)
 
 
 @torch.library.custom_op("hnas_anchor::selective_scan_bwd", mutates_args=())
 def scan_bwd(dy: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor,
              out: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(du, dΔ, dA, dB, dC, dD, dz), each in its input's layout and dtype."""
-    ut, dt, Bt, Ct, zt = _channels_first(u, delta, B, C, z)
-    dyt = dy.transpose(1, 2).to(torch.bfloat16).contiguous()
-    du, ddelta, dA, dB, dC, dD, _, dz = _MODULE[0].bwd(ut, dt, A.float().contiguous(), Bt, Ct,
-                                                      D.float().contiguous(), zt, None, dyt, x, out, None, False,
-                                                      False)
-
-    def back(t: Tensor, like: Tensor) -> Tensor:
-        return t.transpose(1, 2).to(like.dtype).contiguous()
-
-    return (back(du, u), back(ddelta, delta), dA.to(A.dtype), back(dB.squeeze(1), B), back(dC.squeeze(1), C),
-            dD.to(D.dtype), back(dz, z))
+    """(du, dΔ, dA, dB, dC, dD, dz), channels-first as `scan_fwd` takes its inputs."""
+    du, ddelta, dA, dB, dC, dD, _, dz = _MODULE[0].bwd(u, delta, A, B, C, D, z, None, dy.contiguous(), x, out,
+                                                      None, False, False)
+    return du, ddelta, dA, dB, dC, dD, dz
 
 
 @scan_bwd.register_fake
@@ -86,8 +70,7 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _backward(ctx, dy, _dout, _dx):
-    u, delta, A, B, C, D, z, out, x = ctx.saved_tensors
-    return scan_bwd(dy, u, delta, A, B, C, D, z, out, x)
+    return scan_bwd(dy, *ctx.saved_tensors)
 
 
 scan_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -96,11 +79,16 @@ scan_fwd.register_autograd(_backward, setup_context=_setup_context)
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, *, D: Tensor | None = None,
                    z: Tensor | None = None, initial_state: Tensor | None = None,
                    return_final_state: bool = False) -> Tensor:
-    """`kernels.selective_scan.selective_scan`'s signature, training's path only (D and z given, no state)."""
+    """`kernels.selective_scan.selective_scan`'s signature, training's path only (D and z given, no state). The
+    layout and dtype changes around the operator are torch's, so autograd takes the gradients back through them."""
     if D is None or z is None or initial_state is not None or return_final_state or B.dim() != 3:
         raise ValueError("the anchor's scan takes Mamba-1's training call only: D and z given, B and C [B, T, N], "
                          "no initial or final state")
-    return scan_fwd(u, delta, A, B, C, D, z)[0]
+    bf16 = torch.bfloat16
+    ut, dt, zt = (t.transpose(1, 2).to(bf16).contiguous() for t in (u, delta, z))
+    Bt, Ct = (t.transpose(1, 2).unsqueeze(1).to(bf16).contiguous() for t in (B, C))  # [B, 1, N, T]
+    y = scan_fwd(ut, dt, A.float().contiguous(), Bt, Ct, D.float().contiguous(), zt)[0]
+    return y.transpose(1, 2).to(u.dtype)
 
 
 @contextlib.contextmanager
