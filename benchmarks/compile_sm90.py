@@ -82,10 +82,8 @@ CONV_POINTERS = frozenset({"x", "w", "bias", "state", "dy", "y", "g", "g_out", "
 CONV_INPUT_DTYPE = {"x", "state", "dy", "y", "dx"}
 # Mamba-1's selective scan (kernels/selective_scan/triton.py): its two kernels at tiles (BT, BD, BN), D, z, an
 # initial state and the final state's gradient present, the scan as `tl.associative_scan` (the GPU's path)
-# (the state loop's kernels, `*_loop`, hold [BT, BD] tiles: 64 tokens is their block on the GPU)
-SCAN_KERNELS = ("selective_scan_fwd_kernel", "selective_scan_bwd_kernel", "selective_scan_fwd_kernel_loop",
-                "selective_scan_bwd_kernel_loop")
-SCAN_TILES = ((16, 32, 16), (16, 16, 16), (8, 32, 16), (32, 16, 16), (64, 32, 16), (64, 64, 16), (32, 32, 16))
+SCAN_KERNELS = ("selective_scan_fwd_kernel", "selective_scan_bwd_kernel")
+SCAN_TILES = ((8, 32, 16), (16, 32, 16), (8, 16, 16), (16, 16, 16), (32, 16, 16), (32, 32, 16))
 SCAN_INPUT_DTYPE = {"u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "y_ptr", "dy_ptr", "du_ptr", "ddelta_ptr",
                     "dz_ptr"}
 INVERSE_KERNELS = ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse")  # compiled once per inverse method
@@ -109,11 +107,10 @@ def mlstm_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dic
     return dict(BL=BL, BK=BK, BV=BV, MODE=mode, HAS_INIT=True, HAS_DFINAL=True, HAS_ROUTE=True)
 
 
-def scan_consts(tile: tuple, mode: int, inverse: int, SN: int | str, BKF: int) -> dict:
-    """SN: the state loop's states a step (its swept constexpr; "–" for the tiled kernels, which have none)."""
+def scan_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
     BT, BD, BN = tile
-    return dict(BT=BT, BD=BD, BN=BN, SN=SN if isinstance(SN, int) else 1, HAS_D=True, HAS_Z=True, HAS_INIT=True,
-                SAVE=True, HAS_DFINAL=True, USE_SCAN=True)
+    return dict(BT=BT, BD=BD, BN=BN, HAS_D=True, HAS_Z=True, HAS_INIT=True, SAVE=True, HAS_DFINAL=True,
+                USE_SCAN=True)
 
 
 def conv_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
@@ -133,11 +130,10 @@ class Op:
     input_dtype: set[str]
     consts: Callable[[tuple, int, int, int | str, int], dict]  # (tile, dot mode, inverse, swept value, BKF)
     swept: str | None = None  # a constexpr swept beside the tiles, from its option (SWEPT), or None
-    swept_by: str = ""  # the kernels that take it: those whose names end so ("": every kernel)
     pointers: frozenset[str] = frozenset()  # pointer arguments whose names do not end in `_ptr`
 
 
-SWEPT = {"BV": "bv", "SN": "states"}  # a swept constexpr -> the option that lists its values
+SWEPT = {"BV": "bv"}  # a swept constexpr -> the option that lists its values
 
 
 OPS = {
@@ -145,7 +141,7 @@ OPS = {
     "ssd": Op("kernels.ssd.triton", SSD_KERNELS, SSD_TILES, "BL, BN, BP", SSD_INPUT_DTYPE, ssd_consts),
     "mlstm": Op("kernels.mlstm.triton", MLSTM_KERNELS, MLSTM_TILES, "BL, BK, BV", MLSTM_INPUT_DTYPE, mlstm_consts),
     "selective_scan": Op("kernels.selective_scan.triton", SCAN_KERNELS, SCAN_TILES, "BT, BD, BN", SCAN_INPUT_DTYPE,
-                         scan_consts, "SN", "_loop"),
+                         scan_consts),
     "conv1d": Op("kernels.conv1d.triton", CONV_KERNELS, CONV_TILES, "BT, BC", CONV_INPUT_DTYPE, conv_consts,
                  pointers=CONV_POINTERS),
 }
@@ -227,8 +223,6 @@ def main() -> None:
                     help="compile without the launcher's knowledge that pointers and H, K, V divide by 16")
     ap.add_argument("--stages", default="2", help="comma-separated numbers of pipeline stages")
     ap.add_argument("--bv", default="64", help="comma-separated widths of V's tiles (BV) for the kernels that take one")
-    ap.add_argument("--states", default="1,2,4",
-                    help="comma-separated SN, the states a step of the selective scan's state loop scans (*_loop)")
     ap.add_argument("--bkf", type=int, default=128,
                     help="the gated delta rule's whole width of K in the state kernels (BKF: K to a power of two)")
     ap.add_argument("--fla-src", help="a folder holding fla/ (the fla-core wheel unpacked): with --registers, also "
@@ -264,8 +258,7 @@ def main() -> None:
     for name in names:
         kernel, most = getattr(module, name), 0
         inverses = module.INVERSES.values() if name in INVERSE_KERNELS else (0,)
-        takes = op.swept is not None and name.endswith(op.swept_by)
-        bvs = [int(x) for x in getattr(args, SWEPT[op.swept]).split(",")] if takes else ("–",)
+        bvs = [int(x) for x in getattr(args, SWEPT[op.swept]).split(",")] if op.swept else ("–",)
         for tile, mode, inverse, num_warps, BV, stages in itertools.product(tiles, modes, inverses, warp_counts, bvs,
                                                                             stage_counts):
             consts = op.consts(tile, mode, inverse, BV, args.bkf)

@@ -72,7 +72,7 @@ cat "$OUT/gpu-tests-small.log" "$OUT/gpu-tests-large.log" > "$OUT/gpu-tests.log"
 
 # 2. memcheck: every config once, no timing loops, on the small cases SANITIZER_K selects. Without torch's
 # caching allocator each tensor is its own allocation, so a read past its end is caught, not hidden in a
-# pool. Beside it, where the bf16 error comes from (BF16_OPS), and with WARPS_BISECT=1 issue 11's SSD fp32
+# pool. Beside it, where the bf16 error comes from (BF16_OPS; empty: none), and with WARPS_BISECT=1 issue 11's SSD fp32
 # case with every dot kernel held to 4 and to 8 warps, each in its own process (an illegal access ends the
 # process's CUDA context).
 if [ "${WARPS_BISECT:-0}" = 1 ]; then
@@ -82,8 +82,8 @@ if [ "${WARPS_BISECT:-0}" = 1 ]; then
             -rfE -q "${timeout_opt[@]}" &
     done
 fi
-[ -n "${BF16_OPS:-mlstm,delta}" ] && run_step "bf16 errors" "$BF16_S" "$OUT/bf16-errors.log" \
-    "$PY" benchmarks/bf16_errors.py --ops "${BF16_OPS:-mlstm,delta}" &
+[ -n "${BF16_OPS-mlstm,delta}" ] && run_step "bf16 errors" "$BF16_S" "$OUT/bf16-errors.log" \
+    "$PY" benchmarks/bf16_errors.py --ops "${BF16_OPS-mlstm,delta}" &
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 if [ -n "$sanitizer" ]; then
     KERNELS_AUTOTUNE=once PYTORCH_NO_CUDA_MEMORY_CACHING=1 run_step "sanitizer" "$SANITIZER_S" "$OUT/sanitizer.log" \

@@ -651,17 +651,17 @@ def compiled_scan_row(base: dict, dims: tuple[int, ...], args, nbytes: tuple[flo
     return Row("reference, torch.compile", fwd_ms, fb_ms, f"compiled in {compile_s:.0f} s", *nbytes, graph_ms)
 
 
-def loop_states() -> str:
-    """The states a step (SN) and warps that tuning chose for the state loop's kernels, as last launched."""
+def scan_warps() -> str:
+    """The warps that tuning chose for the scan's kernels, as last launched."""
     import kernels.selective_scan.triton as scan_kernels
 
     picked = []
-    for what, kernel in (("fwd", scan_kernels.selective_scan_fwd_kernel_loop),
-                         ("bwd", scan_kernels.selective_scan_bwd_kernel_loop)):
+    for what, kernel in (("fwd", scan_kernels.selective_scan_fwd_kernel),
+                         ("bwd", scan_kernels.selective_scan_bwd_kernel)):
         config = getattr(kernel, "best_config", None)
         if config is not None:
-            picked.append(f"{what} SN {config.kwargs.get('SN')}, {config.num_warps} warps")
-    return "; ".join(picked)
+            picked.append(f"{what} {config.num_warps} warps")
+    return ", ".join(picked)
 
 
 def scan_tables(shapes: dict, args, smoke: bool) -> list[Table]:
@@ -685,15 +685,7 @@ def scan_tables(shapes: dict, args, smoke: bool) -> list[Table]:
                 return selective_scan(**t, return_final_state=True, backend="triton")
 
             label = f"triton (ours), {block_t} tokens × {block_d} channels"
-            measure_ours(table, label, run, ref, base, SCAN_BF16, smoke, nbytes)
-        for block_t, block_d in args.scan_loop_blocks:  # the state loop (KERNELS_SCAN=loop)
-            def run(t: dict, block_t: int = block_t, block_d: int = block_d) -> tuple:
-                scan_kernels.LOOP_BLOCK_T, scan_kernels.BLOCK_D = block_t, block_d
-                return selective_scan(**t, return_final_state=True, backend="triton")
-
-            label = f"triton (ours), state loop, {block_t} tokens × {block_d} channels"
-            with environment(KERNELS_SCAN="loop"):  # the forward and the backward alike
-                measure_ours(table, label, run, ref, base, SCAN_BF16, smoke, nbytes, note=lambda ms: loop_states())
+            measure_ours(table, label, run, ref, base, SCAN_BF16, smoke, nbytes, note=lambda ms: scan_warps())
         if smoke:
             table.finish()
             continue
@@ -895,11 +887,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the gated delta rule's decays to time: per head (Gated DeltaNet), per key channel (KDA)")
     parser.add_argument("--delta-variants", default="",
                         help=DELTA_VARIANTS_HELP + "; each a row of its own beside the default's (default: none)")
-    parser.add_argument("--scan-blocks", default="16x32,32x16,16x64",
+    parser.add_argument("--scan-blocks", default="8x32,16x32,8x16",
                         help="tokens×channels per block of our selective scan, to time each")
-    parser.add_argument("--scan-loop-blocks", default="32x32,64x32",
-                        help="tokens×channels per block of its state loop (KERNELS_SCAN=loop), to time each "
-                             "('': none)")
     parser.add_argument("--no-compile-reference", dest="compile_reference", action="store_false",
                         help="skip torch.compile of the selective-scan reference (it compiles for minutes)")
     parser.add_argument("--compile-timeout", type=float, default=180, help="seconds for it to compile and run")
@@ -925,14 +914,11 @@ def main(argv: list[str] | None = None) -> int:
         args.mlstm_dqk_bk = [int(x) for x in args.mlstm_dqk_bk.split(",") if x]
         assert all(x >= 16 and x & (x - 1) == 0 for x in args.mlstm_dqk_bk)
         args.scan_blocks = [tuple(int(v) for v in x.split("x")) for x in args.scan_blocks.split(",")]
-        args.scan_loop_blocks = [tuple(int(v) for v in x.split("x")) for x in args.scan_loop_blocks.split(",") if x]
-        assert all(len(b) == 2 and all(v > 0 and v & (v - 1) == 0 for v in b)
-                   for b in args.scan_blocks + args.scan_loop_blocks)
+        assert all(len(b) == 2 and all(v > 0 and v & (v - 1) == 0 for v in b) for b in args.scan_blocks)
         assert all(x > 0 for x in args.ssd_chunk_sizes + args.mlstm_chunk_sizes + args.delta_chunk_sizes)
     except (ValueError, AssertionError):
         parser.error("--ssd-chunk-sizes/--mlstm-chunk-sizes/--delta-chunk-sizes: comma-separated positive "
-                     "integers (64,128); --scan-blocks, --scan-loop-blocks: comma-separated powers of two TxD "
-                     "(16x32,32x16); "
+                     "integers (64,128); --scan-blocks: comma-separated powers of two TxD (8x32,16x32); "
                      "--mlstm-dqk-bk: comma-separated powers of two of at least 16 (32)")
     for flag, given, known in (("--ssd-shapes", args.ssd_shapes, SSD_SHAPES),
                                ("--delta-shapes", args.delta_shapes, DELTA_SHAPES)):
@@ -978,7 +964,6 @@ def main(argv: list[str] | None = None) -> int:
         args.mlstm_chunk_sizes = args.mlstm_chunk_sizes[:1]
         args.delta_chunk_sizes = args.delta_chunk_sizes[:1]
         args.scan_blocks = args.scan_blocks[:1]
-        args.scan_loop_blocks = [(16, 32)] if args.scan_loop_blocks else []  # the interpreter's block
     tables: list[Table] = []
     runs = {
         "ssd": lambda: ssd_tables(SMOKE["ssd"] if smoke else args.ssd_shapes, args, smoke),

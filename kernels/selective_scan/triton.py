@@ -16,8 +16,6 @@ groups (BD divides Dc / G).
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
@@ -31,13 +29,18 @@ from kernels._triton import (
     keep_for_backward,
     on_device,
     silu_parts,
-    tiles,
     warps,
 )
 
 Tensor = torch.Tensor
 
-BLOCK_T = 16  # tokens per scanned block, and the spacing of the states the forward saves
+# tokens per scanned block, and the spacing of the states the forward saves. Each thread holds a block's tokens of
+# its [BD, N] columns: at 16 the backward spills at 4 warps and fills 255 registers a thread at 8, at 8 tokens it
+# fits 4 warps without spilling (`benchmarks/compile_sm90.py --op selective_scan --registers`). On an H200 at B16
+# T2048 Dc2048 N16 in bf16, forward+backward took 10.0 ms at 8 tokens against 13.6 at 16, the forward 1.66 against
+# 1.46 (docs/benchmarks/logs/scan-block8-call-5-2026-12-04.log). The cost: twice the saved states (fp32
+# [B, T/8, Dc, N]).
+BLOCK_T = 8
 BLOCK_D = 32  # channels per program
 # `tl.associative_scan` on the GPU; its closed form under the interpreter (see `_scan`). A test sets it
 # to True to run the scan itself under the interpreter on a tiny shape.
@@ -56,7 +59,7 @@ def _linear_combine(a1, b1, a2, b2):
 
 @triton.jit
 def _scan(log_a, b, BT: tl.constexpr, REVERSE: tl.constexpr, USE_SCAN: tl.constexpr):
-    """h_t = a_t h_{t-1} + b_t along axis 0 of [BT, BD, BN] or [BT, BD] from h = 0 (REVERSE: h_t = a_t h_{t+1} + b_t).
+    """h_t = a_t h_{t-1} + b_t along axis 0 of [BT, BD, BN] from h = 0 (REVERSE: h_t = a_t h_{t+1} + b_t).
 
     Returns (Π a over the scanned prefix, h). USE_SCAN: `tl.associative_scan`, the GPU path. Otherwise
     the same sums in closed form, Σ_s exp(Σ log a between s and t) b_s over a [BT, BT, BD, BN] tile:
@@ -71,17 +74,13 @@ def _scan(log_a, b, BT: tl.constexpr, REVERSE: tl.constexpr, USE_SCAN: tl.conste
         else:
             cum = tl.cumsum(log_a, axis=0)  # Σ_{j≤t} log a_j
             s_on_t = tl.arange(0, BT)[None, :] <= tl.arange(0, BT)[:, None]
-        if len(b.shape) == 2:  # [BT, BD]: the state loop's tiles
-            w = tl.exp(tl.where(s_on_t[:, :, None], cum[:, None] - cum[None, :], float("-inf")))
-            h = tl.sum(w * b[None, :, :], axis=1)
-        else:  # [BT, BD, BN]
-            w = tl.exp(tl.where(s_on_t[:, :, None, None], cum[:, None] - cum[None, :], float("-inf")))
-            h = tl.sum(w * b[None, :, :, :], axis=1)
+        w = tl.exp(tl.where(s_on_t[:, :, None, None], cum[:, None] - cum[None, :], float("-inf")))
+        h = tl.sum(w * b[None, :, :, :], axis=1)
         a_cum = tl.exp(cum)
     return a_cum, h
 
 
-@autotune(warps((4, 2), (8, 2)), key=["N", "BD"])
+@autotune(warps((4, 2), (8, 2)), key=["N", "BD", "BT"])
 @triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, init_ptr, y_ptr, saved_ptr, final_ptr,
@@ -130,7 +129,7 @@ def selective_scan_fwd_kernel(
     tl.store(final_ptr + (b * Dc + d[:, None]) * N + n[None, :], h, mask=mask_dn)
 
 
-@autotune(warps((4, 2), (8, 2)), key=["N", "BD"])
+@autotune(warps((4, 2), (8, 2)), key=["N", "BD", "BT"])
 @triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, saved_ptr, dfinal_ptr,
@@ -216,219 +215,6 @@ def selective_scan_bwd_kernel(
         tl.store(dD_ptr + b * Dc + d, dD, mask=d < Dc)
 
 
-# The state loop (KERNELS_SCAN=loop): the same walk over blocks of tokens, but each block is scanned a few state
-# indices at a time, on [BT, BD, SN] tiles, as mamba_ssm's CUDA kernel loops over the state; see `scan_form`.
-# tokens per block in the state loop (and the spacing of its saved states) on the GPU: at 32 tokens × 32 channels its
-# backward compiles without spilling at 8 warps for 1 and 2 states a step, at 64 tokens it spills
-# (`compile_sm90.py --op selective_scan`; docs/benchmarks/logs/scan-loop-states-registers-2026-12-04.md)
-LOOP_BLOCK_T = 32
-
-
-# the states a step of the loop scans together ([BT, BD, SN] tiles), tuned: 1 is mamba_ssm's CUDA kernel's loop
-# over the state, block(N) the tiled form's one [BT, BD, N] tile; between them, fewer sequential steps per block
-# against more registers. Under the interpreter the tests set it (`LOOP_STATES_INTERPRETED`).
-LOOP_STATES = tiles(("SN",), [(1,), (2,), (4,)], (4, 2), (8, 2))
-LOOP_STATES_INTERPRETED = {"SN": 2}
-
-
-@triton.jit
-def _group(x, n_idx, s):
-    """x[:, s] of a [R, BN] tile, as [R, SN] (0 for an s past BN)."""
-    return tl.sum(tl.where(n_idx[None, :, None] == s[None, None, :], x[:, :, None], 0.0), axis=1)
-
-
-@triton.jit
-def _into_group(x, n_idx, s, v):
-    """x with v [R, SN] added to its columns s."""
-    return x + tl.sum(tl.where(n_idx[None, :, None] == s[None, None, :], v[:, None, :], 0.0), axis=2)
-
-
-@triton.jit
-def _state_inputs(A_ptr, B_ptr, C_ptr, d, mask_d, off_t, mask_t, s, N):
-    """(A[d, s] [BD, SN], B[t, s] and C[t, s] [BT, SN]) as fp32: what the states s of a block read."""
-    mask_s = s < N
-    A_s = tl.load(A_ptr + d[:, None] * N + s[None, :], mask=mask_d[:, None] & mask_s[None, :], other=0.0)
-    off_ts = off_t[:, None] + s[None, :]
-    mask_ts = mask_t[:, None] & mask_s[None, :]
-    B_s = tl.load(B_ptr + off_ts, mask=mask_ts, other=0.0).to(tl.float32)
-    C_s = tl.load(C_ptr + off_ts, mask=mask_ts, other=0.0).to(tl.float32)
-    return A_s.to(tl.float32), B_s, C_s
-
-
-@autotune(LOOP_STATES, key=["N", "BD", "BT"], interpret=LOOP_STATES_INTERPRETED, fit={"SN": "N"})
-@triton.jit(do_not_specialize=["T", "NT"])
-def selective_scan_fwd_kernel_loop(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, init_ptr, y_ptr, saved_ptr, final_ptr,
-    T, Dc, G, N, NT,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_INIT: tl.constexpr, SAVE: tl.constexpr,
-    BT: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, SN: tl.constexpr, USE_SCAN: tl.constexpr,
-):
-    """`selective_scan_fwd_kernel` with each block of BT tokens scanned SN state indices at a time: [BT, BD, SN]
-    tiles (the decays exp(Δ A[:, s]), the inputs Δ u B[:, s]), y summed over the states, the [BD, BN] state
-    carried in registers from block to block. Grid (Dc/BD, B)."""
-    i_d, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
-    d = i_d * BD + tl.arange(0, BD)
-    n_idx = tl.arange(0, BN)
-    rows = tl.arange(0, BT)
-    grp = (i_d * BD) // (Dc // G)
-    mask_d = d < Dc
-    mask_dn = mask_d[:, None] & (n_idx < N)[None, :]
-    if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_INIT:
-        h = tl.load(init_ptr + (b * Dc + d[:, None]) * N + n_idx[None, :], mask=mask_dn, other=0.0)
-    else:
-        h = tl.zeros([BD, BN], dtype=tl.float32)
-    for blk in range(NT):
-        if SAVE:
-            tl.store(saved_ptr + ((b * NT + blk) * Dc + d[:, None]) * N + n_idx[None, :], h, mask=mask_dn)
-        t = blk * BT + rows
-        mask_t = t < T
-        mask_td = mask_t[:, None] & mask_d[None, :]
-        off_td = (b * T + t[:, None]) * Dc + d[None, :]
-        u = tl.load(u_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)  # [BT, BD]
-        delta = tl.load(delta_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
-        du_in = delta * u
-        off_t = ((b * T + t) * G + grp) * N
-        y = tl.zeros([BT, BD], dtype=tl.float32)
-        for n0 in range(0, N, SN):
-            s = n0 + tl.arange(0, SN)
-            A_s, B_s, C_s = _state_inputs(A_ptr, B_ptr, C_ptr, d, mask_d, off_t, mask_t, s, N)
-            a_cum, b_cum = _scan(delta[:, :, None] * A_s[None, :, :], du_in[:, :, None] * B_s[:, None, :], BT,
-                                 False, USE_SCAN)
-            h_s = _group(h, n_idx, s)  # [BD, SN] entering the block
-            hs = a_cum * h_s[None, :, :] + b_cum  # [BT, BD, SN] the states s after each token
-            y += tl.sum(hs * C_s[:, None, :], axis=2)
-            last = tl.sum(tl.where(rows[:, None, None] == BT - 1, hs, 0.0), axis=0)  # padded tokens keep h
-            h = _into_group(h, n_idx, s, last - h_s)  # the states s leaving it (the other columns are read later)
-        if HAS_D:
-            y += Dv[None, :] * u
-        if HAS_Z:
-            z = tl.load(z_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
-            y = y * silu_parts(z)[0]
-        tl.store(y_ptr + off_td, y.to(y_ptr.dtype.element_ty), mask=mask_td)
-    tl.store(final_ptr + (b * Dc + d[:, None]) * N + n_idx[None, :], h, mask=mask_dn)
-
-
-@autotune(LOOP_STATES, key=["N", "BD", "BT"], interpret=LOOP_STATES_INTERPRETED, fit={"SN": "N"})
-@triton.jit(do_not_specialize=["T", "NT"])
-def selective_scan_bwd_kernel_loop(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, saved_ptr, dfinal_ptr,
-    du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dinit_ptr,
-    T, Dc, G, N, NT,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DFINAL: tl.constexpr,
-    BT: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, SN: tl.constexpr, USE_SCAN: tl.constexpr,
-):
-    """`selective_scan_bwd_kernel` with each block scanned SN state indices at a time, forwards from its saved
-    state and backwards for the state's gradient; du and dΔ summed over the states in registers, dB and dC of
-    the block gathered into [BT, BN] tiles. Grid (Dc/BD, B); the outputs' layout as the tiled kernel's."""
-    i_d, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
-    ND = tl.num_programs(0)
-    d = i_d * BD + tl.arange(0, BD)
-    n_idx = tl.arange(0, BN)
-    rows = tl.arange(0, BT)
-    grp = (i_d * BD) // (Dc // G)
-    mask_d = d < Dc
-    mask_dn = mask_d[:, None] & (n_idx < N)[None, :]
-    if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_DFINAL:
-        g_next = tl.load(dfinal_ptr + (b * Dc + d[:, None]) * N + n_idx[None, :], mask=mask_dn, other=0.0)
-    else:
-        g_next = tl.zeros([BD, BN], dtype=tl.float32)  # dL/dh at the block's last token, from later ones
-    dA = tl.zeros([BD, BN], dtype=tl.float32)
-    dD = tl.zeros([BD], dtype=tl.float32)
-    for i in range(NT):
-        blk = NT - 1 - i
-        h0 = tl.load(saved_ptr + ((b * NT + blk) * Dc + d[:, None]) * N + n_idx[None, :], mask=mask_dn, other=0.0)
-        t = blk * BT + rows
-        mask_t = t < T
-        mask_td = mask_t[:, None] & mask_d[None, :]
-        off_td = (b * T + t[:, None]) * Dc + d[None, :]
-        u = tl.load(u_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
-        delta = tl.load(delta_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
-        # Δ of the next token: a_{t+1} carries g_{t+1} back to h_t (1 past the end of the sequence)
-        delta_next = tl.load(delta_ptr + off_td + Dc, mask=(t + 1 < T)[:, None] & mask_d[None, :],
-                             other=0.0).to(tl.float32)
-        dout = tl.load(dy_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
-        if HAS_Z:
-            z = tl.load(z_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
-            silu_z, dsilu_z = silu_parts(z)
-            dy = dout * silu_z
-        else:
-            dy = dout
-        du_in = delta * u
-        delta0 = tl.sum(tl.where(rows[:, None] == 0, delta, 0.0), axis=0)  # [BD] Δ of the block's first token
-        off_t = ((b * T + t) * G + grp) * N
-        y = tl.zeros([BT, BD], dtype=tl.float32)
-        gb = tl.zeros([BT, BD], dtype=tl.float32)  # Σ_n dL/dh ⊙ B: dL/d(Δ u)
-        ddelta = tl.zeros([BT, BD], dtype=tl.float32)
-        dB_blk = tl.zeros([BT, BN], dtype=tl.float32)
-        dC_blk = tl.zeros([BT, BN], dtype=tl.float32)
-        g_first = tl.zeros([BD, BN], dtype=tl.float32)  # a_t g_t at the block's first token, per state
-        for n0 in range(0, N, SN):
-            s = n0 + tl.arange(0, SN)
-            A_s, B_s, C_s = _state_inputs(A_ptr, B_ptr, C_ptr, d, mask_d, off_t, mask_t, s, N)
-            bx = du_in[:, :, None] * B_s[:, None, :]  # [BT, BD, SN]
-            a_cum, b_cum = _scan(delta[:, :, None] * A_s[None, :, :], bx, BT, False, USE_SCAN)
-            hs = a_cum * _group(h0, n_idx, s)[None, :, :] + b_cum
-            if HAS_Z:
-                y += tl.sum(hs * C_s[:, None, :], axis=2)
-            gy = dy[:, :, None] * C_s[:, None, :] + tl.where(rows[:, None, None] == BT - 1,
-                                                              _group(g_next, n_idx, s)[None, :, :], 0.0)
-            _, gh = _scan(delta_next[:, :, None] * A_s[None, :, :], gy, BT, True, USE_SCAN)  # dL/dh_t
-            ga = gh * (hs - bx)  # dL/d(Δ_t A)
-            dA = _into_group(dA, n_idx, s, tl.sum(ga * delta[:, :, None], axis=0))
-            gb += tl.sum(gh * B_s[:, None, :], axis=2)
-            ddelta += tl.sum(ga * A_s[None, :, :], axis=2)
-            dB_blk = _into_group(dB_blk, n_idx, s, tl.sum(gh * du_in[:, :, None], axis=1))
-            dC_blk = _into_group(dC_blk, n_idx, s, tl.sum(hs * dy[:, :, None], axis=1))
-            gh0 = tl.sum(tl.where(rows[:, None, None] == 0, gh, 0.0), axis=0)  # [BD, SN]
-            g_first = _into_group(g_first, n_idx, s, tl.exp(delta0[:, None] * A_s) * gh0)
-        if HAS_Z:
-            if HAS_D:
-                y += Dv[None, :] * u
-            tl.store(dz_ptr + off_td, (dout * y * dsilu_z).to(dz_ptr.dtype.element_ty), mask=mask_td)
-        ddelta += gb * u
-        du = gb * delta
-        if HAS_D:
-            du += Dv[None, :] * dy
-            dD += tl.sum(dy * u, axis=0)
-        tl.store(du_ptr + off_td, du.to(du_ptr.dtype.element_ty), mask=mask_td)
-        tl.store(ddelta_ptr + off_td, ddelta.to(ddelta_ptr.dtype.element_ty), mask=mask_td)
-        off_part = ((b * T + t[:, None]) * ND + i_d) * N + n_idx[None, :]
-        mask_tn = mask_t[:, None] & (n_idx < N)[None, :]
-        tl.store(dB_ptr + off_part, dB_blk, mask=mask_tn)
-        tl.store(dC_ptr + off_part, dC_blk, mask=mask_tn)
-        g_next = g_first
-    tl.store(dinit_ptr + (b * Dc + d[:, None]) * N + n_idx[None, :], g_next, mask=mask_dn)
-    tl.store(dA_ptr + (b * Dc + d[:, None]) * N + n_idx[None, :], dA, mask=mask_dn)
-    if HAS_D:
-        tl.store(dD_ptr + b * Dc + d, dD, mask=mask_d)
-
-
-def scan_form() -> str:
-    """`KERNELS_SCAN` (read at each call; a process keeps one): "tiles" (the default: each block of 16 tokens scanned
-    as one [BT, BD, N] tile) or "loop" (blocks of LOOP_BLOCK_T tokens, scanned SN state indices at a time on
-    [BT, BD, SN] tiles, SN of 1, 2 or 4 tuned: no [BT, BD, N] tile in registers, half the saved states). The loop
-    form has not yet been timed on a GPU (`benchmarks/kernels.py --ops selective_scan` times both:
-    `--scan-loop-blocks`)."""
-    form = os.environ.get("KERNELS_SCAN", "tiles")
-    if form not in ("tiles", "loop"):
-        raise ValueError(f"KERNELS_SCAN={form!r}: use tiles (the default) or loop")
-    return form
-
-
-def block_t(form: str) -> int:
-    """The tokens a scanned block holds, the spacing of the saved states."""
-    if form == "tiles":
-        return BLOCK_T
-    return 16 if interpreting() and not FORCE_LOOP_BLOCK else LOOP_BLOCK_T
-
-
-FORCE_LOOP_BLOCK = False  # a test sets it to run the loop form at the GPU's block under the interpreter
-
-
 def _channel_block(Dc: int, G: int) -> int:
     """The largest power of two ≤ BLOCK_D that divides the channels of one group."""
     per_group, bd = Dc // G, BLOCK_D
@@ -440,17 +226,15 @@ def _channel_block(Dc: int, G: int) -> int:
 def selective_scan_fwd(u, delta, A, B, C, D, z, initial_state, save: bool = True):
     """B/C [B, T, G, N]. Returns `(y [B, T, Dc], final_state [B, Dc, N] fp32, saved states or None)`.
 
-    The saved states [B, T/BT, Dc, N] fp32 (BT: `block_t`) are what the backward starts each block from."""
+    The saved states [B, T/BT, Dc, N] fp32 (BT: `BLOCK_T`) are what the backward starts each block from."""
     b, T, Dc = u.shape
     G, N = B.shape[2:]
-    form = scan_form()
-    BT = block_t(form)
+    BT = BLOCK_T
     BD, NT = _channel_block(Dc, G), triton.cdiv(T, BT)
     y = torch.empty_like(u)
     saved = torch.empty(b, NT, Dc, N, device=u.device, dtype=torch.float32) if save else None
     final = torch.empty(b, Dc, N, device=u.device, dtype=torch.float32)
-    kernel = selective_scan_fwd_kernel_loop if form == "loop" else selective_scan_fwd_kernel
-    kernel[(triton.cdiv(Dc, BD), b)](
+    selective_scan_fwd_kernel[(triton.cdiv(Dc, BD), b)](
         u, delta, A, B, C, D, z, initial_state, y, saved, final, T, Dc, G, N, NT,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_INIT=initial_state is not None, SAVE=save,
         BT=BT, BD=BD, BN=block(N, 1), USE_SCAN=use_associative_scan(),
@@ -462,11 +246,7 @@ def selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved):
     """Returns `(du, ddelta, dA, dB, dC, dD or None, dz or None, d initial_state)`; dB/dC [B, T, G, N]."""
     b, T, Dc = u.shape
     G, N = B.shape[2:]
-    form = scan_form()
-    BT, BD, NT = block_t(form), _channel_block(Dc, G), saved.shape[1]
-    if triton.cdiv(T, BT) != NT:
-        raise RuntimeError(f"selective_scan: the forward saved {NT} states for {T} tokens, not one every {BT}: "
-                           "KERNELS_SCAN changed between the forward and the backward; keep one for the process")
+    BT, BD, NT = BLOCK_T, _channel_block(Dc, G), saved.shape[1]
     nd = triton.cdiv(Dc, BD)
     dev, fp32 = u.device, torch.float32
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
@@ -476,8 +256,7 @@ def selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved):
     dA_part = torch.empty(b, Dc, N, device=dev, dtype=fp32)
     dD_part = torch.empty(b, Dc, device=dev, dtype=fp32) if D is not None else None
     dinit = torch.empty(b, Dc, N, device=dev, dtype=fp32)
-    kernel = selective_scan_bwd_kernel_loop if form == "loop" else selective_scan_bwd_kernel
-    kernel[(nd, b)](
+    selective_scan_bwd_kernel[(nd, b)](
         u, delta, A, B, C, D, z, dy, saved, dfinal, du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dinit,
         T, Dc, G, N, NT,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DFINAL=dfinal is not None,
@@ -510,7 +289,7 @@ selective_scan_fwd_op = torch.library.custom_op("hybrid_nas::selective_scan_fwd"
 def _(u, delta, A, B, C, D, z, initial_state, save):
     b, T, Dc = u.shape
     N, fp32 = B.shape[3], torch.float32
-    saved = u.new_empty(b, -(-T // block_t(scan_form())), Dc, N, dtype=fp32) if save else u.new_empty(0, dtype=fp32)
+    saved = u.new_empty(b, -(-T // BLOCK_T), Dc, N, dtype=fp32) if save else u.new_empty(0, dtype=fp32)
     return torch.empty_like(u), u.new_empty(b, Dc, N, dtype=fp32), saved
 
 

@@ -15,7 +15,7 @@ SMALL = [  # (B, T, Dc, N, G or None: B and C are [B, T, N]), options
     *(((2, T, 24, 6, 2), options) for T in LENGTHS for options in ("plain", "D-z-state")),
     *(((2, 65, 24, 6, 2), options) for options in ("D", "z", "state")),
     ((2, 37, 24, 6, None), "D-z-state"),  # B and C without a group dimension
-    ((1, 48, 96, 16, None), "D-z-state"),  # three full blocks of channels and of tokens
+    ((1, 48, 96, 16, None), "D-z-state"),  # three full blocks of channels, six of tokens
     ((1, 20, 6, 3, 2), "D-z-state"),  # three channels per group, a state of three
 ]
 LARGE = [
@@ -45,46 +45,32 @@ def run(case: tuple, dtype: torch.dtype, record) -> None:
     compare((y, state), reference(ref_inputs), ("y", "final_state"), inputs, ref_inputs, dtype, record)
 
 
-FORMS = ["tiles", "loop"]  # KERNELS_SCAN: each block as one [BT, BD, N] tile, or a few state indices at a time
-
-
-@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("case", SMALL, ids=case_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_selective_scan_small(dtype: torch.dtype, case: tuple, form: str, record_property, monkeypatch) -> None:
-    monkeypatch.setenv("KERNELS_SCAN", form)
+def test_selective_scan_small(dtype: torch.dtype, case: tuple, record_property) -> None:
     run(case, dtype, record_property)
 
 
-@pytest.mark.parametrize("states", [1, 2, 4])
+@pytest.mark.parametrize("block_t", [4, 16])
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_selective_scan_loop_each_width_small(dtype: torch.dtype, states: int, record_property, monkeypatch) -> None:
-    """The state loop at each of the SN it tunes among, one config at a time: tuning runs only the one it picks."""
-    import triton
-
+def test_selective_scan_other_blocks_small(dtype: torch.dtype, block_t: int, record_property, monkeypatch) -> None:
+    """Blocks of tokens other than the default's (the benchmark times 16), the last one partial."""
     import kernels.selective_scan.triton as scan_kernels
 
-    monkeypatch.setenv("KERNELS_SCAN", "loop")
-    for kernel in (scan_kernels.selective_scan_fwd_kernel_loop, scan_kernels.selective_scan_bwd_kernel_loop):
-        monkeypatch.setattr(kernel, "configs", [triton.Config({"SN": states}, num_warps=4, num_stages=2)])
+    monkeypatch.setattr(scan_kernels, "BLOCK_T", block_t)
     run(((2, 65, 24, 6, 2), "D-z-state"), dtype, record_property)
-    run(((1, 48, 96, 16, None), "D-z-state"), dtype, record_property)
 
 
-@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("case", LARGE, ids=case_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_selective_scan_large(dtype: torch.dtype, case: tuple, form: str, record_property, monkeypatch) -> None:
-    monkeypatch.setenv("KERNELS_SCAN", form)
+def test_selective_scan_large(dtype: torch.dtype, case: tuple, record_property) -> None:
     run(case, dtype, record_property)
 
 
-@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_selective_scan_split_small(dtype: torch.dtype, form: str, record_property, monkeypatch) -> None:
+def test_selective_scan_split_small(dtype: torch.dtype, record_property) -> None:
     """A sequence run in two pieces, the state carried from the first, equals the whole: the outputs and
     every gradient, through the carried state too."""
-    monkeypatch.setenv("KERNELS_SCAN", form)
     inputs = on_gpu(selective_scan_inputs(2, 257, 24, 6, 2, "D-z-state", dtype))
 
     def piece(t: slice, initial_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

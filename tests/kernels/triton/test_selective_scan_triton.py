@@ -24,9 +24,9 @@ from kernels.testing import assert_close
 CASES = [  # (B, T, Dc, N, G or None: B and C are [B, T, N]), options
     *(((2, 37, 32, 8, 2), options) for options in ("plain", "D", "z", "state", "D-z-state")),
     ((2, 1, 16, 8, None), "D-z-state"),  # one token
-    ((1, 257, 32, 8, 4), "plain"),  # seventeen blocks of 16, the last one token long
+    ((1, 257, 32, 8, 4), "plain"),  # 33 blocks of 8, the last one token long
     ((1, 257, 32, 8, 4), "D-z-state"),
-    ((1, 48, 96, 16, None), "D-z-state"),  # three full blocks of channels and of tokens
+    ((1, 48, 96, 16, None), "D-z-state"),  # three full blocks of channels, six of tokens
     ((1, 20, 6, 3, 2), "D-z-state"),  # three channels per group, a state of three
 ]
 
@@ -46,73 +46,31 @@ def run(inputs: dict[str, torch.Tensor], dtype: torch.dtype) -> None:
     )
 
 
-FORMS = ["tiles", "loop"]  # KERNELS_SCAN: each block as one [BT, BD, N] tile, or a few state indices a step
-
-
-@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_selective_scan_triton(case: tuple, form: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KERNELS_SCAN", form)
+def test_selective_scan_triton(case: tuple) -> None:
     dims, options = case
     run(selective_scan_inputs(*dims, options), torch.float32)
 
 
-@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("case", [CASES[4], CASES[7]], ids=case_id)
-def test_selective_scan_triton_bf16(case: tuple, form: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KERNELS_SCAN", form)
+def test_selective_scan_triton_bf16(case: tuple) -> None:
     dims, options = case
     run(selective_scan_inputs(*dims, options, dtype=torch.bfloat16), torch.bfloat16)
 
 
-@pytest.mark.parametrize("form", FORMS)
-def test_selective_scan_triton_associative_scan(form: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_selective_scan_triton_associative_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     """The GPU path's `tl.associative_scan` (slow under the interpreter, hence the tiny shape)."""
-    monkeypatch.setenv("KERNELS_SCAN", form)
     monkeypatch.setattr(scan_kernels, "FORCE_ASSOCIATIVE_SCAN", True)
     run(selective_scan_inputs(1, 20, 4, 2, 2, "D-z-state"), torch.float32)
 
 
-def test_selective_scan_triton_state_loop_at_the_gpus_block(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The state loop in blocks of LOOP_BLOCK_T tokens, as on the GPU (the interpreter's are 16), at 32 and 64:
-    several blocks, the last one partial, saved states one every block."""
-    monkeypatch.setenv("KERNELS_SCAN", "loop")
-    monkeypatch.setattr(scan_kernels, "FORCE_LOOP_BLOCK", True)
-    assert scan_kernels.block_t("loop") == scan_kernels.LOOP_BLOCK_T == 32
-    run(selective_scan_inputs(1, 150, 32, 8, 2, "D-z-state"), torch.float32)
-    monkeypatch.setattr(scan_kernels, "LOOP_BLOCK_T", 64)
-    run(selective_scan_inputs(1, 150, 32, 8, 2, "D-z-state"), torch.float32)
-
-
-@pytest.mark.parametrize("states", [1, 2, 4])
-@pytest.mark.parametrize("case", [CASES[4], CASES[9]], ids=case_id)
-def test_selective_scan_triton_state_loop_at_each_width(case: tuple, states: int, monkeypatch) -> None:
-    """The state loop scanning 1, 2 or 4 states a step (its tuned SN), also where they do not divide N (3)."""
-    monkeypatch.setenv("KERNELS_SCAN", "loop")
-    for kernel in (scan_kernels.selective_scan_fwd_kernel_loop, scan_kernels.selective_scan_bwd_kernel_loop):
-        monkeypatch.setitem(kernel.meta, "SN", states)
-    dims, options = case
-    run(selective_scan_inputs(*dims, options), torch.float32)
-
-
-def test_selective_scan_triton_state_loop_associative_scan_over_states(monkeypatch) -> None:
-    """The GPU path's `tl.associative_scan` over [BT, BD, SN] tiles of 2 states, N 3 (a state past N)."""
-    monkeypatch.setenv("KERNELS_SCAN", "loop")
-    monkeypatch.setattr(scan_kernels, "FORCE_ASSOCIATIVE_SCAN", True)
-    run(selective_scan_inputs(1, 20, 4, 3, None, "D-z-state"), torch.float32)
-
-
-def test_selective_scan_triton_refuses_an_unknown_form_and_a_form_changed_midway(monkeypatch) -> None:
-    inputs = selective_scan_inputs(1, 40, 16, 4, None, "plain")
-    monkeypatch.setenv("KERNELS_SCAN", "rows")
-    with pytest.raises(ValueError, match="KERNELS_SCAN='rows': use tiles"):
-        selective_scan(**inputs, backend="triton")
-    monkeypatch.setenv("KERNELS_SCAN", "tiles")
-    y = selective_scan(**inputs, backend="triton")
-    monkeypatch.setenv("KERNELS_SCAN", "loop")
-    monkeypatch.setattr(scan_kernels, "FORCE_LOOP_BLOCK", True)  # 32 tokens a block against the tiles' 16
-    with pytest.raises(RuntimeError, match="KERNELS_SCAN changed between the forward and the backward"):
-        y.sum().backward()
+@pytest.mark.parametrize("block_t", [4, 16])
+def test_selective_scan_triton_at_other_blocks_of_tokens(block_t: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BLOCK_T is the kernels' constexpr BT and the spacing of the saved states: other blocks than the default's
+    (`benchmarks/kernels.py --scan-blocks` times them) give the same sums, the last block partial."""
+    assert block_t != scan_kernels.BLOCK_T
+    monkeypatch.setattr(scan_kernels, "BLOCK_T", block_t)
+    run(selective_scan_inputs(1, 37, 32, 8, 2, "D-z-state"), torch.float32)
 
 
 def test_selective_scan_triton_split_sequence() -> None:
