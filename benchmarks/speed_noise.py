@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from _report import command, machine, project_path_for_ray, smoke_profile, write
-from gpu_packing import spec  # beside this script: import it before the path leaves benchmarks/ out
+from gpu_packing import FACTORS, spec  # beside this script: import it before the path leaves benchmarks/ out
 
 project_path_for_ray()
 
@@ -30,13 +30,14 @@ from nas.reader import study_trials
 from nas.runner import run_study
 
 SMOKE_PROFILE = smoke_profile(5e4, lm_steps=4, task_steps=3)
+SMOKE_FACTORS = {"ssm": ["mamba2", "mlstm"], "pos": FACTORS["pos"]}  # --smoke: half the grid, both positions
 
 
-def speeds(profile, per: int, gpu: bool, turns: bool) -> dict[str, float]:
+def speeds(profile, per: int, gpu: bool, turns: bool, factors: dict) -> dict[str, float]:
     """Decode tokens/s at the longest context, by pattern and position setting, for one run of the grid."""
     os.environ["NAS_TURNS"] = "on" if turns else "off"  # the local Ray's workers inherit it
     with tempfile.TemporaryDirectory() as tmp:
-        s = spec(f"speed-{per}", Path(tmp), profile, per, 1, gpu)
+        s = spec(f"speed-{per}", Path(tmp), profile, per, 1, gpu, factors)
         run_study(s, show_progress=False, track=False)
         rows = study_trials(s.storage_url, s.name)
     os.environ.pop("NAS_TURNS")
@@ -62,9 +63,10 @@ def main() -> None:
     profile = SMOKE_PROFILE if args.smoke else load_profile(args.profile).scaled(args.budget).model_dump()
     if args.smoke:
         args.per, args.budget = 2, 1.0
-    alone = speeds(profile, 1, gpu, turns=True)
-    runs = {"taking turns": speeds(profile, args.per, gpu, turns=True),
-            "turns off": speeds(profile, args.per, gpu, turns=False)}
+    factors = SMOKE_FACTORS if args.smoke else FACTORS
+    alone = speeds(profile, 1, gpu, True, factors)
+    runs = {"taking turns": speeds(profile, args.per, gpu, True, factors),
+            "turns off": speeds(profile, args.per, gpu, False, factors)}
     unit = "GPU" if gpu else "machine"
     name = profile.get("name", "smoke")
     lines = [
