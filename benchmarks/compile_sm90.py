@@ -75,15 +75,14 @@ MLSTM_INPUT_DTYPE = {"q_ptr", "k_ptr", "v_ptr", "i_ptr", "f_ptr", "h_ptr", "dh_p
                      "di_ptr", "df_ptr", "states_ptr", "dstates_ptr"}
 # the causal conv1d (kernels/conv1d/triton.py): its kernels at tiles (BT, BC), W 4, bias, state and SiLU; its pointers
 # are named without `_ptr`
-CONV_KERNELS = ("causal_conv1d_fwd_kernel", "causal_conv1d_bwd_kernel_g", "causal_conv1d_bwd_kernel_dx",
-                "causal_conv1d_bwd_kernel_fused")
+CONV_KERNELS = ("causal_conv1d_fwd_kernel", "causal_conv1d_bwd_kernel_g", "causal_conv1d_bwd_kernel_dx")
 CONV_TILES = ((64, 128), (64, 64))
 CONV_POINTERS = frozenset({"x", "w", "bias", "state", "dy", "y", "g", "g_out", "dx", "dw_part", "db_part"})
 CONV_INPUT_DTYPE = {"x", "state", "dy", "y", "dx"}
 # Mamba-1's selective scan (kernels/selective_scan/triton.py): its two kernels at tiles (BT, BD, BN), D, z, an
 # initial state and the final state's gradient present, the scan as `tl.associative_scan` (the GPU's path)
 SCAN_KERNELS = ("selective_scan_fwd_kernel", "selective_scan_bwd_kernel")
-SCAN_TILES = ((8, 32, 16), (16, 32, 16), (8, 16, 16), (16, 16, 16), (32, 16, 16), (32, 32, 16))
+SCAN_TILES = ((8, 32, 16), (16, 32, 16), (8, 16, 16), (8, 8, 16), (16, 16, 16), (32, 16, 16), (32, 32, 16))
 SCAN_INPUT_DTYPE = {"u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "y_ptr", "dy_ptr", "du_ptr", "ddelta_ptr",
                     "dz_ptr"}
 INVERSE_KERNELS = ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse")  # compiled once per inverse method

@@ -13,10 +13,6 @@ Environment knobs. Read at each call:
   needs `TRITON_INTERPRET=1`.
 - `KERNELS_DELTA_INVERSE=tiles|blocks|rows` and `KERNELS_DELTA_WY=split|fused`: how the gated delta rule forms
   each chunk's inverse, and whether in a kernel apart from W and U' (`kernels/delta/triton.py`).
-- `KERNELS_CONV_BWD=split|fused`: the conv's backward as two kernels (the default) or one
-  (`kernels/conv1d/triton.py`).
-- `KERNELS_SCAN=tiles|loop`: the selective scan's blocks as [BT, BD, N] tiles (the default) or 1, 2 or 4 state
-  indices a step, tuned (`kernels/selective_scan/triton.py`).
 - `KERNELS_MLSTM_DQK_BK=64|32|...`: the mLSTM's dq/dk kernel's block of keys.
 
 Read when the kernels are imported (`kernels/_triton.py`):

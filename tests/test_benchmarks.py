@@ -291,7 +291,7 @@ def test_compile_sm90_compiles_the_mlstm_the_ssd_with_its_cb_kernel_the_conv_and
     script = Path(__file__).parents[1] / "benchmarks" / "compile_sm90.py"
     for op, kernels in (("mlstm", ("mlstm_fwd_kernel_states", "mlstm_bwd_kernel_dqk", "mlstm_bwd_kernel_gates")),
                         ("ssd", ("ssd_fwd_kernel_cb", "ssd_bwd_kernel_dx")),
-                        ("conv1d", ("causal_conv1d_fwd_kernel", "causal_conv1d_bwd_kernel_fused")),
+                        ("conv1d", ("causal_conv1d_fwd_kernel", "causal_conv1d_bwd_kernel_g")),
                         ("selective_scan", ("selective_scan_fwd_kernel", "selective_scan_bwd_kernel"))):
         r = subprocess.run([sys.executable, str(script), "--op", op, "--smoke"], capture_output=True, text=True,
                            timeout=600)

@@ -1,4 +1,4 @@
-"""Causal depthwise conv1d (+ SiLU) in Triton: one forward and one backward kernel, registered as operators.
+"""Causal depthwise conv1d (+ SiLU) in Triton: a forward kernel and two backward kernels, registered as operators.
 
 Each program owns BT tokens × BC channels of one sequence and walks the W taps (W is small: 4 in every
 proxy). The forward reads x in place through its strides (the conv input is a slice of a projection) and
@@ -10,17 +10,9 @@ goes to memory. The backward recomputes the pre-activations it needs rather than
 in two kernels: the first forms g on its tokens (fp32, stored only when there is an activation; else g is dy)
 and sums its parts of dw and db ([B·nT, W, C] fp32, laid out by its fixed tiles; the host adds the parts up),
 the second gathers dx from the W values of g at and after each token.
-
-`KERNELS_CONV_BWD=fused` (read at each call) runs the backward as one kernel instead: each program forms g at
-its tokens and at the W-1 after them (recomputing their pre-activations), gathers dx from them, and sums its
-parts of dw and db, so g never goes to memory. Where the two kernels move x, dy and dx once each plus g in fp32
-(written once, read W times), it moves x, dy and dx once each. It is not the default until an H200 has timed it
-beside them (`benchmarks/conv_tiles.py`, which times both forms).
 """
 
 from __future__ import annotations
-
-import os
 
 import torch
 import triton
@@ -123,36 +115,6 @@ def causal_conv1d_bwd_kernel_g(
     _store_parts(x, state, g, dw_part, db_part, b, b * NT + pid_t, t, c, T, C, sxb, sxt, W, HAS_BIAS, HAS_STATE)
 
 
-@autotune(warps((4, 2), (8, 2)), key=["C", "W"])
-@triton.jit
-def causal_conv1d_bwd_kernel_fused(
-    x, w, bias, state, dy, dx, dw_part, db_part, T, C, sxb, sxt,
-    W: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_STATE: tl.constexpr, SILU: tl.constexpr,
-    BT: tl.constexpr, BC: tl.constexpr,
-):
-    """dx on this program's tokens, and its parts of dw and db, in one pass: g = dy · act'(pre) at its tokens and
-    at the W-1 after them, recomputed and never stored. Tiles fixed, as `causal_conv1d_bwd_kernel_g`'s."""
-    pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # b·T·C passes 2³¹
-    NT = tl.num_programs(0)
-    t = pid_t * BT + tl.arange(0, BT)
-    c = pid_c * BC + tl.arange(0, BC)
-    cm = c < C
-    acc = tl.zeros((BT, BC), dtype=tl.float32)
-    for s in tl.static_range(W):  # g at t + s, which dx_t takes with the weight w[W-1-s]
-        q = t + s
-        gq = tl.load(dy + b * T * C + q[:, None] * C + c[None, :], mask=(q < T)[:, None] & cm[None, :],
-                     other=0.0).to(tl.float32)
-        if SILU:
-            _, dact = silu_parts(_pre(x, w, bias, state, b, q, c, T, C, sxb, sxt, W, HAS_BIAS, HAS_STATE))
-            gq = gq * dact
-        acc += gq * tl.load(w + c * W + (W - 1 - s), mask=cm, other=0.0).to(tl.float32)[None, :]
-        if s == 0:  # this program's own tokens: its parts of dw and db
-            _store_parts(x, state, gq, dw_part, db_part, b, b * NT + pid_t, t, c, T, C, sxb, sxt, W, HAS_BIAS,
-                         HAS_STATE)
-    tl.store(dx + b * T * C + t[:, None] * C + c[None, :], acc.to(dx.dtype.element_ty),
-             mask=(t < T)[:, None] & cm[None, :])
-
-
 @autotune(_CONFIGS, key=["C", "W"], interpret={"BT": 16, "BC": 16}, fit={"BC": "C"})
 @triton.jit
 def causal_conv1d_bwd_kernel_dx(
@@ -171,14 +133,6 @@ def causal_conv1d_bwd_kernel_dx(
         acc += gq * tl.load(w + c * W + (W - 1 - s), mask=cm, other=0.0).to(tl.float32)[None, :]
     tl.store(dx + b * T * C + t[:, None] * C + c[None, :], acc.to(dx.dtype.element_ty),
              mask=(t < T)[:, None] & cm[None, :])
-
-
-def backward_form() -> str:
-    """`KERNELS_CONV_BWD`: "split" (the default: the g kernel, then the dx kernel) or "fused" (one kernel)."""
-    form = os.environ.get("KERNELS_CONV_BWD", "split")
-    if form not in ("split", "fused"):
-        raise ValueError(f"KERNELS_CONV_BWD={form!r}: use split (two kernels, the default) or fused (one)")
-    return form
 
 
 def _grid(T: int, C: int, b: int):
@@ -229,14 +183,10 @@ def _bwd(dy: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, initial_sta
     grid = (nt, triton.cdiv(C, BC), b)
     options = dict(W=W, HAS_BIAS=bias is not None, HAS_STATE=state is not None, SILU=silu, BT=BT, BC=BC)
     with on_device(x):
-        if backward_form() == "fused":
-            causal_conv1d_bwd_kernel_fused[grid](
-                x, weight, bias, state, dy, dx, dw_part, db_part, T, C, x.stride(0), x.stride(1), **options)
-        else:
-            g = torch.empty(b, T, C, device=x.device, dtype=torch.float32) if silu else dy
-            causal_conv1d_bwd_kernel_g[grid](
-                x, weight, bias, state, dy, g, dw_part, db_part, T, C, x.stride(0), x.stride(1), **options)
-            causal_conv1d_bwd_kernel_dx[_grid(T, C, b)](g, weight, dx, T, C, W=W)
+        g = torch.empty(b, T, C, device=x.device, dtype=torch.float32) if silu else dy
+        causal_conv1d_bwd_kernel_g[grid](
+            x, weight, bias, state, dy, g, dw_part, db_part, T, C, x.stride(0), x.stride(1), **options)
+        causal_conv1d_bwd_kernel_dx[_grid(T, C, b)](g, weight, dx, T, C, W=W)
     dw = dw_part.sum(0).t().contiguous().to(weight.dtype)
     db = db_part.sum(0).to(bias.dtype) if bias is not None else x.new_empty(0)
     return dx, dw, db

@@ -51,6 +51,17 @@ def use_associative_scan() -> bool:
     return FORCE_ASSOCIATIVE_SCAN or not interpreting()
 
 
+# Warps per program, tuned. One or two only for blocks of at most 128 tokens × channels (8 × 8, 8 × 16): there the
+# backward fits them without spilling, and a warp holds all of a block's channels, so the sums over them for dB
+# and dC stay in registers and shuffles instead of crossing warps through shared memory. At 8 × 32 it spills at
+# 2 warps (`benchmarks/compile_sm90.py --op selective_scan --registers`).
+SCAN_WARPS = warps((1, 2), (2, 2), (4, 2), (8, 2))
+
+
+def warps_fit(config: triton.Config, meta: dict) -> bool:
+    return config.num_warps >= 4 or meta["BT"] * meta["BD"] <= 128
+
+
 @triton.jit
 def _linear_combine(a1, b1, a2, b2):
     """(a1, b1) then (a2, b2) for h ← a h + b."""
@@ -80,7 +91,7 @@ def _scan(log_a, b, BT: tl.constexpr, REVERSE: tl.constexpr, USE_SCAN: tl.conste
     return a_cum, h
 
 
-@autotune(warps((4, 2), (8, 2)), key=["N", "BD", "BT"])
+@autotune(SCAN_WARPS, key=["N", "BD", "BT"], fits=warps_fit)
 @triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, init_ptr, y_ptr, saved_ptr, final_ptr,
@@ -129,7 +140,7 @@ def selective_scan_fwd_kernel(
     tl.store(final_ptr + (b * Dc + d[:, None]) * N + n[None, :], h, mask=mask_dn)
 
 
-@autotune(warps((4, 2), (8, 2)), key=["N", "BD", "BT"])
+@autotune(SCAN_WARPS, key=["N", "BD", "BT"], fits=warps_fit)
 @triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, saved_ptr, dfinal_ptr,

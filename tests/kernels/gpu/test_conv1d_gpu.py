@@ -40,22 +40,15 @@ def run(case: tuple, dtype: torch.dtype, record) -> None:
     compare((y,), (ref,), ("y",), leaves, {k: ref_all[k] for k in leaves}, dtype, record)
 
 
-FORMS = ["split", "fused"]  # the backward as two kernels (the default) or one (KERNELS_CONV_BWD)
-
-
-@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("case", SMALL, ids=case_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_conv1d_small(dtype: torch.dtype, case: tuple, form: str, record_property, monkeypatch) -> None:
-    monkeypatch.setenv("KERNELS_CONV_BWD", form)
+def test_conv1d_small(dtype: torch.dtype, case: tuple, record_property) -> None:
     run(case, dtype, record_property)
 
 
-@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("case", LARGE, ids=case_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_conv1d_large(dtype: torch.dtype, case: tuple, form: str, record_property, monkeypatch) -> None:
-    monkeypatch.setenv("KERNELS_CONV_BWD", form)
+def test_conv1d_large(dtype: torch.dtype, case: tuple, record_property) -> None:
     run(case, dtype, record_property)
 
 

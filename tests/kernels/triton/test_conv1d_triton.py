@@ -45,34 +45,19 @@ def run(inputs: dict[str, torch.Tensor], activation: str | None, dtype: torch.dt
     compare_with_reference((y,), (ref_y,), ("y",), leaves, {k: ref_all[k] for k in leaves}, tolerance(dtype))
 
 
-FORMS = ["split", "fused"]  # the backward as two kernels (the default) or one (KERNELS_CONV_BWD)
-
-
-@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("activation", [None, "silu"])
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_conv1d_triton(case: tuple, activation: str | None, form: str, monkeypatch) -> None:
-    monkeypatch.setenv("KERNELS_CONV_BWD", form)
+def test_conv1d_triton(case: tuple, activation: str | None) -> None:
     torch.manual_seed(0)
     dims, options = case
     run(conv1d_inputs(*dims, options), activation, torch.float32)
 
 
-@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("case", [CASES[5], CASES[6]], ids=case_id)
-def test_conv1d_triton_bf16(case: tuple, form: str, monkeypatch) -> None:
-    monkeypatch.setenv("KERNELS_CONV_BWD", form)
+def test_conv1d_triton_bf16(case: tuple) -> None:
     torch.manual_seed(0)
     dims, options = case
     run(conv1d_inputs(*dims, options, dtype=torch.bfloat16), "silu", torch.bfloat16)
-
-
-def test_an_unknown_backward_form_is_refused(monkeypatch) -> None:
-    monkeypatch.setenv("KERNELS_CONV_BWD", "one")
-    x = torch.randn(1, 5, 8, requires_grad=True)
-    y = causal_conv1d(x, torch.randn(8, 4), None, activation="silu", backend="triton")
-    with pytest.raises(ValueError, match="KERNELS_CONV_BWD='one': use split"):
-        y.sum().backward()
 
 
 def test_a_slice_of_a_projection_is_read_through_its_strides() -> None:
@@ -134,21 +119,3 @@ def test_compiles_whole() -> None:
     assert_compiles_whole(lambda **kw: (causal_conv1d(**kw, activation="silu", backend="triton"), ()),
                           conv1d_inputs(2, 37, 24, 4, "bias"))
 
-
-def test_the_fused_backward_launches_one_kernel(monkeypatch) -> None:
-    """KERNELS_CONV_BWD=fused: neither the g kernel nor the dx kernel runs (g is never stored), and the gradients are
-    the two-kernel backward's."""
-    from kernels.conv1d import triton as conv
-
-    torch.manual_seed(0)
-    inputs = conv1d_inputs(2, 37, 24, 4, "bias")
-    grads = {}
-    for form in ("split", "fused"):
-        monkeypatch.setenv("KERNELS_CONV_BWD", form)
-        leaves = {k: v.detach().clone().requires_grad_(v.requires_grad) for k, v in inputs.items()}
-        y = causal_conv1d(**leaves, activation="silu", backend="triton")
-        grads[form] = torch.autograd.grad(y, [v for v in leaves.values() if v.requires_grad], torch.ones_like(y))
-        monkeypatch.setattr(conv, "causal_conv1d_bwd_kernel_g", None)  # the fused form must not touch them
-        monkeypatch.setattr(conv, "causal_conv1d_bwd_kernel_dx", None)
-    for split, fused in zip(*grads.values()):
-        torch.testing.assert_close(fused, split, rtol=1e-5, atol=1e-5)

@@ -142,3 +142,15 @@ def test_selective_scan_ops_pass_opcheck() -> None:
         a.requires_grad_(True)
     torch.library.opcheck(selective_scan_fwd_op, (*args, True), test_utils=(
         "test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+def test_one_or_two_warps_are_tuned_only_for_narrow_blocks() -> None:
+    """1 and 2 warps spill at the default 8 × 32 block: tuning tries them at 8 × 16 and 8 × 8 only."""
+    from kernels._triton import prune_configs
+
+    def counts(BT: int, BD: int) -> list[int]:
+        configs = prune_configs(scan_kernels.SCAN_WARPS, {}, {"BT": BT, "BD": BD}, fits=scan_kernels.warps_fit)
+        return sorted(c.num_warps for c in configs)
+
+    assert counts(8, 32) == counts(16, 16) == [4, 8]
+    assert counts(8, 16) == counts(8, 8) == [1, 2, 4, 8]
