@@ -887,7 +887,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the gated delta rule's decays to time: per head (Gated DeltaNet), per key channel (KDA)")
     parser.add_argument("--delta-variants", default="",
                         help=DELTA_VARIANTS_HELP + "; each a row of its own beside the default's (default: none)")
-    parser.add_argument("--scan-blocks", default="8x32,8x16,8x8,16x32",
+    parser.add_argument("--scan-blocks", default="8x8,8x16,8x32",
                         help="tokens×channels per block of our selective scan, to time each")
     parser.add_argument("--no-compile-reference", dest="compile_reference", action="store_false",
                         help="skip torch.compile of the selective-scan reference (it compiles for minutes)")

@@ -41,7 +41,12 @@ Tensor = torch.Tensor
 # 1.46 (docs/benchmarks/logs/scan-block8-call-5-2026-12-04.log). The cost: twice the saved states (fp32
 # [B, T/8, Dc, N]).
 BLOCK_T = 8
-BLOCK_D = 32  # channels per program
+# channels per program. 8, with one warp: a warp then holds all of a block's channels, and the backward's sums over
+# them for dB and dC stay in the warp. On an H200 at the shape above, forward+backward took 7.58 ms at 8 channels
+# (1 warp each way) against 9.99 at 32 (4 warps) and 9.39 at 16 (2 warps in the backward), in one run
+# (docs/benchmarks/logs/scan-narrow-blocks-call-6-2026-12-04.log). The cost: the backward's shares of dB and dC,
+# [B, T, Dc/8, N] fp32 each, until the host sums them.
+BLOCK_D = 8
 # `tl.associative_scan` on the GPU; its closed form under the interpreter (see `_scan`). A test sets it
 # to True to run the scan itself under the interpreter on a tiny shape.
 FORCE_ASSOCIATIVE_SCAN = False
@@ -54,7 +59,8 @@ def use_associative_scan() -> bool:
 # Warps per program, tuned. One or two only for blocks of at most 128 tokens × channels (8 × 8, 8 × 16): there the
 # backward fits them without spilling, and a warp holds all of a block's channels, so the sums over them for dB
 # and dC stay in registers and shuffles instead of crossing warps through shared memory. At 8 × 32 it spills at
-# 2 warps (`benchmarks/compile_sm90.py --op selective_scan --registers`).
+# 2 warps (`benchmarks/compile_sm90.py --op selective_scan --registers`). Wider blocks (`BLOCK_D`, which
+# `benchmarks/kernels.py --scan-blocks` sets) tune 4 and 8.
 SCAN_WARPS = warps((1, 2), (2, 2), (4, 2), (8, 2))
 
 

@@ -15,7 +15,7 @@ SMALL = [  # (B, T, Dc, N, G or None: B and C are [B, T, N]), options
     *(((2, T, 24, 6, 2), options) for T in LENGTHS for options in ("plain", "D-z-state")),
     *(((2, 65, 24, 6, 2), options) for options in ("D", "z", "state")),
     ((2, 37, 24, 6, None), "D-z-state"),  # B and C without a group dimension
-    ((1, 48, 96, 16, None), "D-z-state"),  # three full blocks of channels, six of tokens
+    ((1, 48, 96, 16, None), "D-z-state"),  # twelve full blocks of channels, six of tokens
     ((1, 20, 6, 3, 2), "D-z-state"),  # three channels per group, a state of three
 ]
 LARGE = [

@@ -26,7 +26,7 @@ CASES = [  # (B, T, Dc, N, G or None: B and C are [B, T, N]), options
     ((2, 1, 16, 8, None), "D-z-state"),  # one token
     ((1, 257, 32, 8, 4), "plain"),  # 33 blocks of 8, the last one token long
     ((1, 257, 32, 8, 4), "D-z-state"),
-    ((1, 48, 96, 16, None), "D-z-state"),  # three full blocks of channels, six of tokens
+    ((1, 48, 96, 16, None), "D-z-state"),  # twelve full blocks of channels, six of tokens
     ((1, 20, 6, 3, 2), "D-z-state"),  # three channels per group, a state of three
 ]
 
