@@ -660,7 +660,7 @@ def scan_warps() -> str:
                          ("bwd", scan_kernels.selective_scan_bwd_kernel)):
         config = getattr(kernel, "best_config", None)
         if config is not None:
-            picked.append(f"{what} {config.num_warps} warps")
+            picked.append(f"{what} {config.num_warps} warp{'s' if config.num_warps > 1 else ''}")
     return ", ".join(picked)
 
 

@@ -65,6 +65,7 @@ SCAN_WARPS = warps((1, 2), (2, 2), (4, 2), (8, 2))
 
 
 def warps_fit(config: triton.Config, meta: dict) -> bool:
+    """`autotune`'s `fits`: 1 and 2 warps only at blocks of at most 128 tokens × channels."""
     return config.num_warps >= 4 or meta["BT"] * meta["BD"] <= 128
 
 
