@@ -82,7 +82,7 @@ CONV_INPUT_DTYPE = {"x", "state", "dy", "y", "dx"}
 # Mamba-1's selective scan (kernels/selective_scan/triton.py): its two kernels at tiles (BT, BD, BN), D, z, an
 # initial state and the final state's gradient present, the scan as `tl.associative_scan` (the GPU's path)
 SCAN_KERNELS = ("selective_scan_fwd_kernel", "selective_scan_bwd_kernel")
-SCAN_TILES = ((8, 32, 16), (16, 32, 16), (8, 16, 16), (8, 8, 16), (16, 16, 16), (32, 16, 16), (32, 32, 16))
+SCAN_TILES = ((8, 8, 16), (8, 16, 16), (8, 32, 16), (16, 32, 16), (16, 16, 16), (32, 16, 16), (32, 32, 16))
 SCAN_INPUT_DTYPE = {"u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "y_ptr", "dy_ptr", "du_ptr", "ddelta_ptr",
                     "dz_ptr"}
 INVERSE_KERNELS = ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse")  # compiled once per inverse method

@@ -56,17 +56,17 @@ def use_associative_scan() -> bool:
     return FORCE_ASSOCIATIVE_SCAN or not interpreting()
 
 
-# Warps per program, tuned. One or two only for blocks of at most 128 tokens × channels (8 × 8, 8 × 16): there the
-# backward fits them without spilling, and a warp holds all of a block's channels, so the sums over them for dB
-# and dC stay in registers and shuffles instead of crossing warps through shared memory. At 8 × 32 it spills at
-# 2 warps (`benchmarks/compile_sm90.py --op selective_scan --registers`). Wider blocks (`BLOCK_D`, which
-# `benchmarks/kernels.py --scan-blocks` sets) tune 4 and 8.
+# Warps per program, tuned. One or two only where they hold at most 64 tokens × channels each (1 warp at 8 × 8, 2 at
+# 8 × 8 and 8 × 16): there the backward fits them without spilling, and a warp holds all of a block's channels, so
+# the sums over them for dB and dC stay in registers and shuffles instead of crossing warps through shared memory.
+# At 8 × 16 on one warp, or 8 × 32 on two, it spills (`benchmarks/compile_sm90.py --op selective_scan --registers`).
+# Wider blocks (`BLOCK_D`, which `benchmarks/kernels.py --scan-blocks` sets) tune 4 and 8.
 SCAN_WARPS = warps((1, 2), (2, 2), (4, 2), (8, 2))
 
 
 def warps_fit(config: triton.Config, meta: dict) -> bool:
-    """`autotune`'s `fits`: 1 and 2 warps only at blocks of at most 128 tokens × channels."""
-    return config.num_warps >= 4 or meta["BT"] * meta["BD"] <= 128
+    """`autotune`'s `fits`: 1 and 2 warps only at blocks of at most 64 tokens × channels a warp."""
+    return config.num_warps >= 4 or meta["BT"] * meta["BD"] <= 64 * config.num_warps
 
 
 @triton.jit
