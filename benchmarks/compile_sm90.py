@@ -127,16 +127,13 @@ class Op:
     tiles: tuple[tuple, ...]
     tile_names: str
     input_dtype: set[str]
-    consts: Callable[[tuple, int, int, int | str, int], dict]  # (tile, dot mode, inverse, swept value, BKF)
-    swept: str | None = None  # a constexpr swept beside the tiles, from its option (SWEPT), or None
+    consts: Callable[[tuple, int, int, int, int], dict]  # (tile, dot mode, inverse, BV, BKF)
+    takes_bv: bool = False  # kernels with a BV constexpr, swept by --bv (the delta rule's)
     pointers: frozenset[str] = frozenset()  # pointer arguments whose names do not end in `_ptr`
 
 
-SWEPT = {"BV": "bv"}  # a swept constexpr -> the option that lists its values
-
-
 OPS = {
-    "delta": Op("kernels.delta.triton", KERNELS, TILES, "CHANNEL, BL, BK", INPUT_DTYPE, delta_consts, "BV"),
+    "delta": Op("kernels.delta.triton", KERNELS, TILES, "CHANNEL, BL, BK", INPUT_DTYPE, delta_consts, True),
     "ssd": Op("kernels.ssd.triton", SSD_KERNELS, SSD_TILES, "BL, BN, BP", SSD_INPUT_DTYPE, ssd_consts),
     "mlstm": Op("kernels.mlstm.triton", MLSTM_KERNELS, MLSTM_TILES, "BL, BK, BV", MLSTM_INPUT_DTYPE, mlstm_consts),
     "selective_scan": Op("kernels.selective_scan.triton", SCAN_KERNELS, SCAN_TILES, "BT, BD, BN", SCAN_INPUT_DTYPE,
@@ -250,14 +247,14 @@ def main() -> None:
 
         print(f"registers per thread and bytes spilled, Triton {triton.__version__}'s PTX for sm_90a (the GPU "
               f"machine's Triton may differ)\n")
-        print(f"| kernel | {op.tile_names} | products | inverse | {op.swept or 'BV'} | warps | stages | registers "
+        print(f"| kernel | {op.tile_names} | products | inverse | BV | warps | stages | registers "
               f"| spilled bytes | shared bytes | compile s |")
         print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     failed = 0
     for name in names:
         kernel, most = getattr(module, name), 0
         inverses = module.INVERSES.values() if name in INVERSE_KERNELS else (0,)
-        bvs = [int(x) for x in getattr(args, SWEPT[op.swept]).split(",")] if op.swept else ("–",)
+        bvs = [int(x) for x in args.bv.split(",")] if op.takes_bv else ("–",)
         for tile, mode, inverse, num_warps, BV, stages in itertools.product(tiles, modes, inverses, warp_counts, bvs,
                                                                             stage_counts):
             consts = op.consts(tile, mode, inverse, BV, args.bkf)

@@ -918,7 +918,7 @@ def main(argv: list[str] | None = None) -> int:
         assert all(x > 0 for x in args.ssd_chunk_sizes + args.mlstm_chunk_sizes + args.delta_chunk_sizes)
     except (ValueError, AssertionError):
         parser.error("--ssd-chunk-sizes/--mlstm-chunk-sizes/--delta-chunk-sizes: comma-separated positive "
-                     "integers (64,128); --scan-blocks: comma-separated powers of two TxD (8x32,16x32); "
+                     "integers (64,128); --scan-blocks: comma-separated powers of two TxD (8x8,8x32); "
                      "--mlstm-dqk-bk: comma-separated powers of two of at least 16 (32)")
     for flag, given, known in (("--ssd-shapes", args.ssd_shapes, SSD_SHAPES),
                                ("--delta-shapes", args.delta_shapes, DELTA_SHAPES)):

@@ -35,11 +35,11 @@ from kernels._triton import (
 Tensor = torch.Tensor
 
 # tokens per scanned block, and the spacing of the states the forward saves. Each thread holds a block's tokens of
-# its [BD, N] columns: at 16 the backward spills at 4 warps and fills 255 registers a thread at 8, at 8 tokens it
-# fits 4 warps without spilling (`benchmarks/compile_sm90.py --op selective_scan --registers`). On an H200 at B16
-# T2048 Dc2048 N16 in bf16, forward+backward took 10.0 ms at 8 tokens against 13.6 at 16, the forward 1.66 against
-# 1.46 (docs/benchmarks/logs/scan-block8-call-5-2026-12-04.log). The cost: twice the saved states (fp32
-# [B, T/8, Dc, N]).
+# its [BD, N] columns: at 16 tokens × 32 channels the backward spills at 4 warps and fills 255 registers a thread
+# at 8, at 8 × 32 it fits 4 warps without spilling (`benchmarks/compile_sm90.py --op selective_scan --registers`).
+# On an H200 at B16 T2048 Dc2048 N16 in bf16, forward+backward took 10.0 ms at 8 × 32 against 13.6 at 16 × 32, the
+# forward 1.66 against 1.46 (docs/benchmarks/logs/scan-block8-call-5-2026-12-04.log). The cost: twice the saved
+# states (fp32 [B, T/8, Dc, N]).
 BLOCK_T = 8
 # channels per program. 8, with one warp: a warp then holds all of a block's channels, and the backward's sums over
 # them for dB and dC stay in the warp. On an H200 at the shape above, forward+backward took 7.58 ms at 8 channels

@@ -42,11 +42,21 @@ def _redefine_for_the_interpreter() -> None:
 _redefine_for_the_interpreter()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def triton_interpreter():
-    os.environ["TRITON_INTERPRET"] = "1"
-    yield
+def _restore() -> None:
     if _BEFORE is None:
         os.environ.pop("TRITON_INTERPRET", None)
     else:
         os.environ["TRITON_INTERPRET"] = _BEFORE
+
+
+def pytest_collection_finish(session) -> None:
+    """Collected: the tests of other folders that run before these (and the processes they start) see the
+    environment as it was; the fixture below sets the variable again for these."""
+    _restore()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def triton_interpreter():
+    os.environ["TRITON_INTERPRET"] = "1"
+    yield
+    _restore()
