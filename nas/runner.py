@@ -351,7 +351,7 @@ class _Runner:
             if a.get(key) is not None:
                 self.handle.set_trial_attr(t.number, key, None)
         if record.FAILURE in a:  # stopped between recording a failure and telling it
-            self.study.tell(t.number, state=store.optuna_module().trial.TrialState.FAIL)
+            self.handle.tell(t.number, state=store.optuna_module().trial.TrialState.FAIL)
         elif a.get(record.DUPLICATE_OF) is not None:  # takes another trial's result
             self.waiting[t.number] = a[record.DUPLICATE_OF]
         elif record.ARCH not in a:  # asked, but the driver stopped before starting it: start it now
@@ -392,7 +392,7 @@ class _Runner:
             results = [TrialResult.model_validate(result)] if result is not None else []
             self._complete(number, arch, a.get(record.METRICS, {}), results, list(t.values))
         elif status == "pruned":
-            self.study.tell(number, state=store.optuna_module().trial.TrialState.PRUNED)
+            self.handle.tell(number, state=store.optuna_module().trial.TrialState.PRUNED)
         elif status == "failed" and record.failure_kind(a) in record.RESULT_FAILURES:
             failure = {**a[record.FAILURE], "reason": f"{a[record.FAILURE]['reason']} (as trial {twin}, the same "
                                                       "architecture)"}
@@ -481,7 +481,7 @@ class _Runner:
         if record.MLFLOW_RUN not in self.handle.trial(number).user_attrs:
             self._log(number, arch, metrics, results, "COMPLETE")
         self.handle.set_trial_attr(number, record.JOB_RUNG, None)
-        self.study.tell(number, values)
+        self.handle.tell(number, values)
         if self.ui is not None:
             self.ui.finished(number, "done", values)
         if any(twin == number for twin in self.waiting.values()):
@@ -496,7 +496,7 @@ class _Runner:
             del self.trained[key]  # no result: a later proposal of the architecture may train it
         if failure.get("kind") != "infeasible" and arch is not None:
             self._log(number, arch, {}, results or [], "FAIL", failure)
-        self.study.tell(number, state=store.optuna_module().trial.TrialState.FAIL)
+        self.handle.tell(number, state=store.optuna_module().trial.TrialState.FAIL)
         self._settle_waiting()
         if self.ui is not None and failure.get("kind") != "infeasible":
             self.ui.finished(number, f"failed: {failure['reason']}")
@@ -519,7 +519,7 @@ class _Runner:
         wait for their result with them)."""
         for t in self._trials("RUNNING"):
             if record.is_paused(t.user_attrs) and t.number not in self.waiting:
-                self.study.tell(t.number, state=store.optuna_module().trial.TrialState.PRUNED)
+                self.handle.tell(t.number, state=store.optuna_module().trial.TrialState.PRUNED)
         self._settle_waiting()
 
     # ----- stopping and progress -------------------------------------------------------------------

@@ -291,6 +291,18 @@ class StudyHandle:
     def set_trial_attr(self, number: int, key: str, value: Any) -> None:
         self.storage.set_trial_user_attr(self.trial_id(number), key, value)
 
+    def tell(self, number: int, values: list[float] | None = None, state: Any = None) -> None:
+        """`study.tell`. A trial that another driver finished first (it took the study over) raises
+        UpdateFinishedTrialError however Optuna finds it: its write refuses with that error, but a `tell` that reads
+        the trial as finished beforehand raises a plain ValueError."""
+        try:
+            self.study.tell(number, values, state=state)
+        except ValueError:
+            if not self.trial(number).state.is_finished():
+                raise
+            raise optuna_module().exceptions.UpdateFinishedTrialError(
+                f"trial {number} was finished by another driver") from None
+
     def running_trial(self, number: int) -> optuna.trial.Trial:
         """The live `Trial` of a trial asked earlier (by a driver that stopped before starting it)."""
         return optuna_module().trial.Trial(self.study, self.trial_id(number))

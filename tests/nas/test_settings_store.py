@@ -93,3 +93,23 @@ def test_a_url_no_driver_takes_is_one_sentence_without_its_password(url):
         with pytest.raises(ConfigError, match="is not one SQLAlchemy can use") as e:
             connect(url)
         assert "Secr3t" not in str(e.value)
+
+
+def test_telling_a_trial_another_driver_finished_raises_update_finished_trial_error(tmp_path):
+    """However Optuna finds the trial finished (before its write, a ValueError; at it, UpdateFinishedTrialError),
+    the runner sees one error, which it treats as 'the other driver's record stands'."""
+    optuna = store.optuna_module()
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    ours = store.StudyHandle(optuna.create_study(study_name="s", storage=store.storage(url)), store.storage(url))
+    ours.study.ask()
+    ours.study.ask()
+    theirs = store.load("s", url)  # the driver that took the study over
+    theirs.tell(0, [1.0])
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError, match="trial 0 was finished by another driver"):
+        ours.tell(0, [2.0])
+    assert ours.trial(0).values == [1.0]
+    with pytest.raises(ValueError, match="RUNNING") as refused:  # any other refusal stays Optuna's own
+        ours.tell(1, state=optuna.trial.TrialState.RUNNING)
+    assert not isinstance(refused.value, optuna.exceptions.UpdateFinishedTrialError)
+    ours.tell(1, state=optuna.trial.TrialState.FAIL)
+    assert ours.trial(1).state == optuna.trial.TrialState.FAIL
