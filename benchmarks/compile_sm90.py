@@ -20,6 +20,10 @@ that changes type, a layout the backend rejects) show here before a GPU call is 
 not show miscompiles: the GPU suite and compute-sanitizer do (docs/benchmarks/delta_h200.md). Prints one
 line per kernel with the largest shared memory any of its configs asked for; exits 1 if any failed.
 
+`--sass` disassembles each config's cubin (the `nvdisasm` bundled with Triton) and counts its instructions by
+kind: where a loop's body dominates a kernel, as in the scan's, the count is that of the loop's body, and the
+kinds say what it spends them on (shuffles that cross lanes, `ex2` on the special-function unit, shared memory).
+
 `--registers` also assembles each config's PTX with the ptxas bundled with this machine's Triton (`-v`, sm_90a)
 and prints the registers per thread and the bytes spilled to local memory: a kernel at 255 registers that
 spills holds fewer programs per SM, and waits on local memory. This machine's Triton may generate other code
@@ -36,6 +40,7 @@ are of such code).
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib
 import itertools
 import re
@@ -177,6 +182,29 @@ def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool, aligned
                           options={"num_warps": num_warps, "num_stages": num_stages})
 
 
+# what --sass counts of a kernel's instructions, by opcode
+SASS_KINDS = {"fp32": ("FADD", "FMUL", "FFMA"), "shuffles": ("SHFL",), "ex2 and other MUFU": ("MUFU",),
+              "shared": ("LDS", "STS", "LDSM", "STSM"), "local (spills)": ("LDL", "STL"),
+              "global": ("LDG", "STG", "REDG", "ATOMG", "RED", "ATOM")}
+
+
+def sass_counts(cubin: bytes) -> collections.Counter:
+    """Instructions of one compiled kernel by opcode, from the nvdisasm bundled with Triton."""
+    import triton
+
+    nvdisasm = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kernel.cubin"
+        path.write_bytes(cubin)
+        sass = subprocess.run([str(nvdisasm), "-c", str(path)], capture_output=True, text=True, check=True).stdout
+    ops = collections.Counter()
+    for line in sass.splitlines():  # "/*0130*/  @!P0 FFMA.FTZ R3, ..." -> FFMA
+        m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", line)
+        if m:
+            ops[m.group(1)] += 1
+    return ops
+
+
 def ptxas_usage(ptx: str) -> tuple[int, int]:
     """(registers per thread, bytes spilled) of one kernel's PTX, from the ptxas bundled with Triton."""
     import triton
@@ -208,6 +236,7 @@ def main() -> None:
                          f"conv1d (tiles (BT, BC) {CONV_TILES}); for the last two 'bf16' means bf16 inputs")
     ap.add_argument("--smoke", action="store_true", help="one tile set, bf16 products, 4 warps")
     ap.add_argument("--registers", action="store_true", help="also each config's registers and spills (ptxas -v)")
+    ap.add_argument("--sass", action="store_true", help="also each config's instructions by kind (nvdisasm)")
     ap.add_argument("--kernels", help="comma-separated kernel names (default: every kernel of the op)")
     ap.add_argument("--warps", default="2,4,8", help="comma-separated warp counts")
     ap.add_argument("--tiles", help=f"comma-separated indices into {TILES} (CHANNEL, BL, BK), with --op ssd "
@@ -250,6 +279,14 @@ def main() -> None:
         print(f"| kernel | {op.tile_names} | products | inverse | BV | warps | stages | registers "
               f"| spilled bytes | shared bytes | compile s |")
         print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    elif args.sass:
+        import triton
+
+        print(f"SASS instructions per kernel, Triton {triton.__version__} for sm_90a (the GPU machine's Triton may "
+              f"differ)\n")
+        print(f"| kernel | {op.tile_names} | products | warps | instructions | "
+              + " | ".join(SASS_KINDS) + " | most frequent |")
+        print("|---|---|---|---:|---:|" + "---:|" * len(SASS_KINDS) + "---|")
     failed = 0
     for name in names:
         kernel, most = getattr(module, name), 0
@@ -270,11 +307,17 @@ def main() -> None:
                     print(f"| {name} | {', '.join(map(str, tile))} | {'bf16' if mode == DOT_BF16 else 'fp32'} | {inv} "
                           f"| {BV} | {num_warps} | {stages} | {regs} | {spilled:,} | {compiled.metadata.shared:,} "
                           f"| {seconds:.1f} |", flush=True)
+                elif args.sass:
+                    ops = sass_counts(compiled.asm["cubin"])
+                    kinds = " | ".join(f"{sum(ops[o] for o in opcodes):,}" for opcodes in SASS_KINDS.values())
+                    top = ", ".join(f"{o} {n}" for o, n in ops.most_common(6))
+                    print(f"| {name} | {', '.join(map(str, tile))} | {'bf16' if mode == DOT_BF16 else 'fp32'} "
+                          f"| {num_warps} | {sum(ops.values()):,} | {kinds} | {top} |", flush=True)
             except Exception as e:  # report every failure, then exit 1
                 failed += 1
                 last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
                 print(f"FAILED {name} {consts} warps={num_warps} stages={stages}: {last[:300]}")
-        if not args.registers:
+        if not (args.registers or args.sass):
             print(f"{name}: compiled, up to {most:,} bytes of shared memory")
     if args.fla_src and args.registers:
         for num_warps, BV in itertools.product(warp_counts, [int(x) for x in args.bv.split(",")]):

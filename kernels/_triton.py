@@ -180,6 +180,7 @@ def autotune(
     fit: dict[str, str] | None = None,
     avoid: dict[int, tuple[int, ...]] | None = None,
     fits: Callable[[triton.Config, dict], bool] | None = None,
+    reset_to_zero: list[str] | None = None,
 ):
     """`triton.autotune` on the GPU. Under the interpreter, which has no timer to tune with, the kernel
     as it is, launched with the meta-parameters `interpret` (the block sizes the configs would set).
@@ -190,7 +191,8 @@ def autotune(
     and keeps the first: every config is exercised (under compute-sanitizer, say) without the timing
     loops. Only kernels whose outputs do not depend on their tiling tune their block sizes, and no tuned
     kernel reads what it writes, so running one again is harmless (autotuning runs it many times; under
-    the interpreter, `KERNELS_RELAUNCH=1` runs it twice to test this).
+    the interpreter, `KERNELS_RELAUNCH=1` runs it twice to test this). A kernel that adds into an output
+    (atomics) names it in `reset_to_zero`: it is zeroed before each run, as the caller zeroed it.
 
     `avoid` ({dot mode: warp counts}) is what this kernel must not run with on Hopper under Triton 3.4 to
     3.7.0, whose warpgroup-MMA code (4 warps and more) miscompiles some products of tiles. Measured on an
@@ -214,7 +216,7 @@ def autotune(
     seconds on an H200 (benchmarks/trial_phases.py), and each new Ray worker is a new process.
     """
     if interpreting():
-        return lambda fn: _WithMeta(fn, interpret or {})
+        return lambda fn: _WithMeta(fn, interpret or {}, reset_to_zero or [])
     if os.environ.get("KERNELS_WARPS"):
         configs = _with_warps(configs, int(os.environ["KERNELS_WARPS"]))
     elif not (avoid and _miscompiling_triton()):
@@ -223,7 +225,7 @@ def autotune(
     def prune(cfgs: list[triton.Config], args: dict, **meta) -> list[triton.Config]:
         return prune_configs(cfgs, args, meta, fit=fit, avoid=avoid, fits=fits)
 
-    extra = {}
+    extra = {"reset_to_zero": reset_to_zero} if reset_to_zero else {}
     if fit or avoid or fits:
         extra["prune_configs_by"] = {"early_config_prune": prune}
     if os.environ.get("KERNELS_AUTOTUNE") == "once":
@@ -268,16 +270,21 @@ class _WithMeta:
 
     `KERNELS_RELAUNCH=1` (read at each launch) launches it twice, as autotuning does on the GPU: a kernel
     that reads what it writes (an output updated in place) gives a different result the second time,
-    which the interpreter tests then see (`tests/kernels/triton/test_triton_helpers.py`)."""
+    which the interpreter tests then see (`tests/kernels/triton/test_triton_helpers.py`). The arguments named in
+    `reset_to_zero` are zeroed before the second launch, as the autotuner zeroes them before each run."""
 
-    def __init__(self, fn, meta: dict[str, int]):
-        self.fn, self.meta = fn, meta
+    def __init__(self, fn, meta: dict[str, int], reset_to_zero: list[str]):
+        self.fn, self.meta, self.reset_to_zero = fn, meta, reset_to_zero
 
     def __getitem__(self, grid):
         launch = self.fn[grid]
 
         def run(*args, **kwargs):
-            for _ in range(2 if os.environ.get("KERNELS_RELAUNCH") == "1" else 1):
+            for i in range(2 if os.environ.get("KERNELS_RELAUNCH") == "1" else 1):
+                if i:
+                    named = dict(zip(self.fn.arg_names, args)) | kwargs
+                    for name in self.reset_to_zero:
+                        named[name].zero_()
                 launch(*args, **self.meta, **kwargs)
 
         return run

@@ -1,17 +1,25 @@
 """Mamba-1 selective scan in Triton: a fused forward and backward kernel, and the autograd Function.
 
 As in mamba_ssm's CUDA kernel, each program owns a block of BD channels of one sequence and keeps their
-[BD, N] state in registers while it walks time: per block of BT tokens it forms the decays
-a = exp(Δ A) and inputs Δ u B as [BT, BD, N] tiles, scans them with `tl.associative_scan`, reads
+[N, BD] state in registers while it walks time: per block of BT tokens it forms the decays
+a = exp(Δ A) and inputs Δ u B as [BT, N, BD] tiles, scans them with `tl.associative_scan`, reads
 y = C·h out, and carries the last state on. Nothing of size [B, T, Dc, N] is ever written: the
 forward stores only the state entering each block of BT tokens (fp32), and the backward walks the
 blocks in reverse, recomputes each block's states from there, and scans the state gradient backwards:
 
     g_t = C_t dy_t + a_{t+1} g_{t+1},   d(ΔA)_t = g_t ⊙ (h_t - Δ_t u_t B_t)  (= g_t ⊙ a_t h_{t-1})
 
-dB and dC sum over the channels of a group: each program writes its block's share ([B, T, Dc/BD, N]
-fp32) and the host adds them up; dA and dD likewise per sequence. A block of channels never spans two
-groups (BD divides Dc / G).
+dB and dC sum over the channels of a group: each program adds its block's sum into them with atomics, as
+mamba_ssm's backward does (so their last bits vary from run to run); dA and dD are written per sequence and
+summed on the host. A block of channels never spans two groups (BD divides Dc / G).
+
+The tiles put the channels last, [BT, N, BD], so that a warp lays a block's channels across its lanes and
+each thread holds all BT tokens of its share of the state: the scans over time run within a thread, and
+the sums over the state's N (y, and the gradients of Δ and u) cross a few lanes only. The decays are
+2^(Δ A log2 e): one multiply and one `ex2` each (`tl.exp` adds range checks). Compiled for sm_90 at 8 × 8 on
+one warp, the two cut the forward's loop from 952 instructions a block to 600 and the backward's from 2,280 to
+1,704, shuffles from 128 to 16 and from 500 to 340 (Triton 3.9, `benchmarks/compile_sm90.py --op selective_scan
+--sass --tiles 0 --warps 1 --bf16-only`: the whole kernel's instructions, almost all of them the loop's).
 """
 
 from __future__ import annotations
@@ -44,12 +52,13 @@ BLOCK_T = 8
 # channels per program. 8, with one warp: a warp then holds all of a block's channels, and the backward's sums over
 # them for dB and dC stay in the warp. On an H200 at the shape above, forward+backward took 7.58 ms at 8 channels
 # (1 warp each way) against 9.99 at 32 (4 warps) and 9.39 at 16 (2 warps in the backward), in one run
-# (docs/benchmarks/logs/scan-narrow-blocks-call-6-2026-12-04.log). The cost: the backward's shares of dB and dC,
-# [B, T, Dc/8, N] fp32 each, until the host sums them.
+# (docs/benchmarks/logs/scan-narrow-blocks-call-6-2026-12-04.log), when the tiles were [BT, BD, N] and the backward
+# wrote each block's share of dB and dC ([B, T, Dc/8, N] fp32) for the host to sum.
 BLOCK_D = 8
 # `tl.associative_scan` on the GPU; its closed form under the interpreter (see `_scan`). A test sets it
 # to True to run the scan itself under the interpreter on a tiny shape.
 FORCE_ASSOCIATIVE_SCAN = False
+LOG2E = tl.constexpr(1.4426950408889634)
 
 
 def use_associative_scan() -> bool:
@@ -76,25 +85,26 @@ def _linear_combine(a1, b1, a2, b2):
 
 
 @triton.jit
-def _scan(log_a, b, BT: tl.constexpr, REVERSE: tl.constexpr, USE_SCAN: tl.constexpr):
-    """h_t = a_t h_{t-1} + b_t along axis 0 of [BT, BD, BN] from h = 0 (REVERSE: h_t = a_t h_{t+1} + b_t).
+def _scan(log2_a, b, BT: tl.constexpr, REVERSE: tl.constexpr, USE_SCAN: tl.constexpr):
+    """h_t = a_t h_{t-1} + b_t along axis 0 of [BT, BN, BD] from h = 0 (REVERSE: h_t = a_t h_{t+1} + b_t), with
+    a = 2^log2_a.
 
     Returns (Π a over the scanned prefix, h). USE_SCAN: `tl.associative_scan`, the GPU path. Otherwise
-    the same sums in closed form, Σ_s exp(Σ log a between s and t) b_s over a [BT, BT, BD, BN] tile:
+    the same sums in closed form, Σ_s 2^(Σ log2 a between s and t) b_s over a [BT, BT, BN, BD] tile:
     the interpreter runs a custom-combine scan one scalar at a time, far too slowly for the tests.
     """
     if USE_SCAN:
-        a_cum, h = tl.associative_scan((tl.exp(log_a), b), 0, _linear_combine, reverse=REVERSE)
+        a_cum, h = tl.associative_scan((tl.exp2(log2_a), b), 0, _linear_combine, reverse=REVERSE)
     else:
         if REVERSE:
-            cum = tl.cumsum(log_a, axis=0, reverse=True)  # Σ_{j≥t} log a_j
+            cum = tl.cumsum(log2_a, axis=0, reverse=True)  # Σ_{j≥t} log2 a_j
             s_on_t = tl.arange(0, BT)[None, :] >= tl.arange(0, BT)[:, None]
         else:
-            cum = tl.cumsum(log_a, axis=0)  # Σ_{j≤t} log a_j
+            cum = tl.cumsum(log2_a, axis=0)  # Σ_{j≤t} log2 a_j
             s_on_t = tl.arange(0, BT)[None, :] <= tl.arange(0, BT)[:, None]
-        w = tl.exp(tl.where(s_on_t[:, :, None, None], cum[:, None] - cum[None, :], float("-inf")))
+        w = tl.exp2(tl.where(s_on_t[:, :, None, None], cum[:, None] - cum[None, :], float("-inf")))
         h = tl.sum(w * b[None, :, :, :], axis=1)
-        a_cum = tl.exp(cum)
+        a_cum = tl.exp2(cum)
     return a_cum, h
 
 
@@ -113,17 +123,18 @@ def selective_scan_fwd_kernel(
     n = tl.arange(0, BN)
     rows = tl.arange(0, BT)
     grp = (i_d * BD) // (Dc // G)
-    mask_dn = (d < Dc)[:, None] & (n < N)[None, :]
-    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=mask_dn, other=0.0).to(tl.float32)  # [BD, BN]
+    mask_nd = (n < N)[:, None] & (d < Dc)[None, :]
+    off_nd = d[None, :] * N + n[:, None]  # [BN, BD] of a [Dc, N] state
+    A2 = tl.load(A_ptr + off_nd, mask=mask_nd, other=0.0).to(tl.float32) * LOG2E  # exp(Δ A) = 2^(Δ A log2 e)
     if HAS_D:
         Dv = tl.load(D_ptr + d, mask=d < Dc, other=0.0).to(tl.float32)
     if HAS_INIT:
-        h = tl.load(init_ptr + (b * Dc + d[:, None]) * N + n[None, :], mask=mask_dn, other=0.0)
+        h = tl.load(init_ptr + b * Dc * N + off_nd, mask=mask_nd, other=0.0)
     else:
-        h = tl.zeros([BD, BN], dtype=tl.float32)
+        h = tl.zeros([BN, BD], dtype=tl.float32)
     for blk in range(NT):
         if SAVE:
-            tl.store(saved_ptr + ((b * NT + blk) * Dc + d[:, None]) * N + n[None, :], h, mask=mask_dn)
+            tl.store(saved_ptr + (b * NT + blk) * Dc * N + off_nd, h, mask=mask_nd)
         t = blk * BT + rows
         mask_td = (t < T)[:, None] & (d < Dc)[None, :]
         mask_tn = (t < T)[:, None] & (n < N)[None, :]
@@ -133,10 +144,10 @@ def selective_scan_fwd_kernel(
         off_tn = ((b * T + t[:, None]) * G + grp) * N + n[None, :]
         Bt = tl.load(B_ptr + off_tn, mask=mask_tn, other=0.0).to(tl.float32)  # [BT, BN]
         Ct = tl.load(C_ptr + off_tn, mask=mask_tn, other=0.0).to(tl.float32)
-        bx = (delta * u)[:, :, None] * Bt[:, None, :]  # [BT, BD, BN]
-        a_cum, b_cum = _scan(delta[:, :, None] * A[None, :, :], bx, BT, False, USE_SCAN)
+        bx = (delta * u)[:, None, :] * Bt[:, :, None]  # [BT, BN, BD]
+        a_cum, b_cum = _scan(delta[:, None, :] * A2[None, :, :], bx, BT, False, USE_SCAN)
         hs = a_cum * h[None, :, :] + b_cum  # the state after each token
-        y = tl.sum(hs * Ct[:, None, :], axis=2)  # [BT, BD]
+        y = tl.sum(hs * Ct[:, :, None], axis=1)  # [BT, BD]
         if HAS_D:
             y += Dv[None, :] * u
         if HAS_Z:
@@ -144,10 +155,10 @@ def selective_scan_fwd_kernel(
             y = y * silu_parts(z)[0]
         tl.store(y_ptr + off_td, y.to(y_ptr.dtype.element_ty), mask=mask_td)
         h = tl.sum(tl.where(rows[:, None, None] == BT - 1, hs, 0.0), axis=0)  # padded tokens keep h
-    tl.store(final_ptr + (b * Dc + d[:, None]) * N + n[None, :], h, mask=mask_dn)
+    tl.store(final_ptr + b * Dc * N + off_nd, h, mask=mask_nd)
 
 
-@autotune(SCAN_WARPS, key=["N", "BD", "BT"], fits=warps_fit)
+@autotune(SCAN_WARPS, key=["N", "BD", "BT"], fits=warps_fit, reset_to_zero=["dB_ptr", "dC_ptr"])
 @triton.jit(do_not_specialize=["T", "NT"])
 def selective_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, saved_ptr, dfinal_ptr,
@@ -158,27 +169,29 @@ def selective_scan_bwd_kernel(
 ):
     """All gradients of BD channels of one sequence, walking the blocks in reverse. Grid (Dc/BD, B).
 
-    dB/dC [B, T, Dc/BD, N] and dA [B, Dc, N], dD [B, Dc] are this program's shares.
+    dB/dC [B, T, G, N] fp32 (zeroed) take this program's share by atomic adds; dA [B, Dc, N] and dD [B, Dc]
+    are per sequence.
     """
     i_d, b = tl.program_id(0), tl.program_id(1).to(tl.int64)
-    ND = tl.num_programs(0)
     d = i_d * BD + tl.arange(0, BD)
     n = tl.arange(0, BN)
     rows = tl.arange(0, BT)
     grp = (i_d * BD) // (Dc // G)
-    mask_dn = (d < Dc)[:, None] & (n < N)[None, :]
-    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+    mask_nd = (n < N)[:, None] & (d < Dc)[None, :]
+    off_nd = d[None, :] * N + n[:, None]
+    A = tl.load(A_ptr + off_nd, mask=mask_nd, other=0.0).to(tl.float32)
+    A2 = A * LOG2E
     if HAS_D:
         Dv = tl.load(D_ptr + d, mask=d < Dc, other=0.0).to(tl.float32)
     if HAS_DFINAL:
-        g_next = tl.load(dfinal_ptr + (b * Dc + d[:, None]) * N + n[None, :], mask=mask_dn, other=0.0)
+        g_next = tl.load(dfinal_ptr + b * Dc * N + off_nd, mask=mask_nd, other=0.0)
     else:
-        g_next = tl.zeros([BD, BN], dtype=tl.float32)  # dL/dh at the block's last token, from later ones
-    dA = tl.zeros([BD, BN], dtype=tl.float32)
+        g_next = tl.zeros([BN, BD], dtype=tl.float32)  # dL/dh at the block's last token, from later ones
+    dA = tl.zeros([BN, BD], dtype=tl.float32)
     dD = tl.zeros([BD], dtype=tl.float32)
     for i in range(NT):
         blk = NT - 1 - i
-        h0 = tl.load(saved_ptr + ((b * NT + blk) * Dc + d[:, None]) * N + n[None, :], mask=mask_dn, other=0.0)
+        h0 = tl.load(saved_ptr + (b * NT + blk) * Dc * N + off_nd, mask=mask_nd, other=0.0)
         t = blk * BT + rows
         mask_td = (t < T)[:, None] & (d < Dc)[None, :]
         mask_tn = (t < T)[:, None] & (n < N)[None, :]
@@ -194,13 +207,14 @@ def selective_scan_bwd_kernel(
         dout = tl.load(dy_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
 
         du_in = delta * u
-        bx = du_in[:, :, None] * Bt[:, None, :]  # [BT, BD, BN]
-        a_cum, b_cum = _scan(delta[:, :, None] * A[None, :, :], bx, BT, False, USE_SCAN)
+        bx = du_in[:, None, :] * Bt[:, :, None]  # [BT, BN, BD]
+        log2_a = delta[:, None, :] * A2[None, :, :]
+        a_cum, b_cum = _scan(log2_a, bx, BT, False, USE_SCAN)
         hs = a_cum * h0[None, :, :] + b_cum
         if HAS_Z:
             z = tl.load(z_ptr + off_td, mask=mask_td, other=0.0).to(tl.float32)
             silu_z, dsilu_z = silu_parts(z)
-            y = tl.sum(hs * Ct[:, None, :], axis=2)
+            y = tl.sum(hs * Ct[:, :, None], axis=1)
             if HAS_D:
                 y += Dv[None, :] * u
             tl.store(dz_ptr + off_td, (dout * y * dsilu_z).to(dz_ptr.dtype.element_ty), mask=mask_td)
@@ -209,26 +223,24 @@ def selective_scan_bwd_kernel(
             dy = dout
 
         is_last = rows[:, None, None] == BT - 1
-        gy = dy[:, :, None] * Ct[:, None, :] + tl.where(is_last, g_next[None, :, :], 0.0)
-        _, gh = _scan(delta_next[:, :, None] * A[None, :, :], gy, BT, True, USE_SCAN)  # dL/dh_t
+        gy = dy[:, None, :] * Ct[:, :, None] + tl.where(is_last, g_next[None, :, :], 0.0)
+        _, gh = _scan(delta_next[:, None, :] * A2[None, :, :], gy, BT, True, USE_SCAN)  # dL/dh_t
         ga = gh * (hs - bx)  # dL/d(Δ_t A)
-        dA += tl.sum(ga * delta[:, :, None], axis=0)
-        gb = tl.sum(gh * Bt[:, None, :], axis=2)  # [BT, BD] dL/d(Δ u)
-        ddelta = tl.sum(ga * A[None, :, :], axis=2) + gb * u
+        dA += tl.sum(ga * delta[:, None, :], axis=0)
+        gb = tl.sum(gh * Bt[:, :, None], axis=1)  # [BT, BD] dL/d(Δ u)
+        ddelta = tl.sum(ga * A[None, :, :], axis=1) + gb * u
         du = gb * delta
         if HAS_D:
             du += Dv[None, :] * dy
             dD += tl.sum(dy * u, axis=0)
         tl.store(du_ptr + off_td, du.to(du_ptr.dtype.element_ty), mask=mask_td)
         tl.store(ddelta_ptr + off_td, ddelta.to(ddelta_ptr.dtype.element_ty), mask=mask_td)
-        off_part = ((b * T + t[:, None]) * ND + i_d) * N + n[None, :]
-        tl.store(dB_ptr + off_part, tl.sum(gh * du_in[:, :, None], axis=1), mask=mask_tn)
-        tl.store(dC_ptr + off_part, tl.sum(hs * dy[:, :, None], axis=1), mask=mask_tn)
-        a = tl.exp(delta[:, :, None] * A[None, :, :])
+        tl.atomic_add(dB_ptr + off_tn, tl.sum(gh * du_in[:, None, :], axis=2), mask=mask_tn, sem="relaxed")
+        tl.atomic_add(dC_ptr + off_tn, tl.sum(hs * dy[:, None, :], axis=2), mask=mask_tn, sem="relaxed")
         # a_t g_t at the block's first token: dL/dh at the last token of the block before
-        g_next = tl.sum(tl.where(rows[:, None, None] == 0, a * gh, 0.0), axis=0)
-    tl.store(dinit_ptr + (b * Dc + d[:, None]) * N + n[None, :], g_next, mask=mask_dn)
-    tl.store(dA_ptr + (b * Dc + d[:, None]) * N + n[None, :], dA, mask=mask_dn)
+        g_next = tl.sum(tl.where(rows[:, None, None] == 0, tl.exp2(log2_a) * gh, 0.0), axis=0)
+    tl.store(dinit_ptr + b * Dc * N + off_nd, g_next, mask=mask_nd)
+    tl.store(dA_ptr + b * Dc * N + off_nd, dA, mask=mask_nd)
     if HAS_D:
         tl.store(dD_ptr + b * Dc + d, dD, mask=d < Dc)
 
@@ -269,19 +281,18 @@ def selective_scan_bwd(dy, dfinal, u, delta, A, B, C, D, z, saved):
     dev, fp32 = u.device, torch.float32
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else None
-    dB_part = torch.empty(b, T, nd, N, device=dev, dtype=fp32)
-    dC_part = torch.empty(b, T, nd, N, device=dev, dtype=fp32)
+    dB_sum = torch.zeros(b, T, G, N, device=dev, dtype=fp32)
+    dC_sum = torch.zeros(b, T, G, N, device=dev, dtype=fp32)
     dA_part = torch.empty(b, Dc, N, device=dev, dtype=fp32)
     dD_part = torch.empty(b, Dc, device=dev, dtype=fp32) if D is not None else None
     dinit = torch.empty(b, Dc, N, device=dev, dtype=fp32)
     selective_scan_bwd_kernel[(nd, b)](
-        u, delta, A, B, C, D, z, dy, saved, dfinal, du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dinit,
+        u, delta, A, B, C, D, z, dy, saved, dfinal, du, ddelta, dz, dB_sum, dC_sum, dA_part, dD_part, dinit,
         T, Dc, G, N, NT,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DFINAL=dfinal is not None,
         BT=BT, BD=BD, BN=block(N, 1), USE_SCAN=use_associative_scan(),
     )
-    dB = dB_part.view(b, T, G, nd // G, N).sum(3).to(B.dtype)
-    dC = dC_part.view(b, T, G, nd // G, N).sum(3).to(C.dtype)
+    dB, dC = dB_sum.to(B.dtype), dC_sum.to(C.dtype)
     dA = dA_part.sum(0).to(A.dtype)
     dD = dD_part.sum(0).to(D.dtype) if D is not None else None
     return du, ddelta, dA, dB, dC, dD, dz, dinit

@@ -54,7 +54,7 @@ def test_selective_scan_small(dtype: torch.dtype, case: tuple, record_property) 
 @pytest.mark.parametrize("block_t", [4, 16])
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_selective_scan_other_blocks_small(dtype: torch.dtype, block_t: int, record_property, monkeypatch) -> None:
-    """Blocks of tokens other than the default's (the benchmark times 16), the last one partial."""
+    """Blocks of tokens other than the default's 8, the last one partial."""
     import kernels.selective_scan.triton as scan_kernels
 
     monkeypatch.setattr(scan_kernels, "BLOCK_T", block_t)
