@@ -94,7 +94,12 @@ def _scan(log2_a, b, BT: tl.constexpr, REVERSE: tl.constexpr, USE_SCAN: tl.const
     the interpreter runs a custom-combine scan one scalar at a time, far too slowly for the tests.
     """
     if USE_SCAN:
-        a_cum, h = tl.associative_scan((tl.exp2(log2_a), b), 0, _linear_combine, reverse=REVERSE)
+        if REVERSE:  # a forward scan of the tiles flipped in time: Triton 3.6 lowers `reverse=True` through
+            # shuffles (460 a block in the backward at 8 × 8), where a flip within a thread renames registers
+            a_cum, h = tl.associative_scan((tl.exp2(tl.flip(log2_a, 0)), tl.flip(b, 0)), 0, _linear_combine)
+            a_cum, h = tl.flip(a_cum, 0), tl.flip(h, 0)
+        else:
+            a_cum, h = tl.associative_scan((tl.exp2(log2_a), b), 0, _linear_combine)
     else:
         if REVERSE:
             cum = tl.cumsum(log2_a, axis=0, reverse=True)  # Σ_{j≥t} log2 a_j
