@@ -679,13 +679,17 @@ def scan_tables(shapes: dict, args, smoke: bool) -> list[Table]:
         def ref(t: dict) -> tuple:
             return selective_scan_blocked(**t)
 
+        defaults = scan_kernels.BLOCK_T, scan_kernels.BLOCK_D
         for block_t, block_d in args.scan_blocks:
             def run(t: dict, block_t: int = block_t, block_d: int = block_d) -> tuple:
                 scan_kernels.BLOCK_T, scan_kernels.BLOCK_D = block_t, block_d
                 return selective_scan(**t, return_final_state=True, backend="triton")
 
             label = f"triton (ours), {block_t} tokens × {block_d} channels"
-            measure_ours(table, label, run, ref, base, SCAN_BF16, smoke, nbytes, note=lambda ms: scan_warps())
+            try:
+                measure_ours(table, label, run, ref, base, SCAN_BF16, smoke, nbytes, note=lambda ms: scan_warps())
+            finally:  # what runs next starts from the kernels' own blocks
+                scan_kernels.BLOCK_T, scan_kernels.BLOCK_D = defaults
         if smoke:
             table.finish()
             continue

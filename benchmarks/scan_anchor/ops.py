@@ -22,6 +22,7 @@ import torch
 
 Tensor = torch.Tensor
 _MODULE: list[ModuleType] = []  # the selective_scan_cuda that the operators call
+CHUNK = 2048  # tokens per chunk of mamba_ssm's walk, whose entering states x holds (wrapper.cu's kChunk)
 
 
 def load(so_path: str | Path) -> ModuleType:
@@ -39,7 +40,7 @@ def load(so_path: str | Path) -> ModuleType:
 def scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor
              ) -> tuple[Tensor, Tensor, Tensor]:
     """mamba_ssm's forward, channels-first (u, Δ, z [B, Dc, T] bf16; B, C [B, 1, N, T] bf16; A, D fp32):
-    (y = out·silu(z), out, x: the states at each chunk of 2048 tokens, which the backward starts from)."""
+    (y = out·silu(z), out, x: the states at each chunk of CHUNK tokens, which the backward starts from)."""
     out, x, out_z = _MODULE[0].fwd(u, delta, A, B, C, D, z, None, False)
     return out_z, out, x
 
@@ -47,7 +48,7 @@ def scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tenso
 @scan_fwd.register_fake
 def _(u, delta, A, B, C, D, z):
     b, Dc, T = u.shape
-    return torch.empty_like(u), torch.empty_like(u), u.new_empty(b, Dc, -(-T // 2048), 2 * A.shape[1],
+    return torch.empty_like(u), torch.empty_like(u), u.new_empty(b, Dc, -(-T // CHUNK), 2 * A.shape[1],
                                                                    dtype=torch.float32)
 
 
