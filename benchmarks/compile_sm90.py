@@ -23,6 +23,9 @@ line per kernel with the largest shared memory any of its configs asked for; exi
 `--sass` disassembles each config's cubin (the `nvdisasm` bundled with Triton) and counts its instructions by
 kind: where a loop's body dominates a kernel, as in the scan's, the count is that of the loop's body, and the
 kinds say what it spends them on (shuffles that cross lanes, `ex2` on the special-function unit, shared memory).
+Run under the GPU machine's Triton (3.6, in a venv of its own: `pip install torch==2.13.0 triton==3.6.0`), the
+counts are that machine's exactly (the scan's, 2026-12-04); this machine's newer Triton can lower a construct
+differently (3.9 scans in reverse without the shuffles that 3.6 spends on it).
 
 `--registers` also assembles each config's PTX with the ptxas bundled with this machine's Triton (`-v`, sm_90a)
 and prints the registers per thread and the bytes spilled to local memory: a kernel at 255 registers that

@@ -16,10 +16,11 @@ summed on the host. A block of channels never spans two groups (BD divides Dc / 
 The tiles put the channels last, [BT, N, BD], so that a warp lays a block's channels across its lanes and
 each thread holds all BT tokens of its share of the state: the scans over time run within a thread, and
 the sums over the state's N (y, and the gradients of Δ and u) cross a few lanes only. The decays are
-2^(Δ A log2 e): one multiply and one `ex2` each (`tl.exp` adds range checks). Compiled for sm_90 at 8 × 8 on
-one warp, the two cut the forward's loop from 952 instructions a block to 600 and the backward's from 2,280 to
-1,704, shuffles from 128 to 16 and from 500 to 340 (Triton 3.9, `benchmarks/compile_sm90.py --op selective_scan
---sass --tiles 0 --warps 1 --bf16-only`: the whole kernel's instructions, almost all of them the loop's).
+2^(Δ A log2 e): one multiply and one `ex2` each (`tl.exp` adds range checks). The backward's reverse scan is a
+forward scan of its tiles flipped in time (`_scan`). Compiled for sm_90 by Triton 3.6 at 8 × 8 on one warp, the
+three took the forward from 1,016 instructions (128 of them shuffles) to 688 (16), and the backward from 2,720
+(868) to 1,680 (248); almost all of them are the loop's over blocks (`benchmarks/compile_sm90.py --op
+selective_scan --sass --tiles 0 --warps 1 --bf16-only`, with Triton 3.6 installed).
 """
 
 from __future__ import annotations
