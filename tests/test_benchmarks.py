@@ -287,6 +287,23 @@ def test_compile_sm90_reports_registers_and_spills():
     assert 0 < registers <= 255 and spilled >= 0 and shared > 0 and float(cells[10]) >= 0
 
 
+def test_compile_sm90_counts_the_scans_instructions_by_kind():
+    """`--sass` disassembles the cubin: the scan's forward at 8 × 8 × 16 on one warp takes one `ex2` per element of
+    its [BT, N, BD] tile and thread (8·16·8 / 32) on the special-function unit, besides SiLU's few."""
+    script = Path(__file__).parents[1] / "benchmarks" / "compile_sm90.py"
+    r = subprocess.run([sys.executable, str(script), "--op", "selective_scan", "--sass", "--bf16-only", "--tiles", "0",
+                        "--warps", "1", "--kernels", "selective_scan_fwd_kernel"], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    header = next(line for line in r.stdout.splitlines() if line.startswith("| kernel |"))
+    row = next(line for line in r.stdout.splitlines() if line.startswith("| selective_scan_fwd_kernel |"))
+    cells = dict(zip((c.strip() for c in header.strip("|").split("|")), (c.strip() for c in row.strip("|").split("|"))))
+    assert cells["BT, BD, BN"] == "8, 8, 16" and cells["warps"] == "1"
+    total, mufu = int(cells["instructions"].replace(",", "")), int(cells["ex2 and other MUFU"])
+    assert 32 <= mufu <= 48 and total > mufu + int(cells["fp32"].replace(",", "")), cells
+    assert int(cells["local (spills)"]) == 0 and cells["most frequent"], cells
+
+
 def test_compile_sm90_compiles_the_mlstm_the_ssd_with_its_cb_kernel_the_conv_and_the_scan():
     script = Path(__file__).parents[1] / "benchmarks" / "compile_sm90.py"
     for op, kernels in (("mlstm", ("mlstm_fwd_kernel_states", "mlstm_bwd_kernel_dqk", "mlstm_bwd_kernel_gates")),
