@@ -191,11 +191,16 @@ SASS_KINDS = {"fp32": ("FADD", "FMUL", "FFMA"), "shuffles": ("SHFL",), "ex2 and 
               "global": ("LDG", "STG", "REDG", "ATOMG", "RED", "ATOM")}
 
 
-def sass_counts(cubin: bytes) -> collections.Counter:
-    """Instructions of one compiled kernel by opcode, from the nvdisasm bundled with Triton."""
+def triton_bin() -> Path:
+    """The folder of the CUDA tools bundled with Triton (ptxas, nvdisasm)."""
     import triton
 
-    nvdisasm = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
+    return Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+
+
+def sass_counts(cubin: bytes) -> collections.Counter:
+    """Instructions of one compiled kernel by opcode, from the nvdisasm bundled with Triton."""
+    nvdisasm = triton_bin() / "nvdisasm"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kernel.cubin"
         path.write_bytes(cubin)
@@ -210,9 +215,7 @@ def sass_counts(cubin: bytes) -> collections.Counter:
 
 def ptxas_usage(ptx: str) -> tuple[int, int]:
     """(registers per thread, bytes spilled) of one kernel's PTX, from the ptxas bundled with Triton."""
-    import triton
-
-    bin_dir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    bin_dir = triton_bin()
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "kernel.ptx"
         src.write_text(ptx)

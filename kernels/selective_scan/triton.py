@@ -17,8 +17,8 @@ The tiles put the channels last, [BT, N, BD], so that a warp lays a block's chan
 each thread holds all BT tokens of its share of the state: the scans over time run within a thread, and
 the sums over the state's N (y, and the gradients of Δ and u) cross a few lanes only. The decays are
 2^(Δ A log2 e): one multiply and one `ex2` each (`tl.exp` adds range checks). The backward's reverse scan is a
-forward scan of its tiles flipped in time (`_scan`). Compiled for sm_90 by Triton 3.6 at 8 × 8 on one warp, the
-three took the forward from 1,016 instructions (128 of them shuffles) to 688 (16), and the backward from 2,720
+forward scan of its tiles flipped in time (`_scan`). Compiled for sm_90 by Triton 3.6 at 8 × 8 on one warp, these
+changes took the forward from 1,016 instructions (128 of them shuffles) to 688 (16), and the backward from 2,720
 (868) to 1,680 (248); almost all of them are the loop's over blocks (`benchmarks/compile_sm90.py --op
 selective_scan --sass --tiles 0 --warps 1 --bf16-only`, with Triton 3.6 installed).
 """
@@ -44,11 +44,11 @@ from kernels._triton import (
 Tensor = torch.Tensor
 
 # tokens per scanned block, and the spacing of the states the forward saves. Each thread holds a block's tokens of
-# its [BD, N] columns: at 16 tokens × 32 channels the backward spills at 4 warps and fills 255 registers a thread
-# at 8, at 8 × 32 it fits 4 warps without spilling (`benchmarks/compile_sm90.py --op selective_scan --registers`).
-# On an H200 at B16 T2048 Dc2048 N16 in bf16, forward+backward took 10.0 ms at 8 × 32 against 13.6 at 16 × 32, the
-# forward 1.66 against 1.46 (docs/benchmarks/logs/scan-block8-call-5-2026-12-04.log). The cost: twice the saved
-# states (fp32 [B, T/8, Dc, N]).
+# its share of the state. Measured when the tiles were [BT, BD, N]: at 16 tokens × 32 channels the backward spilled
+# at 4 warps and filled 255 registers a thread at 8, at 8 × 32 it fit 4 warps without spilling
+# (`benchmarks/compile_sm90.py --op selective_scan --registers`). On an H200 at B16 T2048 Dc2048 N16 in bf16,
+# forward+backward took 10.0 ms at 8 × 32 against 13.6 at 16 × 32, the forward 1.66 against 1.46
+# (docs/benchmarks/logs/scan-block8-call-5-2026-12-04.log). The cost: twice the saved states (fp32 [B, T/8, Dc, N]).
 BLOCK_T = 8
 # channels per program. 8, with one warp: a warp then holds all of a block's channels, and the backward's sums over
 # them for dB and dC stay in the warp. On an H200 at the shape above, forward+backward took 7.58 ms at 8 channels
@@ -59,7 +59,7 @@ BLOCK_D = 8
 # `tl.associative_scan` on the GPU; its closed form under the interpreter (see `_scan`). A test sets it
 # to True to run the scan itself under the interpreter on a tiny shape.
 FORCE_ASSOCIATIVE_SCAN = False
-LOG2E = tl.constexpr(1.4426950408889634)
+LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) = 2^(x log2 e): the kernels scale A by it once
 
 
 def use_associative_scan() -> bool:

@@ -309,7 +309,10 @@ def _fail_unfinished(row: StudyRow, url: str) -> str:
                 continue  # early stopping had parked it; a cancelled study keeps it as it was
             h.set_trial_attr(t.number, record.JOB_RUNG, None)
             h.set_trial_attr(t.number, record.FAILURE, {"kind": "cancelled", "reason": "the study was cancelled"})
-            h.study.tell(t.number, state=fail)
+            try:
+                h.tell(t.number, state=fail)
+            except store.optuna_module().exceptions.UpdateFinishedTrialError:
+                continue  # a scheduler finished it meanwhile: its record stands
             failed += 1
         return f"; {failed} unfinished trial{'s' if failed != 1 else ''} failed" if failed else ""
     except Exception as e:  # the row is cancelled all the same; say what was left
