@@ -81,10 +81,10 @@ MLSTM_KERNELS = ("mlstm_fwd_kernel_states", "mlstm_fwd_kernel_output", "mlstm_bw
 MLSTM_TILES = ((64, 64, 64), (128, 64, 64), (64, 32, 64))
 MLSTM_INPUT_DTYPE = {"q_ptr", "k_ptr", "v_ptr", "i_ptr", "f_ptr", "h_ptr", "dh_ptr", "dq_ptr", "dk_ptr", "dv_ptr",
                      "di_ptr", "df_ptr", "states_ptr", "dstates_ptr"}
-# the causal conv1d (kernels/conv1d/triton.py): its kernels at tiles (BT, BC), W 4, bias, state and SiLU; its pointers
-# are named without `_ptr`
+# the causal conv1d (kernels/conv1d/triton.py): its kernels at tiles (BT, BC), W 4, bias and SiLU, no state (a training
+# step's), the g kernel over G_TOKENS tokens a program; its pointers are named without `_ptr`
 CONV_KERNELS = ("causal_conv1d_fwd_kernel", "causal_conv1d_bwd_kernel_g", "causal_conv1d_bwd_kernel_dx")
-CONV_TILES = ((64, 128), (64, 64))
+CONV_TILES = ((64, 128), (64, 64), (16, 128), (8, 128), (32, 64), (16, 64))
 CONV_POINTERS = frozenset({"x", "w", "bias", "state", "dy", "y", "g", "g_out", "dx", "dw_part", "db_part"})
 CONV_INPUT_DTYPE = {"x", "state", "dy", "y", "dx"}
 # Mamba-1's selective scan (kernels/selective_scan/triton.py): its two kernels at tiles (BT, BD, BN), D, z, an
@@ -121,8 +121,10 @@ def scan_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict
 
 
 def conv_consts(tile: tuple, mode: int, inverse: int, BV: int, BKF: int) -> dict:
+    from kernels.conv1d.triton import G_TOKENS
+
     BT, BC = tile
-    return dict(BT=BT, BC=BC, W=4, HAS_BIAS=True, HAS_STATE=True, SILU=True)
+    return dict(BT=BT, BC=BC, W=4, HAS_BIAS=True, HAS_STATE=False, SILU=True, TT=G_TOKENS)
 
 
 @dataclass(frozen=True)

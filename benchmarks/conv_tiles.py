@@ -1,14 +1,15 @@
-"""The conv's gradient kernel (`causal_conv1d_bwd_kernel_g`, the first of the backward's two kernels) at nine fixed
-tiles, on a CUDA GPU.
+"""The conv's gradient kernel (`causal_conv1d_bwd_kernel_g`, the first of the backward's two kernels) at each of its
+tuned configs, on a CUDA GPU.
 
-    python benchmarks/conv_tiles.py             # the g kernel at each tile; the forward and backward operators
+    python benchmarks/conv_tiles.py             # the g kernel at each config; the forward and backward operators
     python benchmarks/conv_tiles.py --smoke     # CPU, interpreter: each tile's dw and db against the reference
 
-Its tiles are fixed rather than tuned (the dw/db parts it writes are laid out by BT), so this is how they are
-chosen: each (BT, BC) timed by `triton.testing.do_bench` at the proxies' shapes, the conv input a slice of a
-wider projection as in the models, bf16, SiLU and a bias; the forward and the backward operators beside, and the
-host's sums of the parts. The g kernel's time leaves out the dx kernel that follows it. Output of the run that
-chose 64 x 128 for the g kernel: docs/benchmarks/logs/conv-tiles-2026-12-01.log.
+Each program of the g kernel owns `G_TOKENS` tokens (they lay out the dw/db parts it writes) and walks them BT at a
+time, so its sub-tile BT, its channels BC and its warps are tuned (`G_CONFIGS`); this times each config by
+`triton.testing.do_bench` at the proxies' shapes, the conv input a slice of a wider projection as in the models,
+bf16, SiLU and a bias; the forward and the backward operators beside, and the host's sums of the parts. The g
+kernel's time leaves out the dx kernel that follows it. Runs before the g kernel walked its tokens (one 64 x 128
+tile a program, the tile fixed): docs/benchmarks/logs/conv-tiles-2026-12-01.log and -2026-12-04.log.
 
 The backward is these two kernels, the g kernel then the dx kernel, and has no other form: a one-kernel backward
 (g recomputed at the W-1 tokens after each tile, never stored) was tried, and on an H200 (2026-12-04) took 1372 us
@@ -27,12 +28,35 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SHAPES = ((32, 2048, 896, 1676), (8, 8192, 896, 1676), (32, 2048, 1664, 3200))  # B, T, C, the projection's width
-TILES = ((64, 64), (128, 64), (64, 128), (32, 128), (128, 32), (32, 64), (256, 32), (16, 256), (32, 256))
+SHAPES = ((32, 2048, 1024, 1936), (8, 8192, 1024, 1936), (32, 2048, 896, 1676))  # B, T, C, the projection's width
+
+
+def raw(kernel):
+    """The JIT function under a kernel's autotuner, launched here at one config."""
+    import triton
+
+    from kernels._triton import _WithMeta
+
+    while isinstance(kernel, (triton.runtime.Autotuner, _WithMeta)):
+        kernel = kernel.fn
+    return kernel
+
+
+def launch_g(x, w, bias, dy, g, T: int, C: int, B: int, BT: int, BC: int, warps: int, TT: int):
+    """The g kernel at one config; returns its dw and db parts."""
+    import triton
+
+    from kernels.conv1d import triton as conv
+
+    nt = triton.cdiv(T, TT)
+    dw_part, db_part = x.new_empty(B * nt, 4, C, dtype=torch.float32), x.new_empty(B * nt, C, dtype=torch.float32)
+    raw(conv.causal_conv1d_bwd_kernel_g)[(nt, triton.cdiv(C, BC), B)](
+        x, w, bias, None, dy, g, dw_part, db_part, T, C, x.stride(0), x.stride(1),
+        W=4, HAS_BIAS=True, HAS_STATE=False, SILU=True, TT=TT, BT=BT, BC=BC, num_warps=warps)
+    return dw_part, db_part
 
 
 def time_tiles(B: int, T: int, C: int, width: int) -> None:
-    import triton
     from triton.testing import do_bench
 
     from kernels.conv1d import triton as conv
@@ -41,46 +65,35 @@ def time_tiles(B: int, T: int, C: int, width: int) -> None:
     x = torch.randn(B, T, width, device=dev, dtype=torch.bfloat16)[..., :C]  # a slice of a projection
     w, bias = torch.randn(C, 4, device=dev), torch.randn(C, device=dev)
     dy = torch.randn(B, T, C, device=dev, dtype=torch.bfloat16)
-    g = torch.empty(B, T, C, device=dev, dtype=torch.float32)  # the g kernel writes g in fp32
+    g = torch.empty(B, T, C, device=dev, dtype=torch.bfloat16)  # the g kernel writes g in the input dtype
     fwd = do_bench(lambda: conv.causal_conv1d_fwd_op(x, w, bias, None, True))
     bwd = do_bench(lambda: conv.causal_conv1d_bwd_op(dy, x, w, bias, None, True))
     print(f"B{B} T{T} C{C}: fwd op {fwd * 1e3:.0f} us, bwd op {bwd * 1e3:.0f} us", flush=True)
-    for BT, BC in TILES:
-        nt = triton.cdiv(T, BT)
-        dw_part = torch.empty(B * nt, 4, C, device=dev)
-        db_part = torch.empty(B * nt, C, device=dev)
-
-        def launch(BT=BT, BC=BC, nt=nt, dw_part=dw_part, db_part=db_part):
-            conv.causal_conv1d_bwd_kernel_g[(nt, triton.cdiv(C, BC), B)](
-                x, w, bias, None, dy, g, dw_part, db_part, T, C, x.stride(0), x.stride(1),
-                W=4, HAS_BIAS=True, HAS_STATE=False, SILU=True, BT=BT, BC=BC)
-
-        t = do_bench(launch)
-        sums = do_bench(lambda dw_part=dw_part, db_part=db_part: (dw_part.sum(0), db_part.sum(0)))
-        print(f"   kernel_g BT{BT:<4d} BC{BC:<4d} {t * 1e3:6.0f} us  (+ host sums {sums * 1e3:.0f} us)", flush=True)
+    for cfg in conv.G_CONFIGS:
+        BT, BC, warps = cfg.kwargs["BT"], cfg.kwargs["BC"], cfg.num_warps
+        parts = launch_g(x, w, bias, dy, g, T, C, B, BT, BC, warps, conv.G_TOKENS)
+        t = do_bench(lambda BT=BT, BC=BC, warps=warps: launch_g(x, w, bias, dy, g, T, C, B, BT, BC, warps,
+                                                                  conv.G_TOKENS))
+        sums = do_bench(lambda parts=parts: (parts[0].sum(0), parts[1].sum(0)))
+        print(f"   kernel_g BT{BT:<4d} BC{BC:<4d} {warps} warps {t * 1e3:6.0f} us  (+ host sums {sums * 1e3:.0f} us)",
+              flush=True)
 
 
 def check_tiles() -> None:
     """Under the interpreter, tiny: at every tile the g kernel's parts sum to the reference's dw and db."""
-    import triton
-
     from kernels.conv1d import causal_conv1d
-    from kernels.conv1d import triton as conv
 
     B, T, C = 2, 40, 24
     x = torch.randn(B, T, 2 * C)[..., :C].requires_grad_()
     w, bias = torch.randn(C, 4, requires_grad=True), torch.randn(C, requires_grad=True)
     dy = torch.randn(B, T, C)
     ref = torch.autograd.grad(causal_conv1d(x, w, bias, activation="silu", backend="reference"), (x, w, bias), dy)
-    for BT, BC in ((16, 16), (32, 8), (8, 32)):
-        nt = triton.cdiv(T, BT)
-        dw_part, db_part, g = torch.empty(B * nt, 4, C), torch.empty(B * nt, C), torch.empty(B, T, C)
-        conv.causal_conv1d_bwd_kernel_g[(nt, triton.cdiv(C, BC), B)](
-            x.detach(), w.detach(), bias.detach(), None, dy, g, dw_part, db_part, T, C,
-            x.stride(0), x.stride(1), W=4, HAS_BIAS=True, HAS_STATE=False, SILU=True, BT=BT, BC=BC)
+    for BT, BC, TT in ((8, 16, 16), (8, 8, 32), (4, 32, 8)):
+        dw_part, db_part = launch_g(x.detach(), w.detach(), bias.detach(), dy, torch.empty(B, T, C), T, C, B,
+                                    BT, BC, 4, TT)
         torch.testing.assert_close(dw_part.sum(0).t(), ref[1], rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(db_part.sum(0), ref[2], rtol=1e-4, atol=1e-4)
-        print(f"kernel_g BT{BT} BC{BC}: dw and db as the reference's", flush=True)
+        print(f"kernel_g BT{BT} BC{BC} over {TT} tokens a program: dw and db as the reference's", flush=True)
 
 
 def main() -> None:

@@ -34,14 +34,15 @@ def causal_conv1d(
         activation: None or "silu", applied to the output (fused into the kernel).
         backend: None (Triton for CUDA tensors, else the reference; one token, T == 1, always on the reference:
             a decode step's W-tap dot is a few plain ops that a compiled step fuses with its neighbours, where the
-            tiled kernel would spend a launch, mostly masked, on it), "reference" or "triton".
+            tiled kernel would spend a launch, mostly masked, on it; so is a width W above 4, which the kernels
+            do not unroll), "reference" or "triton".
 
     Returns:
         y `[B, T, C]` in the dtype of x (computed in fp32).
 
     Raises:
         ValueError: a shape that does not fit, an empty dimension, inputs on different devices, an unknown
-            activation.
+            activation, a width above 4 for backend="triton".
         TypeError: a tensor that is not floating point; for the Triton kernels, one that is not fp32/bf16.
     """
     op = "causal_conv1d"
@@ -62,8 +63,13 @@ def causal_conv1d(
     state_wants_grad = initial_state is not None and initial_state.requires_grad and torch.is_grad_enabled()
     one_token = backend is None and T == 1
     if not one_token and resolve_backend(backend, x, op=op) == "triton" and not state_wants_grad:
-        from kernels.conv1d.triton import causal_conv1d_triton
+        from kernels.conv1d.triton import MAX_W, causal_conv1d_triton
 
+        if W > MAX_W:
+            if backend == "triton":
+                raise ValueError(f"{op}: the Triton kernels take widths up to {MAX_W}, not {W}; "
+                                 f"use backend='reference' (or None, which picks it) for a wider convolution")
+            return causal_conv1d_reference(x, weight, bias, initial_state=initial_state, activation=activation)
         check_triton_dtypes(op, tensors)
         return causal_conv1d_triton(x, weight, bias, initial_state, activation == "silu")
     return causal_conv1d_reference(x, weight, bias, initial_state=initial_state, activation=activation)

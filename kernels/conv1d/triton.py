@@ -1,14 +1,15 @@
 """Causal depthwise conv1d (+ SiLU) in Triton: a forward kernel and two backward kernels, registered as operators.
 
 Each program owns BT tokens × BC channels of one sequence and walks the W taps (W is small: 4 in every
-proxy). The forward reads x in place through its strides (the conv input is a slice of a projection) and
-the W-1 inputs before the first token from `initial_state`; it writes act(pre) only, so nothing but y
+proxy; the kernels take W ≤ 4). The forward reads x in place through its strides (the conv input is a slice of
+a projection) and the W-1 inputs before the first token from `initial_state`; it writes act(pre) only, so nothing but y
 goes to memory. The backward recomputes the pre-activations it needs rather than storing them:
 
     g_q = dy_q · act'(pre_q),   dx_t = Σ_s g_{t+s} · w[W-1-s],   dw[k] = Σ_t g_t · x_{t-(W-1)+k},   db = Σ_t g_t
 
-in two kernels: the first forms g on its tokens (fp32, stored only when there is an activation; else g is dy)
-and sums its parts of dw and db ([B·nT, W, C] fp32, laid out by its fixed tiles; the host adds the parts up),
+in two kernels: the first forms g on its tokens (in fp32, stored in x's dtype only when there is an activation;
+else g is dy)
+and sums its parts of dw and db ([B·nT, W, C] fp32, one row per G_TOKENS tokens; the host adds the parts up),
 the second gathers dx from the W values of g at and after each token.
 """
 
@@ -27,12 +28,15 @@ from kernels._triton import (
     on_device,
     silu_parts,
     tiles,
-    warps,
 )
 
 Tensor = torch.Tensor
 
 _CONFIGS = tiles(("BT", "BC"), [(64, 64), (128, 64), (64, 128), (32, 256)], (4, 2), (8, 2))
+# The g kernel's programs each own G_TOKENS tokens (they lay out the dw and db parts) and walk them BT at a time.
+G_TOKENS = 128
+G_CONFIGS = tiles(("BT", "BC"), [(8, 128), (16, 64), (16, 128), (32, 64), (32, 128)], (4, 2), (8, 2))
+MAX_W = 4  # the g kernel unrolls the taps
 
 
 @triton.jit
@@ -62,19 +66,6 @@ def _pre(x, w, bias, state, b, q, c, T, C, sxb, sxt, W: tl.constexpr, HAS_BIAS: 
     return acc
 
 
-@triton.jit
-def _store_parts(x, state, g, dw_part, db_part, b, row, t, c, T, C, sxb, sxt, W: tl.constexpr,
-                 HAS_BIAS: tl.constexpr, HAS_STATE: tl.constexpr):
-    """A program's parts of dw and db from g on its tokens t ([BT, BC], fp32): row `row` of the [B·nT, W, C]
-    and [B·nT, C] parts."""
-    cm = c < C
-    if HAS_BIAS:
-        tl.store(db_part + row * C + c, tl.sum(g, axis=0), mask=cm)
-    for k in tl.static_range(W):
-        xk = _tap(x, state, b, t - (W - 1) + k, c, T, C, sxb, sxt, W, HAS_STATE)
-        tl.store(dw_part + (row * W + k) * C + c, tl.sum(g * xk, axis=0), mask=cm)
-
-
 @autotune(_CONFIGS, key=["C", "W"], interpret={"BT": 16, "BC": 16}, fit={"BC": "C"})
 @triton.jit
 def causal_conv1d_fwd_kernel(
@@ -92,27 +83,74 @@ def causal_conv1d_fwd_kernel(
              mask=(t < T)[:, None] & (c < C)[None, :])
 
 
-@autotune(warps((4, 2), (8, 2)), key=["C", "W"])
+@autotune(G_CONFIGS, key=["C", "W", "TT"], interpret={"BT": 8, "BC": 16}, fit={"BC": "C"})
 @triton.jit
 def causal_conv1d_bwd_kernel_g(
     x, w, bias, state, dy, g_out, dw_part, db_part, T, C, sxb, sxt,
     W: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_STATE: tl.constexpr, SILU: tl.constexpr,
-    BT: tl.constexpr, BC: tl.constexpr,
+    TT: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
 ):
-    """g = dy · act'(pre) on this program's tokens (stored when there is an activation), and this program's
-    parts of dw and db. Its tiles are fixed, not tuned: the parts it writes are laid out by them."""
+    """g = dy · act'(pre) on this program's TT tokens (stored when there is an activation), and this program's
+    parts of dw and db. It walks its tokens BT at a time: each tap of x is loaded once a step and serves both
+    the pre-activation and dw, and dw and db are summed elementwise, reduced over tokens once at the end, so
+    that a thread holds a few [BT, BC] tiles rather than one tile per tap over all TT tokens. TT, not BT,
+    lays out the parts, so BT and BC are tuned."""
     pid_t, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # b·T·C passes 2³¹
-    NT = tl.num_programs(0)
-    t = pid_t * BT + tl.arange(0, BT)
+    row = b * tl.num_programs(0) + pid_t
     c = pid_c * BC + tl.arange(0, BC)
     cm = c < C
-    mask = (t < T)[:, None] & cm[None, :]
-    g = tl.load(dy + b * T * C + t[:, None] * C + c[None, :], mask=mask, other=0.0).to(tl.float32)
-    if SILU:
-        _, dact = silu_parts(_pre(x, w, bias, state, b, t, c, T, C, sxb, sxt, W, HAS_BIAS, HAS_STATE))
-        g = g * dact
-        tl.store(g_out + b * T * C + t[:, None] * C + c[None, :], g, mask=mask)
-    _store_parts(x, state, g, dw_part, db_part, b, b * NT + pid_t, t, c, T, C, sxb, sxt, W, HAS_BIAS, HAS_STATE)
+    dw0 = tl.zeros((BT, BC), dtype=tl.float32)
+    dw1 = tl.zeros((BT, BC), dtype=tl.float32)
+    dw2 = tl.zeros((BT, BC), dtype=tl.float32)
+    dw3 = tl.zeros((BT, BC), dtype=tl.float32)
+    db = tl.zeros((BT, BC), dtype=tl.float32)
+    w0 = tl.load(w + c * W, mask=cm, other=0.0).to(tl.float32)[None, :]
+    w1 = tl.load(w + c * W + 1, mask=cm & (W > 1), other=0.0).to(tl.float32)[None, :]
+    w2 = tl.load(w + c * W + 2, mask=cm & (W > 2), other=0.0).to(tl.float32)[None, :]
+    w3 = tl.load(w + c * W + 3, mask=cm & (W > 3), other=0.0).to(tl.float32)[None, :]
+    if HAS_BIAS:
+        bc = tl.load(bias + c, mask=cm, other=0.0).to(tl.float32)[None, :]
+    for t0 in range(pid_t * TT, tl.minimum(pid_t * TT + TT, T), BT):
+        t = t0 + tl.arange(0, BT)
+        mask = (t < T)[:, None] & cm[None, :]
+        g = tl.load(dy + b * T * C + t[:, None] * C + c[None, :], mask=mask, other=0.0).to(tl.float32)
+        x0 = _tap(x, state, b, t - (W - 1), c, T, C, sxb, sxt, W, HAS_STATE)
+        if W > 1:
+            x1 = _tap(x, state, b, t - (W - 2), c, T, C, sxb, sxt, W, HAS_STATE)
+        if W > 2:
+            x2 = _tap(x, state, b, t - (W - 3), c, T, C, sxb, sxt, W, HAS_STATE)
+        if W > 3:
+            x3 = _tap(x, state, b, t - (W - 4), c, T, C, sxb, sxt, W, HAS_STATE)
+        if SILU:
+            pre = x0 * w0
+            if W > 1:
+                pre += x1 * w1
+            if W > 2:
+                pre += x2 * w2
+            if W > 3:
+                pre += x3 * w3
+            if HAS_BIAS:
+                pre += bc
+            _, dact = silu_parts(pre)
+            g = g * dact
+            tl.store(g_out + b * T * C + t[:, None] * C + c[None, :], g.to(g_out.dtype.element_ty), mask=mask)
+        db += g
+        dw0 += g * x0
+        if W > 1:
+            dw1 += g * x1
+        if W > 2:
+            dw2 += g * x2
+        if W > 3:
+            dw3 += g * x3
+    if HAS_BIAS:
+        tl.store(db_part + row * C + c, tl.sum(db, axis=0), mask=cm)
+    tl.store(dw_part + (row * W) * C + c, tl.sum(dw0, axis=0), mask=cm)
+    if W > 1:
+        tl.store(dw_part + (row * W + 1) * C + c, tl.sum(dw1, axis=0), mask=cm)
+    if W > 2:
+        tl.store(dw_part + (row * W + 2) * C + c, tl.sum(dw2, axis=0), mask=cm)
+    if W > 3:
+        tl.store(dw_part + (row * W + 3) * C + c, tl.sum(dw3, axis=0), mask=cm)
 
 
 @autotune(_CONFIGS, key=["C", "W"], interpret={"BT": 16, "BC": 16}, fit={"BC": "C"})
@@ -174,17 +212,14 @@ def _bwd(dy: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, initial_sta
     W = weight.shape[1]
     dy = dy.contiguous()
     dx = torch.empty(b, T, C, device=x.device, dtype=x.dtype)
-    # fixed, not tuned (the parts are laid out by BT): 64 x 128 was the fastest of nine on an H200, 13-15% ahead
-    # of 64 x 64 at the proxies' widths (C 896 and 1664; benchmarks/conv_tiles.py)
-    BT, BC = (16, 16) if interpreting() else (64, min(128, max(16, triton.next_power_of_2(C))))
-    nt = triton.cdiv(T, BT)
+    TT = 16 if interpreting() else G_TOKENS
+    nt = triton.cdiv(T, TT)
     dw_part = torch.empty(b * nt, W, C, device=x.device, dtype=torch.float32)
     db_part = torch.empty(b * nt, C, device=x.device, dtype=torch.float32) if bias is not None else None
-    grid = (nt, triton.cdiv(C, BC), b)
-    options = dict(W=W, HAS_BIAS=bias is not None, HAS_STATE=state is not None, SILU=silu, BT=BT, BC=BC)
+    options = dict(W=W, HAS_BIAS=bias is not None, HAS_STATE=state is not None, SILU=silu, TT=TT)
     with on_device(x):
-        g = torch.empty(b, T, C, device=x.device, dtype=torch.float32) if silu else dy
-        causal_conv1d_bwd_kernel_g[grid](
+        g = torch.empty(b, T, C, device=x.device, dtype=x.dtype) if silu else dy
+        causal_conv1d_bwd_kernel_g[lambda meta: (nt, triton.cdiv(C, meta["BC"]), b)](
             x, weight, bias, state, dy, g, dw_part, db_part, T, C, x.stride(0), x.stride(1), **options)
         causal_conv1d_bwd_kernel_dx[_grid(T, C, b)](g, weight, dx, T, C, W=W)
     dw = dw_part.sum(0).t().contiguous().to(weight.dtype)

@@ -21,6 +21,8 @@ All accumulation is fp32 (tl.dot with bf16 operands for bf16 inputs). The last c
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -65,7 +67,7 @@ def ssd_fwd_kernel_cumsum(dt_ptr, A_ptr, g_ptr, T, H, L, NC, BL: tl.constexpr, B
 
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_fwd_kernel_cb(
-    B_ptr, C_ptr, cb_ptr, T, G, N, L, NC, BL: tl.constexpr, BN: tl.constexpr, MODE: tl.constexpr,
+    B_ptr, C_ptr, cb_ptr, sbt, T, G, N, L, NC, BL: tl.constexpr, BN: tl.constexpr, MODE: tl.constexpr,
 ):
     """cb[b, g, c] = C Bᵀ [L, L] of chunk c (fp32; padded tokens give zero rows and columns). Grid (chunks, B·G).
 
@@ -80,8 +82,8 @@ def ssd_fwd_kernel_cb(
     for n0 in range(0, N, BN):
         n = n0 + tl.arange(0, BN)
         mask_tn = mask_t[:, None] & (n < N)[None, :]
-        Cm = tl.load(C_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
-        Bm = tl.load(B_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
+        Cm = tl.load(C_ptr + (b * T + t[:, None]) * sbt + grp * N + n[None, :], mask=mask_tn, other=0.0)
+        Bm = tl.load(B_ptr + (b * T + t[:, None]) * sbt + grp * N + n[None, :], mask=mask_tn, other=0.0)
         cb += dot(Cm, tl.trans(Bm), MODE)
     mask_ll = (l < L)[:, None] & (l < L)[None, :]
     tl.store(cb_ptr + ((bg * NC + c) * L + l[:, None]) * L + l[None, :], cb, mask=mask_ll)
@@ -109,7 +111,7 @@ STATE_TILES_INTERPRETED = {"BN": 32, "BP": 32}
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_fwd_kernel_states(
     x_ptr, dt_ptr, B_ptr, g_ptr, init_ptr, states_ptr, final_ptr,
-    T, H, G, P, N, L, NC,
+    sxt, sbt, T, H, G, P, N, L, NC,
     HAS_INIT: tl.constexpr, BL: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr,
 ):
     """The state entering each chunk, S [N, P], walking the chunks in order. Grid (N/BN, P/BP, B·H)."""
@@ -132,9 +134,9 @@ def ssd_fwd_kernel_states(
         g = tl.load(g_ptr + (b * H + h) * NC * L + c * L + l, mask=l < L, other=0.0)  # [BL]
         g_last = tl.load(g_ptr + (b * H + h) * NC * L + c * L + L - 1)
         dt = tl.load(dt_ptr + (b * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
-        x = tl.load(x_ptr + ((b * T + t[:, None]) * H + h) * P + p[None, :],
+        x = tl.load(x_ptr + (b * T + t[:, None]) * sxt + h * P + p[None, :],
                     mask=mask_t[:, None] & (p < P)[None, :], other=0.0)  # [BL, BP]
-        Bm = tl.load(B_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :],
+        Bm = tl.load(B_ptr + (b * T + t[:, None]) * sbt + grp * N + n[None, :],
                      mask=mask_t[:, None] & (n < N)[None, :], other=0.0).to(tl.float32)  # [BL, BN]
         w = tl.exp(g_last - g) * dt  # [BL] weight of each token's write in the chunk-end state
         S = S * tl.exp(g_last) + dot(tl.trans(Bm * w[:, None]), x, MODE)
@@ -145,7 +147,7 @@ def ssd_fwd_kernel_states(
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_fwd_kernel_output(
     x_ptr, dt_ptr, C_ptr, D_ptr, z_ptr, g_ptr, states_ptr, cb_ptr, y_ptr,
-    T, H, G, P, N, L, NC,
+    sxt, sbt, T, H, G, P, N, L, NC,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     BL: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr,
 ):
@@ -167,7 +169,7 @@ def ssd_fwd_kernel_output(
     for n0 in range(0, N, BN):
         n = n0 + tl.arange(0, BN)
         mask_tn = mask_t[:, None] & (n < N)[None, :]
-        Cm = tl.load(C_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
+        Cm = tl.load(C_ptr + (b * T + t[:, None]) * sbt + grp * N + n[None, :], mask=mask_tn, other=0.0)
         S = tl.load(states_ptr + (((b * NC + c) * H + h) * N + n[:, None]) * P + p[None, :],
                     mask=(n < N)[:, None] & (p < P)[None, :], other=0.0)  # [BN, BP]
         y += dot(Cm, S, MODE)
@@ -175,7 +177,7 @@ def ssd_fwd_kernel_output(
     cb = _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL, False)  # [BL, BL] C_l · B_s
     causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
     decay = tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))  # [BL, BL]
-    x = tl.load(x_ptr + ((b * T + t[:, None]) * H + h) * P + p[None, :], mask=mask_tp, other=0.0)
+    x = tl.load(x_ptr + (b * T + t[:, None]) * sxt + h * P + p[None, :], mask=mask_tp, other=0.0)
     y += dot(cb * decay * dt[None, :], x, MODE)
     if HAS_D:
         y += tl.load(D_ptr + h).to(tl.float32) * x.to(tl.float32)
@@ -190,7 +192,7 @@ def ssd_fwd_kernel_output(
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dstates(
     dy_ptr, z_ptr, C_ptr, g_ptr, dfinal_ptr, dstates_ptr, dinit_ptr,
-    T, H, G, P, N, L, NC,
+    sxt, sbt, T, H, G, P, N, L, NC,
     HAS_Z: tl.constexpr, HAS_DFINAL: tl.constexpr,
     BL: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr,
 ):
@@ -218,7 +220,7 @@ def ssd_bwd_kernel_dstates(
         mask_tp = mask_t[:, None] & (p < P)[None, :]
         g = tl.load(g_ptr + (b * H + h) * NC * L + c * L + l, mask=l < L, other=0.0)
         g_last = tl.load(g_ptr + (b * H + h) * NC * L + c * L + L - 1)
-        Cm = tl.load(C_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :],
+        Cm = tl.load(C_ptr + (b * T + t[:, None]) * sbt + grp * N + n[None, :],
                      mask=mask_t[:, None] & (n < N)[None, :], other=0.0).to(tl.float32)  # [BL, BN]
         dy = tl.load(dy_ptr + ((b * T + t[:, None]) * H + h) * P + p[None, :], mask=mask_tp, other=0.0)
         dy = dy.to(tl.float32)
@@ -234,7 +236,7 @@ def ssd_bwd_kernel_dstates(
 def ssd_bwd_kernel_dx(
     x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr, cb_ptr,
     dx_ptr, ddt_ptr, dz_ptr, dA_ptr, dD_ptr,
-    T, H, G, P, N, L, NC,
+    sxt, sbt, T, H, G, P, N, L, NC,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     BL: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr,
 ):
@@ -264,8 +266,8 @@ def ssd_bwd_kernel_dx(
         n = n0 + tl.arange(0, BN)
         mask_tn = mask_t[:, None] & (n < N)[None, :]
         mask_np = (n < N)[:, None] & (p < P)[None, :]
-        Cm = tl.load(C_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
-        Bm = tl.load(B_ptr + ((b * T + t[:, None]) * G + grp) * N + n[None, :], mask=mask_tn, other=0.0)
+        Cm = tl.load(C_ptr + (b * T + t[:, None]) * sbt + grp * N + n[None, :], mask=mask_tn, other=0.0)
+        Bm = tl.load(B_ptr + (b * T + t[:, None]) * sbt + grp * N + n[None, :], mask=mask_tn, other=0.0)
         off_s = (((b * NC + c) * H + h) * N + n[:, None]) * P + p[None, :]
         S = tl.load(states_ptr + off_s, mask=mask_np, other=0.0)  # [BN, BP]
         dS = tl.load(dstates_ptr + off_s, mask=mask_np, other=0.0)
@@ -279,7 +281,7 @@ def ssd_bwd_kernel_dx(
     y_in = y_in * tl.exp(g)[:, None]
     b_ds = b_ds * tl.exp(g_last - g)[:, None]
 
-    x = tl.load(x_ptr + off_tp, mask=mask_tp, other=0.0)  # in its dtype until used
+    x = tl.load(x_ptr + (b * T + t[:, None]) * sxt + h * P + p[None, :], mask=mask_tp, other=0.0)  # its dtype till used
     v = x.to(tl.float32) * dt[:, None]
     dout = tl.load(dy_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
     if HAS_D:
@@ -326,7 +328,7 @@ def ssd_bwd_kernel_dx(
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dbc(
     x_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr, dB_ptr, dC_ptr,
-    T, H, G, P, N, L, NC,
+    sxt, sbt, T, H, G, P, N, L, NC,
     HAS_Z: tl.constexpr, BL: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr, MODE: tl.constexpr,
 ):
     """dB and dC of one chunk and group, summed over the group's heads. Grid (N/BN, chunks, B·G).
@@ -357,7 +359,8 @@ def ssd_bwd_kernel_dbc(
         g = tl.load(g_ptr + (b * H + h) * NC * L + c * L + l, mask=l < L, other=0.0)
         g_last = tl.load(g_ptr + (b * H + h) * NC * L + c * L + L - 1)
         dt = tl.load(dt_ptr + (b * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
-        v = tl.load(x_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32) * dt[:, None]
+        x = tl.load(x_ptr + (b * T + t[:, None]) * sxt + h * P + p[None, :], mask=mask_tp, other=0.0)
+        v = x.to(tl.float32) * dt[:, None]
         dy = tl.load(dy_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
         if HAS_Z:
             z = tl.load(z_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
@@ -370,8 +373,8 @@ def ssd_bwd_kernel_dbc(
         dC += dot(dy * tl.exp(g)[:, None], tl.trans(S), MODE)
         dB_t += dot(dS, tl.trans(v * tl.exp(g_last - g)[:, None]), MODE)
     off_tn = ((b * T + t[:, None]) * G + grp) * N + n[None, :]
-    Cm = tl.load(C_ptr + off_tn, mask=mask_tn, other=0.0)
-    Bm = tl.load(B_ptr + off_tn, mask=mask_tn, other=0.0)
+    Cm = tl.load(C_ptr + (b * T + t[:, None]) * sbt + grp * N + n[None, :], mask=mask_tn, other=0.0)
+    Bm = tl.load(B_ptr + (b * T + t[:, None]) * sbt + grp * N + n[None, :], mask=mask_tn, other=0.0)
     dC += dot(msum, Bm, MODE)
     dB_t += dot(tl.trans(Cm), msum, MODE)
     tl.store(dC_ptr + off_tn, dC.to(dC_ptr.dtype.element_ty), mask=mask_tn)
@@ -405,12 +408,12 @@ def ssd_fwd(
     L = chunk_size
     nc = triton.cdiv(T, L)
     blocks, mode = _tiles(N, P, L), dot_mode(x.dtype)
-    dims = (T, H, G, P, N, L, nc)
+    dims = (x.stride(1), B.stride(1), T, H, G, P, N, L, nc)  # strides: rows of a wider tensor are read in place
 
     g = torch.empty(b, H, nc * L, device=x.device, dtype=torch.float32)
     ssd_fwd_kernel_cumsum[(nc, b)](dt, A, g, T, H, L, nc, BL=blocks["BL"], BH=block(H, 1))
     cb = torch.empty(b, G, nc, L, L, device=x.device, dtype=torch.float32)
-    ssd_fwd_kernel_cb[(nc, b * G)](B, C, cb, T, G, N, L, nc, BL=blocks["BL"], BN=blocks["BN"], MODE=mode)
+    ssd_fwd_kernel_cb[(nc, b * G)](B, C, cb, B.stride(1), T, G, N, L, nc, BL=blocks["BL"], BN=blocks["BN"], MODE=mode)
 
     states = torch.empty(b, nc, H, N, P, device=x.device, dtype=state_dtype(x.dtype))
     final = torch.empty(b, H, P, N, device=x.device, dtype=torch.float32)
@@ -419,7 +422,7 @@ def ssd_fwd(
         HAS_INIT=initial_state is not None, MODE=mode, BL=blocks["BL"],
     )
 
-    y = torch.empty_like(x)
+    y = x.new_empty(x.shape)
     grid = (triton.cdiv(P, blocks["BP"]), nc, b * H)
     ssd_fwd_kernel_output[grid](
         x, dt, C, D, z, g, states, cb, y, *dims,
@@ -449,7 +452,7 @@ def ssd_bwd(
     L = chunk_size
     nc = triton.cdiv(T, L)
     blocks, mode = _tiles(N, P, L), dot_mode(x.dtype)
-    dims = (T, H, G, P, N, L, nc)
+    dims = (x.stride(1), B.stride(1), T, H, G, P, N, L, nc)  # strides: rows of a wider tensor are read in place
     has_z = z is not None
 
     dstates = torch.empty_like(states)
@@ -459,7 +462,7 @@ def ssd_bwd(
         HAS_Z=has_z, HAS_DFINAL=dfinal is not None, MODE=mode, BL=blocks["BL"],
     )
 
-    dx, ddt = torch.empty_like(x), torch.empty_like(dt)
+    dx, ddt = x.new_empty(x.shape), torch.empty_like(dt)
     dz = torch.empty_like(z) if has_z else None
     dA_part = torch.empty(b, nc, H, device=x.device, dtype=torch.float32)
     dD_part = torch.empty(b, nc, H, device=x.device, dtype=torch.float32) if D is not None else None
@@ -468,7 +471,7 @@ def ssd_bwd(
         HAS_D=D is not None, HAS_Z=has_z, MODE=mode, BL=blocks["BL"], BN=blocks["BN"], BP=block(P),
     )
 
-    dB, dC = torch.empty_like(B), torch.empty_like(C)
+    dB, dC = B.new_empty(B.shape), C.new_empty(C.shape)
     grid = (triton.cdiv(N, blocks["BN"]), nc, b * G)
     ssd_bwd_kernel_dbc[grid](
         x, dt, B, C, z, dy, g, states, dstates, dB, dC, *dims,
@@ -499,7 +502,7 @@ def _(x, dt, A, B, C, D, z, initial_state, chunk_size):
     G, N = B.shape[2:]
     nc, L = -(-T // chunk_size), chunk_size
     fp32 = torch.float32
-    return (torch.empty_like(x), x.new_empty(b, H, P, N, dtype=fp32), x.new_empty(b, H, nc * L, dtype=fp32),
+    return (x.new_empty(x.shape), x.new_empty(b, H, P, N, dtype=fp32), x.new_empty(b, H, nc * L, dtype=fp32),
             x.new_empty(b, nc, H, N, P, dtype=state_dtype(x.dtype)), x.new_empty(b, G, nc, L, L, dtype=fp32))
 
 
@@ -517,7 +520,7 @@ ssd_bwd_op = torch.library.custom_op("hybrid_nas::ssd_bwd", _bwd, mutates_args=(
 @ssd_bwd_op.register_fake
 def _(dy, dfinal, x, dt, A, B, C, D, z, g, states, cb, chunk_size):
     b, _, H, P = x.shape
-    return (torch.empty_like(x), torch.empty_like(dt), torch.empty_like(A), torch.empty_like(B), torch.empty_like(C),
+    return (x.new_empty(x.shape), torch.empty_like(dt), torch.empty_like(A), B.new_empty(B.shape), C.new_empty(C.shape),
             x.new_empty(0) if D is None else torch.empty_like(D), x.new_empty(0) if z is None else torch.empty_like(z),
             x.new_empty(b, H, P, B.shape[3], dtype=torch.float32))
 
@@ -542,6 +545,14 @@ ssd_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 _ssd = eager_autograd(ssd_fwd_op, _fwd, _setup_context, _backward)
 
 
+def _sequence_rows(t: Tensor) -> Tensor:
+    """t [B, T, ...] read in place when each token's row is packed and the batch steps T rows (a slice of the
+    channels of a [B, T, W] tensor, as Mamba-2 hands x, B and C over), else a contiguous copy. The kernels take
+    the row's stride."""
+    packed = all(t.stride(i) == math.prod(t.shape[i + 1:]) for i in range(2, t.dim()))
+    return t if packed and t.stride(0) == t.shape[1] * t.stride(1) else t.contiguous()
+
+
 def ssd_triton(
     x: Tensor,
     dt: Tensor,
@@ -560,7 +571,10 @@ def ssd_triton(
     of a longer one spill registers) and at most T (a short sequence is one small chunk).
     """
     chunk_size = min(chunk_size, MAX_CHUNK, x.shape[1])
-    x, dt, A, B, C = (t.contiguous() for t in (x, dt, A, B, C))
+    x, B, C = (_sequence_rows(t) for t in (x, B, C))  # slices of the conv's output, read in place
+    if B.stride() != C.stride():
+        B, C = B.contiguous(), C.contiguous()
+    dt, A = dt.contiguous(), A.contiguous()
     D = D.contiguous() if D is not None else None
     z = z.contiguous() if z is not None else None
     init = initial_state.float().contiguous() if initial_state is not None else None  # its gradient casts back

@@ -14,6 +14,7 @@ SMALL = [  # (B, T, C, W), options, activation
     ((2, 65, 24, 4), "plain", None),
     ((1, 300, 200, 4), "bias", "silu"),  # partial blocks of tokens and channels at every tile size tuned
     ((2, 9, 8, 2), "bias-state", None),
+    ((1, 300, 200, 3), "bias-state", "silu"),  # an odd width (LFM2's); g kernel parts of 128 tokens, one partial
 ]
 LARGE = [
     ((32, 2048, 1664, 4), "bias", "silu"),  # a 25M Mamba-2 proxy's conv at B32 T2048 (d_inner 832 + 2·G·N)

@@ -81,6 +81,31 @@ def test_ssd_split_small(dtype: torch.dtype, record_property) -> None:
             dtype, record_property)
 
 
+@pytest.mark.parametrize("dims", [(2, 257, 4, 12, 6, 2), (32, 2048, 14, 64, 64, 1)], ids=["small", "large-hybrid"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_ssd_reads_slices_of_the_conv_output(dtype: torch.dtype, dims: tuple) -> None:
+    """x, B and C cut from one [B, T, width] tensor (Mamba-2's conv output; the large case is the 25M hybrid
+    proxy's layer), read in place, give what contiguous copies of them give: the output and every gradient."""
+    b, T, H, P, N, G = dims
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    xbc = torch.randn(b, T, H * P + 2 * G * N, device="cuda", dtype=dtype, generator=gen)
+    dt = torch.rand(b, T, H, device="cuda", generator=gen) * 0.1
+    A, D = -torch.rand(H, device="cuda", generator=gen) - 0.5, torch.randn(H, device="cuda", generator=gen)
+    dy = torch.randn(b, T, H, P, device="cuda", dtype=dtype, generator=gen)
+
+    def run(contiguous: bool) -> tuple[torch.Tensor, ...]:
+        leaf = xbc.clone().requires_grad_()
+        x, B, C = leaf.split([H * P, G * N, G * N], dim=-1)
+        x, B, C = x.view(b, T, H, P), B.view(b, T, G, N), C.view(b, T, G, N)
+        if contiguous:
+            x, B, C = x.contiguous(), B.contiguous(), C.contiguous()
+        y = ssd(x, dt, A, B, C, D=D, backend="triton")
+        return (y, *torch.autograd.grad(y, (leaf,), dy))
+
+    for name, got, want in zip(("y", "d(xBC)"), run(False), run(True)):
+        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=lambda m, name=name: f"{name}: {m}")
+
+
 STEP = [  # (B, H, P, N, G), options: the decode step, one kernel updating the state in place
     ((2, 4, 12, 6, 2), "plain"),
     ((2, 4, 12, 6, 2), "D-z-state"),

@@ -23,6 +23,7 @@ CASES = [  # (B, T, C, W), options
     *(((2, T, 24, 4), options) for T in (1, 2, 37) for options in ("plain", "bias-state")),
     ((1, 50, 40, 4), "bias"),  # several blocks of tokens and of channels, the last ones partial
     ((2, 9, 8, 2), "bias-state"),  # a narrower kernel
+    ((1, 40, 24, 3), "bias-state"),  # an odd width, LFM2's short conv; several parts of dw
     ((1, 7, 5, 1), "bias"),  # W = 1: no state at all
 ]
 
@@ -53,7 +54,7 @@ def test_conv1d_triton(case: tuple, activation: str | None) -> None:
     run(conv1d_inputs(*dims, options), activation, torch.float32)
 
 
-@pytest.mark.parametrize("case", [CASES[5], CASES[6]], ids=case_id)
+@pytest.mark.parametrize("case", [CASES[5], CASES[6], CASES[8]], ids=case_id)
 def test_conv1d_triton_bf16(case: tuple) -> None:
     torch.manual_seed(0)
     dims, options = case
@@ -102,6 +103,21 @@ def test_one_token_runs_on_plain_ops_unless_triton_is_named(monkeypatch: pytest.
         ref = causal_conv1d(**as_reference_inputs(inputs), activation="silu", backend="reference")
         torch.testing.assert_close(y.double(), ref.double(), atol=1e-5, rtol=1e-5)
     assert calls == [3, 1]
+
+
+def test_a_width_above_the_kernels_runs_on_plain_ops_unless_triton_is_named(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels unroll at most MAX_W taps: a wider convolution picks the reference, and asking for the Triton
+    kernels by name says what to do instead."""
+    from kernels.conv1d.triton import MAX_W
+
+    torch.manual_seed(0)
+    inputs = {k: v.detach() for k, v in conv1d_inputs(2, 9, 8, MAX_W + 1, "bias").items()}
+    monkeypatch.setenv("KERNELS_BACKEND", "triton")  # what a CUDA tensor gets with backend=None
+    y = causal_conv1d(**inputs, activation="silu")
+    torch.testing.assert_close(y, causal_conv1d(**inputs, activation="silu", backend="reference"))
+    with pytest.raises(ValueError, match=rf"take widths up to {MAX_W}, not {MAX_W + 1}; use backend='reference'"):
+        causal_conv1d(**inputs, activation="silu", backend="triton")
 
 
 def test_the_operators_pass_opcheck() -> None:

@@ -99,6 +99,34 @@ def test_ssd_triton_strided_inputs() -> None:
     assert torch.equal(y, ref_y) and torch.equal(state, ref_state)
 
 
+def test_ssd_triton_reads_slices_of_the_conv_output_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """x, B and C cut from one [B, T, width] tensor, as Mamba-2 hands them over, are read where they lie (no copy),
+    and give what their contiguous copies give, gradients included (each written contiguous)."""
+    import kernels.ssd.triton as ssd_triton
+
+    b, T, H, P, N, G = 2, 37, 4, 8, 6, 2
+    xbc = torch.randn(b, T, H * P + 2 * G * N + 3, requires_grad=True)
+    x, B, C, _ = xbc.split([H * P, G * N, G * N, 3], dim=-1)
+    views = {"x": x.view(b, T, H, P), "B": B.view(b, T, G, N), "C": C.view(b, T, G, N)}
+    rest = {"dt": torch.rand(b, T, H), "A": -torch.rand(H), "D": torch.randn(H)}
+    copies = []
+    rows = ssd_triton._sequence_rows
+    monkeypatch.setattr(ssd_triton, "_sequence_rows", lambda t: r if (r := rows(t)) is t else copies.append(t) or r)
+    y = ssd(**views, **rest, chunk_size=16, backend="triton")
+    assert copies == []
+    leaf = xbc.detach().clone().requires_grad_()
+    xc, Bc, Cc, _ = leaf.split([H * P, G * N, G * N, 3], dim=-1)
+    ref = ssd(xc.reshape(b, T, H, P).contiguous(), rest["dt"], rest["A"], Bc.reshape(b, T, G, N).contiguous(),
+              Cc.reshape(b, T, G, N).contiguous(), D=rest["D"], chunk_size=16, backend="triton")
+    assert torch.equal(y, ref)
+    torch.manual_seed(0)
+    ref_grads = torch.autograd.grad(ref, (leaf,), torch.randn_like(ref))[0]
+    torch.manual_seed(0)
+    grads = torch.autograd.grad(ssd(**views, **rest, chunk_size=16, backend="triton"), (xbc,),
+                                torch.randn_like(ref))[0]
+    assert torch.equal(grads, ref_grads)
+
+
 @pytest.mark.parametrize("options", ["plain", "D-z-state"])
 def test_ssd_triton_compiles_whole(options: str) -> None:
     """The Triton path is a PyTorch operator with its autograd and shapes registered: torch.compile traces
