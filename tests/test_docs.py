@@ -154,7 +154,7 @@ def scratch_studies(home: Path) -> None:
 
 
 @pytest.mark.slow
-def test_every_nas_command_in_the_docs_runs_or_parses(tmp_path, capsys):
+def test_every_nas_command_in_the_docs_runs_or_parses(tmp_path, capsys, monkeypatch):
     from nas.spec import load_spec
     from search_spaces.presets import preset
     from workers.profile import load_profile
@@ -164,7 +164,7 @@ def test_every_nas_command_in_the_docs_runs_or_parses(tmp_path, capsys):
     env = {**os.environ, "NAS_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     for k in ("NAS_STORAGE", "NAS_TRACKING", "NAS_DATABASE_URL"):
         env.pop(k, None)
-    os.environ["NAS_HOME"] = str(home)
+    monkeypatch.setenv("NAS_HOME", str(home))
     scratch_studies(home)
     (tmp_path / "winner.yaml").write_text(preset("bamba").to_yaml())  # `--arch winner.yaml`
     ran, parsed, seen = [], [], set()

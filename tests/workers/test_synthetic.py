@@ -418,6 +418,7 @@ def test_settings_are_frozen_and_bad_calls_are_refused():
         accuracy(torch.zeros(1, 4, 8), torch.full((1, 4), IGNORE_INDEX))
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize(
     ("name", "settings"),
     [

@@ -38,6 +38,7 @@ def measurer(root: str, delay: float, out) -> None:
     out.put(("measurer", (t0, t1)))
 
 
+@pytest.mark.alone  # its processes' steps and measurements are sub-second windows
 @pytest.mark.parametrize("measurers", [1, 2])
 def test_the_other_trials_wait_while_one_measures_speed(tmp_path, measurers):
     ctx = mp.get_context("spawn")
