@@ -163,9 +163,9 @@ def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool, aligned
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    fn = kernel
-    while not isinstance(fn, triton.runtime.jit.JITFunction):  # under autotune
-        fn = fn.fn
+    from kernels._triton import jit_function
+
+    fn = jit_function(kernel)
     wanted = {p.name for p in fn.params if p.is_constexpr}
     consts = {name: value for name, value in constexprs.items() if name in wanted}
     missing = wanted - set(consts)
@@ -343,12 +343,12 @@ def fla_states_usage(fla_src: str, BV: int, num_warps: int, aligned: bool) -> tu
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    from kernels._triton import jit_function
+
     sys.path.insert(0, fla_src)
     from fla.ops.common import chunk_delta_h
 
-    fn = chunk_delta_h.chunk_gated_delta_rule_fwd_kernel_h_blockdim64
-    while not isinstance(fn, triton.runtime.jit.JITFunction):  # under its autotune and heuristics
-        fn = fn.fn
+    fn = jit_function(chunk_delta_h.chunk_gated_delta_rule_fwd_kernel_h_blockdim64)  # under autotune and heuristics
     consts = dict(H=16, HV=16, K=128, V=128, BT=64, BV=BV, USE_G=True, USE_GK=False, USE_INITIAL_STATE=False,
                   STORE_FINAL_STATE=True, SAVE_NEW_VALUE=True, STATE_V_FIRST=False, IS_VARLEN=False,
                   gk=None, h0=None, cu_seqlens=None, chunk_offsets=None)  # absent: constexpr None, as launched

@@ -31,26 +31,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SHAPES = ((32, 2048, 1024, 1936), (8, 8192, 1024, 1936), (32, 2048, 896, 1676))  # B, T, C, the projection's width
 
 
-def raw(kernel):
-    """The JIT function under a kernel's autotuner, launched here at one config."""
-    import triton
-
-    from kernels._triton import _WithMeta
-
-    while isinstance(kernel, (triton.runtime.Autotuner, _WithMeta)):
-        kernel = kernel.fn
-    return kernel
-
-
 def launch_g(x, w, bias, dy, g, T: int, C: int, B: int, BT: int, BC: int, warps: int, TT: int):
     """The g kernel at one config; returns its dw and db parts."""
     import triton
 
+    from kernels._triton import jit_function
     from kernels.conv1d import triton as conv
 
     nt = triton.cdiv(T, TT)
     dw_part, db_part = x.new_empty(B * nt, 4, C, dtype=torch.float32), x.new_empty(B * nt, C, dtype=torch.float32)
-    raw(conv.causal_conv1d_bwd_kernel_g)[(nt, triton.cdiv(C, BC), B)](
+    jit_function(conv.causal_conv1d_bwd_kernel_g)[(nt, triton.cdiv(C, BC), B)](
         x, w, bias, None, dy, g, dw_part, db_part, T, C, x.stride(0), x.stride(1),
         W=4, HAS_BIAS=True, HAS_STATE=False, SILU=True, TT=TT, BT=BT, BC=BC, num_warps=warps)
     return dw_part, db_part

@@ -7,13 +7,13 @@
     python benchmarks/layer_kernels.py --time [--conv-before FILE --ssd-before FILE]  # their operators, timed
     python benchmarks/layer_kernels.py --smoke                     # tiny, CPU: every part runs
 
-The layer is the 25M hybrid 1:7 proxy's (`proxy_throughput.py`: d448, so d_inner 896, 14 heads of 64, d_state 64,
-one group, the conv over 1024 channels) at B32 T2048, bf16, laid out as the model lays it out: x, B and C slices of
-the conv's output, the conv's input a slice of the padded in_proj output. `--ncu` runs the conv and the SSD forward
-and backward once to tune them, then once more between `cudaProfilerStart` and `cudaProfilerStop`, which is what
-`ncu --profile-from-start off` measures. `--gemms` times every GEMM of one training step of that layer (forward,
-input gradient, weight gradient; `triton.testing.do_bench`, median) and the in_proj's at each row padding, with its
-rate in TFLOP/s, beside the plain Transformer's GEMMs at d512.
+The layer is the 25M hybrid 1:7 proxy's, read off the model `proxy_throughput.py` builds (d448: d_inner 896, 14
+heads of 64, d_state 64, one group, the conv over 1024 channels), at B32 T2048, bf16, laid out as the model lays it:
+x, B and C slices of the conv's output, the conv's input a slice of the padded in_proj output. `--ncu` runs the conv
+and the SSD forward and backward once to tune them, then once more between `cudaProfilerStart` and
+`cudaProfilerStop`, which is what `ncu --profile-from-start off` measures. `--gemms` times the GEMMs of every distinct
+linear layer of that proxy and of the plain Transformer of the same size (forward, input gradient, weight gradient;
+`triton.testing.do_bench`, median), the in_proj's at each row padding, with their rates in TFLOP/s.
 
 `--time` times the conv's operators (forward, backward) and the SSD's (forward, forward+backward; `do_bench`,
 median), the SSD on x, B and C cut from the conv's output as the model cuts them; `--conv-before FILE` and
@@ -33,45 +33,66 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from proxy_evidence import arch
+from proxy_throughput import FAMILIES, plain_transformer
+
 from kernels.conv1d import causal_conv1d
 from kernels.ssd import ssd
+from workers.models import build_model
+from workers.models.mamba2 import Mamba2
+
+FAMILY = "hybrid 1:7"
 
 
 class Layer(NamedTuple):
+    """One Mamba-2 layer of the FAMILY proxy at `params`, as `build_model` makes it, at B×T tokens."""
+
     b: int
     T: int
     d: int  # d_model
     di: int  # d_inner
     H: int
     P: int
+    G: int
     N: int  # d_state
     W: int  # d_conv
+    proj: int  # in_proj's outputs
+    width: int  # its rows as the model pads them
+    params: float
+    model: torch.nn.Module
 
 
-HYBRID = Layer(32, 2048, 448, 896, 14, 64, 64, 4)
-SMOKE = Layer(2, 64, 64, 128, 2, 64, 16, 4)
+def proxy_layer(params: float, b: int, T: int) -> Layer:
+    model = build_model(arch(FAMILIES[FAMILY], params))
+    m = next(mod for mod in model.modules() if isinstance(mod, Mamba2))
+    return Layer(b, T, m.in_proj.in_features, m.d_inner, m.n_heads, m.head_dim, m.n_groups, m.d_state,
+                 m.conv.conv.weight.shape[-1], m.in_proj.out_features, m.in_proj.out_features + m.in_pad, params, model)
 
 
 def layer_inputs(shape: Layer, dev, dtype=torch.bfloat16):
-    b, T, di, H, N, W = shape.b, shape.T, shape.di, shape.H, shape.N, shape.W
-    width = 2 * di + 2 * N + H
-    padded = width + (-width % 16)
-    zxbcdt = torch.randn(b, T, padded, device=dev, dtype=dtype)
-    xbc = zxbcdt[..., di:2 * di + 2 * N].requires_grad_(False)
-    w = (torch.randn(di + 2 * N, W, device=dev) * 0.3).to(dtype).requires_grad_()
-    bias = torch.zeros(di + 2 * N, device=dev, dtype=dtype, requires_grad=True)
+    """The conv's input (a slice of the padded in_proj output), its weight and bias, and the SSD's dt, A and D."""
+    b, T, di, H, G, N = shape.b, shape.T, shape.di, shape.H, shape.G, shape.N
+    zxbcdt = torch.randn(b, T, shape.width, device=dev, dtype=dtype)
+    xbc = zxbcdt[..., di:2 * di + 2 * G * N].requires_grad_()
+    w = (torch.randn(di + 2 * G * N, shape.W, device=dev) * 0.3).to(dtype).requires_grad_()
+    bias = torch.zeros(di + 2 * G * N, device=dev, dtype=dtype, requires_grad=True)
     dt = torch.nn.functional.softplus(torch.randn(b, T, H, device=dev) - 2).requires_grad_()
-    A = -torch.rand(H, device=dev) - 0.5
+    A = (-torch.rand(H, device=dev) - 0.5).requires_grad_()
     D = torch.ones(H, device=dev, requires_grad=True)
-    return xbc.detach().requires_grad_(), w, bias, dt, A.requires_grad_(), D
+    return xbc, w, bias, dt, A, D
+
+
+def cut(shape: Layer, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x, B and C as the model cuts them from the conv's output (views, not copies)."""
+    b, T, di, G, N = shape.b, shape.T, shape.di, shape.G, shape.N
+    x, B, C = y.split([di, G * N, G * N], dim=-1)
+    return x.view(b, T, shape.H, shape.P), B.view(b, T, G, N), C.view(b, T, G, N)
 
 
 def step(shape: Layer, xbc, w, bias, dt, A, D, backend):
-    b, T, di, H, P, N = shape.b, shape.T, shape.di, shape.H, shape.P, shape.N
     y = causal_conv1d(xbc, w, bias, activation="silu", backend=backend)
-    x, B, C = y.split([di, N, N], dim=-1)
-    out = ssd(x.reshape(b, T, H, P), dt, A, B.reshape(b, T, 1, N), C.reshape(b, T, 1, N), D=D, backend=backend)
-    out.sum().backward()
+    x, B, C = cut(shape, y)
+    ssd(x, dt, A, B, C, D=D, backend=backend).sum().backward()
 
 
 def run_layer(shape, dev, backend, profile: bool) -> None:
@@ -105,9 +126,7 @@ def time_layer(shape: Layer, dev, conv_before: str | None, ssd_before: str | Non
     from kernels.conv1d import triton as conv
     from kernels.ssd import triton as ssd_now
 
-    b, T, di, H, P, N = shape.b, shape.T, shape.di, shape.H, shape.P, shape.N
-    xbc, w, bias, dt, A, D = layer_inputs(shape, dev)
-    w, bias = w.detach(), bias.detach()
+    xbc, w, bias, dt, A, D = (t.detach() for t in layer_inputs(shape, dev))
     dy = torch.randn_like(xbc)
 
     def report(what: str, first, second, names=("forward", "forward+backward")) -> None:
@@ -118,15 +137,15 @@ def time_layer(shape: Layer, dev, conv_before: str | None, ssd_before: str | Non
         print(f"{what}: {names[0]} {do_bench(first, return_mode='median') * 1e3:.0f} µs, {names[1]} "
               f"{do_bench(second, return_mode='median') * 1e3:.0f} µs", flush=True)
 
-    print(f"conv B{b} T{T} C{di + 2 * N}, a slice of rows {xbc.stride(1)} wide; SSD B{b} T{T} H{H} P{P} N{N}, x, B "
-          "and C slices of the conv's output", flush=True)
+    b, T = shape.b, shape.T
+    print(f"conv B{b} T{T} C{xbc.shape[-1]}, a slice of rows {xbc.stride(1)} wide; SSD B{b} T{T} H{shape.H} P{shape.P} "
+          f"G{shape.G} N{shape.N}, x, B and C slices of the conv's output", flush=True)
     convs = [("now", conv)] + ([("before", load_before(conv_before, "conv_before"))] if conv_before else [])
     for name, mod in convs:
-        report(f"conv {name}", lambda mod=mod: mod.causal_conv1d_fwd_op(xbc.detach(), w, bias, None, True),
-               lambda mod=mod: mod.causal_conv1d_bwd_op(dy, xbc.detach(), w, bias, None, True), ("forward", "backward"))
-    y = xbc.detach().clone().requires_grad_()  # the conv's output, cut into x, B and C
-    x, Bm, Cm = y.split([di, N, N], dim=-1)
-    x, Bm, Cm = x.view(b, T, H, P), Bm.view(b, T, 1, N), Cm.view(b, T, 1, N)
+        report(f"conv {name}", lambda mod=mod: mod.causal_conv1d_fwd_op(xbc, w, bias, None, True),
+               lambda mod=mod: mod.causal_conv1d_bwd_op(dy, xbc, w, bias, None, True), ("forward", "backward"))
+    y = xbc.clone().requires_grad_()  # the conv's output
+    x, Bm, Cm = cut(shape, y)
     ssds = [("now", ssd_now)] + ([("before", load_before(ssd_before, "ssd_before"))] if ssd_before else [])
     for name, mod in ssds:
         if smoke:
@@ -136,16 +155,21 @@ def time_layer(shape: Layer, dev, conv_before: str | None, ssd_before: str | Non
         report(f"ssd {name}", fwd, lambda fwd=fwd: torch.autograd.grad(fwd().sum(), (y,)))
 
 
-def gemm_rows(shape, dev, smoke: bool) -> list[tuple[str, int, int, int]]:
-    """(name, M, N, K) of each linear layer's forward GEMM: M tokens, N outputs, K inputs."""
-    b, T, d, di, H, N = shape.b, shape.T, shape.d, shape.di, shape.H, shape.N
-    width = 2 * di + 2 * N + H
-    rows = [(f"in_proj, {width} wide (pad {p})", b * T, width + (-width % p if p > 1 else 0), d)
+def gemm_rows(shape: Layer) -> list[tuple[str, int, int, int]]:
+    """(name, M, N, K) of each distinct linear layer's forward GEMM, the proxy's and then the anchor's (the plain
+    Transformer of proxy_throughput.py at the same size): M tokens, N outputs, K inputs; the in_proj at each
+    padding of its rows."""
+    M = shape.b * shape.T
+    rows = [(f"in_proj, {shape.proj} wide (pad {p})", M, shape.proj + (-shape.proj % p), shape.d)
             for p in (1, 16, 64, 128)]
-    rows += [("out_proj", b * T, d, di), ("MLP gate+up (d448, 2×1408)", b * T, 2 * 1408, d),
-             ("MLP down (d448)", b * T, d, 1408), ("attention qkv (d448)", b * T, 3 * d, d),
-             ("anchor qkv (d512)", b * T, 1536, 512), ("anchor gate+up (d512)", b * T, 2816, 512),
-             ("anchor down (d512)", b * T, 512, 1408), ("anchor proj (d512)", b * T, 512, 512)]
+    anchor = plain_transformer(shape.params, 256)
+    for label, model in ((FAMILY, shape.model), ("anchor", anchor)):
+        seen = set()
+        for name, mod in model.named_modules():
+            key = (mod.out_features, mod.in_features) if isinstance(mod, torch.nn.Linear) else None
+            if key and key not in seen and not name.endswith("in_proj"):
+                seen.add(key)
+                rows.append((f"{label} {name.split('.')[-1]}", M, *key))
     return rows
 
 
@@ -154,7 +178,7 @@ def time_gemms(shape, dev, smoke: bool) -> None:
 
     print("| GEMM | M×N×K | forward | input grad | weight grad | TFLOP/s (fwd, dX, dW) |")
     print("|---|---|---:|---:|---:|---|")
-    for name, M, N, K in gemm_rows(shape, dev, smoke):
+    for name, M, N, K in gemm_rows(shape):
         x = torch.randn(M, K, device=dev, dtype=torch.bfloat16)
         w = torch.randn(N, K, device=dev, dtype=torch.bfloat16)
         dy = torch.randn(M, N, device=dev, dtype=torch.bfloat16)
@@ -183,7 +207,7 @@ def main() -> None:
     if not args.smoke and not torch.cuda.is_available():
         raise SystemExit("layer_kernels.py needs a CUDA GPU; --smoke runs it on the CPU")
     dev = torch.device("cpu" if args.smoke else "cuda")
-    shape = SMOKE if args.smoke else HYBRID
+    shape = proxy_layer(2e5, 2, 64) if args.smoke else proxy_layer(2.5e7, 32, 2048)
     if args.ncu or args.smoke:
         run_layer(shape, dev, "reference" if args.smoke else "triton", profile=args.ncu and not args.smoke)
         print("layer ran: conv and SSD, forward and backward", flush=True)

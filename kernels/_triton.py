@@ -290,6 +290,17 @@ class _WithMeta:
         return run
 
 
+def jit_function(kernel):
+    """The JIT function under a kernel's autotuner, heuristics or interpreter wrapper: to compile or launch it at
+    one config of one's own (benchmarks/compile_sm90.py, benchmarks/conv_tiles.py)."""
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    while not isinstance(kernel, (JITFunction, InterpretedFunction)):
+        kernel = kernel.fn
+    return kernel
+
+
 def warps(*pairs: tuple[int, int]) -> list[triton.Config]:
     """`warps((4, 2), (8, 2))` -> configs with those (num_warps, num_stages)."""
     return [triton.Config({}, num_warps=w, num_stages=s) for w, s in pairs]

@@ -23,7 +23,9 @@ CHUNK = 2048  # tokens per chunk of the kernels' walk (x holds the state at each
 def _library() -> ctypes.CDLL:
     path = Path(os.environ.get(ENV) or DEFAULT)
     if not path.is_file():
-        raise ImportError(f"no {path}: build it with benchmarks/scan_anchor/build.sh (or set {ENV})")
+        # the fix first: a table cell keeps an error's first 120 characters, and the path can be long
+        raise ImportError(f"the library is not built: build it with benchmarks/scan_anchor/build.sh (or set {ENV}); "
+                          f"no {path}")
     lib = ctypes.CDLL(str(path))
     lib.hnas_scan_fwd.argtypes = [ctypes.c_int] * 5 + [ctypes.c_void_p] * 11 + [ctypes.c_int, ctypes.c_void_p]
     lib.hnas_scan_bwd.argtypes = [ctypes.c_int] * 5 + [ctypes.c_void_p] * 19 + [ctypes.c_int, ctypes.c_void_p]

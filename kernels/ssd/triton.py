@@ -545,12 +545,16 @@ ssd_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 _ssd = eager_autograd(ssd_fwd_op, _fwd, _setup_context, _backward)
 
 
+def _packed_from(t: Tensor, dim: int) -> bool:
+    """Whether t's dimensions from `dim` on are laid out as in a contiguous tensor (each row packed)."""
+    return all(t.stride(i) == math.prod(t.shape[i + 1:]) for i in range(dim, t.dim()))
+
+
 def _sequence_rows(t: Tensor) -> Tensor:
     """t [B, T, ...] read in place when each token's row is packed and the batch steps T rows (a slice of the
     channels of a [B, T, W] tensor, as Mamba-2 hands x, B and C over), else a contiguous copy. The kernels take
     the row's stride."""
-    packed = all(t.stride(i) == math.prod(t.shape[i + 1:]) for i in range(2, t.dim()))
-    return t if packed and t.stride(0) == t.shape[1] * t.stride(1) else t.contiguous()
+    return t if _packed_from(t, 2) and t.stride(0) == t.shape[1] * t.stride(1) else t.contiguous()
 
 
 def ssd_triton(
@@ -644,7 +648,7 @@ def _(x, dt, A, B, C, D, z, state):
 
 def _rows_in_place(t: Tensor) -> Tensor:
     """t with its last dimension of stride 1 and its middle one packed (read in place), else a contiguous copy."""
-    return t if t.stride(-1) == 1 and (t.dim() < 3 or t.stride(-2) == t.shape[-1]) else t.contiguous()
+    return t if _packed_from(t, 1) else t.contiguous()
 
 
 def ssd_step_triton(
