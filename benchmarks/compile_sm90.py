@@ -154,11 +154,13 @@ OPS = {
 
 
 def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool, aligned: bool = True,
-                   input_dtype: set[str] = INPUT_DTYPE, num_stages: int = 2, pointers: frozenset[str] = frozenset()):
+                   input_dtype: set[str] = INPUT_DTYPE, num_stages: int = 2, pointers: frozenset[str] = frozenset(),
+                   maxnreg: int | None = None):
     """Compiles one config for sm_90; returns Triton's compiled kernel (`.metadata.shared`, `.asm["ptx"]`).
     `aligned`: pointers and the specialised integers divisible by 16, as the launcher finds them;
     `input_dtype`: the pointers that are bf16 when `bf16` is (the rest are fp32); `pointers`: the pointer
-    arguments besides those named `*_ptr`."""
+    arguments besides those named `*_ptr`; `maxnreg`: the registers per thread ptxas may use (a config's
+    `maxnreg`), unbounded (255) by default."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -184,7 +186,8 @@ def compile_kernel(kernel, constexprs: dict, num_warps: int, bf16: bool, aligned
             attrs[(i,)] = [["tt.divisibility", 16]]
     src = ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
     return triton.compile(src, target=GPUTarget("cuda", 90, 32),
-                          options={"num_warps": num_warps, "num_stages": num_stages})
+                          options={"num_warps": num_warps, "num_stages": num_stages}
+                          | ({"maxnreg": maxnreg} if maxnreg else {}))
 
 
 # what --sass counts of a kernel's instructions, by opcode
@@ -252,9 +255,14 @@ def main() -> None:
                                     f"with --op selective_scan into {SCAN_TILES} (BT, BD, BN), with --op conv1d into "
                                     f"{CONV_TILES} (BT, BC); default: all")
     ap.add_argument("--bf16-only", action="store_true", help="bf16 products only")
+    ap.add_argument("--set", default="", metavar="NAME=INT,...",
+                    help="override the op's constexprs, e.g. --set HAS_Z=0,HAS_INIT=0 for Mamba-2's layer (no z, "
+                         "no initial state)")
     ap.add_argument("--unaligned", action="store_true",
                     help="compile without the launcher's knowledge that pointers and H, K, V divide by 16")
     ap.add_argument("--stages", default="2", help="comma-separated numbers of pipeline stages")
+    ap.add_argument("--maxnreg", default="0", help="comma-separated caps on registers per thread (a config's "
+                                                     "maxnreg; 0: none)")
     ap.add_argument("--bv", default="64", help="comma-separated widths of V's tiles (BV) for the kernels that take one")
     ap.add_argument("--bkf", type=int, default=128,
                     help="the gated delta rule's whole width of K in the state kernels (BKF: K to a power of two)")
@@ -278,15 +286,17 @@ def main() -> None:
         tiles = tuple(op.tiles[int(i)] for i in args.tiles.split(",")) if args.tiles else op.tiles
         modes = (DOT_BF16,) if args.bf16_only else (DOT_FP32, DOT_BF16)
         warp_counts = tuple(int(w) for w in args.warps.split(","))
+    overrides = {k: int(v) for k, v in (kv.split("=") for kv in args.set.split(",") if kv)}
+    caps = tuple(int(c) for c in args.maxnreg.split(","))
     stage_counts = (2,) if args.smoke else tuple(int(s) for s in args.stages.split(","))
     if args.registers:
         import triton
 
         print(f"registers per thread and bytes spilled, Triton {triton.__version__}'s PTX for sm_90a (the GPU "
               f"machine's Triton may differ)\n")
-        print(f"| kernel | {op.tile_names} | products | inverse | BV | warps | stages | registers "
+        print(f"| kernel | {op.tile_names} | products | inverse | BV | warps | stages | maxnreg | registers "
               f"| spilled bytes | shared bytes | compile s |")
-        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     elif args.sass:
         import triton
 
@@ -300,20 +310,21 @@ def main() -> None:
         kernel, most = getattr(module, name), 0
         inverses = module.INVERSES.values() if name in INVERSE_KERNELS else (0,)
         bvs = [int(x) for x in args.bv.split(",")] if op.takes_bv else ("–",)
-        for tile, mode, inverse, num_warps, BV, stages in itertools.product(tiles, modes, inverses, warp_counts, bvs,
-                                                                            stage_counts):
-            consts = op.consts(tile, mode, inverse, BV, args.bkf)
+        for tile, mode, inverse, num_warps, BV, stages, cap in itertools.product(
+                tiles, modes, inverses, warp_counts, bvs, stage_counts, caps):
+            consts = op.consts(tile, mode, inverse, BV, args.bkf) | overrides
             try:
                 start = time.perf_counter()
                 compiled = compile_kernel(kernel, consts, num_warps, bf16=mode == DOT_BF16, aligned=not args.unaligned,
-                                          input_dtype=op.input_dtype, num_stages=stages, pointers=op.pointers)
+                                          input_dtype=op.input_dtype, num_stages=stages, pointers=op.pointers,
+                                          maxnreg=cap)
                 seconds = time.perf_counter() - start
                 most = max(most, compiled.metadata.shared)
                 if args.registers:
                     regs, spilled = ptxas_usage(compiled.asm["ptx"])
                     inv = inverse if name in INVERSE_KERNELS else "–"
                     print(f"| {name} | {', '.join(map(str, tile))} | {'bf16' if mode == DOT_BF16 else 'fp32'} | {inv} "
-                          f"| {BV} | {num_warps} | {stages} | {regs} | {spilled:,} | {compiled.metadata.shared:,} "
+                          f"| {BV} | {num_warps} | {stages} | {cap or '–'} | {regs} | {spilled:,} | {compiled.metadata.shared:,} "
                           f"| {seconds:.1f} |", flush=True)
                 elif args.sass:
                     ops = sass_counts(compiled.asm["cubin"])

@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SHAPES = ((32, 2048, 1024, 1936), (8, 8192, 1024, 1936), (32, 2048, 896, 1676))  # B, T, C, the projection's width
 
 
-def launch_g(x, w, bias, dy, g, T: int, C: int, B: int, BT: int, BC: int, warps: int, TT: int):
-    """The g kernel at one config; returns its dw and db parts."""
+def launch_g(x, w, bias, dy, g, T: int, C: int, B: int, BT: int, BC: int, warps: int, TT: int,
+             maxnreg: int | None = None):
+    """The g kernel at one config (`maxnreg`: its cap on registers a thread); returns its dw and db parts."""
     import triton
 
     from kernels._triton import jit_function
@@ -42,7 +43,8 @@ def launch_g(x, w, bias, dy, g, T: int, C: int, B: int, BT: int, BC: int, warps:
     dw_part, db_part = x.new_empty(B * nt, 4, C, dtype=torch.float32), x.new_empty(B * nt, C, dtype=torch.float32)
     jit_function(conv.causal_conv1d_bwd_kernel_g)[(nt, triton.cdiv(C, BC), B)](
         x, w, bias, None, dy, g, dw_part, db_part, T, C, x.stride(0), x.stride(1),
-        W=4, HAS_BIAS=True, HAS_STATE=False, SILU=True, TT=TT, BT=BT, BC=BC, num_warps=warps)
+        W=4, HAS_BIAS=True, HAS_STATE=False, SILU=True, TT=TT, BT=BT, BC=BC, num_warps=warps,
+        **({"maxnreg": maxnreg} if maxnreg else {}))
     return dw_part, db_part
 
 
@@ -60,13 +62,13 @@ def time_tiles(B: int, T: int, C: int, width: int) -> None:
     bwd = do_bench(lambda: conv.causal_conv1d_bwd_op(dy, x, w, bias, None, True))
     print(f"B{B} T{T} C{C}: fwd op {fwd * 1e3:.0f} us, bwd op {bwd * 1e3:.0f} us", flush=True)
     for cfg in conv.G_CONFIGS:
-        BT, BC, warps = cfg.kwargs["BT"], cfg.kwargs["BC"], cfg.num_warps
-        parts = launch_g(x, w, bias, dy, g, T, C, B, BT, BC, warps, conv.G_TOKENS)
-        t = do_bench(lambda BT=BT, BC=BC, warps=warps: launch_g(x, w, bias, dy, g, T, C, B, BT, BC, warps,
-                                                                  conv.G_TOKENS))
+        BT, BC, warps, cap = cfg.kwargs["BT"], cfg.kwargs["BC"], cfg.num_warps, cfg.maxnreg
+        parts = launch_g(x, w, bias, dy, g, T, C, B, BT, BC, warps, conv.G_TOKENS, cap)
+        t = do_bench(lambda BT=BT, BC=BC, warps=warps, cap=cap: launch_g(x, w, bias, dy, g, T, C, B, BT, BC, warps,
+                                                                           conv.G_TOKENS, cap))
         sums = do_bench(lambda parts=parts: (parts[0].sum(0), parts[1].sum(0)))
-        print(f"   kernel_g BT{BT:<4d} BC{BC:<4d} {warps} warps {t * 1e3:6.0f} us  (+ host sums {sums * 1e3:.0f} us)",
-              flush=True)
+        print(f"   kernel_g BT{BT:<4d} BC{BC:<4d} {warps} warps, registers {cap or 'uncapped':>8} {t * 1e3:6.0f} us  "
+              f"(+ host sums {sums * 1e3:.0f} us)", flush=True)
 
 
 def check_tiles() -> None:

@@ -156,10 +156,10 @@ def ampere_mma(mode: int):
 def _with_warps(configs: list[triton.Config], num_warps: int) -> list[triton.Config]:
     out, seen = [], set()
     for cfg in configs:
-        ident = (tuple(sorted(cfg.kwargs.items())), cfg.num_stages)
+        ident = (tuple(sorted(cfg.kwargs.items())), cfg.num_stages, cfg.maxnreg)
         if ident not in seen:
             seen.add(ident)
-            out.append(triton.Config(dict(cfg.kwargs), num_warps=num_warps, num_stages=cfg.num_stages))
+            out.append(_config(cfg, dict(cfg.kwargs), num_warps))
     return out
 
 
@@ -253,10 +253,10 @@ def fit_blocks(configs: list[triton.Config], args: dict, fit: dict[str, str]) ->
     out, seen = [], set()
     for cfg in configs:
         kwargs = {k: min(v, block(args[fit[k]])) if k in fit else v for k, v in cfg.kwargs.items()}
-        ident = (tuple(sorted(kwargs.items())), cfg.num_warps, cfg.num_stages)
+        ident = (tuple(sorted(kwargs.items())), cfg.num_warps, cfg.num_stages, cfg.maxnreg)
         if ident not in seen:
             seen.add(ident)
-            out.append(triton.Config(kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages))
+            out.append(_config(cfg, kwargs, cfg.num_warps))
     return out
 
 
@@ -301,16 +301,28 @@ def jit_function(kernel):
     return kernel
 
 
-def warps(*pairs: tuple[int, int]) -> list[triton.Config]:
-    """`warps((4, 2), (8, 2))` -> configs with those (num_warps, num_stages)."""
-    return [triton.Config({}, num_warps=w, num_stages=s) for w, s in pairs]
+def warps(*launches: tuple[int, ...]) -> list[triton.Config]:
+    """`warps((4, 2), (8, 2, 128))` -> configs with those (num_warps, num_stages[, maxnreg]).
+
+    maxnreg caps the registers a thread may hold: ptxas otherwise takes up to 255 where it can use them (to
+    start loads early), which leaves an SM room for one or two programs of a kernel whose tiles need fewer
+    (benchmarks/compile_sm90.py --maxnreg shows what each cap spills)."""
+    return tiles((), [()], *launches)
 
 
-def tiles(names: tuple[str, ...], sizes: list[tuple[int, ...]], *pairs: tuple[int, int]) -> list:
-    """Every block-size tuple in `sizes` (named `names`) with every (num_warps, num_stages) in `pairs`."""
+def tiles(names: tuple[str, ...], sizes: list[tuple[int, ...]], *launches: tuple[int, ...]) -> list:
+    """Every block-size tuple in `sizes` (named `names`) with every (num_warps, num_stages[, maxnreg]) in
+    `launches`."""
     return [
-        triton.Config(dict(zip(names, size)), num_warps=w, num_stages=st) for size in sizes for w, st in pairs
+        triton.Config(dict(zip(names, size)), num_warps=launch[0], num_stages=launch[1],
+                      maxnreg=launch[2] if len(launch) > 2 else None)
+        for size in sizes for launch in launches
     ]
+
+
+def _config(cfg: triton.Config, kwargs: dict, num_warps: int) -> triton.Config:
+    """`cfg` with other block sizes or warps, its stages and register cap kept."""
+    return triton.Config(kwargs, num_warps=num_warps, num_stages=cfg.num_stages, maxnreg=cfg.maxnreg)
 
 
 @triton.jit

@@ -32,10 +32,13 @@ from kernels._triton import (
 
 Tensor = torch.Tensor
 
-_CONFIGS = tiles(("BT", "BC"), [(64, 64), (128, 64), (64, 128), (32, 256)], (4, 2), (8, 2))
+# (num_warps, num_stages[, maxnreg]): a cap of 128 registers lets an SM hold four programs of 4 warps where the
+# uncapped wide tiles take up to 255 and spill anyway (`benchmarks/compile_sm90.py --op conv1d --maxnreg 128`)
+_LAUNCHES = ((4, 2), (8, 2), (4, 2, 128))
+_CONFIGS = tiles(("BT", "BC"), [(64, 64), (128, 64), (64, 128), (32, 256)], *_LAUNCHES)
 # The g kernel's programs each own G_TOKENS tokens (they lay out the dw and db parts) and walk them BT at a time.
 G_TOKENS = 128
-G_CONFIGS = tiles(("BT", "BC"), [(8, 128), (16, 64), (16, 128), (32, 64), (32, 128)], (4, 2), (8, 2))
+G_CONFIGS = tiles(("BT", "BC"), [(8, 128), (16, 64), (16, 128), (32, 64), (32, 128)], *_LAUNCHES)
 MAX_W = 4  # the g kernel unrolls the taps
 
 

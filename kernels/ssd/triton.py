@@ -105,6 +105,10 @@ def _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL: tl.constexpr, TRANSPOSED: tl.cons
 AVOID = {DOT_FP32: (8,)}
 STATE_TILES = tiles(("BN", "BP"), [(64, 64), (32, 64), (32, 32)], (4, 2), (4, 3))
 STATE_TILES_INTERPRETED = {"BN": 32, "BP": 32}
+# The backward's two chunk kernels hold 180-255 registers a thread uncapped, one or two programs an SM (12.5%
+# occupancy, spilling at 4 warps: docs/benchmarks/kernels_h200.md); capped, ptxas fits them in 128-168 for two or
+# three, spilling a little or not at all (`benchmarks/compile_sm90.py --op ssd --registers --maxnreg 128,168`)
+CAPPED = ((4, 2, 168), (8, 2, 128))
 
 
 @autotune(STATE_TILES, key=["N", "P", "BL"], interpret=STATE_TILES_INTERPRETED, fit={"BN": "N", "BP": "P"}, avoid=AVOID)
@@ -231,7 +235,7 @@ def ssd_bwd_kernel_dstates(
     tl.store(dinit_ptr + ((b * H + h) * P + p[None, :]) * N + n[:, None], dS, mask=mask_np)
 
 
-@autotune(warps((4, 2), (8, 2), (8, 3)), key=["N", "P", "BL"], avoid=AVOID)
+@autotune(warps((4, 2), (8, 2), (8, 3), *CAPPED), key=["N", "P", "BL"], avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dx(
     x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr, cb_ptr,
@@ -251,56 +255,66 @@ def ssd_bwd_kernel_dx(
     c, bh = tl.program_id(0), tl.program_id(1)
     b, h = (bh // H).to(tl.int64), bh % H
     grp = h // (H // G)
+    # the chunk's scalar base addresses carry the 64-bit part, so that every tile's offsets stay 32-bit (a
+    # tile of 64-bit offsets held across the kernel is 64 registers a thread at 4 warps)
+    row = b * T + c * L  # the chunk's first token
+    x_ptr += row * sxt + h * P
+    B_ptr += row * sbt + grp * N
+    C_ptr += row * sbt + grp * N
+    dt_ptr += row * H + h
+    ddt_ptr += row * H + h
+    g_ptr += ((b * H + h) * NC + c) * L
+    states_ptr += ((b * NC + c) * H + h) * N * P
+    dstates_ptr += ((b * NC + c) * H + h) * N * P
+    rows_tp = (row * H + h) * P  # of dy, dx, z and dz
     p = tl.arange(0, BP)
     l = tl.arange(0, BL)
-    t = c * L + l
-    mask_t = (l < L) & (t < T)
+    mask_t = (l < L) & (c * L + l < T)
     mask_tp = mask_t[:, None] & (p < P)[None, :]
-    off_tp = ((b * T + t[:, None]) * H + h) * P + p[None, :]
+    off_tp = l[:, None] * (H * P) + p[None, :]
+    g = tl.load(g_ptr + l, mask=l < L, other=0.0)
+    g_last = tl.load(g_ptr + L - 1)
+    dt = tl.load(dt_ptr + l * H, mask=mask_t, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + l[:, None] * sxt + p[None, :], mask=mask_tp, other=0.0)  # its dtype till used
+    dy = tl.load(dy_ptr + rows_tp + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
 
-    # the products over N first, the [L, P] tiles of this chunk after them, so that none is live across the loop
+    # The tiles are formed in the order that keeps the fewest [L, P] and [L, L] tiles live at once: the
+    # entering state's read y_in, used and dropped; then B dS_{c+1}, dv's addend; then the quadratic form,
+    # after dx is stored.
     y_in = tl.zeros([BL, BP], dtype=tl.float32)  # C S_c
+    for n0 in range(0, N, BN):
+        n = n0 + tl.arange(0, BN)
+        Cm = tl.load(C_ptr + l[:, None] * sbt + n[None, :], mask=mask_t[:, None] & (n < N)[None, :], other=0.0)
+        S = tl.load(states_ptr + n[:, None] * P + p[None, :], mask=(n < N)[:, None] & (p < P)[None, :], other=0.0)
+        y_in += dot(Cm, S, MODE)
+    y_in = y_in * tl.exp(g)[:, None]
+    if HAS_D:
+        D = tl.load(D_ptr + h).to(tl.float32)
+    if HAS_Z:  # dz needs the forward's y before the gate: y_in, the quadratic form over v, and D x
+        causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
+        cbm = _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL, False) * tl.exp(
+            tl.where(causal, g[:, None] - g[None, :], float("-inf")))  # [l, s]
+        z = tl.load(z_ptr + rows_tp + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
+        silu_z, dsilu_z = silu_parts(z)
+        y = y_in + dot(cbm, x.to(tl.float32) * dt[:, None], MODE)
+        if HAS_D:
+            y += D * x.to(tl.float32)
+        tl.store(dz_ptr + rows_tp + off_tp, (dy * y * dsilu_z).to(dz_ptr.dtype.element_ty), mask=mask_tp)
+        dy = dy * silu_z
+    dg = tl.sum(dy * y_in, axis=1)  # the entering state's read
+
     b_ds = tl.zeros([BL, BP], dtype=tl.float32)  # B dS_{c+1}
     s_ds = tl.sum(tl.zeros([BN], dtype=tl.float32), axis=0)  # Σ S_c ⊙ dS_{c+1}
     for n0 in range(0, N, BN):
         n = n0 + tl.arange(0, BN)
-        mask_tn = mask_t[:, None] & (n < N)[None, :]
         mask_np = (n < N)[:, None] & (p < P)[None, :]
-        Cm = tl.load(C_ptr + (b * T + t[:, None]) * sbt + grp * N + n[None, :], mask=mask_tn, other=0.0)
-        Bm = tl.load(B_ptr + (b * T + t[:, None]) * sbt + grp * N + n[None, :], mask=mask_tn, other=0.0)
-        off_s = (((b * NC + c) * H + h) * N + n[:, None]) * P + p[None, :]
-        S = tl.load(states_ptr + off_s, mask=mask_np, other=0.0)  # [BN, BP]
-        dS = tl.load(dstates_ptr + off_s, mask=mask_np, other=0.0)
-        y_in += dot(Cm, S, MODE)
+        Bm = tl.load(B_ptr + l[:, None] * sbt + n[None, :], mask=mask_t[:, None] & (n < N)[None, :], other=0.0)
+        dS = tl.load(dstates_ptr + n[:, None] * P + p[None, :], mask=mask_np, other=0.0)  # [BN, BP]
         b_ds += dot(Bm, dS, MODE)
+        S = tl.load(states_ptr + n[:, None] * P + p[None, :], mask=mask_np, other=0.0)
         s_ds += tl.sum(tl.sum(S.to(tl.float32) * dS.to(tl.float32), axis=1), axis=0)
-
-    g = tl.load(g_ptr + (b * H + h) * NC * L + c * L + l, mask=l < L, other=0.0)
-    g_last = tl.load(g_ptr + (b * H + h) * NC * L + c * L + L - 1)
-    dt = tl.load(dt_ptr + (b * T + t) * H + h, mask=mask_t, other=0.0).to(tl.float32)
-    y_in = y_in * tl.exp(g)[:, None]
     b_ds = b_ds * tl.exp(g_last - g)[:, None]
-
-    x = tl.load(x_ptr + (b * T + t[:, None]) * sxt + h * P + p[None, :], mask=mask_tp, other=0.0)  # its dtype till used
-    v = x.to(tl.float32) * dt[:, None]
-    dout = tl.load(dy_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
-    if HAS_D:
-        D = tl.load(D_ptr + h).to(tl.float32)
-    if HAS_Z:
-        causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
-        cbm = _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL, False) * tl.exp(
-            tl.where(causal, g[:, None] - g[None, :], float("-inf")))  # [l, s]
-        z = tl.load(z_ptr + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
-        silu_z, dsilu_z = silu_parts(z)
-        dy = dout * silu_z
-        y = y_in + dot(cbm, v, MODE)
-        if HAS_D:
-            y += D * x.to(tl.float32)
-        tl.store(dz_ptr + off_tp, (dout * y * dsilu_z).to(dz_ptr.dtype.element_ty), mask=mask_tp)
-    else:
-        dy = dout
-    dg = tl.sum(dy * y_in, axis=1)  # the entering state's read
-    z_end = tl.sum(v * b_ds, axis=1)  # [BL]: the chunk-end state's share of dg
+    z_end = tl.sum(x.to(tl.float32) * dt[:, None] * b_ds, axis=1)  # [BL]: the chunk-end state's share of dg
 
     causal_t = (l[None, :] >= l[:, None]) & (l < L)[None, :]  # [s, l]
     cbm_t = _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL, True) * tl.exp(
@@ -311,20 +325,23 @@ def ssd_bwd_kernel_dx(
     if HAS_D:
         dx += D * dy
         tl.store(dD_ptr + (b * NC + c) * H + h, tl.sum(tl.sum(dy * x.to(tl.float32), axis=1), axis=0))
-    tl.store(dx_ptr + off_tp, dx.to(dx_ptr.dtype.element_ty), mask=mask_tp)
+    tl.store(dx_ptr + rows_tp + off_tp, dx.to(dx_ptr.dtype.element_ty), mask=mask_tp)
 
-    # dg_l, the rest: the quadratic form (rows +, columns -), the chunk-end state; with Wᵀ [s, l] the
-    # columns' sums are its rows'
-    W_t = cbm_t * dot(v, tl.trans(dy), MODE)  # [s, l]
-    dg += tl.sum(W_t, axis=0) - tl.sum(W_t, axis=1) - z_end
+    # dg_l, the rest: the quadratic form (rows +, columns -), the chunk-end state. Its mask is loaded again, as
+    # [l, s], rather than cbm_t kept live across dx's store
+    causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
+    W = _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL, False) * tl.exp(
+        tl.where(causal, g[:, None] - g[None, :], float("-inf"))) * dot(dy, tl.trans(x.to(tl.float32) * dt[:, None]), MODE)
+    dg += tl.sum(W, axis=1) - tl.sum(W, axis=0) - z_end
     dg += tl.where(l == L - 1, tl.sum(z_end, axis=0) + tl.exp(g_last) * s_ds, 0.0)
     da = tl.cumsum(dg, axis=0, reverse=True)  # d(dt_l A): g_l = Σ_{j≤l} dt_j A
     A = tl.load(A_ptr + h).to(tl.float32)
-    tl.store(ddt_ptr + (b * T + t) * H + h, (da * A + ddt_v).to(ddt_ptr.dtype.element_ty), mask=mask_t)
+    tl.store(ddt_ptr + l * H, (da * A + ddt_v).to(ddt_ptr.dtype.element_ty), mask=mask_t)
     tl.store(dA_ptr + (b * NC + c) * H + h, tl.sum(da * dt, axis=0))
 
 
-@autotune(warps((4, 2), (8, 2), (8, 3)), key=["N", "P", "BL"], avoid=AVOID)
+@autotune(tiles(("BN",), [(64,), (32,)], (4, 2), (8, 2), (8, 3), *CAPPED), key=["N", "P", "BL"],
+          interpret={"BN": 32}, fit={"BN": "N"}, avoid=AVOID)
 @triton.jit(do_not_specialize=["T", "L", "NC"])
 def ssd_bwd_kernel_dbc(
     x_ptr, dt_ptr, B_ptr, C_ptr, z_ptr, dy_ptr, g_ptr, states_ptr, dstates_ptr, dB_ptr, dC_ptr,
@@ -472,10 +489,9 @@ def ssd_bwd(
     )
 
     dB, dC = B.new_empty(B.shape), C.new_empty(C.shape)
-    grid = (triton.cdiv(N, blocks["BN"]), nc, b * G)
-    ssd_bwd_kernel_dbc[grid](
+    ssd_bwd_kernel_dbc[lambda meta: (triton.cdiv(N, meta["BN"]), nc, b * G)](
         x, dt, B, C, z, dy, g, states, dstates, dB, dC, *dims,
-        HAS_Z=has_z, MODE=mode, BL=blocks["BL"], BN=blocks["BN"], BP=block(P),
+        HAS_Z=has_z, MODE=mode, BL=blocks["BL"], BP=block(P),
     )
     dA = dA_part.sum((0, 1)).to(A.dtype)
     dD = dD_part.sum((0, 1)).to(D.dtype) if D is not None else None

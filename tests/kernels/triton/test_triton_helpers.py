@@ -25,6 +25,19 @@ def test_fit_blocks_cuts_blocks_to_the_dimension_and_drops_duplicates() -> None:
     ]
 
 
+
+def test_a_register_cap_survives_fitting_and_held_warps() -> None:
+    from kernels._triton import _with_warps, warps
+
+    configs = tiles(("BN",), [(64,), (32,)], (4, 2), (8, 2, 128))
+    assert [(c.kwargs["BN"], c.num_warps, c.maxnreg) for c in configs] == [
+        (64, 4, None), (64, 8, 128), (32, 4, None), (32, 8, 128)
+    ]
+    fitted = fit_blocks(configs, {"N": 16}, {"BN": "N"})  # both sizes cut to 16: a capped and an uncapped one
+    assert [(c.kwargs["BN"], c.num_warps, c.maxnreg) for c in fitted] == [(16, 4, None), (16, 8, 128)]
+    held = _with_warps(warps((4, 2), (8, 2, 128)), 2)  # KERNELS_WARPS=2: the cap is a config of its own still
+    assert [(c.num_warps, c.maxnreg) for c in held] == [(2, None), (2, 128)]
+
 @triton.jit
 def _round_kernel(x_ptr, y_ptr, N: tl.constexpr):
     i = tl.arange(0, N)
