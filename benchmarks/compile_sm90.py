@@ -324,8 +324,8 @@ def main() -> None:
                     regs, spilled = ptxas_usage(compiled.asm["ptx"])
                     inv = inverse if name in INVERSE_KERNELS else "–"
                     print(f"| {name} | {', '.join(map(str, tile))} | {'bf16' if mode == DOT_BF16 else 'fp32'} | {inv} "
-                          f"| {BV} | {num_warps} | {stages} | {cap or '–'} | {regs} | {spilled:,} | {compiled.metadata.shared:,} "
-                          f"| {seconds:.1f} |", flush=True)
+                          f"| {BV} | {num_warps} | {stages} | {cap or '–'} | {regs} | {spilled:,} "
+                          f"| {compiled.metadata.shared:,} | {seconds:.1f} |", flush=True)
                 elif args.sass:
                     ops = sass_counts(compiled.asm["cubin"])
                     kinds = " | ".join(f"{sum(ops[o] for o in opcodes):,}" for opcodes in SASS_KINDS.values())

@@ -100,6 +100,19 @@ def _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL: tl.constexpr, TRANSPOSED: tl.cons
     return tl.load(base + l[:, None] * L + l[None, :], mask=mask_ll, other=0.0)
 
 
+@triton.jit
+def _decayed_cb(cb_ptr, b, grp, c, G, L, NC, g, BL: tl.constexpr, TRANSPOSED: tl.constexpr):
+    """C_l·B_s exp(g_l - g_s) for s ≤ l, else 0: [l, s] (TRANSPOSED: [s, l])."""
+    l = tl.arange(0, BL)
+    if TRANSPOSED:
+        causal = (l[None, :] >= l[:, None]) & (l < L)[None, :]
+        return _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL, True) * tl.exp(
+            tl.where(causal, g[None, :] - g[:, None], float("-inf")))
+    causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
+    return _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL, False) * tl.exp(
+        tl.where(causal, g[:, None] - g[None, :], float("-inf")))
+
+
 # the sequential walks tune their split of the state: more programs, or fewer redundant loads
 # warp counts Triton 3.4–3.7.0 miscompiles on Hopper, by dot mode (`kernels._triton.autotune`)
 AVOID = {DOT_FP32: (8,)}
@@ -291,12 +304,9 @@ def ssd_bwd_kernel_dx(
     if HAS_D:
         D = tl.load(D_ptr + h).to(tl.float32)
     if HAS_Z:  # dz needs the forward's y before the gate: y_in, the quadratic form over v, and D x
-        causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
-        cbm = _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL, False) * tl.exp(
-            tl.where(causal, g[:, None] - g[None, :], float("-inf")))  # [l, s]
         z = tl.load(z_ptr + rows_tp + off_tp, mask=mask_tp, other=0.0).to(tl.float32)
         silu_z, dsilu_z = silu_parts(z)
-        y = y_in + dot(cbm, x.to(tl.float32) * dt[:, None], MODE)
+        y = y_in + dot(_decayed_cb(cb_ptr, b, grp, c, G, L, NC, g, BL, False), x.to(tl.float32) * dt[:, None], MODE)
         if HAS_D:
             y += D * x.to(tl.float32)
         tl.store(dz_ptr + rows_tp + off_tp, (dy * y * dsilu_z).to(dz_ptr.dtype.element_ty), mask=mask_tp)
@@ -314,12 +324,10 @@ def ssd_bwd_kernel_dx(
         S = tl.load(states_ptr + n[:, None] * P + p[None, :], mask=mask_np, other=0.0)
         s_ds += tl.sum(tl.sum(S.to(tl.float32) * dS.to(tl.float32), axis=1), axis=0)
     b_ds = b_ds * tl.exp(g_last - g)[:, None]
-    z_end = tl.sum(x.to(tl.float32) * dt[:, None] * b_ds, axis=1)  # [BL]: the chunk-end state's share of dg
+    v = x.to(tl.float32) * dt[:, None]  # formed here, after the state's products
+    z_end = tl.sum(v * b_ds, axis=1)  # [BL]: the chunk-end state's share of dg
 
-    causal_t = (l[None, :] >= l[:, None]) & (l < L)[None, :]  # [s, l]
-    cbm_t = _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL, True) * tl.exp(
-        tl.where(causal_t, g[None, :] - g[:, None], float("-inf")))  # [s, l]
-    dv = dot(cbm_t, dy, MODE) + b_ds  # [BL, BP]
+    dv = dot(_decayed_cb(cb_ptr, b, grp, c, G, L, NC, g, BL, True), dy, MODE) + b_ds  # [BL, BP]
     ddt_v = tl.sum(dv * x.to(tl.float32), axis=1)
     dx = dv * dt[:, None]
     if HAS_D:
@@ -327,11 +335,9 @@ def ssd_bwd_kernel_dx(
         tl.store(dD_ptr + (b * NC + c) * H + h, tl.sum(tl.sum(dy * x.to(tl.float32), axis=1), axis=0))
     tl.store(dx_ptr + rows_tp + off_tp, dx.to(dx_ptr.dtype.element_ty), mask=mask_tp)
 
-    # dg_l, the rest: the quadratic form (rows +, columns -), the chunk-end state. Its mask is loaded again, as
-    # [l, s], rather than cbm_t kept live across dx's store
-    causal = (l[:, None] >= l[None, :]) & (l < L)[:, None]
-    W = _chunk_cb(cb_ptr, b, grp, c, G, L, NC, BL, False) * tl.exp(
-        tl.where(causal, g[:, None] - g[None, :], float("-inf"))) * dot(dy, tl.trans(x.to(tl.float32) * dt[:, None]), MODE)
+    # dg_l, the rest: the quadratic form (rows +, columns -), the chunk-end state. C Bᵀ is loaded again, as
+    # [l, s], rather than its transpose kept live across dx's store
+    W = _decayed_cb(cb_ptr, b, grp, c, G, L, NC, g, BL, False) * dot(dy, tl.trans(v), MODE)  # [l, s]
     dg += tl.sum(W, axis=1) - tl.sum(W, axis=0) - z_end
     dg += tl.where(l == L - 1, tl.sum(z_end, axis=0) + tl.exp(g_last) * s_ds, 0.0)
     da = tl.cumsum(dg, axis=0, reverse=True)  # d(dt_l A): g_l = Σ_{j≤l} dt_j A
