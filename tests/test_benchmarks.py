@@ -282,9 +282,26 @@ def test_compile_sm90_reports_registers_and_spills():
     rows = [line for line in r.stdout.splitlines() if line.startswith("| delta_fwd_kernel_wu |")]
     assert len(rows) == 1, r.stdout
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert cells[1:7] == ["False, 64, 64", "bf16", "–", "64", "4", "2"]  # ..., BV, warps, stages
-    registers, spilled, shared = (int(c.replace(",", "")) for c in cells[7:10])
-    assert 0 < registers <= 255 and spilled >= 0 and shared > 0 and float(cells[10]) >= 0
+    assert cells[1:8] == ["False, 64, 64", "bf16", "–", "64", "4", "2", "–"]  # ..., BV, warps, stages, maxnreg
+    registers, spilled, shared = (int(c.replace(",", "")) for c in cells[8:11])
+    assert 0 < registers <= 255 and spilled >= 0 and shared > 0 and float(cells[11]) >= 0
+
+
+def test_compile_sm90_caps_registers_as_a_config_would():
+    """`--maxnreg` compiles a config as `triton.Config(maxnreg=...)` does: ptxas holds the kernel to the cap (the
+    SSD's dx kernel at the proxies' case, `--set` giving its constexprs: no z, no initial state)."""
+    script = Path(__file__).parents[1] / "benchmarks" / "compile_sm90.py"
+    r = subprocess.run([sys.executable, str(script), "--op", "ssd", "--registers", "--bf16-only", "--tiles", "0",
+                        "--warps", "8", "--kernels", "ssd_bwd_kernel_dx", "--set", "HAS_Z=0,HAS_INIT=0,HAS_DFINAL=0",
+                        "--maxnreg", "0,96"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    header = next(line for line in r.stdout.splitlines() if line.startswith("| kernel |"))
+    names = [c.strip() for c in header.strip("|").split("|")]
+    rows = [dict(zip(names, (c.strip() for c in line.strip("|").split("|"))))
+            for line in r.stdout.splitlines() if line.startswith("| ssd_bwd_kernel_dx |")]
+    assert [row["maxnreg"] for row in rows] == ["–", "96"], r.stdout
+    free, capped = (int(row["registers"]) for row in rows)
+    assert capped <= 96 < free, r.stdout  # uncapped, the kernel takes more than the cap allows
 
 
 def test_compile_sm90_counts_the_scans_instructions_by_kind():
