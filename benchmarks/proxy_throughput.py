@@ -15,6 +15,11 @@ and its ratio is its best ÷ the anchor's compiled figure at that length. Prefil
 `--decode-steps`) at `--contexts` with batch `--decode-batch`. With `--mamba-scan-so`, the Mamba-1 proxy also
 trains on mamba_ssm's CUDA selective scan in place of ours (`benchmarks/scan_anchor`): a row for training only.
 Rows are printed as they are measured; an out-of-memory or a failure is a row with its reason.
+
+One run's ratio moves by a few per cent between runs (the hybrid's at T8192 by up to ~9%,
+docs/benchmarks/proxy_throughput.md): `--rounds R` times the anchor and then every family in turn R times over
+(each model built and compiled again in each round, from the caches after the first), reports each figure's median
+over the rounds and each ratio's median with its range, every round's ratio taken against that round's anchor.
 """
 
 from __future__ import annotations
@@ -98,6 +103,7 @@ class Row:
     d_model: int
     params: int
     train: dict[int, dict[str, float | str]] = field(default_factory=dict)  # length -> eager / compiled / note
+    rounds: list[dict[int, dict[str, float | str]]] = field(default_factory=list)  # `train` of each round
     serve: dict[str, list] = field(default_factory=dict)  # decode step ("eager" / "compiled") -> Throughput rows
     note: str = ""
     cfg: object = None  # the ArchConfig of a family (None for the anchor)
@@ -148,6 +154,10 @@ def _reason(e: BaseException) -> str:
 
 
 def measure(row: Row, make, args, dev: torch.device, compiled_only: bool = False) -> None:
+    """Times one round of `row` at every length: appends it to `row.rounds`, and `row.train` becomes the
+    median over the rounds so far."""
+    cells: dict[int, dict[str, float | str]] = {}
+    row.rounds.append(cells)
     for length in args.lengths:
         batch = max(1, args.tokens_per_step // length)
         cell: dict[str, float | str] = {}
@@ -167,10 +177,64 @@ def measure(row: Row, make, args, dev: torch.device, compiled_only: bool = False
                 model = None
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
-        row.train[length] = cell
+        cells[length] = cell
+        row.train[length] = over_rounds([r[length] for r in row.rounds if length in r])
         shown = ", ".join(f"{k} {v:.0f}" if k == "compile s" else f"{k} {v / 1e6:.3f} M tok/s"
                           if isinstance(v, float) else f"{k}: {v}" for k, v in cell.items())
-        print(f"  {row.name:30s} T{length:<6d} B{batch:<3d} {shown}", flush=True)
+        of = f" (round {len(row.rounds)})" if getattr(args, "rounds", 1) > 1 else ""
+        print(f"  {row.name:30s} T{length:<6d} B{batch:<3d} {shown}{of}", flush=True)
+
+
+def over_rounds(cells: list[dict[str, float | str]]) -> dict[str, float | str]:
+    """One length's cells of several rounds as one: each figure's median over the rounds that have it, and a
+    mode's note (why it failed) only where no round has its figure."""
+    keys = list(dict.fromkeys(k for c in cells for k in c))
+    out: dict[str, float | str] = {}
+    for key in keys:
+        values = [c[key] for c in cells if isinstance(c.get(key), float)]
+        if values:
+            out[key] = statistics.median(values)
+    for key in keys:
+        if key.endswith(" note") and key.removesuffix(" note") not in out:
+            out[key] = next(c[key] for c in reversed(cells) if key in c)
+    return out
+
+
+def ratios(row: Row, anchor: Row, length: int) -> list[float]:
+    """The row's best ÷ the anchor's at `length`, one a round, each against the anchor of its own round."""
+    out = []
+    for mine, theirs in zip(row.rounds, anchor.rounds):
+        a, b = best(theirs.get(length, {})), best(mine.get(length, {}))
+        if a and b:
+            out.append(b / a)
+    return out
+
+
+def ratio_cell(values: list[float]) -> str:
+    if not values:
+        return "–"
+    mid, lo, hi = (f"{v:.2f}" for v in (statistics.median(values), min(values), max(values)))
+    return mid if lo == hi else f"{mid} ({lo}–{hi})"
+
+
+def serve(row: Row, args, dev: torch.device) -> None:
+    """Prefill and decode tokens/s of one family at every context, for each decode step form."""
+    for mode in args.decode_steps:
+        try:
+            torch.manual_seed(0)
+            model = build_model(row.cfg).to(dev)
+            row.serve[mode] = throughput(model, args.contexts, args.decode_batch, args.decode_tokens, 1, dev,
+                                         compiled="inductor" if mode == "compiled" else None)
+            for s in row.serve[mode]:
+                print(f"  {row.name:30s} context {s.context:<6d} prefill {s.prefill_tokens_per_s:,.0f} tok/s, "
+                      f"decode ({mode} step) {s.decode_tokens_per_s:,.0f} tok/s", flush=True)
+        except Exception as e:  # an OOM at 64K is a result
+            row.note += f" ({mode}-step serving: {_reason(e)})"
+            print(f"  {row.name:30s} {mode}-step serving: {_reason(e)}", flush=True)
+        finally:
+            model = None
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
 
 
 def _k(c: int) -> str:
@@ -197,7 +261,10 @@ def report(rows: list[Row], args, dev: torch.device) -> list[str]:
         + (f"; training {args.tokens_per_step:,} tokens a step, "
            f"{'bf16 autocast, fused AdamW' if dev.type == 'cuda' else 'fp32, AdamW'}, "
            f"median of {args.steps} steps after {args.warmup}. The ratio is a model's best (eager or compiled) ÷ "
-           f"the anchor's {'compiled' if args.compile else 'eager'} figure at that length." if args.train else "."),
+           f"the anchor's {'compiled' if args.compile else 'eager'} figure at that length."
+           + (f" {args.rounds} rounds, each timing the anchor and then every family: each figure is its median over "
+              "the rounds, each ratio the median of the rounds' ratios (each against its round's anchor) with their "
+              "range." if args.rounds > 1 else "") if args.train else "."),
         "",
     ]
     if args.train:
@@ -216,8 +283,7 @@ def report(rows: list[Row], args, dev: torch.device) -> list[str]:
                 v = cell.get(mode)
                 cells.append(f"{v / 1e6:.3f} M" if isinstance(v, float) else str(cell.get(f"{mode} note", "–")))
             cells.append(f"{cell['compile s']:.0f} s" if "compile s" in cell else "–")
-            a, b = best(anchor.train.get(t, {})), best(cell)
-            cells.append(f"{b / a:.2f}" if isinstance(a, float) and b else "–")
+            cells.append(ratio_cell(ratios(r, anchor, t)))
         lines.append("| " + " | ".join(cells) + " |")
     if any(r.serve for r in rows):
         steps = [m for m in DECODE_STEPS if any(m in r.serve for r in rows)]
@@ -275,6 +341,8 @@ def main() -> None:
     ap.add_argument("--lengths", default="2048,8192")
     ap.add_argument("--tokens-per-step", type=int, default=65536)
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="time the anchor and every family this many times over, in turn (training only)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--no-compile", dest="compile", action="store_false")
     ap.add_argument("--modes", default="eager,compiled",
@@ -311,37 +379,27 @@ def main() -> None:
     if dev.type == "cpu" and not args.smoke:
         print("no CUDA GPU: timing on the CPU (the figures say little about a GPU)", flush=True)
 
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds: at least 1, got {args.rounds}")
     anchor_model = plain_transformer(args.params, 256)
     rows = [Row(ANCHOR, "", anchor_model.embed.weight.shape[1], sum(p.numel() for p in anchor_model.parameters()))]
     print(f"{ANCHOR}: d{rows[0].d_model}, {rows[0].params / 1e6:.1f}M parameters", flush=True)
-    if args.train:
-        measure(rows[0], lambda: plain_transformer(args.params, 256), args, dev, compiled_only=args.compile)
     for name in chosen:
         cfg = arch(FAMILIES[name], args.params)
-        row = Row(name, cfg.pattern, cfg.d_model, param_counts(cfg).total, cfg=cfg)
-        rows.append(row)
-        print(f"{name}: {cfg.pattern} d{cfg.d_model}, {row.params / 1e6:.1f}M parameters", flush=True)
+        rows.append(Row(name, cfg.pattern, cfg.d_model, param_counts(cfg).total, cfg=cfg))
+        print(f"{name}: {cfg.pattern} d{cfg.d_model}, {rows[-1].params / 1e6:.1f}M parameters", flush=True)
+    for round_ in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {round_ + 1} of {args.rounds}", flush=True)
         if args.train:
-            measure(row, lambda cfg=cfg: build_model(cfg), args, dev)
-        if args.decode:
-            for mode in args.decode_steps:
-                try:
-                    torch.manual_seed(0)
-                    model = build_model(cfg).to(dev)
-                    row.serve[mode] = throughput(model, args.contexts, args.decode_batch, args.decode_tokens, 1, dev,
-                                                 compiled="inductor" if mode == "compiled" else None)
-                    for s in row.serve[mode]:
-                        print(f"  {name:30s} context {s.context:<6d} prefill {s.prefill_tokens_per_s:,.0f} tok/s, "
-                              f"decode ({mode} step) {s.decode_tokens_per_s:,.0f} tok/s", flush=True)
-                except Exception as e:  # an OOM at 64K is a result
-                    row.note += f" ({mode}-step serving: {_reason(e)})"
-                    print(f"  {name:30s} {mode}-step serving: {_reason(e)}", flush=True)
-                finally:
-                    model = None
-                    if dev.type == "cuda":
-                        torch.cuda.empty_cache()
-        if not args.smoke:  # the table so far: a run cut short by a time limit keeps the families it measured
-            write(args.out, report(rows, args, dev))
+            measure(rows[0], lambda: plain_transformer(args.params, 256), args, dev, compiled_only=args.compile)
+        for row in rows[1:]:
+            if args.train:
+                measure(row, lambda cfg=row.cfg: build_model(cfg), args, dev)
+            if args.decode and round_ == 0:
+                serve(row, args, dev)
+            if not args.smoke:  # the table so far: a run cut short by a time limit keeps the families it measured
+                write(args.out, report(rows, args, dev))
     if args.mamba_scan_so and args.train:
         rows.append(cuda_scan_row(args, dev))
         if not args.smoke:

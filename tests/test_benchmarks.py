@@ -3,6 +3,7 @@
 import concurrent.futures
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -477,3 +478,35 @@ def test_proxy_throughput_says_when_the_cuda_scan_row_has_no_library(tmp_path):
     row = proxy_throughput.cuda_scan_row(args, torch.device("cpu"))
     assert row.train_only and row.pattern == proxy_throughput.FAMILIES["mamba1"]
     assert "build it with benchmarks/scan_anchor/build.sh" in row.train[32]["eager note"]
+
+
+def test_proxy_throughput_rounds_take_medians_and_each_ratio_against_its_own_rounds_anchor():
+    """`--rounds`: a figure is its median over the rounds, a ratio the median of the rounds' ratios with their range,
+    each round's against that round's anchor; a mode that failed in one round keeps the others' figure."""
+    sys.path.insert(0, str(SCRIPTS[0].parent))
+    import proxy_throughput as pt
+
+    anchor, row = pt.Row(pt.ANCHOR, "", 64, 1), pt.Row("hybrid", "M-*-", 64, 1)
+    anchor.rounds = [{2048: {"compiled": 100.0}}, {2048: {"compiled": 200.0}}, {2048: {"compiled": 100.0}}]
+    row.rounds = [{2048: {"compiled": 80.0}}, {2048: {"compiled": 180.0}}, {2048: {"compiled note": "out of memory"}}]
+    assert pt.ratios(row, anchor, 2048) == [0.8, 0.9]  # the third round has no figure of the hybrid's
+    assert pt.ratio_cell(pt.ratios(row, anchor, 2048)) == "0.85 (0.80–0.90)"
+    assert pt.ratio_cell(pt.ratios(anchor, anchor, 2048)) == "1.00" and pt.ratio_cell([]) == "–"
+    assert pt.over_rounds([r[2048] for r in row.rounds]) == {"compiled": 130.0}
+    assert pt.over_rounds([{"compiled note": "out of memory"}, {"compiled note": "out of memory"}]) == {
+        "compiled note": "out of memory"}
+
+
+def test_proxy_throughput_times_every_model_once_a_round():
+    script = SCRIPTS[0].parent / "proxy_throughput.py"
+    r = subprocess.run([sys.executable, str(script), "--smoke", "--families", "mamba2", "--rounds", "2", "--no-decode"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [line.split()[0] for line in r.stdout.splitlines() if "T32" in line and "tok/s" in line] == [
+        "plain", "mamba2", "plain", "mamba2"]  # anchor, family; anchor, family
+    assert "2 rounds, each timing the anchor and then every family" in r.stdout
+    row = next(line for line in r.stdout.splitlines() if line.startswith("| mamba2 |"))
+    assert re.search(r"\| \d\.\d\d( \(\d\.\d\d–\d\.\d\d\))? \|$", row), row
+    r = subprocess.run([sys.executable, str(script), "--smoke", "--rounds", "0"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0 and "--rounds: at least 1, got 0" in r.stderr
