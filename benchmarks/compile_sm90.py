@@ -9,6 +9,8 @@ machine without a GPU.
     python benchmarks/compile_sm90.py --registers --bf16-only --tiles 0 --warps 1,2,4,8 \
         --kernels delta_fwd_kernel_wy,delta_fwd_kernel_inverse,delta_fwd_kernel_wu   # registers and spills
     python benchmarks/compile_sm90.py --op ssd --registers --bf16-only --warps 4,8 --kernels ssd_bwd_kernel_dx
+    python benchmarks/compile_sm90.py --op ssd --registers --bf16-only --warps 4,8 --tiles 0 --maxnreg 0,128,168 \
+        --kernels ssd_bwd_kernel_dx --set HAS_Z=0,HAS_INIT=0,HAS_DFINAL=0   # capped, at the proxies' case
     python benchmarks/compile_sm90.py --op mlstm --registers --bf16-only --warps 2,4 --tiles 0,2  # dq/dk's BK
     python benchmarks/compile_sm90.py --op conv1d --registers --bf16-only --warps 4,8 --tiles 0   # the conv's backward
     python benchmarks/compile_sm90.py --registers --tiles 0 --warps 2,4 --bv 16,32,64 --stages 1,2,3 --bkf 256 \

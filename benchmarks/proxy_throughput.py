@@ -186,14 +186,15 @@ def measure(row: Row, make, args, dev: torch.device, compiled_only: bool = False
 
 
 def over_rounds(cells: list[dict[str, float | str]]) -> dict[str, float | str]:
-    """One length's cells of several rounds as one: each figure's median over the rounds that have it, and a
-    mode's note (why it failed) only where no round has its figure."""
+    """One length's cells of several rounds as one: each figure's median over the rounds that have it (the first
+    compiled step's seconds: the first round's, the only one that compiled from a cold start), and a mode's note
+    (why it failed) only where no round has its figure."""
     keys = list(dict.fromkeys(k for c in cells for k in c))
     out: dict[str, float | str] = {}
     for key in keys:
         values = [c[key] for c in cells if isinstance(c.get(key), float)]
         if values:
-            out[key] = statistics.median(values)
+            out[key] = values[0] if key == "compile s" else statistics.median(values)
     for key in keys:
         if key.endswith(" note") and key.removesuffix(" note") not in out:
             out[key] = next(c[key] for c in reversed(cells) if key in c)

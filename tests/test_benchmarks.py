@@ -493,6 +493,8 @@ def test_proxy_throughput_rounds_take_medians_and_each_ratio_against_its_own_rou
     assert pt.ratio_cell(pt.ratios(row, anchor, 2048)) == "0.85 (0.80–0.90)"
     assert pt.ratio_cell(pt.ratios(anchor, anchor, 2048)) == "1.00" and pt.ratio_cell([]) == "–"
     assert pt.over_rounds([r[2048] for r in row.rounds]) == {"compiled": 130.0}
+    assert pt.over_rounds([{"compiled": 1.0, "compile s": 40.0}, {"compiled": 3.0, "compile s": 2.0},
+                           {"compiled": 2.0, "compile s": 3.0}]) == {"compiled": 2.0, "compile s": 40.0}
     assert pt.over_rounds([{"compiled note": "out of memory"}, {"compiled note": "out of memory"}]) == {
         "compiled note": "out of memory"}
 

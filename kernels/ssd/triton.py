@@ -119,8 +119,9 @@ AVOID = {DOT_FP32: (8,)}
 STATE_TILES = tiles(("BN", "BP"), [(64, 64), (32, 64), (32, 32)], (4, 2), (4, 3))
 STATE_TILES_INTERPRETED = {"BN": 32, "BP": 32}
 # The backward's two chunk kernels hold 180-255 registers a thread uncapped, one or two programs an SM (12.5%
-# occupancy, spilling at 4 warps: docs/benchmarks/kernels_h200.md); capped, ptxas fits them in 128-168 for two or
-# three, spilling a little or not at all (`benchmarks/compile_sm90.py --op ssd --registers --maxnreg 128,168`)
+# occupancy: docs/benchmarks/kernels_h200.md). Capped at 168 (4 warps) or 128 (8 warps), an SM holds three or two,
+# and each thread spills up to ~500 bytes (`benchmarks/compile_sm90.py --op ssd --registers --maxnreg 128,168`):
+# the autotuner weighs one against the other (on an H200 it chose the dx kernel's cap of 168)
 CAPPED = ((4, 2, 168), (8, 2, 128))
 
 
