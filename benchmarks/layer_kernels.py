@@ -18,13 +18,17 @@ linear layer of that proxy and of the plain Transformer of the same size (forwar
 `--time` times the conv's operators (forward, backward) and the SSD's (forward, forward+backward; `do_bench`,
 median), the SSD on x, B and C cut from the conv's output as the model cuts them; `--conv-before FILE` and
 `--ssd-before FILE` also time an earlier `kernels/conv1d/triton.py` or `kernels/ssd/triton.py` (its operators
-renamed out of `hybrid_nas::`) on the same inputs. Logs: docs/benchmarks/logs/layer-kernels-*-2026-12-04.*
+renamed out of `hybrid_nas::`) on the same inputs. Every operator runs once untimed (its kernels tuned), then
+`--rounds` rounds (2) time them in alternating order, now first then the earlier file first, and each figure is the
+median of its rounds (until 2026-12-04's call 21 the tree's file was always timed first, once). Logs:
+docs/benchmarks/logs/layer-kernels-*-2026-12-04.*
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -120,7 +124,11 @@ def load_before(path: str, name: str):
     return module
 
 
-def time_layer(shape: Layer, dev, conv_before: str | None, ssd_before: str | None, smoke: bool) -> None:
+def time_layer(shape: Layer, dev, conv_before: str | None, ssd_before: str | None, smoke: bool,
+               rounds: int = 2) -> None:
+    """Times each module's operators (the tree's, and an earlier file's beside it): each once untimed first (its
+    kernels tuned), then `rounds` rounds in alternating order (now, before; before, now; ...), each figure the
+    median of its rounds' medians, so that neither file is always timed first."""
     from triton.testing import do_bench
 
     from kernels.conv1d import triton as conv
@@ -129,30 +137,40 @@ def time_layer(shape: Layer, dev, conv_before: str | None, ssd_before: str | Non
     xbc, w, bias, dt, A, D = (t.detach() for t in layer_inputs(shape, dev))
     dy = torch.randn_like(xbc)
 
-    def report(what: str, first, second, names=("forward", "forward+backward")) -> None:
-        if smoke:
+    def compare(what: str, cases: list[tuple[str, object, object]], names=("forward", "forward+backward")) -> None:
+        for _, _, second in cases:  # tunes every kernel before any timing
             second()
-            print(f"{what}: ran", flush=True)
+        if smoke:
+            for name, _, _ in cases:
+                print(f"{what} {name}: ran", flush=True)
             return
-        print(f"{what}: {names[0]} {do_bench(first, return_mode='median') * 1e3:.0f} µs, {names[1]} "
-              f"{do_bench(second, return_mode='median') * 1e3:.0f} µs", flush=True)
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in cases}
+        for r in range(rounds):
+            for name, first, second in cases if r % 2 == 0 else cases[::-1]:
+                times[name].append((do_bench(first, return_mode="median"), do_bench(second, return_mode="median")))
+        for name, _, _ in cases:
+            a, b = (statistics.median(t[i] for t in times[name]) * 1e3 for i in (0, 1))
+            print(f"{what} {name}: {names[0]} {a:.0f} µs, {names[1]} {b:.0f} µs", flush=True)
 
     b, T = shape.b, shape.T
     print(f"conv B{b} T{T} C{xbc.shape[-1]}, a slice of rows {xbc.stride(1)} wide; SSD B{b} T{T} H{shape.H} P{shape.P} "
-          f"G{shape.G} N{shape.N}, x, B and C slices of the conv's output", flush=True)
+          f"G{shape.G} N{shape.N}, x, B and C slices of the conv's output; medians of {rounds} rounds in alternating "
+          "order", flush=True)
     convs = [("now", conv)] + ([("before", load_before(conv_before, "conv_before"))] if conv_before else [])
-    for name, mod in convs:
-        report(f"conv {name}", lambda mod=mod: mod.causal_conv1d_fwd_op(xbc, w, bias, None, True),
-               lambda mod=mod: mod.causal_conv1d_bwd_op(dy, xbc, w, bias, None, True), ("forward", "backward"))
+    compare("conv", [(name, lambda mod=mod: mod.causal_conv1d_fwd_op(xbc, w, bias, None, True),
+                      lambda mod=mod: mod.causal_conv1d_bwd_op(dy, xbc, w, bias, None, True)) for name, mod in convs],
+            ("forward", "backward"))
     y = xbc.clone().requires_grad_()  # the conv's output
     x, Bm, Cm = cut(shape, y)
     ssds = [("now", ssd_now)] + ([("before", load_before(ssd_before, "ssd_before"))] if ssd_before else [])
+    cases = []
     for name, mod in ssds:
         if smoke:
             fwd = lambda: ssd(x, dt, A, Bm, Cm, D=D, backend="reference")  # noqa: E731
         else:
             fwd = lambda mod=mod: mod.ssd_triton(x, dt, A, Bm, Cm, D=D, chunk_size=64)[0]  # noqa: E731
-        report(f"ssd {name}", fwd, lambda fwd=fwd: torch.autograd.grad(fwd().sum(), (y,)))
+        cases.append((name, fwd, lambda fwd=fwd: torch.autograd.grad(fwd().sum(), (y,))))
+    compare("ssd", cases)
 
 
 def gemm_rows(shape: Layer) -> list[tuple[str, int, int, int]]:
@@ -200,6 +218,7 @@ def main() -> None:
     ap.add_argument("--time", action="store_true", help="time the conv's and the SSD's operators")
     ap.add_argument("--conv-before", help="an earlier kernels/conv1d/triton.py to time beside (--time)")
     ap.add_argument("--ssd-before", help="an earlier kernels/ssd/triton.py to time beside (--time)")
+    ap.add_argument("--rounds", type=int, default=2, help="--time's rounds, in alternating order (default 2)")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (reference ops; interpreter-free)")
     args = ap.parse_args()
     if args.smoke:
@@ -212,7 +231,7 @@ def main() -> None:
         run_layer(shape, dev, "reference" if args.smoke else "triton", profile=args.ncu and not args.smoke)
         print("layer ran: conv and SSD, forward and backward", flush=True)
     if args.time or args.smoke:
-        time_layer(shape, dev, args.conv_before, args.ssd_before, args.smoke)
+        time_layer(shape, dev, args.conv_before, args.ssd_before, args.smoke, args.rounds)
     if args.gemms or args.smoke:
         time_gemms(shape, dev, args.smoke)
 
