@@ -5,6 +5,7 @@
         --section WarpStateStats --section MemoryWorkloadAnalysis --section LaunchStats \\
         python benchmarks/layer_kernels.py --ncu                    # the conv's and the SSD's kernels, once each
     python benchmarks/layer_kernels.py --time [--conv-before FILE --ssd-before FILE]  # their operators, timed
+    python benchmarks/layer_kernels.py --table ncu.csv             # an `ncu --csv` run of --ncu as a markdown table
     python benchmarks/layer_kernels.py --smoke                     # tiny, CPU: every part runs
 
 The layer is the 25M hybrid 1:7 proxy's, read off the model `proxy_throughput.py` builds (d448: d_inner 896, 14
@@ -211,6 +212,43 @@ def time_gemms(shape, dev, smoke: bool) -> None:
               f"{tf[0]:.0f}, {tf[1]:.0f}, {tf[2]:.0f} |", flush=True)
 
 
+# ncu's metric names, by the table's columns
+NCU_COLUMNS = {"µs": "Duration", "DRAM %": "DRAM Throughput", "L1 %": "L1/TEX Cache Throughput",
+               "L2 %": "L2 Cache Throughput", "SM %": "Compute (SM) Throughput", "registers": "Registers Per Thread",
+               "occupancy, theoretical %": "Theoretical Occupancy", "achieved %": "Achieved Occupancy"}
+_MICROSECONDS = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
+
+
+def ncu_table(csv_text: str) -> list[str]:
+    """An `ncu --csv` run's kernels as a markdown table, one row each in launch order (the sections SpeedOfLight,
+    Occupancy and LaunchStats give its columns; a metric a run lacks is a dash). ncu's own lines before the
+    header are skipped."""
+    import csv
+    import io
+
+    lines = csv_text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith('"ID"')), None)
+    if start is None:
+        raise ValueError("no ncu CSV header (a line starting with \"ID\") in the input: run ncu with --csv")
+    kernels: dict[str, dict[str, str]] = {}
+    for r in csv.DictReader(io.StringIO("\n".join(lines[start:]))):
+        k = kernels.setdefault(r["ID"], {"kernel": r["Kernel Name"], "grid": r["Grid Size"],
+                                         "threads": r["Block Size"].strip("()").split(",")[0].strip()})
+        for column, metric in NCU_COLUMNS.items():
+            if r["Metric Name"] == metric:
+                value = r["Metric Value"].replace(",", "")
+                if column == "µs":
+                    value = f"{float(value) * _MICROSECONDS[r['Metric Unit']]:.1f}"
+                k[column] = value
+    header = ["kernel", "grid", "threads", *NCU_COLUMNS]
+    out = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+    for k in kernels.values():
+        name = k["kernel"] if len(k["kernel"]) <= 60 else k["kernel"][:57] + "..."
+        out.append("| " + " | ".join([f"`{name}`", k["grid"], k["threads"], *(k.get(c, "–") for c in NCU_COLUMNS)])
+                   + " |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ncu", action="store_true", help="the layer's conv and SSD, once, inside a profiler range")
@@ -219,8 +257,16 @@ def main() -> None:
     ap.add_argument("--conv-before", help="an earlier kernels/conv1d/triton.py to time beside (--time)")
     ap.add_argument("--ssd-before", help="an earlier kernels/ssd/triton.py to time beside (--time)")
     ap.add_argument("--rounds", type=int, default=2, help="--time's rounds, in alternating order (default 2)")
+    ap.add_argument("--table", type=Path, metavar="CSV",
+                    help="print an `ncu --csv` output of --ncu as a markdown table, one row a kernel (no GPU needed)")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (reference ops; interpreter-free)")
     args = ap.parse_args()
+    if args.table:
+        try:
+            print("\n".join(ncu_table(args.table.read_text())))
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--table {args.table}: {e}") from None
+        return
     if args.smoke:
         os.environ["TRITON_INTERPRET"] = "1"  # before the Triton kernels are imported
     if not args.smoke and not torch.cuda.is_available():

@@ -512,3 +512,35 @@ def test_proxy_throughput_times_every_model_once_a_round():
     r = subprocess.run([sys.executable, str(script), "--smoke", "--rounds", "0"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode != 0 and "--rounds: at least 1, got 0" in r.stderr
+
+
+def test_layer_kernels_tables_an_ncu_csv_run(tmp_path):
+    """`layer_kernels.py --table`: ncu's own lines skipped, one row a kernel in launch order, durations in µs
+    whatever ncu's unit, a metric the run lacks a dash; a file without ncu's header is refused in one sentence."""
+    head = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size",'
+            '"Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"')
+
+    def metric(i, kernel, name, unit, value):
+        return (f'"{i}","1","python3","h","{kernel}","1","7","(128, 1, 1)","(32, 448, 1)","0","9.0","S",'
+                f'"{name}","{unit}","{value}"')
+
+    csv_text = "\n".join([
+        "==PROF== Connected to process 1", "layer ran: conv and SSD, forward and backward", head,
+        metric(0, "ssd_bwd_kernel_dx", "Duration", "us", "597.79"),
+        metric(0, "ssd_bwd_kernel_dx", "Registers Per Thread", "register/thread", "168"),
+        metric(0, "ssd_bwd_kernel_dx", "Theoretical Occupancy", "%", "18.75"),
+        metric(1, "ssd_bwd_kernel_dbc", "Duration", "ms", "1.25"),
+        metric(2, "tiny", "Duration", "ns", "4,830"),
+    ])
+    path = tmp_path / "ncu.csv"
+    path.write_text(csv_text)
+    script = SCRIPTS[0].parent / "layer_kernels.py"
+    r = subprocess.run([sys.executable, str(script), "--table", str(path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line.split(" | ") for line in r.stdout.splitlines() if line.startswith("| `")]
+    assert [(row[0], row[3]) for row in rows] == [
+        ("| `ssd_bwd_kernel_dx`", "597.8"), ("| `ssd_bwd_kernel_dbc`", "1250.0"), ("| `tiny`", "4.8")]
+    assert rows[0][8:10] == ["168", "18.75"] and rows[1][8] == "–"  # registers, occupancy; dbc's not in the run
+    path.write_text("Time,Kernel\n1,dx\n")
+    r = subprocess.run([sys.executable, str(script), "--table", str(path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "no ncu CSV header" in r.stderr and "run ncu with --csv" in r.stderr
