@@ -21,7 +21,8 @@ median), the SSD on x, B and C cut from the conv's output as the model cuts them
 `--ssd-before FILE` also time an earlier `kernels/conv1d/triton.py` or `kernels/ssd/triton.py` (its operators
 renamed out of `hybrid_nas::`) on the same inputs. Every operator runs once untimed (its kernels tuned), then
 `--rounds` rounds (2) time them in alternating order, now first then the earlier file first, and each figure is the
-median of its rounds (until 2026-12-04's call 21 the tree's file was always timed first, once). Logs:
+median of its rounds (until 2026-12-04's call 21 the tree's file was always timed first, once); then each file's
+kernels' configs are printed, tuned in the run or read from Triton's cache. Logs:
 docs/benchmarks/logs/layer-kernels-*-2026-12-04.*
 """
 
@@ -172,6 +173,12 @@ def time_layer(shape: Layer, dev, conv_before: str | None, ssd_before: str | Non
             fwd = lambda mod=mod: mod.ssd_triton(x, dt, A, Bm, Cm, D=D, chunk_size=64)[0]  # noqa: E731
         cases.append((name, fwd, lambda fwd=fwd: torch.autograd.grad(fwd().sum(), (y,))))
     compare("ssd", cases)
+    if not smoke:  # what each file's kernels ran with: tuned here, or read from Triton's cache
+        from kernels._triton import tuned_configs
+
+        for label, modules in (("now", (conv, ssd_now)), ("before", [m for n, m in convs[1:] + ssds[1:]])):
+            for kernel, key, cfg in tuned_configs(*modules):
+                print(f"tuned ({label}): {kernel} at {key}: {cfg}", flush=True)
 
 
 def gemm_rows(shape: Layer) -> list[tuple[str, int, int, int]]:

@@ -19,7 +19,9 @@ Rows are printed as they are measured; an out-of-memory or a failure is a row wi
 One run's ratio moves by a few per cent between runs (the hybrid's at T8192 by up to ~9%,
 docs/benchmarks/proxy_throughput.md): `--rounds R` times the anchor and then every family in turn R times over
 (each model built and compiled again in each round, from the caches after the first), reports each figure's median
-over the rounds and each ratio's median with its range, every round's ratio taken against that round's anchor.
+over the rounds and each ratio's median with its range, every round's ratio taken against that round's anchor. The
+report ends with the config each of the project's autotuned kernels ran with at each of the run's keys: a pick
+between near-equal configs is made by timing, and moves a figure by itself (docs/benchmarks/kernels_h200.md, call 21).
 """
 
 from __future__ import annotations
@@ -312,6 +314,17 @@ def report(rows: list[Row], args, dev: torch.device) -> list[str]:
                 top = max((s.decode_tokens_per_s for s in got.values()), default=None)
                 cells.append(f"{top / bound:.1%}" if top and bound else "–")
             lines.append("| " + " | ".join(cells) + (f" {r.note}" if r.note else "") + " |")
+    # imported here: a script that imports this module and then sets TRITON_INTERPRET (layer_kernels.py --smoke)
+    # needs kernels._triton's jitted helpers defined after it
+    from kernels._triton import tuned_configs
+
+    tuned = [row for name, module in sorted(sys.modules.items())
+             if name.startswith("kernels.") and name.endswith(".triton") for row in tuned_configs(module)]
+    if tuned:  # the configs a figure ran with: a ratio that moves between runs may have moved with them
+        lines += ["", "## The project's tuned kernels in this run", "",
+                  "Each autotuned kernel's config at each key it launched with (tuned in this run, or read from "
+                  "Triton's cache).", "", "| kernel | key | config |", "|---|---|---|"]
+        lines += [f"| `{kernel}` | {key} | {cfg} |" for kernel, key, cfg in tuned]
     return [*lines, ""]
 
 

@@ -290,6 +290,28 @@ class _WithMeta:
         return run
 
 
+def tuned_configs(*modules) -> list[tuple[str, str, str]]:
+    """(kernel, key, config) for each autotuned kernel of `modules` and each key it has tuned, or read from
+    Triton's cache, in this process: what its launches ran with. The key is Triton's, the tuning key's
+    arguments then the tensors' dtypes (shown without the dtypes)."""
+    from triton.runtime.autotuner import Autotuner
+
+    out = []
+    for module in modules:
+        for name, kernel in vars(module).items():
+            if isinstance(kernel, Autotuner):
+                for key, cfg in kernel.cache.items():
+                    shown = ", ".join(str(k) for k in key if not str(k).startswith("torch."))
+                    out.append((name, shown, describe_config(cfg)))
+    return out
+
+
+def describe_config(cfg: triton.Config) -> str:
+    """`BT 16, BC 64, 4 warps, 2 stages, ≤ 128 registers`."""
+    parts = [f"{k} {v}" for k, v in cfg.kwargs.items()] + [f"{cfg.num_warps} warps", f"{cfg.num_stages} stages"]
+    return ", ".join(parts + ([f"≤ {cfg.maxnreg} registers"] if cfg.maxnreg else []))
+
+
 def jit_function(kernel):
     """The JIT function under a kernel's autotuner, heuristics or interpreter wrapper: to compile or launch it at
     one config of one's own (benchmarks/compile_sm90.py, benchmarks/conv_tiles.py)."""

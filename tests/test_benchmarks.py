@@ -544,3 +544,34 @@ def test_layer_kernels_tables_an_ncu_csv_run(tmp_path):
     path.write_text("Time,Kernel\n1,dx\n")
     r = subprocess.run([sys.executable, str(script), "--table", str(path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "no ncu CSV header" in r.stderr and "run ncu with --csv" in r.stderr
+
+
+def test_proxy_throughput_reports_the_configs_its_kernels_ran_with(monkeypatch):
+    """The report ends with each autotuned kernel's config at each key of the run (none on a run that tuned
+    nothing)."""
+    import argparse
+    import types
+
+    import torch
+    import triton
+    import triton.language as tl
+
+    sys.path.insert(0, str(SCRIPTS[0].parent))
+    import proxy_throughput as pt
+
+    from kernels._triton import tiles
+
+    @triton.jit
+    def _k(x_ptr, N, BN: tl.constexpr):
+        pass
+
+    args = argparse.Namespace(params=2e5, train=True, tokens_per_step=64, steps=1, warmup=1, compile=False, rounds=1,
+                              lengths=[32], decode_batch=2, decode_tokens=2, contexts=[16], hbm_tb_s=4.8)
+    anchor = pt.Row(pt.ANCHOR, "", 64, 1, rounds=[{32: {"eager": 10.0}}])
+    assert not any("tuned kernels" in line for line in pt.report([anchor], args, torch.device("cpu")))
+    kernel = triton.autotune(tiles(("BN",), [(64,), (32,)], (4, 2)), key=["N"])(_k)
+    kernel.cache[(2048, "torch.bfloat16")] = kernel.configs[1]
+    monkeypatch.setitem(sys.modules, "kernels.fake.triton", types.SimpleNamespace(fake_kernel=kernel))
+    lines = pt.report([anchor], args, torch.device("cpu"))
+    assert "## The project's tuned kernels in this run" in lines
+    assert "| `fake_kernel` | 2048 | BN 32, 4 warps, 2 stages |" in lines

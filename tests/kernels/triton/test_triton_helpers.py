@@ -263,3 +263,21 @@ def test_an_eager_call_runs_the_kernels_without_their_operators(op: str, monkeyp
     out = _eager_cases()[op]()
     assert type(out.grad_fn).__name__ == "EagerBackward"
     out.float().square().sum().backward()
+
+
+def test_tuned_configs_lists_what_each_autotuned_kernel_chose(monkeypatch) -> None:
+    """The configs an autotuned kernel chose (or read from Triton's cache), per key, by name, the key without the
+    tensors' dtypes; a module's kernels that never tuned list nothing."""
+    import types
+
+    from kernels._triton import tuned_configs
+
+    @triton.jit
+    def _k(x_ptr, N, BN: tl.constexpr):
+        pass
+
+    tuned = triton.autotune(tiles(("BN",), [(64,), (32,)], (4, 2), (8, 2, 128)), key=["N"])(_k)
+    untouched = triton.autotune(tiles(("BN",), [(64,)], (4, 2)), key=["N"])(_k)
+    tuned.cache[(2048, "torch.bfloat16")] = tuned.configs[3]
+    module = types.SimpleNamespace(kernel_a=tuned, kernel_b=untouched, not_a_kernel=3)
+    assert tuned_configs(module) == [("kernel_a", "2048", "BN 32, 8 warps, 2 stages, ≤ 128 registers")]
