@@ -48,7 +48,6 @@ import argparse
 import collections
 import importlib
 import itertools
-import os
 import re
 import subprocess
 import sys
@@ -60,10 +59,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-# compiling for sm_90 needs the kernels as Triton's JIT defines them, not the interpreter's: a TRITON_INTERPRET=1
-# inherited from a test session (pytest started on tests/kernels/triton/ loads its conftest, which sets it, in
-# the process that starts the workers) would have them defined as interpreted functions, which do not compile
-os.environ.pop("TRITON_INTERPRET", None)
 
 KERNELS = ("delta_fwd_kernel_wy", "delta_fwd_kernel_inverse", "delta_fwd_kernel_wu", "delta_fwd_kernel_states",
            "delta_fwd_kernel_output", "delta_bwd_kernel_dv_local", "delta_bwd_kernel_dstates", "delta_bwd_kernel_dwy",

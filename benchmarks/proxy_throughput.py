@@ -104,12 +104,17 @@ class Row:
     pattern: str
     d_model: int
     params: int
-    train: dict[int, dict[str, float | str]] = field(default_factory=dict)  # length -> eager / compiled / note
-    rounds: list[dict[int, dict[str, float | str]]] = field(default_factory=list)  # `train` of each round
+    rounds: list[dict[int, dict[str, float | str]]] = field(default_factory=list)  # length -> eager / compiled / note
     serve: dict[str, list] = field(default_factory=dict)  # decode step ("eager" / "compiled") -> Throughput rows
     note: str = ""
     cfg: object = None  # the ArchConfig of a family (None for the anchor)
     train_only: bool = False  # a reference row with no decoding (Mamba-1 on mamba_ssm's CUDA scan)
+
+    @property
+    def train(self) -> dict[int, dict[str, float | str]]:
+        """Each length's cell over the rounds (`over_rounds`)."""
+        lengths = dict.fromkeys(t for r in self.rounds for t in r)
+        return {t: over_rounds([r[t] for r in self.rounds if t in r]) for t in lengths}
 
 
 def next_token_loss(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
@@ -156,8 +161,7 @@ def _reason(e: BaseException) -> str:
 
 
 def measure(row: Row, make, args, dev: torch.device, compiled_only: bool = False) -> None:
-    """Times one round of `row` at every length: appends it to `row.rounds`, and `row.train` becomes the
-    median over the rounds so far."""
+    """Times one round of `row` at every length and appends it to `row.rounds`."""
     cells: dict[int, dict[str, float | str]] = {}
     row.rounds.append(cells)
     for length in args.lengths:
@@ -180,7 +184,6 @@ def measure(row: Row, make, args, dev: torch.device, compiled_only: bool = False
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
         cells[length] = cell
-        row.train[length] = over_rounds([r[length] for r in row.rounds if length in r])
         shown = ", ".join(f"{k} {v:.0f}" if k == "compile s" else f"{k} {v / 1e6:.3f} M tok/s"
                           if isinstance(v, float) else f"{k}: {v}" for k, v in cell.items())
         of = f" (round {len(row.rounds)})" if getattr(args, "rounds", 1) > 1 else ""
@@ -340,7 +343,7 @@ def cuda_scan_row(args, dev: torch.device) -> Row:
     try:
         module = load(args.mamba_scan_so)
     except Exception as e:  # not built, or not loadable here: a row that says so
-        row.train = {t: {"eager note": f"not available ({_reason(e)})"} for t in args.lengths}
+        row.rounds = [{t: {"eager note": f"not available ({_reason(e)})"} for t in args.lengths}]
         print(f"  {row.name:30s} not available ({_reason(e)})", flush=True)
         return row
     with anchor_scan(module):

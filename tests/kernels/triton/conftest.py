@@ -49,6 +49,15 @@ def _restore() -> None:
         os.environ["TRITON_INTERPRET"] = _BEFORE
 
 
+def pytest_configure(config) -> None:
+    """In pytest-xdist's controller, which loads this file when the folder is named on the command line but collects
+    nothing: the environment put back at once, or the workers it starts, and every process they start, would inherit
+    the variable (and `benchmarks/compile_sm90.py`, started by tests/test_benchmarks.py, compile interpreted
+    functions). The workers set it again when they load this file."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        _restore()
+
+
 def pytest_collection_finish(session) -> None:
     """Collected: the tests of other folders that run before these (and the processes they start) see the
     environment as it was; the fixture below sets the variable again for these."""
