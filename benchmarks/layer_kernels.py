@@ -8,8 +8,9 @@
     python benchmarks/layer_kernels.py --table ncu.csv             # an `ncu --csv` run of --ncu as a markdown table
     python benchmarks/layer_kernels.py --smoke                     # tiny, CPU: every part runs
 
-The layer is the 25M hybrid 1:7 proxy's, read off the model `proxy_throughput.py` builds (d448: d_inner 896, 14
-heads of 64, d_state 64, one group, the conv over 1024 channels), at B32 T2048, bf16, laid out as the model lays it:
+The layer is the 25M hybrid 1:7 proxy's, read off the model `proxy_throughput.py` builds (d384: d_inner 768, 12
+heads of 64, d_state 64, one group, the conv over 896 channels; the logs of 2026-12-04 are of its former width,
+d448: d_inner 896, 14 heads, the conv over 1024), at B32 T2048, bf16, laid out as the model lays it:
 x, B and C slices of the conv's output, the conv's input a slice of the padded in_proj output. `--ncu` runs the conv
 and the SSD forward and backward once to tune them, then once more between `cudaProfilerStart` and
 `cudaProfilerStop`, which is what `ncu --profile-from-start off` measures. `--gemms` times the GEMMs of every distinct

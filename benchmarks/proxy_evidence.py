@@ -47,8 +47,9 @@ FAMILIES = {
 }
 
 
-def arch(pattern: str, params: float, vocab_size: int = 256) -> ArchConfig:
-    return scale(ArchConfig.compose(pattern, 512, **_OPTIONS), params, vocab_size=vocab_size)
+def arch(pattern: str, params: float, vocab_size: int = 256, width: int | None = None) -> ArchConfig:
+    """`pattern` at `params` by the scaling rule; `width` pins d_model (the MLP alone absorbing the rest)."""
+    return scale(ArchConfig.compose(pattern, 512, **_OPTIONS), params, vocab_size=vocab_size, width=width)
 
 
 def seed_of(row: dict) -> int:

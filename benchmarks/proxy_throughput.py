@@ -2,19 +2,21 @@
 
     python benchmarks/proxy_throughput.py                   # on a CUDA GPU: writes docs/benchmarks/proxy_throughput.md
     python benchmarks/proxy_throughput.py --families "mamba2,hybrid 1:7" --no-decode
+    python benchmarks/proxy_throughput.py --families "hybrid 1:7,hybrid 1:7@d448" --no-decode   # two widths
     python benchmarks/proxy_throughput.py --smoke           # tiny, CPU, eager only (CI)
 
-Every family is `benchmarks/proxy_evidence.py`'s pattern scaled to `--params` (vocab 256) by the presets'
-scaling rule. The anchor is a plain nanoGPT-shaped Transformer (RMSNorm, causal SDPA, SwiGLU, tied
-embeddings) of about the same size under `torch.compile`. A training step is forward, backward and a
-fused AdamW update under bf16 autocast, at each `--lengths` with `--tokens-per-step` tokens (B = tokens / T);
-tokens/s is the median over `--steps` steps after `--warmup`. Each family is timed eagerly and compiled
-(`torch.compile` of the whole model; a family whose compile fails keeps its eager figure and says why),
-and its ratio is its best ÷ the anchor's compiled figure at that length. Prefill and decode tokens/s are
-`workers.score.throughput` (bf16 weights; decode replays a CUDA graph of the step, eager or compiled:
-`--decode-steps`) at `--contexts` with batch `--decode-batch`. With `--mamba-scan-so`, the Mamba-1 proxy also
-trains on mamba_ssm's CUDA selective scan in place of ours (`benchmarks/scan_anchor`): a row for training only.
-Rows are printed as they are measured; an out-of-memory or a failure is a row with its reason.
+Every family is `benchmarks/proxy_evidence.py`'s pattern scaled to `--params` (vocab 256) by the presets' scaling
+rule; `NAME@dWIDTH` pins the family's d_model at WIDTH (its MLP absorbing the rest), to time a width the rule does
+not pick beside the one it does. The anchor is a plain nanoGPT-shaped Transformer (RMSNorm, causal SDPA, SwiGLU,
+tied embeddings) of about the same size under `torch.compile`. A training step is forward, backward and a fused
+AdamW update under bf16 autocast, at each `--lengths` with `--tokens-per-step` tokens (B = tokens / T); tokens/s is
+the median over `--steps` steps after `--warmup`. Each family is timed eagerly and compiled (`torch.compile` of the
+whole model; a family whose compile fails keeps its eager figure and says why), and its ratio is its best ÷ the
+anchor's compiled figure at that length. Prefill and decode tokens/s are `workers.score.throughput` (bf16 weights;
+decode replays a CUDA graph of the step, eager or compiled: `--decode-steps`) at `--contexts` with batch
+`--decode-batch`. With `--mamba-scan-so`, the Mamba-1 proxy also trains on mamba_ssm's CUDA selective scan in place
+of ours (`benchmarks/scan_anchor`): a row for training only. Rows are printed as they are measured; an out-of-memory
+or a failure is a row with its reason.
 
 One run's ratio moves by a few per cent between runs (the hybrid's at T8192 by up to ~9%,
 docs/benchmarks/proxy_throughput.md): `--rounds R` times the anchor and then every family in turn R times over
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import statistics
 import sys
 import time
@@ -43,6 +46,7 @@ from _report import command, families, machine, publish, write
 from proxy_evidence import FAMILIES as EVIDENCE_FAMILIES
 from proxy_evidence import arch
 
+from search_spaces import ArchConfig
 from search_spaces.cost import cache_bytes, param_counts
 from workers.models import build_model
 from workers.score import throughput
@@ -331,12 +335,18 @@ def report(rows: list[Row], args, dev: torch.device) -> list[str]:
     return [*lines, ""]
 
 
+def family_arch(name: str, params: float) -> ArchConfig:
+    """A family of FAMILIES at `params`, or `NAME@dWIDTH`: that family with its d_model pinned at WIDTH."""
+    family, _, width = name.partition("@d")
+    return arch(FAMILIES[family], params, width=int(width) if width else None)
+
+
 def cuda_scan_row(args, dev: torch.device) -> Row:
     """The Mamba-1 proxy trained on mamba_ssm's CUDA selective scan (benchmarks/scan_anchor) in place of ours: how
     fast the family could train with the reference kernel, beside ours and the anchor in the same run."""
     from scan_anchor.ops import anchor_scan, load
 
-    cfg = arch(FAMILIES["mamba1"], args.params)
+    cfg = family_arch("mamba1", args.params)
     row = Row("mamba1 on mamba_ssm's CUDA scan", cfg.pattern, cfg.d_model, param_counts(cfg).total, cfg=cfg,
               train_only=True)
     print(f"{row.name}: {cfg.pattern} d{cfg.d_model}, {row.params / 1e6:.1f}M parameters", flush=True)
@@ -377,7 +387,11 @@ def main() -> None:
     ap.add_argument("--mamba-scan-so", help="also train the Mamba-1 proxy on mamba_ssm's CUDA selective scan, the "
                     "library benchmarks/scan_anchor/build.sh makes (.anchors/selective_scan_anchor.so)")
     args = ap.parse_args()
-    chosen = families(args.families, FAMILIES)
+    chosen = [f.strip() for f in args.families.split(",") if f.strip()]
+    families(",".join(f.partition("@")[0] for f in chosen), FAMILIES)  # an unknown family ends the run
+    for name in chosen:
+        if "@" in name and not re.fullmatch(r"d[1-9]\d*", name.partition("@")[2]):
+            raise SystemExit(f"{name!r}: a pinned width is written NAME@dWIDTH, e.g. 'hybrid 1:7@d448'")
     if args.smoke:
         args.params, args.lengths, args.tokens_per_step, args.steps, args.warmup = 2e5, "32", 64, 2, 1
         args.contexts, args.decode_batch, args.decode_tokens, args.compile = "16", 2, 2, False
@@ -402,7 +416,7 @@ def main() -> None:
     rows = [Row(ANCHOR, "", anchor_model.embed.weight.shape[1], sum(p.numel() for p in anchor_model.parameters()))]
     print(f"{ANCHOR}: d{rows[0].d_model}, {rows[0].params / 1e6:.1f}M parameters", flush=True)
     for name in chosen:
-        cfg = arch(FAMILIES[name], args.params)
+        cfg = family_arch(name, args.params)
         rows.append(Row(name, cfg.pattern, cfg.d_model, param_counts(cfg).total, cfg=cfg))
         print(f"{name}: {cfg.pattern} d{cfg.d_model}, {rows[-1].params / 1e6:.1f}M parameters", flush=True)
     for round_ in range(args.rounds):

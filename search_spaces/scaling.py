@@ -18,7 +18,12 @@ candidates being multiples of 16 up to 128, of 32 up to 256 and of 64 beyond (GP
 widths tensor cores and per-head widths of 32, 64 and 128 divide). From 256 on the steps between widths
 are coarse (25M-parameter families land 3–15% apart), so the dense MLP's hidden width then absorbs the
 rest: a multiple of 64 within ±25% of what its ratio gives, the one that lands closest to `params` (the
-MLP ratio is the one width ratio this moves).
+MLP ratio is the one width ratio this moves). A width that is an odd multiple of 64 gives way to its
+neighbour that is a multiple of 128 where that one, its MLP absorbing, lands within 2% of `params`: a
+GEMM's output tiles are 128 wide, and on an H200 the weight gradients of d448's projections ran at
+380–420 TFLOP/s against 630–660 at d512 (docs/benchmarks/logs/layer-kernels-ncu-call-12-2026-12-04.md).
+At 25M parameters the Mamba-2 hybrids take d384 this way, their MLP 5× wide instead of 3.1×.
+`scale(cfg, params, width=d)` keeps d_model at d and lets the MLP alone absorb.
 Widths follow from it. When shrinking by s = d_model′ / d_model, each per-head width (attention head
 dim, Mamba-2 head dim, mLSTM and Gated DeltaNet head dims) shrinks by s too, to the nearest power of two
 in log scale (a 64-wide head stays 64 down to s ≈ 0.71, rather than halving for a proxy 12% narrower than its
@@ -39,6 +44,8 @@ __all__ = ["resize", "scale"]
 MIN_HEAD = 32  # per-head widths never shrink below this
 WIDE = 256  # from this d_model on, widths step by 64 and the MLP absorbs what the step misses
 MLP_SLACK = 0.25  # how far (relative) the MLP's hidden width may move to absorb it
+TILE = 128  # from WIDE on, a width that is a multiple of this is preferred ...
+TILE_SLACK = 0.02  # ... where it lands this close (relative) to the target
 
 
 def _pow2_nearest(x: float) -> int:
@@ -107,10 +114,13 @@ def _widths():
         yield d
 
 
-def scale(cfg: ArchConfig, params: float, vocab_size: int | None = None) -> ArchConfig:
-    """`cfg` resized to about `params` total parameters (see the module docstring for the rule)."""
+def scale(cfg: ArchConfig, params: float, vocab_size: int | None = None, *, width: int | None = None) -> ArchConfig:
+    """`cfg` resized to about `params` total parameters (see the module docstring for the rule); `width` pins
+    d_model, and the dense MLP alone moves toward `params`."""
     if params <= 0:
         raise ValueError(f"the target size must be a positive number of parameters, got {params:g}")
+    if width is not None:
+        return _absorb(resize(cfg, width, vocab_size), params)
     best, best_err = None, math.inf
     for d in _widths():
         try:
@@ -127,7 +137,20 @@ def scale(cfg: ArchConfig, params: float, vocab_size: int | None = None) -> Arch
             break
     if best is None:
         raise ValueError(f"no width of this layout reaches about {params:g} parameters")
-    return _absorb(best, params)
+    best = _absorb(best, params)
+    if best.d_model < WIDE or best.d_model % TILE == 0:
+        return best
+    tiled = []  # (how far from params, width, config) of the neighbouring multiples of TILE that land close
+    for d in (best.d_model - 64, best.d_model + 64):
+        if d < WIDE:
+            continue
+        try:
+            candidate = _absorb(resize(cfg, d, vocab_size), params)
+        except ValueError:
+            continue
+        if (err := abs(param_counts(candidate).total / params - 1)) <= TILE_SLACK:
+            tiled.append((err, d, candidate))
+    return min(tiled, key=lambda t: t[:2])[2] if tiled else best
 
 
 def _absorb(cfg: ArchConfig, params: float) -> ArchConfig:

@@ -514,6 +514,22 @@ def test_proxy_throughput_times_every_model_once_a_round():
     assert r.returncode != 0 and "--rounds: at least 1, got 0" in r.stderr
 
 
+def test_proxy_throughput_times_a_pinned_width_beside_the_rules():
+    """`NAME@dWIDTH`: the family at that d_model, its MLP absorbing the rest, in a row of its own beside the
+    family at the width the scaling rule picks; an unknown family or a malformed width ends the run in a sentence."""
+    script = SCRIPTS[0].parent / "proxy_throughput.py"
+    r = subprocess.run([sys.executable, str(script), "--smoke", "--families", "mamba2,mamba2@d48", "--no-decode"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    widths = dict(re.findall(r"^(mamba2(?:@d48)?): M-M-M-M-M-M-M-M- d(\d+)", r.stdout, re.M))
+    assert widths["mamba2@d48"] == "48" and widths["mamba2"] != "48", r.stdout
+    assert re.search(r"^\| mamba2@d48 \|", r.stdout, re.M)
+    for bad, says in (("mamba2@448", "a pinned width is written NAME@dWIDTH"), ("mamba3@d448", "unknown family")):
+        r = subprocess.run([sys.executable, str(script), "--smoke", "--families", bad], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode != 0 and says in r.stderr, r.stderr[-2000:]
+
+
 def test_layer_kernels_tables_an_ncu_csv_run(tmp_path):
     """`layer_kernels.py --table`: ncu's own lines skipped, one row a kernel in launch order, durations in µs
     whatever ncu's unit, a metric the run lacks a dash; a file without ncu's header is refused in one sentence."""

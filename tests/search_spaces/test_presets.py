@@ -142,6 +142,28 @@ def test_gpu_sized_widths_are_multiples_of_64_and_land_near_the_target(pattern, 
         assert cfg.mamba2.head_dim in (32, 64, 128)
 
 
+def test_a_multiple_of_128_is_preferred_where_it_lands_within_two_percent():
+    """At 25M the 1:7 hybrid's closest width, d448 (7 x 64), gives way to d384 (3 x 128), its MLP absorbing the
+    rest; attention keeps d448, for d384 would land 10% short of the target even with its MLP 25% wider."""
+    def at(pattern: str, **kw) -> ArchConfig:
+        return scale(ArchConfig.compose(pattern, 512, attention={"heads": 8}, mamba2={"head_dim": 64}), 2.5e7,
+                     vocab_size=256, **kw)
+
+    hybrid, attention = at("M-M-M-M-*-M-M-M-"), at("*-" * 8)
+    assert hybrid.d_model == 384 and abs(param_counts(hybrid).total / 2.5e7 - 1) < 0.02
+    assert hybrid.mlp.ratio > 4.0  # the MLP took what the narrower width gave up
+    assert attention.d_model == 448
+    assert abs(param_counts(at("*-" * 8, width=384)).total / 2.5e7 - 1) > 0.05
+
+
+def test_a_pinned_width_keeps_d_model_and_moves_only_the_mlp():
+    cfg = ArchConfig.compose("M-M-M-M-*-M-M-M-", 512, attention={"heads": 8}, mamba2={"head_dim": 64})
+    pinned = scale(cfg, 2.5e7, vocab_size=256, width=448)
+    assert pinned.d_model == 448 and pinned.pattern == cfg.pattern
+    assert abs(param_counts(pinned).total / 2.5e7 - 1) < 0.03
+    assert pinned.mlp.ratio != cfg.mlp.ratio
+
+
 @pytest.mark.parametrize(("d_model", "head"), [(448, 64), (384, 64), (352, 32), (256, 32)])
 def test_shrinking_rounds_head_widths_to_the_nearest_power_of_two(d_model, head):
     """64-wide heads scaled by s = d / 512 become 64·s rounded in log scale: 64 down to s ≈ 0.71 (a proxy 12%
