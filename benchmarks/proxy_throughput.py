@@ -335,10 +335,18 @@ def report(rows: list[Row], args, dev: torch.device) -> list[str]:
     return [*lines, ""]
 
 
+def pinned(name: str) -> tuple[str, int | None]:
+    """`NAME@dWIDTH` -> (NAME, WIDTH); a plain family name -> (name, None). A malformed width ends the run."""
+    family, at, width = name.partition("@")
+    if at and not re.fullmatch(r"d[1-9]\d*", width):
+        raise SystemExit(f"{name!r}: a pinned width is written NAME@dWIDTH, e.g. 'hybrid 1:7@d448'")
+    return family, int(width[1:]) if at else None
+
+
 def family_arch(name: str, params: float) -> ArchConfig:
     """A family of FAMILIES at `params`, or `NAME@dWIDTH`: that family with its d_model pinned at WIDTH."""
-    family, _, width = name.partition("@d")
-    return arch(FAMILIES[family], params, width=int(width) if width else None)
+    family, width = pinned(name)
+    return arch(FAMILIES[family], params, width=width)
 
 
 def cuda_scan_row(args, dev: torch.device) -> Row:
@@ -388,10 +396,7 @@ def main() -> None:
                     "library benchmarks/scan_anchor/build.sh makes (.anchors/selective_scan_anchor.so)")
     args = ap.parse_args()
     chosen = [f.strip() for f in args.families.split(",") if f.strip()]
-    families(",".join(f.partition("@")[0] for f in chosen), FAMILIES)  # an unknown family ends the run
-    for name in chosen:
-        if "@" in name and not re.fullmatch(r"d[1-9]\d*", name.partition("@")[2]):
-            raise SystemExit(f"{name!r}: a pinned width is written NAME@dWIDTH, e.g. 'hybrid 1:7@d448'")
+    families(",".join(pinned(f)[0] for f in chosen), FAMILIES)  # an unknown family ends the run
     if args.smoke:
         args.params, args.lengths, args.tokens_per_step, args.steps, args.warmup = 2e5, "32", 64, 2, 1
         args.contexts, args.decode_batch, args.decode_tokens, args.compile = "16", 2, 2, False

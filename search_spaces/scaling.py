@@ -21,7 +21,7 @@ rest: a multiple of 64 within ±25% of what its ratio gives, the one that lands 
 MLP ratio is the one width ratio this moves). A width that is an odd multiple of 64 gives way to its
 neighbour that is a multiple of 128 where that one, its MLP absorbing, lands within 2% of `params`: a
 GEMM's output tiles are 128 wide, and on an H200 the weight gradients of d448's projections ran at
-380–420 TFLOP/s against 630–660 at d512 (docs/benchmarks/logs/layer-kernels-ncu-call-12-2026-12-04.md).
+379–423 TFLOP/s against 627–666 at d512 (docs/benchmarks/logs/layer-kernels-ncu-call-12-2026-12-04.md).
 At 25M parameters the Mamba-2 hybrids take d384 this way, their MLP 5× wide instead of 3.1×.
 `scale(cfg, params, width=d)` keeps d_model at d and lets the MLP alone absorb.
 Widths follow from it. When shrinking by s = d_model′ / d_model, each per-head width (attention head
