@@ -8,7 +8,8 @@
 Pure attention, pure Mamba-2, pure mLSTM, a 1:7 Mamba-2 : attention hybrid, pure Gated DeltaNet and a
 3:1 Gated DeltaNet : attention hybrid, each eight (mixer, MLP) layers, widened to the profile's parameter
 count by the presets' scaling rule, trained and scored by `workers.evaluate` exactly as a study's trial is.
-Writes `docs/proxy-evidence/<profile>.{md,json}`.
+`--families` also takes NAME=PATTERN[;family.option=value...] for any other layout
+(`"1:7 no norm=M-M-M-M-*-M-M-M-;mamba2.norm=none"`). Writes `docs/proxy-evidence/<profile>.{md,json}`.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from _report import machine, write
+from _report import command, machine, write
 
 from nas import units as fmt
-from search_spaces import ArchConfig
+from search_spaces import ArchConfig, ConfigError
 from search_spaces.scaling import scale
 from workers.evaluate import evaluate
 from workers.profile import load_profile
@@ -47,9 +48,36 @@ FAMILIES = {
 }
 
 
-def arch(pattern: str, params: float, vocab_size: int = 256, width: int | None = None) -> ArchConfig:
-    """`pattern` at `params` by the scaling rule; `width` pins d_model (the MLP alone absorbing the rest)."""
-    return scale(ArchConfig.compose(pattern, 512, **_OPTIONS), params, vocab_size=vocab_size, width=width)
+def arch(pattern: str, params: float, vocab_size: int = 256, width: int | None = None,
+         options: dict[str, dict[str, str]] | None = None) -> ArchConfig:
+    """`pattern` at `params` by the scaling rule; `width` pins d_model (the MLP alone absorbing the rest); `options`
+    ({'mamba2': {'norm': 'none'}}) over the family options above."""
+    opts = {family: {**_OPTIONS.get(family, {}), **(options or {}).get(family, {})}
+            for family in {*_OPTIONS, *(options or {})}}
+    cfg = ArchConfig.compose(pattern, 512, **opts)
+    for family in options or {}:
+        if getattr(cfg, family, None) is None:
+            raise ConfigError(f"{family} options are given, and the layout {pattern} has no {family} layer")
+    return scale(cfg, params, vocab_size=vocab_size, width=width)
+
+
+def layout(text: str) -> tuple[str, dict[str, dict[str, str]]]:
+    """A named layout as the command line gives it, `PATTERN;family.option=value;...`, as its pattern and options:
+    'M-M-M-M-*-M-M-M-;mamba2.norm=none' -> ('M-M-M-M-*-M-M-M-', {'mamba2': {'norm': 'none'}})."""
+    pattern, *items = text.split(";")
+    options: dict[str, dict[str, str]] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        family, dot, key = name.strip().partition(".")
+        if not (eq and dot and family and key and value.strip()):
+            raise ConfigError(f"{item!r} is not family.option=value (mamba2.norm=none)")
+        options.setdefault(family, {})[key] = value.strip()
+    return pattern.strip(), options
+
+
+def order(family: str) -> tuple[int, str]:
+    """Where a family's row goes: the families above in their order, then named layouts by name."""
+    return (list(FAMILIES).index(family), "") if family in FAMILIES else (len(FAMILIES), family)
 
 
 def seed_of(row: dict) -> int:
@@ -115,16 +143,16 @@ def render(profile, rows: list[dict], budget: float, seconds: float, device: str
     lines = [
         f"## profile `{profile.name}`" + (f" at {budget:g}× its token budgets" if budget != 1 else ""),
         "",
-        f"`python benchmarks/proxy_evidence.py --profile {profile.name}"
-        + (f" --budget {budget:g}" if budget != 1 else "")
-        + f"` on {device}; {seconds / 60:.1f} min in all.",
+        f"`{command()}` on {device}; {seconds / 60:.1f} min in all, the rows of other families or seeds kept from "
+        "earlier runs of the JSON.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * 2 + "---:|" * (len(head) - 2),
     ]
     for r in rows:
         tp = {t["context"]: t for t in r["throughput"]}
-        cells = [r["family"], f"`{r['pattern']}`", str(r["arch"]["d_model"]), fmt.count(r["params"])]
+        options = "".join(f" {f}.{k}={v}" for f, o in r.get("options", {}).items() for k, v in o.items())
+        cells = [r["family"], f"`{r['pattern']}`{options}", str(r["arch"]["d_model"]), fmt.count(r["params"])]
         if r["status"] != "ok":
             cells += [f"failed: {r['failure']['reason']}"] + [""] * (len(head) - 5)
         else:
@@ -163,16 +191,26 @@ def main() -> None:
     device = machine(gpu=True)
     json_path = args.out / f"{profile.name}.json"
     rows = json.loads(json_path.read_text()) if json_path.exists() and not args.smoke else []
-    chosen = args.families.split(",")
-    unknown = set(chosen) - set(FAMILIES)
+    chosen = [f.split("=", 1)[0] for f in args.families.split(",")]
+    layouts = dict(f.split("=", 1) for f in args.families.split(",") if "=" in f)
+    unknown = [f for f in chosen if f not in FAMILIES and f not in layouts]
     if unknown:
-        raise SystemExit(f"unknown family {sorted(unknown)[0]!r}; choose from {', '.join(FAMILIES)}")
+        raise SystemExit(f"unknown family {unknown[0]!r}; choose from {', '.join(FAMILIES)}, or give "
+                         "NAME=PATTERN (options after it by ';': 1:7 no norm=M-M-M-M-*-M-M-M-;mamba2.norm=none)")
+    configs, options = {}, {}
+    for family in chosen:  # every layout built before any training: a typo costs no GPU time
+        try:
+            pattern, options[family] = layout(layouts[family]) if family in layouts else (FAMILIES[family], {})
+            configs[family] = arch(pattern, params, options=options[family])
+        except ConfigError as e:
+            raise SystemExit(f"--families {family}={layouts.get(family)}: {e}") from None
     rows = [r for r in rows if not (r["family"] in chosen and seed_of(r) in seeds)]
     for family in chosen:
-        cfg = arch(FAMILIES[family], params)
+        cfg = configs[family]
         for seed in seeds:
             r = evaluate(cfg, profile, budget=budget, seed=seed)
-            row = {"family": family, **json.loads(r.model_dump_json())}
+            row = {"family": family, **({"options": options[family]} if options[family] else {}),
+                   **json.loads(r.model_dump_json())}
             rows.append(row)
             acc = f"{r.synthetic_accuracy:.3f}" if r.synthetic_accuracy is not None else "-"
             print(
@@ -183,7 +221,7 @@ def main() -> None:
             if not args.smoke:  # every result kept as it comes: a run cut short loses no finished trial
                 json_path.parent.mkdir(parents=True, exist_ok=True)
                 json_path.write_text(json.dumps(rows, indent=1) + "\n")
-    rows.sort(key=lambda r: (list(FAMILIES).index(r["family"]), seed_of(r)))
+    rows.sort(key=lambda r: (order(r["family"]), seed_of(r)))
     md = render(profile, rows, budget, sum(r["wall_seconds"] for r in rows), device)
     print(md)
     if not args.smoke:

@@ -7,6 +7,10 @@
         --pairs 4,8 --tokens 2e5,8e5 --lrs 1e-3,3e-3 --families attention,mamba2       # ~10 min on 2 CPU cores
     python benchmarks/recall_calibration.py --smoke                                      # seconds (CI)
 
+`--families` takes any other layout as NAME=PATTERN, and options after it by ';':
+`--families "1:7 no norm=M-M-M-M-*-M-M-M-;mamba2.norm=none"` trains the 1:7 hybrid with its Mamba-2 layers' gated
+norm left out (docs/proxy-evidence.md), beside the families.
+
 Any other synthetic task works the same way (`--task in_context_recall --settings seq_len=256`), without
 `--pairs` where it has no key-value pairs: its columns are the budgets alone.
 
@@ -50,11 +54,10 @@ from typing import NamedTuple
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _report import command, machine, publish
-from proxy_evidence import FAMILIES, arch
+from proxy_evidence import FAMILIES, arch, layout, order
 
 from nas import units as fmt
 from search_spaces import ArchConfig, ConfigError
-from search_spaces.scaling import scale
 from workers.data.synthetic import IGNORE_INDEX, TASKS, make_task
 from workers.evaluate import evaluate
 from workers.profile import ProxyProfile, load_profile
@@ -154,21 +157,14 @@ def merge(kept: list[dict], folders: list[Path], name: str) -> list[dict]:
     return out
 
 
-def order(family: str) -> tuple[int, str]:
-    """Where a family's row goes: proxy-evidence's families in their order, then named patterns by name."""
-    return (list(FAMILIES).index(family), "") if family in FAMILIES else (len(FAMILIES), family)
-
-
 def family_arch(family: str, params: float, d_state: int | None, vocab_size: int = 256,
-                pattern: str | None = None) -> ArchConfig:
-    """The family's proxy (or `pattern`'s, under the family options of proxy-evidence) at `params`, its vocabulary
-    at least the task's (the rest of the budget in its blocks)."""
-    cfg = arch(pattern or FAMILIES[family], params, max(256, vocab_size))
-    if d_state is None:
-        return cfg
-    spec = cfg.to_dict()
-    spec["mamba2"] = {**spec["mamba2"], "d_state": d_state}
-    return scale(ArchConfig.from_dict(spec), params, vocab_size=cfg.vocab_size)
+                pattern: str | None = None, options: dict | None = None) -> ArchConfig:
+    """The family's proxy (or `pattern`'s, under the family options of proxy-evidence and `options`:
+    {'mamba2': {'norm': 'none'}}) at `params`, its vocabulary at least the task's (the rest of the budget in its
+    blocks)."""
+    if d_state is not None:
+        options = {**(options or {}), "mamba2": {**(options or {}).get("mamba2", {}), "d_state": d_state}}
+    return arch(pattern or FAMILIES[family], params, max(256, vocab_size), options=options)
 
 
 def best_cells(cells: list[dict]) -> dict[tuple, dict]:
@@ -265,8 +261,9 @@ def render_cells(profile: ProxyProfile, task: str, cells: list[dict]) -> list[st
             for t in budgets:
                 c = best.get((family, d_state, p, t))
                 out.append("–" if c is None else f"{c['accuracy']:.3f} (lr {c['lr']:g}, {seconds(c)})")
-        pattern = next(c.get("pattern") for c in cells if c["family"] == family)
-        label = family if family in FAMILIES else f"{family} `{pattern}`"
+        first = next(c for c in cells if c["family"] == family)
+        options = "".join(f" {f}.{k}={v}" for f, o in first.get("options", {}).items() for k, v in o.items())
+        label = family if family in FAMILIES else f"{family} `{first.get('pattern')}`{options}"
         lines.append(f"| {label} | {d_state or 'default'} | " + " | ".join(out) + " |")
     closed = [(p, t, gap_closed(best, p, t)) for p in pairs for t in budgets]
     closed = [(p, t, g) for p, t, g in closed if g is not None]
@@ -297,7 +294,8 @@ def train_cell(job: dict) -> dict:
     lr and key); the cell as the JSON keeps it. Top level, so that a spawned process can run it (`--jobs`)."""
     family, d_state, p, lr = job["family"], job["d_state"], job["pairs"], job["lr"]
     settings = job["settings"]
-    cfg = family_arch(family, job["params"], d_state, settings.get("vocab_size", 0), job.get("pattern"))
+    cfg = family_arch(family, job["params"], d_state, settings.get("vocab_size", 0), job.get("pattern"),
+                      job.get("options"))
     prof = task_profile(job["profile"], job["task"], settings, p, job["tokens"], lr, job["batch_size"],
                         job["compile"], job.get("weight_decay"))
     decayed = "" if job.get("weight_decay") is None else f" wd={job['weight_decay']:g}"
@@ -317,7 +315,8 @@ def train_cell(job: dict) -> dict:
         "key": job["key"], "settings": settings, "seed": job["seed"], "batch_size": job["batch_size"],
         **({} if job.get("weight_decay") is None else {"weight_decay": job["weight_decay"]}),
         "family": family, "d_state": d_state, "pairs": p, "tokens": job["tokens"], "lr": lr,
-        "pattern": cfg.pattern, "d_model": cfg.d_model, "params": r.params,
+        "pattern": cfg.pattern, **({"options": job["options"]} if job.get("options") else {}),
+        "d_model": cfg.d_model, "params": r.params,
         "accuracy": score.accuracy if score else None, "val_loss": score.val_loss if score else None,
         "steps": score.steps if score else None, "seconds": score.seconds if score else r.wall_seconds,
         "failure": (r.failure.reason if r.failure else "no score") if score is None else None,
@@ -425,7 +424,8 @@ def main() -> None:
     ap.add_argument("--tokens", default="2e5", help="comma-separated training budgets in tokens (4e6,16e6)")
     ap.add_argument("--lrs", default="1e-3,3e-3", help="comma-separated learning rates")
     ap.add_argument("--families", default="attention,mamba2,hybrid 1:7",
-                    help=f"of: {', '.join(FAMILIES)}; or NAME=PATTERN for any other layout (1:1=M-*-M-*-M-*-M-*-)")
+                    help=f"of: {', '.join(FAMILIES)}; or NAME=PATTERN for any other layout (1:1=M-*-M-*-M-*-M-*-), "
+                         "options after it by ';' (1:7 no norm=M-M-M-M-*-M-M-M-;mamba2.norm=none)")
     ap.add_argument("--d-state", default="", help=f"also these Mamba-2 state sizes for {', '.join(SSM_FAMILIES)}")
     ap.add_argument("--seed", default=None, help="comma-separated seeds, each cell trained once per seed "
                     "(0,1,2,3: how often a family leaves chance); default: the profile's")
@@ -458,16 +458,18 @@ def main() -> None:
 
     profile = load_profile(args.profile)
     families = args.families.split(",")
-    patterns = dict(f.split("=", 1) for f in families if "=" in f)  # named layouts beside the families
+    layouts = dict(f.split("=", 1) for f in families if "=" in f)  # named layouts beside the families
     families = [f.split("=", 1)[0] for f in families]
-    unknown = [f for f in families if f not in FAMILIES and f not in patterns]
+    unknown = [f for f in families if f not in FAMILIES and f not in layouts]
     if unknown:
         raise SystemExit(f"unknown family {unknown[0]!r}; choose from {', '.join(FAMILIES)}, or give NAME=PATTERN")
-    for name, pattern in patterns.items():
+    patterns, options = {}, {}
+    for name, text in layouts.items():
         try:
-            arch(pattern, profile.params)
-        except ConfigError as e:
-            raise SystemExit(f"--families {name}={pattern}: {e}") from None
+            patterns[name], options[name] = layout(text)
+            family_arch(name, profile.params, None, pattern=patterns[name], options=options[name])
+        except (ConfigError, ValueError) as e:
+            raise SystemExit(f"--families {name}={text}: {e}") from None
     try:
         settings = {k: setting(v) for k, v in (kv.split("=") for kv in args.settings.split(",") if kv)}
         has_pairs = "num_kv_pairs" in getattr(TASKS.get(args.task), "model_fields", {"num_kv_pairs": 0})
@@ -515,8 +517,8 @@ def main() -> None:
             if d is None or f in SSM_FAMILIES for lr in lrs]
     device = machine(gpu=True)
     todo = [] if args.report_only else [
-        {"family": f, "pattern": patterns.get(f), "d_state": d, "pairs": p, "tokens": t, "lr": lr, "seed": s,
-         "key": cell_key(f, d, p, t, lr)}
+        {"family": f, "pattern": patterns.get(f), "options": options.get(f), "d_state": d, "pairs": p, "tokens": t,
+         "lr": lr, "seed": s, "key": cell_key(f, d, p, t, lr)}
         for f, d, p, t, lr, s in plan if (cell_key(f, d, p, t, lr), s) not in done]
     common = {"profile": profile, "task": args.task, "settings": settings, "params": params, "weight_decay": wd,
               "batch_size": batch, "progress": args.progress, "device": device, "compile": args.compile,

@@ -76,6 +76,9 @@ class Mamba2Options(Strict):
     n_groups: int = Field(1, gt=0)
     d_conv: int = Field(4, gt=0)
     chunk_size: int = Field(256, gt=0)
+    norm: Literal["group", "head", "none"] = Field(
+        "group", description="the gated RMSNorm of y·silu(z) before out_proj: over each of the n_groups slices of "
+        "d_inner (Mamba-2's), over each head, or none (out_proj(y·silu(z)))")
 
     def d_inner(self, d_model: int) -> int:
         return self.expand * d_model

@@ -96,7 +96,7 @@ def _sublayer_params(cfg: ArchConfig, family: str, *, active: bool = False) -> i
         di, nh, gn = o.d_inner(d), o.n_heads(d), o.n_groups * o.d_state
         conv_dim = di + 2 * gn
         # in_proj -> (z, x, B, C, dt); depthwise conv with bias; dt_bias, A_log, D; gated norm; out_proj
-        n = d * (2 * di + 2 * gn + nh) + conv_dim * (o.d_conv + 1) + 3 * nh + di + di * d
+        n = d * (2 * di + 2 * gn + nh) + conv_dim * (o.d_conv + 1) + 3 * nh + di * (o.norm != "none") + di * d
     elif family == "mamba1":
         o = cfg.mamba1
         di, r, ns = o.d_inner(d), o.rank(d), o.d_state

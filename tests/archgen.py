@@ -56,6 +56,7 @@ def random_arch(rng: random.Random, *, max_len: int = 8, d_choices=(32, 48, 64, 
             "n_groups": rng.choice([g for g in (1, 2, 4) if nheads % g == 0]),
             "d_conv": rng.choice([2, 4]),
             "chunk_size": rng.choice([8, 16, 64]),
+            "norm": rng.choice(["group", "head", "none"]),
         }
     if "m" in pattern:
         cfg["mamba1"] = {

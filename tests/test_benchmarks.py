@@ -161,6 +161,32 @@ def test_recall_calibration_takes_named_patterns_beside_the_families(tmp_path):
     assert r.returncode != 0 and "--families odd=M-Q-: unknown layer symbol 'Q'" in r.stderr
 
 
+def test_named_layouts_take_family_options(tmp_path):
+    """`NAME=PATTERN;family.option=value`: the option reaches the built model, a cell keeps it and the report names
+    it; an option for a family the layout lacks, or a malformed one, is refused before any training."""
+    sys.path.insert(0, str(SCRIPTS[0].parent))
+    import proxy_evidence as pe
+    import recall_calibration as rc
+
+    assert pe.layout("M-*-;mamba2.norm=none; mamba2.d_state=16") == (
+        "M-*-", {"mamba2": {"norm": "none", "d_state": "16"}})
+    cfg = rc.family_arch("n", 2e5, 32, 256, "M-*-", {"mamba2": {"norm": "head"}})
+    assert (cfg.mamba2.norm, cfg.mamba2.d_state) == ("head", 32)  # --d-state and the layout's options together
+    assert pe.arch("M-*-", 2e5).mamba2.norm == "group"
+    script = SCRIPTS[0].parent / "recall_calibration.py"
+    r = subprocess.run([sys.executable, str(script), "--smoke", "--families", "attention,nn=M-*-;mamba2.norm=none"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| nn `M-*-` mamba2.norm=none |" in r.stdout
+    for bad, words in [("x=*-;mamba2.norm=none", "the layout *- has no mamba2 layer"),
+                       ("x=M-;mamba2norm=none", "'mamba2norm=none' is not family.option=value"),
+                       ("x=M-;mamba2.norm=per", "input should be 'group', 'head' or 'none'")]:
+        for name in ("recall_calibration.py", "proxy_evidence.py"):
+            r = subprocess.run([sys.executable, str(script.parent / name), "--smoke", "--families", bad],
+                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
+            assert r.returncode != 0 and f"--families {bad}: " in r.stderr and words in r.stderr, (name, r.stderr)
+
+
 def test_recall_calibration_plots_the_kept_training_curves(tmp_path):
     sys.path.insert(0, str(SCRIPTS[0].parent))
     import recall_calibration as rc

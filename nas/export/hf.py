@@ -123,10 +123,17 @@ def _rope(cfg: ArchConfig, partial_key: bool = False) -> dict[str, Any]:
     return {"rope_parameters": params}
 
 
+def _mamba2_norm(cfg: ArchConfig) -> None:
+    if (m := cfg.mamba2) is not None and m.norm != "group":
+        raise _Cannot(f"its Mamba-2 layers normalise y·silu(z) over each group of channels, and mamba2.norm is "
+                      f"{m.norm}")
+
+
 def _mamba2_fields(cfg: ArchConfig, prefix: str = "mamba_") -> dict[str, Any]:
     m, d = cfg.mamba2, cfg.d_model
     if m is None:  # a config without Mamba-2 layers still has to validate: one head of the full width
         return {f"{prefix}n_heads": 1, f"{prefix}d_head": 2 * d, f"{prefix}expand": 2}
+    _mamba2_norm(cfg)
     return {
         f"{prefix}n_heads": m.n_heads(d),
         f"{prefix}d_head": m.head_dim,
@@ -181,6 +188,7 @@ def _hf_mamba(cfg: ArchConfig) -> dict[str, Any]:
 
 def _hf_mamba2(cfg: ArchConfig) -> dict[str, Any]:
     _only(cfg, "M", "Mamba-2 layers")
+    _mamba2_norm(cfg)
     m, d = cfg.mamba2, cfg.d_model
     return {
         **_common(cfg, "mamba2", "layer_norm_epsilon"),
@@ -390,6 +398,7 @@ def _hf_nemotron_h(cfg: ArchConfig) -> dict[str, Any]:
     if cfg.mlp is not None:
         out["intermediate_size"] = cfg.mlp.d_ff(d)
     if (m := cfg.mamba2) is not None:
+        _mamba2_norm(cfg)
         out.update(ssm_state_size=m.d_state, mamba_num_heads=m.n_heads(d), mamba_head_dim=m.head_dim,
                    n_groups=m.n_groups, conv_kernel=m.d_conv, expand=m.expand, chunk_size=m.chunk_size,
                    mamba_hidden_act="silu", use_conv_bias=True, mamba_proj_bias=False)

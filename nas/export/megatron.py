@@ -94,6 +94,9 @@ def build(cfg: ArchConfig, pattern_flag: str = PATTERN_FLAG) -> list[str]:
             raise Unfit(
                 f"Megatron-LM's Mamba-2 layer has a convolution of width 4, and mamba2.d_conv is {m.d_conv}"
             )
+        if m.norm != "group":
+            raise Unfit(f"Megatron-LM's Mamba-2 layer normalises y·silu(z) over each group of channels, and "
+                        f"mamba2.norm is {m.norm}")
         args += ["--mamba-state-dim", str(m.d_state), "--mamba-head-dim", str(m.head_dim),
                  "--mamba-num-groups", str(m.n_groups)]
         if m.expand != 2:

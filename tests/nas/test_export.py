@@ -382,6 +382,17 @@ def test_what_no_class_can_express_is_one_sentence(spec, words):
         assert w in msg
 
 
+@pytest.mark.parametrize("norm", ["head", "none"])
+def test_a_mamba2_norm_other_than_the_reference_groups_is_refused_by_every_format_that_would_drop_it(norm):
+    for spec in (dict(pattern="M-M-", d_model=64), dict(pattern="M-*-", d_model=64, attention={"pos": "nope"})):
+        cfg = ArchConfig.from_dict({**spec, "mamba2": {"head_dim": 16, "norm": norm}})
+        with pytest.raises(ConfigError, match=f"mamba2.norm is {norm}"):
+            hf_config(cfg)
+        with pytest.raises(ConfigError, match=f"Megatron-LM's Mamba-2 layer normalises .*mamba2.norm is {norm}"):
+            megatron_args(cfg)
+        hf_config(ArchConfig.from_dict({**spec, "mamba2": {"head_dim": 16}}))  # the reference's: exported
+
+
 def test_a_forced_target_that_cannot_express_it_says_which_can():
     with pytest.raises(ConfigError, match=r"bamba cannot express this architecture: .*Mamba-1.*jamba"):
         hf_config(preset("jamba"), "bamba")

@@ -114,3 +114,12 @@ def test_a_dimension_applies_only_where_it_shaped_the_architecture():
     assert applies("mamba2.d_state", {}, "M-*-") and not applies("mamba2.d_state", {}, "X-*-")
     assert not applies("moe.experts", {}, "M-*-") and applies("moe.experts", {}, "MEM-")
     assert applies("ssm", attention_only, None)  # no pattern recorded: nothing to say
+
+
+def test_mamba2_norm_is_a_dimension_that_applies_where_there_are_mamba2_layers():
+    space = load_space({"name": "norms", "base": {"d_model": 64, "mamba2": {"head_dim": 16}},
+                        "dimensions": {"attn_ratio": ["1:3"], "ssm": ["mamba2", "mlstm"],
+                                       "mamba2.norm": ["group", "head", "none"]}})
+    for norm in ("group", "head", "none"):
+        assert space.build({"attn_ratio": "1:3", "ssm": "mamba2", "mamba2.norm": norm}).mamba2.norm == norm
+    assert space.build({"attn_ratio": "1:3", "ssm": "mlstm", "mamba2.norm": "none"}).mamba2 is None

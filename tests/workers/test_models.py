@@ -54,6 +54,8 @@ MIXED = [
     ArchConfig(pattern="*-*-", d_model=64, attention={"heads": 4, "kv_heads": 2}),
     ArchConfig(pattern="*-", d_model=64, attention={"heads": 4, "pos": "nope"}),
     ArchConfig(pattern="M-M-", d_model=64, mamba2={"d_state": 16, "head_dim": 16, "n_groups": 2, "chunk_size": 8}),
+    ArchConfig(pattern="M-M-", d_model=64, mamba2={"d_state": 16, "head_dim": 16, "n_groups": 2, "norm": "head"}),
+    ArchConfig(pattern="M-*-", d_model=64, mamba2={"d_state": 16, "head_dim": 16, "norm": "none"}),
     ArchConfig(pattern="m-m-", d_model=64, mamba1={"d_state": 8}),
     ArchConfig(pattern="X-X-", d_model=64, mlstm={"heads": 2}),
     ArchConfig(
@@ -75,7 +77,7 @@ MIXED = [
                attention={"heads": 4, "kv_heads": 1, "window": 8, "output_gate": True, "qk_norm": True},
                moe={"experts": 4, "top_k": 2}),
 ]
-IDS = ["attention", "attention-nope", "mamba2", "mamba1", "mlstm", "mixed-moe", "deltanet", "kda-gva",
+IDS = ["attention", "attention-nope", "mamba2", "mamba2-head-norm", "mamba2-no-norm", "mamba1", "mlstm", "mixed-moe", "deltanet", "kda-gva",
        "shortconv", "local-global", "mixed-new"]
 
 
@@ -196,6 +198,25 @@ def test_mamba2_pads_its_projection_rows_without_changing_a_number():
     for got, want in zip((z, torch.cat([x, B, C], -1), dt),
                          (z0, xbc0, F.softplus(dt0 + mixer.dt_bias)), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["group", "head", "none"])
+def test_mamba2_norms_y_times_silu_z_over_its_groups_its_heads_or_not_at_all(norm):
+    from search_spaces import Mamba2Options
+    from workers.models.mamba2 import Mamba2
+
+    layer = Mamba2(64, Mamba2Options(d_state=8, head_dim=16, n_groups=2, norm=norm))  # 8 heads in 2 groups
+    y, z = torch.randn(3, 128), torch.randn(3, 128)
+    out, gated = layer._gate(y, z), y * torch.nn.functional.silu(z)
+    if norm == "none":
+        assert layer.norm is None and torch.equal(out, gated)
+        return
+    slices = {"group": 2, "head": 8}[norm]
+    g = gated.unflatten(-1, (slices, -1))
+    expected = (g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + 1e-5)).flatten(-2)  # unit RMS in each slice
+    assert torch.allclose(out, expected, atol=1e-6)
+    other = gated.unflatten(-1, (10 - slices, -1))  # the other option's slices: not what this one computes
+    assert not torch.allclose(out, (other * torch.rsqrt(other.pow(2).mean(-1, keepdim=True) + 1e-5)).flatten(-2))
 
 
 def test_moe_routes_every_token_and_balances():

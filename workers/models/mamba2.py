@@ -36,7 +36,9 @@ class Mamba2(nn.Module):
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
         self.A_log = nn.Parameter(torch.log(torch.empty(self.n_heads).uniform_(1, 16)))
         self.D = nn.Parameter(torch.ones(self.n_heads))
-        self.norm = GatedRMSNorm(self.d_inner, groups=self.n_groups, eps=norm_eps)
+        # norm(y·silu(z)) over each group of channels (Mamba-2's), over each head, or no norm at all
+        groups = {"group": self.n_groups, "head": self.n_heads, "none": None}[opts.norm]
+        self.norm = GatedRMSNorm(self.d_inner, groups=groups, eps=norm_eps) if groups else None
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
 
     def init_state(self, batch: int, max_len: int, device: torch.device, dtype: torch.dtype) -> Mamba2State:
@@ -83,7 +85,7 @@ class Mamba2(nn.Module):
             y, ssm = y
             state.ssm.copy_(ssm)
             state.conv.copy_(conv_state)
-        return self.out_proj(self.norm(y.reshape(b, T, self.d_inner), z))
+        return self.out_proj(self._gate(y.reshape(b, T, self.d_inner), z))
 
     def step(self, u: torch.Tensor, state: Mamba2State) -> torch.Tensor:
         """One token u [B, d]."""
@@ -100,4 +102,7 @@ class Mamba2(nn.Module):
             D=self.D,
             inplace=True,
         )
-        return self.out_proj(self.norm(y.reshape(b, self.d_inner), z[:, 0]))
+        return self.out_proj(self._gate(y.reshape(b, self.d_inner), z[:, 0]))
+
+    def _gate(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return y * F.silu(z) if self.norm is None else self.norm(y, z)
