@@ -77,7 +77,8 @@ MIXED = [
                attention={"heads": 4, "kv_heads": 1, "window": 8, "output_gate": True, "qk_norm": True},
                moe={"experts": 4, "top_k": 2}),
 ]
-IDS = ["attention", "attention-nope", "mamba2", "mamba2-head-norm", "mamba2-no-norm", "mamba1", "mlstm", "mixed-moe", "deltanet", "kda-gva",
+IDS = ["attention", "attention-nope", "mamba2", "mamba2-head-norm", "mamba2-no-norm",
+       "mamba1", "mlstm", "mixed-moe", "deltanet", "kda-gva",
        "shortconv", "local-global", "mixed-new"]
 
 
