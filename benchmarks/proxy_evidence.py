@@ -75,6 +75,11 @@ def layout(text: str) -> tuple[str, dict[str, dict[str, str]]]:
     return pattern.strip(), options
 
 
+def spelled(options: dict[str, dict[str, str]]) -> str:
+    """A layout's options as a report prints them after its pattern: ' mamba2.norm=none'."""
+    return "".join(f" {family}.{key}={value}" for family, o in options.items() for key, value in o.items())
+
+
 def order(family: str) -> tuple[int, str]:
     """Where a family's row goes: the families above in their order, then named layouts by name."""
     return (list(FAMILIES).index(family), "") if family in FAMILIES else (len(FAMILIES), family)
@@ -151,8 +156,8 @@ def render(profile, rows: list[dict], budget: float, seconds: float, device: str
     ]
     for r in rows:
         tp = {t["context"]: t for t in r["throughput"]}
-        options = "".join(f" {f}.{k}={v}" for f, o in r.get("options", {}).items() for k, v in o.items())
-        cells = [r["family"], f"`{r['pattern']}`{options}", str(r["arch"]["d_model"]), fmt.count(r["params"])]
+        cells = [r["family"], f"`{r['pattern']}`{spelled(r.get('options', {}))}", str(r["arch"]["d_model"]),
+                 fmt.count(r["params"])]
         if r["status"] != "ok":
             cells += [f"failed: {r['failure']['reason']}"] + [""] * (len(head) - 5)
         else:

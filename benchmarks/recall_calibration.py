@@ -54,7 +54,7 @@ from typing import NamedTuple
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _report import command, machine, publish
-from proxy_evidence import FAMILIES, arch, layout, order
+from proxy_evidence import FAMILIES, arch, layout, order, spelled
 
 from nas import units as fmt
 from search_spaces import ArchConfig, ConfigError
@@ -262,8 +262,8 @@ def render_cells(profile: ProxyProfile, task: str, cells: list[dict]) -> list[st
                 c = best.get((family, d_state, p, t))
                 out.append("–" if c is None else f"{c['accuracy']:.3f} (lr {c['lr']:g}, {seconds(c)})")
         first = next(c for c in cells if c["family"] == family)
-        options = "".join(f" {f}.{k}={v}" for f, o in first.get("options", {}).items() for k, v in o.items())
-        label = family if family in FAMILIES else f"{family} `{first.get('pattern')}`{options}"
+        named = f"{family} `{first.get('pattern')}`{spelled(first.get('options', {}))}"
+        label = family if family in FAMILIES else named
         lines.append(f"| {label} | {d_state or 'default'} | " + " | ".join(out) + " |")
     closed = [(p, t, gap_closed(best, p, t)) for p in pairs for t in budgets]
     closed = [(p, t, g) for p, t, g in closed if g is not None]

@@ -133,7 +133,6 @@ def _mamba2_fields(cfg: ArchConfig, prefix: str = "mamba_") -> dict[str, Any]:
     m, d = cfg.mamba2, cfg.d_model
     if m is None:  # a config without Mamba-2 layers still has to validate: one head of the full width
         return {f"{prefix}n_heads": 1, f"{prefix}d_head": 2 * d, f"{prefix}expand": 2}
-    _mamba2_norm(cfg)
     return {
         f"{prefix}n_heads": m.n_heads(d),
         f"{prefix}d_head": m.head_dim,
@@ -188,7 +187,6 @@ def _hf_mamba(cfg: ArchConfig) -> dict[str, Any]:
 
 def _hf_mamba2(cfg: ArchConfig) -> dict[str, Any]:
     _only(cfg, "M", "Mamba-2 layers")
-    _mamba2_norm(cfg)
     m, d = cfg.mamba2, cfg.d_model
     return {
         **_common(cfg, "mamba2", "layer_norm_epsilon"),
@@ -398,7 +396,6 @@ def _hf_nemotron_h(cfg: ArchConfig) -> dict[str, Any]:
     if cfg.mlp is not None:
         out["intermediate_size"] = cfg.mlp.d_ff(d)
     if (m := cfg.mamba2) is not None:
-        _mamba2_norm(cfg)
         out.update(ssm_state_size=m.d_state, mamba_num_heads=m.n_heads(d), mamba_head_dim=m.head_dim,
                    n_groups=m.n_groups, conv_kernel=m.d_conv, expand=m.expand, chunk_size=m.chunk_size,
                    mamba_hidden_act="silu", use_conv_bias=True, mamba_proj_bias=False)
@@ -585,6 +582,8 @@ _BUILDERS = {
 
 def _try(cfg: ArchConfig, target: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
+        if "mamba2" in _HOLDS[target]:  # every class that holds Mamba-2 layers has the reference's norm
+            _mamba2_norm(cfg)
         return _BUILDERS[target](cfg), None
     except _Cannot as e:
         return None, str(e)

@@ -216,7 +216,7 @@ def test_mamba2_norms_y_times_silu_z_over_its_groups_its_heads_or_not_at_all(nor
     g = gated.unflatten(-1, (slices, -1))
     expected = (g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + 1e-5)).flatten(-2)  # unit RMS in each slice
     assert torch.allclose(out, expected, atol=1e-6)
-    other = gated.unflatten(-1, (10 - slices, -1))  # the other option's slices: not what this one computes
+    other = gated.unflatten(-1, ({"group": 8, "head": 2}[norm], -1))  # the other option's slices: not this one's
     assert not torch.allclose(out, (other * torch.rsqrt(other.pow(2).mean(-1, keepdim=True) + 1e-5)).flatten(-2))
 
 
